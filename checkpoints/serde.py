@@ -1,0 +1,103 @@
+"""A checkpoint serializer that never imports or calls anything a database row names.
+
+LangGraph's msgpack format stores objects as (module, name, args) and rebuilds them by
+importing `module` and calling `name`. A forged row could name `os.system`. This serializer
+refuses, with `UntrustedCheckpointError`, any type outside LangGraph's built-in safe list (plus
+an explicit allow-list), refuses pickle, and checks nested objects before anything is built.
+"""
+
+import importlib
+import threading
+from collections.abc import Iterable
+from typing import Any, NoReturn
+
+import ormsgpack
+from langgraph.checkpoint.serde import _msgpack as lg_msgpack
+from langgraph.checkpoint.serde import jsonplus
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.types import Send
+
+_CHECKED_CODES = {
+    jsonplus.EXT_CONSTRUCTOR_SINGLE_ARG,
+    jsonplus.EXT_CONSTRUCTOR_POS_ARGS,
+    jsonplus.EXT_CONSTRUCTOR_KW_ARGS,
+    jsonplus.EXT_METHOD_SINGLE_ARG,
+    jsonplus.EXT_PYDANTIC_V1,
+    jsonplus.EXT_PYDANTIC_V2,
+}
+
+
+class UntrustedCheckpointError(ValueError):
+    """A stored checkpoint names code this program will not import or call."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"refusing to load checkpoint data that names {what}, which is not on the list of "
+            "types this program trusts: nothing was imported or called. The database may have "
+            "been modified by someone else; restore it from a backup or delete the thread."
+        )
+
+
+class StrictSerializer(JsonPlusSerializer):
+    """`JsonPlusSerializer` with msgpack types limited to an allow-list and no pickle."""
+
+    def __init__(self, allowed: Iterable[tuple[str, str]] = ()) -> None:
+        self._trusted = frozenset(lg_msgpack.SAFE_MSGPACK_TYPES) | frozenset(allowed)
+        super().__init__(pickle_fallback=False, allowed_msgpack_modules=None)
+        self._stock_hook = jsonplus._create_msgpack_ext_hook(None)
+        self._refused = threading.local()  # the refusal, past ormsgpack's own ValueError
+
+    def _refuse(self, what: str) -> NoReturn:
+        error = UntrustedCheckpointError(what)
+        self._refused.error = error
+        raise error
+
+    def _checked_hook(self, code: int, data: bytes) -> Any:
+        if code == jsonplus.EXT_DELTA_SNAPSHOT:
+            return self._stock_hook(code, data)  # its nested objects get the stock strict check
+        if code not in _CHECKED_CODES:
+            self._refuse(f"the extension type {code}")
+        # decoding with this same hook checks every nested object before the outer one is built
+        tup = ormsgpack.unpackb(data, ext_hook=self._checked_hook, option=_OPTION)
+        module, name, payload = str(tup[0]), str(tup[1]), tup[2]
+        if code == jsonplus.EXT_METHOD_SINGLE_ARG:
+            if (module, name, str(tup[3])) not in lg_msgpack.SAFE_MSGPACK_METHODS:
+                self._refuse(f"the method {module}.{name}.{tup[3]}")
+        elif (module, name) not in self._trusted:
+            self._refuse(f"the Python object {module}.{name}")
+        target = getattr(importlib.import_module(module), name)
+        if code == jsonplus.EXT_CONSTRUCTOR_SINGLE_ARG:
+            return target(payload)
+        if code == jsonplus.EXT_CONSTRUCTOR_POS_ARGS:
+            return jsonplus._send_from_args(payload) if target is Send else target(*payload)
+        if code == jsonplus.EXT_CONSTRUCTOR_KW_ARGS:
+            return target(**payload)
+        if code == jsonplus.EXT_METHOD_SINGLE_ARG:
+            return getattr(target, str(tup[3]))(payload)
+        try:  # pydantic models: validate, else rebuild without validation like LangGraph does
+            return target(**payload)
+        except Exception:
+            construct = "construct" if code == jsonplus.EXT_PYDANTIC_V1 else "model_construct"
+            return getattr(target, construct)(**payload)
+
+    def loads_typed(self, data: tuple[str, bytes]) -> Any:
+        type_, payload = data
+        if type_ == "msgpack":
+            try:
+                return ormsgpack.unpackb(payload, ext_hook=self._checked_hook, option=_OPTION)
+            except ValueError:  # ormsgpack replaces the hook's exception with its own
+                refused, self._refused.error = getattr(self._refused, "error", None), None
+                if refused is not None:
+                    raise refused from None
+                raise
+        if type_ in ("null", "bytes", "bytearray"):
+            return super().loads_typed(data)
+        raise UntrustedCheckpointError(f"the serialization format {type_!r}")
+
+
+_OPTION = ormsgpack.OPT_NON_STR_KEYS
+
+
+def make_strict_serializer(allowed: Iterable[tuple[str, str]] = ()) -> StrictSerializer:
+    """The serializer every saver of this project uses."""
+    return StrictSerializer(allowed)

@@ -1,0 +1,247 @@
+"""Opening the SQLite checkpoint saver: WAL, `synchronous=FULL`, a busy timeout, strict serde.
+
+`BatchingSqliteSaver` keeps the guarantee that matters — the checkpoint holding a decision is
+committed before the tool it approves starts, and a tool's result is committed as soon as the
+tool returns — while committing a whole approval cycle in four transactions instead of a dozen.
+"""
+
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, closing, contextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    get_checkpoint_metadata,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+from checkpoints.serde import make_strict_serializer
+
+# LangGraph's reserved channel names (stable strings that LangGraph keeps private)
+INTERRUPT, ERROR, TASKS, START = "__interrupt__", "__error__", "__pregel_tasks", "__start__"
+
+BUSY_TIMEOUT_SECONDS = 30.0
+PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}",
+)
+_RUN_ENDING_CHANNELS = {INTERRUPT, ERROR}
+_PUT_CHECKPOINT = (
+    "INSERT OR REPLACE INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
+    "parent_checkpoint_id, type, checkpoint, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_WRITES_COLUMNS = (
+    "INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, "
+    "type, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_REPLACE_WRITES = "INSERT OR REPLACE " + _WRITES_COLUMNS
+_INSERT_WRITES = "INSERT OR IGNORE " + _WRITES_COLUMNS
+
+
+class DatabaseError(RuntimeError):
+    """The database file cannot be opened or written."""
+
+    def __init__(self, path: Path | str, cause: BaseException) -> None:
+        super().__init__(
+            f"cannot use the database {str(path)!r}: {cause}. "
+            "Check that the file and its folder exist and are writable by this user, "
+            "or choose another file with --db or HITL_DB."
+        )
+        self.path = str(path)
+
+
+class BatchingSqliteSaver(SqliteSaver):
+    """`SqliteSaver` that groups a run's rows into a few transactions (see the module doc).
+
+    Rows are buffered in memory (so no write lock is held while a model or tool runs) and
+    committed, in order, at these points: an interrupt or error (the run stops); the writes of a
+    side-effect step (its results must survive a crash); a checkpoint that schedules a
+    side-effect node (the decision is on disk before the tool starts); a checkpoint that
+    schedules nothing (the run ends); and before any read. A crash loses at most the buffered
+    steps since the last commit, which have no side effects and are simply run again.
+    """
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        serde: SerializerProtocol | None = None,
+        side_effect_nodes: Iterable[str] = ("tools",),
+    ) -> None:
+        super().__init__(conn, serde=serde)
+        self._side_effect_nodes = frozenset(side_effect_nodes)
+        self._side_effect_steps: set[str] = set()  # checkpoints whose next step has side effects
+        self._buffer: list[tuple[str, list[tuple[Any, ...]]]] = []
+        self.commits = 0
+
+    @contextmanager
+    def cursor(self, transaction: bool = True) -> Iterator[sqlite3.Cursor]:
+        """The stock cursor, after the buffered rows are written (and then committed with it)."""
+        with self.lock:
+            self.setup()
+            cur = self.conn.cursor()
+            try:
+                buffered, self._buffer = self._buffer, []
+                for statement, rows in buffered:
+                    cur.executemany(statement, rows)
+                yield cur
+                if transaction or buffered:
+                    self.conn.commit()
+                    self.commits += 1
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.rollback()
+                raise
+            finally:
+                cur.close()
+
+    def _save(self, statement: str, rows: list[tuple[Any, ...]], *, commit: bool) -> None:
+        if commit:
+            with self.cursor() as cur:
+                cur.executemany(statement, rows)
+        else:
+            with self.lock:
+                self._buffer.append((statement, rows))
+
+    def flush(self) -> None:
+        """Commit whatever is buffered (a run that stopped without reaching a commit point)."""
+        if self._buffer:
+            with self.cursor(transaction=False):
+                pass
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        configurable = config["configurable"]
+        type_, blob = self.serde.dumps_typed(checkpoint)
+        row = (
+            str(configurable["thread_id"]),
+            configurable["checkpoint_ns"],
+            checkpoint["id"],
+            configurable.get("checkpoint_id"),
+            type_,
+            blob,
+            json.dumps(get_checkpoint_metadata(config, metadata), ensure_ascii=False).encode(
+                "utf-8", "ignore"
+            ),
+        )
+        scheduled = _scheduled_nodes(checkpoint)
+        runs_side_effects = bool(scheduled & self._side_effect_nodes)
+        if runs_side_effects:
+            with self.lock:
+                self._side_effect_steps.add(checkpoint["id"])
+        self._save(_PUT_CHECKPOINT, [row], commit=runs_side_effects or not scheduled)
+        return {
+            "configurable": {
+                "thread_id": configurable["thread_id"],
+                "checkpoint_ns": configurable["checkpoint_ns"],
+                "checkpoint_id": checkpoint["id"],
+            }
+        }
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        configurable = config["configurable"]
+        statement = (
+            _REPLACE_WRITES if all(w[0] in WRITES_IDX_MAP for w in writes) else _INSERT_WRITES
+        )
+        rows = [
+            (
+                str(configurable["thread_id"]),
+                str(configurable["checkpoint_ns"]),
+                str(configurable["checkpoint_id"]),
+                task_id,
+                task_path,
+                WRITES_IDX_MAP.get(channel, idx),
+                channel,
+                *self.serde.dumps_typed(value),
+            )
+            for idx, (channel, value) in enumerate(writes)
+        ]
+        commit = configurable["checkpoint_id"] in self._side_effect_steps or any(
+            channel in _RUN_ENDING_CHANNELS for channel, _ in writes
+        )
+        self._save(statement, rows, commit=commit)
+
+
+def _scheduled_nodes(checkpoint: Checkpoint) -> set[str]:
+    """The nodes the step after this checkpoint runs (empty: the run ends here)."""
+    values = checkpoint["channel_values"]
+    nodes = {key.removeprefix("branch:to:") for key in values if key.startswith("branch:to:")}
+    nodes.update(getattr(send, "node", "") for send in values.get(TASKS) or ())
+    if START in values:
+        nodes.add(START)
+    return nodes
+
+
+def connect(path: Path | str) -> sqlite3.Connection:
+    """A connection with the project's pragmas, checked to be writable; `DatabaseError` if not."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, check_same_thread=False, timeout=BUSY_TIMEOUT_SECONDS)
+    except (OSError, sqlite3.Error) as e:
+        raise DatabaseError(path, e) from e
+    try:
+        for pragma in PRAGMAS:
+            conn.execute(pragma)
+        conn.execute("BEGIN IMMEDIATE")  # fails now, not mid-run, if the file is read-only
+        conn.execute("ROLLBACK")
+    except sqlite3.Error as e:
+        conn.close()
+        raise DatabaseError(path, e) from e
+    return conn
+
+
+@contextmanager
+def open_saver(path: Path | str) -> Iterator[BatchingSqliteSaver]:
+    """Open the checkpoint saver on the SQLite file at `path` (created if missing)."""
+    with closing(connect(path)) as conn:
+        saver = BatchingSqliteSaver(conn, serde=make_strict_serializer())
+        try:
+            saver.setup()
+        except sqlite3.Error as e:
+            raise DatabaseError(path, e) from e
+        yield saver
+        saver.flush()
+
+
+@asynccontextmanager
+async def open_async_saver(path: Path | str) -> AsyncIterator[AsyncSqliteSaver]:
+    """The async saver on the same file, for async runtimes such as `langgraph dev`."""
+    connect(path).close()  # same checks and clear error as the sync saver
+    async with aiosqlite.connect(str(path), timeout=BUSY_TIMEOUT_SECONDS) as conn:
+        for pragma in PRAGMAS:
+            await conn.execute(pragma)
+        saver = AsyncSqliteSaver(conn, serde=make_strict_serializer())
+        await saver.setup()
+        yield saver
+
+
+def list_thread_ids(saver: SqliteSaver) -> list[str]:
+    """Every thread in the database, newest activity first."""
+    with saver.cursor(transaction=False) as cur:
+        cur.execute(
+            "SELECT thread_id FROM checkpoints WHERE checkpoint_ns = '' "
+            "GROUP BY thread_id ORDER BY MAX(checkpoint_id) DESC"
+        )
+        return [row[0] for row in cur.fetchall()]

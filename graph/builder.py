@@ -1,0 +1,39 @@
+"""`build_graph`: the one place the approval graph is assembled.
+
+START → agent ─(tool calls)→ approval ×N (one per call, Send) → tools → agent
+              └─(no tool calls)→ END
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.tools import BaseTool
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from graph.nodes import make_agent_node, make_approval_node, make_tools_node, route_after_agent
+from graph.policy import Policy
+from graph.state import ApprovalTask, State
+
+GRAPH_ID = "agent"
+
+
+def build_graph(
+    *,
+    model: BaseChatModel,
+    tools: Sequence[BaseTool],
+    policy: Policy,
+    checkpointer: BaseCheckpointSaver[Any] | None = None,
+) -> CompiledStateGraph[Any]:
+    """Compile agent → approval → tools; run it with `durability="sync"` to keep decisions safe."""
+    builder = StateGraph(State)
+    builder.add_node("agent", make_agent_node(model, tools))
+    builder.add_node("approval", make_approval_node(policy, tools), input_schema=ApprovalTask)
+    builder.add_node("tools", make_tools_node(tools))
+    builder.add_edge(START, "agent")
+    builder.add_conditional_edges("agent", route_after_agent, ["approval", END])
+    builder.add_edge("approval", "tools")
+    builder.add_edge("tools", "agent")
+    return builder.compile(checkpointer=checkpointer, name=GRAPH_ID)

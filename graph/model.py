@@ -1,0 +1,34 @@
+"""Choosing the chat model: the offline one by default, a real provider with one setting."""
+
+from langchain_core.language_models import BaseChatModel
+
+from graph.offline_model import OfflineChatModel
+
+OFFLINE = "offline"
+
+
+class ModelConfigError(ValueError):
+    """The model setting names a provider that cannot be loaded."""
+
+
+def make_model(setting: str | None) -> BaseChatModel:
+    """`None`/`"offline"`: the offline model; `"provider:model"`: LangChain's `init_chat_model`."""
+    if not setting or setting == OFFLINE:
+        return OfflineChatModel()
+    if ":" not in setting:
+        raise ModelConfigError(
+            f"HITL_MODEL={setting!r} is not of the form provider:model "
+            "(for example openai:gpt-4.1-mini); unset it to use the offline model"
+        )
+    try:
+        from langchain.chat_models import init_chat_model  # type: ignore[import-not-found,unused-ignore]
+    except ImportError as e:
+        raise ModelConfigError(
+            f"HITL_MODEL={setting!r} needs the 'langchain' package and the provider's package: "
+            f"pip install 'hitl-approvals[{setting.split(':', 1)[0]}]'"
+        ) from e
+    try:
+        model: BaseChatModel = init_chat_model(setting)
+        return model
+    except (ImportError, ValueError) as e:
+        raise ModelConfigError(f"cannot load the chat model {setting!r}: {e}") from e

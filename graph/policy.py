@@ -1,0 +1,77 @@
+"""Which tool calls need a person's decision, and which decisions each tool accepts.
+
+A policy is plain data plus pure predicates, so the approval node can evaluate it again on
+resume (LangGraph re-runs the node from its start) and get the same answer.
+"""
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from langchain_core.messages import ToolCall
+
+from graph.decisions import ALL_DECISIONS, DecisionType
+
+Ask = Literal["always", "never"] | Callable[[Mapping[str, Any]], bool]
+
+
+@dataclass(frozen=True)
+class ToolRule:
+    """How one tool is gated.
+
+    `ask` is `"always"`, `"never"` (auto-approve) or a predicate on the call's arguments that
+    returns True when a person must decide. The predicate must be pure: it runs again on resume.
+    """
+
+    ask: Ask = "always"
+    allowed_decisions: Sequence[DecisionType] = ALL_DECISIONS
+    description: str | None = None
+
+    def needs_review(self, args: Mapping[str, Any]) -> bool:
+        """Whether a call with these arguments waits for a person."""
+        if self.ask == "always":
+            return True
+        if self.ask == "never":
+            return False
+        return bool(self.ask(args))
+
+    def describe(self, call: ToolCall) -> str:
+        """The text a reviewer reads on the approval card."""
+        intro = self.description or "Tool execution requires approval"
+        return f"{intro}\n\nTool: {call['name']}\nArgs: {json.dumps(call['args'], sort_keys=True)}"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Rules by tool name; a tool without a rule uses `default` (ask, to fail safe)."""
+
+    rules: Mapping[str, ToolRule] = field(default_factory=dict)
+    default: ToolRule = ToolRule()
+
+    def rule_for(self, tool_name: str) -> ToolRule:
+        """The rule that applies to calls of this tool."""
+        return self.rules.get(tool_name, self.default)
+
+
+def recipient_outside(domain: str, arg: str = "recipient") -> Callable[[Mapping[str, Any]], bool]:
+    """A predicate: ask only when the address in `arg` is not at `domain`."""
+    suffix = "@" + domain.lower()
+
+    def outside(args: Mapping[str, Any]) -> bool:
+        return not str(args.get(arg, "")).lower().endswith(suffix)
+
+    outside.__name__ = f"recipient_outside_{domain}"
+    return outside
+
+
+def default_policy() -> Policy:
+    """The demo policy: counting emails is harmless, sending one always needs a yes."""
+    return Policy(
+        rules={
+            "count_emails": ToolRule(ask="never"),
+            "send_email": ToolRule(
+                ask="always", description="The agent wants to send an email on your behalf"
+            ),
+        }
+    )

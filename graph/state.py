@@ -1,0 +1,52 @@
+"""The graph's state: the conversation and each tool call's review."""
+
+from typing import (
+    Annotated,
+    Any,
+    Literal,
+    NotRequired,  # pydantic needs these on Python < 3.12
+)
+
+from langchain_core.messages import AnyMessage, ToolCall
+from langgraph.graph.message import add_messages
+from typing_extensions import TypedDict
+
+ReviewKind = Literal["auto", "approve", "edit", "reject", "respond"]
+
+
+class Review(TypedDict):
+    """What was decided about one tool call, keyed by its `tool_call_id` in the state."""
+
+    tool_call_id: str
+    """The model's ID for the call."""
+    name: str
+    """The tool the call asks for."""
+    decision: ReviewKind
+    """`auto` when the policy let the call through without asking anyone."""
+    args: dict[str, Any]
+    """The arguments the tool runs with: the model's, or the reviewer's edit."""
+    message: NotRequired[str]
+    """The reviewer's reason (reject) or the answer given in place of the tool (respond)."""
+
+
+def merge_reviews(left: dict[str, Review], right: dict[str, Review]) -> dict[str, Review]:
+    """Keep every review; a later one for the same call replaces the earlier."""
+    return {**left, **right}
+
+
+class State(TypedDict):
+    """The conversation, plus the review of every tool call the model proposed."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+    reviews: NotRequired[Annotated[dict[str, Review], merge_reviews]]
+
+
+class ApprovalTask(TypedDict):
+    """The input of one `approval` task: a single tool call, sent by `route_after_agent`."""
+
+    tool_call: ToolCall
+
+
+def runs_tool(review: Review) -> bool:
+    """Whether this review lets the tool run (as opposed to answering in its place)."""
+    return review["decision"] in ("auto", "approve", "edit")

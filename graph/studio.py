@@ -1,0 +1,25 @@
+"""The graph `langgraph.json` exposes to `langgraph dev` / Studio, compiled without a checkpointer.
+
+The platform supplies the checkpointer (see `checkpoints/studio.py`). Settings are read when the
+server builds the graph, never at import time.
+"""
+
+import os
+from typing import Any
+
+from langgraph.graph.state import CompiledStateGraph
+
+from graph.builder import build_graph
+from graph.plugins import load_policy, load_tools
+
+
+def make_graph() -> CompiledStateGraph[Any]:
+    """Build the approval graph from the `HITL_*` settings of the server's environment."""
+    from graph.model import make_model
+
+    environ = dict(os.environ)
+    return build_graph(
+        model=make_model(environ.get("HITL_MODEL")),
+        tools=load_tools(environ),
+        policy=load_policy(environ),
+    )

@@ -1,0 +1,28 @@
+"""The composition root: settings in, a ready `ApprovalService` out."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from checkpoints.sqlite import open_saver
+from graph.builder import build_graph
+from graph.decisions import DecisionSchemas
+from graph.model import ModelConfigError, make_model
+from graph.plugins import PluginError, load_policy, load_tools
+from hitl.errors import InvalidSettings
+from hitl.service import ApprovalService
+from hitl.settings import Settings
+
+
+@contextmanager
+def open_service(settings: Settings) -> Iterator[ApprovalService]:
+    """Open the database and build the graph from `settings`; close the database after."""
+    environ = settings.environ or {}
+    try:
+        tools = load_tools(environ)
+        policy = load_policy(environ)
+        model = make_model(settings.model)
+    except (PluginError, ModelConfigError) as e:
+        raise InvalidSettings(str(e)) from e
+    with open_saver(settings.db) as saver:
+        graph = build_graph(model=model, tools=tools, policy=policy, checkpointer=saver)
+        yield ApprovalService(graph, saver, DecisionSchemas(tools))

@@ -1,0 +1,141 @@
+"""The approval graph on a file database: what runs, when, and what survives a restart."""
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from langgraph.types import Command
+from pydantic import ValidationError
+
+from checkpoints.serde import make_strict_serializer
+from hitl.errors import AlreadyDecided, NothingPending
+from tests.fakes import ToolLog
+from tests.integration.conftest import ONE_EMAIL, TWO_EMAILS, open_test_service
+
+
+def _latest_reviews_on_disk(db: Path, thread_id: str) -> dict[str, dict[str, object]]:
+    """The `reviews` of the newest committed checkpoint, read over a separate connection."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        type_, blob = conn.execute(
+            "SELECT type, checkpoint FROM checkpoints WHERE thread_id = ? "
+            "ORDER BY checkpoint_id DESC LIMIT 1",
+            (thread_id,),
+        ).fetchone()
+    finally:
+        conn.close()
+    checkpoint = make_strict_serializer().loads_typed((type_, blob))
+    return dict(checkpoint["channel_values"].get("reviews", {}))
+
+
+def test_the_approved_decision_is_on_disk_before_the_tool_starts(db: Path, log: ToolLog) -> None:
+    seen_on_disk: dict[str, object] = {}
+    with open_test_service(db, log) as service:
+        view = service.run(ONE_EMAIL)
+        call_id = view.pending[0].tool_call_id
+
+        def check_disk(name: str, tool_call_id: str) -> None:
+            seen_on_disk.update(_latest_reviews_on_disk(db, view.thread_id).get(tool_call_id, {}))
+
+        log.before_run = check_disk
+        service.decide(view.thread_id, {call_id: "approve"})
+    assert seen_on_disk["decision"] == "approve"
+    assert log.ids("send_email") == [call_id]
+
+
+def test_sibling_calls_each_run_once_and_only_after_every_call_is_decided(
+    db: Path, log: ToolLog
+) -> None:
+    with open_test_service(db, log) as service:
+        view = service.run(TWO_EMAILS)
+        first, second = (p.tool_call_id for p in view.pending)
+        assert len(view.pending) == 2 and log.calls == []  # count_emails waits for the turn
+
+        partial = service.decide(view.thread_id, {first: "approve"})
+        assert partial.status == "interrupted"
+        assert [p.tool_call_id for p in partial.pending] == [second]
+        assert log.calls == []
+
+    with open_test_service(db, log) as service:  # another process decides the rest
+        done = service.decide(view.thread_id, {second: {"type": "reject", "message": "no"}})
+    assert done.status == "done"
+    assert sorted(log.ids()) == sorted([first, *log.ids("count_emails")])
+    assert len(log.ids("count_emails")) == 1
+    assert second not in log.ids()
+
+
+def test_rejected_call_never_runs_even_after_a_restart(db: Path, log: ToolLog) -> None:
+    with open_test_service(db, log) as service:
+        view = service.run(ONE_EMAIL)
+        service.decide_all(view.thread_id, {"type": "reject", "message": "not today"})
+    with open_test_service(db, log) as service:
+        after = service.show(view.thread_id)
+        with pytest.raises(NothingPending):
+            service.decide_all(view.thread_id, "approve")
+    assert after.status == "done"
+    assert "not today" in (after.answer or "")
+    assert log.calls == []
+
+
+def test_edited_call_runs_with_exactly_the_edited_args_and_the_model_is_told(
+    db: Path, log: ToolLog
+) -> None:
+    with open_test_service(db, log) as service:
+        view = service.run(ONE_EMAIL)
+        call_id = view.pending[0].tool_call_id
+        done = service.edit(view.thread_id, call_id, {"message": "hello", "recipient": "s@x.org"})
+    assert log.calls == [("send_email", call_id, {"message": "hello", "recipient": "s@x.org"})]
+    result = next(m for m in done.messages if m.get("tool_call_id") == call_id)
+    assert "reviewer edited" in str(result["content"])
+
+
+def test_respond_answer_becomes_the_tool_result_without_running_it(db: Path, log: ToolLog) -> None:
+    with open_test_service(db, log) as service:
+        view = service.run(ONE_EMAIL)
+        call_id = view.pending[0].tool_call_id
+        done = service.decide(view.thread_id, {call_id: {"type": "respond", "message": "sent it"}})
+    result = next(m for m in done.messages if m.get("tool_call_id") == call_id)
+    assert result["content"] == "sent it" and result["status"] == "success"
+    assert log.calls == []
+
+
+def test_a_second_answer_to_a_decided_call_is_refused_and_nothing_reruns(
+    db: Path, log: ToolLog
+) -> None:
+    with open_test_service(db, log) as service:
+        view = service.run(TWO_EMAILS)
+        first = view.pending[0].tool_call_id
+        service.decide(view.thread_id, {first: "approve"})
+        with pytest.raises(AlreadyDecided, match="already decided"):
+            service.decide(view.thread_id, {first: "reject"})
+        service.decide_all(view.thread_id, "approve")
+        with pytest.raises(AlreadyDecided):
+            service.decide(view.thread_id, {first: "approve"})
+    assert sorted(log.ids("send_email")) == sorted(p.tool_call_id for p in view.pending)
+
+
+def test_an_invalid_resume_sent_straight_to_langgraph_saves_nothing(db: Path, log: ToolLog) -> None:
+    with open_test_service(db, log) as service:
+        view = service.run(ONE_EMAIL)
+        graph = service._graph
+        config = {"configurable": {"thread_id": view.thread_id}}
+        before = len(list(graph.get_state_history(config)))
+        bad = {"type": "edit", "edited_action": {"name": "delete_everything", "args": {}}}
+        with pytest.raises(ValidationError):
+            graph.invoke(Command(resume={view.pending[0].interrupt_id: bad}), config)
+        after = service.show(view.thread_id)
+        assert len(list(graph.get_state_history(config))) == before
+    assert after.status == "interrupted" and log.calls == []
+
+
+def test_runs_leave_nothing_buffered_or_locked(db: Path, log: ToolLog) -> None:
+    with open_test_service(db, log) as service:
+        view = service.run(ONE_EMAIL)
+        service.decide_all(view.thread_id, "approve")
+        saver = service._saver
+        assert not saver.conn.in_transaction and not saver._buffer
+        pragmas = {
+            name: saver.conn.execute(f"PRAGMA {name}").fetchone()[0]
+            for name in ("journal_mode", "synchronous", "busy_timeout")
+        }
+    assert pragmas == {"journal_mode": "wal", "synchronous": 2, "busy_timeout": 30000}
