@@ -1,0 +1,90 @@
+"""The project's commands, needing nothing but Python 3.11: `python3 dev.py demo|test|bench|lint`.
+
+Each command first makes sure `.venv` exists with the project and its dev tools installed
+(again only when `pyproject.toml` changed).
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+STAMP = VENV / ".installed-pyproject-sha256"
+DEMO_PROMPT = "Send sally@example.com an email saying 'hi'"
+
+
+def setup() -> None:
+    """Create `.venv` and install the project with its dev extras, if not done already."""
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == wanted:
+        return
+    if not (BIN / "python").exists():
+        print(f"creating {VENV.relative_to(ROOT)} ...", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    pip = [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    print("installing the project and its dev tools ...", flush=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True)
+    STAMP.write_text(wanted)
+
+
+def demo() -> None:
+    """Start a thread that needs approval, approve it from a second process, show the result."""
+    hitl = str(BIN / "hitl")
+
+    def step(title: str, *args: str) -> dict[str, object]:
+        print(f"\n## {title}\n$ hitl {shlex.join(args)}", flush=True)
+        done = subprocess.run([hitl, *args, "--json"], cwd=ROOT, check=True, text=True,
+                              capture_output=True)
+        data: dict[str, object] = json.loads(done.stdout)
+        human = subprocess.run([hitl, "show", str(data["thread_id"])], cwd=ROOT, check=True,
+                               text=True, capture_output=True) if "thread_id" in data else None
+        print((human.stdout if human else done.stdout).rstrip())
+        return data
+
+    started = step("1. The agent proposes a tool call and pauses for a person", "run", DEMO_PROMPT)
+    thread_id = str(started["thread_id"])
+    print(f"\n## 2. Any process can list what waits for a decision\n$ hitl pending", flush=True)
+    subprocess.run([hitl, "pending"], cwd=ROOT, check=True)
+    step("3. A second process approves it by thread ID; the tool runs once", "approve", thread_id)
+    print(f"\n## 4. The side effect (demo outbox)\n{(ROOT / 'checkpoints/outbox.jsonl').read_text().splitlines()[-1]}")
+    print(f"\nThe thread lives in checkpoints/hitl.sqlite: try `hitl history {thread_id}`.")
+
+
+def test(extra: list[str]) -> None:
+    """The whole test suite, slow tests included."""
+    subprocess.run([str(BIN / "python"), "-m", "pytest", *extra], cwd=ROOT, check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("command", choices=["setup", "demo", "test", "bench", "lint"])
+    parser.add_argument("extra", nargs=argparse.REMAINDER, help="passed on (e.g. to pytest)")
+    args = parser.parse_args()
+    setup()
+    python = str(BIN / "python")
+    try:
+        if args.command == "demo":
+            demo()
+        elif args.command == "test":
+            test(args.extra)
+        elif args.command == "bench":
+            subprocess.run([python, "bench/approval_cycle.py", *args.extra], cwd=ROOT, check=True)
+        elif args.command == "lint":
+            subprocess.run([python, "-m", "ruff", "check", "."], cwd=ROOT, check=True)
+            subprocess.run([python, "-m", "ruff", "format", "--check", "."], cwd=ROOT, check=True)
+            subprocess.run([python, "-m", "mypy"], cwd=ROOT, check=True)
+    except subprocess.CalledProcessError as e:
+        sys.exit(e.returncode or 1)
+
+
+if __name__ == "__main__":
+    main()
