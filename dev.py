@@ -42,20 +42,31 @@ def demo() -> None:
 
     def step(title: str, *args: str) -> dict[str, object]:
         print(f"\n## {title}\n$ hitl {shlex.join(args)}", flush=True)
-        done = subprocess.run([hitl, *args, "--json"], cwd=ROOT, check=True, text=True,
-                              capture_output=True)
+        done = subprocess.run(
+            [hitl, *args, "--json"], cwd=ROOT, check=True, text=True, capture_output=True
+        )
         data: dict[str, object] = json.loads(done.stdout)
-        human = subprocess.run([hitl, "show", str(data["thread_id"])], cwd=ROOT, check=True,
-                               text=True, capture_output=True) if "thread_id" in data else None
+        human = (
+            subprocess.run(
+                [hitl, "show", str(data["thread_id"])],
+                cwd=ROOT,
+                check=True,
+                text=True,
+                capture_output=True,
+            )
+            if "thread_id" in data
+            else None
+        )
         print((human.stdout if human else done.stdout).rstrip())
         return data
 
     started = step("1. The agent proposes a tool call and pauses for a person", "run", DEMO_PROMPT)
     thread_id = str(started["thread_id"])
-    print(f"\n## 2. Any process can list what waits for a decision\n$ hitl pending", flush=True)
+    print("\n## 2. Any process can list what waits for a decision\n$ hitl pending", flush=True)
     subprocess.run([hitl, "pending"], cwd=ROOT, check=True)
     step("3. A second process approves it by thread ID; the tool runs once", "approve", thread_id)
-    print(f"\n## 4. The side effect (demo outbox)\n{(ROOT / 'checkpoints/outbox.jsonl').read_text().splitlines()[-1]}")
+    sent = (ROOT / "checkpoints/outbox.jsonl").read_text().splitlines()[-1]
+    print(f"\n## 4. The side effect (demo outbox)\n{sent}")
     print(f"\nThe thread lives in checkpoints/hitl.sqlite: try `hitl history {thread_id}`.")
 
 

@@ -3,6 +3,7 @@
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from checkpoints.locks import ThreadLocks
 from checkpoints.sqlite import open_saver
 from graph.builder import build_graph
 from graph.decisions import DecisionSchemas
@@ -25,4 +26,4 @@ def open_service(settings: Settings) -> Iterator[ApprovalService]:
         raise InvalidSettings(str(e)) from e
     with open_saver(settings.db) as saver:
         graph = build_graph(model=model, tools=tools, policy=policy, checkpointer=saver)
-        yield ApprovalService(graph, saver, DecisionSchemas(tools))
+        yield ApprovalService(graph, saver, DecisionSchemas(tools), ThreadLocks.beside(settings.db))

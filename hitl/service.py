@@ -17,6 +17,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot
 from pydantic import ValidationError
 
+from checkpoints.locks import ThreadLocks
 from checkpoints.sqlite import BatchingSqliteSaver, list_thread_ids
 from graph.decisions import DecisionNotAllowedError, DecisionSchemas, DecisionType
 from hitl.errors import (
@@ -39,11 +40,16 @@ class ApprovalService:
     """The operations of the CLI (and later the HTTP API) on one graph and one database."""
 
     def __init__(
-        self, graph: CompiledStateGraph[Any], saver: BatchingSqliteSaver, schemas: DecisionSchemas
+        self,
+        graph: CompiledStateGraph[Any],
+        saver: BatchingSqliteSaver,
+        schemas: DecisionSchemas,
+        locks: ThreadLocks,
     ) -> None:
         self._graph = graph
         self._saver = saver
         self._schemas = schemas
+        self._locks = locks
 
     # reading
 
@@ -88,6 +94,10 @@ class ApprovalService:
     ) -> ThreadView:
         """Send a user message to a new thread, or to an existing one that is not waiting."""
         thread_id = thread_id or str(uuid.uuid4())
+        with self._locks.hold(thread_id):
+            return self._run_locked(prompt, thread_id, cancel_pending)
+
+    def _run_locked(self, prompt: str, thread_id: str, cancel_pending: bool) -> ThreadView:
         snapshot = self._graph.get_state(_config(thread_id))
         if pending := _pending(thread_id, snapshot):
             if not cancel_pending:
@@ -100,7 +110,15 @@ class ApprovalService:
         return self.show(thread_id)
 
     def decide(self, thread_id: str, answers: Mapping[str, object]) -> ThreadView:
-        """Apply decisions keyed by `tool_call_id`; any subset of the pending calls, one run."""
+        """Apply decisions keyed by `tool_call_id`; any subset of the pending calls, one run.
+
+        Holds the thread's lock from reading what is pending to the end of the run, so a
+        concurrent decision in another process sees this one and is refused.
+        """
+        with self._locks.hold(thread_id):
+            return self._decide_locked(thread_id, answers)
+
+    def _decide_locked(self, thread_id: str, answers: Mapping[str, object]) -> ThreadView:
         snapshot = self._snapshot(thread_id)
         pending = {p.tool_call_id: p for p in _pending(thread_id, snapshot)}
         reviews = snapshot.values.get("reviews", {})
@@ -128,20 +146,20 @@ class ApprovalService:
 
     def edit(self, thread_id: str, tool_call_id: str, args: Mapping[str, Any]) -> ThreadView:
         """Run a pending call with `args` instead of the model's (same tool, validated first)."""
-        snapshot = self._snapshot(thread_id)
-        tool = next(
-            (p.tool for p in _pending(thread_id, snapshot) if p.tool_call_id == tool_call_id), ""
-        )
-        edit = {"type": "edit", "edited_action": {"name": tool, "args": dict(args)}}
-        return self.decide(thread_id, {tool_call_id: edit})
+        with self._locks.hold(thread_id):
+            pending = _pending(thread_id, self._snapshot(thread_id))
+            tool = next((p.tool for p in pending if p.tool_call_id == tool_call_id), "")
+            edit = {"type": "edit", "edited_action": {"name": tool, "args": dict(args)}}
+            return self._decide_locked(thread_id, {tool_call_id: edit})
 
     def decide_all(self, thread_id: str, answer: object) -> ThreadView:
         """Apply one answer (approve, or reject with a reason) to every pending call."""
-        snapshot = self._snapshot(thread_id)
-        pending = _pending(thread_id, snapshot)
-        if not pending:
-            raise NothingPending(thread_id, _status(snapshot))
-        return self.decide(thread_id, {p.tool_call_id: answer for p in pending})
+        with self._locks.hold(thread_id):
+            snapshot = self._snapshot(thread_id)
+            pending = _pending(thread_id, snapshot)
+            if not pending:
+                raise NothingPending(thread_id, _status(snapshot))
+            return self._decide_locked(thread_id, {p.tool_call_id: answer for p in pending})
 
     # plumbing
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from checkpoints.locks import ThreadLocks
 from checkpoints.sqlite import open_saver
 from graph.builder import build_graph
 from graph.decisions import DecisionSchemas
@@ -44,4 +45,4 @@ def open_test_service(
             policy=policy or default_policy(),
             checkpointer=saver,
         )
-        yield ApprovalService(graph, saver, DecisionSchemas(tools))
+        yield ApprovalService(graph, saver, DecisionSchemas(tools), ThreadLocks.beside(db))

@@ -1,0 +1,79 @@
+"""Several processes deciding the same call at the same instant: one decision wins, once."""
+
+import multiprocessing as mp
+import sqlite3
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+
+import pytest
+
+from hitl.app import open_service
+from hitl.errors import AlreadyDecided, NothingPending
+from hitl.settings import Settings
+
+DECIDERS = 8
+ROUNDS = 3
+
+
+def _settings(db: Path) -> Settings:
+    return Settings(db=db, environ={"HITL_OUTBOX": str(db.with_suffix(".outbox"))})
+
+
+def _decide(
+    db: str, thread_id: str, call_id: str, answer: str, barrier: Barrier, results: "mp.Queue[str]"
+) -> None:
+    with open_service(_settings(Path(db))) as service:
+        barrier.wait(timeout=60)  # everyone is connected: now race
+        try:
+            service.decide(thread_id, {call_id: answer})
+            results.put(f"won:{answer}")
+        except (AlreadyDecided, NothingPending) as e:
+            results.put(f"refused:{type(e).__name__}")
+
+
+def _forks(db: Path) -> list[tuple[str, int]]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(
+            "SELECT parent_checkpoint_id, COUNT(*) FROM checkpoints WHERE checkpoint_ns = '' "
+            "AND parent_checkpoint_id IS NOT NULL GROUP BY parent_checkpoint_id HAVING COUNT(*) > 1"
+        ).fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("round_", range(ROUNDS))
+def test_eight_processes_racing_on_one_call_record_one_decision_and_run_the_tool_at_most_once(
+    tmp_path: Path, round_: int
+) -> None:
+    db = tmp_path / "hitl.sqlite"
+    with open_service(_settings(db)) as service:
+        view = service.run("Send sally@example.com an email saying 'hi'")
+    call_id = view.pending[0].tool_call_id
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(DECIDERS)
+    results: mp.Queue[str] = ctx.Queue()
+    answers = ["approve", "reject"] * (DECIDERS // 2)
+    procs = [
+        ctx.Process(target=_decide, args=(str(db), view.thread_id, call_id, a, barrier, results))
+        for a in answers
+    ]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+
+    winners = [o for o in outcomes if o.startswith("won:")]
+    assert len(winners) == 1, outcomes
+    outbox = db.with_suffix(".outbox")
+    sent = outbox.read_text().splitlines() if outbox.exists() else []
+    assert len(sent) == (1 if winners[0] == "won:approve" else 0)
+    assert _forks(db) == []
+    with open_service(_settings(db)) as service:
+        after = service.show(view.thread_id)
+        decided = service.history(view.thread_id)
+    assert after.status == "done"
+    assert [d for e in decided for d in e.decided.values()] == [winners[0].removeprefix("won:")]
