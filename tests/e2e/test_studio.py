@@ -1,0 +1,149 @@
+"""`langgraph dev` serves the approval graph to SDK clients and keeps its state in our database."""
+
+import json
+import sqlite3
+import time
+import uuid
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph_sdk.client import SyncLangGraphClient, get_sync_client
+
+from tests.e2e.conftest import E2E_METADATA, REPO_ROOT, StudioServer, run_studio_server
+
+pytestmark = pytest.mark.slow
+
+GRAPH_ID = "agent"
+EMAIL_REQUEST: dict[str, Any] = {
+    "messages": [{"role": "user", "content": "Send sally@example.com an email saying 'hi'"}]
+}
+SHORTHANDS = {"type": "string", "enum": ["approve", "reject"]}
+WATCHER_SETTLE_SECONDS = 2.0
+
+
+def start_email_run(client: SyncLangGraphClient) -> str:
+    """A new thread whose first run stops at the approval of one `send_email` call."""
+    thread_id: str = client.threads.create(metadata=E2E_METADATA)["thread_id"]
+    client.runs.wait(thread_id, GRAPH_ID, input=EMAIL_REQUEST)
+    return thread_id
+
+
+def pending_approval(client: SyncLangGraphClient, thread_id: str) -> dict[str, Any]:
+    """The thread's one pending interrupt, checked to be the approval of the email to Sally."""
+    state = client.threads.get_state(thread_id)
+    interrupts = state["interrupts"]
+    assert len(interrupts) == 1, interrupts
+    interrupt: dict[str, Any] = dict(interrupts[0])
+    value = interrupt["value"]
+    assert value["type"] == "tool_approval"
+    assert value["name"] == "send_email"
+    assert value["args"] == {"recipient": "sally@example.com", "message": "hi"}
+    assert value["tool_call_id"]
+    assert client.threads.get(thread_id)["status"] == "interrupted"
+    return interrupt
+
+
+def resume(client: SyncLangGraphClient, thread_id: str, answer: object) -> list[dict[str, Any]]:
+    """Answer the pending approval and wait; the thread's messages once the run has finished."""
+    client.runs.wait(thread_id, GRAPH_ID, command={"resume": answer})
+    state = client.threads.get_state(thread_id)
+    assert state["interrupts"] == [], state["interrupts"]
+    assert state["next"] == []
+    assert client.threads.get(thread_id)["status"] == "idle"
+    values = state["values"]
+    assert isinstance(values, dict), values
+    messages: list[dict[str, Any]] = values["messages"]
+    return messages
+
+
+def final_answer(messages: list[dict[str, Any]]) -> str:
+    last = messages[-1]
+    assert last["type"] == "ai", last
+    assert not last.get("tool_calls"), last
+    return str(last["content"])
+
+
+def tool_result(messages: list[dict[str, Any]], tool_call_id: str) -> dict[str, Any]:
+    (result,) = [m for m in messages if m["type"] == "tool" and m["tool_call_id"] == tool_call_id]
+    return result
+
+
+def outbox(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def checkpointed_threads(db: Path) -> set[str]:
+    """Thread IDs with checkpoints in `db`, read through a connection of our own."""
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return {row[0] for row in conn.execute("SELECT DISTINCT thread_id FROM checkpoints")}
+
+
+def assert_no_reload(server: StudioServer, workers_at_start: frozenset[int] | None) -> None:
+    assert server.process.poll() is None, "langgraph dev exited during the test"
+    # uvicorn watches only *.py files; a reload here means our writes (or an edit of the
+    # source made while the test ran) restarted the server under the client
+    assert server.reloads() == [], "langgraph dev reloaded during the test"
+    assert server.worker_pids() == workers_at_start, "the uvicorn worker was replaced"
+
+
+def test_studio_run_pauses_for_approval_and_resumes_from_the_sdk(studio: StudioServer) -> None:
+    client = get_sync_client(url=studio.url)
+    workers_at_start = studio.worker_pids()
+
+    approved = start_email_run(client)
+    approval = pending_approval(client, approved)
+    # Studio renders its answer form from this schema; it must offer the shorthands and edits
+    schema = approval.get("response_schema")
+    assert schema, f"the server does not publish the interrupt's response schema: {approval}"
+    assert SHORTHANDS in schema["anyOf"]
+    assert "send_email_EditDecision" in schema["$defs"]
+    assert outbox(studio.outbox_path) == [], "the email was sent before it was approved"
+
+    messages = resume(client, approved, "approve")
+    call_id = approval["value"]["tool_call_id"]
+    assert tool_result(messages, call_id)["status"] == "success"
+    assert "sally@example.com" in final_answer(messages)
+    sent = outbox(studio.outbox_path)
+    assert [(e["recipient"], e["message"], e["tool_call_id"]) for e in sent] == [
+        ("sally@example.com", "hi", call_id)
+    ]
+
+    rejected = start_email_run(client)
+    approval = pending_approval(client, rejected)
+    messages = resume(client, rejected, {"type": "reject", "message": "not today"})
+    result = tool_result(messages, approval["value"]["tool_call_id"])
+    assert result["status"] == "error"
+    assert "not today" in result["content"]
+    answer = final_answer(messages)
+    assert "rejected" in answer
+    assert "not today" in answer
+    assert outbox(studio.outbox_path) == sent, "a rejected email was sent"
+
+    # the platform kept both threads in our SQLite file, not in its own in-memory store
+    assert {approved, rejected} <= checkpointed_threads(studio.db_path)
+    assert_no_reload(studio, workers_at_start)
+
+
+def test_a_database_inside_the_watched_project_does_not_trigger_reloads(tmp_path: Path) -> None:
+    # the default HITL_DB, checkpoints/hitl.sqlite, lies in the folder `langgraph dev` watches;
+    # a name of our own there keeps a developer's database untouched
+    db = REPO_ROOT / "checkpoints" / f"e2e-{uuid.uuid4().hex}.sqlite"
+    try:
+        with run_studio_server(tmp_path, db) as server:
+            client = get_sync_client(url=server.url)
+            workers_at_start = server.worker_pids()
+            thread_id = start_email_run(client)
+            pending_approval(client, thread_id)
+            final_answer(resume(client, thread_id, "approve"))
+            assert len(outbox(server.outbox_path)) == 1
+            assert thread_id in checkpointed_threads(db)
+            # the watcher debounces changes for up to 1.6 s before it decides to reload
+            time.sleep(WATCHER_SETTLE_SECONDS)
+            assert_no_reload(server, workers_at_start)
+    finally:
+        for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+            path.unlink(missing_ok=True)
