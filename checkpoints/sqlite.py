@@ -196,8 +196,11 @@ def _scheduled_nodes(checkpoint: Checkpoint) -> set[str]:
 
 def connect(path: Path | str) -> sqlite3.Connection:
     """A connection with the project's pragmas, checked to be writable; `DatabaseError` if not."""
+    parent = Path(path).parent
+    if parent.exists() and not parent.is_dir():
+        raise DatabaseError(path, NotADirectoryError(f"{str(parent)!r} is a file, not a folder"))
     try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, check_same_thread=False, timeout=BUSY_TIMEOUT_SECONDS)
     except (OSError, sqlite3.Error) as e:
         raise DatabaseError(path, e) from e
@@ -213,8 +216,10 @@ def connect(path: Path | str) -> sqlite3.Connection:
 
 
 @contextmanager
-def open_saver(path: Path | str) -> Iterator[BatchingSqliteSaver]:
-    """Open the checkpoint saver on the SQLite file at `path` (created if missing)."""
+def open_saver(path: Path | str, *, create: bool = True) -> Iterator[BatchingSqliteSaver]:
+    """Open the checkpoint saver on the SQLite file at `path` (created if missing and `create`)."""
+    if not create and not Path(path).exists():
+        raise DatabaseError(path, FileNotFoundError("no such database file; nothing was created"))
     with closing(connect(path)) as conn:
         saver = BatchingSqliteSaver(conn, serde=make_strict_serializer())
         try:

@@ -13,7 +13,12 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from graph.nodes import make_agent_node, make_approval_node, make_tools_node, route_after_agent
+from graph.nodes import (
+    make_agent_node,
+    make_approval_node,
+    make_route_after_agent,
+    make_tools_node,
+)
 from graph.policy import Policy
 from graph.state import ApprovalTask, State
 
@@ -30,10 +35,10 @@ def build_graph(
     """Compile agent → approval → tools; run it with `durability="sync"` to keep decisions safe."""
     builder = StateGraph(State)
     builder.add_node("agent", make_agent_node(model, tools))
-    builder.add_node("approval", make_approval_node(policy, tools), input_schema=ApprovalTask)
+    builder.add_node("approval", make_approval_node(tools), input_schema=ApprovalTask)
     builder.add_node("tools", make_tools_node(tools))
     builder.add_edge(START, "agent")
-    builder.add_conditional_edges("agent", route_after_agent, ["approval", END])
+    builder.add_conditional_edges("agent", make_route_after_agent(policy, tools), ["approval", END])
     builder.add_edge("approval", "tools")
     builder.add_edge("tools", "agent")
     return builder.compile(checkpointer=checkpointer, name=GRAPH_ID)

@@ -19,6 +19,7 @@ from langgraph.types import Send, interrupt
 
 from graph.decisions import (
     DecisionSchemas,
+    DecisionType,
     ToolApprovalRequest,
     answer_text,
     apply_decision,
@@ -52,39 +53,56 @@ def make_agent_node(model: BaseChatModel, tools: Sequence[BaseTool]) -> Any:
     return agent
 
 
-def route_after_agent(state: State) -> list[Send] | str:
-    """One `approval` task per tool call of the model's turn, or the end of the run."""
-    turn = last_tool_turn(state["messages"])
-    if turn is None:
-        return END
-    return [Send("approval", ApprovalTask(tool_call=call)) for call in turn.tool_calls]
+def make_route_after_agent(policy: Policy, tools: Sequence[BaseTool]) -> Any:
+    """The router after `agent`: one `approval` task per tool call, or the end of the run.
+
+    The policy is evaluated here, once, and its verdict saved in each task's input.
+    """
+    known = {t.name for t in tools}
+
+    def route_after_agent(state: State) -> list[Send] | str:
+        turn = last_tool_turn(state["messages"])
+        if turn is None:
+            return END
+        sends = []
+        for call in turn.tool_calls:
+            rule = policy.rule_for(call["name"])
+            task = ApprovalTask(
+                tool_call=call,
+                # an unknown tool is left to `tools`, which answers the model with an error
+                needs_review=call["name"] in known and rule.needs_review(call["args"]),
+                allowed_decisions=list(rule.allowed_decisions),
+                description=rule.describe(call),
+            )
+            sends.append(Send("approval", task))
+        return sends
+
+    return route_after_agent
 
 
-def make_approval_node(policy: Policy, tools: Sequence[BaseTool]) -> Any:
-    """The `approval` node: ask a person about one call when its tool's policy says so."""
-    tools_by_name = {t.name: t for t in tools}
+def make_approval_node(tools: Sequence[BaseTool]) -> Any:
+    """The `approval` node: ask a person about one call, if the policy's saved verdict says so."""
     schemas = DecisionSchemas(tools)
 
     def approval(task: ApprovalTask) -> dict[str, Any]:
         call = task["tool_call"]
         call_id = cast(str, call["id"])
-        rule = policy.rule_for(call["name"])
-        if call["name"] not in tools_by_name or not rule.needs_review(call["args"]):
-            # an unknown tool is left to `tools`, which answers the model with an error
+        if not task["needs_review"]:
             auto = Review(
                 tool_call_id=call_id, name=call["name"], decision="auto", args=dict(call["args"])
             )
             return {"reviews": {call_id: auto}}
-        allowed = list(rule.allowed_decisions)
+        allowed = cast(list[DecisionType], task["allowed_decisions"])
         request = ToolApprovalRequest(
             type="tool_approval",
             tool_call_id=call_id,
             name=call["name"],
             args=dict(call["args"]),
-            description=rule.describe(call),
+            description=task["description"],
             allowed_decisions=allowed,
         )
-        answer = interrupt(request, response_schema=schemas.for_call(call["name"], allowed))  # type: ignore[call-overload]
+        schema = schemas.for_call(call["name"], allowed)
+        answer = interrupt(request, response_schema=schema)  # type: ignore[call-overload]
         review = apply_decision(call, as_decision(answer), allowed)
         update: dict[str, Any] = {"reviews": {call_id: review}}
         if not runs_tool(review):

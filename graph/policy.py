@@ -1,7 +1,8 @@
 """Which tool calls need a person's decision, and which decisions each tool accepts.
 
-A policy is plain data plus pure predicates, so the approval node can evaluate it again on
-resume (LangGraph re-runs the node from its start) and get the same answer.
+A policy is evaluated once per call, by the router after `agent`, and its verdict is saved with
+the call: a resume in another process, with another policy loaded, cannot change whether a
+call was asked about or which decisions it accepts.
 """
 
 import json
@@ -21,7 +22,7 @@ class ToolRule:
     """How one tool is gated.
 
     `ask` is `"always"`, `"never"` (auto-approve) or a predicate on the call's arguments that
-    returns True when a person must decide. The predicate must be pure: it runs again on resume.
+    returns True when a person must decide.
     """
 
     ask: Ask = "always"

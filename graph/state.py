@@ -42,9 +42,16 @@ class State(TypedDict):
 
 
 class ApprovalTask(TypedDict):
-    """The input of one `approval` task: a single tool call, sent by `route_after_agent`."""
+    """The input of one `approval` task, sent by `route_after_agent` and saved with the step.
+
+    The policy's verdict travels with the call, so a resume in another process, with another
+    policy loaded, still asks (or not) exactly as the first process decided.
+    """
 
     tool_call: ToolCall
+    needs_review: bool
+    allowed_decisions: list[str]
+    description: str
 
 
 def runs_tool(review: Review) -> bool:

@@ -15,8 +15,11 @@ from hitl.settings import Settings
 
 
 @contextmanager
-def open_service(settings: Settings) -> Iterator[ApprovalService]:
-    """Open the database and build the graph from `settings`; close the database after."""
+def open_service(settings: Settings, *, create: bool = True) -> Iterator[ApprovalService]:
+    """Open the database and build the graph from `settings`; close the database after.
+
+    With `create=False` a missing database file is an error (a mistyped path), not a new file.
+    """
     environ = settings.environ or {}
     try:
         tools = load_tools(environ)
@@ -24,6 +27,6 @@ def open_service(settings: Settings) -> Iterator[ApprovalService]:
         model = make_model(settings.model)
     except (PluginError, ModelConfigError) as e:
         raise InvalidSettings(str(e)) from e
-    with open_saver(settings.db) as saver:
+    with open_saver(settings.db, create=create) as saver:
         graph = build_graph(model=model, tools=tools, policy=policy, checkpointer=saver)
         yield ApprovalService(graph, saver, DecisionSchemas(tools), ThreadLocks.beside(settings.db))

@@ -51,10 +51,10 @@ def cli(ctx: click.Context, db: str | None) -> None:
 
 
 @contextmanager
-def _service(as_json: bool) -> Iterator[ApprovalService]:
+def _service(as_json: bool, *, create: bool = False) -> Iterator[ApprovalService]:
     settings: Settings = click.get_current_context().obj
     try:
-        with open_service(settings) as service:
+        with open_service(settings, create=create) as service:
             yield service
     except tuple(EXIT_CODES) as e:
         _fail(e, as_json)
@@ -106,7 +106,9 @@ def _show_view(view: ThreadView, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("prompt")
-@click.option("--thread", "thread_id", help="Continue this thread instead of starting one.")
+@click.option(
+    "--thread", "thread_id", help="Continue this thread (a new ID starts a thread with that ID)."
+)
 @click.option(
     "--cancel-pending",
     is_flag=True,
@@ -115,7 +117,7 @@ def _show_view(view: ThreadView, as_json: bool) -> None:
 @json_option
 def run(prompt: str, thread_id: str | None, cancel_pending: bool, as_json: bool) -> None:
     """Send PROMPT to a new thread (or --thread); print the answer or the pending approvals."""
-    with _service(as_json) as service:
+    with _service(as_json, create=True) as service:
         try:
             view = service.run(prompt, thread_id, cancel_pending=cancel_pending)
         except errors.HitlError as e:

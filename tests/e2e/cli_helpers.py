@@ -1,0 +1,207 @@
+"""Running the real `hitl` command in subprocesses and reading what it left on disk."""
+
+import hashlib
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HITL = Path(sys.executable).parent / "hitl"
+"""The console script of the virtualenv that runs the tests."""
+TIMEOUT_SECONDS = 60
+
+SALLY = "Send sally@example.com an email saying 'hi'"
+PAIR = "Send bob@example.com an email saying 'hi' and send carol@example.org an email saying 'yo'"
+COUNT = "count my emails of the last 3 days"
+
+STRICT_RULE = 'ToolRule(ask="always", allowed_decisions=("approve", "reject"))'
+"""send_email may only be approved or rejected."""
+RELAXED_RULE = 'ToolRule(ask="never")'
+"""send_email runs without asking anyone."""
+
+
+def isolated_env(db: Path, outbox: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without any `HITL_*` setting, plus `db`, `outbox` and `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HITL_")}
+    env.update(
+        HITL_DB=str(db),
+        HITL_OUTBOX=str(outbox),
+        LANGSMITH_TRACING="false",  # the tests must not talk to the network
+        LANGCHAIN_TRACING_V2="false",
+    )
+    env.update(extra or {})
+    return env
+
+
+def hitl(*args: str, env: Mapping[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run `hitl ARGS` in a new process and capture its output."""
+    assert HITL.exists(), f"{HITL} is missing; install the project in this virtualenv"
+    return subprocess.run(
+        [str(HITL), *args],
+        env=dict(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_SECONDS,
+        check=False,
+    )
+
+
+def describe(result: subprocess.CompletedProcess[str]) -> str:
+    """A failed command, for assertion messages."""
+    return (
+        f"$ {' '.join(map(str, result.args))}\nexit {result.returncode}\n"
+        f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    )
+
+
+def database_fingerprint(db: Path) -> dict[str, tuple[int, str]] | None:
+    """Row count and hash of every table (schema included), or None when there is no file."""
+    if not db.exists():
+        return None
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        tables = conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table' ORDER BY name"
+        ).fetchall()
+        found: dict[str, tuple[int, str]] = {}
+        for name, sql in tables:
+            width = len(conn.execute(f'SELECT * FROM "{name}" LIMIT 0').description)
+            order = ", ".join(str(i) for i in range(1, width + 1))
+            rows = conn.execute(f'SELECT * FROM "{name}" ORDER BY {order}').fetchall()
+            digest = hashlib.sha256(repr((sql, rows)).encode()).hexdigest()
+            found[name] = (len(rows), digest)
+    return found
+
+
+def copy_database(source: Path, target: Path) -> None:
+    """A consistent copy of a SQLite file (WAL included), through SQLite's backup API."""
+    with (
+        closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as src,
+        closing(sqlite3.connect(target)) as dst,
+    ):
+        src.backup(dst)
+
+
+def file_tree(folder: Path) -> dict[str, str]:
+    """Every path under `folder` with a hash of its content (`dir` for folders)."""
+    return {
+        str(p.relative_to(folder)): (
+            "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+        )
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """One database and one outbox in a folder of their own, and `hitl` run on them."""
+
+    folder: Path
+
+    @property
+    def db(self) -> Path:
+        return self.folder / "hitl.sqlite"
+
+    @property
+    def outbox(self) -> Path:
+        return self.folder / "outbox.jsonl"
+
+    def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        return isolated_env(self.db, self.outbox, extra)
+
+    def run(
+        self, *args: str, extra_env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """`hitl ARGS` on this workspace."""
+        return hitl(*args, env=self.env(extra_env), cwd=self.folder)
+
+    def json(
+        self, *args: str, exit_code: int = 0, extra_env: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """`hitl ARGS --json`: check the exit code, parse stdout (it must be one JSON object)."""
+        result = self.run(*args, "--json", extra_env=extra_env)
+        assert result.returncode == exit_code, describe(result)
+        try:
+            data = json.loads(result.stdout)
+        except json.JSONDecodeError as e:
+            raise AssertionError(f"stdout is not JSON ({e})\n{describe(result)}") from None
+        assert isinstance(data, dict), describe(result)
+        return data
+
+    def sent(self) -> list[dict[str, Any]]:
+        """The emails `send_email` delivered, one per line of the outbox, oldest first."""
+        if not self.outbox.exists():
+            return []
+        return [json.loads(line) for line in self.outbox.read_text().splitlines() if line]
+
+    def sent_ids(self) -> list[str]:
+        return [email["tool_call_id"] for email in self.sent()]
+
+    def state(self) -> tuple[dict[str, tuple[int, str]] | None, list[dict[str, Any]]]:
+        """What a refused command must leave as it was: the database rows and the outbox."""
+        return database_fingerprint(self.db), self.sent()
+
+    def write_policy(self, send_email_rule: str) -> dict[str, str]:
+        """A policy module in this folder with this `ToolRule` source for `send_email`.
+
+        Returns the environment that selects it.
+        """
+        module = f"hitl_e2e_policy_{hashlib.sha256(send_email_rule.encode()).hexdigest()[:8]}"
+        (self.folder / f"{module}.py").write_text(
+            "from graph.policy import Policy, ToolRule\n\n"
+            f"POLICY = Policy(rules={{'send_email': {send_email_rule}}})\n"
+        )
+        return {"HITL_POLICY": f"{module}:POLICY", "PYTHONPATH": str(self.folder)}
+
+
+def assert_refused(
+    workspace: Workspace,
+    *args: str,
+    exit_code: int,
+    says: Sequence[str],
+    as_json: bool,
+    error_type: str | None = None,
+    extra_env: Mapping[str, str] | None = None,
+) -> str:
+    """Run a command that must fail: its exit code, its message, and nothing written.
+
+    Returns the error message (the JSON error's `message`, or stderr in human mode).
+    """
+    before = workspace.state()
+    result = workspace.run(*args, *(["--json"] if as_json else []), extra_env=extra_env)
+    message = error_message(result, exit_code=exit_code, as_json=as_json, error_type=error_type)
+    for fragment in says:
+        assert fragment in message, f"{fragment!r} not in the message\n{describe(result)}"
+    assert workspace.state() == before, f"a refused command changed the files\n{describe(result)}"
+    return message
+
+
+def error_message(
+    result: subprocess.CompletedProcess[str],
+    *,
+    exit_code: int,
+    as_json: bool,
+    error_type: str | None = None,
+) -> str:
+    """Check a failed command's exit code and error shape; return its message.
+
+    With `--json` the error is one JSON object on stdout; without, the message is on stderr.
+    """
+    assert result.returncode == exit_code, describe(result)
+    if not as_json:
+        assert result.stdout == "", describe(result)
+        return result.stderr
+    try:
+        error = json.loads(result.stdout)["error"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise AssertionError(f"no JSON error on stdout\n{describe(result)}") from None
+    assert error["exit_code"] == exit_code, describe(result)
+    if error_type is not None:
+        assert error["type"] == error_type, describe(result)
+    return str(error["message"])

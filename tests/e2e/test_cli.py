@@ -1,0 +1,519 @@
+"""The `hitl` CLI end to end: real processes, one SQLite file each, the outbox as side effects."""
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.cli_helpers import (
+    COUNT,
+    PAIR,
+    RELAXED_RULE,
+    SALLY,
+    STRICT_RULE,
+    Workspace,
+    assert_refused,
+    copy_database,
+    describe,
+    error_message,
+    file_tree,
+)
+
+
+@dataclass(frozen=True)
+class Seed:
+    """A database with threads in known states, built once, copied for each test."""
+
+    db: Path
+    sally: str
+    sally_call: str
+    pair: str
+    pair_decided_call: str
+    """Approved already; its tool waits for the sibling's decision."""
+    pair_pending_call: str
+    done: str
+
+
+@pytest.fixture(scope="module")
+def seed(tmp_path_factory: pytest.TempPathFactory) -> Seed:
+    # Every CLI start costs about a second, so the error tests share these threads (each on a
+    # copy of the file) instead of each starting its own.
+    workspace = Workspace(tmp_path_factory.mktemp("seed"))
+    sally = workspace.json("run", SALLY)
+    pair = workspace.json("run", PAIR)
+    bob, carol = (p["tool_call_id"] for p in pair["pending"])
+    partly = workspace.json("approve", pair["thread_id"], "--call", bob)
+    done = workspace.json("run", COUNT)
+    assert [sally["status"], partly["status"], done["status"]] == ["interrupted"] * 2 + ["done"]
+    return Seed(
+        db=workspace.db,
+        sally=sally["thread_id"],
+        sally_call=sally["pending"][0]["tool_call_id"],
+        pair=pair["thread_id"],
+        pair_decided_call=bob,
+        pair_pending_call=carol,
+        done=done["thread_id"],
+    )
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    """An empty database of this test's own."""
+    return Workspace(tmp_path)
+
+
+@pytest.fixture
+def seeded(tmp_path: Path, seed: Seed) -> Workspace:
+    """This test's own copy of the seed database."""
+    workspace = Workspace(tmp_path)
+    copy_database(seed.db, workspace.db)
+    return workspace
+
+
+def pending_ids(view: dict[str, Any]) -> list[str]:
+    return [p["tool_call_id"] for p in view["pending"]]
+
+
+def tool_results(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The thread's tool messages by tool call ID."""
+    return {m["tool_call_id"]: m for m in view["messages"] if m["type"] == "tool"}
+
+
+# the approval cycle, one process per step
+
+
+def test_an_approved_email_is_sent_exactly_once_even_when_approved_again(
+    workspace: Workspace,
+) -> None:
+    started = workspace.json("run", SALLY)
+    assert {"thread_id", "status", "pending", "messages", "answer"} <= started.keys()
+    assert started["status"] == "interrupted"
+    assert started["answer"] is None
+    [call] = started["pending"]
+    assert call["tool"] == "send_email"
+    assert call["args"] == {"recipient": "sally@example.com", "message": "hi"}
+    assert "approve" in call["allowed_decisions"]
+    assert call["thread_id"] == started["thread_id"]
+    assert started["messages"][0] == {"type": "human", "content": SALLY}
+    assert started["messages"][-1]["tool_calls"][0]["tool_call_id"] == call["tool_call_id"]
+    assert workspace.sent() == []
+    thread = started["thread_id"]
+
+    shown = workspace.json("show", thread)
+    assert shown["status"] == "interrupted"
+    assert shown["pending"] == started["pending"]
+
+    approved = workspace.json("approve", thread)
+    assert approved["status"] == "done"
+    assert approved["pending"] == []
+    assert "Email sent to sally@example.com" in approved["answer"]
+    assert tool_results(approved)[call["tool_call_id"]]["status"] == "success"
+    [email] = workspace.sent()
+    assert email["tool_call_id"] == call["tool_call_id"]
+    assert email["recipient"] == "sally@example.com"
+
+    assert_refused(
+        workspace,
+        "approve",
+        thread,
+        exit_code=4,
+        error_type="NothingPending",
+        says=[thread, "no pending approval", "status: done"],
+        as_json=True,
+    )
+    assert_refused(
+        workspace,
+        "approve",
+        thread,
+        "--call",
+        call["tool_call_id"],
+        exit_code=6,
+        says=[call["tool_call_id"], "already decided (approve)", "cannot be changed"],
+        as_json=False,
+    )
+    assert workspace.sent_ids() == [call["tool_call_id"]]
+
+
+def test_a_rejected_email_is_never_sent_and_the_answer_gives_the_reason(
+    workspace: Workspace,
+) -> None:
+    started = workspace.json("run", SALLY)
+    call_id = pending_ids(started)[0]
+
+    rejected = workspace.json("reject", started["thread_id"], "--reason", "not today")
+
+    assert rejected["status"] == "done"
+    assert rejected["pending"] == []
+    assert "rejected" in rejected["answer"]
+    assert "not today" in rejected["answer"]
+    assert tool_results(rejected)[call_id]["status"] == "error"
+    assert workspace.sent() == []
+
+
+def test_parallel_calls_are_decided_one_by_one_from_different_processes(
+    workspace: Workspace,
+) -> None:
+    started = workspace.json("run", PAIR)
+    assert started["status"] == "interrupted"
+    assert [p["args"]["recipient"] for p in started["pending"]] == [
+        "bob@example.com",
+        "carol@example.org",
+    ]
+    bob, carol = pending_ids(started)
+    thread = started["thread_id"]
+
+    partly = workspace.json("approve", thread, "--call", bob)
+    assert partly["status"] == "interrupted"
+    assert pending_ids(partly) == [carol]
+    assert workspace.sent() == []  # the turn's tools run once every call is decided
+
+    shown = workspace.json("show", thread)
+    assert shown["status"] == "interrupted"
+    assert pending_ids(shown) == [carol]
+
+    done = workspace.json("reject", thread, "--call", carol, "--reason", "wrong address")
+    assert done["status"] == "done"
+    assert done["pending"] == []
+    assert workspace.sent_ids() == [bob]
+    results = tool_results(done)
+    assert results[bob]["status"] == "success"
+    assert results[carol]["status"] == "error"
+    assert "Email sent to bob@example.com" in done["answer"]
+    assert "wrong address" in done["answer"]
+
+
+def test_pending_lists_the_waiting_calls_of_every_thread_oldest_first(
+    workspace: Workspace,
+) -> None:
+    first = workspace.json("run", SALLY)
+    second = workspace.json("run", PAIR)
+
+    listed = workspace.json("pending")["pending"]
+
+    expected = [
+        (view["thread_id"], p["tool_call_id"], p["tool"], p["args"])
+        for view in (first, second)
+        for p in view["pending"]
+    ]
+    assert [(p["thread_id"], p["tool_call_id"], p["tool"], p["args"]) for p in listed] == expected
+    since = [datetime.fromisoformat(p["since"]) for p in listed]
+    assert all(s.tzinfo is not None for s in since)
+    assert since == sorted(since)
+
+
+def test_history_shows_the_pending_call_and_then_its_decision(workspace: Workspace) -> None:
+    started = workspace.json("run", SALLY)
+    thread, call_id = started["thread_id"], pending_ids(started)[0]
+    workspace.json("approve", thread)
+
+    history = workspace.json("history", thread)
+
+    assert history["thread_id"] == thread
+    entries = history["history"]
+    for entry in entries:
+        assert {"checkpoint_id", "step", "node", "created_at", "pending", "decided"} <= entry.keys()
+        datetime.fromisoformat(entry["created_at"])
+    steps = [e["step"] for e in entries]
+    assert steps == sorted(steps)
+    asked = next(i for i, e in enumerate(entries) if call_id in e["pending"])
+    decided = next(i for i, e in enumerate(entries) if e["decided"].get(call_id) == "approve")
+    assert asked < decided
+    assert entries[asked]["node"] == "agent"
+    assert entries[decided]["node"] == "approval"
+
+
+def test_an_edited_call_runs_once_with_the_reviewers_arguments(
+    seeded: Workspace, seed: Seed
+) -> None:
+    edited_args = {"recipient": "carol@example.com", "message": "see you"}
+
+    done = seeded.json(
+        "edit", seed.pair, "--call", seed.pair_pending_call, "--args", json.dumps(edited_args)
+    )
+
+    assert done["status"] == "done"
+    sent = {email["tool_call_id"]: email for email in seeded.sent()}
+    assert sent.keys() == {seed.pair_decided_call, seed.pair_pending_call}
+    carol = sent[seed.pair_pending_call]
+    assert {"recipient": carol["recipient"], "message": carol["message"]} == edited_args
+    assert "edited this tool call" in tool_results(done)[seed.pair_pending_call]["content"]
+
+
+def test_a_response_answers_in_the_tools_place_and_nothing_is_sent(
+    seeded: Workspace, seed: Seed
+) -> None:
+    done = seeded.json(
+        "respond", seed.sally, "--call", seed.sally_call, "--message", "I emailed her myself"
+    )
+
+    assert done["status"] == "done"
+    answered = tool_results(done)[seed.sally_call]
+    assert (answered["status"], answered["content"]) == ("success", "I emailed her myself")
+    assert "I emailed her myself" in done["answer"]
+    assert seeded.sent() == []
+
+
+# refused commands: the exit code, a message saying what was wrong, and nothing written
+
+
+def test_an_unknown_thread_is_refused_with_exit_3(seeded: Workspace) -> None:
+    assert_refused(
+        seeded,
+        "approve",
+        "no-such-thread",
+        exit_code=3,
+        says=["no thread 'no-such-thread'", "hitl pending", "--db / HITL_DB"],
+        as_json=False,
+    )
+    assert_refused(
+        seeded,
+        "show",
+        "no-such-thread",
+        exit_code=3,
+        error_type="ThreadNotFound",
+        says=["no thread 'no-such-thread'"],
+        as_json=True,
+    )
+
+
+def test_deciding_a_finished_thread_is_refused_with_exit_4(seeded: Workspace, seed: Seed) -> None:
+    assert_refused(
+        seeded,
+        "reject",
+        seed.done,
+        "--reason",
+        "too late",
+        exit_code=4,
+        error_type="NothingPending",
+        says=[seed.done, "no pending approval", "status: done"],
+        as_json=True,
+    )
+
+
+def test_an_unknown_tool_call_is_refused_with_exit_5_and_the_pending_calls_listed(
+    seeded: Workspace, seed: Seed
+) -> None:
+    assert_refused(
+        seeded,
+        "approve",
+        seed.sally,
+        "--call",
+        "call_nope",
+        exit_code=5,
+        error_type="UnknownToolCall",
+        says=["'call_nope'", f"pending calls: {seed.sally_call}"],
+        as_json=True,
+    )
+
+
+def test_a_call_decided_earlier_cannot_be_decided_again_exit_6(
+    seeded: Workspace, seed: Seed
+) -> None:
+    assert_refused(
+        seeded,
+        "reject",
+        seed.pair,
+        "--call",
+        seed.pair_decided_call,
+        exit_code=6,
+        error_type="AlreadyDecided",
+        says=[seed.pair_decided_call, "already decided (approve)", f"hitl history {seed.pair}"],
+        as_json=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        ('{"recipient": 42, "message": "hi"}', "edited_action.args.recipient: Input should be"),
+        ('{"message": "hi"}', "edited_action.args.recipient: Field required"),
+    ],
+    ids=["wrong type", "missing argument"],
+)
+def test_an_edit_that_does_not_fit_the_tool_is_refused_with_exit_8(
+    seeded: Workspace, seed: Seed, args: str, problem: str
+) -> None:
+    assert_refused(
+        seeded,
+        "edit",
+        seed.sally,
+        "--call",
+        seed.sally_call,
+        "--args",
+        args,
+        exit_code=8,
+        error_type="InvalidDecision",
+        says=[f"invalid decision for tool call {seed.sally_call!r}", problem],
+        as_json=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [("{recipient: bob}", "not valid JSON"), ('["bob@example.com"]', "must be a JSON object")],
+    ids=["not JSON", "not an object"],
+)
+def test_edit_args_that_are_not_a_json_object_are_a_usage_error(
+    seeded: Workspace, seed: Seed, args: str, problem: str
+) -> None:
+    assert_refused(
+        seeded,
+        "edit",
+        seed.sally,
+        "--call",
+        seed.sally_call,
+        "--args",
+        args,
+        exit_code=2,
+        says=["--args", problem],
+        as_json=False,
+    )
+
+
+def test_a_decision_the_policy_does_not_allow_is_refused_with_exit_7(
+    workspace: Workspace,
+) -> None:
+    strict = workspace.write_policy(STRICT_RULE)
+    started = workspace.json("run", SALLY, extra_env=strict)
+    [call] = started["pending"]
+    assert call["allowed_decisions"] == ["approve", "reject"]
+
+    assert_refused(
+        workspace,
+        "respond",
+        started["thread_id"],
+        "--call",
+        call["tool_call_id"],
+        "--message",
+        "sent it myself",
+        exit_code=7,
+        error_type="DecisionNotAllowed",
+        says=["'respond' is not allowed for send_email", "allowed decisions: approve, reject"],
+        as_json=True,
+        extra_env=strict,
+    )
+
+
+def test_new_input_to_a_waiting_thread_is_refused_unless_its_calls_are_cancelled(
+    seeded: Workspace, seed: Seed
+) -> None:
+    assert_refused(
+        seeded,
+        "run",
+        COUNT,
+        "--thread",
+        seed.sally,
+        exit_code=9,
+        says=[seed.sally, seed.sally_call, "--cancel-pending"],
+        as_json=False,
+    )
+
+    answered = seeded.json("run", COUNT, "--thread", seed.sally, "--cancel-pending")
+
+    assert answered["status"] == "done"
+    assert answered["pending"] == []
+    cancelled = tool_results(answered)[seed.sally_call]
+    assert cancelled["status"] == "error"
+    assert "cancelled" in cancelled["content"]
+    assert [m["content"] for m in answered["messages"] if m["type"] == "human"] == [SALLY, COUNT]
+    assert "21 emails in the last 3 days" in answered["answer"]
+    assert seeded.sent() == []
+
+
+def unusable_database(kind: str, folder: Path) -> Path:
+    """A database path that cannot be used, even by root (who ignores file permissions)."""
+    if kind == "parent is a file":
+        (folder / "a-file").write_text("x")
+        return folder / "a-file" / "hitl.sqlite"
+    if kind == "a folder":
+        (folder / "a-folder").mkdir()
+        return folder / "a-folder"
+    (folder / "notes.txt").write_text("not SQLite\n")
+    return folder / "notes.txt"
+
+
+@pytest.mark.parametrize(
+    ("kind", "as_json"),
+    [("parent is a file", True), ("a folder", False), ("not a SQLite file", True)],
+)
+def test_an_unusable_database_is_refused_with_exit_10_naming_the_file_and_the_setting(
+    workspace: Workspace, kind: str, as_json: bool
+) -> None:
+    db = unusable_database(kind, workspace.folder)
+    before = file_tree(workspace.folder)
+
+    result = workspace.run(
+        "run", SALLY, *(["--json"] if as_json else []), extra_env={"HITL_DB": str(db)}
+    )
+
+    message = error_message(
+        result, exit_code=10, as_json=as_json, error_type="DatabaseError" if as_json else None
+    )
+    assert f"cannot use the database {str(db)!r}" in message, describe(result)
+    assert "--db or HITL_DB" in message, describe(result)
+    assert file_tree(workspace.folder) == before
+
+
+@pytest.mark.parametrize(
+    ("setting", "problem"),
+    [
+        ("hitl_e2e_policy", "must look like package.module:attribute"),
+        ("hitl_e2e_no_such_module:POLICY", "cannot be loaded: No module named"),
+        ("graph.policy:ToolRule", "must name a graph.policy.Policy"),
+    ],
+    ids=["no attribute", "no such module", "not a policy"],
+)
+def test_a_bad_policy_setting_is_refused_with_exit_10_before_anything_runs(
+    seeded: Workspace, seed: Seed, setting: str, problem: str
+) -> None:
+    assert_refused(
+        seeded,
+        "approve",
+        seed.sally,
+        exit_code=10,
+        error_type="InvalidSettings",
+        says=[f"HITL_POLICY={setting!r}", problem],
+        as_json=True,
+        extra_env={"HITL_POLICY": setting},
+    )
+
+
+# the policy's verdict is saved with the call when it is asked: a decider with another policy
+# loaded cannot change whether the call needs a decision or which decisions it accepts
+
+
+def test_a_rejection_holds_even_if_the_policy_was_relaxed_since_the_call_was_asked(
+    workspace: Workspace,
+) -> None:
+    started = workspace.json("run", SALLY)
+    relaxed = workspace.write_policy(RELAXED_RULE)
+
+    workspace.run("reject", started["thread_id"], "--reason", "no", extra_env=relaxed)
+
+    assert workspace.sent() == []
+
+
+def test_a_decision_under_a_stricter_policy_fails_cleanly_without_writing(
+    workspace: Workspace,
+) -> None:
+    started = workspace.json("run", SALLY)
+    strict = workspace.write_policy(STRICT_RULE)
+    before = workspace.state()
+
+    result = workspace.run(
+        "respond",
+        started["thread_id"],
+        "--call",
+        pending_ids(started)[0],
+        "--message",
+        "sent it myself",
+        extra_env=strict,
+    )
+
+    assert result.returncode != 1, describe(result)
+    assert "Traceback" not in result.stderr, describe(result)
+    if result.returncode != 0:
+        assert workspace.state() == before, describe(result)
