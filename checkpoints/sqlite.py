@@ -30,6 +30,8 @@ from checkpoints.serde import make_strict_serializer
 # LangGraph's reserved channel names (stable strings that LangGraph keeps private)
 INTERRUPT, ERROR, TASKS, START = "__interrupt__", "__error__", "__pregel_tasks", "__start__"
 
+DEFAULT_DB = Path("checkpoints/hitl.sqlite")
+"""Where the database lives unless `--db` / `HITL_DB` says otherwise (relative to the cwd)."""
 BUSY_TIMEOUT_SECONDS = 30.0
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",

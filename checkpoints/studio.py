@@ -6,9 +6,7 @@ from contextlib import asynccontextmanager
 
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-from checkpoints.sqlite import open_async_saver
-
-DEFAULT_DB = "checkpoints/hitl.sqlite"
+from checkpoints.sqlite import DEFAULT_DB, open_async_saver
 
 
 @asynccontextmanager

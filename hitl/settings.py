@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_DB = Path("checkpoints/hitl.sqlite")
+from checkpoints.sqlite import DEFAULT_DB
 
 
 @dataclass(frozen=True)
