@@ -5,25 +5,26 @@ committed before the tool it approves starts, and a tool's result is committed a
 tool returns — while committing a whole approval cycle in four transactions instead of a dozen.
 """
 
+import asyncio
 import json
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
     ChannelVersions,
     Checkpoint,
     CheckpointMetadata,
+    CheckpointTuple,
     get_checkpoint_metadata,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.sqlite import SqliteSaver
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from checkpoints.serde import make_strict_serializer
 
@@ -33,6 +34,8 @@ INTERRUPT, ERROR, TASKS, START = "__interrupt__", "__error__", "__pregel_tasks",
 DEFAULT_DB = Path("checkpoints/hitl.sqlite")
 """Where the database lives unless `--db` / `HITL_DB` says otherwise (relative to the cwd)."""
 BUSY_TIMEOUT_SECONDS = 30.0
+LOCK_WAIT_SECONDS = 120.0
+"""How long a write waits in all for another process's write lock before `DatabaseBusy`."""
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=FULL",
@@ -63,6 +66,17 @@ class DatabaseError(RuntimeError):
         self.path = str(path)
 
 
+class DatabaseBusy(RuntimeError):
+    """Another process held the database's write lock for longer than we wait."""
+
+    def __init__(self, path: Path | str, waited: float) -> None:
+        super().__init__(
+            f"the database {str(path)!r} stayed locked by another process for {waited:.0f} s "
+            "(a backup or a migration?); nothing was written. Try again when it is released."
+        )
+        self.path = str(path)
+
+
 class BatchingSqliteSaver(SqliteSaver):
     """`SqliteSaver` that groups a run's rows into a few transactions (see the module doc).
 
@@ -80,8 +94,10 @@ class BatchingSqliteSaver(SqliteSaver):
         *,
         serde: SerializerProtocol | None = None,
         side_effect_nodes: Iterable[str] = ("tools",),
+        path: Path | str = "",
     ) -> None:
         super().__init__(conn, serde=serde)
+        self._path = str(path)
         self._side_effect_nodes = frozenset(side_effect_nodes)
         self._side_effect_steps: set[str] = set()  # checkpoints whose next step has side effects
         self._buffer: list[tuple[str, list[tuple[Any, ...]]]] = []
@@ -94,6 +110,8 @@ class BatchingSqliteSaver(SqliteSaver):
             self.setup()
             cur = self.conn.cursor()
             try:
+                if (transaction or self._buffer) and not self.conn.in_transaction:
+                    self._begin_immediate(cur)
                 buffered, self._buffer = self._buffer, []
                 for statement, rows in buffered:
                     cur.executemany(statement, rows)
@@ -107,6 +125,20 @@ class BatchingSqliteSaver(SqliteSaver):
                 raise
             finally:
                 cur.close()
+
+    def _begin_immediate(self, cur: sqlite3.Cursor) -> None:
+        """Take the write lock now, waiting (bounded) for another process to release it."""
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                cur.execute("BEGIN IMMEDIATE")  # waits up to busy_timeout inside SQLite
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise DatabaseBusy(self._path, LOCK_WAIT_SECONDS) from e
+                time.sleep(0.05)
 
     def _save(self, statement: str, rows: list[tuple[Any, ...]], *, commit: bool) -> None:
         if commit:
@@ -185,6 +217,46 @@ class BatchingSqliteSaver(SqliteSaver):
         )
         self._save(statement, rows, commit=commit)
 
+    # async: the same code in a worker thread, so async runtimes (langgraph dev) share it
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await asyncio.to_thread(self.get_tuple, config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        found = await asyncio.to_thread(
+            lambda: list(self.list(config, filter=filter, before=before, limit=limit))
+        )
+        for item in found:
+            yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await asyncio.to_thread(self.delete_thread, thread_id)
+
 
 def _scheduled_nodes(checkpoint: Checkpoint) -> set[str]:
     """The nodes the step after this checkpoint runs (empty: the run ends here)."""
@@ -223,7 +295,7 @@ def open_saver(path: Path | str, *, create: bool = True) -> Iterator[BatchingSql
     if not create and not Path(path).exists():
         raise DatabaseError(path, FileNotFoundError("no such database file; nothing was created"))
     with closing(connect(path)) as conn:
-        saver = BatchingSqliteSaver(conn, serde=make_strict_serializer())
+        saver = BatchingSqliteSaver(conn, serde=make_strict_serializer(), path=path)
         try:
             saver.setup()
         except sqlite3.Error as e:
@@ -233,14 +305,10 @@ def open_saver(path: Path | str, *, create: bool = True) -> Iterator[BatchingSql
 
 
 @asynccontextmanager
-async def open_async_saver(path: Path | str) -> AsyncIterator[AsyncSqliteSaver]:
-    """The async saver on the same file, for async runtimes such as `langgraph dev`."""
-    connect(path).close()  # same checks and clear error as the sync saver
-    async with aiosqlite.connect(str(path), timeout=BUSY_TIMEOUT_SECONDS) as conn:
-        for pragma in PRAGMAS:
-            await conn.execute(pragma)
-        saver = AsyncSqliteSaver(conn, serde=make_strict_serializer())
-        await saver.setup()
+async def open_async_saver(path: Path | str) -> AsyncIterator[BatchingSqliteSaver]:
+    """The same saver for async runtimes such as `langgraph dev` (its async methods use
+    worker threads), so every runtime writes the database the same way."""
+    with open_saver(path) as saver:
         yield saver
 
 

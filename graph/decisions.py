@@ -44,6 +44,10 @@ class ToolApprovalRequest(TypedDict):
     """Text shown to the reviewer."""
     allowed_decisions: list[DecisionType]
     """The decision types this tool's policy accepts."""
+    requester: NotRequired[str]
+    """Who started the run that proposed this call."""
+    expires_at: NotRequired[str]
+    """When the policy settles the call if nobody decides (ISO 8601, UTC)."""
 
 
 class Action(TypedDict):
@@ -212,6 +216,12 @@ def answer_text(review: Review) -> str:
     """What the model reads in place of the tool's output for a rejected or answered call."""
     if review["decision"] == "respond":
         return review.get("message", "")
+    if review.get("expired"):
+        return (
+            f"Nobody decided on the call to `{review['name']}` before its deadline, so it "
+            f"expired and was NOT run ({review.get('message')}). Tell the user it expired; "
+            "do not retry it unless they ask again."
+        )
     return (
         f"A human reviewer rejected the call to `{review['name']}`; it was NOT run. "
         f"Reason: {review.get('message') or REJECTED_WITHOUT_REASON}. "

@@ -6,7 +6,9 @@ before `interrupt()`: LangGraph re-runs it from the start on resume. Tools run o
 once every call of the turn has a review.
 """
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from langchain_core.language_models import BaseChatModel
@@ -15,9 +17,11 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.graph import END
 from langgraph.prebuilt import ToolNode
-from langgraph.types import Send, interrupt
+from langgraph.prebuilt.tool_node import ToolCallRequest
+from langgraph.types import Interrupt, Send, interrupt
 
 from graph.decisions import (
+    ALL_DECISIONS,
     DecisionSchemas,
     DecisionType,
     ToolApprovalRequest,
@@ -26,6 +30,7 @@ from graph.decisions import (
     as_decision,
     edit_notice,
 )
+from graph.ledger import ApprovalLedger, CallInProgress, LedgerRecord
 from graph.policy import Policy
 from graph.state import ApprovalTask, Review, State, runs_tool
 
@@ -64,68 +69,154 @@ def make_route_after_agent(policy: Policy, tools: Sequence[BaseTool]) -> Any:
         turn = last_tool_turn(state["messages"])
         if turn is None:
             return END
-        sends = []
-        for call in turn.tool_calls:
-            rule = policy.rule_for(call["name"])
-            task = ApprovalTask(
-                tool_call=call,
-                # an unknown tool is left to `tools`, which answers the model with an error
-                needs_review=call["name"] in known and rule.needs_review(call["args"]),
-                allowed_decisions=list(rule.allowed_decisions),
-                description=rule.describe(call),
-            )
-            sends.append(Send("approval", task))
-        return sends
+        requester = state.get("requester")
+        return [
+            Send("approval", approval_task(policy, known, call, requester))
+            for call in turn.tool_calls
+        ]
 
     return route_after_agent
 
 
-def make_approval_node(tools: Sequence[BaseTool]) -> Any:
-    """The `approval` node: ask a person about one call, if the policy's saved verdict says so."""
+def make_route_after_tools(policy: Policy, tools: Sequence[BaseTool]) -> Any:
+    """The router after `tools`: back to `agent`, or back to `approval` for calls whose
+    approved args no longer match what would run (the state changed after the decision)."""
+    known = {t.name for t in tools}
+
+    def route_after_tools(state: State) -> list[Send] | str:
+        turn = last_tool_turn(state["messages"])
+        done = answered_call_ids(state["messages"])
+        unanswered = [c for c in (turn.tool_calls if turn else []) if c["id"] not in done]
+        if not unanswered:
+            return "agent"
+        reviews = state.get("reviews", {})
+        requester = state.get("requester")
+        asks = []
+        for call in unanswered:
+            review = reviews.get(cast(str, call["id"]))
+            current = cast(ToolCall, call | {"args": review["args"]}) if review else call
+            task = approval_task(policy, known, current, requester)
+            asks.append(Send("approval", task | {"needs_review": True}))
+        return asks
+
+    return route_after_tools
+
+
+def approval_task(
+    policy: Policy, known: set[str], call: ToolCall, requester: str | None
+) -> ApprovalTask:
+    """The saved input of one `approval` task: the call and the policy's verdict on it."""
+    rule = policy.rule_for(call["name"])
+    return ApprovalTask(
+        tool_call=call,
+        # an unknown tool is left to `tools`, which answers the model with an error
+        needs_review=call["name"] in known and rule.needs_review(call["args"]),
+        allowed_decisions=list(rule.allowed_decisions),
+        description=rule.describe(call),
+        requester=requester,
+        expires_after=rule.expires_after.total_seconds() if rule.expires_after else None,
+        on_expire=rule.on_expire,
+        approvers=sorted(rule.approvers) if rule.approvers is not None else None,
+        allow_self_approval=rule.allow_self_approval,
+    )
+
+
+def make_approval_node(tools: Sequence[BaseTool], ledger: ApprovalLedger | None) -> Any:
+    """The `approval` node: ask a person about one call, unless the ledger already knows.
+
+    Replay-safe: registering the call in the ledger is idempotent, and a decision recorded
+    there (by the CLI, the service, an expiry, or an earlier resume) is applied without
+    asking again. Without a ledger it is plain LangGraph: the resume value is the decision.
+    """
     schemas = DecisionSchemas(tools)
 
-    def approval(task: ApprovalTask) -> dict[str, Any]:
+    def approval(task: ApprovalTask, config: RunnableConfig) -> dict[str, Any]:
         call = task["tool_call"]
         call_id = cast(str, call["id"])
-        if not task["needs_review"]:
-            auto = Review(
-                tool_call_id=call_id, name=call["name"], decision="auto", args=dict(call["args"])
-            )
-            return {"reviews": {call_id: auto}}
         allowed = cast(list[DecisionType], task["allowed_decisions"])
-        request = ToolApprovalRequest(
-            type="tool_approval",
+        if ledger is None:
+            if not task["needs_review"]:
+                return {"reviews": {call_id: _auto_review(call)}}
+            schema = schemas.for_call(call["name"], allowed)
+            answer = interrupt(_request(task, None), response_schema=schema)  # type: ignore[call-overload]
+            return _decided(call, apply_decision(call, as_decision(answer), allowed))
+        thread_id = str(config["configurable"]["thread_id"])
+        record = ledger.request(
+            thread_id=thread_id,
             tool_call_id=call_id,
-            name=call["name"],
-            args=dict(call["args"]),
-            description=task["description"],
+            interrupt_id=Interrupt.from_ns(None, config["configurable"]["checkpoint_ns"]).id,
+            tool=call["name"],
+            args=call["args"],
+            requester=task.get("requester"),
+            needs_review=task["needs_review"],
             allowed_decisions=allowed,
+            description=task["description"],
+            expires_after=task.get("expires_after"),
+            on_expire=task.get("on_expire", "reject"),
+            approvers=task.get("approvers"),
+            allow_self_approval=task.get("allow_self_approval", True),
         )
-        schema = schemas.for_call(call["name"], allowed)
-        answer = interrupt(request, response_schema=schema)  # type: ignore[call-overload]
-        review = apply_decision(call, as_decision(answer), allowed)
-        update: dict[str, Any] = {"reviews": {call_id: review}}
-        if not runs_tool(review):
-            update["messages"] = [
-                ToolMessage(
-                    content=answer_text(review),
-                    name=call["name"],
-                    tool_call_id=call_id,
-                    status="error" if review["decision"] == "reject" else "success",
-                )
-            ]
-        return update
+        while record.status == "pending":
+            answer = interrupt(  # type: ignore[call-overload]
+                _request(task, record), response_schema=schemas.for_call(call["name"], allowed)
+            )
+            record = ledger.answer_from_graph(
+                thread_id, call_id, as_decision(answer), actor=graph_actor(config)
+            )
+        if not task["needs_review"] and record.decided_by is not None:
+            return {"reviews": {call_id: _auto_review(call)}}
+        return _decided(call, review_from_record(call, record, allowed))
 
     return approval
 
 
-def make_tools_node(tools: Sequence[BaseTool]) -> Any:
+def review_from_record(
+    call: ToolCall, record: LedgerRecord, allowed: Sequence[DecisionType]
+) -> Review:
+    """The review the ledger's recorded decision makes of this call."""
+    if record.args != json.loads(json.dumps(call["args"])):
+        return cast(
+            Review,
+            {
+                "tool_call_id": call["id"],
+                "name": call["name"],
+                "decision": "reject",
+                "args": dict(call["args"]),
+                "message": f"this call was already settled ({record.status}) with other "
+                "arguments; it is not run again",
+            },
+        )
+    # an expiry applies the policy's `on_expire`, which the reviewer's choices need not include
+    settled_with = ALL_DECISIONS if record.status == "expired" else allowed
+    review = apply_decision(call, as_decision(record.decision), settled_with)
+    review["decided_by"] = record.decided_by or ""
+    if record.status == "expired":
+        review["expired"] = True
+    return review
+
+
+def graph_actor(config: RunnableConfig) -> str:
+    """Who answered an interrupt given straight to the graph (Studio): the platform's
+    authenticated user if there is one."""
+    user = config.get("configurable", {}).get("langgraph_auth_user_id")
+    return f"studio:{user}" if user else "studio"
+
+
+def make_tools_node(tools: Sequence[BaseTool], ledger: ApprovalLedger | None) -> Any:
     """The `tools` node: run the approved calls of the turn, with exactly the approved args.
 
-    A call that already has a result is skipped, so re-running this node never repeats a
-    finished call's side effect.
+    With a ledger, each call is journaled before it starts and when it ends: a call that
+    already finished gets its journaled result instead of running again (a replay, a fork,
+    a resume after a crash); a call whose earlier attempt never finished is not run again
+    but raised to a person (`outcome_unknown`); a call whose args are not the approved ones
+    is left unanswered, and `route_after_tools` asks about it again.
     """
-    tool_node = ToolNode(list(tools), handle_tool_errors=True)
+    journal = _Journal(ledger) if ledger else None
+    tool_node = ToolNode(
+        list(tools),
+        handle_tool_errors=True,
+        wrap_tool_call=journal.wrap if journal else None,
+    )
 
     def tools_(state: State, config: RunnableConfig) -> dict[str, Any]:
         turn = last_tool_turn(state["messages"])
@@ -142,8 +233,10 @@ def make_tools_node(tools: Sequence[BaseTool]) -> Any:
         ]
         if not approved:
             return {}
-        request = AIMessage(content="", tool_calls=[call for call, _ in approved])
-        results = tool_node.invoke({"messages": [request]}, config)["messages"]
+        if journal is None:
+            results = _run(tool_node, [call for call, _ in approved], config)
+        else:
+            results = journal.run(tool_node, approved, config)
         edited = {r["tool_call_id"] for _, r in approved if r["decision"] == "edit"}
         return {
             "messages": [
@@ -152,6 +245,140 @@ def make_tools_node(tools: Sequence[BaseTool]) -> Any:
         }
 
     return tools_
+
+
+class _Journal:
+    """The exactly-once rules of the tools node, on top of the ledger."""
+
+    def __init__(self, ledger: ApprovalLedger) -> None:
+        self._ledger = ledger
+
+    def run(
+        self, tool_node: ToolNode, approved: list[tuple[ToolCall, Review]], config: RunnableConfig
+    ) -> list[ToolMessage]:
+        thread_id = str(config["configurable"]["thread_id"])
+        results: list[ToolMessage] = []
+        remaining = approved
+        while True:
+            to_run: list[ToolCall] = []
+            unknown: list[str] = []
+            for call, _ in remaining:
+                cid = cast(str, call["id"])
+                begun = self._ledger.begin(thread_id, cid, call["args"], self._ledger.runner)
+                if begun.action == "run":
+                    to_run.append(call)
+                elif begun.action == "done" and begun.record is not None:
+                    results.append(_journaled(call, begun.record))
+                elif begun.action == "unknown":
+                    unknown.append(cid)
+                elif begun.action == "busy":
+                    raise CallInProgress(cid)
+                # "ask": left unanswered; route_after_tools sends it back to `approval`
+            results.extend(_run(tool_node, to_run, config))
+            if not unknown:
+                return results
+            # the interrupt discards this node's writes; what ran is journaled and comes back
+            answer = interrupt(_outcome_unknown_request(remaining, unknown))
+            for cid, action, text in _reconcile_answers(answer, unknown):
+                self._ledger.reconcile_from_graph(
+                    thread_id, cid, action, actor=graph_actor(config), result=text
+                )
+            remaining = [(c, r) for c, r in remaining if c["id"] in unknown]
+
+    def wrap(self, request: ToolCallRequest, execute: Callable[[ToolCallRequest], Any]) -> Any:
+        """Journal each call's result the moment it returns (ToolNode runs calls in threads)."""
+        result = execute(request)
+        if isinstance(result, ToolMessage):
+            self._ledger.finish(
+                str(request.runtime.config["configurable"]["thread_id"]),
+                cast(str, request.tool_call["id"]),
+                runner=self._ledger.runner,
+                ok=result.status != "error",
+                result=str(result.content),
+            )
+        return result
+
+
+def _run(tool_node: ToolNode, calls: list[ToolCall], config: RunnableConfig) -> list[ToolMessage]:
+    if not calls:
+        return []
+    request = AIMessage(content="", tool_calls=calls)
+    return list(tool_node.invoke({"messages": [request]}, config)["messages"])
+
+
+def _journaled(call: ToolCall, record: LedgerRecord) -> ToolMessage:
+    return ToolMessage(
+        content=record.result or "",
+        name=call["name"],
+        tool_call_id=cast(str, call["id"]),
+        status="error" if record.result_status == "error" else "success",
+    )
+
+
+def _outcome_unknown_request(
+    approved: list[tuple[ToolCall, Review]], unknown: list[str]
+) -> dict[str, Any]:
+    return {
+        "type": "outcome_unknown",
+        "tool_calls": [
+            {"tool_call_id": c["id"], "name": c["name"], "args": c["args"]}
+            for c, _ in approved
+            if c["id"] in unknown
+        ],
+        "description": "These calls started but their process died before they finished; "
+        "whether they took effect is unknown. Settle each with `hitl reconcile THREAD --call "
+        "ID --retry | --mark-done [--result TEXT] | --skip`, or answer "
+        '{"tool_call_id": ..., "action": "retry" | "mark_done" | "skip", "result": ...}.',
+    }
+
+
+def _reconcile_answers(answer: object, unknown: list[str]) -> list[tuple[str, str, str | None]]:
+    items = answer if isinstance(answer, list) else [answer]
+    found = []
+    for item in items:
+        if isinstance(item, dict) and item.get("tool_call_id") in unknown:
+            found.append((str(item["tool_call_id"]), str(item.get("action")), item.get("result")))
+    return found
+
+
+def _request(task: ApprovalTask, record: LedgerRecord | None) -> ToolApprovalRequest:
+    call = task["tool_call"]
+    request = ToolApprovalRequest(
+        type="tool_approval",
+        tool_call_id=cast(str, call["id"]),
+        name=call["name"],
+        args=dict(call["args"]),
+        description=task["description"],
+        allowed_decisions=cast(list[DecisionType], task["allowed_decisions"]),
+    )
+    if task.get("requester"):
+        request["requester"] = cast(str, task.get("requester"))
+    if record is not None and record.expires_at is not None:
+        request["expires_at"] = datetime.fromtimestamp(record.expires_at, UTC).isoformat()
+    return request
+
+
+def _auto_review(call: ToolCall) -> Review:
+    return Review(
+        tool_call_id=cast(str, call["id"]),
+        name=call["name"],
+        decision="auto",
+        args=dict(call["args"]),
+    )
+
+
+def _decided(call: ToolCall, review: Review) -> dict[str, Any]:
+    update: dict[str, Any] = {"reviews": {review["tool_call_id"]: review}}
+    if not runs_tool(review):
+        update["messages"] = [
+            ToolMessage(
+                content=answer_text(review),
+                name=call["name"],
+                tool_call_id=review["tool_call_id"],
+                status="error" if review["decision"] == "reject" else "success",
+            )
+        ]
+    return update
 
 
 def _with_edit_notice(result: ToolMessage, reviews: dict[str, Review]) -> ToolMessage:

@@ -6,8 +6,9 @@ call was asked about or which decisions it accepts.
 """
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Literal
 
 from langchain_core.messages import ToolCall
@@ -22,12 +23,19 @@ class ToolRule:
     """How one tool is gated.
 
     `ask` is `"always"`, `"never"` (auto-approve) or a predicate on the call's arguments that
-    returns True when a person must decide.
+    returns True when a person must decide. `expires_after` gives a person that long to decide;
+    then `hitl sweep` settles the call with `on_expire`. `approvers` names who may approve or
+    edit (None: anyone); `allow_self_approval=False` forbids the person who started the run
+    from approving their own agent's call.
     """
 
     ask: Ask = "always"
     allowed_decisions: Sequence[DecisionType] = ALL_DECISIONS
     description: str | None = None
+    expires_after: timedelta | None = None
+    on_expire: Literal["reject", "approve"] = "reject"
+    approvers: Collection[str] | None = None
+    allow_self_approval: bool = True
 
     def needs_review(self, args: Mapping[str, Any]) -> bool:
         """Whether a call with these arguments waits for a person."""

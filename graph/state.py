@@ -27,6 +27,10 @@ class Review(TypedDict):
     """The arguments the tool runs with: the model's, or the reviewer's edit."""
     message: NotRequired[str]
     """The reviewer's reason (reject) or the answer given in place of the tool (respond)."""
+    decided_by: NotRequired[str]
+    """Who decided, as recorded in the ledger (`policy` for an automatic approval)."""
+    expired: NotRequired[bool]
+    """True when nobody decided before the deadline and the policy's `on_expire` applied."""
 
 
 def merge_reviews(left: dict[str, Review], right: dict[str, Review]) -> dict[str, Review]:
@@ -39,6 +43,8 @@ class State(TypedDict):
 
     messages: Annotated[list[AnyMessage], add_messages]
     reviews: NotRequired[Annotated[dict[str, Review], merge_reviews]]
+    requester: NotRequired[str]
+    """Who sent the latest message: recorded with every approval it leads to."""
 
 
 class ApprovalTask(TypedDict):
@@ -52,6 +58,12 @@ class ApprovalTask(TypedDict):
     needs_review: bool
     allowed_decisions: list[str]
     description: str
+    requester: NotRequired[str | None]
+    expires_after: NotRequired[float | None]
+    """Seconds a person has to decide (None: no deadline)."""
+    on_expire: NotRequired[str]
+    approvers: NotRequired[list[str] | None]
+    allow_self_approval: NotRequired[bool]
 
 
 def runs_tool(review: Review) -> bool:

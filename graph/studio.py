@@ -9,12 +9,18 @@ from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
+from checkpoints.ledger import make_ledger
+from checkpoints.sqlite import DEFAULT_DB
 from graph.builder import build_graph
 from graph.plugins import load_policy, load_tools
 
 
 def make_graph() -> CompiledStateGraph[Any]:
-    """Build the approval graph from the `HITL_*` settings of the server's environment."""
+    """Build the approval graph from the `HITL_*` settings of the server's environment.
+
+    The ledger is opened on the same file as the checkpointer (`HITL_DB`) and stays open for
+    the server's life: Studio's runs register, decide and journal calls like the CLI's.
+    """
     from graph.model import make_model
 
     environ = dict(os.environ)
@@ -22,4 +28,5 @@ def make_graph() -> CompiledStateGraph[Any]:
         model=make_model(environ.get("HITL_MODEL")),
         tools=load_tools(environ),
         policy=load_policy(environ),
+        ledger=make_ledger(environ.get("HITL_DB") or DEFAULT_DB),
     )

@@ -1,9 +1,10 @@
 """The composition root: settings in, a ready `ApprovalService` out."""
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from checkpoints.locks import ThreadLocks
+from checkpoints.ledger import Clock, open_ledger
 from checkpoints.sqlite import open_saver
 from graph.builder import build_graph
 from graph.decisions import DecisionSchemas
@@ -15,10 +16,13 @@ from hitl.settings import Settings
 
 
 @contextmanager
-def open_service(settings: Settings, *, create: bool = True) -> Iterator[ApprovalService]:
+def open_service(
+    settings: Settings, *, create: bool = True, clock: Clock | None = None
+) -> Iterator[ApprovalService]:
     """Open the database and build the graph from `settings`; close the database after.
 
     With `create=False` a missing database file is an error (a mistyped path), not a new file.
+    `clock` (UNIX seconds) replaces the system clock for deadlines and times (tests).
     """
     environ = settings.environ or {}
     try:
@@ -27,6 +31,11 @@ def open_service(settings: Settings, *, create: bool = True) -> Iterator[Approva
         model = make_model(settings.model)
     except (PluginError, ModelConfigError) as e:
         raise InvalidSettings(str(e)) from e
-    with open_saver(settings.db, create=create) as saver:
-        graph = build_graph(model=model, tools=tools, policy=policy, checkpointer=saver)
-        yield ApprovalService(graph, saver, DecisionSchemas(tools), ThreadLocks.beside(settings.db))
+    with (
+        open_saver(settings.db, create=create) as saver,
+        open_ledger(settings.db, clock=clock or time.time) as ledger,
+    ):
+        graph = build_graph(
+            model=model, tools=tools, policy=policy, checkpointer=saver, ledger=ledger
+        )
+        yield ApprovalService(graph, saver, DecisionSchemas(tools), ledger)

@@ -6,18 +6,23 @@ Commands only translate arguments and output; the work is done by `ApprovalServi
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from dataclasses import asdict
+from typing import Any, NoReturn, cast
 
 import click
 
+from checkpoints.ledger import InboxQuery, SortKey
+from checkpoints.records import iso
 from checkpoints.serde import UntrustedCheckpointError
 from checkpoints.sqlite import DatabaseError
 from hitl import errors
 from hitl.app import open_service
-from hitl.service import ApprovalService
-from hitl.settings import Settings
+from hitl.service import ApprovalService, ReconcileAction
+from hitl.settings import Settings, default_actor
+from hitl.timespec import parse_duration, parse_moment
 from hitl.views import HistoryEntry, PendingApproval, ThreadView
 
 EXIT_CODES: dict[type[Exception], int] = {
@@ -31,13 +36,25 @@ EXIT_CODES: dict[type[Exception], int] = {
     errors.InvalidSettings: 10,
     DatabaseError: 10,
     UntrustedCheckpointError: 11,
+    errors.NotPermitted: 12,
+    errors.Busy: 13,
+    errors.NotReconcilable: 14,
 }
 """Exit code of each error; 0 is success, 2 a usage error, 1 anything unexpected."""
+AUDIT_BROKEN_EXIT = 15
+"""`hitl audit --verify` found a chain that does not verify."""
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
 call_option = click.option(
     "--call", "tool_call_id", help="The tool call ID (default: all pending)."
 )
+actor_option = click.option(
+    "--as",
+    "actor",
+    envvar="HITL_ACTOR",
+    help="Who is acting, as recorded in the ledger [env HITL_ACTOR; default: the OS user].",
+)
+comment_option = click.option("--comment", help="A note recorded with the decision.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -84,7 +101,18 @@ def _print_pending(items: list[PendingApproval], with_thread: bool) -> None:
     for p in items:
         where = f"thread {p.thread_id}  " if with_thread else ""
         click.echo(f"  {where}call {p.tool_call_id}  {p.tool}({json.dumps(p.args)})")
-        click.echo(f"      since {p.since}; allowed: {', '.join(p.allowed_decisions)}")
+        if p.status == "outcome_unknown":
+            click.echo(
+                f"      OUTCOME UNKNOWN: it started but never finished; settle it with "
+                f"hitl reconcile {p.thread_id} --call {p.tool_call_id} --retry|--mark-done|--skip"
+            )
+            continue
+        line = f"      requested {p.requested_at}"
+        if p.requester:
+            line += f" by {p.requester}"
+        if p.expires_at:
+            line += f"; expires {p.expires_at}"
+        click.echo(f"{line}; allowed: {', '.join(p.allowed_decisions)}")
 
 
 def _print_view(view: ThreadView) -> None:
@@ -114,30 +142,96 @@ def _show_view(view: ThreadView, as_json: bool) -> None:
     is_flag=True,
     help="Reject the thread's pending calls first, then send the message.",
 )
+@actor_option
 @json_option
-def run(prompt: str, thread_id: str | None, cancel_pending: bool, as_json: bool) -> None:
+def run(
+    prompt: str, thread_id: str | None, cancel_pending: bool, actor: str | None, as_json: bool
+) -> None:
     """Send PROMPT to a new thread (or --thread); print the answer or the pending approvals."""
     with _service(as_json, create=True) as service:
         try:
-            view = service.run(prompt, thread_id, cancel_pending=cancel_pending)
+            view = service.run(
+                prompt, thread_id, actor=_actor(actor), cancel_pending=cancel_pending
+            )
         except errors.HitlError as e:
             _fail(e, as_json)
         _show_view(view, as_json)
 
 
 @cli.command()
+@click.option("--tool", help="Only calls of this tool.")
+@click.option("--thread", "thread_id", help="Only calls of this thread.")
+@click.option("--requester", help="Only calls requested by this person.")
+@click.option("--older-than", help="Only calls waiting longer than this (e.g. 30m, 2h, 1d).")
+@click.option(
+    "--expiring-before", help="Only calls whose deadline is before this (a duration or ISO time)."
+)
+@click.option(
+    "--sort",
+    type=click.Choice(["requested_at", "expires_at", "tool", "thread_id"]),
+    default="requested_at",
+    show_default=True,
+)
+@click.option("--desc", is_flag=True, help="Newest (or last) first.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--offset", type=click.IntRange(0), default=0, show_default=True)
 @json_option
-def pending(as_json: bool) -> None:
-    """List the approvals waiting for a decision, across all threads."""
+def pending(
+    tool: str | None,
+    thread_id: str | None,
+    requester: str | None,
+    older_than: str | None,
+    expiring_before: str | None,
+    sort: str,
+    desc: bool,
+    limit: int,
+    offset: int,
+    as_json: bool,
+) -> None:
+    """List the approvals waiting for a person, across all threads (from the ledger's index)."""
+    now = time.time()
+    query = InboxQuery(
+        tool=tool,
+        thread_id=thread_id,
+        requester=requester,
+        older_than=None if older_than is None else now - _duration(older_than, "--older-than"),
+        expiring_before=None
+        if expiring_before is None
+        else _moment(expiring_before, now, "--expiring-before"),
+        sort=cast(SortKey, sort),
+        descending=desc,
+        limit=limit,
+        offset=offset,
+    )
     with _service(as_json) as service:
-        items = service.pending()
+        page = service.pending(query)
 
     def human() -> None:
-        if not items:
+        if not page.items:
             click.echo("nothing is waiting for a decision")
-        _print_pending(items, with_thread=True)
+        _print_pending(page.items, with_thread=True)
+        if page.total > offset + len(page.items):
+            click.echo(f"({page.total} in all; next page: --offset {offset + len(page.items)})")
 
-    _emit(as_json, {"pending": [p.to_json() for p in items]}, human)
+    _emit(as_json, page.to_json(), human)
+
+
+def _duration(text: str, option: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint=option) from None
+
+
+def _moment(text: str, now: float, option: str) -> float:
+    try:
+        return parse_moment(text, now)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint=option) from None
+
+
+def _actor(actor: str | None) -> str:
+    return actor or default_actor({})
 
 
 @cli.command()
@@ -191,13 +285,21 @@ def _history_line(e: HistoryEntry) -> str:
     return line
 
 
-def _decide(thread_id: str, tool_call_id: str | None, answer: object, as_json: bool) -> None:
+def _decide(
+    thread_id: str,
+    tool_call_id: str | None,
+    answer: object,
+    actor: str | None,
+    comment: str | None,
+    as_json: bool,
+) -> None:
+    who = _actor(actor)
     with _service(as_json) as service:
         try:
             if tool_call_id is None:
-                view = service.decide_all(thread_id, answer)
+                view = service.decide_all(thread_id, answer, actor=who, comment=comment)
             else:
-                view = service.decide(thread_id, {tool_call_id: answer})
+                view = service.decide(thread_id, {tool_call_id: answer}, actor=who, comment=comment)
         except errors.HitlError as e:
             _fail(e, as_json)
         _show_view(view, as_json)
@@ -206,29 +308,51 @@ def _decide(thread_id: str, tool_call_id: str | None, answer: object, as_json: b
 @cli.command()
 @click.argument("thread_id")
 @call_option
+@actor_option
+@comment_option
 @json_option
-def approve(thread_id: str, tool_call_id: str | None, as_json: bool) -> None:
+def approve(
+    thread_id: str, tool_call_id: str | None, actor: str | None, comment: str | None, as_json: bool
+) -> None:
     """Approve one pending call (--call) or all of a thread's pending calls."""
-    _decide(thread_id, tool_call_id, {"type": "approve"}, as_json)
+    _decide(thread_id, tool_call_id, {"type": "approve"}, actor, comment, as_json)
 
 
 @cli.command()
 @click.argument("thread_id")
 @call_option
 @click.option("--reason", help="Why; the model is told.")
+@actor_option
+@comment_option
 @json_option
-def reject(thread_id: str, tool_call_id: str | None, reason: str | None, as_json: bool) -> None:
+def reject(
+    thread_id: str,
+    tool_call_id: str | None,
+    reason: str | None,
+    actor: str | None,
+    comment: str | None,
+    as_json: bool,
+) -> None:
     """Reject one pending call (--call) or all of them; the tool never runs."""
     answer = {"type": "reject"} | ({"message": reason} if reason else {})
-    _decide(thread_id, tool_call_id, answer, as_json)
+    _decide(thread_id, tool_call_id, answer, actor, comment, as_json)
 
 
 @cli.command()
 @click.argument("thread_id")
 @click.option("--call", "tool_call_id", required=True, help="The tool call ID.")
 @click.option("--args", "args_json", required=True, help="The new arguments, as a JSON object.")
+@actor_option
+@comment_option
 @json_option
-def edit(thread_id: str, tool_call_id: str, args_json: str, as_json: bool) -> None:
+def edit(
+    thread_id: str,
+    tool_call_id: str,
+    args_json: str,
+    actor: str | None,
+    comment: str | None,
+    as_json: bool,
+) -> None:
     """Run a pending call with other arguments (checked against the tool's schema first)."""
     try:
         args = json.loads(args_json)
@@ -238,7 +362,7 @@ def edit(thread_id: str, tool_call_id: str, args_json: str, as_json: bool) -> No
         raise click.BadParameter("must be a JSON object", param_hint="--args")
     with _service(as_json) as service:
         try:
-            view = service.edit(thread_id, tool_call_id, args)
+            view = service.edit(thread_id, tool_call_id, args, actor=_actor(actor), comment=comment)
         except errors.HitlError as e:
             _fail(e, as_json)
         _show_view(view, as_json)
@@ -248,10 +372,145 @@ def edit(thread_id: str, tool_call_id: str, args_json: str, as_json: bool) -> No
 @click.argument("thread_id")
 @click.option("--call", "tool_call_id", required=True, help="The tool call ID.")
 @click.option("--message", required=True, help="The answer the model gets instead of the tool's.")
+@actor_option
+@comment_option
 @json_option
-def respond(thread_id: str, tool_call_id: str, message: str, as_json: bool) -> None:
+def respond(
+    thread_id: str,
+    tool_call_id: str,
+    message: str,
+    actor: str | None,
+    comment: str | None,
+    as_json: bool,
+) -> None:
     """Answer a pending call in the tool's place, without running it."""
-    _decide(thread_id, tool_call_id, {"type": "respond", "message": message}, as_json)
+    answer = {"type": "respond", "message": message}
+    _decide(thread_id, tool_call_id, answer, actor, comment, as_json)
+
+
+@cli.command()
+@click.argument("thread_id")
+@click.option("--call", "tool_call_id", required=True, help="The tool call ID.")
+@click.option("--retry", "action", flag_value="retry", help="Run the call again.")
+@click.option(
+    "--mark-done", "action", flag_value="mark_done", help="It did take effect; do not run it."
+)
+@click.option(
+    "--skip", "action", flag_value="skip", help="Do not run it; tell the model it was skipped."
+)
+@click.option("--result", help="With --mark-done: the result the model is given.")
+@actor_option
+@json_option
+def reconcile(
+    thread_id: str,
+    tool_call_id: str,
+    action: str | None,
+    result: str | None,
+    actor: str | None,
+    as_json: bool,
+) -> None:
+    """Settle a call whose outcome is unknown (its process died mid-call), then continue."""
+    if action is None:
+        raise click.UsageError("choose one of --retry, --mark-done or --skip")
+    if result is not None and action != "mark_done":
+        raise click.BadParameter("only with --mark-done", param_hint="--result")
+    with _service(as_json) as service:
+        try:
+            view = service.reconcile(
+                thread_id,
+                tool_call_id,
+                cast(ReconcileAction, action),
+                actor=_actor(actor),
+                result=result,
+            )
+        except errors.HitlError as e:
+            _fail(e, as_json)
+        _show_view(view, as_json)
+
+
+@cli.command()
+@click.argument("thread_id")
+@json_option
+def resume(thread_id: str, as_json: bool) -> None:
+    """Continue a thread whose run stopped (a crash, a lost resume) from its last checkpoint."""
+    with _service(as_json) as service:
+        try:
+            service.resume(thread_id)
+            view = service.show(thread_id)
+        except errors.HitlError as e:
+            _fail(e, as_json)
+        _show_view(view, as_json)
+
+
+@cli.command()
+@json_option
+def sweep(as_json: bool) -> None:
+    """Expire overdue approvals, flag crashed calls, resume threads that can move on."""
+    with _service(as_json) as service:
+        try:
+            report = service.sweep()
+        except errors.HitlError as e:
+            _fail(e, as_json)
+
+    def human() -> None:
+        for r in report.expired:
+            click.echo(f"expired  thread {r.thread_id}  call {r.tool_call_id}  ({r.on_expire})")
+        for r in report.orphaned:
+            click.echo(f"outcome unknown  thread {r.thread_id}  call {r.tool_call_id}")
+        for thread_id in report.busy:
+            click.echo(f"busy (its runner applies it)  thread {thread_id}")
+        click.echo(
+            f"{len(report.expired)} expired, {len(report.orphaned)} outcome unknown, "
+            f"{len(report.resumed)} threads resumed"
+        )
+
+    _emit(as_json, report.to_json(), human)
+
+
+@cli.command()
+@click.argument("thread_id", required=False)
+@click.option("--verify", is_flag=True, help="Check every thread's hash chain.")
+@json_option
+def audit(thread_id: str | None, verify: bool, as_json: bool) -> None:
+    """Print a thread's audit trail, or verify every chain (exit 15 if one is broken)."""
+    if thread_id is None and not verify:
+        raise click.UsageError("give a THREAD_ID, or --verify to check every chain")
+    with _service(as_json) as service:
+        try:
+            if verify:
+                report = service.verify_audit()
+            else:
+                entries = service.audit(cast(str, thread_id))
+        except errors.HitlError as e:
+            _fail(e, as_json)
+    if verify:
+        data = {
+            "ok": report.ok,
+            "threads": report.threads,
+            "entries": report.entries,
+            "broken": [asdict(b) for b in report.broken],
+            "heads": report.heads,
+        }
+
+        def human_report() -> None:
+            for b in report.broken:
+                click.echo(f"BROKEN  thread {b.thread_id}  entry {b.seq}: {b.problem}")
+            verdict = "every chain verifies" if report.ok else f"{len(report.broken)} broken"
+            click.echo(f"{report.threads} threads, {report.entries} entries: {verdict}")
+
+        _emit(as_json, data, human_report)
+        if not report.ok:
+            sys.exit(AUDIT_BROKEN_EXIT)
+        return
+
+    def human() -> None:
+        for e in entries:
+            who = f" by {e.actor}" if e.actor else ""
+            call = f" call {e.tool_call_id}" if e.tool_call_id else ""
+            detail = json.dumps(e.detail, sort_keys=True)
+            click.echo(f"{e.seq:>4}  {iso(e.at)}  {e.event}{call}{who}  {detail}")
+
+    _emit(as_json, {"thread_id": thread_id, "audit": [e.to_json() for e in entries]}, human)
 
 
 def main() -> None:

@@ -28,18 +28,54 @@ class NothingPending(HitlError):
 
 
 class UnknownToolCall(HitlError):
-    def __init__(self, thread_id: str, tool_call_id: str, pending: Sequence[str]) -> None:
+    def __init__(
+        self,
+        thread_id: str,
+        tool_call_id: str,
+        pending: Sequence[str],
+        elsewhere: Sequence[str] = (),
+    ) -> None:
         listed = ", ".join(pending) or "none"
-        super().__init__(
-            f"thread {thread_id!r} has no tool call {tool_call_id!r}; pending calls: {listed}."
-        )
+        if elsewhere:
+            where = ", ".join(elsewhere)
+            super().__init__(
+                f"tool call {tool_call_id!r} belongs to thread {where}, not {thread_id!r}; "
+                f"check the thread ID (pending calls of {thread_id!r}: {listed})."
+            )
+        else:
+            super().__init__(
+                f"thread {thread_id!r} has no tool call {tool_call_id!r}; pending calls: {listed}."
+            )
 
 
 class AlreadyDecided(HitlError):
-    def __init__(self, thread_id: str, tool_call_id: str, decision: str) -> None:
+    """A later or concurrent decision on a call that was decided first by someone else."""
+
+    def __init__(
+        self, thread_id: str, tool_call_id: str, by: str, at: str, decision: str, status: str
+    ) -> None:
         super().__init__(
-            f"tool call {tool_call_id!r} of thread {thread_id!r} was already decided "
-            f"({decision}); a decision cannot be changed. See `hitl history {thread_id}`."
+            f"tool call {tool_call_id!r} of thread {thread_id!r} was already decided by {by} "
+            f"at {at} ({decision}); it is now {status}. A decision cannot be changed and "
+            f"nothing was run again. See `hitl audit {thread_id}`."
+        )
+        self.by, self.at, self.decision, self.status = by, at, decision, status
+
+
+class NotPermitted(HitlError):
+    """The policy does not let this person make this decision (separation of duties)."""
+
+
+class Busy(HitlError):
+    """The thread or the database is held by another process for longer than we wait."""
+
+
+class NotReconcilable(HitlError):
+    def __init__(self, thread_id: str, tool_call_id: str, status: str) -> None:
+        super().__init__(
+            f"tool call {tool_call_id!r} of thread {thread_id!r} is {status}, not "
+            "outcome_unknown; only a call whose outcome is unknown can be reconciled. "
+            "See `hitl pending` for the calls that need it."
         )
 
 

@@ -1,39 +1,55 @@
 """The approval service: start and continue threads, list and decide approvals, by thread ID.
 
-Every decision is checked against what is pending *now* (never a client-chosen checkpoint)
-before anything is written: an unknown thread, nothing pending, an unknown or already decided
-call, a decision the tool does not allow, or an invalid edit raise a `HitlError` and leave the
-database untouched. Runs use `durability="sync"`, so the checkpoint holding a decision is on
-disk before the approved tool starts.
+Deciding is a compare-and-set in the ledger (the first valid decision wins, whoever else
+answers at the same moment), checked before anything is written: an unknown thread or call,
+nothing pending, an already decided call, a decision the tool or the policy does not allow,
+or an invalid edit raise a `HitlError` and leave the database untouched. The thread is then
+resumed under its lease, so only one process runs it at a time; the graph's nodes apply what
+the ledger recorded and journal every tool call (see `checkpoints/ledger.py`).
 """
 
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal, cast
 
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Command, StateSnapshot
+from langgraph.types import StateSnapshot
 from pydantic import ValidationError
 
-from checkpoints.locks import ThreadLocks
-from checkpoints.sqlite import BatchingSqliteSaver, list_thread_ids
+from checkpoints import ledger as ledger_errors
+from checkpoints.ledger import InboxQuery, SqliteLedger
+from checkpoints.records import NEEDS_A_PERSON, ApprovalRecord, AuditEntry, AuditReport, iso
+from checkpoints.sqlite import BatchingSqliteSaver, DatabaseBusy
 from graph.decisions import DecisionNotAllowedError, DecisionSchemas, DecisionType
+from graph.ledger import CallInProgress
 from hitl.errors import (
     AlreadyDecided,
+    Busy,
     DecisionNotAllowed,
     InvalidDecision,
     NothingPending,
+    NotPermitted,
+    NotReconcilable,
     PendingApprovalsExist,
     ThreadNotFound,
     UnknownToolCall,
 )
-from hitl.views import HistoryEntry, PendingApproval, Status, ThreadView, message_to_json
+from hitl.views import (
+    HistoryEntry,
+    InboxPage,
+    PendingApproval,
+    Status,
+    SweepReport,
+    ThreadView,
+    message_to_json,
+)
 
 CANCELLED_REASON = "cancelled: the user sent a new message instead of deciding"
-# LangGraph's strict resume: a resume naming an interrupt that is not pending is refused
-_STRICT_RESUME = "__pregel_strict_resume"
+SWEEP_ACTOR = "hitl sweep"
+ReconcileAction = Literal["retry", "mark_done", "skip"]
 
 
 class ApprovalService:
@@ -44,25 +60,35 @@ class ApprovalService:
         graph: CompiledStateGraph[Any],
         saver: BatchingSqliteSaver,
         schemas: DecisionSchemas,
-        locks: ThreadLocks,
+        ledger: SqliteLedger,
     ) -> None:
         self._graph = graph
         self._saver = saver
         self._schemas = schemas
-        self._locks = locks
+        self._ledger = ledger
 
     # reading
 
     def show(self, thread_id: str) -> ThreadView:
         """The thread's status, messages, pending approvals and final answer."""
-        return _view(thread_id, self._snapshot(thread_id))
+        snapshot = self._snapshot(thread_id)
+        return _view(thread_id, snapshot, self._waiting(thread_id))
 
-    def pending(self) -> list[PendingApproval]:
-        """Every pending approval in the database, oldest first."""
-        found: list[PendingApproval] = []
-        for thread_id in list_thread_ids(self._saver):
-            found.extend(_pending(thread_id, self._graph.get_state(_config(thread_id))))
-        return sorted(found, key=lambda p: p.since)
+    def pending(self, query: InboxQuery | None = None) -> InboxPage:
+        """One page of the approvals that need a person, from the ledger's index only.
+
+        A call whose runner died mid-call is recorded as `outcome_unknown` first, so it shows.
+        """
+        query = query or InboxQuery()
+        with _translated():
+            self._ledger.mark_orphaned_runs()
+            records, total = self._ledger.inbox(query)
+        return InboxPage(
+            items=[PendingApproval.of(r) for r in records],
+            total=total,
+            offset=query.offset,
+            limit=query.limit,
+        )
 
     def history(self, thread_id: str) -> list[HistoryEntry]:
         """The thread's checkpoints, oldest first, with what was pending or decided at each."""
@@ -80,105 +106,237 @@ class ApprovalService:
                     step=int(metadata.get("step", -1)),
                     node=", ".join(previous.next) if previous and previous.next else "input",
                     created_at=str(snap.created_at),
-                    pending=[p.tool_call_id for p in _pending(thread_id, snap)],
+                    pending=_interrupted_calls(snap),
                     decided={cid: r["decision"] for cid, r in reviews.items() if cid not in before},
                 )
             )
             previous = snap
         return entries
 
+    def audit(self, thread_id: str) -> list[AuditEntry]:
+        """The thread's audit trail, oldest first."""
+        entries = self._ledger.audit_trail(thread_id)
+        if not entries:
+            self._snapshot(thread_id)  # ThreadNotFound for an unknown thread
+        return entries
+
+    def verify_audit(self) -> AuditReport:
+        """Check every thread's hash chain."""
+        return self._ledger.verify_audit()
+
     # acting
 
     def run(
-        self, prompt: str, thread_id: str | None = None, *, cancel_pending: bool = False
+        self,
+        prompt: str,
+        thread_id: str | None = None,
+        *,
+        actor: str,
+        cancel_pending: bool = False,
     ) -> ThreadView:
-        """Send a user message to a new thread, or to an existing one that is not waiting."""
-        thread_id = thread_id or str(uuid.uuid4())
-        with self._locks.hold(thread_id):
-            return self._run_locked(prompt, thread_id, cancel_pending)
+        """Send a user message to a new thread, or to an existing one that is not waiting.
 
-    def _run_locked(self, prompt: str, thread_id: str, cancel_pending: bool) -> ThreadView:
-        snapshot = self._graph.get_state(_config(thread_id))
-        if pending := _pending(thread_id, snapshot):
-            if not cancel_pending:
-                raise PendingApprovalsExist(thread_id, [p.tool_call_id for p in pending])
-            self._resume(
-                thread_id,
-                {p.interrupt_id: {"type": "reject", "message": CANCELLED_REASON} for p in pending},
-            )
-        self._invoke({"messages": [HumanMessage(prompt)]}, thread_id)
-        return self.show(thread_id)
-
-    def decide(self, thread_id: str, answers: Mapping[str, object]) -> ThreadView:
-        """Apply decisions keyed by `tool_call_id`; any subset of the pending calls, one run.
-
-        Holds the thread's lock from reading what is pending to the end of the run, so a
-        concurrent decision in another process sees this one and is refused.
+        `actor` is recorded as the requester of every approval the message leads to.
         """
-        with self._locks.hold(thread_id):
-            return self._decide_locked(thread_id, answers)
-
-    def _decide_locked(self, thread_id: str, answers: Mapping[str, object]) -> ThreadView:
-        snapshot = self._snapshot(thread_id)
-        pending = {p.tool_call_id: p for p in _pending(thread_id, snapshot)}
-        reviews = snapshot.values.get("reviews", {})
-        resume: dict[str, Any] = {}
-        for tool_call_id, answer in answers.items():
-            if tool_call_id in reviews:
-                raise AlreadyDecided(thread_id, tool_call_id, reviews[tool_call_id]["decision"])
-            if not pending:
-                raise NothingPending(thread_id, _status(snapshot))
-            if tool_call_id not in pending:
-                raise UnknownToolCall(thread_id, tool_call_id, sorted(pending))
-            call = pending[tool_call_id]
-            allowed = cast(Sequence[DecisionType], call.allowed_decisions)
-            try:
-                decision = self._schemas.validate(call.tool, allowed, answer)
-            except DecisionNotAllowedError:
-                raise DecisionNotAllowed(call.tool, _kind(answer), allowed) from None
-            except ValidationError as e:
-                raise InvalidDecision(tool_call_id, _describe(e)) from None
-            resume[call.interrupt_id] = decision
-        if not resume:
-            raise NothingPending(thread_id, _status(snapshot))
-        self._resume(thread_id, resume)
+        thread_id = thread_id or str(uuid.uuid4())
+        with self._lease(thread_id):
+            if waiting := [r for r in self._waiting(thread_id) if r.status == "pending"]:
+                if not cancel_pending:
+                    raise PendingApprovalsExist(thread_id, [r.tool_call_id for r in waiting])
+                cancel = {"type": "reject", "message": CANCELLED_REASON}
+                with _translated(thread_id):
+                    self._ledger.decide(
+                        thread_id, {r.tool_call_id: cancel for r in waiting}, actor=actor
+                    )
+                self._invoke(None, thread_id)
+            self._invoke({"messages": [HumanMessage(prompt)], "requester": actor}, thread_id)
         return self.show(thread_id)
 
-    def edit(self, thread_id: str, tool_call_id: str, args: Mapping[str, Any]) -> ThreadView:
-        """Run a pending call with `args` instead of the model's (same tool, validated first)."""
-        with self._locks.hold(thread_id):
-            pending = _pending(thread_id, self._snapshot(thread_id))
-            tool = next((p.tool for p in pending if p.tool_call_id == tool_call_id), "")
-            edit = {"type": "edit", "edited_action": {"name": tool, "args": dict(args)}}
-            return self._decide_locked(thread_id, {tool_call_id: edit})
+    def decide(
+        self,
+        thread_id: str,
+        answers: Mapping[str, object],
+        *,
+        actor: str,
+        comment: str | None = None,
+    ) -> ThreadView:
+        """Apply decisions keyed by `tool_call_id` (any subset of the pending calls), then run.
 
-    def decide_all(self, thread_id: str, answer: object) -> ThreadView:
+        All or none: if one answer is refused, none is recorded.
+        """
+        decisions = {cid: self._validated(thread_id, cid, a) for cid, a in answers.items()}
+        if not decisions:
+            raise NothingPending(thread_id, self._status(thread_id))
+        with _translated(thread_id, self._ledger):
+            self._ledger.decide(thread_id, decisions, actor=actor, comment=comment)
+        try:
+            self.resume(thread_id)
+        except Busy as e:
+            raise Busy(
+                f"your decision was recorded, but {e} The thread continues when that run "
+                f"ends, or with `hitl resume {thread_id}` / `hitl sweep`."
+            ) from None
+        return self.show(thread_id)
+
+    def edit(
+        self,
+        thread_id: str,
+        tool_call_id: str,
+        args: Mapping[str, Any],
+        *,
+        actor: str,
+        comment: str | None = None,
+    ) -> ThreadView:
+        """Run a pending call with `args` instead of the model's (same tool, validated first)."""
+        record = self._pending_record(thread_id, tool_call_id)
+        edit = {"type": "edit", "edited_action": {"name": record.tool, "args": dict(args)}}
+        return self.decide(thread_id, {tool_call_id: edit}, actor=actor, comment=comment)
+
+    def decide_all(
+        self, thread_id: str, answer: object, *, actor: str, comment: str | None = None
+    ) -> ThreadView:
         """Apply one answer (approve, or reject with a reason) to every pending call."""
-        with self._locks.hold(thread_id):
-            snapshot = self._snapshot(thread_id)
-            pending = _pending(thread_id, snapshot)
-            if not pending:
-                raise NothingPending(thread_id, _status(snapshot))
-            return self._decide_locked(thread_id, {p.tool_call_id: answer for p in pending})
+        pending = [r for r in self._waiting(thread_id) if r.status == "pending"]
+        if not pending:
+            raise NothingPending(thread_id, self._status(thread_id))
+        answers = {r.tool_call_id: answer for r in pending}
+        return self.decide(thread_id, answers, actor=actor, comment=comment)
+
+    def reconcile(
+        self,
+        thread_id: str,
+        tool_call_id: str,
+        action: ReconcileAction,
+        *,
+        actor: str,
+        result: str | None = None,
+    ) -> ThreadView:
+        """Settle a call whose outcome is unknown (run it again, or record how it ended),
+        then continue the thread."""
+        self._snapshot(thread_id)
+        with _translated(thread_id, self._ledger):
+            self._ledger.reconcile(thread_id, tool_call_id, action, actor=actor, result=result)
+        self.resume(thread_id)
+        return self.show(thread_id)
+
+    def resume(self, thread_id: str) -> None:
+        """Continue a thread from its last checkpoint, under its lease (after a decision, or
+        a crash): the nodes apply what the ledger recorded since."""
+        with self._lease(thread_id):
+            self._invoke(None, thread_id)
+
+    def sweep(self) -> SweepReport:
+        """Expire overdue approvals, flag calls whose runner died, and resume the threads
+        that can move on. Safe to run at any time, from any number of processes."""
+        with _translated():
+            expired = self._ledger.expire_overdue(actor=SWEEP_ACTOR)
+            orphaned = self._ledger.mark_orphaned_runs()
+            threads = dict.fromkeys(
+                [r.thread_id for r in expired] + self._ledger.resumable_threads()
+            )
+        resumed, busy = [], []
+        for thread_id in threads:
+            try:
+                with self._lease(thread_id, wait=0.0):
+                    self._invoke(None, thread_id)
+                resumed.append(thread_id)
+            except Busy:
+                busy.append(thread_id)  # its runner re-runs the approval and applies the expiry
+        return SweepReport(expired=expired, orphaned=orphaned, resumed=resumed, busy=busy)
 
     # plumbing
+
+    def _validated(self, thread_id: str, tool_call_id: str, answer: object) -> dict[str, Any]:
+        record = self._pending_record(thread_id, tool_call_id)
+        allowed = cast(Sequence[DecisionType], record.allowed_decisions)
+        try:
+            return dict(self._schemas.validate(record.tool, allowed, answer))
+        except DecisionNotAllowedError:
+            raise DecisionNotAllowed(record.tool, _kind(answer), allowed) from None
+        except ValidationError as e:
+            raise InvalidDecision(tool_call_id, _describe(e)) from None
+
+    def _pending_record(self, thread_id: str, tool_call_id: str) -> ApprovalRecord:
+        record = self._ledger.get(thread_id, tool_call_id)
+        if record is None:
+            self._snapshot(thread_id)
+            waiting = [r.tool_call_id for r in self._waiting(thread_id) if r.status == "pending"]
+            elsewhere = self._ledger.threads_of_call(tool_call_id)
+            if not waiting and not elsewhere:
+                raise NothingPending(thread_id, self._status(thread_id))
+            raise UnknownToolCall(thread_id, tool_call_id, waiting, elsewhere)
+        if record.status != "pending":
+            raise _already_decided(record)
+        return record
+
+    def _waiting(self, thread_id: str) -> list[ApprovalRecord]:
+        return [r for r in self._ledger.thread_records(thread_id) if r.status in NEEDS_A_PERSON]
 
     def _snapshot(self, thread_id: str) -> StateSnapshot:
         if self._saver.get_tuple(_config(thread_id)) is None:
             raise ThreadNotFound(thread_id)
         return self._graph.get_state(_config(thread_id))
 
-    def _resume(self, thread_id: str, resume: dict[str, Any]) -> None:
-        self._invoke(Command(resume=resume), thread_id, strict=True)
+    def _status(self, thread_id: str) -> Status:
+        return _status(self._snapshot(thread_id))
 
-    def _invoke(self, payload: Any, thread_id: str, *, strict: bool = False) -> None:
-        config = _config(thread_id)
-        if strict:
-            config["configurable"][_STRICT_RESUME] = True
+    @contextmanager
+    def _lease(self, thread_id: str, *, wait: float | None = None) -> Iterator[None]:
+        kwargs = {} if wait is None else {"wait": wait}
+        with _translated(thread_id), self._ledger.lease(thread_id, **kwargs):
+            yield
+
+    def _invoke(self, payload: Any, thread_id: str) -> None:
         try:
-            self._graph.invoke(payload, config, durability="sync")
+            with _translated(thread_id):
+                self._graph.invoke(payload, _config(thread_id), durability="sync")
         finally:
             self._saver.flush()
+
+
+@contextmanager
+def _translated(thread_id: str = "", ledger: SqliteLedger | None = None) -> Iterator[None]:
+    """The ledger's and the database's refusals as the service's domain errors."""
+    try:
+        yield
+    except ledger_errors.NotPending as e:
+        raise _already_decided(e.record) from None
+    except ledger_errors.NotPermitted as e:
+        raise NotPermitted(str(e)) from None
+    except ledger_errors.NotReconcilable as e:
+        raise NotReconcilable(thread_id, e.record.tool_call_id, e.record.status) from None
+    except ledger_errors.CallNotFound as e:
+        pending = []
+        if ledger is not None:
+            pending = [
+                r.tool_call_id
+                for r in ledger.thread_records(thread_id)
+                if r.status in NEEDS_A_PERSON
+            ]
+        raise UnknownToolCall(thread_id, e.tool_call_id, pending, e.elsewhere) from None
+    except ledger_errors.ThreadBusy as e:
+        raise Busy(
+            f"thread {e.thread_id!r} is being run by another process ({e.holder}); "
+            "try again when it has finished."
+        ) from None
+    except DatabaseBusy as e:
+        raise Busy(str(e)) from None
+    except CallInProgress as e:
+        raise Busy(str(e)) from None
+
+
+def _already_decided(record: ApprovalRecord) -> AlreadyDecided:
+    decision = record.decision_type or record.status
+    if record.decision and record.decision.get("message"):
+        decision += f": {record.decision['message']}"
+    return AlreadyDecided(
+        record.thread_id,
+        record.tool_call_id,
+        record.decided_by or "nobody",
+        iso(record.decided_at) or "?",
+        decision,
+        record.status,
+    )
 
 
 def _config(thread_id: str) -> RunnableConfig:
@@ -191,29 +349,16 @@ def _status(snapshot: StateSnapshot) -> Status:
     return "incomplete" if snapshot.next else "done"
 
 
-def _pending(thread_id: str, snapshot: StateSnapshot) -> list[PendingApproval]:
-    found = []
-    for task in snapshot.tasks:
-        for intr in task.interrupts:
-            value = intr.value
-            if not (isinstance(value, dict) and value.get("type") == "tool_approval"):
-                continue
-            found.append(
-                PendingApproval(
-                    thread_id=thread_id,
-                    tool_call_id=value["tool_call_id"],
-                    tool=value["name"],
-                    args=value["args"],
-                    description=value["description"],
-                    allowed_decisions=list(value["allowed_decisions"]),
-                    interrupt_id=intr.id,
-                    since=str(snapshot.created_at),
-                )
-            )
-    return found
+def _interrupted_calls(snapshot: StateSnapshot) -> list[str]:
+    return [
+        intr.value["tool_call_id"]
+        for task in snapshot.tasks
+        for intr in task.interrupts
+        if isinstance(intr.value, dict) and intr.value.get("type") == "tool_approval"
+    ]
 
 
-def _view(thread_id: str, snapshot: StateSnapshot) -> ThreadView:
+def _view(thread_id: str, snapshot: StateSnapshot, waiting: list[ApprovalRecord]) -> ThreadView:
     messages = snapshot.values.get("messages", []) if snapshot.values else []
     status = _status(snapshot)
     last = messages[-1] if messages else None
@@ -225,7 +370,7 @@ def _view(thread_id: str, snapshot: StateSnapshot) -> ThreadView:
     return ThreadView(
         thread_id=thread_id,
         status=status,
-        pending=_pending(thread_id, snapshot),
+        pending=[PendingApproval.of(r) for r in waiting],
         messages=[message_to_json(m) for m in messages],
         answer=answer,
     )

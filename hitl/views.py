@@ -5,25 +5,89 @@ from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
+from checkpoints.records import ApprovalRecord, iso
+
 Status = Literal["interrupted", "done", "incomplete"]
 
 
 @dataclass(frozen=True)
 class PendingApproval:
-    """One tool call waiting for a person."""
+    """One tool call waiting for a person: a decision to make, or an unknown outcome."""
 
     thread_id: str
     tool_call_id: str
     tool: str
     args: dict[str, Any]
+    args_hash: str
     description: str
     allowed_decisions: list[str]
-    interrupt_id: str
-    since: str
-    """When the thread paused for it (ISO 8601, UTC)."""
+    interrupt_id: str | None
+    status: str
+    """`pending` (decide it) or `outcome_unknown` (settle it with `hitl reconcile`)."""
+    requester: str | None
+    requested_at: str
+    """When the call was asked about (ISO 8601, UTC)."""
+    expires_at: str | None
+    """When `hitl sweep` settles it if nobody decides (ISO 8601, UTC)."""
+
+    @classmethod
+    def of(cls, record: ApprovalRecord) -> "PendingApproval":
+        return cls(
+            thread_id=record.thread_id,
+            tool_call_id=record.tool_call_id,
+            tool=record.tool,
+            args=record.args,
+            args_hash=record.args_hash,
+            description=record.description,
+            allowed_decisions=record.allowed_decisions,
+            interrupt_id=record.interrupt_id,
+            status=record.status,
+            requester=record.requester,
+            requested_at=iso(record.requested_at) or "",
+            expires_at=iso(record.expires_at),
+        )
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class InboxPage:
+    """One page of the inbox."""
+
+    items: list[PendingApproval]
+    total: int
+    """How many approvals match the filters in all."""
+    offset: int
+    limit: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pending": [p.to_json() for p in self.items],
+            "total": self.total,
+            "offset": self.offset,
+            "limit": self.limit,
+        }
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What one `hitl sweep` settled."""
+
+    expired: list[ApprovalRecord]
+    orphaned: list[ApprovalRecord]
+    """Calls whose runner died mid-call, now `outcome_unknown`."""
+    resumed: list[str]
+    busy: list[str]
+    """Threads another process was running; it applies the expiry itself."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "expired": [r.to_json() for r in self.expired],
+            "orphaned": [r.to_json() for r in self.orphaned],
+            "resumed": self.resumed,
+            "busy": self.busy,
+        }
 
 
 @dataclass(frozen=True)

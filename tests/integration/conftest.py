@@ -1,12 +1,13 @@
 """The real graph on a file SQLite database, with the offline model and recording tools."""
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from checkpoints.locks import ThreadLocks
+from checkpoints.ledger import Clock, open_ledger
 from checkpoints.sqlite import open_saver
 from graph.builder import build_graph
 from graph.decisions import DecisionSchemas
@@ -34,15 +35,16 @@ def log() -> ToolLog:
 
 @contextmanager
 def open_test_service(
-    db: Path, log: ToolLog, policy: Policy | None = None
+    db: Path, log: ToolLog, policy: Policy | None = None, clock: Clock = time.time
 ) -> Iterator[ApprovalService]:
-    """A service as a fresh process would build it: new connection, new graph."""
+    """A service as a fresh process would build it: new connections, new graph."""
     tools = make_recording_tools(log)
-    with open_saver(db) as saver:
+    with open_saver(db) as saver, open_ledger(db, clock=clock) as ledger:
         graph = build_graph(
             model=OfflineChatModel(),
             tools=tools,
             policy=policy or default_policy(),
             checkpointer=saver,
+            ledger=ledger,
         )
-        yield ApprovalService(graph, saver, DecisionSchemas(tools), ThreadLocks.beside(db))
+        yield ApprovalService(graph, saver, DecisionSchemas(tools), ledger)

@@ -31,14 +31,14 @@ def _latest_reviews_on_disk(db: Path, thread_id: str) -> dict[str, dict[str, obj
 def test_the_approved_decision_is_on_disk_before_the_tool_starts(db: Path, log: ToolLog) -> None:
     seen_on_disk: dict[str, object] = {}
     with open_test_service(db, log) as service:
-        view = service.run(ONE_EMAIL)
+        view = service.run(ONE_EMAIL, actor="alice")
         call_id = view.pending[0].tool_call_id
 
         def check_disk(name: str, tool_call_id: str) -> None:
             seen_on_disk.update(_latest_reviews_on_disk(db, view.thread_id).get(tool_call_id, {}))
 
         log.before_run = check_disk
-        service.decide(view.thread_id, {call_id: "approve"})
+        service.decide(view.thread_id, {call_id: "approve"}, actor="alice")
     assert seen_on_disk["decision"] == "approve"
     assert log.ids("send_email") == [call_id]
 
@@ -47,17 +47,17 @@ def test_sibling_calls_each_run_once_and_only_after_every_call_is_decided(
     db: Path, log: ToolLog
 ) -> None:
     with open_test_service(db, log) as service:
-        view = service.run(TWO_EMAILS)
+        view = service.run(TWO_EMAILS, actor="alice")
         first, second = (p.tool_call_id for p in view.pending)
         assert len(view.pending) == 2 and log.calls == []  # count_emails waits for the turn
 
-        partial = service.decide(view.thread_id, {first: "approve"})
+        partial = service.decide(view.thread_id, {first: "approve"}, actor="alice")
         assert partial.status == "interrupted"
         assert [p.tool_call_id for p in partial.pending] == [second]
         assert log.calls == []
 
     with open_test_service(db, log) as service:  # another process decides the rest
-        done = service.decide(view.thread_id, {second: {"type": "reject", "message": "no"}})
+        done = service.decide(view.thread_id, {second: {"type": "reject", "message": "no"}}, actor="alice")
     assert done.status == "done"
     assert sorted(log.ids()) == sorted([first, *log.ids("count_emails")])
     assert len(log.ids("count_emails")) == 1
@@ -66,12 +66,12 @@ def test_sibling_calls_each_run_once_and_only_after_every_call_is_decided(
 
 def test_rejected_call_never_runs_even_after_a_restart(db: Path, log: ToolLog) -> None:
     with open_test_service(db, log) as service:
-        view = service.run(ONE_EMAIL)
-        service.decide_all(view.thread_id, {"type": "reject", "message": "not today"})
+        view = service.run(ONE_EMAIL, actor="alice")
+        service.decide_all(view.thread_id, {"type": "reject", "message": "not today"}, actor="alice")
     with open_test_service(db, log) as service:
         after = service.show(view.thread_id)
         with pytest.raises(NothingPending):
-            service.decide_all(view.thread_id, "approve")
+            service.decide_all(view.thread_id, "approve", actor="alice")
     assert after.status == "done"
     assert "not today" in (after.answer or "")
     assert log.calls == []
@@ -81,9 +81,9 @@ def test_edited_call_runs_with_exactly_the_edited_args_and_the_model_is_told(
     db: Path, log: ToolLog
 ) -> None:
     with open_test_service(db, log) as service:
-        view = service.run(ONE_EMAIL)
+        view = service.run(ONE_EMAIL, actor="alice")
         call_id = view.pending[0].tool_call_id
-        done = service.edit(view.thread_id, call_id, {"message": "hello", "recipient": "s@x.org"})
+        done = service.edit(view.thread_id, call_id, {"message": "hello", "recipient": "s@x.org"}, actor="alice")
     assert log.calls == [("send_email", call_id, {"message": "hello", "recipient": "s@x.org"})]
     result = next(m for m in done.messages if m.get("tool_call_id") == call_id)
     assert "reviewer edited" in str(result["content"])
@@ -91,9 +91,9 @@ def test_edited_call_runs_with_exactly_the_edited_args_and_the_model_is_told(
 
 def test_respond_answer_becomes_the_tool_result_without_running_it(db: Path, log: ToolLog) -> None:
     with open_test_service(db, log) as service:
-        view = service.run(ONE_EMAIL)
+        view = service.run(ONE_EMAIL, actor="alice")
         call_id = view.pending[0].tool_call_id
-        done = service.decide(view.thread_id, {call_id: {"type": "respond", "message": "sent it"}})
+        done = service.decide(view.thread_id, {call_id: {"type": "respond", "message": "sent it"}}, actor="alice")
     result = next(m for m in done.messages if m.get("tool_call_id") == call_id)
     assert result["content"] == "sent it" and result["status"] == "success"
     assert log.calls == []
@@ -103,20 +103,20 @@ def test_a_second_answer_to_a_decided_call_is_refused_and_nothing_reruns(
     db: Path, log: ToolLog
 ) -> None:
     with open_test_service(db, log) as service:
-        view = service.run(TWO_EMAILS)
+        view = service.run(TWO_EMAILS, actor="alice")
         first = view.pending[0].tool_call_id
-        service.decide(view.thread_id, {first: "approve"})
+        service.decide(view.thread_id, {first: "approve"}, actor="alice")
         with pytest.raises(AlreadyDecided, match="already decided"):
-            service.decide(view.thread_id, {first: "reject"})
-        service.decide_all(view.thread_id, "approve")
+            service.decide(view.thread_id, {first: "reject"}, actor="alice")
+        service.decide_all(view.thread_id, "approve", actor="alice")
         with pytest.raises(AlreadyDecided):
-            service.decide(view.thread_id, {first: "approve"})
+            service.decide(view.thread_id, {first: "approve"}, actor="alice")
     assert sorted(log.ids("send_email")) == sorted(p.tool_call_id for p in view.pending)
 
 
 def test_an_invalid_resume_sent_straight_to_langgraph_saves_nothing(db: Path, log: ToolLog) -> None:
     with open_test_service(db, log) as service:
-        view = service.run(ONE_EMAIL)
+        view = service.run(ONE_EMAIL, actor="alice")
         graph = service._graph
         config = {"configurable": {"thread_id": view.thread_id}}
         before = len(list(graph.get_state_history(config)))
@@ -130,8 +130,8 @@ def test_an_invalid_resume_sent_straight_to_langgraph_saves_nothing(db: Path, lo
 
 def test_runs_leave_nothing_buffered_or_locked(db: Path, log: ToolLog) -> None:
     with open_test_service(db, log) as service:
-        view = service.run(ONE_EMAIL)
-        service.decide_all(view.thread_id, "approve")
+        view = service.run(ONE_EMAIL, actor="alice")
+        service.decide_all(view.thread_id, "approve", actor="alice")
         saver = service._saver
         assert not saver.conn.in_transaction and not saver._buffer
         pragmas = {

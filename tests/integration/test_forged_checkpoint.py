@@ -48,7 +48,7 @@ def test_a_forged_row_naming_os_system_is_refused_and_nothing_runs(
 ) -> None:
     marker = tmp_path / "pwned"
     with open_test_service(db, log) as service:
-        thread_id = service.run(ONE_EMAIL).thread_id
+        thread_id = service.run(ONE_EMAIL, actor="alice").thread_id
     _forge_newest_checkpoint(
         db, thread_id, ("msgpack", _checkpoint_calling("os", "system", [f"touch {marker}"]))
     )
@@ -62,7 +62,7 @@ def test_a_pickled_row_is_refused_without_unpickling(
     tmp_path: Path, db: Path, log: ToolLog
 ) -> None:
     with open_test_service(db, log) as service:
-        thread_id = service.run(ONE_EMAIL).thread_id
+        thread_id = service.run(ONE_EMAIL, actor="alice").thread_id
     # a pickle that would call os.system if it were ever loaded
     marker = tmp_path / "pwned"
     evil = b"cos\nsystem\n(V" + f"touch {marker}".encode() + b"\ntR."

@@ -25,7 +25,7 @@ def _decide(
     with open_service(_settings(Path(db))) as service:
         barrier.wait(timeout=60)  # everyone is connected: now race
         try:
-            service.decide(thread_id, {call_id: answer})
+            service.decide(thread_id, {call_id: answer}, actor=f"decider-{answer}")
             results.put(f"won:{answer}")
         except (AlreadyDecided, NothingPending) as e:
             results.put(f"refused:{type(e).__name__}")
@@ -49,7 +49,7 @@ def test_eight_processes_racing_on_one_call_record_one_decision_and_run_the_tool
 ) -> None:
     db = tmp_path / "hitl.sqlite"
     with open_service(_settings(db)) as service:
-        view = service.run("Send sally@example.com an email saying 'hi'")
+        view = service.run("Send sally@example.com an email saying 'hi'", actor="alice")
     call_id = view.pending[0].tool_call_id
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(DECIDERS)

@@ -1,0 +1,45 @@
+"""Who is running a thread: runner tokens, and how to tell whether a runner is still alive.
+
+A token is `host:pid:nonce`. On this host a runner is alive while its process is; a runner on
+another host is alive while its lease in the database has not expired.
+"""
+
+import os
+import socket
+import uuid
+from functools import cache
+
+
+@cache
+def runner_token() -> str:
+    """This process's token, made on first use (never at import time)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def lease_holder_token() -> str:
+    """A token for one hold of a lease: this process's token plus a nonce of its own."""
+    return f"{runner_token()}:{uuid.uuid4().hex[:8]}"
+
+
+def process_of(token: str) -> tuple[str, int] | None:
+    """The (host, pid) a token names, or None if it is not one of ours."""
+    parts = token.split(":")
+    if len(parts) < 3 or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1])
+
+
+def alive_on_this_host(token: str) -> bool | None:
+    """True or False for a token of this host's processes; None when this host cannot tell."""
+    where = process_of(token)
+    if where is None or where[0] != socket.gethostname():
+        return None
+    if where[1] == os.getpid():
+        return token.startswith(runner_token())
+    try:
+        os.kill(where[1], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,1059 @@
+"""The approvals ledger: one row per gated tool call, its journal, leases and the audit trail.
+
+It lives in the same SQLite file as the checkpoints, in tables of its own (`hitl_*`), on its
+own connection. Every change is one `BEGIN IMMEDIATE` transaction that updates a row with a
+compare-and-set on its status and appends the matching audit entry, so the row and its audit
+trail are written together or not at all, and the first of two concurrent decisions wins.
+
+The ledger is the source of truth for decisions and for tool execution; the graph's nodes
+follow it (see `graph/nodes.py`), whichever runtime runs them.
+"""
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from checkpoints.audit import GENESIS, args_diff, first_broken_link, link_hash
+from checkpoints.leases import alive_on_this_host, lease_holder_token, runner_token
+from checkpoints.records import (
+    DECIDED_TO_RUN,
+    NEEDS_A_PERSON,
+    NOT_YET_RUN,
+    POLICY_ACTOR,
+    STATUS_OF_DECISION,
+    ApprovalRecord,
+    AuditEntry,
+    AuditReport,
+    BrokenLink,
+    Status,
+    args_hash,
+    canonical_json,
+    digest,
+    iso,
+)
+from checkpoints.sqlite import DatabaseBusy, DatabaseError, connect
+
+Clock = Callable[[], float]
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """CREATE TABLE hitl_approvals (
+            thread_id TEXT NOT NULL,
+            tool_call_id TEXT NOT NULL,
+            interrupt_id TEXT,
+            tool TEXT NOT NULL,
+            args TEXT NOT NULL,
+            args_hash TEXT NOT NULL,
+            requester TEXT,
+            status TEXT NOT NULL,
+            allowed_decisions TEXT NOT NULL,
+            description TEXT NOT NULL,
+            requested_at REAL NOT NULL,
+            expires_at REAL,
+            on_expire TEXT NOT NULL,
+            approvers TEXT,
+            allow_self_approval INTEGER NOT NULL,
+            decided_at REAL,
+            decided_by TEXT,
+            decision TEXT,
+            reason TEXT,
+            approved_args_hash TEXT,
+            runner TEXT,
+            started_at REAL,
+            finished_at REAL,
+            result TEXT,
+            result_status TEXT,
+            audit_seq INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (thread_id, tool_call_id)
+        )""",
+        "CREATE INDEX hitl_approvals_inbox ON hitl_approvals (status, requested_at)",
+        "CREATE INDEX hitl_approvals_expiry ON hitl_approvals (status, expires_at)"
+        " WHERE expires_at IS NOT NULL",
+        "CREATE INDEX hitl_approvals_call ON hitl_approvals (tool_call_id)",
+        """CREATE TABLE hitl_audit (
+            thread_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            at REAL NOT NULL,
+            event TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            tool_call_id TEXT,
+            detail TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            PRIMARY KEY (thread_id, seq)
+        )""",
+        """CREATE TABLE hitl_leases (
+            thread_id TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            expires_at REAL NOT NULL
+        )""",
+    ),
+}
+_COLUMNS = (
+    "thread_id, tool_call_id, interrupt_id, tool, args, args_hash, requester, status, "
+    "allowed_decisions, description, requested_at, expires_at, on_expire, approvers, "
+    "allow_self_approval, decided_at, decided_by, decision, reason, approved_args_hash, "
+    "runner, started_at, finished_at, result, result_status"
+)
+LOCK_WAIT_SECONDS = 120.0
+"""How long a write waits for another process's write lock before `DatabaseBusy`."""
+LEASE_TTL_SECONDS = 30.0
+SortKey = Literal["requested_at", "expires_at", "tool", "thread_id"]
+
+
+class LedgerError(Exception):
+    """A request the ledger refuses; nothing was written."""
+
+
+class CallNotFound(LedgerError):
+    """No approval for this call in this thread (maybe in another one)."""
+
+    def __init__(self, thread_id: str, tool_call_id: str, elsewhere: Sequence[str]) -> None:
+        super().__init__(thread_id, tool_call_id)
+        self.thread_id, self.tool_call_id, self.elsewhere = thread_id, tool_call_id, elsewhere
+
+
+class NotPending(LedgerError):
+    """The call was already decided (or settled); carries the recorded row."""
+
+    def __init__(self, record: ApprovalRecord) -> None:
+        super().__init__(record.thread_id, record.tool_call_id, record.status)
+        self.record = record
+
+
+class NotPermitted(LedgerError):
+    """The policy saved with the call forbids this actor's decision."""
+
+
+class NotReconcilable(LedgerError):
+    """Only a call whose outcome is unknown can be reconciled."""
+
+    def __init__(self, record: ApprovalRecord) -> None:
+        super().__init__(record.thread_id, record.tool_call_id, record.status)
+        self.record = record
+
+
+class ThreadBusy(LedgerError):
+    """Another live runner holds the thread's lease for longer than we may wait."""
+
+    def __init__(self, thread_id: str, holder: str) -> None:
+        super().__init__(thread_id, holder)
+        self.thread_id, self.holder = thread_id, holder
+
+
+@dataclass(frozen=True)
+class InboxQuery:
+    """Filters, order and page of an inbox listing; every filter is optional."""
+
+    statuses: tuple[Status, ...] = NEEDS_A_PERSON
+    tool: str | None = None
+    thread_id: str | None = None
+    requester: str | None = None
+    older_than: float | None = None
+    """Only calls requested before this UNIX time."""
+    expiring_before: float | None = None
+    """Only calls whose deadline is before this UNIX time."""
+    sort: SortKey = "requested_at"
+    descending: bool = False
+    limit: int = 50
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class Begin:
+    """What the tools node may do with one approved call (see `SqliteLedger.begin`)."""
+
+    action: Literal["run", "done", "unknown", "busy", "ask"]
+    record: ApprovalRecord | None
+
+
+class SqliteLedger:
+    """The ledger on one SQLite file. Thread-safe; one connection, one lock."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        path: str = "",
+        clock: Clock = time.time,
+        lock_wait: float = LOCK_WAIT_SECONDS,
+    ) -> None:
+        conn.isolation_level = None  # transactions are explicit: BEGIN IMMEDIATE ... COMMIT
+        self._conn = conn
+        self._path = path
+        self._lock = threading.RLock()
+        self._lock_wait = lock_wait
+        self.clock = clock
+
+    @property
+    def runner(self) -> str:
+        """This process's runner token, journaled with each call it starts."""
+        return runner_token()
+
+    # transactions
+
+    def _write(self, work: Callable[[sqlite3.Cursor], T]) -> T:
+        """Run `work` in one write transaction, waiting (bounded) for other writers."""
+        deadline = time.monotonic() + self._lock_wait
+        delay = 0.01
+        while True:
+            with self._lock:
+                cur = self._conn.cursor()
+                try:
+                    cur.execute("BEGIN IMMEDIATE")
+                    try:
+                        result = work(cur)
+                        cur.execute("COMMIT")
+                        return result
+                    except BaseException:
+                        cur.execute("ROLLBACK")
+                        raise
+                except sqlite3.OperationalError as e:
+                    if not _is_busy(e):
+                        raise DatabaseError(self._path, e) from e
+                    if time.monotonic() >= deadline:
+                        raise DatabaseBusy(self._path, self._lock_wait) from e
+                finally:
+                    cur.close()
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    def _read(self, work: Callable[[sqlite3.Cursor], T]) -> T:
+        with self._lock, closing(self._conn.cursor()) as cur:
+            return work(cur)
+
+    def migrate(self) -> int:
+        """Create or upgrade the ledger's tables; returns the schema version."""
+
+        def work(cur: sqlite3.Cursor) -> int:
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS hitl_schema (id INTEGER PRIMARY KEY CHECK (id = 1), "
+                "version INTEGER NOT NULL)"
+            )
+            row = cur.execute("SELECT version FROM hitl_schema").fetchone()
+            version = row[0] if row else 0
+            if version > SCHEMA_VERSION:
+                raise DatabaseError(
+                    self._path,
+                    RuntimeError(
+                        f"ledger schema {version} is newer than this program's "
+                        f"({SCHEMA_VERSION}); upgrade hitl-approvals"
+                    ),
+                )
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[target]:
+                    cur.execute(statement)
+            cur.execute(
+                "INSERT OR REPLACE INTO hitl_schema (id, version) VALUES (1, ?)", (SCHEMA_VERSION,)
+            )
+            return SCHEMA_VERSION
+
+        return self._write(work)
+
+    def schema_version(self) -> int:
+        """The version of the ledger's tables in this file (0: not created)."""
+
+        def work(cur: sqlite3.Cursor) -> int:
+            try:
+                row = cur.execute("SELECT version FROM hitl_schema").fetchone()
+            except sqlite3.OperationalError:
+                return 0
+            return int(row[0]) if row else 0
+
+        return self._read(work)
+
+    # asking
+
+    def request(
+        self,
+        *,
+        thread_id: str,
+        tool_call_id: str,
+        interrupt_id: str | None,
+        tool: str,
+        args: Mapping[str, Any],
+        requester: str | None,
+        needs_review: bool,
+        allowed_decisions: Sequence[str],
+        description: str,
+        expires_after: float | None = None,
+        on_expire: str = "reject",
+        approvers: Sequence[str] | None = None,
+        allow_self_approval: bool = True,
+    ) -> ApprovalRecord:
+        """Register a call (idempotent) and return its row, decided or not.
+
+        A row that exists with the same args is returned as is. One whose args differ and
+        that has not run yet is asked about again with the new args (the earlier decision was
+        for another action); a call that already ran keeps its row.
+        """
+        h = args_hash(dict(args))
+        existing = self.get(thread_id, tool_call_id)
+        if existing and existing.args_hash == h and existing.interrupt_id == interrupt_id:
+            return existing
+
+        def work(cur: sqlite3.Cursor) -> ApprovalRecord:
+            now = self.clock()
+            row = _get(cur, thread_id, tool_call_id)
+            fields: dict[str, Any] = {
+                "interrupt_id": interrupt_id,
+                "tool": tool,
+                "args": canonical_json(dict(args)),
+                "args_hash": h,
+                "requester": requester,
+                "allowed_decisions": json.dumps(list(allowed_decisions)),
+                "description": description,
+                "requested_at": now,
+                "expires_at": None if expires_after is None else now + expires_after,
+                "on_expire": on_expire,
+                "approvers": None if approvers is None else json.dumps(sorted(approvers)),
+                "allow_self_approval": int(allow_self_approval),
+                "decided_at": None,
+                "decided_by": None,
+                "decision": None,
+                "reason": None,
+                "approved_args_hash": None,
+                "status": "pending",
+            }
+            if not needs_review:
+                fields |= {
+                    "status": "approved",
+                    "decided_at": now,
+                    "decided_by": POLICY_ACTOR,
+                    "decision": canonical_json({"type": "approve"}),
+                    "approved_args_hash": h,
+                    "expires_at": None,
+                }
+            if row is None:
+                columns = ["thread_id", "tool_call_id", *fields]
+                cur.execute(
+                    f"INSERT INTO hitl_approvals ({', '.join(columns)}) "
+                    f"VALUES ({', '.join('?' for _ in columns)})",
+                    (thread_id, tool_call_id, *fields.values()),
+                )
+                detail = {"tool": tool, "args": dict(args), "args_hash": h}
+                if fields["expires_at"] is not None:
+                    detail["expires_at"] = fields["expires_at"]
+                event = "requested" if needs_review else "approved_by_policy"
+                self._audit(cur, thread_id, event, requester or "unknown", tool_call_id, detail)
+            elif row.args_hash != h and row.status in NOT_YET_RUN:
+                _update(cur, thread_id, tool_call_id, fields)
+                detail = {"args": args_diff(row.args, dict(args)), "args_hash": h}
+                self._audit(cur, thread_id, "re-requested", POLICY_ACTOR, tool_call_id, detail)
+            elif row.args_hash == h and row.interrupt_id != interrupt_id:
+                _update(cur, thread_id, tool_call_id, {"interrupt_id": interrupt_id})
+            return _require(cur, thread_id, tool_call_id)
+
+        return self._write(work)
+
+    # deciding
+
+    def decide(
+        self,
+        thread_id: str,
+        decisions: Mapping[str, Mapping[str, Any]],
+        *,
+        actor: str,
+        comment: str | None = None,
+    ) -> list[ApprovalRecord]:
+        """Record decisions (LangChain wire format) keyed by `tool_call_id`: all or none.
+
+        Compare-and-set on `status = 'pending'`: the first decision for a call wins, any other
+        raises `NotPending` with the recorded one. The policy saved with the call is enforced
+        here (`NotPermitted`), whoever asks.
+        """
+
+        def work(cur: sqlite3.Cursor) -> list[ApprovalRecord]:
+            now = self.clock()
+            decided = []
+            for tool_call_id, decision in decisions.items():
+                row = _get(cur, thread_id, tool_call_id)
+                if row is None:
+                    raise CallNotFound(thread_id, tool_call_id, _threads_of(cur, tool_call_id))
+                if row.status != "pending":
+                    raise NotPending(row)
+                _check_permitted(row, str(decision["type"]), actor)
+                kind = str(decision["type"])
+                run_args = _run_args(row, decision)
+                reason = decision.get("message") if kind in ("reject", "respond") else None
+                _update(
+                    cur,
+                    thread_id,
+                    tool_call_id,
+                    {
+                        "status": STATUS_OF_DECISION[kind],
+                        "decided_at": now,
+                        "decided_by": actor,
+                        "decision": canonical_json(dict(decision)),
+                        "reason": comment or reason,
+                        "approved_args_hash": None if run_args is None else args_hash(run_args),
+                    },
+                )
+                detail: dict[str, Any] = {"decision": kind}
+                if reason:
+                    detail["message"] = reason
+                if comment:
+                    detail["comment"] = comment
+                if kind == "edit" and run_args is not None:
+                    detail["args"] = args_diff(row.args, run_args)
+                self._audit(cur, thread_id, "decided", actor, tool_call_id, detail)
+                decided.append(_require(cur, thread_id, tool_call_id))
+            return decided
+
+        return self._write(work)
+
+    def answer_from_graph(
+        self, thread_id: str, tool_call_id: str, decision: Mapping[str, Any], *, actor: str
+    ) -> ApprovalRecord:
+        """Record an answer given straight to the graph (Studio's resume); return the row.
+
+        An answer the ledger refuses (already decided, not permitted) leaves the row as it is:
+        the node then applies the recorded decision, or asks again.
+        """
+        try:
+            return self.decide(thread_id, {tool_call_id: decision}, actor=actor)[0]
+        except (NotPending, NotPermitted, CallNotFound):
+            record = self.get(thread_id, tool_call_id)
+            assert record is not None
+            return record
+
+    def reconcile_from_graph(
+        self, thread_id: str, tool_call_id: str, action: str, *, actor: str, result: str | None
+    ) -> None:
+        """Settle an unknown outcome from an answer given straight to the graph, if valid."""
+        if action in ("retry", "mark_done", "skip"):
+            with suppress(NotReconcilable, CallNotFound):
+                self.reconcile(thread_id, tool_call_id, action, actor=actor, result=result)  # type: ignore[arg-type]
+
+    def expire_overdue(self, *, actor: str) -> list[ApprovalRecord]:
+        """Settle every pending call past its deadline with its `on_expire` decision.
+
+        Compare-and-set like `decide`, so a person deciding at the same moment either wins
+        (the call is not expired) or is refused.
+        """
+
+        def work(cur: sqlite3.Cursor) -> list[ApprovalRecord]:
+            now = self.clock()
+            overdue = [
+                _record(r)
+                for r in cur.execute(
+                    f"SELECT {_COLUMNS} FROM hitl_approvals "
+                    "WHERE status = 'pending' AND expires_at IS NOT NULL AND expires_at <= ?",
+                    (now,),
+                ).fetchall()
+            ]
+            expired = []
+            for row in overdue:
+                deadline = iso(row.expires_at)
+                if row.on_expire == "approve":
+                    decision: dict[str, Any] = {"type": "approve"}
+                    approved: str | None = row.args_hash
+                else:
+                    decision = {
+                        "type": "reject",
+                        "message": f"expired: nobody decided before the deadline ({deadline})",
+                    }
+                    approved = None
+                _update(
+                    cur,
+                    row.thread_id,
+                    row.tool_call_id,
+                    {
+                        "status": "expired",
+                        "decided_at": now,
+                        "decided_by": actor,
+                        "decision": canonical_json(decision),
+                        "reason": f"deadline {deadline} passed",
+                        "approved_args_hash": approved,
+                    },
+                )
+                self._audit(
+                    cur,
+                    row.thread_id,
+                    "expired",
+                    actor,
+                    row.tool_call_id,
+                    {"on_expire": row.on_expire, "deadline": row.expires_at},
+                )
+                expired.append(_require(cur, row.thread_id, row.tool_call_id))
+            return expired
+
+        return self._write(work)
+
+    # executing (the journal)
+
+    def begin(
+        self, thread_id: str, tool_call_id: str, run_args: Mapping[str, Any], runner: str
+    ) -> Begin:
+        """Journal the start of a call before it runs, or say why it must not run.
+
+        `run`: recorded as `running`, go ahead. `done`: it already finished; use the journaled
+        result. `unknown`: an earlier attempt started and never finished (its process died);
+        a person must settle it. `busy`: a live runner is executing it right now. `ask`: the
+        args to run are not the approved ones (or nothing was approved): ask again.
+        """
+        h = args_hash(dict(run_args))
+
+        def work(cur: sqlite3.Cursor) -> Begin:
+            row = _get(cur, thread_id, tool_call_id)
+            if row is None:
+                return Begin("ask", None)
+            if row.status in ("succeeded", "failed"):
+                return Begin("done", row)
+            if row.status == "outcome_unknown":
+                return Begin("unknown", row)
+            if row.status == "running":
+                elsewhere = row.runner is not None and row.runner != runner
+                if elsewhere and self.runner_alive(cur, thread_id, str(row.runner)):
+                    return Begin("busy", row)
+                return Begin("unknown", self._mark_unknown(cur, row))
+            if row.status in DECIDED_TO_RUN and row.approved_args_hash == h:
+                now = self.clock()
+                _update(
+                    cur,
+                    thread_id,
+                    tool_call_id,
+                    {"status": "running", "runner": runner, "started_at": now},
+                )
+                self._audit(cur, thread_id, "tool_started", runner, tool_call_id, {"args_hash": h})
+                return Begin("run", _require(cur, thread_id, tool_call_id))
+            return Begin("ask", row)
+
+        return self._write(work)
+
+    def finish(
+        self, thread_id: str, tool_call_id: str, *, runner: str, ok: bool, result: str
+    ) -> None:
+        """Journal a call's result; a later replay gets it instead of running the tool."""
+
+        def work(cur: sqlite3.Cursor) -> None:
+            changed = cur.execute(
+                "UPDATE hitl_approvals SET status = ?, finished_at = ?, result = ?, "
+                "result_status = ? WHERE thread_id = ? AND tool_call_id = ? "
+                "AND status = 'running' AND runner = ?",
+                (
+                    "succeeded" if ok else "failed",
+                    self.clock(),
+                    result,
+                    "success" if ok else "error",
+                    thread_id,
+                    tool_call_id,
+                    runner,
+                ),
+            ).rowcount
+            if changed:
+                self._audit(
+                    cur,
+                    thread_id,
+                    "tool_finished",
+                    runner,
+                    tool_call_id,
+                    {"status": "succeeded" if ok else "failed", "result_digest": digest(result)},
+                )
+
+        self._write(work)
+
+    def mark_orphaned_runs(self) -> list[ApprovalRecord]:
+        """Record as `outcome_unknown` every `running` call whose runner is gone."""
+
+        def work(cur: sqlite3.Cursor) -> list[ApprovalRecord]:
+            rows = [
+                _record(r)
+                for r in cur.execute(
+                    f"SELECT {_COLUMNS} FROM hitl_approvals WHERE status = 'running'"
+                ).fetchall()
+            ]
+            return [
+                self._mark_unknown(cur, row)
+                for row in rows
+                if not (row.runner and self.runner_alive(cur, row.thread_id, row.runner))
+            ]
+
+        return self._write(work)
+
+    def reconcile(
+        self,
+        thread_id: str,
+        tool_call_id: str,
+        action: Literal["retry", "mark_done", "skip"],
+        *,
+        actor: str,
+        result: str | None = None,
+    ) -> ApprovalRecord:
+        """Settle a call whose outcome is unknown: run it again, or record how it ended."""
+
+        def work(cur: sqlite3.Cursor) -> ApprovalRecord:
+            row = _get(cur, thread_id, tool_call_id)
+            if row is None:
+                raise CallNotFound(thread_id, tool_call_id, _threads_of(cur, tool_call_id))
+            if row.status != "outcome_unknown":
+                raise NotReconcilable(row)
+            now = self.clock()
+            fields: dict[str, Any]
+            if action == "retry":
+                status = STATUS_OF_DECISION.get(row.decision_type or "", "approved")
+                fields = {"status": status, "runner": None, "started_at": None}
+            elif action == "mark_done":
+                text = result or f"Done (confirmed by {actor} after the outcome was unknown)."
+                fields = {"status": "succeeded", "result": text, "result_status": "success"}
+            else:
+                text = (
+                    f"Not run: {actor} skipped this call after an earlier attempt's outcome "
+                    "was unknown."
+                )
+                fields = {"status": "failed", "result": text, "result_status": "error"}
+            if action != "retry":
+                fields["finished_at"] = now
+            _update(cur, thread_id, tool_call_id, fields)
+            detail: dict[str, Any] = {"action": action}
+            if "result" in fields:
+                detail["result_digest"] = digest(fields["result"])
+            self._audit(cur, thread_id, "reconciled", actor, tool_call_id, detail)
+            return _require(cur, thread_id, tool_call_id)
+
+        return self._write(work)
+
+    def _mark_unknown(self, cur: sqlite3.Cursor, row: ApprovalRecord) -> ApprovalRecord:
+        _update(cur, row.thread_id, row.tool_call_id, {"status": "outcome_unknown"})
+        self._audit(
+            cur,
+            row.thread_id,
+            "outcome_unknown",
+            "ledger",
+            row.tool_call_id,
+            {"runner": row.runner, "started_at": row.started_at},
+        )
+        return _require(cur, row.thread_id, row.tool_call_id)
+
+    # reading
+
+    def get(self, thread_id: str, tool_call_id: str) -> ApprovalRecord | None:
+        """One call's row, or None."""
+        return self._read(lambda cur: _get(cur, thread_id, tool_call_id))
+
+    def thread_records(self, thread_id: str) -> list[ApprovalRecord]:
+        """Every row of a thread, oldest request first."""
+        return self._read(
+            lambda cur: [
+                _record(r)
+                for r in cur.execute(
+                    f"SELECT {_COLUMNS} FROM hitl_approvals WHERE thread_id = ? "
+                    "ORDER BY requested_at, tool_call_id",
+                    (thread_id,),
+                ).fetchall()
+            ]
+        )
+
+    def threads_of_call(self, tool_call_id: str) -> list[str]:
+        """The threads that have a call with this ID."""
+        return self._read(lambda cur: _threads_of(cur, tool_call_id))
+
+    def inbox(self, query: InboxQuery = InboxQuery()) -> tuple[list[ApprovalRecord], int]:
+        """One page of the calls that need a person, and how many match in all.
+
+        Reads only the status index: the cost grows with the matching rows, never with the
+        number of threads or checkpoints.
+        """
+        where = [f"status IN ({', '.join('?' for _ in query.statuses)})"]
+        params: list[Any] = list(query.statuses)
+        for column, value in (
+            ("tool", query.tool),
+            ("thread_id", query.thread_id),
+            ("requester", query.requester),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if query.older_than is not None:
+            where.append("requested_at < ?")
+            params.append(query.older_than)
+        if query.expiring_before is not None:
+            where.append("expires_at IS NOT NULL AND expires_at < ?")
+            params.append(query.expiring_before)
+        clause = " AND ".join(where)
+        direction = "DESC" if query.descending else "ASC"
+        order = f"{query.sort} {direction}, thread_id, tool_call_id"
+        if query.sort == "expires_at":
+            order = f"expires_at IS NULL, {order}"
+
+        def work(cur: sqlite3.Cursor) -> tuple[list[ApprovalRecord], int]:
+            rows = cur.execute(
+                f"SELECT {_COLUMNS} FROM hitl_approvals WHERE {clause} ORDER BY {order} "
+                "LIMIT ? OFFSET ?",
+                (*params, query.limit, query.offset),
+            ).fetchall()
+            total = cur.execute(
+                f"SELECT COUNT(*) FROM hitl_approvals WHERE {clause}", params
+            ).fetchone()[0]
+            return [_record(r) for r in rows], int(total)
+
+        return self._read(work)
+
+    def resumable_threads(self) -> list[str]:
+        """Threads with a call decided to run that has not started, nothing else pending, and
+        no live runner: their resume was lost (a crash right after the decision)."""
+
+        def work(cur: sqlite3.Cursor) -> list[str]:
+            candidates = [
+                r[0]
+                for r in cur.execute(
+                    "SELECT DISTINCT a.thread_id FROM hitl_approvals a "
+                    "WHERE a.status IN ('approved', 'edited', 'expired') "
+                    "AND a.approved_args_hash IS NOT NULL AND a.started_at IS NULL "
+                    "AND NOT EXISTS (SELECT 1 FROM hitl_approvals p "
+                    "WHERE p.thread_id = a.thread_id AND p.status IN ('pending', "
+                    "'outcome_unknown'))"
+                ).fetchall()
+            ]
+            return [t for t in candidates if _lease_holder(cur, t, self.clock) is None]
+
+        return self._read(work)
+
+    # leases: one runner per thread
+
+    @contextmanager
+    def lease(
+        self, thread_id: str, *, wait: float = LOCK_WAIT_SECONDS, ttl: float = LEASE_TTL_SECONDS
+    ) -> Iterator[str]:
+        """Hold the thread's lease (waiting up to `wait` seconds); renewed while held.
+
+        A lease whose holder died (on this host) or expired is taken over at once.
+        """
+        holder = lease_holder_token()
+        deadline = time.monotonic() + wait
+        delay = 0.01
+        while True:
+            current = self._write(lambda cur: self._try_lease(cur, thread_id, holder, ttl))
+            if current is None:
+                break
+            if time.monotonic() >= deadline:
+                raise ThreadBusy(thread_id, current)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+        stop = threading.Event()
+        heartbeat = threading.Thread(
+            target=self._renew, args=(thread_id, holder, ttl, stop), daemon=True
+        )
+        heartbeat.start()
+        try:
+            yield holder
+        finally:
+            stop.set()
+            heartbeat.join()
+            self._write(
+                lambda cur: cur.execute(
+                    "DELETE FROM hitl_leases WHERE thread_id = ? AND holder = ?",
+                    (thread_id, holder),
+                )
+            )
+
+    def _try_lease(
+        self, cur: sqlite3.Cursor, thread_id: str, holder: str, ttl: float
+    ) -> str | None:
+        current = _lease_holder(cur, thread_id, time.time)
+        if current is not None and current != holder:
+            return current
+        cur.execute(
+            "INSERT OR REPLACE INTO hitl_leases (thread_id, holder, expires_at) VALUES (?, ?, ?)",
+            (thread_id, holder, time.time() + ttl),
+        )
+        return None
+
+    def _renew(self, thread_id: str, holder: str, ttl: float, stop: threading.Event) -> None:
+        while not stop.wait(ttl / 3):
+            try:
+                self._write(
+                    lambda cur: cur.execute(
+                        "UPDATE hitl_leases SET expires_at = ? WHERE thread_id = ? AND holder = ?",
+                        (time.time() + ttl, thread_id, holder),
+                    )
+                )
+            except (DatabaseBusy, DatabaseError):
+                continue  # the next beat tries again; the lease outlives a few missed beats
+
+    def runner_alive(self, cur: sqlite3.Cursor, thread_id: str, runner: str) -> bool:
+        """Whether the runner that started a call may still be executing it."""
+        here = alive_on_this_host(runner)
+        if here is not None:
+            return here
+        holder = _lease_holder(cur, thread_id, time.time)
+        return holder is not None and holder.startswith(runner)
+
+    # the audit trail
+
+    def _audit(
+        self,
+        cur: sqlite3.Cursor,
+        thread_id: str,
+        event: str,
+        actor: str,
+        tool_call_id: str | None,
+        detail: dict[str, Any],
+    ) -> None:
+        head = cur.execute(
+            "SELECT seq, hash FROM hitl_audit WHERE thread_id = ? ORDER BY seq DESC LIMIT 1",
+            (thread_id,),
+        ).fetchone()
+        seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
+        at = self.clock()
+        detail = json.loads(canonical_json(detail))  # what is hashed is what is read back
+        entry_hash = link_hash(
+            prev,
+            thread_id=thread_id,
+            seq=seq,
+            at=at,
+            event=event,
+            actor=actor,
+            tool_call_id=tool_call_id,
+            detail=detail,
+        )
+        cur.execute(
+            "INSERT INTO hitl_audit (thread_id, seq, at, event, actor, tool_call_id, detail, "
+            "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                thread_id,
+                seq,
+                at,
+                event,
+                actor,
+                tool_call_id,
+                canonical_json(detail),
+                prev,
+                entry_hash,
+            ),
+        )
+        if tool_call_id is not None:
+            cur.execute(
+                "UPDATE hitl_approvals SET audit_seq = ? WHERE thread_id = ? AND tool_call_id = ?",
+                (seq, thread_id, tool_call_id),
+            )
+
+    def audit_trail(self, thread_id: str) -> list[AuditEntry]:
+        """A thread's audit entries, oldest first."""
+        return self._read(
+            lambda cur: [
+                _audit_entry(r)
+                for r in cur.execute(
+                    "SELECT thread_id, seq, at, event, actor, tool_call_id, detail, prev_hash, "
+                    "hash FROM hitl_audit WHERE thread_id = ? ORDER BY seq",
+                    (thread_id,),
+                ).fetchall()
+            ]
+        )
+
+    def verify_audit(self) -> AuditReport:
+        """Check every thread's chain; report the first broken link of each broken chain."""
+
+        def work(cur: sqlite3.Cursor) -> AuditReport:
+            rows = cur.execute(
+                "SELECT thread_id, seq, at, event, actor, tool_call_id, detail, prev_hash, hash "
+                "FROM hitl_audit ORDER BY thread_id, seq"
+            ).fetchall()
+            by_thread: dict[str, list[AuditEntry]] = {}
+            for r in rows:
+                by_thread.setdefault(r[0], []).append(_audit_entry(r))
+            expected = dict(
+                cur.execute(
+                    "SELECT thread_id, MAX(audit_seq) FROM hitl_approvals GROUP BY thread_id"
+                ).fetchall()
+            )
+            broken = []
+            heads = {}
+            for thread_id in sorted(by_thread.keys() | expected.keys()):
+                entries = by_thread.get(thread_id, [])
+                link = first_broken_link(entries)
+                if link is None and entries and entries[-1].seq < expected.get(thread_id, 0):
+                    link = BrokenLink(
+                        thread_id,
+                        entries[-1].seq + 1,
+                        "the chain ends early: newer entries were deleted",
+                    )
+                if link is None and not entries and expected.get(thread_id, 0):
+                    link = BrokenLink(thread_id, 1, "the whole chain was deleted")
+                if link is not None:
+                    broken.append(link)
+                if entries:
+                    heads[thread_id] = entries[-1].hash
+            return AuditReport(
+                threads=len(by_thread), entries=len(rows), broken=broken, heads=heads
+            )
+
+        return self._read(work)
+
+    def close(self) -> None:
+        """Close the ledger's connection."""
+        self._conn.close()
+
+
+@contextmanager
+def open_ledger(
+    path: Path | str, *, clock: Clock = time.time, lock_wait: float = LOCK_WAIT_SECONDS
+) -> Iterator[SqliteLedger]:
+    """Open (and create or migrate) the ledger in the SQLite file at `path`."""
+    ledger = make_ledger(path, clock=clock, lock_wait=lock_wait)
+    try:
+        yield ledger
+    finally:
+        ledger.close()
+
+
+def make_ledger(
+    path: Path | str, *, clock: Clock = time.time, lock_wait: float = LOCK_WAIT_SECONDS
+) -> SqliteLedger:
+    """A migrated ledger on `path`, open until `close()` (for long-lived runtimes)."""
+    ledger = SqliteLedger(connect(path), path=str(path), clock=clock, lock_wait=lock_wait)
+    try:
+        ledger.migrate()
+    except BaseException:
+        ledger.close()
+        raise
+    return ledger
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    text = str(error).lower()
+    return "locked" in text or "busy" in text
+
+
+def _get(cur: sqlite3.Cursor, thread_id: str, tool_call_id: str) -> ApprovalRecord | None:
+    row = cur.execute(
+        f"SELECT {_COLUMNS} FROM hitl_approvals WHERE thread_id = ? AND tool_call_id = ?",
+        (thread_id, tool_call_id),
+    ).fetchone()
+    return None if row is None else _record(row)
+
+
+def _require(cur: sqlite3.Cursor, thread_id: str, tool_call_id: str) -> ApprovalRecord:
+    record = _get(cur, thread_id, tool_call_id)
+    assert record is not None
+    return record
+
+
+def _update(
+    cur: sqlite3.Cursor, thread_id: str, tool_call_id: str, fields: Mapping[str, Any]
+) -> None:
+    assignments = ", ".join(f"{column} = ?" for column in fields)
+    cur.execute(
+        f"UPDATE hitl_approvals SET {assignments} WHERE thread_id = ? AND tool_call_id = ?",
+        (*fields.values(), thread_id, tool_call_id),
+    )
+
+
+def _threads_of(cur: sqlite3.Cursor, tool_call_id: str) -> list[str]:
+    return [
+        r[0]
+        for r in cur.execute(
+            "SELECT thread_id FROM hitl_approvals WHERE tool_call_id = ?", (tool_call_id,)
+        ).fetchall()
+    ]
+
+
+def _lease_holder(cur: sqlite3.Cursor, thread_id: str, clock: Clock) -> str | None:
+    """The live holder of a thread's lease, or None if it is free, expired or its holder died."""
+    row = cur.execute(
+        "SELECT holder, expires_at FROM hitl_leases WHERE thread_id = ?", (thread_id,)
+    ).fetchone()
+    if row is None or row[1] < time.time():
+        return None
+    if alive_on_this_host(row[0]) is False:
+        return None
+    return str(row[0])
+
+
+def _check_permitted(row: ApprovalRecord, kind: str, actor: str) -> None:
+    if kind not in ("approve", "edit"):
+        return
+    if row.approvers is not None and actor not in row.approvers:
+        raise NotPermitted(
+            f"{actor!r} may not {kind} calls of {row.tool}: only "
+            f"{', '.join(row.approvers) or 'nobody'} may (policy). Ask one of them, "
+            "or reject it."
+        )
+    if not row.allow_self_approval and row.requester is not None and actor == row.requester:
+        raise NotPermitted(
+            f"{actor!r} asked for this call and may not {kind} it too (separation of duties): "
+            "another person must approve it; you may still reject it."
+        )
+
+
+def _run_args(row: ApprovalRecord, decision: Mapping[str, Any]) -> dict[str, Any] | None:
+    kind = decision["type"]
+    if kind == "approve":
+        return row.args
+    if kind == "edit":
+        return dict(decision["edited_action"]["args"])
+    return None
+
+
+def _record(row: tuple[Any, ...]) -> ApprovalRecord:
+    (
+        thread_id, tool_call_id, interrupt_id, tool, args, h, requester, status, allowed,
+        description, requested_at, expires_at, on_expire, approvers, allow_self, decided_at,
+        decided_by, decision, reason, approved_hash, runner, started_at, finished_at, result,
+        result_status,
+    ) = row  # fmt: skip
+    return ApprovalRecord(
+        thread_id=thread_id,
+        tool_call_id=tool_call_id,
+        interrupt_id=interrupt_id,
+        tool=tool,
+        args=json.loads(args),
+        args_hash=h,
+        requester=requester,
+        status=status,
+        allowed_decisions=json.loads(allowed),
+        description=description,
+        requested_at=requested_at,
+        expires_at=expires_at,
+        on_expire=on_expire,
+        approvers=None if approvers is None else json.loads(approvers),
+        allow_self_approval=bool(allow_self),
+        decided_at=decided_at,
+        decided_by=decided_by,
+        decision=None if decision is None else json.loads(decision),
+        reason=reason,
+        approved_args_hash=approved_hash,
+        runner=runner,
+        started_at=started_at,
+        finished_at=finished_at,
+        result=result,
+        result_status=result_status,
+    )
+
+
+def _audit_entry(row: tuple[Any, ...]) -> AuditEntry:
+    thread_id, seq, at, event, actor, tool_call_id, detail, prev_hash, entry_hash = row
+    return AuditEntry(
+        thread_id=thread_id,
+        seq=seq,
+        at=at,
+        event=event,
+        actor=actor,
+        tool_call_id=tool_call_id,
+        detail=json.loads(detail),
+        prev_hash=prev_hash,
+        hash=entry_hash,
+    )
+
+
+__all__ = [
+    "Begin",
+    "CallNotFound",
+    "InboxQuery",
+    "LedgerError",
+    "NotPending",
+    "NotPermitted",
+    "NotReconcilable",
+    "SqliteLedger",
+    "ThreadBusy",
+    "make_ledger",
+    "open_ledger",
+]

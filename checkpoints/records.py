@@ -1,0 +1,144 @@
+"""The ledger's rows as plain data: one approval per gated tool call, one audit entry per event."""
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Status = Literal[
+    "pending",
+    "approved",
+    "edited",
+    "rejected",
+    "responded",
+    "expired",
+    "running",
+    "succeeded",
+    "failed",
+    "outcome_unknown",
+]
+NEEDS_A_PERSON: tuple[Status, ...] = ("pending", "outcome_unknown")
+"""The statuses the inbox lists: a decision to make, or a crashed call to settle."""
+NOT_YET_RUN: tuple[Status, ...] = ("pending", "approved", "edited", "expired")
+"""Statuses a re-request may reset: nothing has been executed for the call yet."""
+DECIDED_TO_RUN: tuple[Status, ...] = ("approved", "edited", "expired")
+"""Statuses whose recorded decision may let the tool run (an expiry can approve)."""
+STATUS_OF_DECISION: dict[str, Status] = {
+    "approve": "approved",
+    "edit": "edited",
+    "reject": "rejected",
+    "respond": "responded",
+}
+POLICY_ACTOR = "policy"
+"""`decided_by` of a call the policy let through without asking anyone."""
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no spaces: the form that is hashed."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def args_hash(args: Any) -> str:
+    """The SHA-256 of a call's arguments in canonical JSON: what an approval is bound to."""
+    return hashlib.sha256(canonical_json(args).encode()).hexdigest()
+
+
+def digest(text: str) -> str:
+    """The SHA-256 of a tool result, for the audit trail."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def iso(timestamp: float | None) -> str | None:
+    """A UNIX time as ISO 8601 in UTC (or None)."""
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class ApprovalRecord:
+    """One gated tool call as the ledger knows it (times are UNIX seconds)."""
+
+    thread_id: str
+    tool_call_id: str
+    interrupt_id: str | None
+    tool: str
+    args: dict[str, Any]
+    args_hash: str
+    requester: str | None
+    status: Status
+    allowed_decisions: list[str]
+    description: str
+    requested_at: float
+    expires_at: float | None
+    on_expire: str
+    approvers: list[str] | None
+    """Who may approve or edit this call; None: anyone but (maybe) the requester."""
+    allow_self_approval: bool
+    decided_at: float | None = None
+    decided_by: str | None = None
+    decision: dict[str, Any] | None = None
+    """The recorded decision in the LangChain wire format (`{"type": "approve"}`, ...)."""
+    reason: str | None = None
+    """The decider's comment, or the reason of a reject."""
+    approved_args_hash: str | None = None
+    """The hash of the args that may run: the model's on approve, the reviewer's on edit."""
+    runner: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    result: str | None = None
+    result_status: str | None = None
+    """`success` or `error`: how the journaled result is given back to the model."""
+
+    @property
+    def decision_type(self) -> str | None:
+        return None if self.decision is None else str(self.decision.get("type"))
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("requested_at", "expires_at", "decided_at", "started_at", "finished_at"):
+            data[key] = iso(data[key])
+        return data
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One link of a thread's hash chain."""
+
+    thread_id: str
+    seq: int
+    at: float
+    event: str
+    actor: str
+    tool_call_id: str | None
+    detail: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self) | {"at": iso(self.at)}
+
+
+@dataclass(frozen=True)
+class BrokenLink:
+    """The first place a thread's audit chain does not verify."""
+
+    thread_id: str
+    seq: int
+    problem: str
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """The result of verifying every chain."""
+
+    threads: int
+    entries: int
+    broken: list[BrokenLink]
+    heads: dict[str, str]
+    """Thread ID → hash of its newest entry: anchor these elsewhere to detect truncation."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.broken
