@@ -217,6 +217,49 @@ class BatchingSqliteSaver(SqliteSaver):
         )
         self._save(statement, rows, commit=commit)
 
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints (and their writes) that these runs created."""
+        if not run_ids:
+            return
+        marks = ", ".join("?" for _ in run_ids)
+        with self.cursor() as cur:
+            cur.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS _doomed (thread_id, checkpoint_ns, checkpoint_id)"
+            )
+            cur.execute("DELETE FROM _doomed")
+            cur.execute(
+                "INSERT INTO _doomed SELECT thread_id, checkpoint_ns, checkpoint_id "
+                f"FROM checkpoints WHERE json_extract(CAST(metadata AS TEXT), '$.run_id') "
+                f"IN ({marks})",
+                list(run_ids),
+            )
+            for table in ("writes", "checkpoints"):
+                cur.execute(
+                    f"DELETE FROM {table} WHERE (thread_id, checkpoint_ns, checkpoint_id) IN "
+                    "(SELECT thread_id, checkpoint_ns, checkpoint_id FROM _doomed)"
+                )
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy every checkpoint and write of a thread under a new thread ID.
+
+        The ledger is not copied: a pending call of the copy is asked about again, and a call
+        that ran in the source is not journaled for the copy, so it is asked about too.
+        """
+        with self.cursor() as cur:
+            cur.execute(
+                "INSERT OR REPLACE INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
+                "parent_checkpoint_id, type, checkpoint, metadata) SELECT ?, checkpoint_ns, "
+                "checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata "
+                "FROM checkpoints WHERE thread_id = ?",
+                (target_thread_id, source_thread_id),
+            )
+            cur.execute(
+                "INSERT OR REPLACE INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, "
+                "task_path, idx, channel, type, value) SELECT ?, checkpoint_ns, checkpoint_id, "
+                "task_id, task_path, idx, channel, type, value FROM writes WHERE thread_id = ?",
+                (target_thread_id, source_thread_id),
+            )
+
     # async: the same code in a worker thread, so async runtimes (langgraph dev) share it
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
@@ -256,6 +299,12 @@ class BatchingSqliteSaver(SqliteSaver):
 
     async def adelete_thread(self, thread_id: str) -> None:
         await asyncio.to_thread(self.delete_thread, thread_id)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await asyncio.to_thread(self.delete_for_runs, run_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
 
 
 def _scheduled_nodes(checkpoint: Checkpoint) -> set[str]:

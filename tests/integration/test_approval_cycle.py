@@ -57,7 +57,9 @@ def test_sibling_calls_each_run_once_and_only_after_every_call_is_decided(
         assert log.calls == []
 
     with open_test_service(db, log) as service:  # another process decides the rest
-        done = service.decide(view.thread_id, {second: {"type": "reject", "message": "no"}}, actor="alice")
+        done = service.decide(
+            view.thread_id, {second: {"type": "reject", "message": "no"}}, actor="alice"
+        )
     assert done.status == "done"
     assert sorted(log.ids()) == sorted([first, *log.ids("count_emails")])
     assert len(log.ids("count_emails")) == 1
@@ -67,7 +69,9 @@ def test_sibling_calls_each_run_once_and_only_after_every_call_is_decided(
 def test_rejected_call_never_runs_even_after_a_restart(db: Path, log: ToolLog) -> None:
     with open_test_service(db, log) as service:
         view = service.run(ONE_EMAIL, actor="alice")
-        service.decide_all(view.thread_id, {"type": "reject", "message": "not today"}, actor="alice")
+        service.decide_all(
+            view.thread_id, {"type": "reject", "message": "not today"}, actor="alice"
+        )
     with open_test_service(db, log) as service:
         after = service.show(view.thread_id)
         with pytest.raises(NothingPending):
@@ -83,7 +87,9 @@ def test_edited_call_runs_with_exactly_the_edited_args_and_the_model_is_told(
     with open_test_service(db, log) as service:
         view = service.run(ONE_EMAIL, actor="alice")
         call_id = view.pending[0].tool_call_id
-        done = service.edit(view.thread_id, call_id, {"message": "hello", "recipient": "s@x.org"}, actor="alice")
+        done = service.edit(
+            view.thread_id, call_id, {"message": "hello", "recipient": "s@x.org"}, actor="alice"
+        )
     assert log.calls == [("send_email", call_id, {"message": "hello", "recipient": "s@x.org"})]
     result = next(m for m in done.messages if m.get("tool_call_id") == call_id)
     assert "reviewer edited" in str(result["content"])
@@ -93,7 +99,9 @@ def test_respond_answer_becomes_the_tool_result_without_running_it(db: Path, log
     with open_test_service(db, log) as service:
         view = service.run(ONE_EMAIL, actor="alice")
         call_id = view.pending[0].tool_call_id
-        done = service.decide(view.thread_id, {call_id: {"type": "respond", "message": "sent it"}}, actor="alice")
+        done = service.decide(
+            view.thread_id, {call_id: {"type": "respond", "message": "sent it"}}, actor="alice"
+        )
     result = next(m for m in done.messages if m.get("tool_call_id") == call_id)
     assert result["content"] == "sent it" and result["status"] == "success"
     assert log.calls == []

@@ -1,0 +1,92 @@
+"""A process killed (`kill -9`) in the middle of a tool: the call is never run again by itself."""
+
+import multiprocessing as mp
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from hitl.errors import NotReconcilable
+from tests.fakes import ToolLog
+from tests.integration.conftest import ONE_EMAIL, open_test_service
+
+
+def _approve_with_a_tool_that_hangs(db: str, thread_id: str, call_id: str, marker: str) -> None:
+    def hang(name: str, tool_call_id: str) -> None:
+        Path(marker).write_text(tool_call_id)
+        time.sleep(300)
+
+    log = ToolLog(before_run=hang)
+    with open_test_service(Path(db), log) as service:
+        service.decide(thread_id, {call_id: "approve"}, actor="bob")
+
+
+def _crash_mid_tool(db: Path) -> tuple[str, str]:
+    """Start a thread, approve its call in a child process and kill -9 it inside the tool."""
+    with open_test_service(db, ToolLog()) as service:
+        view = service.run(ONE_EMAIL, actor="alice")
+    call_id = view.pending[0].tool_call_id
+    marker = db.with_suffix(".started")
+    child = mp.get_context("spawn").Process(
+        target=_approve_with_a_tool_that_hangs,
+        args=(str(db), view.thread_id, call_id, str(marker)),
+    )
+    child.start()
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert time.monotonic() < deadline and child.is_alive(), "the tool never started"
+        time.sleep(0.05)
+    assert child.pid is not None
+    os.kill(child.pid, signal.SIGKILL)
+    child.join(timeout=30)
+    assert child.exitcode == -signal.SIGKILL
+    return view.thread_id, call_id
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("action", "runs_again", "result"),
+    [
+        ("retry", True, "sent to sally@example.com"),
+        ("mark_done", False, "confirmed by carol"),
+        ("skip", False, "Not run: carol skipped"),
+    ],
+)
+def test_a_call_killed_mid_tool_waits_for_a_person_and_then_resumes_once(
+    db: Path, action: str, runs_again: bool, result: str
+) -> None:
+    thread_id, call_id = _crash_mid_tool(db)
+    log = ToolLog()
+    with open_test_service(db, log) as service:
+        inbox = service.pending().items
+        assert [(p.tool_call_id, p.status) for p in inbox] == [(call_id, "outcome_unknown")]
+
+        service.resume(thread_id)  # a restart: the thread goes on, but not through that call
+        stalled = service.show(thread_id)
+        assert stalled.status == "interrupted" and log.calls == []
+        assert [p.status for p in stalled.pending] == ["outcome_unknown"]
+
+        done = service.reconcile(thread_id, call_id, action, actor="carol")  # type: ignore[arg-type]
+        with pytest.raises(NotReconcilable):
+            service.reconcile(thread_id, call_id, "retry", actor="carol")
+        events = [(e.event, e.actor) for e in service.audit(thread_id)]
+
+    assert done.status == "done"
+    assert log.ids("send_email") == ([call_id] if runs_again else [])
+    tool_result = next(m for m in done.messages if m.get("tool_call_id") == call_id)
+    assert result in str(tool_result["content"])
+    assert ("outcome_unknown", "ledger") in events and ("reconciled", "carol") in events
+
+
+@pytest.mark.slow
+def test_a_restart_before_anyone_looks_also_refuses_to_rerun_the_call(db: Path) -> None:
+    thread_id, call_id = _crash_mid_tool(db)
+    log = ToolLog()
+    with open_test_service(db, log) as service:
+        service.resume(thread_id)
+        service.resume(thread_id)
+        record = service._ledger.get(thread_id, call_id)
+    assert record is not None and record.status == "outcome_unknown"
+    assert log.calls == []

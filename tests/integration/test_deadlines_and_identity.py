@@ -1,0 +1,127 @@
+"""Deadlines settled by `sweep` on a controllable clock; who decided; separation of duties."""
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from graph.policy import Policy, ToolRule
+from hitl.errors import AlreadyDecided, NotPermitted
+from hitl.service import SWEEP_ACTOR
+from tests.fakes import ToolLog
+from tests.integration.conftest import ONE_EMAIL, open_test_service
+
+HOUR = 3600.0
+
+
+@dataclass
+class FakeClock:
+    """UNIX seconds that move only when a test says so."""
+
+    now: float = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _policy(**send_email: object) -> Policy:
+    return Policy(rules={"send_email": ToolRule(**send_email)})  # type: ignore[arg-type]
+
+
+def test_an_overdue_approval_is_rejected_by_sweep_and_the_model_learns_it_expired(
+    db: Path, log: ToolLog
+) -> None:
+    clock = FakeClock()
+    policy = _policy(expires_after=timedelta(hours=1))
+    with open_test_service(db, log, policy, clock) as service:
+        view = service.run(ONE_EMAIL, actor="alice")
+        assert view.pending[0].expires_at == "2027-01-15T09:00:00.000+00:00"
+        clock.advance(HOUR - 1)
+        assert service.sweep().expired == []
+        clock.advance(2)
+        report = service.sweep()
+        assert [r.tool_call_id for r in report.expired] == [view.pending[0].tool_call_id]
+        assert report.resumed == [view.thread_id]
+        again = service.sweep()  # idempotent
+        done = service.show(view.thread_id)
+        events = [(e.event, e.actor) for e in service.audit(view.thread_id)]
+    assert again.expired == [] and again.resumed == []
+    assert done.status == "done" and log.calls == []
+    result = next(m for m in done.messages if m["type"] == "tool")
+    assert "expired" in result["content"] and result["status"] == "error"
+    assert ("expired", SWEEP_ACTOR) in events
+
+
+def test_an_expiry_that_approves_runs_the_tool_once(db: Path, log: ToolLog) -> None:
+    clock = FakeClock()
+    policy = _policy(expires_after=timedelta(minutes=5), on_expire="approve")
+    with open_test_service(db, log, policy, clock) as service:
+        view = service.run(ONE_EMAIL, actor="alice")
+        clock.advance(301)
+        service.sweep()
+        service.sweep()
+        done = service.show(view.thread_id)
+    assert done.status == "done"
+    assert log.ids("send_email") == [view.pending[0].tool_call_id]
+
+
+def test_a_person_who_decides_first_wins_over_the_sweep_and_vice_versa(
+    db: Path, log: ToolLog
+) -> None:
+    clock = FakeClock()
+    policy = _policy(expires_after=timedelta(hours=1))
+    with open_test_service(db, log, policy, clock) as service:
+        first = service.run(ONE_EMAIL, actor="alice")
+        second = service.run(ONE_EMAIL, actor="alice")
+        clock.advance(2 * HOUR)
+        service.decide_all(first.thread_id, "approve", actor="bob")  # late, but before sweep
+        report = service.sweep()
+        with pytest.raises(AlreadyDecided, match=f"already decided by {SWEEP_ACTOR}"):
+            service.decide(
+                second.thread_id, {second.pending[0].tool_call_id: "approve"}, actor="bob"
+            )
+    assert [r.thread_id for r in report.expired] == [second.thread_id]
+    assert log.ids("send_email") == [first.pending[0].tool_call_id]
+
+
+def test_every_decision_records_who_made_it_and_their_comment(db: Path, log: ToolLog) -> None:
+    with open_test_service(db, log) as service:
+        view = service.run(ONE_EMAIL, actor="alice")
+        call_id = view.pending[0].tool_call_id
+        assert view.pending[0].requester == "alice"
+        service.decide(view.thread_id, {call_id: "approve"}, actor="bob", comment="looks fine")
+        record = service._ledger.get(view.thread_id, call_id)
+        decided = next(e for e in service.audit(view.thread_id) if e.event == "decided")
+    assert record is not None and record.decided_by == "bob" and record.reason == "looks fine"
+    assert (decided.actor, decided.detail) == (
+        "bob",
+        {"decision": "approve", "comment": "looks fine"},
+    )
+
+
+def test_a_requester_may_not_approve_their_own_call_when_the_policy_says_so(
+    db: Path, log: ToolLog
+) -> None:
+    with open_test_service(db, log, _policy(allow_self_approval=False)) as service:
+        view = service.run(ONE_EMAIL, actor="alice")
+        call_id = view.pending[0].tool_call_id
+        with pytest.raises(NotPermitted, match="separation of duties"):
+            service.decide(view.thread_id, {call_id: "approve"}, actor="alice")
+        assert service.show(view.thread_id).pending[0].status == "pending"
+        done = service.decide(view.thread_id, {call_id: "approve"}, actor="bob")
+    assert done.status == "done" and log.ids("send_email") == [call_id]
+
+
+def test_only_the_named_approvers_may_approve_but_anyone_may_reject(db: Path, log: ToolLog) -> None:
+    with open_test_service(db, log, _policy(approvers=["carol"])) as service:
+        first = service.run(ONE_EMAIL, actor="alice")
+        second = service.run(ONE_EMAIL, actor="alice")
+        with pytest.raises(NotPermitted, match="only carol may"):
+            service.decide_all(first.thread_id, "approve", actor="bob")
+        service.decide_all(first.thread_id, "approve", actor="carol")
+        service.decide_all(second.thread_id, "reject", actor="bob")
+    assert log.ids("send_email") == [first.pending[0].tool_call_id]

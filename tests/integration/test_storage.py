@@ -1,0 +1,129 @@
+"""The saver on disk: the conformance suite, all-or-nothing batches, waiting out a held lock."""
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from langgraph.checkpoint.conformance import checkpointer_test, validate
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+from checkpoints.sqlite import BatchingSqliteSaver, open_saver
+from tests.fakes import ToolLog
+from tests.integration.conftest import ONE_EMAIL, open_test_service
+
+FAIL_SECOND_WRITE = (
+    "CREATE TRIGGER fail_second_write BEFORE INSERT ON writes WHEN NEW.idx = 1 "
+    "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+)
+
+
+def test_the_saver_passes_langgraph_checkpoint_conformance(tmp_path: Path) -> None:
+    made = iter(range(1_000))
+
+    @checkpointer_test(name="BatchingSqliteSaver")
+    async def ours() -> AsyncIterator[BatchingSqliteSaver]:
+        with open_saver(tmp_path / f"conformance-{next(made)}.sqlite") as saver:
+            yield saver
+
+    report = asyncio.run(validate(ours))
+    failures = {
+        name: [str(f) for f in result.failures]
+        for name, result in report.results.items()
+        if result.passed is False
+    }
+    assert failures == {}
+    base = ("put", "put_writes", "get_tuple", "list", "delete_thread")
+    assert all(report.results[name].passed for name in base)
+    assert report.results["copy_thread"].passed and report.results["delete_for_runs"].passed
+
+
+def _task_writes(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(
+            conn.execute("SELECT COUNT(*) FROM writes WHERE task_id = 'task-1'").fetchone()[0]
+        )
+
+
+def _write_two_values(saver: SqliteSaver) -> None:
+    saver.setup()
+    saver.conn.execute(FAIL_SECOND_WRITE)
+    saver.conn.commit()
+    config = {"configurable": {"thread_id": "t", "checkpoint_ns": "", "checkpoint_id": "c1"}}
+    with pytest.raises(sqlite3.IntegrityError, match="injected failure"):
+        saver.put_writes(config, [("messages", "first"), ("messages", "second")], "task-1")
+        if isinstance(saver, BatchingSqliteSaver):
+            saver.flush()
+
+
+def test_a_batch_that_fails_halfway_leaves_no_row_behind(tmp_path: Path) -> None:
+    with open_saver(tmp_path / "ours.sqlite") as saver:
+        _write_two_values(saver)
+        saver.conn.execute("DROP TRIGGER fail_second_write")
+    assert _task_writes(tmp_path / "ours.sqlite") == 0
+
+
+def test_the_stock_saver_keeps_the_first_half_of_a_failed_batch(tmp_path: Path) -> None:
+    """The failure mode the test above guards against (so that test can fail)."""
+    conn = sqlite3.connect(tmp_path / "stock.sqlite", check_same_thread=False)
+    _write_two_values(SqliteSaver(conn))
+    conn.close()
+    assert _task_writes(tmp_path / "stock.sqlite") == 1
+
+
+def test_a_tool_step_whose_writes_fail_is_resumed_with_the_journaled_result_not_rerun(
+    db: Path, log: ToolLog
+) -> None:
+    with open_test_service(db, log) as service:
+        view = service.run(ONE_EMAIL, actor="alice")
+        call_id = view.pending[0].tool_call_id
+        with sqlite3.connect(db) as conn:  # the tools step's writes fail after the first row
+            conn.execute(FAIL_SECOND_WRITE.replace("WHEN", "WHEN NEW.task_path LIKE '%tools%' AND"))
+        with pytest.raises(sqlite3.IntegrityError):
+            service.decide(view.thread_id, {call_id: "approve"}, actor="bob")
+        with sqlite3.connect(db) as conn:
+            conn.execute("DROP TRIGGER fail_second_write")
+        assert log.ids("send_email") == [call_id]
+        service.resume(view.thread_id)
+        done = service.show(view.thread_id)
+    assert done.status == "done"
+    assert log.ids("send_email") == [call_id]  # ran once; the resume used the journal
+    result = next(m for m in done.messages if m.get("tool_call_id") == call_id)
+    assert result["content"] == "sent to sally@example.com"
+
+
+HOLD_WRITE_LOCK = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("ROLLBACK")
+"""
+
+
+@pytest.mark.slow
+def test_approvals_wait_out_a_write_lock_held_for_ten_seconds_by_another_process(
+    db: Path, log: ToolLog
+) -> None:
+    with open_test_service(db, log) as service:
+        views = [service.run(ONE_EMAIL, actor="alice") for _ in range(3)]
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_WRITE_LOCK, str(db), "10"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        started = time.monotonic()
+        with open_test_service(db, log) as service:
+            done = [service.decide_all(v.thread_id, "approve", actor="bob").status for v in views]
+        waited = time.monotonic() - started
+    finally:
+        holder.wait(timeout=30)
+    assert holder.returncode == 0
+    assert done == ["done"] * 3
+    assert sorted(log.ids("send_email")) == sorted(v.pending[0].tool_call_id for v in views)
+    assert waited >= 5  # they really waited for the lock, and then went on
