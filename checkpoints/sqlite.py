@@ -357,8 +357,12 @@ def open_saver(path: Path | str, *, create: bool = True) -> Iterator[BatchingSql
 async def open_async_saver(path: Path | str) -> AsyncIterator[BatchingSqliteSaver]:
     """The same saver for async runtimes such as `langgraph dev` (its async methods use
     worker threads), so every runtime writes the database the same way."""
-    with open_saver(path) as saver:
+    opened = open_saver(path)
+    saver = await asyncio.to_thread(opened.__enter__)  # file system calls off the event loop
+    try:
         yield saver
+    finally:
+        await asyncio.to_thread(opened.__exit__, None, None, None)
 
 
 def list_thread_ids(saver: SqliteSaver) -> list[str]:

@@ -4,29 +4,36 @@ The platform supplies the checkpointer (see `checkpoints/studio.py`). Settings a
 server builds the graph, never at import time.
 """
 
+import asyncio
 import os
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
-from checkpoints.ledger import make_ledger
+from checkpoints.ledger import SqliteLedger, make_ledger
 from checkpoints.sqlite import DEFAULT_DB
 from graph.builder import build_graph
 from graph.plugins import load_policy, load_tools
 
 
-def make_graph() -> CompiledStateGraph[Any]:
+_ledgers: dict[str, SqliteLedger] = {}  # one per database for the server's life
+
+
+async def make_graph() -> CompiledStateGraph[Any]:
     """Build the approval graph from the `HITL_*` settings of the server's environment.
 
-    The ledger is opened on the same file as the checkpointer (`HITL_DB`) and stays open for
-    the server's life: Studio's runs register, decide and journal calls like the CLI's.
+    The ledger is opened on the same file as the checkpointer (`HITL_DB`), once, off the
+    event loop: Studio's runs register, decide and journal calls like the CLI's.
     """
     from graph.model import make_model
 
     environ = dict(os.environ)
+    db = str(environ.get("HITL_DB") or DEFAULT_DB)
+    if db not in _ledgers:
+        _ledgers[db] = await asyncio.to_thread(make_ledger, db)
     return build_graph(
         model=make_model(environ.get("HITL_MODEL")),
         tools=load_tools(environ),
         policy=load_policy(environ),
-        ledger=make_ledger(environ.get("HITL_DB") or DEFAULT_DB),
+        ledger=_ledgers[db],
     )

@@ -82,6 +82,13 @@ def checkpointed_threads(db: Path) -> set[str]:
         return {row[0] for row in conn.execute("SELECT DISTINCT thread_id FROM checkpoints")}
 
 
+def ledger_rows(db: Path) -> dict[str, tuple[str, str]]:
+    """tool_call_id → (status, decided_by) in the ledger, read through our own connection."""
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        rows = conn.execute("SELECT tool_call_id, status, decided_by FROM hitl_approvals")
+        return {call: (status, by) for call, status, by in rows}
+
+
 def assert_no_reload(server: StudioServer, workers_at_start: frozenset[int] | None) -> None:
     assert server.process.poll() is None, "langgraph dev exited during the test"
     # uvicorn watches only *.py files; a reload here means our writes (or an edit of the
@@ -125,6 +132,10 @@ def test_studio_run_pauses_for_approval_and_resumes_from_the_sdk(studio: StudioS
 
     # the platform kept both threads in our SQLite file, not in its own in-memory store
     assert {approved, rejected} <= checkpointed_threads(studio.db_path)
+    # and Studio's answers went through the ledger like the CLI's: recorded, journaled
+    rows = ledger_rows(studio.db_path)
+    assert rows[call_id] == ("succeeded", "studio")
+    assert rows[approval["value"]["tool_call_id"]] == ("rejected", "studio")
     assert_no_reload(studio, workers_at_start)
 
 
