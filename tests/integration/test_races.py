@@ -2,29 +2,50 @@
 
 import multiprocessing as mp
 import sqlite3
+import time
+from datetime import timedelta
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
 
+from graph.policy import Policy, ToolRule
 from hitl.app import open_service
 from hitl.errors import AlreadyDecided, NothingPending
 from hitl.settings import Settings
+
+EXPIRING = Policy(rules={"send_email": ToolRule(expires_after=timedelta(minutes=1))})
+"""Loaded by the racing processes through HITL_POLICY."""
 
 DECIDERS = 8
 ROUNDS = 3
 
 
 def _settings(db: Path) -> Settings:
-    return Settings(db=db, environ={"HITL_OUTBOX": str(db.with_suffix(".outbox"))})
+    return Settings(
+        db=db,
+        environ={
+            "HITL_OUTBOX": str(db.with_suffix(".outbox")),
+            "HITL_POLICY": "tests.integration.test_races:EXPIRING",
+        },
+    )
+
+
+def _an_hour_later() -> float:
+    return time.time() + 3600
 
 
 def _decide(
     db: str, thread_id: str, call_id: str, answer: str, barrier: Barrier, results: "mp.Queue[str]"
 ) -> None:
-    with open_service(_settings(Path(db))) as service:
+    clock = _an_hour_later if answer == "sweep" else time.time  # a sweeper past the deadline
+    with open_service(_settings(Path(db)), clock=clock) as service:
         barrier.wait(timeout=60)  # everyone is connected: now race
         try:
+            if answer == "sweep":
+                expired = service.sweep().expired
+                results.put("won:reject" if expired else "refused:sweep")
+                return
             service.decide(thread_id, {call_id: answer}, actor=f"decider-{answer}")
             results.put(f"won:{answer}")
         except (AlreadyDecided, NothingPending) as e:
@@ -43,9 +64,12 @@ def _forks(db: Path) -> list[tuple[str, int]]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("round_", range(ROUNDS))
+@pytest.mark.parametrize(
+    ("round_", "answers"),
+    [(r, ("approve", "reject")) for r in range(ROUNDS)] + [(0, ("approve", "sweep"))],
+)
 def test_eight_processes_racing_on_one_call_record_one_decision_and_run_the_tool_at_most_once(
-    tmp_path: Path, round_: int
+    tmp_path: Path, round_: int, answers: tuple[str, str]
 ) -> None:
     db = tmp_path / "hitl.sqlite"
     with open_service(_settings(db)) as service:
@@ -54,10 +78,9 @@ def test_eight_processes_racing_on_one_call_record_one_decision_and_run_the_tool
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(DECIDERS)
     results: mp.Queue[str] = ctx.Queue()
-    answers = ["approve", "reject"] * (DECIDERS // 2)
     procs = [
         ctx.Process(target=_decide, args=(str(db), view.thread_id, call_id, a, barrier, results))
-        for a in answers
+        for a in list(answers) * (DECIDERS // 2)
     ]
     for p in procs:
         p.start()
