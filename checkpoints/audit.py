@@ -7,10 +7,13 @@ and `AuditReport.heads` can be anchored elsewhere.
 """
 
 import hashlib
+import json
+import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from checkpoints.records import AuditEntry, BrokenLink, canonical_json
+from checkpoints.ledger_schema import AUDIT_COLUMNS, audit_entry_of
+from checkpoints.records import AuditEntry, AuditReport, BrokenLink, canonical_json
 
 GENESIS = "0" * 64
 
@@ -70,3 +73,74 @@ def args_diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
 
 
 _MISSING = object()
+
+
+def append_entry(
+    cur: sqlite3.Cursor,
+    *,
+    thread_id: str,
+    at: float,
+    event: str,
+    actor: str,
+    tool_call_id: str | None,
+    detail: dict[str, Any],
+) -> None:
+    """Chain one entry to the thread's newest, inside the caller's write transaction."""
+    head = cur.execute(
+        "SELECT seq, hash FROM hitl_audit WHERE thread_id = ? ORDER BY seq DESC LIMIT 1",
+        (thread_id,),
+    ).fetchone()
+    seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
+    detail = json.loads(canonical_json(detail))  # what is hashed is what is read back
+    entry_hash = link_hash(
+        prev,
+        thread_id=thread_id,
+        seq=seq,
+        at=at,
+        event=event,
+        actor=actor,
+        tool_call_id=tool_call_id,
+        detail=detail,
+    )
+    cur.execute(
+        f"INSERT INTO hitl_audit ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (thread_id, seq, at, event, actor, tool_call_id, canonical_json(detail), prev, entry_hash),
+    )
+    if tool_call_id is not None:  # lets verification see a chain whose newest entries are gone
+        cur.execute(
+            "UPDATE hitl_approvals SET audit_seq = ? WHERE thread_id = ? AND tool_call_id = ?",
+            (seq, thread_id, tool_call_id),
+        )
+
+
+def read_trail(cur: sqlite3.Cursor, thread_id: str) -> list[AuditEntry]:
+    """A thread's entries, oldest first."""
+    rows = cur.execute(
+        f"SELECT {AUDIT_COLUMNS} FROM hitl_audit WHERE thread_id = ? ORDER BY seq", (thread_id,)
+    ).fetchall()
+    return [audit_entry_of(r) for r in rows]
+
+
+def verify_all(cur: sqlite3.Cursor) -> AuditReport:
+    """Check every thread's chain, and that no chain ends before its calls' newest entry."""
+    rows = cur.execute(f"SELECT {AUDIT_COLUMNS} FROM hitl_audit ORDER BY thread_id, seq").fetchall()
+    by_thread: dict[str, list[AuditEntry]] = {}
+    for r in rows:
+        by_thread.setdefault(r[0], []).append(audit_entry_of(r))
+    expected = dict(
+        cur.execute(
+            "SELECT thread_id, MAX(audit_seq) FROM hitl_approvals GROUP BY thread_id"
+        ).fetchall()
+    )
+    broken = []
+    for thread_id in sorted(by_thread.keys() | expected.keys()):
+        entries = by_thread.get(thread_id, [])
+        link = first_broken_link(entries)
+        newest = entries[-1].seq if entries else 0
+        if link is None and newest < expected.get(thread_id, 0):
+            problem = "the chain ends early: newer entries were deleted"
+            link = BrokenLink(thread_id, newest + 1, problem)
+        if link is not None:
+            broken.append(link)
+    heads = {thread_id: entries[-1].hash for thread_id, entries in by_thread.items()}
+    return AuditReport(threads=len(by_thread), entries=len(rows), broken=broken, heads=heads)

@@ -1,4 +1,4 @@
-"""Who is running a thread: runner tokens, and how to tell whether a runner is still alive.
+"""Who is running a thread: runner tokens, leases, and whether a runner is still alive.
 
 A token is `host:pid:nonce`. On this host a runner is alive while its process is; a runner on
 another host is alive while its lease in the database has not expired.
@@ -6,6 +6,8 @@ another host is alive while its lease in the database has not expired.
 
 import os
 import socket
+import sqlite3
+import time
 import uuid
 from functools import cache
 
@@ -43,3 +45,36 @@ def alive_on_this_host(token: str) -> bool | None:
     except PermissionError:
         return True
     return True
+
+
+def lease_holder(cur: sqlite3.Cursor, thread_id: str) -> str | None:
+    """The live holder of a thread's lease, or None if it is free, expired or its holder died."""
+    row = cur.execute(
+        "SELECT holder, expires_at FROM hitl_leases WHERE thread_id = ?", (thread_id,)
+    ).fetchone()
+    if row is None or row[1] < time.time():
+        return None
+    if alive_on_this_host(row[0]) is False:
+        return None
+    return str(row[0])
+
+
+def try_lease(cur: sqlite3.Cursor, thread_id: str, holder: str, ttl: float) -> str | None:
+    """Take (or renew) the lease for `holder`; return the other live holder if it is taken."""
+    current = lease_holder(cur, thread_id)
+    if current is not None and current != holder:
+        return current
+    cur.execute(
+        "INSERT OR REPLACE INTO hitl_leases (thread_id, holder, expires_at) VALUES (?, ?, ?)",
+        (thread_id, holder, time.time() + ttl),
+    )
+    return None
+
+
+def runner_alive(cur: sqlite3.Cursor, thread_id: str, runner: str) -> bool:
+    """Whether the runner that started a call of this thread may still be executing it."""
+    here = alive_on_this_host(runner)
+    if here is not None:
+        return here
+    holder = lease_holder(cur, thread_id)
+    return holder is not None and holder.startswith(runner)

@@ -19,8 +19,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from checkpoints.audit import GENESIS, args_diff, first_broken_link, link_hash
-from checkpoints.leases import alive_on_this_host, lease_holder_token, runner_token
+from checkpoints.audit import append_entry, args_diff, read_trail, verify_all
+from checkpoints.leases import (
+    lease_holder,
+    lease_holder_token,
+    runner_alive,
+    runner_token,
+    try_lease,
+)
+from checkpoints.ledger_errors import (
+    CallNotFound,
+    LedgerError,
+    NotPending,
+    NotPermitted,
+    NotReconcilable,
+    ThreadBusy,
+)
+from checkpoints.ledger_schema import COLUMNS, MIGRATIONS, SCHEMA_VERSION, record_of
 from checkpoints.records import (
     DECIDED_TO_RUN,
     NEEDS_A_PERSON,
@@ -30,7 +45,6 @@ from checkpoints.records import (
     ApprovalRecord,
     AuditEntry,
     AuditReport,
-    BrokenLink,
     Status,
     args_hash,
     canonical_json,
@@ -42,111 +56,10 @@ from checkpoints.sqlite import DatabaseBusy, DatabaseError, connect
 Clock = Callable[[], float]
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
-MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: (
-        """CREATE TABLE hitl_approvals (
-            thread_id TEXT NOT NULL,
-            tool_call_id TEXT NOT NULL,
-            interrupt_id TEXT,
-            tool TEXT NOT NULL,
-            args TEXT NOT NULL,
-            args_hash TEXT NOT NULL,
-            requester TEXT,
-            status TEXT NOT NULL,
-            allowed_decisions TEXT NOT NULL,
-            description TEXT NOT NULL,
-            requested_at REAL NOT NULL,
-            expires_at REAL,
-            on_expire TEXT NOT NULL,
-            approvers TEXT,
-            allow_self_approval INTEGER NOT NULL,
-            decided_at REAL,
-            decided_by TEXT,
-            decision TEXT,
-            reason TEXT,
-            approved_args_hash TEXT,
-            runner TEXT,
-            started_at REAL,
-            finished_at REAL,
-            result TEXT,
-            result_status TEXT,
-            audit_seq INTEGER NOT NULL DEFAULT 0,
-            PRIMARY KEY (thread_id, tool_call_id)
-        )""",
-        "CREATE INDEX hitl_approvals_inbox ON hitl_approvals (status, requested_at)",
-        "CREATE INDEX hitl_approvals_expiry ON hitl_approvals (status, expires_at)"
-        " WHERE expires_at IS NOT NULL",
-        "CREATE INDEX hitl_approvals_call ON hitl_approvals (tool_call_id)",
-        """CREATE TABLE hitl_audit (
-            thread_id TEXT NOT NULL,
-            seq INTEGER NOT NULL,
-            at REAL NOT NULL,
-            event TEXT NOT NULL,
-            actor TEXT NOT NULL,
-            tool_call_id TEXT,
-            detail TEXT NOT NULL,
-            prev_hash TEXT NOT NULL,
-            hash TEXT NOT NULL,
-            PRIMARY KEY (thread_id, seq)
-        )""",
-        """CREATE TABLE hitl_leases (
-            thread_id TEXT PRIMARY KEY,
-            holder TEXT NOT NULL,
-            expires_at REAL NOT NULL
-        )""",
-    ),
-}
-_COLUMNS = (
-    "thread_id, tool_call_id, interrupt_id, tool, args, args_hash, requester, status, "
-    "allowed_decisions, description, requested_at, expires_at, on_expire, approvers, "
-    "allow_self_approval, decided_at, decided_by, decision, reason, approved_args_hash, "
-    "runner, started_at, finished_at, result, result_status"
-)
 LOCK_WAIT_SECONDS = 120.0
 """How long a write waits for another process's write lock before `DatabaseBusy`."""
 LEASE_TTL_SECONDS = 30.0
 SortKey = Literal["requested_at", "expires_at", "tool", "thread_id"]
-
-
-class LedgerError(Exception):
-    """A request the ledger refuses; nothing was written."""
-
-
-class CallNotFound(LedgerError):
-    """No approval for this call in this thread (maybe in another one)."""
-
-    def __init__(self, thread_id: str, tool_call_id: str, elsewhere: Sequence[str]) -> None:
-        super().__init__(thread_id, tool_call_id)
-        self.thread_id, self.tool_call_id, self.elsewhere = thread_id, tool_call_id, elsewhere
-
-
-class NotPending(LedgerError):
-    """The call was already decided (or settled); carries the recorded row."""
-
-    def __init__(self, record: ApprovalRecord) -> None:
-        super().__init__(record.thread_id, record.tool_call_id, record.status)
-        self.record = record
-
-
-class NotPermitted(LedgerError):
-    """The policy saved with the call forbids this actor's decision."""
-
-
-class NotReconcilable(LedgerError):
-    """Only a call whose outcome is unknown can be reconciled."""
-
-    def __init__(self, record: ApprovalRecord) -> None:
-        super().__init__(record.thread_id, record.tool_call_id, record.status)
-        self.record = record
-
-
-class ThreadBusy(LedgerError):
-    """Another live runner holds the thread's lease for longer than we may wait."""
-
-    def __init__(self, thread_id: str, holder: str) -> None:
-        super().__init__(thread_id, holder)
-        self.thread_id, self.holder = thread_id, holder
 
 
 @dataclass(frozen=True)
@@ -443,9 +356,9 @@ class SqliteLedger:
         def work(cur: sqlite3.Cursor) -> list[ApprovalRecord]:
             now = self.clock()
             overdue = [
-                _record(r)
+                record_of(r)
                 for r in cur.execute(
-                    f"SELECT {_COLUMNS} FROM hitl_approvals "
+                    f"SELECT {COLUMNS} FROM hitl_approvals "
                     "WHERE status = 'pending' AND expires_at IS NOT NULL AND expires_at <= ?",
                     (now,),
                 ).fetchall()
@@ -512,7 +425,7 @@ class SqliteLedger:
                 return Begin("unknown", row)
             if row.status == "running":
                 elsewhere = row.runner is not None and row.runner != runner
-                if elsewhere and self.runner_alive(cur, thread_id, str(row.runner)):
+                if elsewhere and runner_alive(cur, thread_id, str(row.runner)):
                     return Begin("busy", row)
                 return Begin("unknown", self._mark_unknown(cur, row))
             if row.status in DECIDED_TO_RUN and row.approved_args_hash == h:
@@ -566,15 +479,15 @@ class SqliteLedger:
 
         def work(cur: sqlite3.Cursor) -> list[ApprovalRecord]:
             rows = [
-                _record(r)
+                record_of(r)
                 for r in cur.execute(
-                    f"SELECT {_COLUMNS} FROM hitl_approvals WHERE status = 'running'"
+                    f"SELECT {COLUMNS} FROM hitl_approvals WHERE status = 'running'"
                 ).fetchall()
             ]
             return [
                 self._mark_unknown(cur, row)
                 for row in rows
-                if not (row.runner and self.runner_alive(cur, row.thread_id, row.runner))
+                if not (row.runner and runner_alive(cur, row.thread_id, row.runner))
             ]
 
         return self._write(work)
@@ -643,9 +556,9 @@ class SqliteLedger:
         """Every row of a thread, oldest request first."""
         return self._read(
             lambda cur: [
-                _record(r)
+                record_of(r)
                 for r in cur.execute(
-                    f"SELECT {_COLUMNS} FROM hitl_approvals WHERE thread_id = ? "
+                    f"SELECT {COLUMNS} FROM hitl_approvals WHERE thread_id = ? "
                     "ORDER BY requested_at, tool_call_id",
                     (thread_id,),
                 ).fetchall()
@@ -686,14 +599,14 @@ class SqliteLedger:
 
         def work(cur: sqlite3.Cursor) -> tuple[list[ApprovalRecord], int]:
             rows = cur.execute(
-                f"SELECT {_COLUMNS} FROM hitl_approvals WHERE {clause} ORDER BY {order} "
+                f"SELECT {COLUMNS} FROM hitl_approvals WHERE {clause} ORDER BY {order} "
                 "LIMIT ? OFFSET ?",
                 (*params, query.limit, query.offset),
             ).fetchall()
             total = cur.execute(
                 f"SELECT COUNT(*) FROM hitl_approvals WHERE {clause}", params
             ).fetchone()[0]
-            return [_record(r) for r in rows], int(total)
+            return [record_of(r) for r in rows], int(total)
 
         return self._read(work)
 
@@ -713,7 +626,7 @@ class SqliteLedger:
                     "'outcome_unknown'))"
                 ).fetchall()
             ]
-            return [t for t in candidates if _lease_holder(cur, t, self.clock) is None]
+            return [t for t in candidates if lease_holder(cur, t) is None]
 
         return self._read(work)
 
@@ -731,7 +644,7 @@ class SqliteLedger:
         deadline = time.monotonic() + wait
         delay = 0.01
         while True:
-            current = self._write(lambda cur: self._try_lease(cur, thread_id, holder, ttl))
+            current = self._write(lambda cur: try_lease(cur, thread_id, holder, ttl))
             if current is None:
                 break
             if time.monotonic() >= deadline:
@@ -755,18 +668,6 @@ class SqliteLedger:
                 )
             )
 
-    def _try_lease(
-        self, cur: sqlite3.Cursor, thread_id: str, holder: str, ttl: float
-    ) -> str | None:
-        current = _lease_holder(cur, thread_id, time.time)
-        if current is not None and current != holder:
-            return current
-        cur.execute(
-            "INSERT OR REPLACE INTO hitl_leases (thread_id, holder, expires_at) VALUES (?, ?, ?)",
-            (thread_id, holder, time.time() + ttl),
-        )
-        return None
-
     def _renew(self, thread_id: str, holder: str, ttl: float, stop: threading.Event) -> None:
         while not stop.wait(ttl / 3):
             try:
@@ -779,14 +680,6 @@ class SqliteLedger:
             except (DatabaseBusy, DatabaseError):
                 continue  # the next beat tries again; the lease outlives a few missed beats
 
-    def runner_alive(self, cur: sqlite3.Cursor, thread_id: str, runner: str) -> bool:
-        """Whether the runner that started a call may still be executing it."""
-        here = alive_on_this_host(runner)
-        if here is not None:
-            return here
-        holder = _lease_holder(cur, thread_id, time.time)
-        return holder is not None and holder.startswith(runner)
-
     # the audit trail
 
     def _audit(
@@ -798,95 +691,23 @@ class SqliteLedger:
         tool_call_id: str | None,
         detail: dict[str, Any],
     ) -> None:
-        head = cur.execute(
-            "SELECT seq, hash FROM hitl_audit WHERE thread_id = ? ORDER BY seq DESC LIMIT 1",
-            (thread_id,),
-        ).fetchone()
-        seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
-        at = self.clock()
-        detail = json.loads(canonical_json(detail))  # what is hashed is what is read back
-        entry_hash = link_hash(
-            prev,
+        append_entry(
+            cur,
             thread_id=thread_id,
-            seq=seq,
-            at=at,
+            at=self.clock(),
             event=event,
             actor=actor,
             tool_call_id=tool_call_id,
             detail=detail,
         )
-        cur.execute(
-            "INSERT INTO hitl_audit (thread_id, seq, at, event, actor, tool_call_id, detail, "
-            "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                thread_id,
-                seq,
-                at,
-                event,
-                actor,
-                tool_call_id,
-                canonical_json(detail),
-                prev,
-                entry_hash,
-            ),
-        )
-        if tool_call_id is not None:
-            cur.execute(
-                "UPDATE hitl_approvals SET audit_seq = ? WHERE thread_id = ? AND tool_call_id = ?",
-                (seq, thread_id, tool_call_id),
-            )
 
     def audit_trail(self, thread_id: str) -> list[AuditEntry]:
         """A thread's audit entries, oldest first."""
-        return self._read(
-            lambda cur: [
-                _audit_entry(r)
-                for r in cur.execute(
-                    "SELECT thread_id, seq, at, event, actor, tool_call_id, detail, prev_hash, "
-                    "hash FROM hitl_audit WHERE thread_id = ? ORDER BY seq",
-                    (thread_id,),
-                ).fetchall()
-            ]
-        )
+        return self._read(lambda cur: read_trail(cur, thread_id))
 
     def verify_audit(self) -> AuditReport:
         """Check every thread's chain; report the first broken link of each broken chain."""
-
-        def work(cur: sqlite3.Cursor) -> AuditReport:
-            rows = cur.execute(
-                "SELECT thread_id, seq, at, event, actor, tool_call_id, detail, prev_hash, hash "
-                "FROM hitl_audit ORDER BY thread_id, seq"
-            ).fetchall()
-            by_thread: dict[str, list[AuditEntry]] = {}
-            for r in rows:
-                by_thread.setdefault(r[0], []).append(_audit_entry(r))
-            expected = dict(
-                cur.execute(
-                    "SELECT thread_id, MAX(audit_seq) FROM hitl_approvals GROUP BY thread_id"
-                ).fetchall()
-            )
-            broken = []
-            heads = {}
-            for thread_id in sorted(by_thread.keys() | expected.keys()):
-                entries = by_thread.get(thread_id, [])
-                link = first_broken_link(entries)
-                if link is None and entries and entries[-1].seq < expected.get(thread_id, 0):
-                    link = BrokenLink(
-                        thread_id,
-                        entries[-1].seq + 1,
-                        "the chain ends early: newer entries were deleted",
-                    )
-                if link is None and not entries and expected.get(thread_id, 0):
-                    link = BrokenLink(thread_id, 1, "the whole chain was deleted")
-                if link is not None:
-                    broken.append(link)
-                if entries:
-                    heads[thread_id] = entries[-1].hash
-            return AuditReport(
-                threads=len(by_thread), entries=len(rows), broken=broken, heads=heads
-            )
-
-        return self._read(work)
+        return self._read(verify_all)
 
     def close(self) -> None:
         """Close the ledger's connection."""
@@ -925,10 +746,10 @@ def _is_busy(error: sqlite3.OperationalError) -> bool:
 
 def _get(cur: sqlite3.Cursor, thread_id: str, tool_call_id: str) -> ApprovalRecord | None:
     row = cur.execute(
-        f"SELECT {_COLUMNS} FROM hitl_approvals WHERE thread_id = ? AND tool_call_id = ?",
+        f"SELECT {COLUMNS} FROM hitl_approvals WHERE thread_id = ? AND tool_call_id = ?",
         (thread_id, tool_call_id),
     ).fetchone()
-    return None if row is None else _record(row)
+    return None if row is None else record_of(row)
 
 
 def _require(cur: sqlite3.Cursor, thread_id: str, tool_call_id: str) -> ApprovalRecord:
@@ -956,18 +777,6 @@ def _threads_of(cur: sqlite3.Cursor, tool_call_id: str) -> list[str]:
     ]
 
 
-def _lease_holder(cur: sqlite3.Cursor, thread_id: str, clock: Clock) -> str | None:
-    """The live holder of a thread's lease, or None if it is free, expired or its holder died."""
-    row = cur.execute(
-        "SELECT holder, expires_at FROM hitl_leases WHERE thread_id = ?", (thread_id,)
-    ).fetchone()
-    if row is None or row[1] < time.time():
-        return None
-    if alive_on_this_host(row[0]) is False:
-        return None
-    return str(row[0])
-
-
 def _check_permitted(row: ApprovalRecord, kind: str, actor: str) -> None:
     if kind not in ("approve", "edit"):
         return
@@ -991,57 +800,6 @@ def _run_args(row: ApprovalRecord, decision: Mapping[str, Any]) -> dict[str, Any
     if kind == "edit":
         return dict(decision["edited_action"]["args"])
     return None
-
-
-def _record(row: tuple[Any, ...]) -> ApprovalRecord:
-    (
-        thread_id, tool_call_id, interrupt_id, tool, args, h, requester, status, allowed,
-        description, requested_at, expires_at, on_expire, approvers, allow_self, decided_at,
-        decided_by, decision, reason, approved_hash, runner, started_at, finished_at, result,
-        result_status,
-    ) = row  # fmt: skip
-    return ApprovalRecord(
-        thread_id=thread_id,
-        tool_call_id=tool_call_id,
-        interrupt_id=interrupt_id,
-        tool=tool,
-        args=json.loads(args),
-        args_hash=h,
-        requester=requester,
-        status=status,
-        allowed_decisions=json.loads(allowed),
-        description=description,
-        requested_at=requested_at,
-        expires_at=expires_at,
-        on_expire=on_expire,
-        approvers=None if approvers is None else json.loads(approvers),
-        allow_self_approval=bool(allow_self),
-        decided_at=decided_at,
-        decided_by=decided_by,
-        decision=None if decision is None else json.loads(decision),
-        reason=reason,
-        approved_args_hash=approved_hash,
-        runner=runner,
-        started_at=started_at,
-        finished_at=finished_at,
-        result=result,
-        result_status=result_status,
-    )
-
-
-def _audit_entry(row: tuple[Any, ...]) -> AuditEntry:
-    thread_id, seq, at, event, actor, tool_call_id, detail, prev_hash, entry_hash = row
-    return AuditEntry(
-        thread_id=thread_id,
-        seq=seq,
-        at=at,
-        event=event,
-        actor=actor,
-        tool_call_id=tool_call_id,
-        detail=json.loads(detail),
-        prev_hash=prev_hash,
-        hash=entry_hash,
-    )
 
 
 __all__ = [
