@@ -1,8 +1,10 @@
 """Benchmark: full approval cycles (start → interrupt → approve → tool → end) per second.
 
-Prints the project's SQLite saver as a ratio to the same graph on `InMemorySaver`, measured in
-the same run (interleaved rounds, median), with the stock `SqliteSaver` beside it, and the number
-of SQLite commits per cycle (counted from the connection's statement trace).
+Prints the project's SQLite saver — alone, and with the approvals ledger (the product's path:
+registered call, compare-and-set decision, journaled tool, audit) — as a ratio to the same graph
+on `InMemorySaver`, measured in the same run (interleaved rounds, median), with the stock
+`SqliteSaver` beside it, and the number of SQLite commits per cycle (counted from the
+connections' statement traces).
 
     python bench/approval_cycle.py [--cycles 200] [--rounds 5]
 """
@@ -21,6 +23,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 
+from checkpoints.ledger import SqliteLedger, make_ledger
 from checkpoints.serde import make_strict_serializer
 from checkpoints.sqlite import BatchingSqliteSaver, connect
 from graph import build_graph
@@ -43,13 +46,20 @@ class CommitCounter:
             self.count += 1
 
 
-def run_cycles(saver: BaseCheckpointSaver, outbox: Path, cycles: int, tag: str) -> float:
-    """Cycles per second of the full approval cycle on `saver`."""
+def run_cycles(
+    saver: BaseCheckpointSaver,
+    outbox: Path,
+    cycles: int,
+    tag: str,
+    ledger: SqliteLedger | None = None,
+) -> float:
+    """Cycles per second of the full approval cycle on `saver` (and `ledger`)."""
     graph = build_graph(
         model=make_model(None),
         tools=make_demo_tools(outbox),
         policy=default_policy(),
         checkpointer=saver,
+        ledger=ledger,
     )
     start = time.perf_counter()
     for i in range(cycles):
@@ -69,25 +79,36 @@ def main() -> None:
     outbox = work / "outbox.jsonl"
 
     ours = BatchingSqliteSaver(connect(work / "ours.sqlite"), serde=make_strict_serializer())
+    with_ledger = BatchingSqliteSaver(
+        connect(work / "ledger.sqlite"), serde=make_strict_serializer()
+    )
+    ledger = make_ledger(work / "ledger.sqlite")
     stock = SqliteSaver(sqlite3.connect(work / "stock.sqlite", check_same_thread=False))
-    savers: dict[str, Callable[[], BaseCheckpointSaver[Any]]] = {
-        "memory": InMemorySaver,
-        "ours": lambda: ours,
-        "stock": lambda: stock,
+    setups: dict[str, tuple[Callable[[], BaseCheckpointSaver[Any]], SqliteLedger | None]] = {
+        "memory": (InMemorySaver, None),
+        "ours": (lambda: ours, None),
+        "ledger": (lambda: with_ledger, ledger),
+        "stock": (lambda: stock, None),
     }
-    for name, make in savers.items():  # warm-up: imports, schema, caches
-        run_cycles(make(), outbox, 10, f"warm-{name}")
-    rates: dict[str, list[float]] = {name: [] for name in savers}
+    for name, (make, led) in setups.items():  # warm-up: imports, schema, caches
+        run_cycles(make(), outbox, 10, f"warm-{name}", led)
+    rates: dict[str, list[float]] = {name: [] for name in setups}
     for r in range(args.rounds):  # interleaved, so machine noise hits every saver alike
-        for name, make in savers.items():
-            rates[name].append(run_cycles(make(), outbox, args.cycles, f"{name}-{r}"))
+        for name, (make, led) in setups.items():
+            rates[name].append(run_cycles(make(), outbox, args.cycles, f"{name}-{r}", led))
     # commits are counted in a separate, untimed pass: tracing statements costs time
     commits = {}
-    for name, saver in (("ours", ours), ("stock", stock)):
-        counter = CommitCounter(saver.conn)
-        run_cycles(saver, outbox, 50, f"count-{name}")
+    for name, saver, led in (
+        ("ours", ours, None),
+        ("ledger", with_ledger, ledger),
+        ("stock", stock, None),
+    ):
+        counters = [CommitCounter(saver.conn)] + ([CommitCounter(led._conn)] if led else [])
+        run_cycles(saver, outbox, 50, f"count-{name}", led)
         saver.conn.set_trace_callback(None)
-        commits[name] = counter.count / 50
+        if led:
+            led._conn.set_trace_callback(None)
+        commits[name] = sum(c.count for c in counters) / 50
     median = {name: statistics.median(v) for name, v in rates.items()}
     print(f"full approval cycles per second (median of {args.rounds} rounds × {args.cycles}):")
     print(f"  InMemorySaver (baseline)        {median['memory']:8.1f}/s   ratio 1.00")
@@ -95,6 +116,11 @@ def main() -> None:
         f"  project SQLite saver            {median['ours']:8.1f}/s   ratio "
         f"{median['ours'] / median['memory']:.2f}   commits/cycle "
         f"{commits['ours']:.1f}"
+    )
+    print(
+        f"  project saver + ledger          {median['ledger']:8.1f}/s   ratio "
+        f"{median['ledger'] / median['memory']:.2f}   commits/cycle "
+        f"{commits['ledger']:.1f}"
     )
     print(
         f"  stock SqliteSaver (defaults)    {median['stock']:8.1f}/s   ratio "
