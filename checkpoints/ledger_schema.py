@@ -108,6 +108,11 @@ def record_of(row: tuple[Any, ...]) -> ApprovalRecord:
 def audit_entry_of(row: tuple[Any, ...]) -> AuditEntry:
     """A `hitl_audit` row (selected as `AUDIT_COLUMNS`) as an entry."""
     thread_id, seq, at, event, actor, tool_call_id, detail, prev_hash, entry_hash = row
+    try:
+        parsed = json.loads(detail)
+    except (TypeError, json.JSONDecodeError):
+        # an altered row stays readable; its hash no longer matches, so verification flags it
+        parsed = {"unreadable_detail": str(detail)}
     return AuditEntry(
         thread_id=thread_id,
         seq=seq,
@@ -115,7 +120,7 @@ def audit_entry_of(row: tuple[Any, ...]) -> AuditEntry:
         event=event,
         actor=actor,
         tool_call_id=tool_call_id,
-        detail=json.loads(detail),
+        detail=parsed,
         prev_hash=prev_hash,
         hash=entry_hash,
     )

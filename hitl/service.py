@@ -367,6 +367,14 @@ def _view(thread_id: str, snapshot: StateSnapshot, waiting: list[ApprovalRecord]
         if status == "done" and isinstance(last, AIMessage) and not last.tool_calls
         else None
     )
+    # the order of the model's turn, not the order its concurrent approval tasks registered in
+    position = {
+        call["id"]: n
+        for n, call in enumerate(
+            c for m in messages if isinstance(m, AIMessage) for c in m.tool_calls
+        )
+    }
+    waiting = sorted(waiting, key=lambda r: position.get(r.tool_call_id, len(position)))
     return ThreadView(
         thread_id=thread_id,
         status=status,

@@ -20,6 +20,9 @@ SALLY = "Send sally@example.com an email saying 'hi'"
 PAIR = "Send bob@example.com an email saying 'hi' and send carol@example.org an email saying 'yo'"
 COUNT = "count my emails of the last 3 days"
 
+LEDGER_TABLES = frozenset({"hitl_schema", "hitl_approvals", "hitl_audit", "hitl_leases"})
+"""The approvals ledger's tables: a refused command must leave them as they were too."""
+
 STRICT_RULE = 'ToolRule(ask="always", allowed_decisions=("approve", "reject"))'
 """send_email may only be approved or rejected."""
 RELAXED_RULE = 'ToolRule(ask="never")'
@@ -144,7 +147,8 @@ class Workspace:
         return [email["tool_call_id"] for email in self.sent()]
 
     def state(self) -> tuple[dict[str, tuple[int, str]] | None, list[dict[str, Any]]]:
-        """What a refused command must leave as it was: the database rows and the outbox."""
+        """What a refused command must leave as it was: the outbox and the rows of every table,
+        the checkpoints' and the ledger's (approvals, audit trail, leases, schema version)."""
         return database_fingerprint(self.db), self.sent()
 
     def write_policy(self, send_email_rule: str) -> dict[str, str]:
@@ -157,7 +161,17 @@ class Workspace:
             "from graph.policy import Policy, ToolRule\n\n"
             f"POLICY = Policy(rules={{'send_email': {send_email_rule}}})\n"
         )
-        return {"HITL_POLICY": f"{module}:POLICY", "PYTHONPATH": str(self.folder)}
+        path = os.pathsep.join(filter(None, [str(self.folder), os.environ.get("PYTHONPATH")]))
+        return {"HITL_POLICY": f"{module}:POLICY", "PYTHONPATH": path}
+
+
+def calls_by_recipient(view: dict[str, Any]) -> dict[str, str]:
+    """The pending `send_email` calls of a thread view, by recipient.
+
+    Not by position: the approvals of one turn are registered concurrently (see
+    `test_pending_calls_are_listed_in_the_models_order_whichever_registered_first`).
+    """
+    return {p["args"]["recipient"]: p["tool_call_id"] for p in view["pending"]}
 
 
 def assert_refused(
@@ -174,6 +188,10 @@ def assert_refused(
     Returns the error message (the JSON error's `message`, or stderr in human mode).
     """
     before = workspace.state()
+    tables, _ = before
+    if tables is not None:  # else a missing ledger table would pass unnoticed
+        missing = LEDGER_TABLES - tables.keys()
+        assert not missing, f"the database has no {', '.join(sorted(missing))}"
     result = workspace.run(*args, *(["--json"] if as_json else []), extra_env=extra_env)
     message = error_message(result, exit_code=exit_code, as_json=as_json, error_type=error_type)
     for fragment in says:

@@ -1,6 +1,9 @@
 """The `hitl` CLI end to end: real processes, one SQLite file each, the outbox as side effects."""
 
+import getpass
 import json
+import sqlite3
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +19,7 @@ from tests.e2e.cli_helpers import (
     STRICT_RULE,
     Workspace,
     assert_refused,
+    calls_by_recipient,
     copy_database,
     describe,
     error_message,
@@ -32,7 +36,7 @@ class Seed:
     sally_call: str
     pair: str
     pair_decided_call: str
-    """Approved already; its tool waits for the sibling's decision."""
+    """Approved already, by alice; its tool waits for the sibling's decision."""
     pair_pending_call: str
     done: str
 
@@ -44,8 +48,9 @@ def seed(tmp_path_factory: pytest.TempPathFactory) -> Seed:
     workspace = Workspace(tmp_path_factory.mktemp("seed"))
     sally = workspace.json("run", SALLY)
     pair = workspace.json("run", PAIR)
-    bob, carol = (p["tool_call_id"] for p in pair["pending"])
-    partly = workspace.json("approve", pair["thread_id"], "--call", bob)
+    to = calls_by_recipient(pair)
+    bob, carol = to["bob@example.com"], to["carol@example.org"]
+    partly = workspace.json("approve", pair["thread_id"], "--call", bob, "--as", "alice")
     done = workspace.json("run", COUNT)
     assert [sally["status"], partly["status"], done["status"]] == ["interrupted"] * 2 + ["done"]
     return Seed(
@@ -106,7 +111,7 @@ def test_an_approved_email_is_sent_exactly_once_even_when_approved_again(
     assert shown["status"] == "interrupted"
     assert shown["pending"] == started["pending"]
 
-    approved = workspace.json("approve", thread)
+    approved = workspace.json("approve", thread, "--as", "alice")
     assert approved["status"] == "done"
     assert approved["pending"] == []
     assert "Email sent to sally@example.com" in approved["answer"]
@@ -131,7 +136,14 @@ def test_an_approved_email_is_sent_exactly_once_even_when_approved_again(
         "--call",
         call["tool_call_id"],
         exit_code=6,
-        says=[call["tool_call_id"], "already decided (approve)", "cannot be changed"],
+        says=[
+            call["tool_call_id"],
+            "already decided by alice",
+            "(approve)",
+            "it is now succeeded",
+            "cannot be changed",
+            "nothing was run again",
+        ],
         as_json=False,
     )
     assert workspace.sent_ids() == [call["tool_call_id"]]
@@ -158,11 +170,9 @@ def test_parallel_calls_are_decided_one_by_one_from_different_processes(
 ) -> None:
     started = workspace.json("run", PAIR)
     assert started["status"] == "interrupted"
-    assert [p["args"]["recipient"] for p in started["pending"]] == [
-        "bob@example.com",
-        "carol@example.org",
-    ]
-    bob, carol = pending_ids(started)
+    to = calls_by_recipient(started)
+    assert to.keys() == {"bob@example.com", "carol@example.org"}
+    bob, carol = to["bob@example.com"], to["carol@example.org"]
     thread = started["thread_id"]
 
     partly = workspace.json("approve", thread, "--call", bob)
@@ -185,23 +195,55 @@ def test_parallel_calls_are_decided_one_by_one_from_different_processes(
     assert "wrong address" in done["answer"]
 
 
+def test_pending_calls_are_listed_in_the_models_order_whichever_registered_first(
+    workspace: Workspace,
+) -> None:
+    started = workspace.json("run", PAIR)
+    turn = [c["tool_call_id"] for c in started["messages"][-1]["tool_calls"]]
+    # the turn's approval tasks run concurrently: make the race's other outcome happen for sure
+    with closing(sqlite3.connect(workspace.db)) as conn, conn:
+        conn.execute(
+            "UPDATE hitl_approvals SET requested_at = requested_at - 1 WHERE tool_call_id = ?",
+            (turn[1],),
+        )
+
+    shown = workspace.json("show", started["thread_id"])
+
+    assert pending_ids(shown) == turn
+
+
 def test_pending_lists_the_waiting_calls_of_every_thread_oldest_first(
     workspace: Workspace,
 ) -> None:
     first = workspace.json("run", SALLY)
     second = workspace.json("run", PAIR)
 
-    listed = workspace.json("pending")["pending"]
+    page = workspace.json("pending")
 
+    assert {k: page[k] for k in ("total", "offset", "limit")} == {
+        "total": 3,
+        "offset": 0,
+        "limit": 50,
+    }
+    listed = page["pending"]
+    assert [p["thread_id"] for p in listed] == [first["thread_id"]] + [second["thread_id"]] * 2
     expected = [
         (view["thread_id"], p["tool_call_id"], p["tool"], p["args"])
         for view in (first, second)
         for p in view["pending"]
     ]
-    assert [(p["thread_id"], p["tool_call_id"], p["tool"], p["args"]) for p in listed] == expected
-    since = [datetime.fromisoformat(p["since"]) for p in listed]
-    assert all(s.tzinfo is not None for s in since)
-    assert since == sorted(since)
+    assert sorted(
+        (p["thread_id"], p["tool_call_id"], p["tool"], p["args"]) for p in listed
+    ) == sorted(expected)
+    shown = {p["tool_call_id"]: p for view in (first, second) for p in view["pending"]}
+    assert all(p == shown[p["tool_call_id"]] for p in listed)  # the same card everywhere
+    for p in listed:
+        assert (p["status"], p["expires_at"]) == ("pending", None)
+        assert p["requester"] == getpass.getuser()  # no --as, no HITL_ACTOR: the OS user
+        assert len(p["args_hash"]) == 64
+    requested = [datetime.fromisoformat(p["requested_at"]) for p in listed]
+    assert all(r.tzinfo is not None for r in requested)
+    assert requested == sorted(requested)
 
 
 def test_history_shows_the_pending_call_and_then_its_decision(workspace: Workspace) -> None:
@@ -320,7 +362,13 @@ def test_a_call_decided_earlier_cannot_be_decided_again_exit_6(
         seed.pair_decided_call,
         exit_code=6,
         error_type="AlreadyDecided",
-        says=[seed.pair_decided_call, "already decided (approve)", f"hitl history {seed.pair}"],
+        says=[
+            seed.pair_decided_call,
+            "already decided by alice",
+            "(approve)",
+            "it is now approved",
+            f"hitl audit {seed.pair}",
+        ],
         as_json=True,
     )
 
