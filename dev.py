@@ -75,6 +75,24 @@ def test(extra: list[str]) -> None:
     subprocess.run([str(BIN / "python"), "-m", "pytest", *extra], cwd=ROOT, check=True)
 
 
+BENCHMARKS = ("approval_cycle", "inbox", "concurrency")
+"""Modules of `bench/`, run in this order by `python3 dev.py bench`."""
+
+
+def bench(extra: list[str]) -> None:
+    """Every benchmark, or one with its own options: `dev.py bench inbox --sizes 200 2000`."""
+    if extra and extra[0] not in BENCHMARKS:
+        sys.exit(
+            f"dev.py bench: name the benchmark before its options ({', '.join(BENCHMARKS)}), "
+            f"e.g. python3 dev.py bench approval_cycle {shlex.join(extra)}"
+        )
+    for name in extra[:1] or BENCHMARKS:
+        print(f"\n## bench/{name}.py", flush=True)
+        # -m from ROOT imports this checkout's packages, whichever one the venv was installed from
+        command = [str(BIN / "python"), "-m", f"bench.{name}", *extra[1:]]
+        subprocess.run(command, cwd=ROOT, check=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("command", choices=["setup", "demo", "test", "bench", "lint"])
@@ -88,7 +106,7 @@ def main() -> None:
         elif args.command == "test":
             test(args.extra)
         elif args.command == "bench":
-            subprocess.run([python, "bench/approval_cycle.py", *args.extra], cwd=ROOT, check=True)
+            bench(args.extra)
         elif args.command == "lint":
             subprocess.run([python, "-m", "ruff", "check", "."], cwd=ROOT, check=True)
             subprocess.run([python, "-m", "ruff", "format", "--check", "."], cwd=ROOT, check=True)

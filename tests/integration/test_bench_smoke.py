@@ -1,0 +1,36 @@
+"""The benchmarks run end to end at a tiny size; what they measure is not checked here."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bench(name: str, *args: str) -> str:
+    """Run `bench/<name>.py` as `dev.py bench` does; its output, after checking it exited 0."""
+    done = subprocess.run(
+        [sys.executable, "-m", f"bench.{name}", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_inbox_benchmark_builds_both_sizes_and_prints_the_ratio_and_the_query_plan() -> None:
+    out = _bench("inbox", "--sizes", "200", "1000", "--repeats", "50", "--naive-runs", "1")
+    assert re.search(r"inbox first page ratio 1000/200 threads: \d+\.\d\d", out), out
+    assert "EXPLAIN QUERY PLAN" in out
+
+
+@pytest.mark.slow
+def test_concurrency_benchmark_runs_two_deciders_without_lost_or_repeated_calls() -> None:
+    out = _bench("concurrency", "--threads", "10", "--procs", "1", "2", "--rounds", "1")
+    assert re.search(r"throughput ratio 2/1 processes: \d+\.\d\d", out), out
