@@ -35,7 +35,7 @@ from checkpoints.ledger_errors import (
     NotReconcilable,
     ThreadBusy,
 )
-from checkpoints.ledger_schema import COLUMNS, MIGRATIONS, SCHEMA_VERSION, record_of
+from checkpoints.ledger_schema import COLUMNS, MIGRATIONS, SCHEMA_VERSION, WAITING, record_of
 from checkpoints.records import (
     DECIDED_TO_RUN,
     NEEDS_A_PERSON,
@@ -60,6 +60,10 @@ LOCK_WAIT_SECONDS = 120.0
 """How long a write waits for another process's write lock before `DatabaseBusy`."""
 LEASE_TTL_SECONDS = 30.0
 SortKey = Literal["requested_at", "expires_at", "tool", "thread_id"]
+_INBOX_INDEXES = {
+    "requested_at": "hitl_approvals_inbox",
+    "expires_at": "hitl_approvals_inbox_by_deadline",
+}
 
 
 @dataclass(frozen=True)
@@ -140,8 +144,13 @@ class SqliteLedger:
             delay = min(delay * 2, 0.5)
 
     def _read(self, work: Callable[[sqlite3.Cursor], T]) -> T:
+        """Run `work` in one read transaction: every statement sees the same snapshot."""
         with self._lock, closing(self._conn.cursor()) as cur:
-            return work(cur)
+            cur.execute("BEGIN")
+            try:
+                return work(cur)
+            finally:
+                cur.execute("COMMIT")
 
     def migrate(self) -> int:
         """Create or upgrade the ledger's tables; returns the schema version."""
@@ -475,7 +484,17 @@ class SqliteLedger:
         self._write(work)
 
     def mark_orphaned_runs(self) -> list[ApprovalRecord]:
-        """Record as `outcome_unknown` every `running` call whose runner is gone."""
+        """Record as `outcome_unknown` every `running` call whose runner is gone.
+
+        Looks first without the write lock: usually nothing is running, and an inbox read
+        should not wait behind writers for nothing.
+        """
+        if not self._read(
+            lambda cur: cur.execute(
+                "SELECT 1 FROM hitl_approvals WHERE status = 'running' LIMIT 1"
+            ).fetchone()
+        ):
+            return []
 
         def work(cur: sqlite3.Cursor) -> list[ApprovalRecord]:
             rows = [
@@ -572,11 +591,16 @@ class SqliteLedger:
     def inbox(self, query: InboxQuery = InboxQuery()) -> tuple[list[ApprovalRecord], int]:
         """One page of the calls that need a person, and how many match in all.
 
-        Reads only the status index: the cost grows with the matching rows, never with the
-        number of threads or checkpoints.
+        The default listing (sorted by request time or deadline) walks a partial index that
+        holds only the waiting calls, in page order: a page costs its own rows, whatever the
+        number of threads. Other sorts and statuses cost the number of matching rows.
         """
-        where = [f"status IN ({', '.join('?' for _ in query.statuses)})"]
-        params: list[Any] = list(query.statuses)
+        params: list[Any] = []
+        if set(query.statuses) == set(NEEDS_A_PERSON):
+            where = [WAITING]
+        else:
+            where = [f"status IN ({', '.join('?' for _ in query.statuses)})"]
+            params.extend(query.statuses)
         for column, value in (
             ("tool", query.tool),
             ("thread_id", query.thread_id),
@@ -593,14 +617,19 @@ class SqliteLedger:
             params.append(query.expiring_before)
         clause = " AND ".join(where)
         direction = "DESC" if query.descending else "ASC"
-        order = f"{query.sort} {direction}, thread_id, tool_call_id"
-        if query.sort == "expires_at":
+        order = ", ".join(
+            f"{column} {direction}" for column in (query.sort, "thread_id", "tool_call_id")
+        )
+        if query.sort == "expires_at":  # calls without a deadline last, either way
             order = f"expires_at IS NULL, {order}"
+
+        source = "hitl_approvals"
+        if where[0] == WAITING and query.sort in _INBOX_INDEXES:  # the planner cannot know
+            source += f" INDEXED BY {_INBOX_INDEXES[query.sort]}"
 
         def work(cur: sqlite3.Cursor) -> tuple[list[ApprovalRecord], int]:
             rows = cur.execute(
-                f"SELECT {COLUMNS} FROM hitl_approvals WHERE {clause} ORDER BY {order} "
-                "LIMIT ? OFFSET ?",
+                f"SELECT {COLUMNS} FROM {source} WHERE {clause} ORDER BY {order} LIMIT ? OFFSET ?",
                 (*params, query.limit, query.offset),
             ).fetchall()
             total = cur.execute(

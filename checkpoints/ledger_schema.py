@@ -5,6 +5,8 @@ from typing import Any
 
 from checkpoints.records import ApprovalRecord, AuditEntry
 
+WAITING = "status IN ('pending', 'outcome_unknown')"
+"""The inbox's condition, spelled once: SQLite uses a partial index only for this exact text."""
 SCHEMA_VERSION = 1
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
@@ -37,7 +39,12 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             audit_seq INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (thread_id, tool_call_id)
         )""",
-        "CREATE INDEX hitl_approvals_inbox ON hitl_approvals (status, requested_at)",
+        "CREATE INDEX hitl_approvals_status ON hitl_approvals (status, requested_at)",
+        # the inbox: only the rows that need a person, already in page order
+        "CREATE INDEX hitl_approvals_inbox ON hitl_approvals (requested_at, thread_id, "
+        f"tool_call_id) WHERE {WAITING}",
+        "CREATE INDEX hitl_approvals_inbox_by_deadline ON hitl_approvals (expires_at IS NULL, "
+        f"expires_at, thread_id, tool_call_id) WHERE {WAITING}",
         "CREATE INDEX hitl_approvals_expiry ON hitl_approvals (status, expires_at)"
         " WHERE expires_at IS NOT NULL",
         "CREATE INDEX hitl_approvals_call ON hitl_approvals (tool_call_id)",

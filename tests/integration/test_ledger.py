@@ -85,11 +85,14 @@ def test_the_inbox_filters_sorts_and_pages_from_its_index(db: Path) -> None:
         assert ids(sort="expires_at") == ["c", "b", "a"]
         assert ids(limit=1, offset=1) == ["b"]
         assert ledger.inbox(InboxQuery(limit=1))[1] == 3
-        plan = ledger._conn.execute(
-            "EXPLAIN QUERY PLAN SELECT * FROM hitl_approvals WHERE status IN ('pending') "
-            "ORDER BY requested_at LIMIT 50"
-        ).fetchall()
-    assert "hitl_approvals_inbox" in str(plan)
+        statements: list[str] = []
+        ledger._conn.set_trace_callback(statements.append)
+        ledger.inbox(InboxQuery())
+        ledger._conn.set_trace_callback(None)
+        page = next(s for s in statements if s.startswith("SELECT") and "LIMIT" in s)
+        plan = str(ledger._conn.execute(f"EXPLAIN QUERY PLAN {page}").fetchall())
+    # the first page walks the waiting calls' own index in page order: no scan, no sort
+    assert "USING INDEX hitl_approvals_inbox" in plan and "TEMP B-TREE" not in plan
 
 
 def test_decisions_are_all_or_nothing_and_the_first_one_wins(db: Path) -> None:
