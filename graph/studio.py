@@ -15,7 +15,6 @@ from checkpoints.sqlite import DEFAULT_DB
 from graph.builder import build_graph
 from graph.plugins import load_policy, load_tools
 
-
 _ledgers: dict[str, SqliteLedger] = {}  # one per database for the server's life
 
 

@@ -94,7 +94,16 @@ class InvalidDecision(HitlError):
 
 
 class PendingApprovalsExist(HitlError):
-    def __init__(self, thread_id: str, pending: Sequence[str]) -> None:
+    def __init__(
+        self, thread_id: str, pending: Sequence[str], *, outcome_unknown: bool = False
+    ) -> None:
+        if outcome_unknown:
+            super().__init__(
+                f"thread {thread_id!r} has calls whose outcome is unknown ({', '.join(pending)}); "
+                f"settle them first with `hitl reconcile {thread_id} --call ID --retry | "
+                "--mark-done | --skip`, then send the new message."
+            )
+            return
         super().__init__(
             f"thread {thread_id!r} is waiting for decisions on {', '.join(pending)}; "
             "decide them first (hitl approve/reject/edit/respond), or pass --cancel-pending "

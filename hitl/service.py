@@ -140,7 +140,10 @@ class ApprovalService:
         """
         thread_id = thread_id or str(uuid.uuid4())
         with self._lease(thread_id):
-            if waiting := [r for r in self._waiting(thread_id) if r.status == "pending"]:
+            waiting = self._waiting(thread_id)
+            if unknown := [r.tool_call_id for r in waiting if r.status == "outcome_unknown"]:
+                raise PendingApprovalsExist(thread_id, unknown, outcome_unknown=True)
+            if waiting:
                 if not cancel_pending:
                     raise PendingApprovalsExist(thread_id, [r.tool_call_id for r in waiting])
                 cancel = {"type": "reject", "message": CANCELLED_REASON}

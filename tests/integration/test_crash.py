@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hitl.errors import NotReconcilable
+from hitl.errors import NotReconcilable, PendingApprovalsExist
 from tests.fakes import ToolLog
 from tests.integration.conftest import ONE_EMAIL, open_test_service
 
@@ -81,12 +81,14 @@ def test_a_call_killed_mid_tool_waits_for_a_person_and_then_resumes_once(
 
 
 @pytest.mark.slow
-def test_a_restart_before_anyone_looks_also_refuses_to_rerun_the_call(db: Path) -> None:
+def test_a_restart_or_a_new_message_never_reruns_or_abandons_the_unknown_call(db: Path) -> None:
     thread_id, call_id = _crash_mid_tool(db)
     log = ToolLog()
     with open_test_service(db, log) as service:
         service.resume(thread_id)
         service.resume(thread_id)
+        with pytest.raises(PendingApprovalsExist, match="outcome is unknown"):
+            service.run("never mind", thread_id, actor="alice", cancel_pending=True)
         record = service._ledger.get(thread_id, call_id)
     assert record is not None and record.status == "outcome_unknown"
     assert log.calls == []
