@@ -59,6 +59,8 @@ T = TypeVar("T")
 LOCK_WAIT_SECONDS = 120.0
 """How long a write waits for another process's write lock before `DatabaseBusy`."""
 LEASE_TTL_SECONDS = 30.0
+RESUME_GRACE_SECONDS = 60.0
+"""How old a decision must be before `sweep` resumes a thread that nobody resumed."""
 SortKey = Literal["requested_at", "expires_at", "tool", "thread_id"]
 _INBOX_INDEXES = {
     "requested_at": "hitl_approvals_inbox",
@@ -639,9 +641,13 @@ class SqliteLedger:
 
         return self._read(work)
 
-    def resumable_threads(self) -> list[str]:
+    def resumable_threads(self, *, older_than: float = RESUME_GRACE_SECONDS) -> list[str]:
         """Threads with a call decided to run that has not started, nothing else pending, and
-        no live runner: their resume was lost (a crash right after the decision)."""
+        no live runner: their resume was lost (a crash right after the decision).
+
+        Only decisions older than `older_than` seconds count: a runtime without leases
+        (Studio) may be about to start the call itself.
+        """
 
         def work(cur: sqlite3.Cursor) -> list[str]:
             candidates = [
@@ -650,9 +656,11 @@ class SqliteLedger:
                     "SELECT DISTINCT a.thread_id FROM hitl_approvals a "
                     "WHERE a.status IN ('approved', 'edited', 'expired') "
                     "AND a.approved_args_hash IS NOT NULL AND a.started_at IS NULL "
+                    "AND a.decided_at < ? "
                     "AND NOT EXISTS (SELECT 1 FROM hitl_approvals p "
                     "WHERE p.thread_id = a.thread_id AND p.status IN ('pending', "
-                    "'outcome_unknown'))"
+                    "'outcome_unknown'))",
+                    (self.clock() - older_than,),
                 ).fetchall()
             ]
             return [t for t in candidates if lease_holder(cur, t) is None]

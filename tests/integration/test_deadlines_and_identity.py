@@ -125,3 +125,19 @@ def test_only_the_named_approvers_may_approve_but_anyone_may_reject(db: Path, lo
         service.decide_all(first.thread_id, "approve", actor="carol")
         service.decide_all(second.thread_id, "reject", actor="bob")
     assert log.ids("send_email") == [first.pending[0].tool_call_id]
+
+
+def test_sweep_resumes_a_thread_whose_decision_was_recorded_but_never_applied(
+    db: Path, log: ToolLog
+) -> None:
+    clock = FakeClock()
+    with open_test_service(db, log, clock=clock) as service:
+        view = service.run(ONE_EMAIL, actor="alice")
+        call_id = view.pending[0].tool_call_id
+        # the decider's process died between recording the decision and resuming the thread
+        service._ledger.decide(view.thread_id, {call_id: {"type": "approve"}}, actor="bob")
+        assert service.sweep().resumed == []  # too fresh: its own runner may still apply it
+        clock.advance(61)
+        assert service.sweep().resumed == [view.thread_id]
+        assert service.sweep().resumed == []
+    assert log.ids("send_email") == [call_id]
