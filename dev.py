@@ -60,13 +60,24 @@ def demo() -> None:
         print((human.stdout if human else done.stdout).rstrip())
         return data
 
-    started = step("1. The agent proposes a tool call and pauses for a person", "run", DEMO_PROMPT)
+    def plain(title: str, *args: str) -> None:
+        print(f"\n## {title}\n$ hitl {shlex.join(args)}", flush=True)
+        subprocess.run([hitl, *args], cwd=ROOT, check=True)
+
+    started = step(
+        "1. The agent proposes a tool call and pauses for a person",
+        *("run", DEMO_PROMPT, "--as", "alice"),
+    )
     thread_id = str(started["thread_id"])
-    print("\n## 2. Any process can list what waits for a decision\n$ hitl pending", flush=True)
-    subprocess.run([hitl, "pending"], cwd=ROOT, check=True)
-    step("3. A second process approves it by thread ID; the tool runs once", "approve", thread_id)
+    plain("2. Any process can list what waits for a decision (the ledger's inbox)", "pending")
+    step(
+        "3. Another person approves it by thread ID, from a second process; the tool runs once",
+        *("approve", thread_id, "--as", "bob", "--comment", "checked the recipient"),
+    )
     sent = (ROOT / "checkpoints/outbox.jsonl").read_text().splitlines()[-1]
     print(f"\n## 4. The side effect (demo outbox)\n{sent}")
+    plain("5. Who asked, who decided, what ran: the hash-chained audit trail", "audit", thread_id)
+    plain("6. Every chain still verifies", "audit", "--verify")
     print(f"\nThe thread lives in checkpoints/hitl.sqlite: try `hitl history {thread_id}`.")
 
 

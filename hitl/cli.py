@@ -496,7 +496,8 @@ def audit(thread_id: str | None, verify: bool, as_json: bool) -> None:
             for b in report.broken:
                 click.echo(f"BROKEN  thread {b.thread_id}  entry {b.seq}: {b.problem}")
             verdict = "every chain verifies" if report.ok else f"{len(report.broken)} broken"
-            click.echo(f"{report.threads} threads, {report.entries} entries: {verdict}")
+            threads = f"{report.threads} thread{'' if report.threads == 1 else 's'}"
+            click.echo(f"{threads}, {report.entries} entries: {verdict}")
 
         _emit(as_json, data, human_report)
         if not report.ok:
