@@ -121,8 +121,28 @@ def read_trail(cur: sqlite3.Cursor, thread_id: str) -> list[AuditEntry]:
     return [audit_entry_of(r) for r in rows]
 
 
+DECISION_EVENTS = ("requested", "re-requested", "approved_by_policy", "decided", "expired")
+"""The events after which a call may (or may not) run: the newest one says which args."""
+
+
+def chain_approves(cur: sqlite3.Cursor, thread_id: str, tool_call_id: str, args_hash: str) -> bool:
+    """Whether the call's newest decision in the audit trail lets `args_hash` run."""
+    marks = ", ".join("?" for _ in DECISION_EVENTS)
+    row = cur.execute(
+        f"SELECT event, detail FROM hitl_audit WHERE thread_id = ? AND tool_call_id = ? "
+        f"AND event IN ({marks}) ORDER BY seq DESC LIMIT 1",
+        (thread_id, tool_call_id, *DECISION_EVENTS),
+    ).fetchone()
+    if row is None:
+        return False
+    event, detail = row[0], json.loads(row[1])
+    key = "args_hash" if event == "approved_by_policy" else "approved_args_hash"
+    return event in ("approved_by_policy", "decided", "expired") and detail.get(key) == args_hash
+
+
 def verify_all(cur: sqlite3.Cursor) -> AuditReport:
-    """Check every thread's chain, and that no chain ends before its calls' newest entry."""
+    """Check every thread's chain, that no chain ends before its calls' newest entry, and
+    that every call allowed to run has that approval in its chain."""
     rows = cur.execute(f"SELECT {AUDIT_COLUMNS} FROM hitl_audit ORDER BY thread_id, seq").fetchall()
     by_thread: dict[str, list[AuditEntry]] = {}
     for r in rows:
@@ -140,7 +160,28 @@ def verify_all(cur: sqlite3.Cursor) -> AuditReport:
         if link is None and newest < expected.get(thread_id, 0):
             problem = "the chain ends early: newer entries were deleted"
             link = BrokenLink(thread_id, newest + 1, problem)
+        if link is None:
+            link = _unrecorded_approval(cur, thread_id)
         if link is not None:
             broken.append(link)
     heads = {thread_id: entries[-1].hash for thread_id, entries in by_thread.items()}
     return AuditReport(threads=len(by_thread), entries=len(rows), broken=broken, heads=heads)
+
+
+def _unrecorded_approval(cur: sqlite3.Cursor, thread_id: str) -> BrokenLink | None:
+    """A call whose row lets it run (or says it ran) without the approval in the chain."""
+    rows = cur.execute(
+        "SELECT tool_call_id, approved_args_hash, status FROM hitl_approvals "
+        "WHERE thread_id = ? AND (approved_args_hash IS NOT NULL OR status IN "
+        "('running', 'succeeded', 'failed', 'outcome_unknown'))",
+        (thread_id,),
+    ).fetchall()
+    for tool_call_id, approved, status in rows:
+        if approved is None or not chain_approves(cur, thread_id, tool_call_id, approved):
+            return BrokenLink(
+                thread_id,
+                0,
+                f"call {tool_call_id} is {status} but the chain records no approval of its "
+                "arguments: the approvals table was changed outside this program",
+            )
+    return None

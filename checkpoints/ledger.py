@@ -13,23 +13,25 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from checkpoints.audit import append_entry, args_diff, read_trail, verify_all
+from checkpoints.audit import append_entry, args_diff, chain_approves, read_trail, verify_all
 from checkpoints.leases import (
     lease_holder,
-    lease_holder_token,
+    mark_done,
+    mark_live,
+    new_token,
     runner_alive,
-    runner_token,
     try_lease,
 )
 from checkpoints.ledger_errors import (
     CallNotFound,
     LedgerError,
+    LedgerTampered,
     NotPending,
     NotPermitted,
     NotReconcilable,
@@ -59,6 +61,8 @@ T = TypeVar("T")
 LOCK_WAIT_SECONDS = 120.0
 """How long a write waits for another process's write lock before `DatabaseBusy`."""
 LEASE_TTL_SECONDS = 30.0
+EXPIRY_ACTOR = "deadline"
+"""`decided_by` of a call that a late decision found already past its deadline."""
 RESUME_GRACE_SECONDS = 60.0
 """How old a decision must be before `sweep` resumes a thread that nobody resumed."""
 SortKey = Literal["requested_at", "expires_at", "tool", "thread_id"]
@@ -110,12 +114,8 @@ class SqliteLedger:
         self._path = path
         self._lock = threading.RLock()
         self._lock_wait = lock_wait
+        self._attempts: dict[tuple[str, str], str] = {}  # calls this process is executing
         self.clock = clock
-
-    @property
-    def runner(self) -> str:
-        """This process's runner token, journaled with each call it starts."""
-        return runner_token()
 
     # transactions
 
@@ -295,7 +295,7 @@ class SqliteLedger:
         here (`NotPermitted`), whoever asks.
         """
 
-        def work(cur: sqlite3.Cursor) -> list[ApprovalRecord]:
+        def work(cur: sqlite3.Cursor) -> list[ApprovalRecord] | ApprovalRecord:
             now = self.clock()
             decided = []
             for tool_call_id, decision in decisions.items():
@@ -304,6 +304,9 @@ class SqliteLedger:
                     raise CallNotFound(thread_id, tool_call_id, _threads_of(cur, tool_call_id))
                 if row.status != "pending":
                     raise NotPending(row)
+                if row.expires_at is not None and now >= row.expires_at:
+                    # too late: the deadline settles it, now, whoever sweeps (or not)
+                    return self._expire(cur, row, now, EXPIRY_ACTOR)
                 _check_permitted(row, str(decision["type"]), actor)
                 kind = str(decision["type"])
                 run_args = _run_args(row, decision)
@@ -322,6 +325,8 @@ class SqliteLedger:
                     },
                 )
                 detail: dict[str, Any] = {"decision": kind}
+                if run_args is not None:
+                    detail["approved_args_hash"] = args_hash(run_args)
                 if reason:
                     detail["message"] = reason
                 if comment:
@@ -332,7 +337,10 @@ class SqliteLedger:
                 decided.append(_require(cur, thread_id, tool_call_id))
             return decided
 
-        return self._write(work)
+        outcome = self._write(work)
+        if isinstance(outcome, ApprovalRecord):
+            raise NotPending(outcome)  # committed: the expiry stands, the decision does not
+        return outcome
 
     def answer_from_graph(
         self, thread_id: str, tool_call_id: str, decision: Mapping[str, Any], *, actor: str
@@ -374,49 +382,50 @@ class SqliteLedger:
                     (now,),
                 ).fetchall()
             ]
-            expired = []
-            for row in overdue:
-                deadline = iso(row.expires_at)
-                if row.on_expire == "approve":
-                    decision: dict[str, Any] = {"type": "approve"}
-                    approved: str | None = row.args_hash
-                else:
-                    decision = {
-                        "type": "reject",
-                        "message": f"expired: nobody decided before the deadline ({deadline})",
-                    }
-                    approved = None
-                _update(
-                    cur,
-                    row.thread_id,
-                    row.tool_call_id,
-                    {
-                        "status": "expired",
-                        "decided_at": now,
-                        "decided_by": actor,
-                        "decision": canonical_json(decision),
-                        "reason": f"deadline {deadline} passed",
-                        "approved_args_hash": approved,
-                    },
-                )
-                self._audit(
-                    cur,
-                    row.thread_id,
-                    "expired",
-                    actor,
-                    row.tool_call_id,
-                    {"on_expire": row.on_expire, "deadline": row.expires_at},
-                )
-                expired.append(_require(cur, row.thread_id, row.tool_call_id))
-            return expired
+            return [self._expire(cur, row, now, actor) for row in overdue]
 
         return self._write(work)
 
+    def _expire(
+        self, cur: sqlite3.Cursor, row: ApprovalRecord, now: float, actor: str
+    ) -> ApprovalRecord:
+        deadline = iso(row.expires_at)
+        if row.on_expire == "approve":
+            decision: dict[str, Any] = {"type": "approve"}
+            approved: str | None = row.args_hash
+        else:
+            decision = {
+                "type": "reject",
+                "message": f"expired: nobody decided before the deadline ({deadline})",
+            }
+            approved = None
+        _update(
+            cur,
+            row.thread_id,
+            row.tool_call_id,
+            {
+                "status": "expired",
+                "decided_at": now,
+                "decided_by": actor,
+                "decision": canonical_json(decision),
+                "reason": f"deadline {deadline} passed",
+                "approved_args_hash": approved,
+            },
+        )
+        detail = {"on_expire": row.on_expire, "deadline": row.expires_at}
+        self._audit(
+            cur,
+            row.thread_id,
+            "expired",
+            actor,
+            row.tool_call_id,
+            detail | {"approved_args_hash": approved},
+        )
+        return _require(cur, row.thread_id, row.tool_call_id)
+
     # executing (the journal)
 
-    def begin(
-        self, thread_id: str, tool_call_id: str, run_args: Mapping[str, Any], runner: str
-    ) -> Begin:
+    def begin(self, thread_id: str, tool_call_id: str, run_args: Mapping[str, Any]) -> Begin:
         """Journal the start of a call before it runs, or say why it must not run.
 
         `run`: recorded as `running`, go ahead. `done`: it already finished; use the journaled
@@ -435,28 +444,45 @@ class SqliteLedger:
             if row.status == "outcome_unknown":
                 return Begin("unknown", row)
             if row.status == "running":
-                elsewhere = row.runner is not None and row.runner != runner
-                if elsewhere and runner_alive(cur, thread_id, str(row.runner)):
+                if row.runner and runner_alive(cur, thread_id, row.runner):
                     return Begin("busy", row)
                 return Begin("unknown", self._mark_unknown(cur, row))
             if row.status in DECIDED_TO_RUN and row.approved_args_hash == h:
+                if not chain_approves(cur, thread_id, tool_call_id, h):
+                    raise LedgerTampered(thread_id, tool_call_id)
                 now = self.clock()
                 _update(
                     cur,
                     thread_id,
                     tool_call_id,
-                    {"status": "running", "runner": runner, "started_at": now},
+                    {"status": "running", "runner": attempt, "started_at": now},
                 )
-                self._audit(cur, thread_id, "tool_started", runner, tool_call_id, {"args_hash": h})
+                self._audit(cur, thread_id, "tool_started", attempt, tool_call_id, {"args_hash": h})
                 return Begin("run", _require(cur, thread_id, tool_call_id))
             return Begin("ask", row)
 
-        return self._write(work)
+        attempt = new_token()
+        mark_live(attempt)  # before the commit: a concurrent begin must see it alive
+        try:
+            begun = self._write(work)
+        except BaseException:
+            mark_done(attempt)
+            raise
+        if begun.action == "run":
+            self._attempts[(thread_id, tool_call_id)] = attempt
+        else:
+            mark_done(attempt)
+        return begun
 
-    def finish(
-        self, thread_id: str, tool_call_id: str, *, runner: str, ok: bool, result: str
-    ) -> None:
-        """Journal a call's result; a later replay gets it instead of running the tool."""
+    def finish(self, thread_id: str, tool_call_id: str, *, ok: bool, result: str) -> None:
+        """Journal the result of a call this process began; a replay gets it instead of a run.
+
+        If it cannot be written (the database stayed locked), the attempt is left `running`
+        with no live runner, so the call becomes `outcome_unknown`: nobody is told it failed.
+        """
+        runner = self._attempts.pop((thread_id, tool_call_id), None)
+        if runner is None:
+            return
 
         def work(cur: sqlite3.Cursor) -> None:
             changed = cur.execute(
@@ -483,7 +509,16 @@ class SqliteLedger:
                     {"status": "succeeded" if ok else "failed", "result_digest": digest(result)},
                 )
 
-        self._write(work)
+        try:
+            self._write(work)
+        finally:
+            mark_done(runner)
+
+    def abandon(self, thread_id: str, tool_call_id: str) -> None:
+        """Forget an attempt that ended without a result (the tool did not return)."""
+        runner = self._attempts.pop((thread_id, tool_call_id), None)
+        if runner is not None:
+            mark_done(runner)
 
     def mark_orphaned_runs(self) -> list[ApprovalRecord]:
         """Record as `outcome_unknown` every `running` call whose runner is gone.
@@ -641,31 +676,50 @@ class SqliteLedger:
 
         return self._read(work)
 
-    def resumable_threads(self, *, older_than: float = RESUME_GRACE_SECONDS) -> list[str]:
-        """Threads with a call decided to run that has not started, nothing else pending, and
-        no live runner: their resume was lost (a crash right after the decision).
-
-        Only decisions older than `older_than` seconds count: a runtime without leases
-        (Studio) may be about to start the call itself.
-        """
+    def unapplied_threads(self, *, older_than: float = RESUME_GRACE_SECONDS) -> list[str]:
+        """Threads with a decision older than `older_than` seconds that no run has been seen
+        to apply, and no live runner: their resume may have been lost (a crash right after
+        the decision, a sweep that found the thread busy, a runtime without leases)."""
 
         def work(cur: sqlite3.Cursor) -> list[str]:
             candidates = [
                 r[0]
                 for r in cur.execute(
-                    "SELECT DISTINCT a.thread_id FROM hitl_approvals a "
-                    "WHERE a.status IN ('approved', 'edited', 'expired') "
-                    "AND a.approved_args_hash IS NOT NULL AND a.started_at IS NULL "
-                    "AND a.decided_at < ? "
-                    "AND NOT EXISTS (SELECT 1 FROM hitl_approvals p "
-                    "WHERE p.thread_id = a.thread_id AND p.status IN ('pending', "
-                    "'outcome_unknown'))",
+                    "SELECT DISTINCT thread_id FROM hitl_approvals WHERE applied = 0 "
+                    "AND decided_at < ? AND status NOT IN ('pending', 'outcome_unknown')",
                     (self.clock() - older_than,),
                 ).fetchall()
             ]
             return [t for t in candidates if lease_holder(cur, t) is None]
 
         return self._read(work)
+
+    def unapplied_calls(self, thread_id: str) -> set[str]:
+        """The thread's decided calls that no run has been seen to apply yet."""
+        return self._read(
+            lambda cur: {
+                r[0]
+                for r in cur.execute(
+                    "SELECT tool_call_id FROM hitl_approvals WHERE thread_id = ? AND applied = 0 "
+                    "AND status NOT IN ('pending', 'outcome_unknown')",
+                    (thread_id,),
+                ).fetchall()
+            }
+        )
+
+    def mark_applied(self, thread_id: str, tool_call_ids: Iterable[str]) -> None:
+        """Record that the thread's state holds the decisions of these calls."""
+        ids = sorted(set(tool_call_ids) & self.unapplied_calls(thread_id))
+        if not ids:
+            return
+        marks = ", ".join("?" for _ in ids)
+        self._write(
+            lambda cur: cur.execute(
+                f"UPDATE hitl_approvals SET applied = 1 WHERE thread_id = ? "
+                f"AND tool_call_id IN ({marks}) AND status NOT IN ('pending', 'outcome_unknown')",
+                (thread_id, *ids),
+            )
+        )
 
     # leases: one runner per thread
 
@@ -677,13 +731,15 @@ class SqliteLedger:
 
         A lease whose holder died (on this host) or expired is taken over at once.
         """
-        holder = lease_holder_token()
+        holder = new_token()
         deadline = time.monotonic() + wait
         delay = 0.01
         while True:
+            mark_live(holder)  # before the commit: anyone who reads the new row sees it alive
             current = self._write(lambda cur: try_lease(cur, thread_id, holder, ttl))
             if current is None:
                 break
+            mark_done(holder)
             if time.monotonic() >= deadline:
                 raise ThreadBusy(thread_id, current)
             time.sleep(delay)
@@ -698,12 +754,14 @@ class SqliteLedger:
         finally:
             stop.set()
             heartbeat.join()
-            self._write(
-                lambda cur: cur.execute(
-                    "DELETE FROM hitl_leases WHERE thread_id = ? AND holder = ?",
-                    (thread_id, holder),
+            mark_done(holder)  # from now on the row, if it stays, names a dead holder
+            with suppress(DatabaseBusy, DatabaseError):  # never mask the block's own error
+                self._write(
+                    lambda cur: cur.execute(
+                        "DELETE FROM hitl_leases WHERE thread_id = ? AND holder = ?",
+                        (thread_id, holder),
+                    )
                 )
-            )
 
     def _renew(self, thread_id: str, holder: str, ttl: float, stop: threading.Event) -> None:
         while not stop.wait(ttl / 3):
@@ -844,6 +902,7 @@ __all__ = [
     "CallNotFound",
     "InboxQuery",
     "LedgerError",
+    "LedgerTampered",
     "NotPending",
     "NotPermitted",
     "NotReconcilable",

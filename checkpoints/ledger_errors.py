@@ -43,3 +43,15 @@ class ThreadBusy(LedgerError):
     def __init__(self, thread_id: str, holder: str) -> None:
         super().__init__(thread_id, holder)
         self.thread_id, self.holder = thread_id, holder
+
+
+class LedgerTampered(LedgerError):
+    """A row says a call may run, but its audit trail does not record that approval."""
+
+    def __init__(self, thread_id: str, tool_call_id: str) -> None:
+        super().__init__(
+            f"the ledger says tool call {tool_call_id!r} of thread {thread_id!r} was approved, "
+            "but its audit trail records no such approval: the database was changed outside "
+            "this program. Nothing was run. Check it with `hitl audit --verify`."
+        )
+        self.thread_id, self.tool_call_id = thread_id, tool_call_id

@@ -37,6 +37,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             result TEXT,
             result_status TEXT,
             audit_seq INTEGER NOT NULL DEFAULT 0,
+            applied INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (thread_id, tool_call_id)
         )""",
         "CREATE INDEX hitl_approvals_status ON hitl_approvals (status, requested_at)",
@@ -48,6 +49,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX hitl_approvals_expiry ON hitl_approvals (status, expires_at)"
         " WHERE expires_at IS NOT NULL",
         "CREATE INDEX hitl_approvals_call ON hitl_approvals (tool_call_id)",
+        # decided calls whose thread has not been seen to apply the decision yet
+        "CREATE INDEX hitl_approvals_unapplied ON hitl_approvals (decided_at) WHERE applied = 0",
         """CREATE TABLE hitl_audit (
             thread_id TEXT NOT NULL,
             seq INTEGER NOT NULL,

@@ -185,7 +185,7 @@ class DecisionSchemas:
 def as_decision(validated: object) -> Decision:
     """A validated answer (shorthand, plain object or edit model) as a plain decision."""
     if isinstance(validated, BaseModel):
-        edited = validated.model_dump()["edited_action"]
+        edited = validated.model_dump(mode="json")["edited_action"]
         return {"type": "edit", "edited_action": {"name": edited["name"], "args": edited["args"]}}
     return normalize(cast(Decision | str, validated))
 

@@ -41,11 +41,6 @@ class BeginResult(Protocol):
 class ApprovalLedger(Protocol):
     """The operations the `approval` and `tools` nodes need."""
 
-    @property
-    def runner(self) -> str:
-        """This process's runner token, journaled with each call it starts."""
-        ...
-
     def request(
         self,
         *,
@@ -69,12 +64,12 @@ class ApprovalLedger(Protocol):
     ) -> LedgerRecord: ...
 
     def begin(
-        self, thread_id: str, tool_call_id: str, run_args: Mapping[str, Any], runner: str
+        self, thread_id: str, tool_call_id: str, run_args: Mapping[str, Any]
     ) -> BeginResult: ...
 
-    def finish(
-        self, thread_id: str, tool_call_id: str, *, runner: str, ok: bool, result: str
-    ) -> None: ...
+    def finish(self, thread_id: str, tool_call_id: str, *, ok: bool, result: str) -> None: ...
+
+    def abandon(self, thread_id: str, tool_call_id: str) -> None: ...
 
     def reconcile_from_graph(
         self, thread_id: str, tool_call_id: str, action: str, *, actor: str, result: str | None
@@ -88,4 +83,18 @@ class CallInProgress(RuntimeError):
         super().__init__(
             f"tool call {tool_call_id!r} is being executed by another live process right now; "
             "this run stops without running it. Try again when that run has finished."
+        )
+
+
+class JournalUnavailable(BaseException):
+    """A tool's result could not be journaled: the run must stop, not report a tool failure.
+
+    A `BaseException`, because `ToolNode` turns every `Exception` raised around a tool into an
+    error message for the model, which would tell it a tool that ran had failed.
+    """
+
+    def __init__(self, tool_call_id: str, cause: BaseException) -> None:
+        super().__init__(
+            f"tool call {tool_call_id!r} ran, but its result could not be recorded ({cause}); "
+            "the run stops and the call will be listed as outcome_unknown for a person."
         )

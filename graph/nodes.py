@@ -30,7 +30,7 @@ from graph.decisions import (
     as_decision,
     edit_notice,
 )
-from graph.ledger import ApprovalLedger, CallInProgress, LedgerRecord
+from graph.ledger import ApprovalLedger, CallInProgress, JournalUnavailable, LedgerRecord
 from graph.policy import Policy
 from graph.state import ApprovalTask, Review, State, runs_tool
 
@@ -264,7 +264,7 @@ class _Journal:
             unknown: list[str] = []
             for call, _ in remaining:
                 cid = cast(str, call["id"])
-                begun = self._ledger.begin(thread_id, cid, call["args"], self._ledger.runner)
+                begun = self._ledger.begin(thread_id, cid, call["args"])
                 if begun.action == "run":
                     to_run.append(call)
                 elif begun.action == "done" and begun.record is not None:
@@ -287,16 +287,36 @@ class _Journal:
 
     def wrap(self, request: ToolCallRequest, execute: Callable[[ToolCallRequest], Any]) -> Any:
         """Journal each call's result the moment it returns (ToolNode runs calls in threads)."""
-        result = execute(request)
-        if isinstance(result, ToolMessage):
+        thread_id = str(request.runtime.config["configurable"]["thread_id"])
+        cid = cast(str, request.tool_call["id"])
+        try:
+            result = execute(request)
+        except BaseException:
+            self._ledger.abandon(thread_id, cid)  # no result: a replay finds it outcome_unknown
+            raise
+        message = _message_for(result, cid)
+        try:
             self._ledger.finish(
-                str(request.runtime.config["configurable"]["thread_id"]),
-                cast(str, request.tool_call["id"]),
-                runner=self._ledger.runner,
-                ok=result.status != "error",
-                result=str(result.content),
+                thread_id,
+                cid,
+                ok=message is None or message.status != "error",
+                result=str(message.content) if message else "(the tool returned no message)",
             )
+        except Exception as e:
+            raise JournalUnavailable(cid, e) from e
         return result
+
+
+def _message_for(result: Any, tool_call_id: str) -> ToolMessage | None:
+    """The tool message a tool's result carries: itself, or inside a `Command`'s update."""
+    if isinstance(result, ToolMessage):
+        return result
+    update = getattr(result, "update", None)
+    messages = update.get("messages", []) if isinstance(update, dict) else []
+    return next(
+        (m for m in messages if isinstance(m, ToolMessage) and m.tool_call_id == tool_call_id),
+        None,
+    )
 
 
 def _run(tool_node: ToolNode, calls: list[ToolCall], config: RunnableConfig) -> list[ToolMessage]:

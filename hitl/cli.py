@@ -39,6 +39,7 @@ EXIT_CODES: dict[type[Exception], int] = {
     errors.NotPermitted: 12,
     errors.Busy: 13,
     errors.NotReconcilable: 14,
+    errors.LedgerTampered: 15,
 }
 """Exit code of each error; 0 is success, 2 a usage error, 1 anything unexpected."""
 AUDIT_BROKEN_EXIT = 15

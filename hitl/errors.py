@@ -113,3 +113,7 @@ class PendingApprovalsExist(HitlError):
 
 class InvalidSettings(HitlError):
     """A setting (model, tools, policy, database) that cannot be used."""
+
+
+class LedgerTampered(HitlError):
+    """The approvals table says a call may run, but its audit trail does not agree."""

@@ -8,9 +8,10 @@ resumed under its lease, so only one process runs it at a time; the graph's node
 the ledger recorded and journal every tool call (see `checkpoints/ledger.py`).
 """
 
+import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Literal, cast
 
 from langchain_core.messages import AIMessage, HumanMessage
@@ -24,12 +25,13 @@ from checkpoints.ledger import InboxQuery, SqliteLedger
 from checkpoints.records import NEEDS_A_PERSON, ApprovalRecord, AuditEntry, AuditReport, iso
 from checkpoints.sqlite import BatchingSqliteSaver, DatabaseBusy
 from graph.decisions import DecisionNotAllowedError, DecisionSchemas, DecisionType
-from graph.ledger import CallInProgress
+from graph.ledger import CallInProgress, JournalUnavailable
 from hitl.errors import (
     AlreadyDecided,
     Busy,
     DecisionNotAllowed,
     InvalidDecision,
+    LedgerTampered,
     NothingPending,
     NotPermitted,
     NotReconcilable,
@@ -138,6 +140,8 @@ class ApprovalService:
 
         `actor` is recorded as the requester of every approval the message leads to.
         """
+        if not _is_utf8(prompt) or not _is_utf8(actor):
+            raise InvalidDecision("(the message)", _NOT_UTF8)
         thread_id = thread_id or str(uuid.uuid4())
         with self._lease(thread_id):
             waiting = self._waiting(thread_id)
@@ -152,6 +156,10 @@ class ApprovalService:
                         thread_id, {r.tool_call_id: cancel for r in waiting}, actor=actor
                     )
                 self._invoke(None, thread_id)
+            elif self._graph.get_state(_config(thread_id)).next:
+                self._invoke(None, thread_id)  # finish what an earlier run left (a lost resume)
+                if still := [r.tool_call_id for r in self._waiting(thread_id)]:
+                    raise PendingApprovalsExist(thread_id, still)
             self._invoke({"messages": [HumanMessage(prompt)], "requester": actor}, thread_id)
         return self.show(thread_id)
 
@@ -167,11 +175,19 @@ class ApprovalService:
 
         All or none: if one answer is refused, none is recorded.
         """
+        if not _is_utf8(actor + (comment or "")):
+            raise InvalidDecision("(the actor or comment)", _NOT_UTF8)
         decisions = {cid: self._validated(thread_id, cid, a) for cid, a in answers.items()}
         if not decisions:
             raise NothingPending(thread_id, self._status(thread_id))
-        with _translated(thread_id, self._ledger):
-            self._ledger.decide(thread_id, decisions, actor=actor, comment=comment)
+        try:
+            with _translated(thread_id, self._ledger):
+                self._ledger.decide(thread_id, decisions, actor=actor, comment=comment)
+        except AlreadyDecided as refused:
+            if refused.status == "expired":  # too late: let the model learn it expired, now
+                with suppress(Busy):
+                    self.resume(thread_id)
+            raise
         try:
             self.resume(thread_id)
         except Busy as e:
@@ -235,16 +251,20 @@ class ApprovalService:
             expired = self._ledger.expire_overdue(actor=SWEEP_ACTOR)
             orphaned = self._ledger.mark_orphaned_runs()
             threads = dict.fromkeys(
-                [r.thread_id for r in expired] + self._ledger.resumable_threads()
+                [r.thread_id for r in expired] + self._ledger.unapplied_threads()
             )
         resumed, busy = [], []
         for thread_id in threads:
             try:
                 with self._lease(thread_id, wait=0.0):
-                    self._invoke(None, thread_id)
-                resumed.append(thread_id)
+                    reviewed = _reviews(self._graph.get_state(_config(thread_id)).values)
+                    if self._ledger.unapplied_calls(thread_id) - reviewed:
+                        self._invoke(None, thread_id)
+                        resumed.append(thread_id)
+                    else:  # applied by a runtime that does not record it (Studio)
+                        self._ledger.mark_applied(thread_id, reviewed)
             except Busy:
-                busy.append(thread_id)  # its runner re-runs the approval and applies the expiry
+                busy.append(thread_id)  # a later sweep applies it if that run does not
         return SweepReport(expired=expired, orphaned=orphaned, resumed=resumed, busy=busy)
 
     # plumbing
@@ -253,11 +273,14 @@ class ApprovalService:
         record = self._pending_record(thread_id, tool_call_id)
         allowed = cast(Sequence[DecisionType], record.allowed_decisions)
         try:
-            return dict(self._schemas.validate(record.tool, allowed, answer))
+            decision = dict(self._schemas.validate(record.tool, allowed, answer))
         except DecisionNotAllowedError:
             raise DecisionNotAllowed(record.tool, _kind(answer), allowed) from None
         except ValidationError as e:
             raise InvalidDecision(tool_call_id, _describe(e)) from None
+        if not _is_utf8(json.dumps(decision, ensure_ascii=False)):
+            raise InvalidDecision(tool_call_id, _NOT_UTF8)
+        return decision
 
     def _pending_record(self, thread_id: str, tool_call_id: str) -> ApprovalRecord:
         record = self._ledger.get(thread_id, tool_call_id)
@@ -290,11 +313,15 @@ class ApprovalService:
             yield
 
     def _invoke(self, payload: Any, thread_id: str) -> None:
+        """Run the thread (the caller holds its lease), then record which decisions its state
+        now holds, so `sweep` knows they need no resume."""
         try:
             with _translated(thread_id):
-                self._graph.invoke(payload, _config(thread_id), durability="sync")
+                state = self._graph.invoke(payload, _config(thread_id), durability="sync")
         finally:
             self._saver.flush()
+        with _translated(thread_id):
+            self._ledger.mark_applied(thread_id, _reviews(state))
 
 
 @contextmanager
@@ -326,6 +353,10 @@ def _translated(thread_id: str = "", ledger: SqliteLedger | None = None) -> Iter
         raise Busy(str(e)) from None
     except CallInProgress as e:
         raise Busy(str(e)) from None
+    except JournalUnavailable as e:
+        raise Busy(str(e)) from None
+    except ledger_errors.LedgerTampered as e:
+        raise LedgerTampered(str(e)) from None
 
 
 def _already_decided(record: ApprovalRecord) -> AlreadyDecided:
@@ -340,6 +371,25 @@ def _already_decided(record: ApprovalRecord) -> AlreadyDecided:
         decision,
         record.status,
     )
+
+
+_NOT_UTF8 = (
+    "the text is not valid UTF-8 (it holds an undecodable byte or a lone surrogate); "
+    "send it in UTF-8"
+)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _reviews(values: Any) -> set[str]:
+    """The calls a thread's state holds a review of (their decisions are applied)."""
+    return set(values.get("reviews", {})) if isinstance(values, dict) else set()
 
 
 def _config(thread_id: str) -> RunnableConfig:

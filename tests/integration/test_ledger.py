@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from langgraph.types import Command
 
+from checkpoints.leases import runner_token
 from checkpoints.ledger import (
     SCHEMA_VERSION,
     CallNotFound,
@@ -144,7 +145,7 @@ def test_a_lease_is_exclusive_and_taken_over_at_once_when_its_holder_dies(db: Pa
             os.kill(holder.pid, signal.SIGKILL)
             holder.join(timeout=30)
             with ledger.lease("t", wait=0.0) as mine:
-                assert mine.startswith(ledger.runner)
+                assert mine.startswith(runner_token())
     finally:
         if holder.is_alive():
             holder.kill()
@@ -170,7 +171,7 @@ def test_audit_verification_finds_the_first_altered_or_deleted_entry(
     with open_ledger(db) as ledger:
         _ask(ledger, "t", "a")
         ledger.decide("t", {"a": {"type": "approve"}}, actor="bob")
-        ledger.begin("t", "a", {"recipient": "a@x.org"}, ledger.runner)
+        ledger.begin("t", "a", {"recipient": "a@x.org"})
         _ask(ledger, "other", "z")
         assert ledger.verify_audit().ok
     _tamper(db, statement.replace("WHERE", "WHERE thread_id = 't' AND"))

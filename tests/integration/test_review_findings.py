@@ -1,0 +1,192 @@
+"""Edge cases found in review: the same process replaying a running call, a paused lease
+holder, a lost reject, a journal that cannot be written, a forged row, a reused pid."""
+
+import multiprocessing as mp
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from checkpoints.leases import _started
+from checkpoints.ledger import ThreadBusy, open_ledger
+from graph.ledger import CallInProgress
+from hitl.errors import Busy, InvalidDecision, LedgerTampered
+from tests.fakes import ToolLog
+from tests.integration.conftest import ONE_EMAIL, open_test_service
+from tests.integration.test_deadlines_and_identity import FakeClock
+
+
+def test_a_second_run_in_the_same_process_does_not_touch_a_call_that_is_still_running(
+    db: Path, log: ToolLog
+) -> None:
+    inside, release = threading.Event(), threading.Event()
+
+    def hold(name: str, tool_call_id: str) -> None:
+        inside.set()
+        release.wait(30)
+
+    with open_test_service(db, log) as service:
+        view = service.run(ONE_EMAIL, actor="alice")
+        call_id = view.pending[0].tool_call_id
+        log.before_run = hold
+        first = threading.Thread(
+            target=service.decide,
+            args=(view.thread_id, {call_id: "approve"}),
+            kwargs={"actor": "b"},
+        )
+        first.start()
+        assert inside.wait(30)
+        config = {"configurable": {"thread_id": view.thread_id}}
+        latest = service._graph.get_state(config).config
+        with pytest.raises(CallInProgress):
+            service._graph.invoke(None, latest, durability="sync")
+        running = service._ledger.get(view.thread_id, call_id)
+        release.set()
+        first.join(30)
+        finished = service._ledger.get(view.thread_id, call_id)
+    assert running is not None and running.status == "running"
+    assert finished is not None and finished.status == "succeeded" and finished.result
+    assert log.ids("send_email") == [call_id]
+
+
+def _hold_lease(db: str, ready: Any) -> None:
+    with open_ledger(db) as ledger, ledger.lease("t", ttl=0.5):
+        ready.set()
+        signal.pause()
+
+
+def test_a_paused_lease_holder_on_this_host_keeps_its_lease_past_the_ttl(db: Path) -> None:
+    with open_ledger(db):
+        pass
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    holder = ctx.Process(target=_hold_lease, args=(str(db), ready))
+    holder.start()
+    try:
+        assert ready.wait(60) and holder.pid is not None
+        os.kill(holder.pid, signal.SIGSTOP)  # a debugger, a frozen container: alive, silent
+        with open_ledger(db) as ledger, pytest.raises(ThreadBusy), ledger.lease("t", wait=1.5):
+            pass
+    finally:
+        holder.kill()
+        holder.join(30)
+
+
+@pytest.mark.parametrize(
+    "decision", [{"type": "reject", "message": "no"}, {"type": "respond", "message": "done"}]
+)
+def test_sweep_applies_a_lost_reject_or_respond(
+    db: Path, log: ToolLog, decision: dict[str, str]
+) -> None:
+    clock = FakeClock()
+    with open_test_service(db, log, clock=clock) as service:
+        view = service.run(ONE_EMAIL, actor="alice")
+        call_id = view.pending[0].tool_call_id
+        service._ledger.decide(view.thread_id, {call_id: decision}, actor="bob")  # then a crash
+        clock.advance(61)
+        assert service.sweep().resumed == [view.thread_id]
+        assert service.sweep().resumed == []
+        done = service.show(view.thread_id)
+    assert done.status == "done" and log.calls == []
+
+
+def test_a_new_message_first_applies_a_decision_whose_resume_was_lost(
+    db: Path, log: ToolLog
+) -> None:
+    with open_test_service(db, log) as service:
+        view = service.run(ONE_EMAIL, actor="alice")
+        call_id = view.pending[0].tool_call_id
+        service._ledger.decide(view.thread_id, {call_id: {"type": "reject"}}, actor="bob")
+        after = service.run("thanks", view.thread_id, actor="alice")
+    answered = [m for m in after.messages if m.get("tool_call_id") == call_id]
+    assert len(answered) == 1 and answered[0]["status"] == "error"
+
+
+def test_a_result_that_cannot_be_journaled_stops_the_run_instead_of_telling_the_model(
+    db: Path, log: ToolLog
+) -> None:
+    def lock_the_database(name: str, tool_call_id: str) -> None:
+        other = sqlite3.connect(db, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")  # held well past the ledger's (shortened) wait
+        threading.Timer(1.5, lambda: (other.rollback(), other.close())).start()
+
+    with open_test_service(db, log) as service:
+        view = service.run(ONE_EMAIL, actor="alice")
+        call_id = view.pending[0].tool_call_id
+        service._ledger._lock_wait = 0.3
+        service._ledger._conn.execute("PRAGMA busy_timeout=100")
+        log.before_run = lock_the_database
+        with pytest.raises(Busy, match="could not be recorded"):
+            service.decide(view.thread_id, {call_id: "approve"}, actor="bob")
+    log.before_run = None
+    with open_test_service(db, log) as service:
+        stopped = service.show(view.thread_id)
+        inbox = service.pending().items
+    assert not any(m.get("tool_call_id") == call_id for m in stopped.messages)
+    assert [(p.tool_call_id, p.status) for p in inbox] == [(call_id, "outcome_unknown")]
+    assert log.ids("send_email") == [call_id]
+
+
+def test_a_row_forged_to_approved_is_refused_and_reported(db: Path, log: ToolLog) -> None:
+    with open_test_service(db, log) as service:
+        view = service.run(ONE_EMAIL, actor="alice")
+        call_id = view.pending[0].tool_call_id
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "UPDATE hitl_approvals SET status = 'approved', decided_by = 'carol', "
+            'decision = \'{"type":"approve"}\', approved_args_hash = args_hash'
+        )
+    with open_test_service(db, log) as service:
+        report = service.verify_audit()
+        with pytest.raises(LedgerTampered):
+            service.resume(view.thread_id)
+    assert log.calls == []
+    assert [(b.thread_id, "no approval" in b.problem) for b in report.broken] == [
+        (view.thread_id, True)
+    ]
+    assert call_id in report.broken[0].problem
+
+
+def test_a_dead_runner_whose_pid_was_reused_is_not_taken_for_alive(db: Path) -> None:
+    stranger = subprocess.Popen(["sleep", "60"])
+    try:
+        token = f"{socket.gethostname()}:{stranger.pid}:not-{_started(stranger.pid)}:a:b"
+        with open_ledger(db) as ledger:
+            ledger.request(
+                thread_id="t",
+                tool_call_id="c",
+                interrupt_id=None,
+                tool="send_email",
+                args={},
+                requester="alice",
+                needs_review=False,
+                allowed_decisions=["approve"],
+                description="",
+            )
+            ledger._conn.execute(
+                "UPDATE hitl_approvals SET status = 'running', runner = ?", (token,)
+            )
+            orphaned = ledger.mark_orphaned_runs()
+    finally:
+        stranger.kill()
+        stranger.wait()
+    assert [r.status for r in orphaned] == ["outcome_unknown"]
+
+
+def test_text_that_is_not_utf8_is_refused_with_a_clear_error(db: Path, log: ToolLog) -> None:
+    with open_test_service(db, log) as service:
+        with pytest.raises(InvalidDecision, match="not valid UTF-8"):
+            service.run("caf\udce9", actor="alice")
+        view = service.run(ONE_EMAIL, actor="alice")
+        call_id = view.pending[0].tool_call_id
+        with pytest.raises(InvalidDecision, match="not valid UTF-8"):
+            service.decide(
+                view.thread_id, {call_id: {"type": "reject", "message": "\ud800"}}, actor="b"
+            )
+        assert service.show(view.thread_id).pending[0].status == "pending"
