@@ -122,10 +122,10 @@ def test_the_audit_trail_names_the_requester_and_the_decider_with_their_comment(
     assert {e["tool_call_id"] for e in entries} == {inbox.decided_call}
     requested, decided = entries[0], entries[1]
     assert requested["actor"] == "dave"  # --as wins over HITL_ACTOR
-    assert (decided["actor"], decided["detail"]) == (
-        "erin",
-        {"decision": "approve", "comment": DECIDED_COMMENT},
-    )
+    assert decided["actor"] == "erin"
+    assert decided["detail"]["decision"] == "approve"
+    assert decided["detail"]["comment"] == DECIDED_COMMENT
+    assert decided["detail"]["approved_args_hash"] == requested["detail"]["args_hash"]
 
 
 def test_pending_shows_who_asked_for_each_call_and_pages_through_them(
