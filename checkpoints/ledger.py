@@ -29,6 +29,7 @@ from checkpoints.leases import (
     try_lease,
 )
 from checkpoints.ledger_errors import (
+    ArgsChanged,
     CallNotFound,
     LedgerError,
     LedgerTampered,
@@ -287,12 +288,14 @@ class SqliteLedger:
         *,
         actor: str,
         comment: str | None = None,
+        seen_args_hashes: Mapping[str, str] | None = None,
     ) -> list[ApprovalRecord]:
         """Record decisions (LangChain wire format) keyed by `tool_call_id`: all or none.
 
         Compare-and-set on `status = 'pending'`: the first decision for a call wins, any other
         raises `NotPending` with the recorded one. The policy saved with the call is enforced
-        here (`NotPermitted`), whoever asks.
+        here (`NotPermitted`), whoever asks. With `seen_args_hashes`, a call whose args are not
+        the ones the decider saw (it was asked about again since) raises `ArgsChanged`.
         """
 
         def work(cur: sqlite3.Cursor) -> list[ApprovalRecord] | ApprovalRecord:
@@ -307,6 +310,9 @@ class SqliteLedger:
                 if row.expires_at is not None and now >= row.expires_at:
                     # too late: the deadline settles it, now, whoever sweeps (or not)
                     return self._expire(cur, row, now, EXPIRY_ACTOR)
+                seen = (seen_args_hashes or {}).get(tool_call_id)
+                if seen is not None and seen != row.args_hash:
+                    raise ArgsChanged(row)
                 _check_permitted(row, str(decision["type"]), actor)
                 kind = str(decision["type"])
                 run_args = _run_args(row, decision)
@@ -898,6 +904,7 @@ def _run_args(row: ApprovalRecord, decision: Mapping[str, Any]) -> dict[str, Any
 
 
 __all__ = [
+    "ArgsChanged",
     "Begin",
     "CallNotFound",
     "InboxQuery",

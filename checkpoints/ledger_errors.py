@@ -55,3 +55,11 @@ class LedgerTampered(LedgerError):
             "this program. Nothing was run. Check it with `hitl audit --verify`."
         )
         self.thread_id, self.tool_call_id = thread_id, tool_call_id
+
+
+class ArgsChanged(LedgerError):
+    """The call was asked about again with other args since the decider looked at it."""
+
+    def __init__(self, record: ApprovalRecord) -> None:
+        super().__init__(record.thread_id, record.tool_call_id, record.args_hash)
+        self.record = record

@@ -40,6 +40,7 @@ EXIT_CODES: dict[type[Exception], int] = {
     errors.Busy: 13,
     errors.NotReconcilable: 14,
     errors.LedgerTampered: 15,
+    errors.ArgsChanged: 16,
 }
 """Exit code of each error; 0 is success, 2 a usage error, 1 anything unexpected."""
 AUDIT_BROKEN_EXIT = 15
@@ -56,6 +57,11 @@ actor_option = click.option(
     help="Who is acting, as recorded in the ledger [env HITL_ACTOR; default: the OS user].",
 )
 comment_option = click.option("--comment", help="A note recorded with the decision.")
+seen_option = click.option(
+    "--if-args-hash",
+    "seen_args_hash",
+    help="Only if the call's args still have this hash (its `args_hash`): what you reviewed.",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -292,15 +298,25 @@ def _decide(
     answer: object,
     actor: str | None,
     comment: str | None,
+    seen_args_hash: str | None,
     as_json: bool,
 ) -> None:
     who = _actor(actor)
+    if seen_args_hash is not None and tool_call_id is None:
+        raise click.UsageError("--if-args-hash needs --call: a hash names one call's args")
     with _service(as_json) as service:
         try:
             if tool_call_id is None:
                 view = service.decide_all(thread_id, answer, actor=who, comment=comment)
             else:
-                view = service.decide(thread_id, {tool_call_id: answer}, actor=who, comment=comment)
+                seen = {tool_call_id: seen_args_hash} if seen_args_hash else None
+                view = service.decide(
+                    thread_id,
+                    {tool_call_id: answer},
+                    actor=who,
+                    comment=comment,
+                    seen_args_hashes=seen,
+                )
         except errors.HitlError as e:
             _fail(e, as_json)
         _show_view(view, as_json)
@@ -311,12 +327,19 @@ def _decide(
 @call_option
 @actor_option
 @comment_option
+@seen_option
 @json_option
 def approve(
-    thread_id: str, tool_call_id: str | None, actor: str | None, comment: str | None, as_json: bool
+    thread_id: str,
+    tool_call_id: str | None,
+    actor: str | None,
+    comment: str | None,
+    seen_args_hash: str | None,
+    as_json: bool,
 ) -> None:
     """Approve one pending call (--call) or all of a thread's pending calls."""
-    _decide(thread_id, tool_call_id, {"type": "approve"}, actor, comment, as_json)
+    answer = {"type": "approve"}
+    _decide(thread_id, tool_call_id, answer, actor, comment, seen_args_hash, as_json)
 
 
 @cli.command()
@@ -325,6 +348,7 @@ def approve(
 @click.option("--reason", help="Why; the model is told.")
 @actor_option
 @comment_option
+@seen_option
 @json_option
 def reject(
     thread_id: str,
@@ -332,11 +356,12 @@ def reject(
     reason: str | None,
     actor: str | None,
     comment: str | None,
+    seen_args_hash: str | None,
     as_json: bool,
 ) -> None:
     """Reject one pending call (--call) or all of them; the tool never runs."""
     answer = {"type": "reject"} | ({"message": reason} if reason else {})
-    _decide(thread_id, tool_call_id, answer, actor, comment, as_json)
+    _decide(thread_id, tool_call_id, answer, actor, comment, seen_args_hash, as_json)
 
 
 @cli.command()
@@ -345,6 +370,7 @@ def reject(
 @click.option("--args", "args_json", required=True, help="The new arguments, as a JSON object.")
 @actor_option
 @comment_option
+@seen_option
 @json_option
 def edit(
     thread_id: str,
@@ -352,6 +378,7 @@ def edit(
     args_json: str,
     actor: str | None,
     comment: str | None,
+    seen_args_hash: str | None,
     as_json: bool,
 ) -> None:
     """Run a pending call with other arguments (checked against the tool's schema first)."""
@@ -375,6 +402,7 @@ def edit(
 @click.option("--message", required=True, help="The answer the model gets instead of the tool's.")
 @actor_option
 @comment_option
+@seen_option
 @json_option
 def respond(
     thread_id: str,
@@ -382,11 +410,12 @@ def respond(
     message: str,
     actor: str | None,
     comment: str | None,
+    seen_args_hash: str | None,
     as_json: bool,
 ) -> None:
     """Answer a pending call in the tool's place, without running it."""
     answer = {"type": "respond", "message": message}
-    _decide(thread_id, tool_call_id, answer, actor, comment, as_json)
+    _decide(thread_id, tool_call_id, answer, actor, comment, seen_args_hash, as_json)
 
 
 @cli.command()

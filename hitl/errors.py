@@ -117,3 +117,12 @@ class InvalidSettings(HitlError):
 
 class LedgerTampered(HitlError):
     """The approvals table says a call may run, but its audit trail does not agree."""
+
+
+class ArgsChanged(HitlError):
+    def __init__(self, thread_id: str, tool_call_id: str, args_hash: str) -> None:
+        super().__init__(
+            f"the arguments of tool call {tool_call_id!r} of thread {thread_id!r} changed since "
+            f"you looked (they now hash to {args_hash[:12]}…); nothing was recorded. Look again "
+            f"with `hitl show {thread_id}` and decide on what it asks now."
+        )

@@ -28,6 +28,7 @@ from graph.decisions import DecisionNotAllowedError, DecisionSchemas, DecisionTy
 from graph.ledger import CallInProgress, JournalUnavailable
 from hitl.errors import (
     AlreadyDecided,
+    ArgsChanged,
     Busy,
     DecisionNotAllowed,
     InvalidDecision,
@@ -170,10 +171,12 @@ class ApprovalService:
         *,
         actor: str,
         comment: str | None = None,
+        seen_args_hashes: Mapping[str, str] | None = None,
     ) -> ThreadView:
         """Apply decisions keyed by `tool_call_id` (any subset of the pending calls), then run.
 
-        All or none: if one answer is refused, none is recorded.
+        All or none: if one answer is refused, none is recorded. `seen_args_hashes` binds each
+        decision to the args the decider saw (`args_hash` of the pending call).
         """
         if not _is_utf8(actor + (comment or "")):
             raise InvalidDecision("(the actor or comment)", _NOT_UTF8)
@@ -182,7 +185,13 @@ class ApprovalService:
             raise NothingPending(thread_id, self._status(thread_id))
         try:
             with _translated(thread_id, self._ledger):
-                self._ledger.decide(thread_id, decisions, actor=actor, comment=comment)
+                self._ledger.decide(
+                    thread_id,
+                    decisions,
+                    actor=actor,
+                    comment=comment,
+                    seen_args_hashes=seen_args_hashes,
+                )
         except AlreadyDecided as refused:
             if refused.status == "expired":  # too late: let the model learn it expired, now
                 with suppress(Busy):
@@ -205,11 +214,15 @@ class ApprovalService:
         *,
         actor: str,
         comment: str | None = None,
+        seen_args_hash: str | None = None,
     ) -> ThreadView:
         """Run a pending call with `args` instead of the model's (same tool, validated first)."""
         record = self._pending_record(thread_id, tool_call_id)
         edit = {"type": "edit", "edited_action": {"name": record.tool, "args": dict(args)}}
-        return self.decide(thread_id, {tool_call_id: edit}, actor=actor, comment=comment)
+        seen = {tool_call_id: seen_args_hash} if seen_args_hash else None
+        return self.decide(
+            thread_id, {tool_call_id: edit}, actor=actor, comment=comment, seen_args_hashes=seen
+        )
 
     def decide_all(
         self, thread_id: str, answer: object, *, actor: str, comment: str | None = None
@@ -331,6 +344,8 @@ def _translated(thread_id: str = "", ledger: SqliteLedger | None = None) -> Iter
         yield
     except ledger_errors.NotPending as e:
         raise _already_decided(e.record) from None
+    except ledger_errors.ArgsChanged as e:
+        raise ArgsChanged(thread_id, e.record.tool_call_id, e.record.args_hash) from None
     except ledger_errors.NotPermitted as e:
         raise NotPermitted(str(e)) from None
     except ledger_errors.NotReconcilable as e:

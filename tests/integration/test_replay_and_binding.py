@@ -3,9 +3,11 @@
 from pathlib import Path
 from typing import Any
 
+import pytest
 from langchain_core.runnables import RunnableConfig
 
 from graph.state import Review
+from hitl.errors import ArgsChanged
 from tests.fakes import ToolLog
 from tests.integration.conftest import ONE_EMAIL, open_test_service
 
@@ -70,3 +72,34 @@ def test_a_rejected_re_request_never_runs(db: Path, log: ToolLog) -> None:
         service.resume(thread_id)
         done = service.decide(thread_id, {call_id: "reject"}, actor="carol")
     assert done.status == "done" and log.calls == []
+
+
+def test_a_decision_bound_to_the_args_seen_is_refused_once_they_changed(
+    db: Path, log: ToolLog
+) -> None:
+    changed = {"message": "hi", "recipient": "eve@example.net"}
+    with open_test_service(db, log) as service:
+        view = service.run(ONE_EMAIL, actor="alice")
+        seen = view.pending[0].args_hash
+        thread_id, call_id = _interrupted_with_changed_args(service, changed)  # another thread
+        service.resume(thread_id)
+        now = service.show(thread_id).pending[0]
+        with pytest.raises(ArgsChanged, match="changed since you looked"):
+            service.decide(
+                thread_id,
+                {call_id: "approve"},
+                actor="carol",
+                seen_args_hashes={call_id: view.pending[0].args_hash},
+            )
+        assert service.show(thread_id).pending[0].status == "pending"
+        service.decide(
+            thread_id,
+            {call_id: "approve"},
+            actor="carol",
+            seen_args_hashes={call_id: now.args_hash},
+        )
+        fresh = view.pending[0].tool_call_id
+        service.decide(
+            view.thread_id, {fresh: "approve"}, actor="carol", seen_args_hashes={fresh: seen}
+        )
+    assert sorted(c[2]["recipient"] for c in log.calls) == ["eve@example.net", "sally@example.com"]
