@@ -18,18 +18,13 @@ from checkpoints.records import AuditEntry, AuditReport, BrokenLink, canonical_j
 GENESIS = "0" * 64
 
 
-def link_hash(
-    prev_hash: str,
-    *,
-    thread_id: str,
-    seq: int,
-    at: float,
-    event: str,
-    actor: str,
-    tool_call_id: str | None,
-    detail: dict[str, Any],
-) -> str:
+Linked = tuple[str, int, float, str, str, str | None, dict[str, Any]]
+"""What a link hashes: thread_id, seq, at, event, actor, tool_call_id, detail."""
+
+
+def link_hash(prev_hash: str, linked: Linked) -> str:
     """The hash of one entry, chained to the previous one."""
+    thread_id, seq, at, event, actor, tool_call_id, detail = linked
     body = canonical_json([thread_id, seq, repr(at), event, actor, tool_call_id, detail])
     return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
 
@@ -42,16 +37,8 @@ def first_broken_link(entries: Iterable[AuditEntry]) -> BrokenLink | None:
             return BrokenLink(e.thread_id, expected_seq, f"entry {expected_seq} is missing")
         if e.prev_hash != prev:
             return BrokenLink(e.thread_id, e.seq, "does not chain to the entry before it")
-        recomputed = link_hash(
-            prev,
-            thread_id=e.thread_id,
-            seq=e.seq,
-            at=e.at,
-            event=e.event,
-            actor=e.actor,
-            tool_call_id=e.tool_call_id,
-            detail=e.detail,
-        )
+        linked = (e.thread_id, e.seq, e.at, e.event, e.actor, e.tool_call_id, e.detail)
+        recomputed = link_hash(prev, linked)
         if recomputed != e.hash:
             return BrokenLink(e.thread_id, e.seq, "was altered (its hash does not match)")
         expected_seq, prev = e.seq + 1, e.hash
@@ -92,16 +79,7 @@ def append_entry(
     ).fetchone()
     seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
     detail = json.loads(canonical_json(detail))  # what is hashed is what is read back
-    entry_hash = link_hash(
-        prev,
-        thread_id=thread_id,
-        seq=seq,
-        at=at,
-        event=event,
-        actor=actor,
-        tool_call_id=tool_call_id,
-        detail=detail,
-    )
+    entry_hash = link_hash(prev, (thread_id, seq, at, event, actor, tool_call_id, detail))
     cur.execute(
         f"INSERT INTO hitl_audit ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (thread_id, seq, at, event, actor, tool_call_id, canonical_json(detail), prev, entry_hash),

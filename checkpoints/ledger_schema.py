@@ -123,17 +123,7 @@ def audit_entry_of(row: tuple[Any, ...]) -> AuditEntry:
     except (TypeError, json.JSONDecodeError):
         # an altered row stays readable; its hash no longer matches, so verification flags it
         parsed = {"unreadable_detail": str(detail)}
-    return AuditEntry(
-        thread_id=thread_id,
-        seq=seq,
-        at=at,
-        event=event,
-        actor=actor,
-        tool_call_id=tool_call_id,
-        detail=parsed,
-        prev_hash=prev_hash,
-        hash=entry_hash,
-    )
+    return AuditEntry(thread_id, seq, at, event, actor, tool_call_id, parsed, prev_hash, entry_hash)
 
 
 AUDIT_COLUMNS = "thread_id, seq, at, event, actor, tool_call_id, detail, prev_hash, hash"

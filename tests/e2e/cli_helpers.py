@@ -107,6 +107,13 @@ class Workspace:
 
     folder: Path
 
+    @classmethod
+    def copy_of(cls, source_db: Path, folder: Path) -> "Workspace":
+        """A workspace in `folder` whose database starts as a copy of `source_db`."""
+        workspace = cls(folder)
+        copy_database(source_db, workspace.db)
+        return workspace
+
     @property
     def db(self) -> Path:
         return self.folder / "hitl.sqlite"

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from langgraph_sdk.client import get_sync_client
 
+from tests.e2e.cli_helpers import Workspace
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LANGGRAPH = Path(sys.executable).parent / "langgraph"
 STARTUP_TIMEOUT_SECONDS = 60.0
@@ -172,3 +174,9 @@ def studio(tmp_path: Path) -> Iterator[StudioServer]:
     """`langgraph dev` on the repo's `langgraph.json`, with its database outside the repo."""
     with run_studio_server(tmp_path, tmp_path / "hitl.sqlite") as server:
         yield server
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    """An empty database of this test's own, for the CLI tests."""
+    return Workspace(tmp_path)

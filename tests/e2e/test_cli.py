@@ -20,7 +20,6 @@ from tests.e2e.cli_helpers import (
     Workspace,
     assert_refused,
     calls_by_recipient,
-    copy_database,
     describe,
     error_message,
     file_tree,
@@ -65,17 +64,9 @@ def seed(tmp_path_factory: pytest.TempPathFactory) -> Seed:
 
 
 @pytest.fixture
-def workspace(tmp_path: Path) -> Workspace:
-    """An empty database of this test's own."""
-    return Workspace(tmp_path)
-
-
-@pytest.fixture
 def seeded(tmp_path: Path, seed: Seed) -> Workspace:
     """This test's own copy of the seed database."""
-    workspace = Workspace(tmp_path)
-    copy_database(seed.db, workspace.db)
-    return workspace
+    return Workspace.copy_of(seed.db, tmp_path)
 
 
 def pending_ids(view: dict[str, Any]) -> list[str]:

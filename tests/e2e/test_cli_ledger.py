@@ -15,7 +15,6 @@ from tests.e2e.cli_helpers import (
     Workspace,
     assert_refused,
     calls_by_recipient,
-    copy_database,
     describe,
 )
 
@@ -81,17 +80,9 @@ def inbox(tmp_path_factory: pytest.TempPathFactory) -> Inbox:
 
 
 @pytest.fixture
-def workspace(tmp_path: Path) -> Workspace:
-    """An empty database of this test's own."""
-    return Workspace(tmp_path)
-
-
-@pytest.fixture
 def copied(tmp_path: Path, inbox: Inbox) -> Workspace:
     """This test's own copy of the inbox database."""
-    workspace = Workspace(tmp_path)
-    copy_database(inbox.db, workspace.db)
-    return workspace
+    return Workspace.copy_of(inbox.db, tmp_path)
 
 
 def listed(page: dict[str, Any]) -> list[tuple[str, str, str]]:
