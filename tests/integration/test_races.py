@@ -1,5 +1,6 @@
 """Several processes deciding the same call at the same instant: one decision wins, once."""
 
+import json
 import multiprocessing as mp
 import sqlite3
 import time
@@ -100,3 +101,38 @@ def test_eight_processes_racing_on_one_call_record_one_decision_and_run_the_tool
         decided = service.history(view.thread_id)
     assert after.status == "done"
     assert [d for e in decided for d in e.decided.values()] == [winners[0].removeprefix("won:")]
+
+
+def _resume(db: str, thread_id: str, barrier: Barrier, results: "mp.Queue[str]") -> None:
+    with open_service(_settings(Path(db))) as service:
+        barrier.wait(timeout=60)
+        service.resume(thread_id)
+        results.put("resumed")
+
+
+@pytest.mark.slow
+def test_processes_resuming_one_thread_at_once_run_it_once_without_forking(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "hitl.sqlite"
+    with open_service(_settings(db)) as service:
+        view = service.run("Send sally@example.com an email saying 'hi'", actor="alice")
+        call_id = view.pending[0].tool_call_id
+        service._ledger.decide(view.thread_id, {call_id: {"type": "approve"}}, actor="bob")
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(DECIDERS)
+    results: mp.Queue[str] = ctx.Queue()
+    procs = [
+        ctx.Process(target=_resume, args=(str(db), view.thread_id, barrier, results))
+        for _ in range(DECIDERS)
+    ]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert outcomes == ["resumed"] * DECIDERS  # each waited its turn under the lease
+    sent = db.with_suffix(".outbox").read_text().splitlines()
+    assert [json.loads(line)["tool_call_id"] for line in sent] == [call_id]
+    assert _forks(db) == []
