@@ -1,14 +1,20 @@
 """Who is running a thread: runner tokens, leases, and whether a runner is still alive.
 
-A token is `host:pid:start:nonce[:nonce]`, where `start` is the process's start time (so a
-reused pid is not mistaken for the dead runner). On this host a token is alive while it is
-live in its own process — a lease being held, a tool call being executed; a token of another
-host is alive while its lease in the database has not expired.
+A token is `host:pid:nonce:nonce`, one per lease hold or tool-call attempt. While a token is
+live its process holds an exclusive `flock` on a small file named after it, in a folder shared
+by the host's processes: any process on this host can test it, the kernel drops it the moment
+the process dies (even by `kill -9`), a paused process keeps it, and a token its process is
+done with (or never held) is dead whatever else that process does. A token of another host is
+alive while its lease in the database has not expired.
 """
 
+import contextlib
+import fcntl
+import hashlib
 import os
 import socket
 import sqlite3
+import tempfile
 import threading
 import time
 import uuid
@@ -17,27 +23,26 @@ from contextlib import contextmanager
 from pathlib import Path
 
 _process_tokens: dict[int, str] = {}  # by pid, so a forked child makes its own
-_live: set[str] = set()  # this process's tokens in use right now
-_live_lock = threading.Lock()
+_held: dict[str, int] = {}  # this process's live tokens → the descriptor holding their lock
+_held_lock = threading.Lock()
 
 
 def runner_token() -> str:
     """This process's token, made on first use (never at import time)."""
     pid = os.getpid()
     if pid not in _process_tokens:
-        host = socket.gethostname()
-        _process_tokens[pid] = f"{host}:{pid}:{_started(pid)}:{uuid.uuid4().hex[:8]}"
+        _process_tokens[pid] = f"{socket.gethostname()}:{pid}:{uuid.uuid4().hex[:8]}"
     return _process_tokens[pid]
 
 
 def new_token() -> str:
-    """A token for one lease hold or one execution attempt, unique within this process."""
+    """A token for one lease hold or one execution attempt."""
     return f"{runner_token()}:{uuid.uuid4().hex[:8]}"
 
 
 @contextmanager
 def live(token: str) -> Iterator[None]:
-    """Mark one of this process's tokens alive for the duration of the block."""
+    """Keep one of this process's tokens alive for the duration of the block."""
     mark_live(token)
     try:
         yield
@@ -46,13 +51,24 @@ def live(token: str) -> Iterator[None]:
 
 
 def mark_live(token: str) -> None:
-    with _live_lock:
-        _live.add(token)
+    """Hold the token's lock until `mark_done` (or until this process dies)."""
+    with _held_lock:
+        if token in _held:
+            return
+        fd = os.open(_lock_file(token), os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new token: nobody else holds it
+        _held[token] = fd
 
 
 def mark_done(token: str) -> None:
-    with _live_lock:
-        _live.discard(token)
+    """Release the token: from now on every process sees it dead."""
+    with _held_lock:
+        fd = _held.pop(token, None)
+        if fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.unlink(_lock_file(token))
+        os.close(fd)
 
 
 def alive_on_this_host(token: str) -> bool | None:
@@ -60,26 +76,40 @@ def alive_on_this_host(token: str) -> bool | None:
     parts = token.split(":")
     if len(parts) < 4 or parts[0] != socket.gethostname() or not parts[1].isdigit():
         return None
-    pid = int(parts[1])
-    if pid == os.getpid():
-        with _live_lock:
-            return token == runner_token() or token in _live
-    return _started(pid) == parts[2]  # the process is gone, or its pid belongs to another
-
-
-def _started(pid: int) -> str | None:
-    """The start time of a process (clock ticks since boot), or None if there is none."""
+    if int(parts[1]) == os.getpid():
+        with _held_lock:
+            return token in _held
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return "?"  # no /proc here: a live pid is taken as the same process
-    return stat.rsplit(")", 1)[-1].split()[19]
+        fd = os.open(_lock_file(token), os.O_RDONLY)
+    except FileNotFoundError:
+        return False  # released, or never held
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True  # its process holds it
+    finally:
+        os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(_lock_file(token))  # its process died holding it: tidy up
+    return False
+
+
+def _lock_file(token: str) -> str:
+    return str(_live_folder() / hashlib.sha256(token.encode()).hexdigest()[:32])
+
+
+_folder: list[Path] = []
+
+
+def _live_folder() -> Path:
+    """The host-wide folder of token locks, made on first use, writable by every user."""
+    if not _folder:
+        folder = Path(tempfile.gettempdir()) / "hitl-live"
+        folder.mkdir(exist_ok=True)
+        with contextlib.suppress(PermissionError):
+            folder.chmod(0o1777)  # sticky: anyone may add a lock, only its owner remove it
+        _folder.append(folder)
+    return _folder[0]
 
 
 def lease_holder(cur: sqlite3.Cursor, thread_id: str) -> str | None:

@@ -99,6 +99,14 @@ class Begin:
     record: ApprovalRecord | None
 
 
+class _TurnBusy(Exception):
+    """Rolls back a turn's `begin` when one of its calls is being executed elsewhere."""
+
+    def __init__(self, begun: dict[str, Begin]) -> None:
+        super().__init__()
+        self.begun = begun
+
+
 class SqliteLedger:
     """The ledger on one SQLite file. Thread-safe; one connection, one lock."""
 
@@ -247,6 +255,7 @@ class SqliteLedger:
                 "reason": None,
                 "approved_args_hash": None,
                 "status": "pending",
+                "applied": 0,
             }
             if not needs_review:
                 fields |= {
@@ -272,7 +281,8 @@ class SqliteLedger:
             elif row.args_hash != h and row.status in NOT_YET_RUN:
                 _update(cur, thread_id, tool_call_id, fields)
                 detail = {"args": args_diff(row.args, dict(args)), "args_hash": h}
-                self._audit(cur, thread_id, "re-requested", POLICY_ACTOR, tool_call_id, detail)
+                event = "re-requested" if needs_review else "approved_by_policy"
+                self._audit(cur, thread_id, event, POLICY_ACTOR, tool_call_id, detail)
             elif row.args_hash == h and row.interrupt_id != interrupt_id:
                 _update(cur, thread_id, tool_call_id, {"interrupt_id": interrupt_id})
             return _require(cur, thread_id, tool_call_id)
@@ -300,20 +310,33 @@ class SqliteLedger:
 
         def work(cur: sqlite3.Cursor) -> list[ApprovalRecord] | ApprovalRecord:
             now = self.clock()
-            decided = []
-            for tool_call_id, decision in decisions.items():
+            rows = {}
+            for tool_call_id, decision in decisions.items():  # check all before writing any
                 row = _get(cur, thread_id, tool_call_id)
                 if row is None:
                     raise CallNotFound(thread_id, tool_call_id, _threads_of(cur, tool_call_id))
                 if row.status != "pending":
                     raise NotPending(row)
-                if row.expires_at is not None and now >= row.expires_at:
-                    # too late: the deadline settles it, now, whoever sweeps (or not)
-                    return self._expire(cur, row, now, EXPIRY_ACTOR)
                 seen = (seen_args_hashes or {}).get(tool_call_id)
                 if seen is not None and seen != row.args_hash:
                     raise ArgsChanged(row)
                 _check_permitted(row, str(decision["type"]), actor)
+                rows[tool_call_id] = row
+            # too late to let a call run: the deadline settles it, now, swept or not (a late
+            # reject or respond is still recorded: not running a call is always safe)
+            overdue = [
+                row
+                for cid, row in rows.items()
+                if row.expires_at is not None
+                and now >= row.expires_at
+                and decisions[cid]["type"] in ("approve", "edit")
+            ]
+            if overdue:
+                expired = [self._expire(cur, row, now, EXPIRY_ACTOR) for row in overdue]
+                return expired[0]  # nothing else of the batch is recorded
+            decided = []
+            for tool_call_id, decision in decisions.items():
+                row = rows[tool_call_id]
                 kind = str(decision["type"])
                 run_args = _run_args(row, decision)
                 reason = decision.get("message") if kind in ("reject", "respond") else None
@@ -328,6 +351,7 @@ class SqliteLedger:
                         "decision": canonical_json(dict(decision)),
                         "reason": comment or reason,
                         "approved_args_hash": None if run_args is None else args_hash(run_args),
+                        "applied": 0,
                     },
                 )
                 detail: dict[str, Any] = {"decision": kind}
@@ -416,6 +440,7 @@ class SqliteLedger:
                 "decision": canonical_json(decision),
                 "reason": f"deadline {deadline} passed",
                 "approved_args_hash": approved,
+                "applied": 0,
             },
         )
         detail = {"on_expire": row.on_expire, "deadline": row.expires_at}
@@ -431,54 +456,100 @@ class SqliteLedger:
 
     # executing (the journal)
 
-    def begin(self, thread_id: str, tool_call_id: str, run_args: Mapping[str, Any]) -> Begin:
-        """Journal the start of a call before it runs, or say why it must not run.
+    def begin(
+        self, thread_id: str, calls: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> dict[str, Begin]:
+        """Journal the start of a turn's calls before they run, or say why one must not run.
 
-        `run`: recorded as `running`, go ahead. `done`: it already finished; use the journaled
-        result. `unknown`: an earlier attempt started and never finished (its process died);
-        a person must settle it. `busy`: a live runner is executing it right now. `ask`: the
-        args to run are not the approved ones (or nothing was approved): ask again.
+        Per call, by `tool_call_id`: `run`: recorded as `running`, go ahead. `done`: it already
+        finished; use the journaled result. `unknown`: an earlier attempt started and never
+        finished (its process died); a person must settle it. `busy`: a live runner is
+        executing it right now. `ask`: the args to run are not the approved ones (or nothing
+        was approved): ask again. All or nothing: if one call is busy (or anything fails),
+        no call of the turn is started.
         """
-        h = args_hash(dict(run_args))
+        attempts = {cid: new_token() for cid, _ in calls}
 
-        def work(cur: sqlite3.Cursor) -> Begin:
-            row = _get(cur, thread_id, tool_call_id)
-            if row is None:
-                return Begin("ask", None)
-            if row.status in ("succeeded", "failed"):
-                return Begin("done", row)
-            if row.status == "outcome_unknown":
-                return Begin("unknown", row)
-            if row.status == "running":
-                if row.runner and runner_alive(cur, thread_id, row.runner):
-                    return Begin("busy", row)
-                return Begin("unknown", self._mark_unknown(cur, row))
-            if row.status in DECIDED_TO_RUN and row.approved_args_hash == h:
-                if not chain_approves(cur, thread_id, tool_call_id, h):
-                    raise LedgerTampered(thread_id, tool_call_id)
-                now = self.clock()
-                _update(
-                    cur,
-                    thread_id,
-                    tool_call_id,
-                    {"status": "running", "runner": attempt, "started_at": now},
-                )
-                self._audit(cur, thread_id, "tool_started", attempt, tool_call_id, {"args_hash": h})
-                return Begin("run", _require(cur, thread_id, tool_call_id))
-            return Begin("ask", row)
+        def work(cur: sqlite3.Cursor) -> dict[str, Begin]:
+            begun = {
+                cid: self._begin_one(cur, thread_id, cid, args_hash(dict(args)), attempts[cid])
+                for cid, args in calls
+            }
+            if any(b.action == "busy" for b in begun.values()):
+                raise _TurnBusy(begun)
+            return begun
 
-        attempt = new_token()
-        mark_live(attempt)  # before the commit: a concurrent begin must see it alive
+        for attempt in attempts.values():
+            mark_live(attempt)  # before the commit: a concurrent begin must see it alive
         try:
             begun = self._write(work)
+        except _TurnBusy as busy:  # rolled back: nothing of the turn started
+            for attempt in attempts.values():
+                mark_done(attempt)
+            return busy.begun
         except BaseException:
-            mark_done(attempt)
+            for attempt in attempts.values():
+                mark_done(attempt)
             raise
-        if begun.action == "run":
-            self._attempts[(thread_id, tool_call_id)] = attempt
-        else:
-            mark_done(attempt)
+        for cid, b in begun.items():
+            if b.action == "run":
+                self._attempts[(thread_id, cid)] = attempts[cid]
+            else:
+                mark_done(attempts[cid])
         return begun
+
+    def _begin_one(
+        self, cur: sqlite3.Cursor, thread_id: str, tool_call_id: str, h: str, attempt: str
+    ) -> Begin:
+        row = _get(cur, thread_id, tool_call_id)
+        if row is None:
+            return Begin("ask", None)
+        if row.status in ("succeeded", "failed"):
+            return Begin("done", row)
+        if row.status == "outcome_unknown":
+            return Begin("unknown", row)
+        if row.status == "running":
+            if row.runner and runner_alive(cur, thread_id, row.runner):
+                return Begin("busy", row)
+            return Begin("unknown", self._mark_unknown(cur, row))
+        if row.status in DECIDED_TO_RUN and row.approved_args_hash == h:
+            if not chain_approves(cur, thread_id, tool_call_id, h):
+                raise LedgerTampered(thread_id, tool_call_id)
+            fields = {"status": "running", "runner": attempt, "started_at": self.clock()}
+            _update(cur, thread_id, tool_call_id, fields)
+            self._audit(cur, thread_id, "tool_started", attempt, tool_call_id, {"args_hash": h})
+            return Begin("run", _require(cur, thread_id, tool_call_id))
+        return Begin("ask", row)
+
+    def unbegin(self, thread_id: str, tool_call_id: str) -> None:
+        """Undo `begin` for a call whose tool stopped before doing anything it could not
+        redo (it raised an interrupt: LangGraph runs it again from the start on resume)."""
+        runner = self._attempts.pop((thread_id, tool_call_id), None)
+        if runner is None:
+            return
+
+        def work(cur: sqlite3.Cursor) -> None:
+            row = _get(cur, thread_id, tool_call_id)
+            if row is None or row.status != "running" or row.runner != runner:
+                return
+            expired = (
+                row.decided_by in (EXPIRY_ACTOR,)
+                or _last_decision_event(cur, thread_id, tool_call_id) == "expired"
+            )
+            status = (
+                "expired"
+                if expired
+                else STATUS_OF_DECISION.get(row.decision_type or "", "approved")
+            )
+            _update(
+                cur, thread_id, tool_call_id, {"status": status, "runner": None, "started_at": None}
+            )
+            self._audit(cur, thread_id, "tool_paused", runner, tool_call_id, {})
+
+        try:
+            self._write(work)
+        finally:
+            mark_done(runner)
 
     def finish(self, thread_id: str, tool_call_id: str, *, ok: bool, result: str) -> None:
         """Journal the result of a call this process began; a replay gets it instead of a run.
@@ -587,7 +658,7 @@ class SqliteLedger:
                 fields = {"status": "failed", "result": text, "result_status": "error"}
             if action != "retry":
                 fields["finished_at"] = now
-            _update(cur, thread_id, tool_call_id, fields)
+            _update(cur, thread_id, tool_call_id, fields | {"applied": 0})
             detail: dict[str, Any] = {"action": action}
             if "result" in fields:
                 detail["result_digest"] = digest(fields["result"])
@@ -838,6 +909,15 @@ def make_ledger(
         ledger.close()
         raise
     return ledger
+
+
+def _last_decision_event(cur: sqlite3.Cursor, thread_id: str, tool_call_id: str) -> str | None:
+    row = cur.execute(
+        "SELECT event FROM hitl_audit WHERE thread_id = ? AND tool_call_id = ? "
+        "AND event IN ('decided', 'expired', 'approved_by_policy') ORDER BY seq DESC LIMIT 1",
+        (thread_id, tool_call_id),
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def _is_busy(error: sqlite3.OperationalError) -> bool:

@@ -15,6 +15,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, ToolCall, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
+from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END
 from langgraph.prebuilt import ToolNode
 from langgraph.prebuilt.tool_node import ToolCallRequest
@@ -165,14 +166,12 @@ def make_approval_node(tools: Sequence[BaseTool], ledger: ApprovalLedger | None)
             )
         if not task["needs_review"] and record.decided_by is not None:
             return {"reviews": {call_id: _auto_review(call)}}
-        return _decided(call, review_from_record(call, record, allowed))
+        return _decided(call, review_from_record(call, record))
 
     return approval
 
 
-def review_from_record(
-    call: ToolCall, record: LedgerRecord, allowed: Sequence[DecisionType]
-) -> Review:
+def review_from_record(call: ToolCall, record: LedgerRecord) -> Review:
     """The review the ledger's recorded decision makes of this call."""
     if record.args != json.loads(json.dumps(call["args"])):
         return cast(
@@ -186,9 +185,9 @@ def review_from_record(
                 "arguments; it is not run again",
             },
         )
-    # an expiry applies the policy's `on_expire`, which the reviewer's choices need not include
-    settled_with = ALL_DECISIONS if record.status == "expired" else allowed
-    review = apply_decision(call, as_decision(record.decision), settled_with)
+    # what the ledger recorded stands: it checked the reviewer's choice when it was made, and
+    # an expiry or a cancellation need not be among the reviewer's choices
+    review = apply_decision(call, as_decision(record.decision), ALL_DECISIONS)
     review["decided_by"] = record.decided_by or ""
     if record.status == "expired":
         review["expired"] = True
@@ -262,9 +261,12 @@ class _Journal:
         while True:
             to_run: list[ToolCall] = []
             unknown: list[str] = []
+            turn = self._ledger.begin(
+                thread_id, [(cast(str, c["id"]), c["args"]) for c, _ in remaining]
+            )
             for call, _ in remaining:
                 cid = cast(str, call["id"])
-                begun = self._ledger.begin(thread_id, cid, call["args"])
+                begun = turn[cid]
                 if begun.action == "run":
                     to_run.append(call)
                 elif begun.action == "done" and begun.record is not None:
@@ -291,6 +293,9 @@ class _Journal:
         cid = cast(str, request.tool_call["id"])
         try:
             result = execute(request)
+        except GraphBubbleUp:  # the tool itself asked for input: it runs again from the start
+            self._ledger.unbegin(thread_id, cid)
+            raise
         except BaseException:
             self._ledger.abandon(thread_id, cid)  # no result: a replay finds it outcome_unknown
             raise

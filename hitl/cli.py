@@ -390,7 +390,14 @@ def edit(
         raise click.BadParameter("must be a JSON object", param_hint="--args")
     with _service(as_json) as service:
         try:
-            view = service.edit(thread_id, tool_call_id, args, actor=_actor(actor), comment=comment)
+            view = service.edit(
+                thread_id,
+                tool_call_id,
+                args,
+                actor=_actor(actor),
+                comment=comment,
+                seen_args_hash=seen_args_hash,
+            )
         except errors.HitlError as e:
             _fail(e, as_json)
         _show_view(view, as_json)
@@ -488,13 +495,17 @@ def sweep(as_json: bool) -> None:
         for r in report.orphaned:
             click.echo(f"outcome unknown  thread {r.thread_id}  call {r.tool_call_id}")
         for thread_id in report.busy:
-            click.echo(f"busy (its runner applies it)  thread {thread_id}")
+            click.echo(f"busy (a later sweep looks again)  thread {thread_id}")
+        for thread_id, why in report.failed.items():
+            click.echo(f"FAILED  thread {thread_id}: {why}", err=True)
         click.echo(
             f"{len(report.expired)} expired, {len(report.orphaned)} outcome unknown, "
             f"{len(report.resumed)} threads resumed"
         )
 
     _emit(as_json, report.to_json(), human)
+    if report.failed:
+        sys.exit(1)
 
 
 @cli.command()

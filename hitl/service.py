@@ -31,6 +31,7 @@ from hitl.errors import (
     ArgsChanged,
     Busy,
     DecisionNotAllowed,
+    HitlError,
     InvalidDecision,
     LedgerTampered,
     NothingPending,
@@ -248,7 +249,13 @@ class ApprovalService:
         self._snapshot(thread_id)
         with _translated(thread_id, self._ledger):
             self._ledger.reconcile(thread_id, tool_call_id, action, actor=actor, result=result)
-        self.resume(thread_id)
+        try:
+            self.resume(thread_id)
+        except Busy as e:
+            raise Busy(
+                f"your reconcile was recorded, but {e} The thread continues when that run "
+                f"ends, or with `hitl resume {thread_id}` / `hitl sweep`."
+            ) from None
         return self.show(thread_id)
 
     def resume(self, thread_id: str) -> None:
@@ -266,19 +273,24 @@ class ApprovalService:
             threads = dict.fromkeys(
                 [r.thread_id for r in expired] + self._ledger.unapplied_threads()
             )
-        resumed, busy = [], []
+        resumed, busy, failed = [], [], {}
         for thread_id in threads:
             try:
                 with self._lease(thread_id, wait=0.0):
-                    reviewed = _reviews(self._graph.get_state(_config(thread_id)).values)
-                    if self._ledger.unapplied_calls(thread_id) - reviewed:
+                    snapshot = self._graph.get_state(_config(thread_id))
+                    reviewed = _reviews(snapshot.values)
+                    if snapshot.next or self._ledger.unapplied_calls(thread_id) - reviewed:
                         self._invoke(None, thread_id)
                         resumed.append(thread_id)
                     else:  # applied by a runtime that does not record it (Studio)
                         self._ledger.mark_applied(thread_id, reviewed)
             except Busy:
                 busy.append(thread_id)  # a later sweep applies it if that run does not
-        return SweepReport(expired=expired, orphaned=orphaned, resumed=resumed, busy=busy)
+            except HitlError as e:  # one broken thread must not stop the others
+                failed[thread_id] = str(e)
+        return SweepReport(
+            expired=expired, orphaned=orphaned, resumed=resumed, busy=busy, failed=failed
+        )
 
     # plumbing
 

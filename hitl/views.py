@@ -79,7 +79,9 @@ class SweepReport:
     """Calls whose runner died mid-call, now `outcome_unknown`."""
     resumed: list[str]
     busy: list[str]
-    """Threads another process was running; it applies the expiry itself."""
+    """Threads another process was running; a later sweep looks again."""
+    failed: dict[str, str] = field(default_factory=dict)
+    """Thread ID → why resuming it failed (the others were still swept)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,6 +89,7 @@ class SweepReport:
             "orphaned": [r.to_json() for r in self.orphaned],
             "resumed": self.resumed,
             "busy": self.busy,
+            "failed": self.failed,
         }
 
 

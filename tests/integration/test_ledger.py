@@ -171,7 +171,7 @@ def test_audit_verification_finds_the_first_altered_or_deleted_entry(
     with open_ledger(db) as ledger:
         _ask(ledger, "t", "a")
         ledger.decide("t", {"a": {"type": "approve"}}, actor="bob")
-        ledger.begin("t", "a", {"recipient": "a@x.org"})
+        ledger.begin("t", [("a", {"recipient": "a@x.org"})])
         _ask(ledger, "other", "z")
         assert ledger.verify_audit().ok
     _tamper(db, statement.replace("WHERE", "WHERE thread_id = 't' AND"))

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from checkpoints.leases import _started
-from checkpoints.ledger import ThreadBusy, open_ledger
+from checkpoints.ledger import NotPending, ThreadBusy, open_ledger
 from graph.ledger import CallInProgress
-from hitl.errors import Busy, InvalidDecision, LedgerTampered
+from graph.policy import Policy, ToolRule
+from hitl.errors import ArgsChanged, Busy, InvalidDecision, LedgerTampered
 from tests.fakes import ToolLog
 from tests.integration.conftest import ONE_EMAIL, open_test_service
 from tests.integration.test_deadlines_and_identity import FakeClock
@@ -153,10 +153,10 @@ def test_a_row_forged_to_approved_is_refused_and_reported(db: Path, log: ToolLog
     assert call_id in report.broken[0].problem
 
 
-def test_a_dead_runner_whose_pid_was_reused_is_not_taken_for_alive(db: Path) -> None:
+def test_a_runner_token_nobody_holds_is_dead_even_if_its_pid_is_alive(db: Path) -> None:
     stranger = subprocess.Popen(["sleep", "60"])
     try:
-        token = f"{socket.gethostname()}:{stranger.pid}:not-{_started(stranger.pid)}:a:b"
+        token = f"{socket.gethostname()}:{stranger.pid}:a:b"  # a reused pid, a finished attempt
         with open_ledger(db) as ledger:
             ledger.request(
                 thread_id="t",
@@ -190,3 +190,113 @@ def test_text_that_is_not_utf8_is_refused_with_a_clear_error(db: Path, log: Tool
                 view.thread_id, {call_id: {"type": "reject", "message": "\ud800"}}, actor="b"
             )
         assert service.show(view.thread_id).pending[0].status == "pending"
+
+
+def _request(ledger: Any, call_id: str, args: dict[str, Any], **extra: Any) -> None:
+    fields: dict[str, Any] = {"needs_review": True, "expires_after": None} | extra
+    ledger.request(
+        thread_id="t",
+        tool_call_id=call_id,
+        interrupt_id=None,
+        tool="send_email",
+        args=args,
+        requester="alice",
+        allowed_decisions=["approve", "reject"],
+        description="",
+        **fields,
+    )
+
+
+def test_an_auto_approved_call_asked_again_with_other_args_runs_without_a_tamper_alarm(
+    db: Path,
+) -> None:
+    with open_ledger(db) as ledger:
+        _request(ledger, "a", {"n": 1}, needs_review=False)
+        _request(ledger, "a", {"n": 2}, needs_review=False)
+        begun = ledger.begin("t", [("a", {"n": 2})])
+        ledger.finish("t", "a", ok=True, result="2")
+        report = ledger.verify_audit()
+    assert begun["a"].action == "run" and report.ok
+
+
+def test_a_turn_with_a_call_busy_elsewhere_starts_none_of_its_calls(db: Path) -> None:
+    with open_ledger(db) as ledger:
+        _request(ledger, "a", {"n": 1}, needs_review=False)
+        _request(ledger, "b", {"n": 2}, needs_review=False)
+        first = ledger.begin("t", [("b", {"n": 2})])  # b runs (this process, still live)
+        turn = ledger.begin("t", [("a", {"n": 1}), ("b", {"n": 2})])
+        a = ledger.get("t", "a")
+    assert first["b"].action == "run" and turn["b"].action == "busy"
+    assert a is not None and a.status == "approved"
+
+
+def test_a_late_batch_records_nothing_but_the_expiry_and_a_late_reject_still_counts(
+    db: Path,
+) -> None:
+    clock = FakeClock()
+    with open_ledger(db, clock=clock) as ledger:
+        _request(ledger, "late", {"n": 1}, expires_after=10.0, on_expire="approve")
+        _request(ledger, "fresh", {"n": 2})
+        _request(ledger, "refused", {"n": 3}, expires_after=10.0, on_expire="approve")
+        clock.advance(20)
+        with pytest.raises(NotPending):
+            ledger.decide(
+                "t", {"fresh": {"type": "approve"}, "late": {"type": "approve"}}, actor="b"
+            )
+        ledger.decide("t", {"refused": {"type": "reject"}}, actor="b")
+        rows = {r.tool_call_id: (r.status, r.decided_by) for r in ledger.thread_records("t")}
+    assert rows == {
+        "late": ("expired", "deadline"),
+        "fresh": ("pending", None),
+        "refused": ("rejected", "b"),
+    }
+
+
+def test_cancelling_calls_whose_policy_does_not_offer_reject_still_works(
+    db: Path, log: ToolLog
+) -> None:
+    policy = Policy(rules={"send_email": ToolRule(allowed_decisions=("approve", "edit"))})
+    with open_test_service(db, log, policy) as service:
+        view = service.run(ONE_EMAIL, actor="alice")
+        after = service.run("never mind", view.thread_id, actor="alice", cancel_pending=True)
+    assert after.status == "done" and log.calls == []
+
+
+def test_an_edit_bound_to_stale_args_is_refused(db: Path, log: ToolLog) -> None:
+    with open_test_service(db, log) as service:
+        view = service.run(ONE_EMAIL, actor="alice")
+        call_id = view.pending[0].tool_call_id
+        with pytest.raises(ArgsChanged):
+            service.edit(
+                view.thread_id,
+                call_id,
+                {"message": "x", "recipient": "y@z.org"},
+                actor="bob",
+                seen_args_hash="0" * 64,
+            )
+        assert service.show(view.thread_id).pending[0].status == "pending"
+
+
+def _start_and_leak(db: str, ready: Any) -> None:
+    """A long-lived process whose attempt ended without a journaled result."""
+    with open_ledger(db) as ledger:
+        _request(ledger, "a", {"n": 1}, needs_review=False)
+        ledger.begin("t", [("a", {"n": 1})])
+        ledger.abandon("t", "a")  # e.g. the result could not be journaled
+        ready.set()
+        signal.pause()
+
+
+def test_another_process_sees_an_ended_attempt_of_a_live_process_as_dead(db: Path) -> None:
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    service = ctx.Process(target=_start_and_leak, args=(str(db), ready))
+    service.start()
+    try:
+        assert ready.wait(60)
+        with open_ledger(db) as ledger:
+            orphaned = ledger.mark_orphaned_runs()
+    finally:
+        service.kill()
+        service.join(30)
+    assert [(r.tool_call_id, r.status) for r in orphaned] == [("a", "outcome_unknown")]
