@@ -139,6 +139,16 @@ def _show_view(view: ThreadView, as_json: bool) -> None:
     _emit(as_json, view.to_json(), lambda: _print_view(view))
 
 
+def _act(as_json: bool, action: Callable[[ApprovalService], ThreadView]) -> None:
+    """Run one acting command on the service and print the thread it leaves."""
+    with _service(as_json) as service:
+        try:
+            view = action(service)
+        except errors.HitlError as e:
+            _fail(e, as_json)
+        _show_view(view, as_json)
+
+
 @cli.command()
 @click.argument("prompt")
 @click.option(
@@ -304,22 +314,17 @@ def _decide(
     who = _actor(actor)
     if seen_args_hash is not None and tool_call_id is None:
         raise click.UsageError("--if-args-hash needs --call: a hash names one call's args")
-    with _service(as_json) as service:
-        try:
-            if tool_call_id is None:
-                view = service.decide_all(thread_id, answer, actor=who, comment=comment)
-            else:
-                seen = {tool_call_id: seen_args_hash} if seen_args_hash else None
-                view = service.decide(
-                    thread_id,
-                    {tool_call_id: answer},
-                    actor=who,
-                    comment=comment,
-                    seen_args_hashes=seen,
-                )
-        except errors.HitlError as e:
-            _fail(e, as_json)
-        _show_view(view, as_json)
+    seen = {tool_call_id: seen_args_hash} if tool_call_id and seen_args_hash else None
+    _act(
+        as_json,
+        lambda service: (
+            service.decide_all(thread_id, answer, actor=who, comment=comment)
+            if tool_call_id is None
+            else service.decide(
+                thread_id, {tool_call_id: answer}, actor=who, comment=comment, seen_args_hashes=seen
+            )
+        ),
+    )
 
 
 @cli.command()
@@ -388,19 +393,17 @@ def edit(
         raise click.BadParameter(f"not valid JSON: {e}", param_hint="--args") from None
     if not isinstance(args, dict):
         raise click.BadParameter("must be a JSON object", param_hint="--args")
-    with _service(as_json) as service:
-        try:
-            view = service.edit(
-                thread_id,
-                tool_call_id,
-                args,
-                actor=_actor(actor),
-                comment=comment,
-                seen_args_hash=seen_args_hash,
-            )
-        except errors.HitlError as e:
-            _fail(e, as_json)
-        _show_view(view, as_json)
+    _act(
+        as_json,
+        lambda service: service.edit(
+            thread_id,
+            tool_call_id,
+            args,
+            actor=_actor(actor),
+            comment=comment,
+            seen_args_hash=seen_args_hash,
+        ),
+    )
 
 
 @cli.command()
@@ -451,18 +454,16 @@ def reconcile(
         raise click.UsageError("choose one of --retry, --mark-done or --skip")
     if result is not None and action != "mark_done":
         raise click.BadParameter("only with --mark-done", param_hint="--result")
-    with _service(as_json) as service:
-        try:
-            view = service.reconcile(
-                thread_id,
-                tool_call_id,
-                cast(ReconcileAction, action),
-                actor=_actor(actor),
-                result=result,
-            )
-        except errors.HitlError as e:
-            _fail(e, as_json)
-        _show_view(view, as_json)
+    _act(
+        as_json,
+        lambda service: service.reconcile(
+            thread_id,
+            tool_call_id,
+            cast(ReconcileAction, action),
+            actor=_actor(actor),
+            result=result,
+        ),
+    )
 
 
 @cli.command()
@@ -470,13 +471,12 @@ def reconcile(
 @json_option
 def resume(thread_id: str, as_json: bool) -> None:
     """Continue a thread whose run stopped (a crash, a lost resume) from its last checkpoint."""
-    with _service(as_json) as service:
-        try:
-            service.resume(thread_id)
-            view = service.show(thread_id)
-        except errors.HitlError as e:
-            _fail(e, as_json)
-        _show_view(view, as_json)
+
+    def resume_and_show(service: ApprovalService) -> ThreadView:
+        service.resume(thread_id)
+        return service.show(thread_id)
+
+    _act(as_json, resume_and_show)
 
 
 @cli.command()

@@ -53,6 +53,17 @@ def _decide(
             results.put(f"refused:{type(e).__name__}")
 
 
+def _race(procs: "list[mp.process.BaseProcess]", results: "mp.Queue[str]") -> list[str]:
+    """Start the racing processes; one outcome from each; every one must exit cleanly."""
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    return outcomes
+
+
 def _forks(db: Path) -> list[tuple[str, int]]:
     conn = sqlite3.connect(db)
     try:
@@ -83,12 +94,7 @@ def test_eight_processes_racing_on_one_call_record_one_decision_and_run_the_tool
         ctx.Process(target=_decide, args=(str(db), view.thread_id, call_id, a, barrier, results))
         for a in list(answers) * (DECIDERS // 2)
     ]
-    for p in procs:
-        p.start()
-    outcomes = [results.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    outcomes = _race(procs, results)
 
     winners = [o for o in outcomes if o.startswith("won:")]
     assert len(winners) == 1, outcomes
@@ -126,12 +132,7 @@ def test_processes_resuming_one_thread_at_once_run_it_once_without_forking(
         ctx.Process(target=_resume, args=(str(db), view.thread_id, barrier, results))
         for _ in range(DECIDERS)
     ]
-    for p in procs:
-        p.start()
-    outcomes = [results.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    outcomes = _race(procs, results)
     assert outcomes == ["resumed"] * DECIDERS  # each waited its turn under the lease
     sent = db.with_suffix(".outbox").read_text().splitlines()
     assert [json.loads(line)["tool_call_id"] for line in sent] == [call_id]
