@@ -1,9 +1,10 @@
 """The three nodes and the router between them.
 
 `approval` runs once per tool call (fanned out with `Send`), so every gated call of a turn is
-pending at the same time and can be decided on its own, in any order. It has no side effect
-before `interrupt()`: LangGraph re-runs it from the start on resume. Tools run only in `tools`,
-once every call of the turn has a review.
+pending at the same time and can be decided on its own, in any order. Before `interrupt()` it
+only registers the call in the ledger, idempotently: LangGraph re-runs it from the start on
+resume. Tools run only in `tools`, once every call of the turn has a review, each journaled in
+the ledger so that no replay runs it twice.
 """
 
 import json
