@@ -18,8 +18,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 
 _process_tokens: dict[int, str] = {}  # by pid, so a forked child makes its own
@@ -38,16 +37,6 @@ def runner_token() -> str:
 def new_token() -> str:
     """A token for one lease hold or one execution attempt."""
     return f"{runner_token()}:{uuid.uuid4().hex[:8]}"
-
-
-@contextmanager
-def live(token: str) -> Iterator[None]:
-    """Keep one of this process's tokens alive for the duration of the block."""
-    mark_live(token)
-    try:
-        yield
-    finally:
-        mark_done(token)
 
 
 def mark_live(token: str) -> None:
@@ -98,18 +87,14 @@ def _lock_file(token: str) -> str:
     return str(_live_folder() / hashlib.sha256(token.encode()).hexdigest()[:32])
 
 
-_folder: list[Path] = []
-
-
+@cache
 def _live_folder() -> Path:
     """The host-wide folder of token locks, made on first use, writable by every user."""
-    if not _folder:
-        folder = Path(tempfile.gettempdir()) / "hitl-live"
-        folder.mkdir(exist_ok=True)
-        with contextlib.suppress(PermissionError):
-            folder.chmod(0o1777)  # sticky: anyone may add a lock, only its owner remove it
-        _folder.append(folder)
-    return _folder[0]
+    folder = Path(tempfile.gettempdir()) / "hitl-live"
+    folder.mkdir(exist_ok=True)
+    with contextlib.suppress(PermissionError):
+        folder.chmod(0o1777)  # sticky: anyone may add a lock, only its owner remove it
+    return folder
 
 
 def lease_holder(cur: sqlite3.Cursor, thread_id: str) -> str | None:

@@ -54,13 +54,11 @@ from checkpoints.records import (
     digest,
     iso,
 )
-from checkpoints.sqlite import DatabaseBusy, DatabaseError, connect
+from checkpoints.sqlite import LOCK_WAIT_SECONDS, DatabaseBusy, DatabaseError, connect, is_busy
 
 Clock = Callable[[], float]
 T = TypeVar("T")
 
-LOCK_WAIT_SECONDS = 120.0
-"""How long a write waits for another process's write lock before `DatabaseBusy`."""
 LEASE_TTL_SECONDS = 30.0
 EXPIRY_ACTOR = "deadline"
 """`decided_by` of a call that a late decision found already past its deadline."""
@@ -145,7 +143,7 @@ class SqliteLedger:
                         cur.execute("ROLLBACK")
                         raise
                 except sqlite3.OperationalError as e:
-                    if not _is_busy(e):
+                    if not is_busy(e):
                         raise DatabaseError(self._path, e) from e
                     if time.monotonic() >= deadline:
                         raise DatabaseBusy(self._path, self._lock_wait) from e
@@ -483,13 +481,11 @@ class SqliteLedger:
             mark_live(attempt)  # before the commit: a concurrent begin must see it alive
         try:
             begun = self._write(work)
-        except _TurnBusy as busy:  # rolled back: nothing of the turn started
+        except BaseException as stopped:  # rolled back: nothing of the turn started
             for attempt in attempts.values():
                 mark_done(attempt)
-            return busy.begun
-        except BaseException:
-            for attempt in attempts.values():
-                mark_done(attempt)
+            if isinstance(stopped, _TurnBusy):
+                return stopped.begun
             raise
         for cid, b in begun.items():
             if b.action == "run":
@@ -532,18 +528,8 @@ class SqliteLedger:
             row = _get(cur, thread_id, tool_call_id)
             if row is None or row.status != "running" or row.runner != runner:
                 return
-            expired = (
-                row.decided_by in (EXPIRY_ACTOR,)
-                or _last_decision_event(cur, thread_id, tool_call_id) == "expired"
-            )
-            status = (
-                "expired"
-                if expired
-                else STATUS_OF_DECISION.get(row.decision_type or "", "approved")
-            )
-            _update(
-                cur, thread_id, tool_call_id, {"status": status, "runner": None, "started_at": None}
-            )
+            fields = {"status": _decided_status(cur, row), "runner": None, "started_at": None}
+            _update(cur, thread_id, tool_call_id, fields)
             self._audit(cur, thread_id, "tool_paused", runner, tool_call_id, {})
 
         try:
@@ -645,8 +631,7 @@ class SqliteLedger:
             now = self.clock()
             fields: dict[str, Any]
             if action == "retry":
-                status = STATUS_OF_DECISION.get(row.decision_type or "", "approved")
-                fields = {"status": status, "runner": None, "started_at": None}
+                fields = {"status": _decided_status(cur, row), "runner": None, "started_at": None}
             elif action == "mark_done":
                 text = result or f"Done (confirmed by {actor} after the outcome was unknown)."
                 fields = {"status": "succeeded", "result": text, "result_status": "success"}
@@ -806,7 +791,8 @@ class SqliteLedger:
     ) -> Iterator[str]:
         """Hold the thread's lease (waiting up to `wait` seconds); renewed while held.
 
-        A lease whose holder died (on this host) or expired is taken over at once.
+        A lease whose holder is gone (on this host: no longer holds its token's lock; on
+        another: stopped renewing) is taken over at once.
         """
         holder = new_token()
         deadline = time.monotonic() + wait
@@ -911,18 +897,16 @@ def make_ledger(
     return ledger
 
 
-def _last_decision_event(cur: sqlite3.Cursor, thread_id: str, tool_call_id: str) -> str | None:
-    row = cur.execute(
+def _decided_status(cur: sqlite3.Cursor, row: ApprovalRecord) -> Status:
+    """The status a started call had before it started: what its decision made of it."""
+    last = cur.execute(
         "SELECT event FROM hitl_audit WHERE thread_id = ? AND tool_call_id = ? "
         "AND event IN ('decided', 'expired', 'approved_by_policy') ORDER BY seq DESC LIMIT 1",
-        (thread_id, tool_call_id),
+        (row.thread_id, row.tool_call_id),
     ).fetchone()
-    return None if row is None else str(row[0])
-
-
-def _is_busy(error: sqlite3.OperationalError) -> bool:
-    text = str(error).lower()
-    return "locked" in text or "busy" in text
+    if last is not None and last[0] == "expired":
+        return "expired"
+    return STATUS_OF_DECISION.get(row.decision_type or "", "approved")
 
 
 def _get(cur: sqlite3.Cursor, thread_id: str, tool_call_id: str) -> ApprovalRecord | None:

@@ -77,6 +77,12 @@ class DatabaseBusy(RuntimeError):
         self.path = str(path)
 
 
+def is_busy(error: sqlite3.OperationalError) -> bool:
+    """Whether SQLite refused because another connection holds the lock (worth waiting out)."""
+    text = str(error).lower()
+    return "locked" in text or "busy" in text
+
+
 class BatchingSqliteSaver(SqliteSaver):
     """`SqliteSaver` that groups a run's rows into a few transactions (see the module doc).
 
@@ -134,7 +140,7 @@ class BatchingSqliteSaver(SqliteSaver):
                 cur.execute("BEGIN IMMEDIATE")  # waits up to busy_timeout inside SQLite
                 return
             except sqlite3.OperationalError as e:
-                if "locked" not in str(e) and "busy" not in str(e):
+                if not is_busy(e):
                     raise
                 if time.monotonic() >= deadline:
                     raise DatabaseBusy(self._path, LOCK_WAIT_SECONDS) from e

@@ -198,14 +198,7 @@ class ApprovalService:
                 with suppress(Busy):
                     self.resume(thread_id)
             raise
-        try:
-            self.resume(thread_id)
-        except Busy as e:
-            raise Busy(
-                f"your decision was recorded, but {e} The thread continues when that run "
-                f"ends, or with `hitl resume {thread_id}` / `hitl sweep`."
-            ) from None
-        return self.show(thread_id)
+        return self._resume_after_recording(thread_id, "decision")
 
     def edit(
         self,
@@ -229,7 +222,7 @@ class ApprovalService:
         self, thread_id: str, answer: object, *, actor: str, comment: str | None = None
     ) -> ThreadView:
         """Apply one answer (approve, or reject with a reason) to every pending call."""
-        pending = [r for r in self._waiting(thread_id) if r.status == "pending"]
+        pending = self._waiting(thread_id, ("pending",))
         if not pending:
             raise NothingPending(thread_id, self._status(thread_id))
         answers = {r.tool_call_id: answer for r in pending}
@@ -249,14 +242,7 @@ class ApprovalService:
         self._snapshot(thread_id)
         with _translated(thread_id, self._ledger):
             self._ledger.reconcile(thread_id, tool_call_id, action, actor=actor, result=result)
-        try:
-            self.resume(thread_id)
-        except Busy as e:
-            raise Busy(
-                f"your reconcile was recorded, but {e} The thread continues when that run "
-                f"ends, or with `hitl resume {thread_id}` / `hitl sweep`."
-            ) from None
-        return self.show(thread_id)
+        return self._resume_after_recording(thread_id, "reconcile")
 
     def resume(self, thread_id: str) -> None:
         """Continue a thread from its last checkpoint, under its lease (after a decision, or
@@ -294,6 +280,17 @@ class ApprovalService:
 
     # plumbing
 
+    def _resume_after_recording(self, thread_id: str, what: str) -> ThreadView:
+        """Continue the thread once `what` is in the ledger; if it is busy, say what stands."""
+        try:
+            self.resume(thread_id)
+        except Busy as e:
+            raise Busy(
+                f"your {what} was recorded, but {e} The thread continues when that run "
+                f"ends, or with `hitl resume {thread_id}` / `hitl sweep`."
+            ) from None
+        return self.show(thread_id)
+
     def _validated(self, thread_id: str, tool_call_id: str, answer: object) -> dict[str, Any]:
         record = self._pending_record(thread_id, tool_call_id)
         allowed = cast(Sequence[DecisionType], record.allowed_decisions)
@@ -311,7 +308,7 @@ class ApprovalService:
         record = self._ledger.get(thread_id, tool_call_id)
         if record is None:
             self._snapshot(thread_id)
-            waiting = [r.tool_call_id for r in self._waiting(thread_id) if r.status == "pending"]
+            waiting = [r.tool_call_id for r in self._waiting(thread_id, ("pending",))]
             elsewhere = self._ledger.threads_of_call(tool_call_id)
             if not waiting and not elsewhere:
                 raise NothingPending(thread_id, self._status(thread_id))
@@ -320,13 +317,16 @@ class ApprovalService:
             raise _already_decided(record)
         return record
 
-    def _waiting(self, thread_id: str) -> list[ApprovalRecord]:
-        return [r for r in self._ledger.thread_records(thread_id) if r.status in NEEDS_A_PERSON]
+    def _waiting(
+        self, thread_id: str, statuses: Sequence[str] = NEEDS_A_PERSON
+    ) -> list[ApprovalRecord]:
+        return [r for r in self._ledger.thread_records(thread_id) if r.status in statuses]
 
     def _snapshot(self, thread_id: str) -> StateSnapshot:
-        if self._saver.get_tuple(_config(thread_id)) is None:
+        snapshot = self._graph.get_state(_config(thread_id))
+        if snapshot.created_at is None:  # no checkpoint: the thread does not exist
             raise ThreadNotFound(thread_id)
-        return self._graph.get_state(_config(thread_id))
+        return snapshot
 
     def _status(self, thread_id: str) -> Status:
         return _status(self._snapshot(thread_id))
