@@ -13,8 +13,8 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager, suppress
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -54,13 +54,16 @@ from checkpoints.records import (
     digest,
     iso,
 )
-from checkpoints.sqlite import LOCK_WAIT_SECONDS, DatabaseBusy, DatabaseError, connect, is_busy
+from checkpoints.sqlite import LOCK_WAIT_SECONDS, DatabaseBusy, DatabaseError, connect
+from checkpoints.store import SqliteStore
 
 Clock = Callable[[], float]
 T = TypeVar("T")
 
 LEASE_TTL_SECONDS = 30.0
 EXPIRY_ACTOR = "deadline"
+ROLE_PREFIX = "role:"
+"""An approver entry `role:NAME` admits everyone acting with that role (HTTP tokens)."""
 """`decided_by` of a call that a late decision found already past its deadline."""
 RESUME_GRACE_SECONDS = 60.0
 """How old a decision must be before `sweep` resumes a thread that nobody resumed."""
@@ -105,7 +108,7 @@ class _TurnBusy(Exception):
         self.begun = begun
 
 
-class SqliteLedger:
+class SqliteLedger(SqliteStore):
     """The ledger on one SQLite file. Thread-safe; one connection, one lock."""
 
     def __init__(
@@ -116,50 +119,9 @@ class SqliteLedger:
         clock: Clock = time.time,
         lock_wait: float = LOCK_WAIT_SECONDS,
     ) -> None:
-        conn.isolation_level = None  # transactions are explicit: BEGIN IMMEDIATE ... COMMIT
-        self._conn = conn
-        self._path = path
-        self._lock = threading.RLock()
-        self._lock_wait = lock_wait
+        super().__init__(conn, path=path, lock_wait=lock_wait)
         self._attempts: dict[tuple[str, str], str] = {}  # calls this process is executing
         self.clock = clock
-
-    # transactions
-
-    def _write(self, work: Callable[[sqlite3.Cursor], T]) -> T:
-        """Run `work` in one write transaction, waiting (bounded) for other writers."""
-        deadline = time.monotonic() + self._lock_wait
-        delay = 0.01
-        while True:
-            with self._lock:
-                cur = self._conn.cursor()
-                try:
-                    cur.execute("BEGIN IMMEDIATE")
-                    try:
-                        result = work(cur)
-                        cur.execute("COMMIT")
-                        return result
-                    except BaseException:
-                        cur.execute("ROLLBACK")
-                        raise
-                except sqlite3.OperationalError as e:
-                    if not is_busy(e):
-                        raise DatabaseError(self._path, e) from e
-                    if time.monotonic() >= deadline:
-                        raise DatabaseBusy(self._path, self._lock_wait) from e
-                finally:
-                    cur.close()
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)
-
-    def _read(self, work: Callable[[sqlite3.Cursor], T]) -> T:
-        """Run `work` in one read transaction: every statement sees the same snapshot."""
-        with self._lock, closing(self._conn.cursor()) as cur:
-            cur.execute("BEGIN")
-            try:
-                return work(cur)
-            finally:
-                cur.execute("COMMIT")
 
     def migrate(self) -> int:
         """Create or upgrade the ledger's tables; returns the schema version."""
@@ -297,6 +259,7 @@ class SqliteLedger:
         actor: str,
         comment: str | None = None,
         seen_args_hashes: Mapping[str, str] | None = None,
+        roles: Collection[str] = (),
     ) -> list[ApprovalRecord]:
         """Record decisions (LangChain wire format) keyed by `tool_call_id`: all or none.
 
@@ -318,7 +281,7 @@ class SqliteLedger:
                 seen = (seen_args_hashes or {}).get(tool_call_id)
                 if seen is not None and seen != row.args_hash:
                     raise ArgsChanged(row)
-                _check_permitted(row, str(decision["type"]), actor)
+                _check_permitted(row, str(decision["type"]), actor, roles)
                 rows[tool_call_id] = row
             # too late to let a call run: the deadline settles it, now, swept or not (a late
             # reject or respond is still recorded: not running a call is always safe)
@@ -863,13 +826,35 @@ class SqliteLedger:
         """A thread's audit entries, oldest first."""
         return self._read(lambda cur: read_trail(cur, thread_id))
 
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Counts for monitoring: calls by status, decisions by type, tool runs by outcome."""
+
+        def work(cur: sqlite3.Cursor) -> dict[str, dict[str, int]]:
+            def grouped(sql: str) -> dict[str, int]:
+                return {str(key): count for key, count in cur.execute(sql)}
+
+            return {
+                "status": grouped("SELECT status, COUNT(*) FROM hitl_approvals GROUP BY status"),
+                "decisions": grouped(
+                    "SELECT json_extract(decision, '$.type'), COUNT(*) FROM hitl_approvals "
+                    "WHERE decision IS NOT NULL GROUP BY 1"
+                ),
+                "tool_runs": grouped(
+                    "SELECT status, COUNT(*) FROM hitl_approvals WHERE status IN "
+                    "('succeeded', 'failed', 'outcome_unknown', 'running') GROUP BY status"
+                ),
+            }
+
+        return self._read(work)
+
+    def audit_head(self) -> int:
+        """A number that grows with every audit entry: has anything happened since?"""
+        row = self._read(lambda cur: cur.execute("SELECT MAX(rowid) FROM hitl_audit").fetchone())
+        return int(row[0] or 0)
+
     def verify_audit(self) -> AuditReport:
         """Check every thread's chain; report the first broken link of each broken chain."""
         return self._read(verify_all)
-
-    def close(self) -> None:
-        """Close the ledger's connection."""
-        self._conn.close()
 
 
 @contextmanager
@@ -942,10 +927,15 @@ def _threads_of(cur: sqlite3.Cursor, tool_call_id: str) -> list[str]:
     ]
 
 
-def _check_permitted(row: ApprovalRecord, kind: str, actor: str) -> None:
+def _check_permitted(
+    row: ApprovalRecord, kind: str, actor: str, roles: Collection[str] = ()
+) -> None:
+    """Whether `actor` (with `roles`) may make this decision: approving or editing needs the
+    actor's name, or one of its roles as `role:NAME`, among the call's approvers."""
     if kind not in ("approve", "edit"):
         return
-    if row.approvers is not None and actor not in row.approvers:
+    names = {actor, *(f"{ROLE_PREFIX}{r}" for r in roles)}
+    if row.approvers is not None and not names & set(row.approvers):
         raise NotPermitted(
             f"{actor!r} may not {kind} calls of {row.tool}: only "
             f"{', '.join(row.approvers) or 'nobody'} may (policy). Ask one of them, "

@@ -142,3 +142,12 @@ class AuditReport:
     @property
     def ok(self) -> bool:
         return not self.broken
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "threads": self.threads,
+            "entries": self.entries,
+            "broken": [asdict(b) for b in self.broken],
+            "heads": self.heads,
+        }

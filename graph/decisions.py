@@ -170,6 +170,18 @@ class DecisionSchemas:
             return objects
         return Union[Literal[shorthands], objects]  # noqa: UP007
 
+    def json_schema(self, name: str, allowed: Sequence[DecisionType]) -> dict[str, Any]:
+        """The JSON schema of `for_call`, as clients (Studio, the web inbox) see it."""
+        adapter: TypeAdapter[Any] = TypeAdapter(cast(Any, self.for_call(name, allowed)))
+        schema: dict[str, Any] = adapter.json_schema()
+        return schema
+
+    def args_json_schema(self, name: str) -> dict[str, Any]:
+        """The JSON schema of the tool's arguments: what an edit must fit."""
+        adapter: TypeAdapter[Any] = TypeAdapter(cast(Any, _edit_args_type(self._tools.get(name))))
+        schema: dict[str, Any] = adapter.json_schema()
+        return schema
+
     def validate(self, name: str, allowed: Sequence[DecisionType], answer: object) -> Decision:
         """Check one answer; raise `DecisionNotAllowedError` or pydantic's `ValidationError`."""
         decision = normalize(answer)  # type: ignore[arg-type]

@@ -11,18 +11,23 @@ from graph.decisions import DecisionSchemas
 from graph.model import ModelConfigError, make_model
 from graph.plugins import PluginError, load_policy, load_tools
 from hitl.errors import InvalidSettings
-from hitl.service import ApprovalService
+from hitl.service import ApprovalService, Observer
 from hitl.settings import Settings
 
 
 @contextmanager
 def open_service(
-    settings: Settings, *, create: bool = True, clock: Clock | None = None
+    settings: Settings,
+    *,
+    create: bool = True,
+    clock: Clock | None = None,
+    observer: Observer | None = None,
 ) -> Iterator[ApprovalService]:
     """Open the database and build the graph from `settings`; close the database after.
 
     With `create=False` a missing database file is an error (a mistyped path), not a new file.
-    `clock` (UNIX seconds) replaces the system clock for deadlines and times (tests).
+    `clock` (UNIX seconds) replaces the system clock for deadlines and times (tests);
+    `observer` receives each step of every run (the HTTP service streams them).
     """
     environ = settings.environ or {}
     try:
@@ -38,4 +43,4 @@ def open_service(
         graph = build_graph(
             model=model, tools=tools, policy=policy, checkpointer=saver, ledger=ledger
         )
-        yield ApprovalService(graph, saver, DecisionSchemas(tools), ledger)
+        yield ApprovalService(graph, saver, DecisionSchemas(tools), ledger, observer=observer)

@@ -9,7 +9,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from typing import Any, NoReturn, cast
 
 import click
@@ -18,6 +17,7 @@ from checkpoints.ledger import InboxQuery, SortKey
 from checkpoints.records import iso
 from checkpoints.serde import UntrustedCheckpointError
 from checkpoints.sqlite import DatabaseError
+from checkpoints.tokens import TokenStore
 from hitl import errors
 from hitl.app import open_service
 from hitl.service import ApprovalService, ReconcileAction
@@ -525,13 +525,7 @@ def audit(thread_id: str | None, verify: bool, as_json: bool) -> None:
         except errors.HitlError as e:
             _fail(e, as_json)
     if verify:
-        data = {
-            "ok": report.ok,
-            "threads": report.threads,
-            "entries": report.entries,
-            "broken": [asdict(b) for b in report.broken],
-            "heads": report.heads,
-        }
+        data = report.to_json()
 
         def human_report() -> None:
             for b in report.broken:
@@ -553,6 +547,116 @@ def audit(thread_id: str | None, verify: bool, as_json: bool) -> None:
             click.echo(f"{e.seq:>4}  {iso(e.at)}  {e.event}{call}{who}  {detail}")
 
     _emit(as_json, {"thread_id": thread_id, "audit": [e.to_json() for e in entries]}, human)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Run threads."
+)
+@click.option(
+    "--sweep-interval",
+    type=click.FloatRange(0),
+    default=30.0,
+    show_default=True,
+    help="Seconds between sweeps of overdue approvals (0: never).",
+)
+def serve(host: str, port: int, workers: int, sweep_interval: float) -> None:
+    """Start the HTTP service and web inbox (first start: prints an admin token)."""
+    import uvicorn
+
+    from checkpoints.tokens import open_token_store
+    from hitl.server.app import ServerOptions, create_app
+
+    settings: Settings = click.get_current_context().obj
+    try:
+        with open_token_store(settings.db) as tokens:
+            first = None if tokens.has_admin() else _first_admin(tokens)
+    except DatabaseError as e:
+        _fail(e, False)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    click.echo(f"hitl: database {settings.db}")
+    click.echo(f"hitl: web inbox at http://{shown}:{port}/  (API docs at /docs)")
+    if first is not None:
+        click.echo(f"hitl: first admin token (shown once, keep it safe): {first}")
+    else:
+        click.echo("hitl: sign in with a token from `hitl token create NAME --role admin`")
+    options = ServerOptions(workers=workers, sweep_interval=sweep_interval)
+    uvicorn.run(create_app(settings, options), host=host, port=port, log_level="info")
+
+
+def _first_admin(tokens: TokenStore) -> str:
+    names = {t.name for t in tokens.list()}
+    name = next(n for n in ("admin", *(f"admin-{i}" for i in range(2, 100))) if n not in names)
+    return tokens.create(name, "admin", created_by="hitl serve")[1]
+
+
+@cli.group()
+def token() -> None:
+    """Create, list and revoke the HTTP service's API tokens."""
+
+
+@token.command("create")
+@click.argument("name")
+@click.option(
+    "--role",
+    type=click.Choice(["viewer", "approver", "admin"]),
+    required=True,
+    help="viewer reads; approver also decides; admin also reconciles and manages tokens.",
+)
+@json_option
+def token_create(name: str, role: str, as_json: bool) -> None:
+    """Make a token for NAME (the identity its decisions are recorded as); shown once."""
+    from checkpoints.tokens import TokenError, open_token_store
+
+    settings: Settings = click.get_current_context().obj
+    try:
+        with open_token_store(settings.db) as tokens:
+            made, secret = tokens.create(name, role, created_by=_actor(None))
+    except (TokenError, DatabaseError) as e:
+        _fail(errors.InvalidSettings(str(e)), as_json)
+    _emit(
+        as_json,
+        made.to_json() | {"token": secret},
+        lambda: click.echo(f"{secret}\n(token for {name}, role {role}: shown once; keep it safe)"),
+    )
+
+
+@token.command("list")
+@json_option
+def token_list(as_json: bool) -> None:
+    """List the active tokens (never their secrets)."""
+    from checkpoints.tokens import open_token_store
+
+    settings: Settings = click.get_current_context().obj
+    try:
+        with open_token_store(settings.db) as tokens:
+            active = tokens.list()
+    except DatabaseError as e:
+        _fail(e, as_json)
+
+    def human() -> None:
+        for t in active:
+            click.echo(f"{t.name:<24} {t.role:<9} created {iso(t.created_at)} by {t.created_by}")
+
+    _emit(as_json, {"tokens": [t.to_json() for t in active]}, human)
+
+
+@token.command("revoke")
+@click.argument("name")
+@json_option
+def token_revoke(name: str, as_json: bool) -> None:
+    """Revoke NAME's token; it stops working at once."""
+    from checkpoints.tokens import TokenError, open_token_store
+
+    settings: Settings = click.get_current_context().obj
+    try:
+        with open_token_store(settings.db) as tokens:
+            revoked = tokens.revoke(name)
+    except (TokenError, DatabaseError) as e:
+        _fail(errors.InvalidSettings(str(e)), as_json)
+    _emit(as_json, revoked.to_json(), lambda: click.echo(f"revoked the token of {name}"))
 
 
 def main() -> None:

@@ -10,11 +10,11 @@ the ledger recorded and journal every tool call (see `checkpoints/ledger.py`).
 
 import json
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, Literal, cast
 
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StateSnapshot
@@ -54,6 +54,8 @@ from hitl.views import (
 CANCELLED_REASON = "cancelled: the user sent a new message instead of deciding"
 SWEEP_ACTOR = "hitl sweep"
 ReconcileAction = Literal["retry", "mark_done", "skip"]
+Observer = Callable[[str, dict[str, Any]], None]
+"""Called with (thread_id, update) after each step of a run: what the node changed."""
 
 
 class ApprovalService:
@@ -65,11 +67,14 @@ class ApprovalService:
         saver: BatchingSqliteSaver,
         schemas: DecisionSchemas,
         ledger: SqliteLedger,
+        *,
+        observer: Observer | None = None,
     ) -> None:
         self._graph = graph
         self._saver = saver
         self._schemas = schemas
         self._ledger = ledger
+        self._observer = observer
 
     # reading
 
@@ -132,26 +137,30 @@ class ApprovalService:
 
     def run(
         self,
-        prompt: str,
+        prompt: str | Sequence[str],
         thread_id: str | None = None,
         *,
         actor: str,
         cancel_pending: bool = False,
+        message_id: str | None = None,
     ) -> ThreadView:
-        """Send a user message to a new thread, or to an existing one that is not waiting.
+        """Send a user message (or several) to a new thread, or to an existing one that is not
+        waiting.
 
-        `actor` is recorded as the requester of every approval the message leads to.
+        `actor` is recorded as the requester of every approval the message leads to. With
+        `message_id` the messages get IDs derived from it, so a runner that died mid-run can
+        tell (`has_message`) whether its input was already saved.
         """
-        if not _is_utf8(prompt) or not _is_utf8(actor):
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not prompts:
+            raise InvalidDecision("(the message)", "no message to send; give at least one")
+        if not all(_is_utf8(p) for p in prompts) or not _is_utf8(actor):
             raise InvalidDecision("(the message)", _NOT_UTF8)
         thread_id = thread_id or str(uuid.uuid4())
+        ids = [None] * len(prompts) if message_id is None else _message_ids(message_id, prompts)
         with self._lease(thread_id):
-            waiting = self._waiting(thread_id)
-            if unknown := [r.tool_call_id for r in waiting if r.status == "outcome_unknown"]:
-                raise PendingApprovalsExist(thread_id, unknown, outcome_unknown=True)
+            waiting = self.check_can_send(thread_id, cancel_pending=cancel_pending)
             if waiting:
-                if not cancel_pending:
-                    raise PendingApprovalsExist(thread_id, [r.tool_call_id for r in waiting])
                 cancel = {"type": "reject", "message": CANCELLED_REASON}
                 with _translated(thread_id):
                     self._ledger.decide(
@@ -162,8 +171,81 @@ class ApprovalService:
                 self._invoke(None, thread_id)  # finish what an earlier run left (a lost resume)
                 if still := [r.tool_call_id for r in self._waiting(thread_id)]:
                     raise PendingApprovalsExist(thread_id, still)
-            self._invoke({"messages": [HumanMessage(prompt)], "requester": actor}, thread_id)
+            messages = [HumanMessage(p, id=i) for p, i in zip(prompts, ids, strict=True)]
+            self._invoke({"messages": messages, "requester": actor}, thread_id)
         return self.show(thread_id)
+
+    def check_can_send(self, thread_id: str, *, cancel_pending: bool) -> list[ApprovalRecord]:
+        """The calls a new message would cancel; `PendingApprovalsExist` if it may not."""
+        waiting = self._waiting(thread_id)
+        if unknown := [r.tool_call_id for r in waiting if r.status == "outcome_unknown"]:
+            raise PendingApprovalsExist(thread_id, unknown, outcome_unknown=True)
+        if waiting and not cancel_pending:
+            raise PendingApprovalsExist(thread_id, [r.tool_call_id for r in waiting])
+        return waiting
+
+    def has_message(self, thread_id: str, message_id: str) -> bool:
+        """Whether the thread's saved state holds the messages sent with `message_id`."""
+        values = self._graph.get_state(_config(thread_id)).values or {}
+        first = _message_ids(message_id, [""])[0]
+        return any(m.id == first for m in values.get("messages", []))
+
+    def exists(self, thread_id: str) -> bool:
+        """Whether the thread has a checkpoint."""
+        return self._graph.get_state(_config(thread_id)).created_at is not None
+
+    def record(
+        self,
+        thread_id: str,
+        answers: Mapping[str, object],
+        *,
+        actor: str,
+        comment: str | None = None,
+        seen_args_hashes: Mapping[str, str] | None = None,
+        roles: Collection[str] = (),
+    ) -> list[ApprovalRecord]:
+        """Record decisions keyed by `tool_call_id` (any subset of the pending calls) in the
+        ledger, durably, without running anything: the HTTP service resumes in a worker.
+
+        All or none: if one answer is refused, none is recorded. `seen_args_hashes` binds each
+        decision to the args the decider saw (`args_hash` of the pending call); `roles` are the
+        decider's roles, for policies that name `role:NAME` among a tool's approvers.
+        """
+        if not _is_utf8(actor + (comment or "")):
+            raise InvalidDecision("(the actor or comment)", _NOT_UTF8)
+        decisions = {cid: self._validated(thread_id, cid, a) for cid, a in answers.items()}
+        if not decisions:
+            raise NothingPending(thread_id, self._status(thread_id))
+        with _translated(thread_id, self._ledger):
+            return self._ledger.decide(
+                thread_id,
+                decisions,
+                actor=actor,
+                comment=comment,
+                seen_args_hashes=seen_args_hashes,
+                roles=roles,
+            )
+
+    def record_all(
+        self,
+        thread_id: str,
+        answer: object,
+        *,
+        actor: str,
+        comment: str | None = None,
+        roles: Collection[str] = (),
+    ) -> list[ApprovalRecord]:
+        """Record one answer (approve, or reject with a reason) for every pending call."""
+        pending = self._waiting(thread_id, ("pending",))
+        if not pending:
+            raise NothingPending(thread_id, self._status(thread_id))
+        answers = {r.tool_call_id: answer for r in pending}
+        return self.record(thread_id, answers, actor=actor, comment=comment, roles=roles)
+
+    def edit_answer(self, thread_id: str, tool_call_id: str, args: Mapping[str, Any]) -> object:
+        """The `edit` answer that runs a pending call with `args` (its tool, unchanged)."""
+        record = self._pending_record(thread_id, tool_call_id)
+        return {"type": "edit", "edited_action": {"name": record.tool, "args": dict(args)}}
 
     def decide(
         self,
@@ -174,25 +256,11 @@ class ApprovalService:
         comment: str | None = None,
         seen_args_hashes: Mapping[str, str] | None = None,
     ) -> ThreadView:
-        """Apply decisions keyed by `tool_call_id` (any subset of the pending calls), then run.
-
-        All or none: if one answer is refused, none is recorded. `seen_args_hashes` binds each
-        decision to the args the decider saw (`args_hash` of the pending call).
-        """
-        if not _is_utf8(actor + (comment or "")):
-            raise InvalidDecision("(the actor or comment)", _NOT_UTF8)
-        decisions = {cid: self._validated(thread_id, cid, a) for cid, a in answers.items()}
-        if not decisions:
-            raise NothingPending(thread_id, self._status(thread_id))
+        """Record decisions (see `record`), then run the thread on, in this process."""
         try:
-            with _translated(thread_id, self._ledger):
-                self._ledger.decide(
-                    thread_id,
-                    decisions,
-                    actor=actor,
-                    comment=comment,
-                    seen_args_hashes=seen_args_hashes,
-                )
+            self.record(
+                thread_id, answers, actor=actor, comment=comment, seen_args_hashes=seen_args_hashes
+            )
         except AlreadyDecided as refused:
             if refused.status == "expired":  # too late: let the model learn it expired, now
                 with suppress(Busy):
@@ -211,8 +279,7 @@ class ApprovalService:
         seen_args_hash: str | None = None,
     ) -> ThreadView:
         """Run a pending call with `args` instead of the model's (same tool, validated first)."""
-        record = self._pending_record(thread_id, tool_call_id)
-        edit = {"type": "edit", "edited_action": {"name": record.tool, "args": dict(args)}}
+        edit = self.edit_answer(thread_id, tool_call_id, args)
         seen = {tool_call_id: seen_args_hash} if seen_args_hash else None
         return self.decide(
             thread_id, {tool_call_id: edit}, actor=actor, comment=comment, seen_args_hashes=seen
@@ -228,6 +295,38 @@ class ApprovalService:
         answers = {r.tool_call_id: answer for r in pending}
         return self.decide(thread_id, answers, actor=actor, comment=comment)
 
+    def pending_call(self, thread_id: str, tool_call_id: str) -> PendingApproval:
+        """One call waiting for a person (`NothingPending`/`UnknownToolCall` if none)."""
+        record = self._ledger.get(thread_id, tool_call_id)
+        if record is None or record.status not in NEEDS_A_PERSON:
+            record = self._pending_record(thread_id, tool_call_id)
+        return PendingApproval.of(record)
+
+    def call_record(self, thread_id: str, tool_call_id: str) -> ApprovalRecord:
+        """The ledger's row of one call, whatever its status."""
+        record = self._ledger.get(thread_id, tool_call_id)
+        if record is None:
+            self._snapshot(thread_id)
+            raise UnknownToolCall(
+                thread_id,
+                tool_call_id,
+                [r.tool_call_id for r in self._waiting(thread_id)],
+                self._ledger.threads_of_call(tool_call_id),
+            )
+        return record
+
+    def thread_records(self, thread_id: str) -> list[ApprovalRecord]:
+        """Every call of the thread the ledger knows, decided or not."""
+        return self._ledger.thread_records(thread_id)
+
+    def answer_schema(self, tool: str, allowed: Sequence[str]) -> dict[str, Any]:
+        """The JSON schema of the answers a call of `tool` accepts."""
+        return self._schemas.json_schema(tool, cast(Sequence[DecisionType], allowed))
+
+    def args_schema(self, tool: str) -> dict[str, Any]:
+        """The JSON schema of `tool`'s arguments (what an edit must fit)."""
+        return self._schemas.args_json_schema(tool)
+
     def reconcile(
         self,
         thread_id: str,
@@ -239,10 +338,24 @@ class ApprovalService:
     ) -> ThreadView:
         """Settle a call whose outcome is unknown (run it again, or record how it ended),
         then continue the thread."""
+        self.record_reconcile(thread_id, tool_call_id, action, actor=actor, result=result)
+        return self._resume_after_recording(thread_id, "reconcile")
+
+    def record_reconcile(
+        self,
+        thread_id: str,
+        tool_call_id: str,
+        action: ReconcileAction,
+        *,
+        actor: str,
+        result: str | None = None,
+    ) -> ApprovalRecord:
+        """Record how a call whose outcome is unknown is settled, without running anything."""
         self._snapshot(thread_id)
         with _translated(thread_id, self._ledger):
-            self._ledger.reconcile(thread_id, tool_call_id, action, actor=actor, result=result)
-        return self._resume_after_recording(thread_id, "reconcile")
+            return self._ledger.reconcile(
+                thread_id, tool_call_id, action, actor=actor, result=result
+            )
 
     def resume(self, thread_id: str) -> None:
         """Continue a thread from its last checkpoint, under its lease (after a decision, or
@@ -339,10 +452,21 @@ class ApprovalService:
 
     def _invoke(self, payload: Any, thread_id: str) -> None:
         """Run the thread (the caller holds its lease), then record which decisions its state
-        now holds, so `sweep` knows they need no resume."""
+        now holds, so `sweep` knows they need no resume. Each node's update goes to the
+        observer, if any (the HTTP service streams them)."""
+        state: Any = None
         try:
             with _translated(thread_id):
-                state = self._graph.invoke(payload, _config(thread_id), durability="sync")
+                for mode, chunk in self._graph.stream(
+                    payload,
+                    _config(thread_id),
+                    durability="sync",
+                    stream_mode=["updates", "values"],
+                ):
+                    if mode == "values":
+                        state = chunk
+                    elif self._observer is not None:
+                        self._observer(thread_id, _updates_to_json(chunk))
         finally:
             self._saver.flush()
         with _translated(thread_id):
@@ -462,6 +586,31 @@ def _view(thread_id: str, snapshot: StateSnapshot, waiting: list[ApprovalRecord]
         messages=[message_to_json(m) for m in messages],
         answer=answer,
     )
+
+
+def _message_ids(message_id: str, prompts: Sequence[str]) -> list[str]:
+    return [message_id if n == 0 else f"{message_id}-{n}" for n in range(len(prompts))]
+
+
+def _updates_to_json(chunk: Any) -> dict[str, Any]:
+    """One step's updates as JSON: node → its new messages (and any interrupts)."""
+    update: dict[str, Any] = {}
+    for node, values in (chunk or {}).items():
+        if node == "__interrupt__":
+            update["interrupts"] = [
+                {"id": i.id, "value": i.value} for i in values if isinstance(i.value, dict)
+            ]
+            continue
+        entries = values if isinstance(values, list) else [values]
+        messages = [
+            message_to_json(m)
+            for entry in entries
+            if isinstance(entry, dict)
+            for m in entry.get("messages", [])
+            if isinstance(m, BaseMessage)
+        ]
+        update.setdefault("nodes", []).append({"node": node, "messages": messages})
+    return update
 
 
 def _kind(answer: object) -> str:

@@ -1,0 +1,285 @@
+"""The run queue: the HTTP service's durable record of the work it accepted.
+
+A request that starts or resumes a thread is answered once its run is a row here (and any
+decision is in the ledger); background workers then claim runs, one thread at a time and in
+the order they were accepted. A worker holds a runner token (see `checkpoints.leases`) while
+it runs: if its process dies, even by `kill -9`, the token dies with it and the next claim
+puts the run back in the queue, so a restart finishes every run that was in flight. The
+thread's checkpoints and the ledger's journal make the second attempt continue, not repeat.
+"""
+
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from checkpoints.leases import alive_on_this_host
+from checkpoints.records import iso
+from checkpoints.sqlite import LOCK_WAIT_SECONDS, connect
+from checkpoints.store import SqliteStore
+
+RunKind = Literal["message", "resume"]
+RunStatus = Literal["queued", "running", "done", "failed"]
+FINISHED: tuple[RunStatus, ...] = ("done", "failed")
+OTHER_HOST_SILENCE_SECONDS = 60.0
+"""A runner on another host whose heartbeat is older than this is taken for dead."""
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS hitl_runs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL UNIQUE,
+        thread_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        not_before REAL NOT NULL DEFAULT 0,
+        runner TEXT,
+        heartbeat_at REAL,
+        error TEXT,
+        error_type TEXT,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL
+    )""",
+    "CREATE INDEX IF NOT EXISTS hitl_runs_open ON hitl_runs (thread_id, seq) "
+    "WHERE status IN ('queued', 'running')",
+    "CREATE INDEX IF NOT EXISTS hitl_runs_thread ON hitl_runs (thread_id, seq)",
+)
+_COLUMNS = (
+    "run_id, thread_id, kind, payload, actor, status, attempts, runner, error, error_type, "
+    "created_at, started_at, finished_at"
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One unit of accepted work on a thread."""
+
+    run_id: str
+    thread_id: str
+    kind: RunKind
+    payload: dict[str, Any]
+    actor: str
+    status: RunStatus
+    attempts: int
+    runner: str | None
+    error: str | None
+    error_type: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "thread_id": self.thread_id,
+            "kind": self.kind,
+            "status": self.status,
+            "attempts": self.attempts,
+            "actor": self.actor,
+            "error": None
+            if self.error is None
+            else {"type": self.error_type, "message": self.error},
+            "created_at": iso(self.created_at),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+        }
+
+
+class RunQueue(SqliteStore):
+    """Runs in the SQLite file beside the checkpoints. Thread-safe."""
+
+    def __init__(
+        self, conn: sqlite3.Connection, *, path: str = "", lock_wait: float = LOCK_WAIT_SECONDS
+    ) -> None:
+        super().__init__(conn, path=path, lock_wait=lock_wait)
+        self._write(lambda cur: [cur.execute(s) for s in _SCHEMA])
+
+    def enqueue(self, thread_id: str, kind: RunKind, payload: dict[str, Any], *, actor: str) -> Run:
+        """Accept a run: once this returns, it is on disk and will be run."""
+        run_id = str(uuid.uuid4())
+
+        def work(cur: sqlite3.Cursor) -> Run:
+            cur.execute(
+                "INSERT INTO hitl_runs (run_id, thread_id, kind, payload, actor, status, "
+                "created_at) VALUES (?, ?, ?, ?, ?, 'queued', ?)",
+                (run_id, thread_id, kind, json.dumps(payload), actor, time.time()),
+            )
+            return _require(cur, run_id)
+
+        return self._write(work)
+
+    def claim(self, runner: str) -> Run | None:
+        """Take the oldest runnable run: queued, due, and first of its thread's open runs.
+
+        Runs whose runner died are put back first. `runner` must be a live token.
+        """
+
+        def work(cur: sqlite3.Cursor) -> Run | None:
+            _requeue_dead(cur)
+            now = time.time()
+            row = cur.execute(
+                "SELECT r.run_id FROM hitl_runs r WHERE r.status = 'queued' "
+                "AND r.not_before <= ? AND NOT EXISTS (SELECT 1 FROM hitl_runs o "
+                "WHERE o.thread_id = r.thread_id AND o.status IN ('queued', 'running') "
+                "AND o.seq < r.seq) ORDER BY r.seq LIMIT 1",
+                (now,),
+            ).fetchone()
+            if row is None:
+                return None
+            cur.execute(
+                "UPDATE hitl_runs SET status = 'running', runner = ?, heartbeat_at = ?, "
+                "started_at = COALESCE(started_at, ?), attempts = attempts + 1 "
+                "WHERE run_id = ?",
+                (runner, now, now, row[0]),
+            )
+            return _require(cur, row[0])
+
+        return self._write(work)
+
+    def finish(self, run_id: str, *, error: BaseException | None = None) -> Run:
+        """Record how a claimed run ended."""
+
+        def work(cur: sqlite3.Cursor) -> Run:
+            cur.execute(
+                "UPDATE hitl_runs SET status = ?, error = ?, error_type = ?, finished_at = ?, "
+                "runner = NULL WHERE run_id = ?",
+                (
+                    "done" if error is None else "failed",
+                    None if error is None else str(error),
+                    None if error is None else type(error).__name__,
+                    time.time(),
+                    run_id,
+                ),
+            )
+            return _require(cur, run_id)
+
+        return self._write(work)
+
+    def postpone(self, run_id: str, seconds: float, why: str) -> None:
+        """Put a claimed run back in the queue, due in `seconds` (its thread was busy)."""
+        self._write(
+            lambda cur: cur.execute(
+                "UPDATE hitl_runs SET status = 'queued', runner = NULL, not_before = ?, "
+                "error = ? WHERE run_id = ?",
+                (time.time() + seconds, why, run_id),
+            )
+        )
+
+    def heartbeat(self, runners: list[str]) -> None:
+        """Say that these runners are still at work (read by other hosts)."""
+        if runners:
+            marks = ", ".join("?" * len(runners))
+            self._write(
+                lambda cur: cur.execute(
+                    f"UPDATE hitl_runs SET heartbeat_at = ? WHERE runner IN ({marks})",
+                    (time.time(), *runners),
+                )
+            )
+
+    def requeue_dead(self) -> int:
+        """Put back every run whose runner died; how many (a restart's first step)."""
+        return self._write(_requeue_dead)
+
+    def get(self, run_id: str) -> Run | None:
+        return self._read(lambda cur: _get(cur, run_id))
+
+    def of_thread(self, thread_id: str, limit: int = 20) -> list[Run]:
+        """The thread's newest runs, newest first."""
+
+        def work(cur: sqlite3.Cursor) -> list[Run]:
+            rows = cur.execute(
+                f"SELECT {_COLUMNS} FROM hitl_runs WHERE thread_id = ? ORDER BY seq DESC LIMIT ?",
+                (thread_id, limit),
+            ).fetchall()
+            return [_run_of(r) for r in rows]
+
+        return self._read(work)
+
+    def counts(self) -> dict[str, int]:
+        """How many runs are in each status."""
+
+        def work(cur: sqlite3.Cursor) -> dict[str, int]:
+            rows = cur.execute("SELECT status, COUNT(*) FROM hitl_runs GROUP BY status")
+            return {status: count for status, count in rows}
+
+        return self._read(work)
+
+
+@contextmanager
+def open_run_queue(path: Path | str) -> Iterator[RunQueue]:
+    """The run queue in the SQLite file at `path` (its table created if missing)."""
+    queue = RunQueue(connect(path), path=str(path))
+    try:
+        yield queue
+    finally:
+        queue.close()
+
+
+def _requeue_dead(cur: sqlite3.Cursor) -> int:
+    stale = time.time() - OTHER_HOST_SILENCE_SECONDS
+    dead = [
+        run_id
+        for run_id, runner, heartbeat_at in cur.execute(
+            "SELECT run_id, runner, heartbeat_at FROM hitl_runs WHERE status = 'running'"
+        ).fetchall()
+        if not _runner_alive(runner, heartbeat_at, stale)
+    ]
+    for run_id in dead:
+        cur.execute(
+            "UPDATE hitl_runs SET status = 'queued', runner = NULL, not_before = 0 "
+            "WHERE run_id = ?",
+            (run_id,),
+        )
+    return len(dead)
+
+
+def _runner_alive(runner: str | None, heartbeat_at: float | None, stale: float) -> bool:
+    if runner is None:
+        return False
+    here = alive_on_this_host(runner)
+    if here is not None:
+        return here
+    return heartbeat_at is not None and heartbeat_at >= stale
+
+
+def _get(cur: sqlite3.Cursor, run_id: str) -> Run | None:
+    row = cur.execute(f"SELECT {_COLUMNS} FROM hitl_runs WHERE run_id = ?", (run_id,)).fetchone()
+    return None if row is None else _run_of(row)
+
+
+def _require(cur: sqlite3.Cursor, run_id: str) -> Run:
+    run = _get(cur, run_id)
+    assert run is not None
+    return run
+
+
+def _run_of(row: tuple[Any, ...]) -> Run:
+    (run_id, thread_id, kind, payload, actor, status, attempts, runner, error, error_type,
+     created_at, started_at, finished_at) = row  # fmt: skip
+    return Run(
+        run_id=run_id,
+        thread_id=thread_id,
+        kind=kind,
+        payload=json.loads(payload),
+        actor=actor,
+        status=status,
+        attempts=attempts,
+        runner=runner,
+        error=error,
+        error_type=error_type,
+        created_at=created_at,
+        started_at=started_at,
+        finished_at=finished_at,
+    )

@@ -1,0 +1,155 @@
+"""The HTTP service's composition root: settings in, a FastAPI app out.
+
+Its lifespan opens the stores, puts back the runs a dead process left (so a restart finishes
+them), and starts the background threads; shutdown waits for the runs in progress.
+"""
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from checkpoints.ledger import make_ledger
+from checkpoints.runs import RunQueue
+from checkpoints.sqlite import connect
+from checkpoints.tokens import TokenStore
+from hitl.server import api, http_errors
+from hitl.server.events import EventBus
+from hitl.server.metrics import Metrics
+from hitl.server.workers import Background, ServicePool
+from hitl.settings import Settings
+
+log = logging.getLogger("hitl.server")
+MAX_BODY_BYTES = 1 << 20
+"""Requests with a larger body are refused (413) before they are read."""
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    workers: int = 2
+    """Threads running the queued runs."""
+    sweep_interval: float = 30.0
+    """Seconds between sweeps of overdue approvals (0: never)."""
+    webhooks: bool = True
+    """Deliver webhooks from this process."""
+    poll_interval: float = 0.5
+
+
+def create_app(settings: Settings, options: ServerOptions = ServerOptions()) -> FastAPI:
+    """The service on the database of `settings`."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        bus = EventBus()
+        ledger = make_ledger(settings.db)
+        queue = RunQueue(connect(settings.db), path=str(settings.db))
+        tokens = TokenStore(connect(settings.db), path=str(settings.db))
+        pool = ServicePool(settings, bus)
+        pool.get()  # fail now, not at the first request, if the settings are wrong
+        extra = _webhook_threads(settings) if options.webhooks else []
+        background = Background(
+            pool,
+            queue,
+            ledger,
+            bus,
+            workers=options.workers,
+            sweep_interval=options.sweep_interval,
+            poll_interval=options.poll_interval,
+            extra=extra,
+        )
+        app.state.bus, app.state.pool, app.state.queue = bus, pool, queue
+        app.state.tokens, app.state.background = tokens, background
+        app.state.metrics = Metrics(ledger, queue, background.stats)
+        background.start()
+        if background.requeued_at_start:
+            log.warning(
+                "%d runs were in flight when the last process stopped; running them again",
+                background.requeued_at_start,
+            )
+        try:
+            yield
+        finally:
+            background.stop()
+            pool.close()
+            for store in (queue, tokens, ledger):
+                store.close()
+
+    app = FastAPI(
+        title="hitl: human approval of agent tool calls",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Approve, reject, edit or respond to an agent's tool calls, durably. "
+        "Every endpoint but /healthz needs `Authorization: Bearer <token>`.",
+    )
+    http_errors.install(app)
+    app.include_router(api.router)
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    return app
+
+
+def _webhook_threads(settings: Settings) -> list[Callable[[Any], None]]:
+    try:
+        from checkpoints.webhooks import WebhookStore
+        from hitl.webhooks import WebhookDispatcher
+    except ImportError:
+        return []
+
+    def deliver(stop: Any) -> None:
+        store = WebhookStore(connect(settings.db), path=str(settings.db))
+        try:
+            WebhookDispatcher(store).run_forever(stop)
+        finally:
+            store.close()
+
+    return [deliver]
+
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes (413), declared or streamed."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _too_large(self.limit)(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _BodyTooLarge:
+            await _too_large(self.limit)(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _too_large(limit: int) -> JSONResponse:
+    message = f"the request body is larger than {limit} bytes; send less"
+    body = {"error": {"type": "TooLarge", "message": message, "status": 413}}
+    return JSONResponse(body, status_code=413)

@@ -1,0 +1,83 @@
+"""Domain errors as HTTP responses: one status per error, one JSON shape for all.
+
+`{"error": {"type": ..., "message": ..., "status": ...}}`, plus `recorded` (the decision
+that stands) for a refused decision and `fields` for an invalid request.
+"""
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from checkpoints.serde import UntrustedCheckpointError
+from checkpoints.sqlite import DatabaseError
+from checkpoints.tokens import TokenError
+from hitl import errors
+
+STATUS: dict[type[Exception], int] = {
+    errors.ThreadNotFound: 404,
+    errors.UnknownToolCall: 404,
+    errors.NothingPending: 409,
+    errors.AlreadyDecided: 409,
+    errors.PendingApprovalsExist: 409,
+    errors.NotReconcilable: 409,
+    errors.ArgsChanged: 409,
+    errors.DecisionNotAllowed: 422,
+    errors.InvalidDecision: 422,
+    errors.NotPermitted: 403,
+    errors.Busy: 503,
+    errors.LedgerTampered: 500,
+    errors.InvalidSettings: 500,
+    DatabaseError: 500,
+    UntrustedCheckpointError: 500,
+    TokenError: 422,
+}
+_NAMES = {401: "Unauthenticated", 403: "Forbidden", 404: "NotFound", 413: "TooLarge"}
+
+
+def error_body(error: Exception, status: int) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": type(error).__name__, "message": str(error), "status": status}
+    if isinstance(error, errors.AlreadyDecided):
+        body["recorded"] = {
+            "decided_by": error.by,
+            "decided_at": error.at,
+            "decision": error.decision,
+            "status": error.status,
+        }
+    return {"error": body}
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on `app`."""
+
+    async def domain(request: Request, error: Exception) -> JSONResponse:
+        status = STATUS.get(type(error), 500)
+        headers = {"Retry-After": "1"} if status == 503 else None
+        return JSONResponse(error_body(error, status), status_code=status, headers=headers)
+
+    async def http(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, StarletteHTTPException)
+        body = {
+            "type": _NAMES.get(error.status_code, "HTTPError"),
+            "message": str(error.detail),
+            "status": error.status_code,
+        }
+        return JSONResponse({"error": body}, status_code=error.status_code, headers=error.headers)
+
+    async def invalid(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)
+        fields = [
+            {"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]}
+            for e in error.errors()
+        ]
+        message = "; ".join(f"{f['field']}: {f['problem']}" for f in fields)
+        body = {"type": "InvalidRequest", "message": message, "status": 422, "fields": fields}
+        return JSONResponse({"error": body}, status_code=422)
+
+    for error_type in STATUS:
+        app.add_exception_handler(error_type, domain)
+    app.add_exception_handler(errors.HitlError, domain)
+    app.add_exception_handler(StarletteHTTPException, http)
+    app.add_exception_handler(RequestValidationError, invalid)

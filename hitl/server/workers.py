@@ -1,0 +1,241 @@
+"""The service's background work: runs from the queue, the periodic sweep, inbox changes.
+
+Each worker thread has its own `ApprovalService` (its own connections), so threads never
+share a SQLite connection or a saver's write batch.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+from checkpoints.leases import mark_done, mark_live, new_token
+from checkpoints.ledger import SqliteLedger
+from checkpoints.runs import Run, RunQueue
+from hitl.app import open_service
+from hitl.errors import Busy, HitlError
+from hitl.server.events import INBOX, EventBus, thread_topic
+from hitl.service import ApprovalService
+from hitl.settings import Settings
+
+log = logging.getLogger("hitl.server")
+BUSY_RETRY_SECONDS = 1.0
+HEARTBEAT_SECONDS = 10.0
+
+
+class ServicePool:
+    """One `ApprovalService` per OS thread, opened on first use, all closed by `close()`."""
+
+    def __init__(self, settings: Settings, bus: EventBus) -> None:
+        self._settings = settings
+        self._bus = bus
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._stack = ExitStack()
+
+    def get(self) -> ApprovalService:
+        service: ApprovalService | None = getattr(self._local, "service", None)
+        if service is None:
+            opened = open_service(self._settings, observer=self._observe)
+            with self._lock:
+                service = self._stack.enter_context(opened)
+            self._local.service = service
+        return service
+
+    def _observe(self, thread_id: str, update: dict[str, Any]) -> None:
+        self._bus.publish(thread_topic(thread_id), "update", update)
+
+    def close(self) -> None:
+        with self._lock:
+            self._stack.close()
+
+
+@dataclass
+class RunStats:
+    """What this process's workers did, for `/metrics`."""
+
+    latencies: list[float] = field(default_factory=list)
+    """Seconds from acceptance to the end of each run since the last scrape."""
+    finished: dict[str, int] = field(default_factory=dict)
+
+    def record(self, run: Run) -> None:
+        if run.finished_at is not None:
+            self.latencies.append(run.finished_at - run.created_at)
+        self.finished[run.status] = self.finished.get(run.status, 0) + 1
+
+    def drain(self) -> list[float]:
+        latencies, self.latencies = self.latencies, []
+        return latencies
+
+
+class Background:
+    """The threads that do the service's work; `start()` after a restart finishes every run
+    that was in flight when the last process died."""
+
+    def __init__(
+        self,
+        pool: ServicePool,
+        queue: RunQueue,
+        ledger: SqliteLedger,
+        bus: EventBus,
+        *,
+        workers: int = 2,
+        sweep_interval: float = 30.0,
+        poll_interval: float = 0.5,
+        extra: list[Callable[[threading.Event], None]] | None = None,
+    ) -> None:
+        self._pool, self._queue, self._ledger, self._bus = pool, queue, ledger, bus
+        self._workers = workers
+        self._sweep_interval = sweep_interval
+        self._poll = poll_interval
+        self._extra = extra or []
+        self._stop = threading.Event()
+        self._wake = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._running: set[str] = set()
+        self._running_lock = threading.Lock()
+        self.stats = RunStats()
+        self.requeued_at_start = 0
+
+    def start(self) -> None:
+        self.requeued_at_start = self._queue.requeue_dead()
+        targets: list[tuple[str, Callable[[], None]]] = [
+            (f"hitl-worker-{n}", self._work) for n in range(self._workers)
+        ]
+        targets += [("hitl-inbox-watch", self._watch_inbox), ("hitl-heartbeat", self._beat)]
+        if self._sweep_interval > 0:
+            targets.append(("hitl-sweep", self._sweep))
+        targets += [(f"hitl-extra-{n}", _bind(f, self._stop)) for n, f in enumerate(self._extra)]
+        for name, target in targets:
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop taking runs and wait (bounded) for the ones in progress."""
+        self._stop.set()
+        self.wake()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def wake(self) -> None:
+        """A run was queued: let an idle worker take it now."""
+        with self._wake:
+            self._wake.notify_all()
+
+    @property
+    def busy_workers(self) -> int:
+        with self._running_lock:
+            return len(self._running)
+
+    # the threads
+
+    def _work(self) -> None:
+        service = self._pool.get()
+        while not self._stop.is_set():
+            token = new_token()
+            mark_live(token)
+            try:
+                run = self._queue.claim(token)
+            except Exception:
+                log.exception("could not claim a run")
+                run = None
+            if run is None:
+                mark_done(token)
+                with self._wake:
+                    self._wake.wait(self._poll)
+                continue
+            with self._running_lock:
+                self._running.add(token)
+            try:
+                self._execute(service, run)
+            finally:
+                with self._running_lock:
+                    self._running.discard(token)
+                mark_done(token)
+
+    def _execute(self, service: ApprovalService, run: Run) -> None:
+        topic = thread_topic(run.thread_id)
+        self._bus.publish(topic, "run", run.to_json())
+        error: BaseException | None = None
+        try:
+            execute(service, run)
+        except Busy as e:  # another process runs the thread: try again shortly
+            self._queue.postpone(run.run_id, BUSY_RETRY_SECONDS, str(e))
+            return
+        except HitlError as e:
+            error = e
+        except Exception as e:  # a bug or a broken tool: record it, keep serving
+            log.exception("run %s of thread %s failed", run.run_id, run.thread_id)
+            error = e
+        finished = self._queue.finish(run.run_id, error=error)
+        self.stats.record(finished)
+        self._bus.publish(topic, "run", finished.to_json())
+        with suppress(HitlError):
+            self._bus.publish(topic, "state", service.show(run.thread_id).to_json())
+
+    def _watch_inbox(self) -> None:
+        """Tell inbox streams when anything was recorded, by any process (the audit grows
+        with every request, decision, expiry and tool run)."""
+        head = -1
+        while not self._stop.wait(self._poll):
+            try:
+                now = self._ledger.audit_head()
+            except Exception:
+                log.exception("could not read the audit head")
+                continue
+            if now != head:
+                head = now
+                self._bus.publish(INBOX, "changed", {"audit_head": now})
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            with self._running_lock:
+                running = list(self._running)
+            try:
+                self._queue.heartbeat(running)
+            except Exception:
+                log.exception("could not write the heartbeat")
+
+    def _sweep(self) -> None:
+        service = self._pool.get()
+        while not self._stop.wait(self._sweep_interval):
+            try:
+                report = service.sweep()
+            except Exception:
+                log.exception("the periodic sweep failed")
+                continue
+            if report.expired or report.resumed or report.failed:
+                log.info(
+                    "sweep: %d expired, %d resumed, %d failed",
+                    len(report.expired),
+                    len(report.resumed),
+                    len(report.failed),
+                )
+
+
+def execute(service: ApprovalService, run: Run) -> None:
+    """Do one run. A second attempt (its first runner died) continues from the checkpoint
+    if the first one saved the message, and sends it otherwise."""
+    if run.kind == "message":
+        payload = run.payload
+        if run.attempts > 1 and service.has_message(run.thread_id, run.run_id):
+            service.resume(run.thread_id)
+            return
+        service.run(
+            payload["messages"],
+            run.thread_id,
+            actor=run.actor,
+            cancel_pending=bool(payload.get("cancel_pending")),
+            message_id=run.run_id,
+        )
+    else:
+        service.resume(run.thread_id)
+
+
+def _bind(f: Callable[[threading.Event], None], stop: threading.Event) -> Callable[[], None]:
+    return lambda: f(stop)
