@@ -56,6 +56,14 @@ def iso(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
 
 
+def unix(text: str | None) -> float | None:
+    """The inverse of `iso`: UNIX seconds of an ISO 8601 time, or None."""
+    return None if text is None else datetime.fromisoformat(text).timestamp()
+
+
+_TIMES = ("requested_at", "expires_at", "decided_at", "started_at", "finished_at")
+
+
 @dataclass(frozen=True)
 class ApprovalRecord:
     """One gated tool call as the ledger knows it (times are UNIX seconds)."""
@@ -97,9 +105,13 @@ class ApprovalRecord:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        for key in ("requested_at", "expires_at", "decided_at", "started_at", "finished_at"):
+        for key in _TIMES:
             data[key] = iso(data[key])
         return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ApprovalRecord":
+        return cls(**(data | {key: unix(data.get(key)) for key in _TIMES}))
 
 
 @dataclass(frozen=True)
@@ -118,6 +130,10 @@ class AuditEntry:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self) | {"at": iso(self.at)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "AuditEntry":
+        return cls(**(data | {"at": unix(data["at"])}))
 
 
 @dataclass(frozen=True)
@@ -151,3 +167,12 @@ class AuditReport:
             "broken": [asdict(b) for b in self.broken],
             "heads": self.heads,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "AuditReport":
+        return cls(
+            threads=data["threads"],
+            entries=data["entries"],
+            broken=[BrokenLink(**b) for b in data["broken"]],
+            heads=data["heads"],
+        )

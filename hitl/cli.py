@@ -20,6 +20,7 @@ from checkpoints.sqlite import DatabaseError
 from checkpoints.tokens import TokenStore
 from hitl import errors
 from hitl.app import open_service
+from hitl.remote import RemoteService
 from hitl.service import ApprovalService, ReconcileAction
 from hitl.settings import Settings, default_actor
 from hitl.timespec import parse_duration, parse_moment
@@ -41,6 +42,9 @@ EXIT_CODES: dict[type[Exception], int] = {
     errors.NotReconcilable: 14,
     errors.LedgerTampered: 15,
     errors.ArgsChanged: 16,
+    errors.Unauthenticated: 17,
+    errors.Forbidden: 18,
+    errors.ServiceUnavailable: 19,
 }
 """Exit code of each error; 0 is success, 2 a usage error, 1 anything unexpected."""
 AUDIT_BROKEN_EXIT = 15
@@ -68,18 +72,45 @@ seen_option = click.option(
 @click.option(
     "--db", envvar="HITL_DB", help="SQLite file [env HITL_DB; default checkpoints/hitl.sqlite]."
 )
+@click.option(
+    "--url",
+    envvar="HITL_URL",
+    help="Talk to a running `hitl serve` at this URL instead of the database [env HITL_URL].",
+)
+@click.option("--token", envvar="HITL_TOKEN", help="The API token for --url [env HITL_TOKEN].")
 @click.pass_context
-def cli(ctx: click.Context, db: str | None) -> None:
+def cli(ctx: click.Context, db: str | None, url: str | None, token: str | None) -> None:
     """Durable human approval of an agent's tool calls."""
+    if url and not token:
+        raise click.UsageError("--url needs --token (or HITL_TOKEN): the service's API token")
     ctx.obj = Settings.from_env(os.environ, db=db)
+    ctx.meta["remote"] = (url, token) if url else None
+
+
+Operations = ApprovalService | RemoteService
+"""What a command acts on: the database (local mode) or a running service (--url)."""
 
 
 @contextmanager
-def _service(as_json: bool, *, create: bool = False) -> Iterator[ApprovalService]:
-    settings: Settings = click.get_current_context().obj
+def _service(as_json: bool, *, create: bool = False) -> Iterator[Operations]:
+    ctx = click.get_current_context()
+    remote = ctx.meta.get("remote")
+    explicit = ctx.get_parameter_source("actor") == click.core.ParameterSource.COMMANDLINE
+    if remote is not None and explicit:
+        raise click.UsageError(
+            "--as does not apply with --url: the service records you as your token's name"
+        )
+    settings: Settings = ctx.obj
     try:
-        with open_service(settings, create=create) as service:
-            yield service
+        if remote is not None:
+            client = RemoteService(*remote)
+            try:
+                yield client
+            finally:
+                client.close()
+        else:
+            with open_service(settings, create=create) as service:
+                yield service
     except tuple(EXIT_CODES) as e:
         _fail(e, as_json)
 
@@ -139,7 +170,7 @@ def _show_view(view: ThreadView, as_json: bool) -> None:
     _emit(as_json, view.to_json(), lambda: _print_view(view))
 
 
-def _act(as_json: bool, action: Callable[[ApprovalService], ThreadView]) -> None:
+def _act(as_json: bool, action: Callable[[Operations], ThreadView]) -> None:
     """Run one acting command on the service and print the thread it leaves."""
     with _service(as_json) as service:
         try:
@@ -472,7 +503,7 @@ def reconcile(
 def resume(thread_id: str, as_json: bool) -> None:
     """Continue a thread whose run stopped (a crash, a lost resume) from its last checkpoint."""
 
-    def resume_and_show(service: ApprovalService) -> ThreadView:
+    def resume_and_show(service: Operations) -> ThreadView:
         service.resume(thread_id)
         return service.show(thread_id)
 

@@ -126,3 +126,36 @@ class ArgsChanged(HitlError):
             f"you looked (they now hash to {args_hash[:12]}…); nothing was recorded. Look again "
             f"with `hitl show {thread_id}` and decide on what it asks now."
         )
+
+
+class Unauthenticated(HitlError):
+    """The HTTP service refused the token (missing, mistyped or revoked)."""
+
+
+class Forbidden(HitlError):
+    """The token's role does not allow this request."""
+
+
+class ServiceUnavailable(HitlError):
+    """The HTTP service could not be reached, or failed in an unexpected way."""
+
+
+def from_wire(error: dict[str, object], status: int) -> HitlError:
+    """The error the HTTP service answered with, as the same domain error (for remote mode):
+    the message is the service's own, so local and remote mode print the same text."""
+    name, message = str(error.get("type", "")), str(error.get("message", ""))
+    kinds: dict[str, type[HitlError]] = {k.__name__: k for k in _every(HitlError)}
+    if status == 401:
+        return Unauthenticated(message)
+    kind = kinds.get(name) or (Forbidden if status == 403 else ServiceUnavailable)
+    made = kind.__new__(kind)
+    Exception.__init__(made, message)
+    recorded = error.get("recorded")
+    if isinstance(made, AlreadyDecided) and isinstance(recorded, dict):
+        made.by, made.at = str(recorded["decided_by"]), str(recorded["decided_at"])
+        made.decision, made.status = str(recorded["decision"]), str(recorded["status"])
+    return made
+
+
+def _every(kind: type[HitlError]) -> list[type[HitlError]]:
+    return [kind, *(k for sub in kind.__subclasses__() for k in _every(sub))]

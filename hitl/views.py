@@ -50,6 +50,10 @@ class PendingApproval:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "PendingApproval":
+        return cls(**data)
+
 
 @dataclass(frozen=True)
 class InboxPage:
@@ -68,6 +72,15 @@ class InboxPage:
             "offset": self.offset,
             "limit": self.limit,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "InboxPage":
+        return cls(
+            items=[PendingApproval.from_json(p) for p in data["pending"]],
+            total=data["total"],
+            offset=data["offset"],
+            limit=data["limit"],
+        )
 
 
 @dataclass(frozen=True)
@@ -92,6 +105,16 @@ class SweepReport:
             "failed": self.failed,
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "SweepReport":
+        return cls(
+            expired=[ApprovalRecord.from_json(r) for r in data["expired"]],
+            orphaned=[ApprovalRecord.from_json(r) for r in data["orphaned"]],
+            resumed=data["resumed"],
+            busy=data["busy"],
+            failed=data["failed"],
+        )
+
 
 @dataclass(frozen=True)
 class ThreadView:
@@ -113,6 +136,16 @@ class ThreadView:
             "answer": self.answer,
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ThreadView":
+        return cls(
+            thread_id=data["thread_id"],
+            status=data["status"],
+            pending=[PendingApproval.from_json(p) for p in data["pending"]],
+            messages=data["messages"],
+            answer=data["answer"],
+        )
+
 
 @dataclass(frozen=True)
 class HistoryEntry:
@@ -130,6 +163,10 @@ class HistoryEntry:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "HistoryEntry":
+        return cls(**data)
 
 
 def message_to_json(message: BaseMessage) -> dict[str, Any]:
