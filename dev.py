@@ -1,10 +1,11 @@
-"""The project's commands, needing nothing but Python 3.11: `python3 dev.py demo|test|bench|lint`.
+"""The project's commands, needing only Python 3.11: `python3 dev.py serve|demo|test|bench|lint`.
 
 Each command first makes sure `.venv` exists with the project and its dev tools installed
 (again only when `pyproject.toml` changed).
 """
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -81,6 +82,14 @@ def demo() -> None:
     print(f"\nThe thread lives in checkpoints/hitl.sqlite: try `hitl history {thread_id}`.")
 
 
+def serve(extra: list[str]) -> None:
+    """The main job: the HTTP service and web inbox on the embedded default (SQLite file,
+    offline model), with one demo approval waiting so the inbox is not empty."""
+    args = extra or ["--demo"]
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how the service is stopped
+        subprocess.run([str(BIN / "hitl"), "serve", *args], cwd=ROOT, check=True)
+
+
 def test(extra: list[str]) -> None:
     """The whole test suite, slow tests included."""
     subprocess.run([str(BIN / "python"), "-m", "pytest", *extra], cwd=ROOT, check=True)
@@ -106,13 +115,15 @@ def bench(extra: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("command", choices=["setup", "demo", "test", "bench", "lint"])
+    parser.add_argument("command", choices=["setup", "serve", "demo", "test", "bench", "lint"])
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="passed on (e.g. to pytest)")
     args = parser.parse_args()
     setup()
     python = str(BIN / "python")
     try:
-        if args.command == "demo":
+        if args.command == "serve":
+            serve(args.extra)
+        elif args.command == "demo":
             demo()
         elif args.command == "test":
             test(args.extra)

@@ -50,6 +50,9 @@ EXIT_CODES: dict[type[Exception], int] = {
 AUDIT_BROKEN_EXIT = 15
 """`hitl audit --verify` found a chain that does not verify."""
 
+DEMO_PROMPT = "Send sally@example.com an email saying 'hi'"
+"""What `hitl serve --demo` asks the (offline) model, so the inbox has something to decide."""
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
 call_option = click.option(
     "--call", "tool_call_id", help="The tool call ID (default: all pending)."
@@ -593,7 +596,10 @@ def audit(thread_id: str | None, verify: bool, as_json: bool) -> None:
     show_default=True,
     help="Seconds between sweeps of overdue approvals (0: never).",
 )
-def serve(host: str, port: int, workers: int, sweep_interval: float) -> None:
+@click.option(
+    "--demo", is_flag=True, help="Start a demo thread if nothing waits, so the inbox has a card."
+)
+def serve(host: str, port: int, workers: int, sweep_interval: float, demo: bool) -> None:
     """Start the HTTP service and web inbox (first start: prints an admin token)."""
     import uvicorn
 
@@ -613,7 +619,9 @@ def serve(host: str, port: int, workers: int, sweep_interval: float) -> None:
         click.echo(f"hitl: first admin token (shown once, keep it safe): {first}")
     else:
         click.echo("hitl: sign in with a token from `hitl token create NAME --role admin`")
-    options = ServerOptions(workers=workers, sweep_interval=sweep_interval)
+    options = ServerOptions(
+        workers=workers, sweep_interval=sweep_interval, demo_prompt=DEMO_PROMPT if demo else None
+    )
     uvicorn.run(create_app(settings, options), host=host, port=port, log_level="info")
 
 

@@ -5,6 +5,7 @@ them), and starts the background threads; shutdown waits for the runs in progres
 """
 
 import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -12,8 +13,9 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
-from checkpoints.ledger import make_ledger
+from checkpoints.ledger import InboxQuery, make_ledger
 from checkpoints.runs import RunQueue
 from checkpoints.sqlite import connect
 from checkpoints.tokens import TokenStore
@@ -37,6 +39,8 @@ class ServerOptions:
     webhooks: bool = True
     """Deliver webhooks from this process."""
     poll_interval: float = 0.5
+    demo_prompt: str | None = None
+    """Start a thread with this prompt if nothing waits for a decision (a first look)."""
 
 
 def create_app(settings: Settings, options: ServerOptions = ServerOptions()) -> FastAPI:
@@ -65,6 +69,11 @@ def create_app(settings: Settings, options: ServerOptions = ServerOptions()) -> 
         app.state.tokens, app.state.background = tokens, background
         app.state.metrics = Metrics(ledger, queue, background.stats)
         background.start()
+        if options.demo_prompt and not ledger.inbox(InboxQuery(limit=1))[1]:
+            queue.enqueue(
+                str(uuid.uuid4()), "message", {"messages": [options.demo_prompt]}, actor="demo"
+            )
+            background.wake()
         if background.requeued_at_start:
             log.warning(
                 "%d runs were in flight when the last process stopped; running them again",
@@ -136,7 +145,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise _BodyTooLarge
+                    raise _BodyTooLarge(self.limit)
             return message
 
         try:
@@ -145,11 +154,18 @@ class BodyLimit:
             await _too_large(self.limit)(scope, receive, send)
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(HTTPException):
+    """An HTTP error, not a plain one: FastAPI turns any other error raised while it reads a
+    body into a 400, and lets an `HTTPException` through to the handlers as it is."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, _too_large_message(limit))
+
+
+def _too_large_message(limit: int) -> str:
+    return f"the request body is larger than {limit} bytes; send less"
 
 
 def _too_large(limit: int) -> JSONResponse:
-    message = f"the request body is larger than {limit} bytes; send less"
-    body = {"error": {"type": "TooLarge", "message": message, "status": 413}}
+    body = {"error": {"type": "TooLarge", "message": _too_large_message(limit), "status": 413}}
     return JSONResponse(body, status_code=413)
