@@ -1,0 +1,103 @@
+"""What the service does on its own: sweeping overdue approvals, a first demo thread,
+waiting out a thread another process is running."""
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from checkpoints.ledger import open_ledger
+from checkpoints.sqlite import connect
+from checkpoints.tokens import TokenStore
+from graph.policy import Policy, ToolRule
+from hitl.server.app import ServerOptions, create_app
+from hitl.settings import Settings
+
+QUICK_DEADLINE = Policy(rules={"send_email": ToolRule(expires_after=timedelta(seconds=1))})
+"""Loaded by the service through HITL_POLICY."""
+PROMPT = "Send sally@example.com an email saying 'hi'"
+
+
+def settings(tmp_path: Path, **environ: str) -> Settings:
+    return Settings(
+        db=tmp_path / "hitl.sqlite",
+        environ={"HITL_OUTBOX": str(tmp_path / "outbox.jsonl"), **environ},
+    )
+
+
+@contextmanager
+def admin_client(
+    app_settings: Settings, options: ServerOptions, name: str = "ops"
+) -> Iterator[TestClient]:
+    store = TokenStore(connect(app_settings.db), path=str(app_settings.db))
+    secret = store.create(name, "admin", created_by="test")[1]
+    store.close()
+    with TestClient(create_app(app_settings, options)) as client:
+        client.headers["Authorization"] = f"Bearer {secret}"
+        yield client
+
+
+def status(client: TestClient, thread_id: str) -> str | None:
+    return client.get(f"/threads/{thread_id}").json().get("status")
+
+
+def eventually(check: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the condition never became true"
+        time.sleep(0.05)
+
+
+def test_the_periodic_sweep_expires_an_overdue_approval_and_the_thread_moves_on(
+    tmp_path: Path,
+) -> None:
+    app_settings = settings(tmp_path, HITL_POLICY=f"{__name__}:QUICK_DEADLINE")
+    options = ServerOptions(sweep_interval=0.2, webhooks=False)
+    with admin_client(app_settings, options) as client:
+        thread_id = client.post("/threads", json={"prompt": PROMPT}).json()["thread_id"]
+        eventually(lambda: status(client, thread_id) == "done")
+        with open_ledger(app_settings.db) as ledger:
+            (record,) = ledger.thread_records(thread_id)
+        assert (record.status, record.decided_by) == ("expired", "hitl sweep")
+        assert not (tmp_path / "outbox.jsonl").exists()  # on_expire="reject": nothing was sent
+
+
+def test_without_the_sweep_an_overdue_approval_waits(tmp_path: Path) -> None:
+    """The control of the test above: with sweeping off, nothing expires by itself."""
+    app_settings = settings(tmp_path, HITL_POLICY=f"{__name__}:QUICK_DEADLINE")
+    with admin_client(app_settings, ServerOptions(sweep_interval=0, webhooks=False)) as client:
+        thread_id = client.post("/threads", json={"prompt": PROMPT}).json()["thread_id"]
+        eventually(lambda: status(client, thread_id) == "interrupted")
+        time.sleep(1.5)
+        assert client.get(f"/threads/{thread_id}").json()["pending"][0]["status"] == "pending"
+
+
+def test_the_demo_option_leaves_one_approval_waiting_and_only_once(tmp_path: Path) -> None:
+    app_settings = settings(tmp_path)
+    options = ServerOptions(sweep_interval=0, webhooks=False, demo_prompt=PROMPT)
+    with admin_client(app_settings, options) as client:
+        eventually(lambda: client.get("/approvals").json()["total"] == 1)
+    with admin_client(settings(tmp_path), options, "ops2") as client:  # a restart adds none
+        time.sleep(0.5)
+        assert client.get("/approvals").json()["total"] == 1
+
+
+@pytest.mark.parametrize("holder_seconds", [1.5])
+def test_a_thread_another_process_holds_is_run_once_it_is_free(
+    tmp_path: Path, holder_seconds: float
+) -> None:
+    app_settings = settings(tmp_path)
+    with admin_client(app_settings, ServerOptions(sweep_interval=0, webhooks=False)) as client:
+        thread_id = client.post("/threads", json={"prompt": PROMPT}).json()["thread_id"]
+        eventually(lambda: status(client, thread_id) == "interrupted")
+        with open_ledger(app_settings.db, lock_wait=1.0) as ledger, ledger.lease(thread_id):
+            run = client.post(f"/threads/{thread_id}/approve", json={}).json()["run"]
+            time.sleep(holder_seconds)  # the worker finds the thread busy and waits its turn
+            assert client.get(f"/runs/{run['run_id']}").json()["status"] in ("queued", "running")
+        finished = client.get(f"/runs/{run['run_id']}", params={"wait": 30}).json()
+        assert finished["status"] == "done", finished
+        assert client.get(f"/threads/{thread_id}").json().get("status") == "done"
