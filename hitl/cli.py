@@ -20,6 +20,7 @@ from checkpoints.sqlite import DatabaseError
 from checkpoints.tokens import TokenStore
 from hitl import errors
 from hitl.app import open_service
+from hitl.cli_webhooks import webhook
 from hitl.remote import RemoteService
 from hitl.service import ApprovalService, ReconcileAction
 from hitl.settings import Settings, default_actor
@@ -696,6 +697,9 @@ def token_revoke(name: str, as_json: bool) -> None:
     except (TokenError, DatabaseError) as e:
         _fail(errors.InvalidSettings(str(e)), as_json)
     _emit(as_json, revoked.to_json(), lambda: click.echo(f"revoked the token of {name}"))
+
+
+cli.add_command(webhook)
 
 
 def main() -> None:

@@ -14,11 +14,12 @@ from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from checkpoints.ledger import InboxQuery
 from checkpoints.runs import Run, RunQueue
 from checkpoints.tokens import Token, TokenStore
+from checkpoints.webhooks import WebhookError, WebhookStore
 from hitl.errors import AlreadyDecided, ThreadNotFound
 from hitl.server.auth import principal, require, token_summary
 from hitl.server.events import INBOX, Event, EventBus, thread_topic
@@ -70,6 +71,9 @@ class ContinueThread(MessageInput):
 
 
 class Decision(BaseModel):
+    # a misspelt `call` must not be dropped: without it, the decision is for every pending call
+    model_config = ConfigDict(extra="forbid")
+
     call: str | None = Field(default=None, description="The tool call ID (default: all pending).")
     comment: str | None = None
     args_hash: str | None = Field(
@@ -505,6 +509,59 @@ def create_token(body: NewToken, request: Request, who: Token = admin) -> dict[s
 def revoke_token(name: str, request: Request, who: Token = admin) -> dict[str, Any]:
     tokens: TokenStore = request.app.state.tokens
     return tokens.revoke(name).to_json()
+
+
+# webhooks
+
+
+class NewWebhook(BaseModel):
+    url: str
+    events: list[str] | None = Field(default=None, description="Default: every event.")
+    secret: str | None = Field(default=None, description="Default: a new random secret.")
+
+
+@router.get("/webhooks", tags=["webhooks"])
+def list_webhooks(request: Request, who: Token = admin) -> dict[str, Any]:
+    """The endpoints that receive events (never their secrets)."""
+    store: WebhookStore = request.app.state.webhooks
+    return {"webhooks": [e.to_json() for e in store.list_endpoints()]}
+
+
+@router.post("/webhooks", tags=["webhooks"], status_code=201)
+def add_webhook(body: NewWebhook, request: Request, who: Token = admin) -> dict[str, Any]:
+    """Add an endpoint; its signing secret is in this answer only."""
+    store: WebhookStore = request.app.state.webhooks
+    try:
+        endpoint, secret = store.add_endpoint(
+            body.url, events=body.events, secret=body.secret, created_by=who.name
+        )
+    except WebhookError as e:
+        raise HTTPException(422, str(e)) from None
+    return endpoint.to_json() | {"secret": secret}
+
+
+@router.delete("/webhooks/{webhook_id}", tags=["webhooks"])
+def remove_webhook(webhook_id: str, request: Request, who: Token = admin) -> dict[str, Any]:
+    store: WebhookStore = request.app.state.webhooks
+    try:
+        return store.remove_endpoint(webhook_id).to_json()
+    except WebhookError as e:
+        raise HTTPException(404, str(e)) from None
+
+
+@router.get("/webhooks/deliveries", tags=["webhooks"])
+def webhook_deliveries(
+    request: Request,
+    status: Literal["pending", "delivered", "dead"] | None = None,
+    webhook_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    who: Token = admin,
+) -> dict[str, Any]:
+    """The delivery log, newest first: attempts, last status code and error."""
+    store: WebhookStore = request.app.state.webhooks
+    found = store.deliveries(status=status, webhook_id=webhook_id, limit=limit, offset=offset)
+    return {"deliveries": [d.to_json() for d in found], "counts": store.counts()}
 
 
 # helpers

@@ -5,6 +5,7 @@ them), and starts the background threads; shutdown waits for the runs in progres
 """
 
 import logging
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -19,11 +20,13 @@ from checkpoints.ledger import InboxQuery, make_ledger
 from checkpoints.runs import RunQueue
 from checkpoints.sqlite import connect
 from checkpoints.tokens import TokenStore
+from checkpoints.webhooks import WebhookStore, make_webhook_store
 from hitl.server import api, http_errors
 from hitl.server.events import EventBus
 from hitl.server.metrics import Metrics
 from hitl.server.workers import Background, ServicePool
 from hitl.settings import Settings
+from hitl.webhooks import WebhookDispatcher
 
 log = logging.getLogger("hitl.server")
 MAX_BODY_BYTES = 1 << 20
@@ -54,7 +57,8 @@ def create_app(settings: Settings, options: ServerOptions = ServerOptions()) -> 
         tokens = TokenStore(connect(settings.db), path=str(settings.db))
         pool = ServicePool(settings, bus)
         pool.get()  # fail now, not at the first request, if the settings are wrong
-        extra = _webhook_threads(settings) if options.webhooks else []
+        webhooks = make_webhook_store(settings.db)
+        extra = [_deliver_webhooks(webhooks)] if options.webhooks else []
         background = Background(
             pool,
             queue,
@@ -67,6 +71,7 @@ def create_app(settings: Settings, options: ServerOptions = ServerOptions()) -> 
         )
         app.state.bus, app.state.pool, app.state.queue = bus, pool, queue
         app.state.tokens, app.state.background = tokens, background
+        app.state.webhooks = webhooks
         app.state.metrics = Metrics(ledger, queue, background.stats)
         background.start()
         if options.demo_prompt and not ledger.inbox(InboxQuery(limit=1))[1]:
@@ -84,7 +89,7 @@ def create_app(settings: Settings, options: ServerOptions = ServerOptions()) -> 
         finally:
             background.stop()
             pool.close()
-            for store in (queue, tokens, ledger):
+            for store in (queue, tokens, ledger, webhooks):
                 store.close()
 
     app = FastAPI(
@@ -100,21 +105,12 @@ def create_app(settings: Settings, options: ServerOptions = ServerOptions()) -> 
     return app
 
 
-def _webhook_threads(settings: Settings) -> list[Callable[[Any], None]]:
-    try:
-        from checkpoints.webhooks import WebhookStore
-        from hitl.webhooks import WebhookDispatcher
-    except ImportError:
-        return []
+def _deliver_webhooks(store: WebhookStore) -> Callable[[threading.Event], None]:
+    def deliver(stop: threading.Event) -> None:
+        with WebhookDispatcher(store) as dispatcher:
+            dispatcher.run_forever(stop)
 
-    def deliver(stop: Any) -> None:
-        store = WebhookStore(connect(settings.db), path=str(settings.db))
-        try:
-            WebhookDispatcher(store).run_forever(stop)
-        finally:
-            store.close()
-
-    return [deliver]
+    return deliver
 
 
 Scope = MutableMapping[str, Any]

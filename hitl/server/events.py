@@ -50,6 +50,11 @@ class EventBus:
             with suppress(RuntimeError):  # its loop has closed
                 loop.call_soon_threadsafe(_offer, queue, event)
 
+    def has_subscribers(self, topic: str) -> bool:
+        """Whether anyone listens (so a publisher can skip building an event)."""
+        with self._lock:
+            return bool(self._subscribers.get(topic))
+
     @contextmanager
     def subscription(self, topic: str) -> Iterator["asyncio.Queue[Event]"]:
         """A queue of `topic`'s events from now on, for the caller's event loop."""

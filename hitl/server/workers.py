@@ -175,8 +175,9 @@ class Background:
         finished = self._queue.finish(run.run_id, error=error)
         self.stats.record(finished)
         self._bus.publish(topic, "run", finished.to_json())
-        with suppress(HitlError):
-            self._bus.publish(topic, "state", service.show(run.thread_id).to_json())
+        if self._bus.has_subscribers(topic):
+            with suppress(HitlError):
+                self._bus.publish(topic, "state", service.show(run.thread_id).to_json())
 
     def _watch_inbox(self) -> None:
         """Tell inbox streams when anything was recorded, by any process (the audit grows
