@@ -21,7 +21,7 @@ from checkpoints.runs import RunQueue
 from checkpoints.sqlite import connect
 from checkpoints.tokens import TokenStore
 from checkpoints.webhooks import WebhookStore, make_webhook_store
-from hitl.server import api, http_errors
+from hitl.server import api, http_errors, ui
 from hitl.server.events import EventBus
 from hitl.server.metrics import Metrics
 from hitl.server.workers import Background, ServicePool
@@ -101,6 +101,7 @@ def create_app(settings: Settings, options: ServerOptions = ServerOptions()) -> 
     )
     http_errors.install(app)
     app.include_router(api.router)
+    ui.install(app)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     return app
 
