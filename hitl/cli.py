@@ -600,7 +600,12 @@ def audit(thread_id: str | None, verify: bool, as_json: bool) -> None:
 @click.option(
     "--demo", is_flag=True, help="Start a demo thread if nothing waits, so the inbox has a card."
 )
-def serve(host: str, port: int, workers: int, sweep_interval: float, demo: bool) -> None:
+@click.option(
+    "--access-log/--no-access-log", default=True, help="Log every request (method, path, status)."
+)
+def serve(
+    host: str, port: int, workers: int, sweep_interval: float, demo: bool, access_log: bool
+) -> None:
     """Start the HTTP service and web inbox (first start: prints an admin token)."""
     import uvicorn
 
@@ -623,7 +628,13 @@ def serve(host: str, port: int, workers: int, sweep_interval: float, demo: bool)
     options = ServerOptions(
         workers=workers, sweep_interval=sweep_interval, demo_prompt=DEMO_PROMPT if demo else None
     )
-    uvicorn.run(create_app(settings, options), host=host, port=port, log_level="info")
+    uvicorn.run(
+        create_app(settings, options),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=access_log,
+    )
 
 
 def _first_admin(tokens: TokenStore) -> str:

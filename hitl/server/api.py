@@ -9,15 +9,15 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import suppress
 from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from checkpoints.ledger import InboxQuery
-from checkpoints.runs import Run, RunQueue
+from checkpoints.runs import FINISHED, Run, RunQueue
 from checkpoints.tokens import Token, TokenStore
 from checkpoints.webhooks import WebhookError, WebhookStore
 from hitl.errors import AlreadyDecided, ThreadNotFound
@@ -275,13 +275,16 @@ async def get_run(
         bus: EventBus = request.app.state.bus
         deadline = time.monotonic() + wait
         with bus.subscription(thread_topic(run.thread_id)) as events:
-            while run is not None and not run.finished and time.monotonic() < deadline:
+            while not run.finished and time.monotonic() < deadline:
                 left = deadline - time.monotonic()
-                # woken by this process's workers; polled for other processes'
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(events.get(), min(left, 1.0))
-                run = await asyncio.to_thread(q.get, run_id)
-    assert run is not None
+                try:  # this process's workers say when it ends; other processes' are polled
+                    event = await asyncio.wait_for(events.get(), min(left, 1.0))
+                except TimeoutError:
+                    run = await asyncio.to_thread(q.get, run_id) or run
+                    continue
+                ended = event.name == "run" and event.data["status"] in FINISHED
+                if ended and event.data.get("run_id") == run_id:
+                    return event.data
     return run.to_json()
 
 
@@ -574,8 +577,9 @@ def _new_id() -> str:
 def _parsed(parse: Callable[[str], float], text: str, name: str) -> float:
     try:
         return parse(text)
-    except ValueError as e:
-        raise HTTPException(422, f"{name}: {e}") from None
+    except ValueError as e:  # the shape of every other invalid parameter: type and `fields`
+        problem = {"type": "value_error", "loc": ("query", name), "msg": str(e), "input": text}
+        raise RequestValidationError([problem]) from None
 
 
 def _sse(
