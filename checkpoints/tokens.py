@@ -44,6 +44,10 @@ class TokenError(ValueError):
     """A token request that cannot be done; the message says why and what to do."""
 
 
+class TokenExists(TokenError):
+    """An active token has that name already."""
+
+
 @dataclass(frozen=True)
 class Token:
     """An active (or revoked) token, without its secret."""
@@ -97,7 +101,7 @@ class TokenStore(SqliteStore):
             if cur.execute(
                 "SELECT 1 FROM hitl_tokens WHERE name = ? AND revoked_at IS NULL", (name,)
             ).fetchone():
-                raise TokenError(
+                raise TokenExists(
                     f"a token named {name!r} exists already; revoke it first "
                     f"(`hitl token revoke {name}`) or choose another name"
                 )

@@ -146,6 +146,8 @@ def _accepted(run: Run, response: Response, **extra: Any) -> dict[str, Any]:
 def _enqueue(request: Request, run: Run) -> Run:
     background: Background = request.app.state.background
     background.wake()
+    bus: EventBus = request.app.state.bus
+    bus.publish(thread_topic(run.thread_id), "run", run.to_json())
     return run
 
 

@@ -81,7 +81,7 @@ def create_app(settings: Settings, options: ServerOptions = ServerOptions()) -> 
             background.wake()
         if background.requeued_at_start:
             log.warning(
-                "%d runs were in flight when the last process stopped; running them again",
+                "runs were in flight when the last process stopped; running them again: %d",
                 background.requeued_at_start,
             )
         try:

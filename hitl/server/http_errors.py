@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from checkpoints.serde import UntrustedCheckpointError
 from checkpoints.sqlite import DatabaseError
-from checkpoints.tokens import TokenError
+from checkpoints.tokens import TokenError, TokenExists
 from hitl import errors
 
 STATUS: dict[type[Exception], int] = {
@@ -33,6 +33,7 @@ STATUS: dict[type[Exception], int] = {
     DatabaseError: 500,
     UntrustedCheckpointError: 500,
     TokenError: 422,
+    TokenExists: 409,
 }
 _NAMES = {401: "Unauthenticated", 403: "Forbidden", 404: "NotFound", 413: "TooLarge"}
 
