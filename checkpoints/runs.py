@@ -26,6 +26,9 @@ from checkpoints.store import SqliteStore
 RunKind = Literal["message", "resume"]
 RunStatus = Literal["queued", "running", "done", "failed"]
 FINISHED: tuple[RunStatus, ...] = ("done", "failed")
+MAX_ATTEMPTS = 5
+"""A run whose runner died this many times is failed, not tried again (a poison run would
+otherwise block its thread's later runs forever)."""
 OTHER_HOST_SILENCE_SECONDS = 60.0
 """A runner on another host whose heartbeat is older than this is taken for dead."""
 
@@ -51,6 +54,9 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS hitl_runs_open ON hitl_runs (thread_id, seq) "
     "WHERE status IN ('queued', 'running')",
     "CREATE INDEX IF NOT EXISTS hitl_runs_thread ON hitl_runs (thread_id, seq)",
+    # what `claim` looks at, whatever the number of finished runs
+    "CREATE INDEX IF NOT EXISTS hitl_runs_queued ON hitl_runs (seq) WHERE status = 'queued'",
+    "CREATE INDEX IF NOT EXISTS hitl_runs_running ON hitl_runs (seq) WHERE status = 'running'",
 )
 _COLUMNS = (
     "run_id, thread_id, kind, payload, actor, status, attempts, runner, error, error_type, "
@@ -120,6 +126,26 @@ class RunQueue(SqliteStore):
 
         return self._write(work)
 
+    def enqueue_resume(self, thread_id: str, *, actor: str) -> Run | None:
+        """Queue a resume of the thread unless it has a run queued or running already (that
+        run applies whatever was recorded); the new run, or None."""
+
+        def work(cur: sqlite3.Cursor) -> Run | None:
+            if cur.execute(
+                "SELECT 1 FROM hitl_runs WHERE thread_id = ? AND status IN ('queued', 'running')",
+                (thread_id,),
+            ).fetchone():
+                return None
+            run_id = str(uuid.uuid4())
+            cur.execute(
+                "INSERT INTO hitl_runs (run_id, thread_id, kind, payload, actor, status, "
+                "created_at) VALUES (?, ?, 'resume', '{}', ?, 'queued', ?)",
+                (run_id, thread_id, actor, time.time()),
+            )
+            return _require(cur, run_id)
+
+        return self._write(work)
+
     def claim(self, runner: str) -> Run | None:
         """Take the oldest runnable run: queued, due, and first of its thread's open runs.
 
@@ -130,7 +156,7 @@ class RunQueue(SqliteStore):
             _requeue_dead(cur)
             now = time.time()
             row = cur.execute(
-                "SELECT r.run_id FROM hitl_runs r WHERE r.status = 'queued' "
+                "SELECT r.run_id, r.attempts FROM hitl_runs r WHERE r.status = 'queued' "
                 "AND r.not_before <= ? AND NOT EXISTS (SELECT 1 FROM hitl_runs o "
                 "WHERE o.thread_id = r.thread_id AND o.status IN ('queued', 'running') "
                 "AND o.seq < r.seq) ORDER BY r.seq LIMIT 1",
@@ -138,6 +164,18 @@ class RunQueue(SqliteStore):
             ).fetchone()
             if row is None:
                 return None
+            if row[1] >= MAX_ATTEMPTS:  # its runner died every time: stop, let the next go
+                cur.execute(
+                    "UPDATE hitl_runs SET status = 'failed', error_type = 'GaveUp', error = ?, "
+                    "finished_at = ? WHERE run_id = ?",
+                    (
+                        f"its runner died {row[1]} times (killed, or out of memory?); not "
+                        "tried again: look at the service's log, then resume the thread",
+                        now,
+                        row[0],
+                    ),
+                )
+                return None  # the next claim takes the next run
             cur.execute(
                 "UPDATE hitl_runs SET status = 'running', runner = ?, heartbeat_at = ?, "
                 "started_at = COALESCE(started_at, ?), attempts = attempts + 1 "
@@ -148,32 +186,37 @@ class RunQueue(SqliteStore):
 
         return self._write(work)
 
-    def finish(self, run_id: str, *, error: BaseException | None = None) -> Run:
-        """Record how a claimed run ended."""
+    def finish(
+        self, run_id: str, runner: str | None, *, error: BaseException | None = None
+    ) -> Run | None:
+        """Record how a run that `runner` claimed ended; None if it is no longer `runner`'s
+        (it was taken for dead and claimed again: the new claimant records it)."""
 
-        def work(cur: sqlite3.Cursor) -> Run:
-            cur.execute(
+        def work(cur: sqlite3.Cursor) -> Run | None:
+            changed = cur.execute(
                 "UPDATE hitl_runs SET status = ?, error = ?, error_type = ?, finished_at = ?, "
-                "runner = NULL WHERE run_id = ?",
+                "runner = NULL WHERE run_id = ? AND runner = ?",
                 (
                     "done" if error is None else "failed",
-                    None if error is None else str(error),
+                    None if error is None else str(error) or type(error).__name__,
                     None if error is None else type(error).__name__,
                     time.time(),
                     run_id,
+                    runner,
                 ),
-            )
-            return _require(cur, run_id)
+            ).rowcount
+            return _require(cur, run_id) if changed else None
 
         return self._write(work)
 
-    def postpone(self, run_id: str, seconds: float, why: str) -> None:
-        """Put a claimed run back in the queue, due in `seconds` (its thread was busy)."""
+    def postpone(self, run_id: str, runner: str | None, seconds: float, why: str) -> None:
+        """Put a run that `runner` claimed back in the queue, due in `seconds` (its thread
+        was busy); waiting does not count as an attempt."""
         self._write(
             lambda cur: cur.execute(
                 "UPDATE hitl_runs SET status = 'queued', runner = NULL, not_before = ?, "
-                "error = ? WHERE run_id = ?",
-                (time.time() + seconds, why, run_id),
+                "error = ?, attempts = attempts - 1 WHERE run_id = ? AND runner = ?",
+                (time.time() + seconds, why, run_id, runner),
             )
         )
 

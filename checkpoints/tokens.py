@@ -48,6 +48,10 @@ class TokenExists(TokenError):
     """An active token has that name already."""
 
 
+class TokenNotFound(TokenError):
+    """No active token has that name."""
+
+
 @dataclass(frozen=True)
 class Token:
     """An active (or revoked) token, without its secret."""
@@ -140,7 +144,7 @@ class TokenStore(SqliteStore):
                 (time.time(), name),
             ).rowcount
             if not changed:
-                raise TokenError(f"no active token named {name!r}; see `hitl token list`")
+                raise TokenNotFound(f"no active token named {name!r}; see `hitl token list`")
             return _token_of(
                 cur.execute(
                     "SELECT name, role, created_at, created_by, revoked_at FROM hitl_tokens "

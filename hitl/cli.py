@@ -533,9 +533,10 @@ def sweep(as_json: bool) -> None:
             click.echo(f"busy (a later sweep looks again)  thread {thread_id}")
         for thread_id, why in report.failed.items():
             click.echo(f"FAILED  thread {thread_id}: {why}", err=True)
+        queued = f", {len(report.queued)} queued to resume" if report.queued else ""
         click.echo(
             f"{len(report.expired)} expired, {len(report.orphaned)} outcome unknown, "
-            f"{len(report.resumed)} threads resumed"
+            f"{len(report.resumed)} threads resumed{queued}"
         )
 
     _emit(as_json, report.to_json(), human)

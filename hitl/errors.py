@@ -19,6 +19,14 @@ class ThreadNotFound(HitlError):
         )
 
 
+class ThreadExists(HitlError):
+    def __init__(self, thread_id: str) -> None:
+        super().__init__(
+            f"thread {thread_id!r} exists already; continue it with a new message "
+            f"(POST /threads/{thread_id}/runs), or start a thread with another ID."
+        )
+
+
 class NothingPending(HitlError):
     def __init__(self, thread_id: str, status: str) -> None:
         super().__init__(

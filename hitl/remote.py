@@ -9,6 +9,7 @@ Identity is the token's: the service records every decision under the token's na
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -38,7 +39,7 @@ class RemoteService:
     # reading
 
     def show(self, thread_id: str) -> ThreadView:
-        return ThreadView.from_json(self._get(f"/threads/{thread_id}"))
+        return ThreadView.from_json(self._get(f"/threads/{_q(thread_id)}"))
 
     def pending(self, query: InboxQuery | None = None) -> InboxPage:
         query = query or InboxQuery()
@@ -59,11 +60,11 @@ class RemoteService:
         return InboxPage.from_json(self._get("/approvals", params=params))
 
     def history(self, thread_id: str) -> list[HistoryEntry]:
-        data = self._get(f"/threads/{thread_id}/history")
+        data = self._get(f"/threads/{_q(thread_id)}/history")
         return [HistoryEntry.from_json(e) for e in data["history"]]
 
     def audit(self, thread_id: str) -> list[AuditEntry]:
-        data = self._get(f"/threads/{thread_id}/audit")
+        data = self._get(f"/threads/{_q(thread_id)}/audit")
         return [AuditEntry.from_json(e) for e in data["audit"]]
 
     def verify_audit(self) -> AuditReport:
@@ -83,9 +84,9 @@ class RemoteService:
             accepted = self._post("/threads", {"prompt": prompt})
         else:
             body = {"prompt": prompt, "cancel_pending": cancel_pending}
-            exists = self._client.get(f"/threads/{thread_id}").status_code != 404
+            exists = self._client.get(f"/threads/{_q(thread_id)}").status_code != 404
             accepted = (
-                self._post(f"/threads/{thread_id}/runs", body)
+                self._post(f"/threads/{_q(thread_id)}/runs", body)
                 if exists
                 else self._post("/threads", {"prompt": prompt, "thread_id": thread_id})
             )
@@ -126,7 +127,7 @@ class RemoteService:
         body = {"call": tool_call_id, "args": dict(args), "comment": comment}
         if seen_args_hash:
             body["args_hash"] = seen_args_hash
-        return self._after(self._post(f"/threads/{thread_id}/edit", body))
+        return self._after(self._post(f"/threads/{_q(thread_id)}/edit", body))
 
     def reconcile(
         self,
@@ -138,10 +139,10 @@ class RemoteService:
         result: str | None = None,
     ) -> ThreadView:
         body = {"call": tool_call_id, "action": action, "result": result}
-        return self._after(self._post(f"/threads/{thread_id}/reconcile", body))
+        return self._after(self._post(f"/threads/{_q(thread_id)}/reconcile", body))
 
     def resume(self, thread_id: str) -> None:
-        self._after(self._post(f"/threads/{thread_id}/resume", {}))
+        self._after(self._post(f"/threads/{_q(thread_id)}/resume", {}))
 
     def sweep(self) -> SweepReport:
         return SweepReport.from_json(self._post("/sweep", {}))
@@ -171,7 +172,7 @@ class RemoteService:
             body["args"] = decision.get("edited_action", {}).get("args")
         elif kind != "approve" and kind != "reject":
             raise InvalidDecision(tool_call_id or "(all)", f"unknown decision type {kind!r}")
-        return self._after(self._post(f"/threads/{thread_id}/{kind}", body))
+        return self._after(self._post(f"/threads/{_q(thread_id)}/{kind}", body))
 
     def _after(self, accepted: dict[str, Any]) -> ThreadView:
         """Wait for the accepted run to end; its error, if it failed, as a domain error."""
@@ -209,3 +210,8 @@ class RemoteService:
                 f"{response.reason_phrase}: {response.text[:200]}"
             )
         raise from_wire(error, response.status_code)
+
+
+def _q(thread_id: str) -> str:
+    """A thread ID as one URL path segment, whatever it holds."""
+    return quote(thread_id, safe="")

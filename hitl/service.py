@@ -12,6 +12,7 @@ import json
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from functools import partial
 from typing import Any, Literal, cast
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -21,7 +22,7 @@ from langgraph.types import StateSnapshot
 from pydantic import ValidationError
 
 from checkpoints import ledger as ledger_errors
-from checkpoints.ledger import InboxQuery, SqliteLedger
+from checkpoints.ledger import ROLE_PREFIX, InboxQuery, SqliteLedger
 from checkpoints.records import NEEDS_A_PERSON, ApprovalRecord, AuditEntry, AuditReport, iso
 from checkpoints.sqlite import BatchingSqliteSaver, DatabaseBusy
 from graph.decisions import DecisionNotAllowedError, DecisionSchemas, DecisionType
@@ -31,7 +32,6 @@ from hitl.errors import (
     ArgsChanged,
     Busy,
     DecisionNotAllowed,
-    HitlError,
     InvalidDecision,
     LedgerTampered,
     NothingPending,
@@ -54,8 +54,9 @@ from hitl.views import (
 CANCELLED_REASON = "cancelled: the user sent a new message instead of deciding"
 SWEEP_ACTOR = "hitl sweep"
 ReconcileAction = Literal["retry", "mark_done", "skip"]
-Observer = Callable[[str, dict[str, Any]], None]
-"""Called with (thread_id, update) after each step of a run: what the node changed."""
+Observer = Callable[[str, Callable[[], dict[str, Any]]], None]
+"""Called with (thread_id, update) after each step of a run; `update()` gives what the nodes
+changed, as JSON (built only if the observer asks: nobody may be listening)."""
 
 
 class ApprovalService:
@@ -213,6 +214,8 @@ class ApprovalService:
         """
         if not _is_utf8(actor + (comment or "")):
             raise InvalidDecision("(the actor or comment)", _NOT_UTF8)
+        if actor.startswith(ROLE_PREFIX):  # else `--as role:admin` would pass for any admin
+            raise NotPermitted(f"{actor!r} names a role, not a person; decide under your own name")
         decisions = {cid: self._validated(thread_id, cid, a) for cid, a in answers.items()}
         if not decisions:
             raise NothingPending(thread_id, self._status(thread_id))
@@ -363,16 +366,30 @@ class ApprovalService:
         with self._lease(thread_id):
             self._invoke(None, thread_id)
 
-    def sweep(self) -> SweepReport:
-        """Expire overdue approvals, flag calls whose runner died, and resume the threads
-        that can move on. Safe to run at any time, from any number of processes."""
+    def settle(
+        self, *, grace: float | None = None
+    ) -> tuple[list[ApprovalRecord], list[ApprovalRecord], list[str]]:
+        """Expire overdue approvals and flag calls whose runner died; return those, and the
+        threads that can move on (expired calls, decisions not applied `grace` seconds
+        after they were recorded). Resuming them is the caller's."""
         with _translated():
             expired = self._ledger.expire_overdue(actor=SWEEP_ACTOR)
             orphaned = self._ledger.mark_orphaned_runs()
-            threads = dict.fromkeys(
-                [r.thread_id for r in expired] + self._ledger.unapplied_threads()
+            unapplied = (
+                self._ledger.unapplied_threads()
+                if grace is None
+                else self._ledger.unapplied_threads(older_than=grace)
             )
-        resumed, busy, failed = [], [], {}
+        threads = list(dict.fromkeys([r.thread_id for r in expired] + unapplied))
+        return expired, orphaned, threads
+
+    def sweep(self) -> SweepReport:
+        """Expire overdue approvals, flag calls whose runner died, and resume the threads
+        that can move on. Safe to run at any time, from any number of processes."""
+        expired, orphaned, threads = self.settle()
+        resumed: list[str] = []
+        busy: list[str] = []
+        failed: dict[str, str] = {}
         for thread_id in threads:
             try:
                 with self._lease(thread_id, wait=0.0):
@@ -385,8 +402,8 @@ class ApprovalService:
                         self._ledger.mark_applied(thread_id, reviewed)
             except Busy:
                 busy.append(thread_id)  # a later sweep applies it if that run does not
-            except HitlError as e:  # one broken thread must not stop the others
-                failed[thread_id] = str(e)
+            except Exception as e:  # one broken thread (a model, a tool) must not stop the others
+                failed[thread_id] = str(e) or type(e).__name__
         return SweepReport(
             expired=expired, orphaned=orphaned, resumed=resumed, busy=busy, failed=failed
         )
@@ -466,7 +483,7 @@ class ApprovalService:
                     if mode == "values":
                         state = chunk
                     elif self._observer is not None:
-                        self._observer(thread_id, _updates_to_json(chunk))
+                        self._observer(thread_id, partial(_updates_to_json, chunk))
         finally:
             self._saver.flush()
         with _translated(thread_id):

@@ -95,6 +95,8 @@ class SweepReport:
     """Threads another process was running; a later sweep looks again."""
     failed: dict[str, str] = field(default_factory=dict)
     """Thread ID → why resuming it failed (the others were still swept)."""
+    queued: list[str] = field(default_factory=list)
+    """Threads the HTTP service queued runs to resume (its workers run them)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -103,6 +105,7 @@ class SweepReport:
             "resumed": self.resumed,
             "busy": self.busy,
             "failed": self.failed,
+            "queued": self.queued,
         }
 
     @classmethod
@@ -113,6 +116,7 @@ class SweepReport:
             resumed=data["resumed"],
             busy=data["busy"],
             failed=data["failed"],
+            queued=data.get("queued", []),
         )
 
 

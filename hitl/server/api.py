@@ -20,13 +20,15 @@ from checkpoints.ledger import InboxQuery
 from checkpoints.runs import FINISHED, Run, RunQueue
 from checkpoints.tokens import Token, TokenStore
 from checkpoints.webhooks import WebhookError, WebhookStore
-from hitl.errors import AlreadyDecided, ThreadNotFound
+from hitl.errors import AlreadyDecided, ThreadExists, ThreadNotFound
 from hitl.server.auth import principal, require, token_summary
 from hitl.server.events import INBOX, Event, EventBus, thread_topic
-from hitl.server.workers import Background, ServicePool
+from hitl.server.workers import Background, ServicePool, queue_sweep
 from hitl.service import ApprovalService
 from hitl.timespec import parse_duration, parse_moment
 
+THREAD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$"
+"""Thread IDs the API creates or accepts for a new thread: safe in a URL path as they are."""
 HEARTBEAT_SECONDS = 15.0
 MAX_WAIT_SECONDS = 60.0
 
@@ -63,7 +65,11 @@ class MessageInput(BaseModel):
 
 
 class StartThread(MessageInput):
-    thread_id: str | None = Field(default=None, min_length=1, max_length=200)
+    thread_id: str | None = Field(
+        default=None,
+        pattern=THREAD_ID_PATTERN,
+        description="A new thread's ID (default: a UUID): letters, digits and . _ : @ -",
+    )
 
 
 class ContinueThread(MessageInput):
@@ -98,7 +104,7 @@ class Edit(Decision):
 
 class Respond(Decision):
     call: str = Field(description="The tool call ID.")
-    message: str
+    message: str = Field(min_length=1, description="What the model is told instead.")
 
 
 class Reconcile(BaseModel):
@@ -124,8 +130,12 @@ def queue(request: Request) -> RunQueue:
     return cast(RunQueue, request.app.state.queue)
 
 
+async def _queue_dependency(request: Request) -> RunQueue:
+    return queue(request)  # no I/O: no need for a worker thread
+
+
 Service = Annotated[ApprovalService, Depends(service)]
-Queue = Annotated[RunQueue, Depends(queue)]
+Queue = Annotated[RunQueue, Depends(_queue_dependency)]
 
 
 def _accepted(run: Run, response: Response, **extra: Any) -> dict[str, Any]:
@@ -159,15 +169,19 @@ def _resume(request: Request, q: RunQueue, thread_id: str, who: Token) -> Run:
 
 
 @router.get("/healthz", tags=["service"])
-def healthz(request: Request) -> dict[str, Any]:
-    """Liveness and readiness: no token needed."""
+def healthz(request: Request, response: Response) -> dict[str, Any]:
+    """Liveness and readiness: no token needed; 503 if no worker thread is left to run runs."""
     background: Background = request.app.state.background
     counts = queue(request).counts()
+    alive = background.alive_workers
+    if not alive:
+        response.status_code = 503
     return {
-        "ok": True,
+        "ok": alive > 0,
+        "workers_alive": alive,
+        "busy_workers": background.busy_workers,
         "queued": counts.get("queued", 0),
         "running": counts.get("running", 0),
-        "busy_workers": background.busy_workers,
     }
 
 
@@ -189,13 +203,18 @@ def metrics(request: Request, who: Token = viewer) -> PlainTextResponse:
 
 @router.post("/threads", tags=["threads"], status_code=202)
 def start_thread(
-    body: StartThread, request: Request, response: Response, q: Queue, who: Token = approver
+    body: StartThread,
+    request: Request,
+    response: Response,
+    q: Queue,
+    svc: Service,
+    who: Token = approver,
 ) -> dict[str, Any]:
-    """Start a thread with a prompt (or messages); 202 with the run to follow."""
-    svc = service(request)
+    """Start a thread with a prompt (or messages); 202 with the run to follow. An ID that
+    exists already is 409: continue that thread with `POST /threads/{id}/runs`."""
     thread_id = body.thread_id
-    if thread_id is not None and svc.exists(thread_id):
-        svc.check_can_send(thread_id, cancel_pending=False)
+    if thread_id is not None and (svc.exists(thread_id) or q.of_thread(thread_id, limit=1)):
+        raise ThreadExists(thread_id)
     payload = {"messages": body.texts(), "cancel_pending": False}
     run = q.enqueue(thread_id or _new_id(), "message", payload, actor=who.name)
     return _accepted(_enqueue(request, run), response)
@@ -213,9 +232,10 @@ def continue_thread(
 ) -> dict[str, Any]:
     """Send a new message to an existing thread: 409 while it waits for decisions, unless
     `cancel_pending` (its pending calls are then rejected)."""
-    if not svc.exists(thread_id):
+    if not svc.exists(thread_id) and not q.of_thread(thread_id, limit=1):
         raise ThreadNotFound(thread_id)
-    svc.check_can_send(thread_id, cancel_pending=body.cancel_pending)
+    if svc.exists(thread_id):  # else its first run is still queued: that run checks
+        svc.check_can_send(thread_id, cancel_pending=body.cancel_pending)
     payload = {"messages": body.texts(), "cancel_pending": body.cancel_pending}
     run = q.enqueue(thread_id, "message", payload, actor=who.name)
     return _accepted(_enqueue(request, run), response)
@@ -223,10 +243,10 @@ def continue_thread(
 
 @router.get("/threads/{thread_id}", tags=["threads"])
 def get_thread(thread_id: str, svc: Service, q: Queue, who: Token = viewer) -> dict[str, Any]:
-    """The thread's status, messages, pending approvals, and its latest runs."""
-    view = svc.show(thread_id).to_json()
-    view["runs"] = [r.to_json() for r in q.of_thread(thread_id, limit=5)]
-    return view
+    """The thread's status, messages, pending approvals, and its latest runs (`queued`:
+    its first run has not started yet)."""
+    runs = [r.to_json() for r in q.of_thread(thread_id, limit=5)]
+    return _view_or_queued(svc, thread_id, runs) | {"runs": runs}
 
 
 @router.get("/threads/{thread_id}/history", tags=["threads"])
@@ -256,7 +276,8 @@ async def stream_thread(thread_id: str, request: Request, who: Token = viewer) -
     """Server-sent events of the thread: `state` first, then `run` (queued, running, done,
     failed), `update` (what each node did) and `state` again after each run."""
     pool: ServicePool = request.app.state.pool
-    first = (await asyncio.to_thread(lambda: pool.get().show(thread_id))).to_json()
+    runs = [r.to_json() for r in await asyncio.to_thread(queue(request).of_thread, thread_id, 1)]
+    first = await asyncio.to_thread(_view_or_queued, pool.get(), thread_id, runs)
     bus: EventBus = request.app.state.bus
     return _sse(request, bus, thread_topic(thread_id), Event(0, "state", first), None)
 
@@ -482,9 +503,14 @@ def resume(
 
 
 @router.post("/sweep", tags=["operations"])
-def sweep(svc: Service, who: Token = admin) -> dict[str, Any]:
-    """Expire overdue approvals, flag crashed calls, resume threads that can move on."""
-    return svc.sweep().to_json()
+def sweep(request: Request, svc: Service, q: Queue, who: Token = admin) -> dict[str, Any]:
+    """Expire overdue approvals, flag crashed calls, and queue a resume of each thread that
+    can move on (`queued`; the workers run them)."""
+    report = queue_sweep(svc, q)
+    if report.queued:
+        background: Background = request.app.state.background
+        background.wake()
+    return report.to_json()
 
 
 @router.get("/audit/verify", tags=["operations"])
@@ -570,6 +596,18 @@ def webhook_deliveries(
 
 
 # helpers
+
+
+def _view_or_queued(
+    svc: ApprovalService, thread_id: str, runs: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The thread's view; for a thread whose first run is queued, a `queued` stand-in."""
+    try:
+        return svc.show(thread_id).to_json()
+    except ThreadNotFound:
+        if not runs:
+            raise
+        return {"thread_id": thread_id, "status": "queued", "pending": [], "messages": []}
 
 
 def _new_id() -> str:

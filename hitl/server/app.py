@@ -24,7 +24,7 @@ from checkpoints.webhooks import WebhookStore, make_webhook_store
 from hitl.server import api, http_errors, ui
 from hitl.server.events import EventBus
 from hitl.server.metrics import Metrics
-from hitl.server.workers import Background, ServicePool
+from hitl.server.workers import Background, ServicePool, queue_sweep
 from hitl.settings import Settings
 from hitl.webhooks import WebhookDispatcher
 
@@ -74,6 +74,8 @@ def create_app(settings: Settings, options: ServerOptions = ServerOptions()) -> 
         app.state.webhooks = webhooks
         app.state.metrics = Metrics(ledger, queue, background.stats)
         background.start()
+        # decisions recorded by a process that died before queuing their run: resume now
+        queue_sweep(pool.get(), queue, grace=0.0)
         if options.demo_prompt and not ledger.inbox(InboxQuery(limit=1))[1]:
             queue.enqueue(
                 str(uuid.uuid4()), "message", {"messages": [options.demo_prompt]}, actor="demo"

@@ -12,12 +12,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from checkpoints.serde import UntrustedCheckpointError
-from checkpoints.sqlite import DatabaseError
-from checkpoints.tokens import TokenError, TokenExists
+from checkpoints.sqlite import DatabaseBusy, DatabaseError
+from checkpoints.tokens import TokenError, TokenExists, TokenNotFound
 from hitl import errors
 
 STATUS: dict[type[Exception], int] = {
     errors.ThreadNotFound: 404,
+    errors.ThreadExists: 409,
     errors.UnknownToolCall: 404,
     errors.NothingPending: 409,
     errors.AlreadyDecided: 409,
@@ -31,9 +32,11 @@ STATUS: dict[type[Exception], int] = {
     errors.LedgerTampered: 500,
     errors.InvalidSettings: 500,
     DatabaseError: 500,
+    DatabaseBusy: 503,
     UntrustedCheckpointError: 500,
     TokenError: 422,
     TokenExists: 409,
+    TokenNotFound: 404,
 }
 _NAMES = {401: "Unauthenticated", 403: "Forbidden", 404: "NotFound", 413: "TooLarge"}
 

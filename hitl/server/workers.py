@@ -7,6 +7,7 @@ share a SQLite connection or a saver's write batch.
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
@@ -18,12 +19,14 @@ from checkpoints.runs import Run, RunQueue
 from hitl.app import open_service
 from hitl.errors import Busy, HitlError
 from hitl.server.events import INBOX, EventBus, thread_topic
-from hitl.service import ApprovalService
+from hitl.service import SWEEP_ACTOR, ApprovalService
 from hitl.settings import Settings
+from hitl.views import SweepReport
 
 log = logging.getLogger("hitl.server")
 BUSY_RETRY_SECONDS = 1.0
 HEARTBEAT_SECONDS = 10.0
+LATENCIES_KEPT = 10_000
 
 
 class ServicePool:
@@ -45,8 +48,10 @@ class ServicePool:
             self._local.service = service
         return service
 
-    def _observe(self, thread_id: str, update: dict[str, Any]) -> None:
-        self._bus.publish(thread_topic(thread_id), "update", update)
+    def _observe(self, thread_id: str, update: Callable[[], dict[str, Any]]) -> None:
+        topic = thread_topic(thread_id)
+        if self._bus.has_subscribers(topic):
+            self._bus.publish(topic, "update", update())
 
     def close(self) -> None:
         with self._lock:
@@ -57,17 +62,20 @@ class ServicePool:
 class RunStats:
     """What this process's workers did, for `/metrics`."""
 
-    latencies: list[float] = field(default_factory=list)
-    """Seconds from acceptance to the end of each run since the last scrape."""
-    finished: dict[str, int] = field(default_factory=dict)
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCIES_KEPT))
+    """Seconds from acceptance to the end of each run since the last scrape (the newest,
+    if nobody scrapes)."""
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, run: Run) -> None:
         if run.finished_at is not None:
-            self.latencies.append(run.finished_at - run.created_at)
-        self.finished[run.status] = self.finished.get(run.status, 0) + 1
+            with self._lock:
+                self.latencies.append(run.finished_at - run.created_at)
 
     def drain(self) -> list[float]:
-        latencies, self.latencies = self.latencies, []
+        with self._lock:
+            latencies = list(self.latencies)
+            self.latencies.clear()
         return latencies
 
 
@@ -135,7 +143,9 @@ class Background:
     # the threads
 
     def _work(self) -> None:
-        service = self._pool.get()
+        service = self._open_service()
+        if service is None:
+            return
         while not self._stop.is_set():
             token = new_token()
             mark_live(token)
@@ -153,6 +163,8 @@ class Background:
                 self._running.add(token)
             try:
                 self._execute(service, run)
+            except Exception:  # the queue could not record how it went: it runs again
+                log.exception("could not record what became of run %s", run.run_id)
             finally:
                 with self._running_lock:
                     self._running.discard(token)
@@ -165,19 +177,37 @@ class Background:
         try:
             execute(service, run)
         except Busy as e:  # another process runs the thread: try again shortly
-            self._queue.postpone(run.run_id, BUSY_RETRY_SECONDS, str(e))
+            self._queue.postpone(run.run_id, run.runner, BUSY_RETRY_SECONDS, str(e))
             return
         except HitlError as e:
             error = e
-        except Exception as e:  # a bug or a broken tool: record it, keep serving
+        except BaseException as e:  # a bug, or a tool that calls sys.exit(): keep serving
             log.exception("run %s of thread %s failed", run.run_id, run.thread_id)
             error = e
-        finished = self._queue.finish(run.run_id, error=error)
+        finished = self._queue.finish(run.run_id, run.runner, error=error)
+        if finished is None:
+            return  # taken for dead meanwhile, and claimed again by another worker
         self.stats.record(finished)
         self._bus.publish(topic, "run", finished.to_json())
         if self._bus.has_subscribers(topic):
             with suppress(HitlError):
                 self._bus.publish(topic, "state", service.show(run.thread_id).to_json())
+
+    def _open_service(self) -> ApprovalService | None:
+        """This thread's service; retried until it opens (a busy database at start), or None
+        once the service stops."""
+        while not self._stop.is_set():
+            try:
+                return self._pool.get()
+            except Exception:
+                log.exception("could not open the approval service; retrying")
+                self._stop.wait(BUSY_RETRY_SECONDS)
+        return None
+
+    @property
+    def alive_workers(self) -> int:
+        """Worker threads still running (each survives any one run's failure)."""
+        return sum(t.is_alive() for t in self._threads if t.name.startswith("hitl-worker-"))
 
     def _watch_inbox(self) -> None:
         """Tell inbox streams when anything was recorded, by any process (the audit grows
@@ -203,20 +233,35 @@ class Background:
                 log.exception("could not write the heartbeat")
 
     def _sweep(self) -> None:
-        service = self._pool.get()
+        service = self._open_service()
+        if service is None:
+            return
         while not self._stop.wait(self._sweep_interval):
             try:
-                report = service.sweep()
+                report = queue_sweep(service, self._queue)
             except Exception:
                 log.exception("the periodic sweep failed")
                 continue
-            if report.expired or report.resumed or report.failed:
-                log.info(
-                    "sweep: %d expired, %d resumed, %d failed",
-                    len(report.expired),
-                    len(report.resumed),
-                    len(report.failed),
-                )
+            if report.queued:
+                self.wake()
+            if report.expired or report.queued:
+                log.info("sweep: %d expired, %d queued", len(report.expired), len(report.queued))
+
+
+def queue_sweep(
+    service: ApprovalService, queue: RunQueue, *, grace: float | None = None
+) -> SweepReport:
+    """`hitl sweep` for the service: settle what is overdue or orphaned, then queue a resume
+    of each thread that can move on, for the workers (nothing runs in the caller)."""
+    expired, orphaned, threads = service.settle(grace=grace)
+    queued = [
+        thread_id
+        for thread_id in threads
+        if queue.enqueue_resume(thread_id, actor=SWEEP_ACTOR) is not None
+    ]
+    return SweepReport(
+        expired=expired, orphaned=orphaned, resumed=[], busy=[], failed={}, queued=queued
+    )
 
 
 def execute(service: ApprovalService, run: Run) -> None:

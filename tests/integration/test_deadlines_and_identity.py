@@ -129,6 +129,20 @@ def test_only_the_named_approvers_may_approve_but_anyone_may_reject(db: Path, lo
     assert log.ids("send_email") == [first.pending[0].tool_call_id]
 
 
+def test_a_role_approves_through_a_token_of_that_role_and_never_as_a_claimed_name(
+    db: Path, log: ToolLog
+) -> None:
+    with open_test_service(db, log, _policy(approvers=["role:admin"])) as service:
+        view = service.run(ONE_EMAIL, actor="alice")
+        with pytest.raises(NotPermitted, match="names a role, not a person"):
+            service.decide_all(view.thread_id, "approve", actor="role:admin")
+        with pytest.raises(NotPermitted, match="only role:admin may"):
+            service.record_all(view.thread_id, "approve", actor="bob", roles=("approver",))
+        service.record_all(view.thread_id, "approve", actor="root", roles=("approver", "admin"))
+        service.resume(view.thread_id)
+    assert log.ids("send_email") == [view.pending[0].tool_call_id]
+
+
 def test_sweep_resumes_a_thread_whose_decision_was_recorded_but_never_applied(
     db: Path, log: ToolLog
 ) -> None:

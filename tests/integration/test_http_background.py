@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from langchain_core.tools import BaseTool, tool
 
 from checkpoints.ledger import open_ledger
 from checkpoints.sqlite import connect
 from checkpoints.tokens import TokenStore
 from graph.policy import Policy, ToolRule
+from hitl.app import open_service
 from hitl.server.app import ServerOptions, create_app
 from hitl.settings import Settings
 
@@ -101,3 +103,64 @@ def test_a_thread_another_process_holds_is_run_once_it_is_free(
         finished = client.get(f"/runs/{run['run_id']}", params={"wait": 30}).json()
         assert finished["status"] == "done", finished
         assert client.get(f"/threads/{thread_id}").json().get("status") == "done"
+
+
+def test_a_decision_whose_run_was_never_queued_is_resumed_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    """The process died between recording the decision and queuing its run."""
+    app_settings = settings(tmp_path)
+    options = ServerOptions(sweep_interval=0, webhooks=False)
+    with admin_client(app_settings, options) as client:
+        thread_id = client.post("/threads", json={"prompt": PROMPT}).json()["thread_id"]
+        eventually(lambda: status(client, thread_id) == "interrupted")
+    with open_service(app_settings) as service:  # recorded, never run: what the crash left
+        service.record_all(thread_id, {"type": "approve"}, actor="ops")
+    with admin_client(app_settings, options, "ops2") as client:
+        eventually(lambda: status(client, thread_id) == "done")
+    assert len((tmp_path / "outbox.jsonl").read_text().splitlines()) == 1
+
+
+def exits(code: int) -> None:
+    raise SystemExit(code)
+
+
+@tool
+def shutdown_switch(last_n_days: int) -> str:
+    """Count the emails (a tool with a bug: it exits the process).
+
+    Args:
+        last_n_days: How many days back.
+    """
+    exits(3)
+    return "unreachable"
+
+
+def broken_tools() -> list[BaseTool]:
+    shutdown_switch.name = "count_emails"
+    return [shutdown_switch]
+
+
+def test_a_tool_that_exits_fails_its_run_and_the_workers_keep_serving(tmp_path: Path) -> None:
+    app_settings = settings(tmp_path, HITL_TOOLS=f"{__name__}:broken_tools")
+    with admin_client(app_settings, ServerOptions(sweep_interval=0, webhooks=False)) as client:
+        runs = [
+            client.post("/threads", json={"prompt": "count my emails of the last 3 days"})
+            for _ in range(3)  # more runs than workers
+        ]
+        for accepted in runs:
+            run = client.get(f"/runs/{accepted.json()['run']['run_id']}", params={"wait": 30})
+            assert (run.json()["status"], run.json()["error"]["type"]) == ("failed", "SystemExit")
+        health = client.get("/healthz").json()
+        assert (health["ok"], health["workers_alive"]) == (True, 2)
+
+
+def test_a_thread_whose_first_run_is_queued_shows_as_queued(tmp_path: Path) -> None:
+    app_settings = settings(tmp_path)
+    with admin_client(app_settings, ServerOptions(workers=0, sweep_interval=0)) as client:
+        accepted = client.post("/threads", json={"prompt": PROMPT, "thread_id": "q1"})
+        assert accepted.status_code == 202
+        assert client.get("/threads/q1").json()["status"] == "queued"
+        again = client.post("/threads/q1/runs", json={"prompt": PROMPT})
+        assert again.status_code == 202  # queued behind the first: that run checks
+        assert client.get("/healthz").status_code == 503  # no worker runs them
