@@ -22,7 +22,7 @@ from checkpoints.tokens import Token, TokenStore
 from checkpoints.webhooks import WebhookError, WebhookStore
 from hitl.errors import AlreadyDecided, ThreadExists, ThreadNotFound
 from hitl.server.auth import principal, require, token_summary
-from hitl.server.events import INBOX, Event, EventBus, thread_topic
+from hitl.server.events import INBOX, Event, EventBus, run_topic, thread_topic
 from hitl.server.workers import Background, ServicePool, queue_sweep
 from hitl.service import ApprovalService
 from hitl.timespec import parse_duration, parse_moment
@@ -291,23 +291,21 @@ async def get_run(
 ) -> dict[str, Any]:
     """A run's status; with `wait=S`, answer when it has finished or after S seconds."""
     q = queue(request)
-    run = await asyncio.to_thread(q.get, run_id)
-    if run is None:
-        raise HTTPException(404, f"no run {run_id!r}; runs are listed in GET /threads/{{id}}")
-    if wait and not run.finished:
-        bus: EventBus = request.app.state.bus
+    bus: EventBus = request.app.state.bus
+    with bus.subscription(run_topic(run_id)) as events:  # first, so no end is missed
+        run = await asyncio.to_thread(q.get, run_id)
+        if run is None:
+            raise HTTPException(404, f"no run {run_id!r}; runs are listed in GET /threads/{{id}}")
         deadline = time.monotonic() + wait
-        with bus.subscription(thread_topic(run.thread_id)) as events:
-            while not run.finished and time.monotonic() < deadline:
-                left = deadline - time.monotonic()
-                try:  # this process's workers say when it ends; other processes' are polled
-                    event = await asyncio.wait_for(events.get(), min(left, 1.0))
-                except TimeoutError:
-                    run = await asyncio.to_thread(q.get, run_id) or run
-                    continue
-                ended = event.name == "run" and event.data["status"] in FINISHED
-                if ended and event.data.get("run_id") == run_id:
-                    return event.data
+        while not run.finished and time.monotonic() < deadline:
+            left = deadline - time.monotonic()
+            try:  # this process's workers say when it ends; other processes' are polled
+                event = await asyncio.wait_for(events.get(), min(left, 1.0))
+            except TimeoutError:
+                run = await asyncio.to_thread(q.get, run_id) or run
+                continue
+            if event.data["status"] in FINISHED:
+                return event.data
     return run.to_json()
 
 

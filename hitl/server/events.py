@@ -22,6 +22,12 @@ def thread_topic(thread_id: str) -> str:
     return f"thread:{thread_id}"
 
 
+def run_topic(run_id: str) -> str:
+    """One run's `run` events only: a waiter on a run costs the workers nothing more (a
+    thread's subscribers make them build `state` and `update` events)."""
+    return f"run:{run_id}"
+
+
 @dataclass(frozen=True)
 class Event:
     id: int

@@ -18,7 +18,7 @@ from checkpoints.ledger import SqliteLedger
 from checkpoints.runs import Run, RunQueue
 from hitl.app import open_service
 from hitl.errors import Busy, HitlError
-from hitl.server.events import INBOX, EventBus, thread_topic
+from hitl.server.events import INBOX, EventBus, run_topic, thread_topic
 from hitl.service import SWEEP_ACTOR, ApprovalService
 from hitl.settings import Settings
 from hitl.views import SweepReport
@@ -189,6 +189,7 @@ class Background:
             return  # taken for dead meanwhile, and claimed again by another worker
         self.stats.record(finished)
         self._bus.publish(topic, "run", finished.to_json())
+        self._bus.publish(run_topic(run.run_id), "run", finished.to_json())
         if self._bus.has_subscribers(topic):
             with suppress(HitlError):
                 self._bus.publish(topic, "state", service.show(run.thread_id).to_json())
