@@ -121,9 +121,11 @@ class NewToken(BaseModel):
 # plumbing
 
 
-def service(request: Request) -> ApprovalService:
+async def service(request: Request) -> ApprovalService:
+    """The approval service of whichever worker thread runs the endpoint (resolved there:
+    each thread has its own connections), without a thread hop for the dependency itself."""
     pool: ServicePool = request.app.state.pool
-    return pool.get()
+    return cast(ApprovalService, pool.per_thread)
 
 
 def queue(request: Request) -> RunQueue:
@@ -277,7 +279,7 @@ async def stream_thread(thread_id: str, request: Request, who: Token = viewer) -
     failed), `update` (what each node did) and `state` again after each run."""
     pool: ServicePool = request.app.state.pool
     runs = [r.to_json() for r in await asyncio.to_thread(queue(request).of_thread, thread_id, 1)]
-    first = await asyncio.to_thread(_view_or_queued, pool.get(), thread_id, runs)
+    first = await asyncio.to_thread(lambda: _view_or_queued(pool.get(), thread_id, runs))
     bus: EventBus = request.app.state.bus
     return _sse(request, bus, thread_topic(thread_id), Event(0, "state", first), None)
 

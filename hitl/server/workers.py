@@ -48,6 +48,11 @@ class ServicePool:
             self._local.service = service
         return service
 
+    @property
+    def per_thread(self) -> "PerThreadService":
+        """A stand-in that forwards each call to the calling thread's service."""
+        return PerThreadService(self)
+
     def _observe(self, thread_id: str, update: Callable[[], dict[str, Any]]) -> None:
         topic = thread_topic(thread_id)
         if self._bus.has_subscribers(topic):
@@ -56,6 +61,17 @@ class ServicePool:
     def close(self) -> None:
         with self._lock:
             self._stack.close()
+
+
+class PerThreadService:
+    """Forwards attribute access to `pool.get()` of the thread that asks, so one object can
+    be handed out on the event loop and used safely from any worker thread."""
+
+    def __init__(self, pool: ServicePool) -> None:
+        self._pool = pool
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool.get(), name)
 
 
 @dataclass
