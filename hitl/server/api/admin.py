@@ -1,0 +1,156 @@
+"""Health, metrics and what admins do: reconcile, resume, sweep, tokens, webhooks."""
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import PlainTextResponse
+
+from checkpoints.tokens import Token, TokenStore
+from checkpoints.webhooks import WebhookError, WebhookStore
+from hitl.errors import ThreadNotFound
+from hitl.server.api.bodies import NewToken, NewWebhook, Reconcile
+from hitl.server.api.common import AsAdmin, Queue, Service, admin, queue, viewer
+from hitl.server.auth import principal, token_summary
+from hitl.server.workers import Background, queue_sweep
+
+router = APIRouter()
+
+
+# who am I, health, metrics
+
+
+@router.get("/healthz", tags=["service"])
+def healthz(request: Request, response: Response) -> dict[str, Any]:
+    """Liveness and readiness: no token needed; 503 if no worker thread is left to run runs."""
+    background: Background = request.app.state.background
+    counts = queue(request).counts()
+    alive = background.alive_workers
+    if not alive:
+        response.status_code = 503
+    return {
+        "ok": alive > 0,
+        "workers_alive": alive,
+        "busy_workers": background.busy_workers,
+        "queued": counts.get("queued", 0),
+        "running": counts.get("running", 0),
+    }
+
+
+@router.get("/me", tags=["service"])
+def me(who: Token = Depends(principal)) -> dict[str, Any]:  # noqa: B008
+    """The caller's identity and role."""
+    return token_summary(who)
+
+
+@router.get("/metrics", tags=["service"], response_class=PlainTextResponse)
+def metrics(request: Request, who: Token = viewer) -> PlainTextResponse:
+    """Prometheus text: pending approvals, decisions, tool runs, run latency."""
+    exposition = request.app.state.metrics.render()
+    return PlainTextResponse(exposition, media_type="text/plain; version=0.0.4")
+
+
+# operations
+
+
+@router.post("/threads/{thread_id}/reconcile", tags=["operations"], status_code=202)
+def reconcile(thread_id: str, body: Reconcile, act: AsAdmin) -> dict[str, Any]:
+    """Settle a call whose outcome is unknown (its runner died mid-call), then continue."""
+    record = act.service.record_reconcile(
+        thread_id, body.call, body.action, actor=act.who.name, result=body.result
+    )
+    return act.accepted(act.resume_later(thread_id), reconciled=record.to_json())
+
+
+@router.post("/threads/{thread_id}/resume", tags=["operations"], status_code=202)
+def resume(thread_id: str, act: AsAdmin) -> dict[str, Any]:
+    """Continue a thread whose run stopped, from its last checkpoint."""
+    if not act.service.exists(thread_id):
+        raise ThreadNotFound(thread_id)
+    return act.accepted(act.resume_later(thread_id))
+
+
+@router.post("/sweep", tags=["operations"])
+def sweep(request: Request, svc: Service, q: Queue, who: Token = admin) -> dict[str, Any]:
+    """Expire overdue approvals, flag crashed calls, and queue a resume of each thread that
+    can move on (`queued`; the workers run them)."""
+    report = queue_sweep(svc, q)
+    if report.queued:
+        background: Background = request.app.state.background
+        background.wake()
+    return report.to_json()
+
+
+@router.get("/audit/verify", tags=["operations"])
+def verify_audit(svc: Service, who: Token = viewer) -> dict[str, Any]:
+    """Check every thread's hash chain."""
+    return svc.verify_audit().to_json()
+
+
+# tokens
+
+
+@router.get("/tokens", tags=["tokens"])
+def list_tokens(request: Request, who: Token = admin) -> dict[str, Any]:
+    tokens: TokenStore = request.app.state.tokens
+    return {"tokens": [t.to_json() for t in tokens.list()]}
+
+
+@router.post("/tokens", tags=["tokens"], status_code=201)
+def create_token(body: NewToken, request: Request, who: Token = admin) -> dict[str, Any]:
+    """Make a token; its secret is in this answer only."""
+    tokens: TokenStore = request.app.state.tokens
+    token, secret = tokens.create(body.name, body.role, created_by=who.name)
+    return token.to_json() | {"token": secret}
+
+
+@router.delete("/tokens/{name}", tags=["tokens"])
+def revoke_token(name: str, request: Request, who: Token = admin) -> dict[str, Any]:
+    tokens: TokenStore = request.app.state.tokens
+    return tokens.revoke(name).to_json()
+
+
+# webhooks
+
+
+@router.get("/webhooks", tags=["webhooks"])
+def list_webhooks(request: Request, who: Token = admin) -> dict[str, Any]:
+    """The endpoints that receive events (never their secrets)."""
+    store: WebhookStore = request.app.state.webhooks
+    return {"webhooks": [e.to_json() for e in store.list_endpoints()]}
+
+
+@router.post("/webhooks", tags=["webhooks"], status_code=201)
+def add_webhook(body: NewWebhook, request: Request, who: Token = admin) -> dict[str, Any]:
+    """Add an endpoint; its signing secret is in this answer only."""
+    store: WebhookStore = request.app.state.webhooks
+    try:
+        endpoint, secret = store.add_endpoint(
+            body.url, events=body.events, secret=body.secret, created_by=who.name
+        )
+    except WebhookError as e:
+        raise HTTPException(422, str(e)) from None
+    return endpoint.to_json() | {"secret": secret}
+
+
+@router.delete("/webhooks/{webhook_id}", tags=["webhooks"])
+def remove_webhook(webhook_id: str, request: Request, who: Token = admin) -> dict[str, Any]:
+    store: WebhookStore = request.app.state.webhooks
+    try:
+        return store.remove_endpoint(webhook_id).to_json()
+    except WebhookError as e:
+        raise HTTPException(404, str(e)) from None
+
+
+@router.get("/webhooks/deliveries", tags=["webhooks"])
+def webhook_deliveries(
+    request: Request,
+    status: Literal["pending", "delivered", "dead"] | None = None,
+    webhook_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    who: Token = admin,
+) -> dict[str, Any]:
+    """The delivery log, newest first: attempts, last status code and error."""
+    store: WebhookStore = request.app.state.webhooks
+    found = store.deliveries(status=status, webhook_id=webhook_id, limit=limit, offset=offset)
+    return {"deliveries": [d.to_json() for d in found], "counts": store.counts()}

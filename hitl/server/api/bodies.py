@@ -1,0 +1,90 @@
+"""The API's request bodies; unknown fields are refused where one could change the meaning."""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from hitl.server.api.common import THREAD_ID_PATTERN
+
+
+class UserMessage(BaseModel):
+    role: Literal["user", "human"] = "user"
+    content: str = Field(min_length=1)
+
+
+class MessageInput(BaseModel):
+    """A prompt, or a list of user messages."""
+
+    prompt: str | None = Field(default=None, min_length=1)
+    messages: list[UserMessage] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def one_of(self) -> "MessageInput":
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("give either `prompt` or `messages`, not both and not neither")
+        return self
+
+    def texts(self) -> list[str]:
+        return (
+            [self.prompt] if self.prompt is not None else [m.content for m in self.messages or []]
+        )
+
+
+class StartThread(MessageInput):
+    thread_id: str | None = Field(
+        default=None,
+        pattern=THREAD_ID_PATTERN,
+        description="A new thread's ID (default: a UUID): letters, digits and . _ : @ -",
+    )
+
+
+class ContinueThread(MessageInput):
+    cancel_pending: bool = False
+
+
+class Decision(BaseModel):
+    # a misspelt `call` must not be dropped: without it, the decision is for every pending call
+    model_config = ConfigDict(extra="forbid")
+
+    call: str | None = Field(default=None, description="The tool call ID (default: all pending).")
+    comment: str | None = None
+    args_hash: str | None = Field(
+        default=None, description="Only if the call's args still hash to this (what you saw)."
+    )
+
+    @model_validator(mode="after")
+    def hash_names_a_call(self) -> "Decision":
+        if self.args_hash is not None and self.call is None:
+            raise ValueError("`args_hash` needs `call`: a hash names one call's args")
+        return self
+
+
+class Reject(Decision):
+    reason: str | None = None
+
+
+class Edit(Decision):
+    call: str = Field(description="The tool call ID.")
+    args: dict[str, Any]
+
+
+class Respond(Decision):
+    call: str = Field(description="The tool call ID.")
+    message: str = Field(min_length=1, description="What the model is told instead.")
+
+
+class Reconcile(BaseModel):
+    call: str
+    action: Literal["retry", "mark_done", "skip"]
+    result: str | None = None
+
+
+class NewToken(BaseModel):
+    name: str
+    role: Literal["viewer", "approver", "admin"]
+
+
+class NewWebhook(BaseModel):
+    url: str
+    events: list[str] | None = Field(default=None, description="Default: every event.")
+    secret: str | None = Field(default=None, description="Default: a new random secret.")

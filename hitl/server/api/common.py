@@ -1,0 +1,129 @@
+"""What the API's routes share: the roles they require, the service and queue they use,
+the `202` answer, server-sent events."""
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, cast
+
+from fastapi import Depends, Request, Response
+from fastapi.responses import StreamingResponse
+
+from checkpoints.runs import Run, RunKind, RunQueue
+from checkpoints.tokens import Role, Token
+from hitl.server.auth import require
+from hitl.server.events import Event, EventBus, thread_topic
+from hitl.server.workers import Background, ServicePool
+from hitl.service import ApprovalService
+
+THREAD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$"
+"""Thread IDs the API creates or accepts for a new thread: safe in a URL path as they are."""
+HEARTBEAT_SECONDS = 15.0
+"""An SSE stream sends a comment this often, so proxies do not close it."""
+
+viewer = Depends(require("viewer"))
+approver = Depends(require("approver"))
+admin = Depends(require("admin"))
+
+
+async def service(request: Request) -> ApprovalService:
+    """The approval service of whichever worker thread runs the endpoint (resolved there:
+    each thread has its own connections), without a thread hop for the dependency itself."""
+    pool: ServicePool = request.app.state.pool
+    return cast(ApprovalService, pool.per_thread)
+
+
+def queue(request: Request) -> RunQueue:
+    return cast(RunQueue, request.app.state.queue)
+
+
+async def _queue_dependency(request: Request) -> RunQueue:
+    return queue(request)  # no I/O: no need for a worker thread
+
+
+Service = Annotated[ApprovalService, Depends(service)]
+Queue = Annotated[RunQueue, Depends(_queue_dependency)]
+
+
+@dataclass(frozen=True)
+class Acting:
+    """One request that changes something: who acts, the service and queue it acts on, and
+    how its `202` answer is made (a queued run, and where to follow it)."""
+
+    request: Request
+    response: Response
+    service: ApprovalService
+    queue: RunQueue
+    who: Token
+
+    def queue_run(self, thread_id: str, kind: RunKind, payload: dict[str, Any]) -> Run:
+        """Queue a run (durable once this returns) and wake a worker for it."""
+        run = self.queue.enqueue(thread_id, kind, payload, actor=self.who.name)
+        background: Background = self.request.app.state.background
+        background.wake()
+        bus: EventBus = self.request.app.state.bus
+        bus.publish(thread_topic(run.thread_id), "run", run.to_json())
+        return run
+
+    def resume_later(self, thread_id: str) -> Run:
+        """Queue a run that continues the thread from its last checkpoint."""
+        return self.queue_run(thread_id, "resume", {})
+
+    def accepted(self, run: Run, **extra: Any) -> dict[str, Any]:
+        """The `202` answer: the run, and where to follow it."""
+        self.response.status_code = 202
+        self.response.headers["Location"] = f"/runs/{run.run_id}"
+        links = {
+            "run": f"/runs/{run.run_id}",
+            "thread": f"/threads/{run.thread_id}",
+            "stream": f"/threads/{run.thread_id}/stream",
+        }
+        return {"thread_id": run.thread_id, "run": run.to_json(), "links": links, **extra}
+
+
+def acting(role: Role) -> Callable[..., Awaitable[Acting]]:
+    """A dependency: the request as an `Acting`, by a token that must include `role`."""
+
+    async def bundle(
+        request: Request,
+        response: Response,
+        who: Token = Depends(require(role)),  # noqa: B008
+    ) -> Acting:
+        pool: ServicePool = request.app.state.pool
+        service = cast(ApprovalService, pool.per_thread)
+        return Acting(request, response, service, queue(request), who)
+
+    return bundle
+
+
+AsApprover = Annotated[Acting, Depends(acting("approver"))]
+AsAdmin = Annotated[Acting, Depends(acting("admin"))]
+
+
+def sse(
+    request: Request,
+    bus: EventBus,
+    topic: str,
+    first: Event,
+    refresh: Callable[[], Awaitable[Event]] | None,
+) -> StreamingResponse:
+    """Stream `first`, then the topic's events (or, with `refresh`, a fresh `refresh()` for
+    each), with a comment line every few seconds to keep proxies from closing the stream."""
+
+    async def events() -> AsyncIterator[str]:
+        with bus.subscription(topic) as queue:
+            yield "retry: 2000\n\n" + first.sse()
+            while not await request.is_disconnected():
+                try:
+                    event = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                if refresh is not None:
+                    while not queue.empty():  # many changes at once: one refresh
+                        queue.get_nowait()
+                    event = await refresh()
+                yield event.sse()
+
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)

@@ -1,0 +1,134 @@
+"""Threads and runs: start, continue, read, follow live."""
+
+import asyncio
+import time
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
+
+from checkpoints.runs import FINISHED
+from checkpoints.tokens import Token
+from hitl.errors import ThreadExists, ThreadNotFound
+from hitl.server.api.bodies import ContinueThread, StartThread
+from hitl.server.api.common import Acting, AsApprover, Queue, Service, queue, sse, viewer
+from hitl.server.events import Event, EventBus, run_topic, thread_topic
+from hitl.server.workers import ServicePool
+from hitl.service import ApprovalService
+
+router = APIRouter()
+MAX_WAIT_SECONDS = 60.0
+"""The longest long-poll of `GET /runs/{id}?wait=`."""
+
+
+@router.post("/threads", tags=["threads"], status_code=202)
+def start_thread(body: StartThread, act: AsApprover) -> dict[str, Any]:
+    """Start a thread with a prompt (or messages); 202 with the run to follow. An ID that
+    exists already is 409: continue that thread with `POST /threads/{id}/runs`."""
+    thread_id = body.thread_id
+    if thread_id is not None and _known(act, thread_id):
+        raise ThreadExists(thread_id)
+    payload = {"messages": body.texts(), "cancel_pending": False}
+    return act.accepted(act.queue_run(thread_id or _new_id(), "message", payload))
+
+
+@router.post("/threads/{thread_id}/runs", tags=["threads"], status_code=202)
+def continue_thread(thread_id: str, body: ContinueThread, act: AsApprover) -> dict[str, Any]:
+    """Send a new message to an existing thread: 409 while it waits for decisions, unless
+    `cancel_pending` (its pending calls are then rejected)."""
+    if not _known(act, thread_id):
+        raise ThreadNotFound(thread_id)
+    if act.service.exists(thread_id):  # else its first run is still queued: that run checks
+        act.service.check_can_send(thread_id, cancel_pending=body.cancel_pending)
+    payload = {"messages": body.texts(), "cancel_pending": body.cancel_pending}
+    return act.accepted(act.queue_run(thread_id, "message", payload))
+
+
+@router.get("/threads/{thread_id}", tags=["threads"])
+def get_thread(thread_id: str, svc: Service, q: Queue, who: Token = viewer) -> dict[str, Any]:
+    """The thread's status, messages, pending approvals, and its latest runs (`queued`:
+    its first run has not started yet)."""
+    runs = [r.to_json() for r in q.of_thread(thread_id, limit=5)]
+    return _view_or_queued(svc, thread_id, runs) | {"runs": runs}
+
+
+@router.get("/threads/{thread_id}/history", tags=["threads"])
+def get_history(thread_id: str, svc: Service, who: Token = viewer) -> dict[str, Any]:
+    """The thread's checkpoints, oldest first."""
+    return {"thread_id": thread_id, "history": [e.to_json() for e in svc.history(thread_id)]}
+
+
+@router.get("/threads/{thread_id}/audit", tags=["threads"])
+def get_audit(thread_id: str, svc: Service, who: Token = viewer) -> dict[str, Any]:
+    """The thread's hash-chained audit trail, oldest first."""
+    return {"thread_id": thread_id, "audit": [e.to_json() for e in svc.audit(thread_id)]}
+
+
+@router.get("/threads/{thread_id}/approvals", tags=["threads"])
+def get_thread_approvals(thread_id: str, svc: Service, who: Token = viewer) -> dict[str, Any]:
+    """Every call of the thread the ledger knows, decided or not, with who decided."""
+    svc.show(thread_id)
+    return {
+        "thread_id": thread_id,
+        "approvals": [r.to_json() for r in svc.thread_records(thread_id)],
+    }
+
+
+@router.get("/threads/{thread_id}/stream", tags=["threads"])
+async def stream_thread(thread_id: str, request: Request, who: Token = viewer) -> StreamingResponse:
+    """Server-sent events of the thread: `state` first, then `run` (queued, running, done,
+    failed), `update` (what each node did) and `state` again after each run."""
+    pool: ServicePool = request.app.state.pool
+    runs = [r.to_json() for r in await asyncio.to_thread(queue(request).of_thread, thread_id, 1)]
+    first = await asyncio.to_thread(lambda: _view_or_queued(pool.get(), thread_id, runs))
+    bus: EventBus = request.app.state.bus
+    return sse(request, bus, thread_topic(thread_id), Event(0, "state", first), None)
+
+
+@router.get("/runs/{run_id}", tags=["threads"])
+async def get_run(
+    run_id: str,
+    request: Request,
+    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS)] = 0,
+    who: Token = viewer,
+) -> dict[str, Any]:
+    """A run's status; with `wait=S`, answer when it has finished or after S seconds."""
+    q = queue(request)
+    bus: EventBus = request.app.state.bus
+    with bus.subscription(run_topic(run_id)) as events:  # first, so no end is missed
+        run = await asyncio.to_thread(q.get, run_id)
+        if run is None:
+            raise HTTPException(404, f"no run {run_id!r}; runs are listed in GET /threads/{{id}}")
+        deadline = time.monotonic() + wait
+        while not run.finished and time.monotonic() < deadline:
+            left = deadline - time.monotonic()
+            try:  # this process's workers say when it ends; other processes' are polled
+                event = await asyncio.wait_for(events.get(), min(left, 1.0))
+            except TimeoutError:
+                run = await asyncio.to_thread(q.get, run_id) or run
+                continue
+            if event.data["status"] in FINISHED:
+                return event.data
+    return run.to_json()
+
+
+def _view_or_queued(
+    svc: ApprovalService, thread_id: str, runs: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The thread's view; for a thread whose first run is queued, a `queued` stand-in."""
+    try:
+        return svc.show(thread_id).to_json()
+    except ThreadNotFound:
+        if not runs:
+            raise
+        return {"thread_id": thread_id, "status": "queued", "pending": [], "messages": []}
+
+
+def _known(act: Acting, thread_id: str) -> bool:
+    """Whether the thread has a checkpoint, or a run queued to make its first one."""
+    return act.service.exists(thread_id) or bool(act.queue.of_thread(thread_id, limit=1))
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
