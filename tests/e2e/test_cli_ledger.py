@@ -406,5 +406,12 @@ def test_a_sweep_with_nothing_overdue_settles_nothing_and_changes_nothing(
 
     report = copied.json("sweep")
 
-    assert report == {"expired": [], "orphaned": [], "resumed": [], "busy": [], "failed": {}}
+    assert report == {
+        "expired": [],
+        "orphaned": [],
+        "resumed": [],
+        "busy": [],
+        "failed": {},
+        "queued": [],
+    }
     assert copied.state() == before
