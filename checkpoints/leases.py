@@ -30,7 +30,7 @@ def runner_token() -> str:
     """This process's token, made on first use (never at import time)."""
     pid = os.getpid()
     if pid not in _process_tokens:
-        _process_tokens[pid] = f"{socket.gethostname()}:{pid}:{uuid.uuid4().hex[:8]}"
+        _process_tokens[pid] = f"{host_id()}:{pid}:{uuid.uuid4().hex[:8]}"
     return _process_tokens[pid]
 
 
@@ -63,7 +63,7 @@ def mark_done(token: str) -> None:
 def alive_on_this_host(token: str) -> bool | None:
     """True or False for a token of this host; None when this host cannot tell."""
     parts = token.split(":")
-    if len(parts) < 4 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+    if len(parts) < 4 or parts[0] != host_id() or not parts[1].isdigit():
         return None
     if int(parts[1]) == os.getpid():
         with _held_lock:
@@ -81,6 +81,29 @@ def alive_on_this_host(token: str) -> bool | None:
     with contextlib.suppress(OSError):
         os.unlink(_lock_file(token))  # its process died holding it: tidy up
     return False
+
+
+@cache
+def host_id() -> str:
+    """This host as tokens name it: the host name and the id of its lock folder.
+
+    Two containers may share a host name (and pid 1) but not their `/tmp`: with the folder's
+    id in it, a token from the other one is not judged by this one's locks (it is another
+    host, alive while its lease lasts), so neither takes the other's runs for dead.
+    """
+    marker = _live_folder() / ".host-id"
+    try:
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        for _ in range(50):  # its creator may not have written it yet
+            if folder_id := marker.read_text().strip():
+                break
+            time.sleep(0.01)
+    else:
+        folder_id = uuid.uuid4().hex[:8]
+        with os.fdopen(fd, "w") as f:
+            f.write(folder_id)
+    return f"{socket.gethostname()}~{folder_id}"
 
 
 def _lock_file(token: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from checkpoints.leases import alive_on_this_host, host_id
 from checkpoints.ledger import NotPending, ThreadBusy, open_ledger
 from graph.ledger import CallInProgress
 from graph.policy import Policy, ToolRule
@@ -153,10 +154,18 @@ def test_a_row_forged_to_approved_is_refused_and_reported(db: Path, log: ToolLog
     assert call_id in report.broken[0].problem
 
 
+def test_a_token_of_another_container_with_the_same_host_name_is_not_judged_by_our_locks() -> None:
+    """Same host name, same pid 1, another /tmp: that runner is alive while its lease lasts."""
+    twin = f"{socket.gethostname()}~0ther1d0:1:a:b"
+    assert host_id().startswith(socket.gethostname() + "~") and host_id() != twin.split(":")[0]
+    assert alive_on_this_host(twin) is None
+    assert alive_on_this_host(f"{host_id()}:1:a:b") is False  # ours, and nobody holds it
+
+
 def test_a_runner_token_nobody_holds_is_dead_even_if_its_pid_is_alive(db: Path) -> None:
     stranger = subprocess.Popen(["sleep", "60"])
     try:
-        token = f"{socket.gethostname()}:{stranger.pid}:a:b"  # a reused pid, a finished attempt
+        token = f"{host_id()}:{stranger.pid}:a:b"  # a reused pid, a finished attempt
         with open_ledger(db) as ledger:
             ledger.request(
                 thread_id="t",
