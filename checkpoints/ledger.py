@@ -930,9 +930,11 @@ def _threads_of(cur: sqlite3.Cursor, tool_call_id: str) -> list[str]:
 def _check_permitted(
     row: ApprovalRecord, kind: str, actor: str, roles: Collection[str] = ()
 ) -> None:
-    """Whether `actor` (with `roles`) may make this decision: approving or editing needs the
-    actor's name, or one of its roles as `role:NAME`, among the call's approvers."""
-    if kind not in ("approve", "edit"):
+    """Whether `actor` (with `roles`) may make this decision: approving, editing or
+    responding (the model then takes the person's word for the tool's result) needs the
+    actor's name, or one of its roles as `role:NAME`, among the call's approvers. Rejecting
+    is always allowed: not running a call is always safe."""
+    if kind not in ("approve", "edit", "respond"):
         return
     names = {actor, *(f"{ROLE_PREFIX}{r}" for r in roles)}
     if row.approvers is not None and not names & set(row.approvers):

@@ -24,9 +24,9 @@ class ToolRule:
 
     `ask` is `"always"`, `"never"` (auto-approve) or a predicate on the call's arguments that
     returns True when a person must decide. `expires_after` gives a person that long to decide;
-    then `hitl sweep` settles the call with `on_expire`. `approvers` names who may approve or
-    edit (None: anyone); `allow_self_approval=False` forbids the person who started the run
-    from approving their own agent's call.
+    then `hitl sweep` settles the call with `on_expire`. `approvers` names who may approve,
+    edit or respond (None: anyone; `role:NAME` admits a role); `allow_self_approval=False`
+    forbids the person who started the run from approving their own agent's call.
     """
 
     ask: Ask = "always"

@@ -157,3 +157,15 @@ def test_sweep_resumes_a_thread_whose_decision_was_recorded_but_never_applied(
         assert service.sweep().resumed == [view.thread_id]
         assert service.sweep().resumed == []
     assert log.ids("send_email") == [call_id]
+
+
+def test_only_the_approvers_may_respond_in_the_tools_place(db: Path, log: ToolLog) -> None:
+    """A response stands in for the tool's result: as strong as an approval."""
+    with open_test_service(db, log, _policy(approvers=["carol"])) as service:
+        view = service.run(ONE_EMAIL, actor="alice")
+        call_id = view.pending[0].tool_call_id
+        answer = {"type": "respond", "message": "sent"}
+        with pytest.raises(NotPermitted, match="only carol may"):
+            service.decide(view.thread_id, {call_id: answer}, actor="bob")
+        done = service.decide(view.thread_id, {call_id: answer}, actor="carol")
+    assert done.status == "done" and log.ids("send_email") == []
