@@ -312,20 +312,28 @@ def show(thread_id: str, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("thread_id")
+@click.option(
+    "--limit", type=click.IntRange(1, 10_000), help="Only the newest N checkpoints (a page)."
+)
+@click.option("--before", help="Only checkpoints older than this checkpoint ID (the next page).")
 @json_option
-def history(thread_id: str, as_json: bool) -> None:
+def history(thread_id: str, limit: int | None, before: str | None, as_json: bool) -> None:
     """List a thread's checkpoints: step, node, time, what was pending or decided."""
     with _service(as_json) as service:
         try:
-            entries = service.history(thread_id)
+            entries = service.history(thread_id, limit=limit, before=before)
         except errors.HitlError as e:
             _fail(e, as_json)
+    older = entries[0].checkpoint_id if limit is not None and len(entries) == limit else None
 
     def human() -> None:
         for e in entries:
             click.echo(_history_line(e))
+        if older:
+            click.echo(f"(older checkpoints: --before {older})")
 
-    _emit(as_json, {"thread_id": thread_id, "history": [e.to_json() for e in entries]}, human)
+    data = {"thread_id": thread_id, "history": [e.to_json() for e in entries]}
+    _emit(as_json, data | ({"next_before": older} if older else {}), human)
 
 
 def _history_line(e: HistoryEntry) -> str:

@@ -59,8 +59,11 @@ class RemoteService:
             params["expiring_before"] = iso(query.expiring_before)
         return InboxPage.from_json(self._get("/approvals", params=params))
 
-    def history(self, thread_id: str) -> list[HistoryEntry]:
-        data = self._get(f"/threads/{_q(thread_id)}/history")
+    def history(
+        self, thread_id: str, *, limit: int | None = None, before: str | None = None
+    ) -> list[HistoryEntry]:
+        params = {k: v for k, v in (("limit", limit), ("before", before)) if v is not None}
+        data = self._get(f"/threads/{_q(thread_id)}/history", params=params)
         return [HistoryEntry.from_json(e) for e in data["history"]]
 
     def audit(self, thread_id: str) -> list[AuditEntry]:

@@ -100,15 +100,34 @@ class ApprovalService:
             limit=query.limit,
         )
 
-    def history(self, thread_id: str) -> list[HistoryEntry]:
-        """The thread's checkpoints, oldest first, with what was pending or decided at each."""
+    def history(
+        self, thread_id: str, *, limit: int | None = None, before: str | None = None
+    ) -> list[HistoryEntry]:
+        """The thread's checkpoints, oldest first, with what was pending or decided at each:
+        all of them, or the newest `limit` (older than checkpoint `before`, to page back).
+
+        A page reads `limit + 1` checkpoints (the extra one tells what the first changed),
+        in a fixed number of queries, however long the thread.
+        """
         self._snapshot(thread_id)
-        snapshots = list(reversed(list(self._graph.get_state_history(_config(thread_id)))))
-        entries: list[HistoryEntry] = []
+        older_than: RunnableConfig | None = (
+            None if before is None else {"configurable": {"checkpoint_id": before}}
+        )
+        fetched = list(
+            self._graph.get_state_history(
+                _config(thread_id), before=older_than, limit=None if limit is None else limit + 1
+            )
+        )
+        snapshots = list(reversed(fetched))  # oldest first
         previous: StateSnapshot | None = None
+        if limit is not None and len(fetched) > limit:
+            previous, snapshots = snapshots[0], snapshots[1:]
+        entries: list[HistoryEntry] = []
         for snap in snapshots:
             reviews = snap.values.get("reviews", {}) if snap.values else {}
-            before = previous.values.get("reviews", {}) if previous and previous.values else {}
+            before_reviews = (
+                previous.values.get("reviews", {}) if previous and previous.values else {}
+            )
             metadata = snap.metadata or {}
             entries.append(
                 HistoryEntry(
@@ -117,7 +136,11 @@ class ApprovalService:
                     node=", ".join(previous.next) if previous and previous.next else "input",
                     created_at=str(snap.created_at),
                     pending=_interrupted_calls(snap),
-                    decided={cid: r["decision"] for cid, r in reviews.items() if cid not in before},
+                    decided={
+                        cid: r["decision"]
+                        for cid, r in reviews.items()
+                        if cid not in before_reviews
+                    },
                 )
             )
             previous = snap

@@ -55,6 +55,7 @@ def test_reading_commands_print_the_same_remotely_as_locally(
         ("show", thread_id),
         ("show", thread_id, "--json"),
         ("history", thread_id),
+        ("history", thread_id, "--limit", "2", "--json"),
         ("audit", thread_id),
         ("audit", "--verify"),
     ):

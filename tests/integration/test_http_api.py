@@ -533,6 +533,12 @@ def test_a_threads_history_audit_and_approvals_tell_what_happened(api: Api) -> N
         ("tool_finished", call),
     ]
     assert [(a["tool_call_id"], a["status"]) for a in approvals] == [(call, "succeeded")]
+    newest = api.get(f"/threads/{thread_id}/history", params={"limit": 2}).json()
+    assert newest["history"] == history[-2:]
+    older = api.get(
+        f"/threads/{thread_id}/history", params={"limit": 2, "before": newest["next_before"]}
+    ).json()
+    assert older["history"] == history[-4:-2]
     for what in ("history", "audit", "approvals"):
         assert_error(api.get(f"/threads/no-such-thread/{what}"), 404, "ThreadNotFound")
 

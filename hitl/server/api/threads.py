@@ -54,9 +54,18 @@ def get_thread(thread_id: str, svc: Service, q: Queue, who: Token = viewer) -> d
 
 
 @router.get("/threads/{thread_id}/history", tags=["threads"])
-def get_history(thread_id: str, svc: Service, who: Token = viewer) -> dict[str, Any]:
-    """The thread's checkpoints, oldest first."""
-    return {"thread_id": thread_id, "history": [e.to_json() for e in svc.history(thread_id)]}
+def get_history(
+    thread_id: str,
+    svc: Service,
+    limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+    before: Annotated[str | None, Query(description="a checkpoint ID: the next page")] = None,
+    who: Token = viewer,
+) -> dict[str, Any]:
+    """The thread's checkpoints, oldest first: all, or the newest `limit` (before `before`)."""
+    entries = svc.history(thread_id, limit=limit, before=before)
+    older = entries[0].checkpoint_id if limit is not None and len(entries) == limit else None
+    data = {"thread_id": thread_id, "history": [e.to_json() for e in entries]}
+    return data | ({"next_before": older} if older else {})
 
 
 @router.get("/threads/{thread_id}/audit", tags=["threads"])

@@ -1,0 +1,57 @@
+"""History pages: a page of N costs the same few statements however long the thread, and
+pages put together are the whole history."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from hitl.service import ApprovalService
+from tests.fakes import ToolLog
+from tests.integration.conftest import open_test_service
+
+COUNT = "count my emails of the last 3 days"  # runs without asking: four checkpoints a turn
+
+
+def grown(service: ApprovalService, thread_id: str, turns: int) -> str:
+    for _ in range(turns):
+        service.run(COUNT, thread_id, actor="alice")
+    return thread_id
+
+
+@contextmanager
+def statements(service: ApprovalService) -> Iterator[list[str]]:
+    """The SQL statements the checkpoint saver runs meanwhile."""
+    seen: list[str] = []
+    conn = service._saver.conn  # the saver's own connection: what a page costs it
+    conn.set_trace_callback(seen.append)
+    try:
+        yield seen
+    finally:
+        conn.set_trace_callback(None)
+
+
+def test_a_page_costs_the_same_statements_on_a_long_thread_as_on_a_short_one(
+    db: Path, log: ToolLog
+) -> None:
+    with open_test_service(db, log) as service:
+        short = grown(service, "short", 13)
+        long = grown(service, "long", 60)
+        assert len(service.history(long)) > 4 * len(service.history(short))
+        with statements(service) as on_short:
+            short_page = service.history(short, limit=20)
+        with statements(service) as on_long:
+            long_page = service.history(long, limit=20)
+    assert len(short_page) == len(long_page) == 20
+    selects = [s for s in on_long if s.lstrip().upper().startswith("SELECT")]
+    assert len(on_long) == len(on_short) and len(selects) <= 4, on_long
+
+
+def test_pages_put_together_are_the_whole_history(db: Path, log: ToolLog) -> None:
+    with open_test_service(db, log) as service:
+        thread_id = grown(service, "t", 7)
+        whole = service.history(thread_id)
+        pages, before = [], None
+        while page := service.history(thread_id, limit=6, before=before):
+            pages.insert(0, page)
+            before = page[0].checkpoint_id
+    assert [e for page in pages for e in page] == whole
