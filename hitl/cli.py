@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn, cast
+from typing import NoReturn, cast
 
 import click
 
@@ -20,6 +20,7 @@ from checkpoints.sqlite import DatabaseError
 from checkpoints.tokens import TokenStore
 from hitl import errors
 from hitl.app import open_service
+from hitl.cli_output import emit, fail, json_option
 from hitl.cli_webhooks import webhook
 from hitl.remote import RemoteService
 from hitl.service import ApprovalService, ReconcileAction
@@ -54,7 +55,6 @@ AUDIT_BROKEN_EXIT = 15
 DEMO_PROMPT = "Send sally@example.com an email saying 'hi'"
 """What `hitl serve --demo` asks the (offline) model, so the inbox has something to decide."""
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
 call_option = click.option(
     "--call", "tool_call_id", help="The tool call ID (default: all pending)."
 )
@@ -120,23 +120,7 @@ def _service(as_json: bool, *, create: bool = False) -> Iterator[Operations]:
 
 
 def _fail(error: Exception, as_json: bool) -> NoReturn:
-    code = EXIT_CODES[type(error)]
-    if as_json:
-        click.echo(
-            json.dumps(
-                {"error": {"type": type(error).__name__, "message": str(error), "exit_code": code}}
-            )
-        )
-    else:
-        click.echo(f"error: {error}", err=True)
-    sys.exit(code)
-
-
-def _emit(as_json: bool, data: Any, human: Callable[[], None]) -> None:
-    if as_json:
-        click.echo(json.dumps(data, indent=2, default=str))
-    else:
-        human()
+    fail(error, EXIT_CODES[type(error)], as_json)
 
 
 def _print_pending(items: list[PendingApproval], with_thread: bool) -> None:
@@ -171,7 +155,7 @@ def _print_view(view: ThreadView) -> None:
 
 
 def _show_view(view: ThreadView, as_json: bool) -> None:
-    _emit(as_json, view.to_json(), lambda: _print_view(view))
+    emit(as_json, view.to_json(), lambda: _print_view(view))
 
 
 def _act(as_json: bool, action: Callable[[Operations], ThreadView]) -> None:
@@ -265,7 +249,7 @@ def pending(
         if page.total > offset + len(page.items):
             click.echo(f"({page.total} in all; next page: --offset {offset + len(page.items)})")
 
-    _emit(as_json, page.to_json(), human)
+    emit(as_json, page.to_json(), human)
 
 
 def _duration(text: str, option: str) -> float:
@@ -307,7 +291,7 @@ def show(thread_id: str, as_json: bool) -> None:
             )
             click.echo(f"  [{m['type']}] {m['content']}{calls}")
 
-    _emit(as_json, view.to_json(), human)
+    emit(as_json, view.to_json(), human)
 
 
 @cli.command()
@@ -333,7 +317,7 @@ def history(thread_id: str, limit: int | None, before: str | None, as_json: bool
             click.echo(f"(older checkpoints: --before {older})")
 
     data = {"thread_id": thread_id, "history": [e.to_json() for e in entries]}
-    _emit(as_json, data | ({"next_before": older} if older else {}), human)
+    emit(as_json, data | ({"next_before": older} if older else {}), human)
 
 
 def _history_line(e: HistoryEntry) -> str:
@@ -547,7 +531,7 @@ def sweep(as_json: bool) -> None:
             f"{len(report.resumed)} threads resumed{queued}"
         )
 
-    _emit(as_json, report.to_json(), human)
+    emit(as_json, report.to_json(), human)
     if report.failed:
         sys.exit(1)
 
@@ -578,7 +562,7 @@ def audit(thread_id: str | None, verify: bool, as_json: bool) -> None:
             threads = f"{report.threads} thread{'' if report.threads == 1 else 's'}"
             click.echo(f"{threads}, {report.entries} entries: {verdict}")
 
-        _emit(as_json, data, human_report)
+        emit(as_json, data, human_report)
         if not report.ok:
             sys.exit(AUDIT_BROKEN_EXIT)
         return
@@ -590,7 +574,7 @@ def audit(thread_id: str | None, verify: bool, as_json: bool) -> None:
             detail = json.dumps(e.detail, sort_keys=True)
             click.echo(f"{e.seq:>4}  {iso(e.at)}  {e.event}{call}{who}  {detail}")
 
-    _emit(as_json, {"thread_id": thread_id, "audit": [e.to_json() for e in entries]}, human)
+    emit(as_json, {"thread_id": thread_id, "audit": [e.to_json() for e in entries]}, human)
 
 
 @cli.command()
@@ -676,7 +660,7 @@ def token_create(name: str, role: str, as_json: bool) -> None:
             made, secret = tokens.create(name, role, created_by=_actor(None))
     except (TokenError, DatabaseError) as e:
         _fail(errors.InvalidSettings(str(e)), as_json)
-    _emit(
+    emit(
         as_json,
         made.to_json() | {"token": secret},
         lambda: click.echo(f"{secret}\n(token for {name}, role {role}: shown once; keep it safe)"),
@@ -700,7 +684,7 @@ def token_list(as_json: bool) -> None:
         for t in active:
             click.echo(f"{t.name:<24} {t.role:<9} created {iso(t.created_at)} by {t.created_by}")
 
-    _emit(as_json, {"tokens": [t.to_json() for t in active]}, human)
+    emit(as_json, {"tokens": [t.to_json() for t in active]}, human)
 
 
 @token.command("revoke")
@@ -716,7 +700,7 @@ def token_revoke(name: str, as_json: bool) -> None:
             revoked = tokens.revoke(name)
     except (TokenError, DatabaseError) as e:
         _fail(errors.InvalidSettings(str(e)), as_json)
-    _emit(as_json, revoked.to_json(), lambda: click.echo(f"revoked the token of {name}"))
+    emit(as_json, revoked.to_json(), lambda: click.echo(f"revoked the token of {name}"))
 
 
 cli.add_command(webhook)

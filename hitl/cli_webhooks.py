@@ -4,12 +4,10 @@ Commands only translate arguments and output; the work is done by `WebhookStore`
 `WebhookDispatcher`.
 """
 
-import json
 import os
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn, cast
+from typing import NoReturn, cast
 
 import click
 
@@ -25,6 +23,7 @@ from checkpoints.webhooks import (
     WebhookStore,
     open_webhook_store,
 )
+from hitl.cli_output import emit, fail, json_option
 from hitl.settings import Settings, default_actor
 from hitl.webhooks import WebhookDispatcher
 
@@ -34,8 +33,6 @@ EXIT_CODES: dict[type[Exception], int] = {
     DatabaseBusy: 13,
 }
 """Exit code of each error, as `hitl`'s own table numbers them (10: bad input, 13: busy)."""
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,23 +53,7 @@ def _store(as_json: bool, *, create: bool = False) -> Iterator[WebhookStore]:
 
 
 def _fail(error: Exception, as_json: bool) -> NoReturn:
-    code = next(c for kind, c in EXIT_CODES.items() if isinstance(error, kind))
-    if as_json:
-        click.echo(
-            json.dumps(
-                {"error": {"type": type(error).__name__, "message": str(error), "exit_code": code}}
-            )
-        )
-    else:
-        click.echo(f"error: {error}", err=True)
-    sys.exit(code)
-
-
-def _emit(as_json: bool, data: Any, human: Callable[[], None]) -> None:
-    if as_json:
-        click.echo(json.dumps(data, indent=2, default=str))
-    else:
-        human()
+    fail(error, next(c for kind, c in EXIT_CODES.items() if isinstance(error, kind)), as_json)
 
 
 def _events(endpoint: Endpoint) -> str:
@@ -113,7 +94,7 @@ def add(
         click.echo(f"added webhook {endpoint.id}: {endpoint.url} ({_events(endpoint)})")
         click.echo(f"signing secret (shown only now; keep it with the receiver): {secret}")
 
-    _emit(as_json, {"endpoint": endpoint.to_json(), "secret": secret}, human)
+    emit(as_json, {"endpoint": endpoint.to_json(), "secret": secret}, human)
 
 
 @webhook.command(name="list")
@@ -133,7 +114,7 @@ def list_(include_removed: bool, as_json: bool) -> None:
                 f"{e.id}  {e.url}  {_events(e)}  added {iso(e.created_at)} by {e.created_by}{state}"
             )
 
-    _emit(as_json, {"endpoints": [e.to_json() for e in endpoints]}, human)
+    emit(as_json, {"endpoints": [e.to_json() for e in endpoints]}, human)
 
 
 @webhook.command()
@@ -143,7 +124,7 @@ def remove(webhook_id: str, as_json: bool) -> None:
     """Stop sending to an endpoint. Its pending deliveries are dropped (marked dead)."""
     with _store(as_json) as store:
         endpoint = store.remove_endpoint(webhook_id)
-    _emit(
+    emit(
         as_json,
         {"endpoint": endpoint.to_json()},
         lambda: click.echo(f"removed webhook {endpoint.id} ({endpoint.url})"),
@@ -176,7 +157,7 @@ def deliveries(
         for d in found:
             click.echo(_delivery_line(d))
 
-    _emit(as_json, {"deliveries": [d.to_json() for d in found]}, human)
+    emit(as_json, {"deliveries": [d.to_json() for d in found]}, human)
 
 
 def _delivery_line(d: Delivery) -> str:
@@ -198,7 +179,7 @@ def redeliver(delivery_id: int, as_json: bool) -> None:
     """Send a dead delivery again. From a first attempt, by `dispatch` or the service."""
     with _store(as_json) as store:
         delivery = store.redeliver(delivery_id)
-    _emit(
+    emit(
         as_json,
         {"delivery": delivery.to_json()},
         lambda: click.echo(f"delivery {delivery.id} is pending again"),
@@ -217,7 +198,7 @@ def dispatch(as_json: bool) -> None:
             if done < dispatcher.batch:
                 break
         counts = store.counts()
-    _emit(
+    emit(
         as_json,
         {"attempted": attempted, "counts": counts},
         lambda: click.echo(
