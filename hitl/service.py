@@ -262,10 +262,7 @@ class ApprovalService:
         roles: Collection[str] = (),
     ) -> list[ApprovalRecord]:
         """Record one answer (approve, or reject with a reason) for every pending call."""
-        pending = self._waiting(thread_id, ("pending",))
-        if not pending:
-            raise NothingPending(thread_id, self._status(thread_id))
-        answers = {r.tool_call_id: answer for r in pending}
+        answers = self._for_every_pending(thread_id, answer)
         return self.record(thread_id, answers, actor=actor, comment=comment, roles=roles)
 
     def edit_answer(self, thread_id: str, tool_call_id: str, args: Mapping[str, Any]) -> object:
@@ -315,18 +312,8 @@ class ApprovalService:
         self, thread_id: str, answer: object, *, actor: str, comment: str | None = None
     ) -> ThreadView:
         """Apply one answer (approve, or reject with a reason) to every pending call."""
-        pending = self._waiting(thread_id, ("pending",))
-        if not pending:
-            raise NothingPending(thread_id, self._status(thread_id))
-        answers = {r.tool_call_id: answer for r in pending}
+        answers = self._for_every_pending(thread_id, answer)
         return self.decide(thread_id, answers, actor=actor, comment=comment)
-
-    def pending_call(self, thread_id: str, tool_call_id: str) -> PendingApproval:
-        """One call waiting for a person (`NothingPending`/`UnknownToolCall` if none)."""
-        record = self._ledger.get(thread_id, tool_call_id)
-        if record is None or record.status not in NEEDS_A_PERSON:
-            record = self._pending_record(thread_id, tool_call_id)
-        return PendingApproval.of(record)
 
     def call_record(self, thread_id: str, tool_call_id: str) -> ApprovalRecord:
         """The ledger's row of one call, whatever its status."""
@@ -456,6 +443,13 @@ class ApprovalService:
         if not _is_utf8(json.dumps(decision, ensure_ascii=False)):
             raise InvalidDecision(tool_call_id, _NOT_UTF8)
         return decision
+
+    def _for_every_pending(self, thread_id: str, answer: object) -> dict[str, object]:
+        """`answer` for each of the thread's pending calls; `NothingPending` if none."""
+        pending = self._waiting(thread_id, ("pending",))
+        if not pending:
+            raise NothingPending(thread_id, self._status(thread_id))
+        return {r.tool_call_id: answer for r in pending}
 
     def _pending_record(self, thread_id: str, tool_call_id: str) -> ApprovalRecord:
         record = self._ledger.get(thread_id, tool_call_id)
