@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from checkpoints.leases import alive_on_this_host
 from checkpoints.records import iso
-from checkpoints.sqlite import LOCK_WAIT_SECONDS, connect
+from checkpoints.sqlite import connect
 from checkpoints.store import SqliteStore
 
 RunKind = Literal["message", "resume"]
@@ -106,11 +106,7 @@ class Run:
 class RunQueue(SqliteStore):
     """Runs in the SQLite file beside the checkpoints. Thread-safe."""
 
-    def __init__(
-        self, conn: sqlite3.Connection, *, path: str = "", lock_wait: float = LOCK_WAIT_SECONDS
-    ) -> None:
-        super().__init__(conn, path=path, lock_wait=lock_wait)
-        self._write(lambda cur: [cur.execute(s) for s in _SCHEMA])
+    SCHEMA = _SCHEMA
 
     def enqueue(self, thread_id: str, kind: RunKind, payload: dict[str, Any], *, actor: str) -> Run:
         """Accept a run: once this returns, it is on disk and will be run."""

@@ -18,7 +18,13 @@ T = TypeVar("T")
 
 
 class SqliteStore:
-    """A store on one connection. Thread-safe: one lock around the connection."""
+    """A store on one connection. Thread-safe: one lock around the connection.
+
+    `SCHEMA` holds the statements that create the store's tables if missing (idempotent);
+    they run in one write transaction when the store opens.
+    """
+
+    SCHEMA: tuple[str, ...] = ()
 
     def __init__(
         self, conn: sqlite3.Connection, *, path: str = "", lock_wait: float = LOCK_WAIT_SECONDS
@@ -28,6 +34,8 @@ class SqliteStore:
         self._path = path
         self._lock = threading.RLock()
         self._lock_wait = lock_wait
+        if self.SCHEMA:
+            self._write(lambda cur: [cur.execute(s) for s in self.SCHEMA])
 
     def _write(self, work: Callable[[sqlite3.Cursor], T]) -> T:
         """Run `work` in one write transaction, waiting (bounded) for other writers."""

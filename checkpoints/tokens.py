@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from checkpoints.records import iso
-from checkpoints.sqlite import LOCK_WAIT_SECONDS, connect
+from checkpoints.sqlite import connect
 from checkpoints.store import SqliteStore
 
 Role = Literal["viewer", "approver", "admin"]
@@ -84,11 +84,7 @@ class Token:
 class TokenStore(SqliteStore):
     """Tokens in the SQLite file beside the checkpoints. Thread-safe."""
 
-    def __init__(
-        self, conn: sqlite3.Connection, *, path: str = "", lock_wait: float = LOCK_WAIT_SECONDS
-    ) -> None:
-        super().__init__(conn, path=path, lock_wait=lock_wait)
-        self._write(lambda cur: [cur.execute(s) for s in _SCHEMA])
+    SCHEMA = _SCHEMA
 
     def create(self, name: str, role: str, *, created_by: str) -> tuple[Token, str]:
         """A new token for `name`; returns it and its secret, which is never stored."""
