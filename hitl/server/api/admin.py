@@ -23,7 +23,7 @@ router = APIRouter()
 def healthz(request: Request, response: Response) -> dict[str, Any]:
     """Liveness and readiness: no token needed; 503 if no worker thread is left to run runs."""
     background: Background = request.app.state.background
-    counts = queue(request).counts()
+    counts = queue(request).open_counts()
     alive = background.alive_workers
     if not alive:
         response.status_code = 503

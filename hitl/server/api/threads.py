@@ -37,10 +37,11 @@ def start_thread(body: StartThread, act: AsApprover) -> dict[str, Any]:
 def continue_thread(thread_id: str, body: ContinueThread, act: AsApprover) -> dict[str, Any]:
     """Send a new message to an existing thread: 409 while it waits for decisions, unless
     `cancel_pending` (its pending calls are then rejected)."""
-    if not _known(act, thread_id):
-        raise ThreadNotFound(thread_id)
-    if act.service.exists(thread_id):  # else its first run is still queued: that run checks
+    if act.service.exists(thread_id):
         act.service.check_can_send(thread_id, cancel_pending=body.cancel_pending)
+    elif not act.queue.of_thread(thread_id, limit=1):
+        raise ThreadNotFound(thread_id)
+    # else its first run is still queued: that run checks when it runs
     payload = {"messages": body.texts(), "cancel_pending": body.cancel_pending}
     return act.accepted(act.queue_run(thread_id, "message", payload))
 
