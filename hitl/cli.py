@@ -47,6 +47,7 @@ EXIT_CODES: dict[type[Exception], int] = {
     errors.Unauthenticated: 17,
     errors.Forbidden: 18,
     errors.ServiceUnavailable: 19,
+    errors.UnknownCheckpoint: 20,
 }
 """Exit code of each error; 0 is success, 2 a usage error, 1 anything unexpected."""
 AUDIT_BROKEN_EXIT = 15

@@ -27,6 +27,15 @@ class ThreadExists(HitlError):
         )
 
 
+class UnknownCheckpoint(HitlError):
+    def __init__(self, thread_id: str, checkpoint_id: str) -> None:
+        super().__init__(
+            f"thread {thread_id!r} has no checkpoint {checkpoint_id!r}; page back with the "
+            f"`next_before` (or the `--before` hint) of the previous page of "
+            f"`hitl history {thread_id}`."
+        )
+
+
 class NothingPending(HitlError):
     def __init__(self, thread_id: str, status: str) -> None:
         super().__init__(

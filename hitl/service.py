@@ -39,6 +39,7 @@ from hitl.errors import (
     NotReconcilable,
     PendingApprovalsExist,
     ThreadNotFound,
+    UnknownCheckpoint,
     UnknownToolCall,
 )
 from hitl.views import (
@@ -110,9 +111,11 @@ class ApprovalService:
         in a fixed number of queries, however long the thread.
         """
         self._snapshot(thread_id)
-        older_than: RunnableConfig | None = (
-            None if before is None else {"configurable": {"checkpoint_id": before}}
-        )
+        older_than: RunnableConfig | None = None
+        if before is not None:
+            older_than = {"configurable": {"thread_id": thread_id, "checkpoint_id": before}}
+            if self._saver.get_tuple(older_than) is None:
+                raise UnknownCheckpoint(thread_id, before)
         fetched = list(
             self._graph.get_state_history(
                 _config(thread_id), before=older_than, limit=None if limit is None else limit + 1

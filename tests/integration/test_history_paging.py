@@ -5,6 +5,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
+from hitl.errors import UnknownCheckpoint
 from hitl.service import ApprovalService
 from tests.fakes import ToolLog
 from tests.integration.conftest import open_test_service
@@ -55,3 +58,15 @@ def test_pages_put_together_are_the_whole_history(db: Path, log: ToolLog) -> Non
             pages.insert(0, page)
             before = page[0].checkpoint_id
     assert [e for page in pages for e in page] == whole
+
+
+def test_a_page_before_a_checkpoint_the_thread_does_not_have_is_refused(
+    db: Path, log: ToolLog
+) -> None:
+    with open_test_service(db, log) as service:
+        thread_id = grown(service, "t", 1)
+        other = grown(service, "u", 1)
+        elsewhere = service.history(other)[-1].checkpoint_id
+        for before in ("no-such-checkpoint", elsewhere):
+            with pytest.raises(UnknownCheckpoint, match="has no checkpoint"):
+                service.history(thread_id, limit=5, before=before)

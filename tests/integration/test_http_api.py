@@ -539,6 +539,8 @@ def test_a_threads_history_audit_and_approvals_tell_what_happened(api: Api) -> N
         f"/threads/{thread_id}/history", params={"limit": 2, "before": newest["next_before"]}
     ).json()
     assert older["history"] == history[-4:-2]
+    unknown = api.get(f"/threads/{thread_id}/history", params={"limit": 2, "before": "nope"})
+    assert_error(unknown, 404, "UnknownCheckpoint", "has no checkpoint")
     for what in ("history", "audit", "approvals"):
         assert_error(api.get(f"/threads/no-such-thread/{what}"), 404, "ThreadNotFound")
 
