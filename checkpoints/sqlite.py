@@ -7,6 +7,7 @@ tool returns — while committing a whole approval cycle in four transactions in
 
 import asyncio
 import json
+import random
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
@@ -27,6 +28,8 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.checkpoint.sqlite.utils import load_pending_writes, search_where
 
+from checkpoints import message_log
+from checkpoints.message_log import LoggedMessages, Node, SqliteMessageSource, is_log_ref
 from checkpoints.serde import make_strict_serializer
 
 # LangGraph's reserved channel names (stable strings that LangGraph keeps private)
@@ -34,10 +37,14 @@ INTERRUPT, ERROR, TASKS, START = "__interrupt__", "__error__", "__pregel_tasks",
 
 DEFAULT_DB = Path("checkpoints/hitl.sqlite")
 Rows = list[tuple[Any, ...]]
+"""Where the database lives unless `--db` / `HITL_DB` says otherwise (relative to the cwd)."""
 LIST_PAGE_ROWS = 200
 """`list` reads pending writes for this many checkpoints at a time (SQLite's bound on
 variables per statement is far above 3 × this)."""
-"""Where the database lives unless `--db` / `HITL_DB` says otherwise (relative to the cwd)."""
+LOG_CHANNELS = ("messages",)
+"""Channels whose plain message lists are stored as a log (see `checkpoints.message_log`)."""
+REMEMBERED_NODES = 100_000
+"""How many stored message nodes a saver remembers, to skip writing them again."""
 BUSY_TIMEOUT_SECONDS = 30.0
 LOCK_WAIT_SECONDS = 120.0
 """How long a write waits in all for another process's write lock before `DatabaseBusy`."""
@@ -89,7 +96,8 @@ def is_busy(error: sqlite3.OperationalError) -> bool:
 
 
 class BatchingSqliteSaver(SqliteSaver):
-    """`SqliteSaver` that groups a run's rows into a few transactions (see the module doc).
+    """`SqliteSaver` that groups a run's rows into a few transactions (see the module doc),
+    and stores conversations as an append-only log (`checkpoints.message_log`).
 
     Rows are buffered in memory (so no write lock is held while a model or tool runs) and
     committed, in order, at these points: an interrupt or error (the run stops); the writes of a
@@ -106,9 +114,12 @@ class BatchingSqliteSaver(SqliteSaver):
         serde: SerializerProtocol | None = None,
         side_effect_nodes: Iterable[str] = ("tools",),
         path: Path | str = "",
+        log_channels: Iterable[str] = LOG_CHANNELS,
     ) -> None:
         super().__init__(conn, serde=serde)
         self._path = str(path)
+        self._log_channels = frozenset(log_channels)
+        self._stored_nodes: set[tuple[str, str, str]] = set()
         self._side_effect_nodes = frozenset(side_effect_nodes)
         self._side_effect_steps: set[str] = set()  # checkpoints whose next step has side effects
         self._buffer: list[tuple[str, list[tuple[Any, ...]]]] = []
@@ -133,9 +144,26 @@ class BatchingSqliteSaver(SqliteSaver):
             except BaseException:
                 if self.conn.in_transaction:
                     self.conn.rollback()
+                self._stored_nodes.clear()  # some of them were rolled back
                 raise
             finally:
                 cur.close()
+
+    def setup(self) -> None:
+        """The stock tables, and the message log's."""
+        if self.is_setup:
+            return
+        super().setup()
+        for statement in message_log.SCHEMA:
+            self.conn.execute(statement)
+        self.conn.commit()
+
+    def get_next_version(self, current: str | None, channel: None) -> str:
+        """The stock version (a 32-digit counter, then a random tie-break) with a six-digit
+        tie-break instead of a float's sixteen: the counter alone orders versions, and each
+        checkpoint repeats every version several times (the random digits do not compress)."""
+        counter = 0 if current is None else int(str(current).split(".")[0])
+        return f"{counter + 1:032}.{random.randrange(16**6):06x}"
 
     def _begin_immediate(self, cur: sqlite3.Cursor) -> None:
         """Take the write lock now, waiting (bounded) for another process to release it."""
@@ -173,6 +201,9 @@ class BatchingSqliteSaver(SqliteSaver):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         configurable = config["configurable"]
+        checkpoint = self._logged(
+            str(configurable["thread_id"]), configurable["checkpoint_ns"], checkpoint
+        )
         type_, blob = self.serde.dumps_typed(checkpoint)
         row = (
             str(configurable["thread_id"]),
@@ -198,6 +229,60 @@ class BatchingSqliteSaver(SqliteSaver):
                 "checkpoint_id": checkpoint["id"],
             }
         }
+
+    def _logged(self, thread_id: str, ns: str, checkpoint: Checkpoint) -> Checkpoint:
+        """The checkpoint with each conversation replaced by a reference to its newest message;
+        the messages not stored yet are buffered to be written with the checkpoint."""
+        values = checkpoint["channel_values"]
+        refs: dict[str, Any] = {}
+        rows: list[tuple[Any, ...]] = []
+        for channel, value in values.items():
+            if isinstance(value, LoggedMessages):
+                nodes = [
+                    n for n in value.unsaved() if (thread_id, ns, n[0]) not in self._stored_nodes
+                ]
+                rows += message_log.node_rows(thread_id, ns, nodes, self.serde.dumps_typed)
+                refs[channel] = message_log.log_ref(value.tail, value.length)
+            elif channel in self._log_channels and message_log.is_message_list(value):
+                found, tail = message_log.content_rows(thread_id, ns, value, self.serde.dumps_typed)
+                rows += [r for r in found if (thread_id, ns, r[2]) not in self._stored_nodes]
+                refs[channel] = message_log.log_ref(tail, len(value))
+        if not refs:
+            return checkpoint
+        if rows:
+            if len(self._stored_nodes) > REMEMBERED_NODES:
+                self._stored_nodes.clear()
+            self._stored_nodes.update((thread_id, ns, r[2]) for r in rows)
+            self._save(message_log.INSERT_NODES, rows, commit=False)
+        return {**checkpoint, "channel_values": {**values, **refs}}
+
+    def _with_logs(
+        self, found: CheckpointTuple | None, preload: dict[str, Node] | None = None
+    ) -> CheckpointTuple | None:
+        """A loaded checkpoint whose conversations read their messages on demand; or, with
+        `preload` (the nodes read so far), read now, for an async caller's event loop."""
+        if found is None:
+            return None
+        values = found.checkpoint["channel_values"]
+        if not any(is_log_ref(v) for v in values.values()):
+            return found
+        configurable = found.config["configurable"]
+        source = SqliteMessageSource(
+            lambda: self.cursor(transaction=False),
+            self.serde.loads_typed,
+            str(configurable["thread_id"]),
+            str(configurable.get("checkpoint_ns", "")),
+        )
+        found.checkpoint["channel_values"] = {
+            k: (source.saved(v) if preload is None else source.loaded(v, preload))
+            if is_log_ref(v)
+            else v
+            for k, v in values.items()
+        }
+        return found
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self._with_logs(super().get_tuple(config))
 
     def put_writes(
         self,
@@ -229,6 +314,17 @@ class BatchingSqliteSaver(SqliteSaver):
         self._save(statement, rows, commit=commit)
 
     def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        for found in self._list(config, filter=filter, before=before, limit=limit):
+            yield cast(CheckpointTuple, self._with_logs(found))
+
+    def _list(
         self,
         config: RunnableConfig | None,
         *,
@@ -303,6 +399,12 @@ class BatchingSqliteSaver(SqliteSaver):
                     "(SELECT thread_id, checkpoint_ns, checkpoint_id FROM _doomed)"
                 )
 
+    def delete_thread(self, thread_id: str) -> None:
+        """Delete the thread's checkpoints, writes and stored messages."""
+        with self.cursor() as cur:
+            for table in ("checkpoints", "writes", "hitl_messages"):
+                cur.execute(f"DELETE FROM {table} WHERE thread_id = ?", (str(thread_id),))
+
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint and write of a thread under a new thread ID.
 
@@ -323,11 +425,20 @@ class BatchingSqliteSaver(SqliteSaver):
                 "task_id, task_path, idx, channel, type, value FROM writes WHERE thread_id = ?",
                 (target_thread_id, source_thread_id),
             )
+            cur.execute(
+                "INSERT OR IGNORE INTO hitl_messages (thread_id, checkpoint_ns, node_id, "
+                "parent_id, depth, message_id, type, value) SELECT ?, checkpoint_ns, node_id, "
+                "parent_id, depth, message_id, type, value FROM hitl_messages WHERE thread_id = ?",
+                (target_thread_id, source_thread_id),
+            )
 
     # async: the same code in a worker thread, so async runtimes (langgraph dev) share it
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await asyncio.to_thread(self.get_tuple, config)
+        """`get_tuple` in a worker thread, with the conversation read there too."""
+        return await asyncio.to_thread(
+            lambda: self._with_logs(SqliteSaver.get_tuple(self, config), {})
+        )
 
     async def alist(
         self,
@@ -337,9 +448,14 @@ class BatchingSqliteSaver(SqliteSaver):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
-        found = await asyncio.to_thread(
-            lambda: list(self.list(config, filter=filter, before=before, limit=limit))
-        )
+        def read() -> list[CheckpointTuple]:
+            known: dict[str, Node] = {}  # a page of one thread's history shares its messages
+            return [
+                cast(CheckpointTuple, self._with_logs(t, known))
+                for t in self._list(config, filter=filter, before=before, limit=limit)
+            ]
+
+        found = await asyncio.to_thread(read)
         for item in found:
             yield item
 

@@ -20,7 +20,7 @@ from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END
 from langgraph.prebuilt import ToolNode
 from langgraph.prebuilt.tool_node import ToolCallRequest
-from langgraph.types import Interrupt, Send, interrupt
+from langgraph.types import Interrupt, Overwrite, Send, interrupt
 
 from graph.decisions import (
     ALL_DECISIONS,
@@ -39,15 +39,23 @@ from graph.state import ApprovalTask, Review, State, runs_tool
 
 def last_tool_turn(messages: Sequence[AnyMessage]) -> AIMessage | None:
     """The newest model message, if it asked for tools."""
+    return current_turn(messages)[0]
+
+
+def current_turn(messages: Sequence[AnyMessage]) -> tuple[AIMessage | None, set[str]]:
+    """The newest model message if it asked for tools, and the IDs of its calls that already
+    have a result (or an answer in place of one).
+
+    Reads from the newest message back to that turn only: the approval path never reads the
+    whole conversation.
+    """
+    answered: set[str] = set()
     for m in reversed(messages):
-        if isinstance(m, AIMessage):
-            return m if m.tool_calls else None
-    return None
-
-
-def answered_call_ids(messages: Sequence[AnyMessage]) -> set[str]:
-    """IDs of the calls that already have a result (or an answer in place of one)."""
-    return {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
+        if isinstance(m, ToolMessage):
+            answered.add(m.tool_call_id)
+        elif isinstance(m, AIMessage):
+            return (m if m.tool_calls else None), answered
+    return None, answered
 
 
 def make_agent_node(model: BaseChatModel, tools: Sequence[BaseTool]) -> Any:
@@ -55,7 +63,10 @@ def make_agent_node(model: BaseChatModel, tools: Sequence[BaseTool]) -> Any:
     bound = model.bind_tools(list(tools)) if tools else model
 
     def agent(state: State, config: RunnableConfig) -> dict[str, Any]:
-        return {"messages": [bound.invoke(state["messages"], config)]}
+        reply = bound.invoke(list(state["messages"]), config)
+        if isinstance(reply, AIMessage) and reply.tool_calls:  # a new turn: new reviews
+            return {"messages": [reply], "reviews": Overwrite({})}
+        return {"messages": [reply]}
 
     return agent
 
@@ -86,8 +97,7 @@ def make_route_after_tools(policy: Policy, tools: Sequence[BaseTool]) -> Any:
     known = {t.name for t in tools}
 
     def route_after_tools(state: State) -> list[Send] | str:
-        turn = last_tool_turn(state["messages"])
-        done = answered_call_ids(state["messages"])
+        turn, done = current_turn(state["messages"])
         unanswered = [c for c in (turn.tool_calls if turn else []) if c["id"] not in done]
         if not unanswered:
             return "agent"
@@ -219,11 +229,10 @@ def make_tools_node(tools: Sequence[BaseTool], ledger: ApprovalLedger | None) ->
     )
 
     def tools_(state: State, config: RunnableConfig) -> dict[str, Any]:
-        turn = last_tool_turn(state["messages"])
+        turn, done = current_turn(state["messages"])
         if turn is None:
             return {}
         reviews = state.get("reviews", {})
-        done = answered_call_ids(state["messages"])
         approved: list[tuple[ToolCall, Review]] = [
             (cast(ToolCall, call | {"args": reviews[cid]["args"]}), reviews[cid])
             for call in turn.tool_calls

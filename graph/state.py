@@ -8,8 +8,9 @@ from typing import (
 )
 
 from langchain_core.messages import AnyMessage, ToolCall
-from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
+
+from graph.message_log import MessageLogChannel
 
 ReviewKind = Literal["auto", "approve", "edit", "reject", "respond"]
 
@@ -39,10 +40,12 @@ def merge_reviews(left: dict[str, Review], right: dict[str, Review]) -> dict[str
 
 
 class State(TypedDict):
-    """The conversation, plus the review of every tool call the model proposed."""
+    """The conversation, plus the review of each tool call of the model's latest turn."""
 
-    messages: Annotated[list[AnyMessage], add_messages]
+    messages: Annotated[list[AnyMessage], MessageLogChannel]
+    """`add_messages` semantics, but stored once per message, not once per checkpoint."""
     reviews: NotRequired[Annotated[dict[str, Review], merge_reviews]]
+    """Reset when the model starts a new turn of tool calls, so a checkpoint stays small."""
     requester: NotRequired[str]
     """Who sent the latest message: recorded with every approval it leads to."""
 

@@ -27,6 +27,8 @@ from checkpoints.records import NEEDS_A_PERSON, ApprovalRecord, AuditEntry, Audi
 from checkpoints.sqlite import BatchingSqliteSaver, DatabaseBusy
 from graph.decisions import DecisionNotAllowedError, DecisionSchemas, DecisionType
 from graph.ledger import CallInProgress, JournalUnavailable
+from graph.message_log import MessageHistory
+from graph.nodes import last_tool_turn
 from hitl.errors import (
     AlreadyDecided,
     ArgsChanged,
@@ -215,7 +217,10 @@ class ApprovalService:
         """Whether the thread's saved state holds the messages sent with `message_id`."""
         values = self._graph.get_state(_config(thread_id)).values or {}
         first = _message_ids(message_id, [""])[0]
-        return any(m.id == first for m in values.get("messages", []))
+        messages = values.get("messages", [])
+        if isinstance(messages, MessageHistory):  # an index lookup, not a read of them all
+            return bool(messages.depths_of([first]))
+        return any(m.id == first for m in messages)
 
     def exists(self, thread_id: str) -> bool:
         """Whether the thread has a checkpoint."""
@@ -407,12 +412,15 @@ class ApprovalService:
             try:
                 with self._lease(thread_id, wait=0.0):
                     snapshot = self._graph.get_state(_config(thread_id))
-                    reviewed = _reviews(snapshot.values)
-                    if snapshot.next or self._ledger.unapplied_calls(thread_id) - reviewed:
+                    # applied by a runtime that does not record it (Studio): the state holds
+                    # their reviews, or the thread has moved past their turn
+                    applied = _reviews(snapshot.values) | (
+                        self._ledger.unapplied_calls(thread_id) - _turn_call_ids(snapshot.values)
+                    )
+                    self._ledger.mark_applied(thread_id, applied)
+                    if snapshot.next or self._ledger.unapplied_calls(thread_id):
                         self._invoke(None, thread_id)
                         resumed.append(thread_id)
-                    else:  # applied by a runtime that does not record it (Studio)
-                        self._ledger.mark_applied(thread_id, reviewed)
             except Busy:
                 busy.append(thread_id)  # a later sweep applies it if that run does not
             except Exception as e:  # one broken thread (a model, a tool) must not stop the others
@@ -492,6 +500,7 @@ class ApprovalService:
         now holds, so `sweep` knows they need no resume. Each node's update goes to the
         observer, if any (the HTTP service streams them)."""
         state: Any = None
+        reviewed: set[str] = set()  # the state resets reviews at each turn: gather them all
         try:
             with _translated(thread_id):
                 for mode, chunk in self._graph.stream(
@@ -502,12 +511,15 @@ class ApprovalService:
                 ):
                     if mode == "values":
                         state = chunk
-                    elif self._observer is not None:
+                        continue
+                    for update in cast(dict[str, Any], chunk or {}).values():
+                        reviewed |= _reviews(update)
+                    if self._observer is not None:
                         self._observer(thread_id, partial(_updates_to_json, chunk))
         finally:
             self._saver.flush()
         with _translated(thread_id):
-            self._ledger.mark_applied(thread_id, _reviews(state))
+            self._ledger.mark_applied(thread_id, reviewed | _reviews(state))
 
 
 @contextmanager
@@ -576,8 +588,16 @@ def _is_utf8(text: str) -> bool:
 
 
 def _reviews(values: Any) -> set[str]:
-    """The calls a thread's state holds a review of (their decisions are applied)."""
-    return set(values.get("reviews", {})) if isinstance(values, dict) else set()
+    """The calls a thread's state (or a node's update) holds a review of (their decisions
+    are applied)."""
+    reviews = values.get("reviews") if isinstance(values, dict) else None
+    return set(reviews) if isinstance(reviews, dict) else set()
+
+
+def _turn_call_ids(values: Any) -> set[str]:
+    """The calls of the model's latest turn (read from the newest messages only)."""
+    turn = last_tool_turn(values.get("messages", [])) if isinstance(values, dict) else None
+    return {cast(str, c["id"]) for c in turn.tool_calls} if turn else set()
 
 
 def _config(thread_id: str) -> RunnableConfig:

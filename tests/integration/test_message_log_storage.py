@@ -1,0 +1,199 @@
+"""The conversation stored once per message: checkpoints that do not grow with the history,
+an approval path that reads only the newest messages, and state, history, forks and edits
+that still see the whole conversation."""
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from langchain_core.messages import HumanMessage
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+from checkpoints.message_log import LOG_REF_KEY, SqliteMessageSource
+from checkpoints.serde import make_strict_serializer
+from graph.builder import build_graph
+from graph.offline_model import OfflineChatModel
+from graph.policy import default_policy
+from hitl.service import ApprovalService
+from tests.fakes import ToolLog, make_recording_tools
+from tests.integration.conftest import ONE_EMAIL, open_test_service
+
+COUNT = "count my emails of the last 3 days"  # runs without asking: four messages a turn
+
+
+def grow(service: ApprovalService, thread_id: str, turns: int) -> None:
+    for _ in range(turns):
+        service.run(COUNT, thread_id, actor="alice")
+
+
+def newest_checkpoint_bytes(db: Path, thread_id: str) -> int:
+    with sqlite3.connect(db) as conn:
+        (size,) = conn.execute(
+            "SELECT length(checkpoint) FROM checkpoints WHERE thread_id = ? "
+            "ORDER BY checkpoint_id DESC LIMIT 1",
+            (thread_id,),
+        ).fetchone()
+    return int(size)
+
+
+def stored_bytes(db: Path) -> int:
+    """Bytes of every checkpoint, write and message row: what the saver has written."""
+    with sqlite3.connect(db) as conn:
+        return sum(
+            conn.execute(query).fetchone()[0] or 0
+            for query in (
+                "SELECT SUM(length(checkpoint) + length(metadata)) FROM checkpoints",
+                "SELECT SUM(length(value)) FROM writes",
+                "SELECT SUM(length(value)) FROM hitl_messages",
+            )
+        )
+
+
+def test_a_cycle_writes_the_same_bytes_on_a_long_conversation_as_on_a_short_one(
+    db: Path, log: ToolLog
+) -> None:
+    with open_test_service(db, log) as service:
+        grow(service, "short", 2)
+        grow(service, "long", 60)
+        cost = {}
+        for thread_id in ("short", "long"):
+            before = stored_bytes(db)
+            grow(service, thread_id, 1)
+            cost[thread_id] = stored_bytes(db) - before
+        assert len(service.show("long").messages) == 4 * 61
+    assert cost["long"] <= 1.05 * cost["short"], cost
+    assert newest_checkpoint_bytes(db, "long") <= newest_checkpoint_bytes(db, "short") + 64
+    assert newest_checkpoint_bytes(db, "long") <= 4096
+
+
+def test_the_same_graph_on_the_stock_saver_writes_more_as_the_conversation_grows(
+    tmp_path: Path,
+) -> None:
+    """The control: what the test above would see without the log."""
+    db = tmp_path / "stock.sqlite"
+    with SqliteSaver.from_conn_string(str(db)) as saver:
+        graph = build_graph(
+            model=OfflineChatModel(),
+            tools=make_recording_tools(ToolLog()),
+            policy=default_policy(),
+            checkpointer=saver,
+        )
+        for n in range(30):
+            graph.invoke({"messages": [("user", COUNT)]}, {"configurable": {"thread_id": "t"}})
+            if n == 1:
+                short = newest_checkpoint_bytes(db, "t")
+    assert newest_checkpoint_bytes(db, "t") > 5 * short
+
+
+def test_each_message_is_stored_once(db: Path, log: ToolLog) -> None:
+    with open_test_service(db, log) as service:
+        grow(service, "t", 5)
+        view = service.run(ONE_EMAIL, "t", actor="alice")
+        service.decide("t", {view.pending[0].tool_call_id: "approve"}, actor="bob")
+        messages = service.show("t").messages
+    with sqlite3.connect(db) as conn:
+        (rows,) = conn.execute("SELECT COUNT(*) FROM hitl_messages").fetchone()
+    assert rows == len(messages) == 24
+
+
+def test_resuming_to_the_tool_reads_only_the_newest_messages(db: Path, log: ToolLog) -> None:
+    with open_test_service(db, log) as service:
+        grow(service, "t", 50)
+        call_id = service.run(ONE_EMAIL, "t", actor="alice").pending[0].tool_call_id
+    read: list[int] = []
+    load = SqliteMessageSource.load
+
+    def counting(self: SqliteMessageSource, tail: str, limit: int) -> list[object]:
+        found = load(self, tail, limit)
+        read.append(len(found))
+        return list(found)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SqliteMessageSource, "load", counting)
+        read_when_the_tool_ran: list[int] = []
+        log.before_run = lambda name, cid: read_when_the_tool_ran.append(sum(read))
+        with open_test_service(db, log) as service:  # a fresh process, days later
+            view = service.decide("t", {call_id: "approve"}, actor="bob")
+    assert log.ids("send_email") == [call_id]
+    assert read_when_the_tool_ran and read_when_the_tool_ran[0] <= 16, read_when_the_tool_ran
+    assert len(view.messages) == 4 * 51 and view.status == "done"
+    assert sum(read) >= 4 * 51  # the model's turn after the tool reads it all: the control
+
+
+def test_state_and_history_see_the_whole_conversation_and_forks_keep_both_branches(
+    db: Path, log: ToolLog
+) -> None:
+    config = {"configurable": {"thread_id": "t"}}
+    with open_test_service(db, log) as service:
+        grow(service, "t", 6)
+        graph = service._graph
+        state = graph.get_state(config)
+        assert [m.type for m in state.values["messages"]][:4] == ["human", "ai", "tool", "ai"]
+        assert len(state.values["messages"]) == 24
+        lengths = [len(s.values.get("messages", [])) for s in graph.get_state_history(config)]
+        assert lengths == sorted(lengths, reverse=True) and lengths[0] == 24
+        older = next(
+            s for s in graph.get_state_history(config) if len(s.values.get("messages", [])) == 8
+        )
+        forked = graph.update_state(older.config, {"messages": [HumanMessage("fork", id="f")]})
+        fork_ids = [m.id for m in graph.get_state(forked).values["messages"]]
+        main_ids = [m.id for m in graph.get_state(state.config).values["messages"]]
+    assert fork_ids[:8] == main_ids[:8] and fork_ids[8:] == ["f"] and len(main_ids) == 24
+
+
+def test_an_edit_of_an_old_message_replaces_it_and_survives_a_reload(
+    db: Path, log: ToolLog
+) -> None:
+    config = {"configurable": {"thread_id": "t"}}
+    with open_test_service(db, log) as service:
+        grow(service, "t", 5)
+        target = service._graph.get_state(config).values["messages"][4]
+        service._graph.update_state(config, {"messages": [HumanMessage("edited", id=target.id)]})
+    with open_test_service(db, log) as service:
+        messages = list(service._graph.get_state(config).values["messages"])
+    assert len(messages) == 20 and messages[4].content == "edited" and messages[4].id == target.id
+
+
+def test_a_thread_saved_by_the_stock_saver_continues_and_is_then_stored_as_a_log(
+    db: Path, log: ToolLog
+) -> None:
+    with SqliteSaver.from_conn_string(str(db)) as stock:
+        stock.serde = make_strict_serializer()
+        build_graph(
+            model=OfflineChatModel(),
+            tools=make_recording_tools(log),
+            policy=default_policy(),
+            checkpointer=stock,
+        ).invoke({"messages": [("user", COUNT)]}, {"configurable": {"thread_id": "t"}})
+    with open_test_service(db, log) as service:
+        grow(service, "t", 1)
+        assert len(service.show("t").messages) == 8
+    assert LOG_REF_KEY in _newest_values(db, "t")["messages"]
+
+
+def test_copied_threads_keep_their_messages_and_deleted_ones_leave_none(
+    db: Path, log: ToolLog
+) -> None:
+    with open_test_service(db, log) as service:
+        grow(service, "t", 3)
+        service._saver.copy_thread("t", "copy")
+        graph = service._graph
+        copied = graph.get_state({"configurable": {"thread_id": "copy"}}).values["messages"]
+        assert list(copied) == list(
+            graph.get_state({"configurable": {"thread_id": "t"}}).values["messages"]
+        )
+        service._saver.delete_thread("t")
+    with sqlite3.connect(db) as conn:
+        left = dict(conn.execute("SELECT thread_id, COUNT(*) FROM hitl_messages GROUP BY 1"))
+    assert left == {"copy": 12}
+
+
+def _newest_values(db: Path, thread_id: str) -> dict[str, object]:
+    """The channel values of the thread's newest checkpoint, as stored."""
+    with sqlite3.connect(db) as conn:
+        type_, blob = conn.execute(
+            "SELECT type, checkpoint FROM checkpoints WHERE thread_id = ? "
+            "ORDER BY checkpoint_id DESC LIMIT 1",
+            (thread_id,),
+        ).fetchone()
+    return dict(make_strict_serializer().loads_typed((type_, blob))["channel_values"])
