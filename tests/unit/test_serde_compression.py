@@ -1,0 +1,45 @@
+"""Checkpoint values are stored compressed when that pays, and a forged compressed value is
+refused before anything is decoded."""
+
+import zlib
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+
+from checkpoints.serde import COMPRESSED, UntrustedCheckpointError, make_strict_serializer
+
+
+def test_a_large_value_is_stored_compressed_and_reads_back_equal() -> None:
+    serde = make_strict_serializer()
+    value = {"versions": {f"channel-{i}": f"{i:032}.abc123" for i in range(40)}}
+    type_, blob = serde.dumps_typed(value)
+    assert type_ == COMPRESSED and len(blob) < len(zlib.decompress(blob)) / 2
+    assert serde.loads_typed((type_, blob)) == value
+
+
+def test_a_short_message_is_stored_as_plain_msgpack() -> None:
+    serde = make_strict_serializer()
+    message = HumanMessage("hi", id="1")
+    type_, blob = serde.dumps_typed(message)
+    assert type_ == "msgpack" and serde.loads_typed((type_, blob)) == message
+
+
+def test_uncompressed_rows_written_before_compression_still_read() -> None:
+    serde = make_strict_serializer()
+    message = AIMessage("x" * 2000, id="2")
+    _, compressed = serde.dumps_typed(message)
+    plain = zlib.decompress(compressed)
+    assert serde.loads_typed(("msgpack", plain)) == message
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"not zlib at all", zlib.compress(b"\0" * 10_000)[:-4], zlib.compress(b"\0" * (1 << 20))],
+    ids=["garbage", "cut short", "inflates too far"],
+)
+def test_a_forged_compressed_value_is_refused(
+    payload: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("checkpoints.serde.MAX_INFLATED", 1 << 16)
+    with pytest.raises(UntrustedCheckpointError):
+        make_strict_serializer().loads_typed((COMPRESSED, payload))
