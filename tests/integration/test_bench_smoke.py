@@ -34,3 +34,12 @@ def test_inbox_benchmark_builds_both_sizes_and_prints_the_ratio_and_the_query_pl
 def test_concurrency_benchmark_runs_two_deciders_without_lost_or_repeated_calls() -> None:
     out = _bench("concurrency", "--threads", "10", "--procs", "1", "2", "--rounds", "1")
     assert re.search(r"throughput ratio 2/1 processes: \d+\.\d\d", out), out
+
+
+@pytest.mark.slow
+def test_long_threads_benchmark_prints_every_ratio_against_its_baselines() -> None:
+    out = _bench("long_threads", "--cycles", "12", "--samples", "2", "--no-check")
+    assert "one raw SQLite commit" in out
+    for figure in ("ratio bytes/cycle 1000÷10", "ratio resume → tool 1000÷10", "stock ÷ ours"):
+        assert figure in out, out
+    assert re.search(r"ours +[\d.]+ ms → +[\d.]+ ms: ratio +\d+\.\d\d", out), out
