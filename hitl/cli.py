@@ -15,8 +15,10 @@ import click
 
 from checkpoints.ledger import InboxQuery, SortKey
 from checkpoints.records import iso
+from checkpoints.retention import PruneReport
+from checkpoints.retention import prune as prune_database
 from checkpoints.serde import UntrustedCheckpointError
-from checkpoints.sqlite import DatabaseError
+from checkpoints.sqlite import DatabaseBusy, DatabaseError
 from checkpoints.tokens import TokenStore
 from hitl import errors
 from hitl.app import open_service
@@ -579,6 +581,53 @@ def audit(thread_id: str | None, verify: bool, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option(
+    "--older-than",
+    "older_than",
+    help="Delete threads finished longer ago than this (e.g. 30d), and runs as old; "
+    "without it, keep each finished thread's newest checkpoint.",
+)
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+@click.option("--no-vacuum", is_flag=True, help="Do not give the freed space back to the system.")
+@json_option
+def prune(older_than: str | None, dry_run: bool, no_vacuum: bool, as_json: bool) -> None:
+    """Trim or delete finished threads; never touches one that waits or runs."""
+    ctx = click.get_current_context()
+    if ctx.meta.get("remote") is not None:
+        raise click.UsageError("prune works on the database file; on a service, POST /prune")
+    age = None if older_than is None else _duration(older_than, "--older-than")
+    settings: Settings = ctx.obj
+    try:
+        report = prune_database(settings.db, older_than=age, dry_run=dry_run, vacuum=not no_vacuum)
+    except DatabaseBusy as e:
+        _fail(errors.Busy(str(e)), as_json)
+    except DatabaseError as e:
+        _fail(e, as_json)
+    emit(as_json, report.to_json(), lambda: click.echo(_prune_summary(report)))
+
+
+def _prune_summary(report: PruneReport) -> str:
+    dry = report.dry_run
+    kept = ", ".join(f"{n} {why}" for why, n in sorted(report.kept.items()))
+    size = f"{_megabytes(report.bytes_before)}"
+    if not dry:
+        size += f" → {_megabytes(report.bytes_after)}"
+    return (
+        f"{'dry run, nothing deleted: ' if dry else ''}{report.threads_examined} threads: "
+        f"{report.threads_trimmed} {'to trim' if dry else 'trimmed'}, "
+        f"{report.threads_deleted} {'to delete' if dry else 'deleted'}, "
+        f"{report.threads_kept} untouched{f' ({kept})' if kept else ''}; "
+        f"{'would delete' if dry else 'deleted'} {report.checkpoints_deleted} checkpoints, "
+        f"{report.writes_deleted} writes, {report.messages_deleted} messages, "
+        f"{report.runs_deleted} runs; file {size} in {report.seconds:.1f} s"
+    )
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+@cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option(
@@ -592,13 +641,31 @@ def audit(thread_id: str | None, verify: bool, as_json: bool) -> None:
     help="Seconds between sweeps of overdue approvals (0: never).",
 )
 @click.option(
+    "--prune-interval",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="Seconds between prunes of finished threads, as `hitl prune` (0: never).",
+)
+@click.option(
+    "--prune-older-than",
+    help="With --prune-interval: delete threads finished longer ago than this (e.g. 30d).",
+)
+@click.option(
     "--demo", is_flag=True, help="Start a demo thread if nothing waits, so the inbox has a card."
 )
 @click.option(
     "--access-log/--no-access-log", default=True, help="Log every request (method, path, status)."
 )
 def serve(
-    host: str, port: int, workers: int, sweep_interval: float, demo: bool, access_log: bool
+    host: str,
+    port: int,
+    workers: int,
+    sweep_interval: float,
+    prune_interval: float,
+    prune_older_than: str | None,
+    demo: bool,
+    access_log: bool,
 ) -> None:
     """Start the HTTP service and web inbox (first start: prints an admin token)."""
     import uvicorn
@@ -607,6 +674,11 @@ def serve(
     from hitl.server.app import ServerOptions, create_app
 
     settings: Settings = click.get_current_context().obj
+    if prune_older_than is not None and not prune_interval:
+        raise click.UsageError("--prune-older-than needs --prune-interval: how often to prune")
+    older_than = (
+        None if prune_older_than is None else _duration(prune_older_than, "--prune-older-than")
+    )
     try:
         with open_token_store(settings.db) as tokens:
             first = None if tokens.has_admin() else _first_admin(tokens)
@@ -620,7 +692,11 @@ def serve(
     else:
         click.echo("hitl: sign in with a token from `hitl token create NAME --role admin`")
     options = ServerOptions(
-        workers=workers, sweep_interval=sweep_interval, demo_prompt=DEMO_PROMPT if demo else None
+        workers=workers,
+        sweep_interval=sweep_interval,
+        prune_interval=prune_interval,
+        prune_older_than=older_than,
+        demo_prompt=DEMO_PROMPT if demo else None,
     )
     uvicorn.run(
         create_app(settings, options),

@@ -10,12 +10,14 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from checkpoints import retention
 from checkpoints.ledger import InboxQuery, make_ledger
 from checkpoints.runs import RunQueue
 from checkpoints.sqlite import connect
@@ -39,6 +41,11 @@ class ServerOptions:
     """Threads running the queued runs."""
     sweep_interval: float = 30.0
     """Seconds between sweeps of overdue approvals (0: never)."""
+    prune_interval: float = 0.0
+    """Seconds between prunes of finished threads (0: never; see `checkpoints.retention`)."""
+    prune_older_than: float | None = None
+    """With `prune_interval`: delete threads finished this many seconds ago, instead of
+    trimming each finished thread to its newest checkpoint."""
     webhooks: bool = True
     """Deliver webhooks from this process."""
     poll_interval: float = 0.5
@@ -68,10 +75,12 @@ def create_app(settings: Settings, options: ServerOptions = ServerOptions()) -> 
             sweep_interval=options.sweep_interval,
             poll_interval=options.poll_interval,
             extra=extra,
+            prune_interval=options.prune_interval,
+            prune=partial(retention.prune, settings.db, older_than=options.prune_older_than),
         )
         app.state.bus, app.state.pool, app.state.queue = bus, pool, queue
         app.state.tokens, app.state.background = tokens, background
-        app.state.webhooks = webhooks
+        app.state.webhooks, app.state.settings = webhooks, settings
         app.state.metrics = Metrics(ledger, queue, background.stats)
         background.start()
         # decisions recorded by a process that died before queuing their run: resume now

@@ -1,4 +1,5 @@
-"""The service's background work: runs from the queue, the periodic sweep, inbox changes.
+"""The service's background work: runs from the queue, the periodic sweep and prune, inbox
+changes.
 
 Each worker thread has its own `ApprovalService` (its own connections), so threads never
 share a SQLite connection or a saver's write batch.
@@ -15,6 +16,7 @@ from typing import Any
 
 from checkpoints.leases import mark_done, mark_live, new_token
 from checkpoints.ledger import SqliteLedger
+from checkpoints.retention import PruneReport
 from checkpoints.runs import Run, RunQueue
 from hitl.app import open_service
 from hitl.errors import Busy, HitlError
@@ -110,12 +112,16 @@ class Background:
         sweep_interval: float = 30.0,
         poll_interval: float = 0.5,
         extra: list[Callable[[threading.Event], None]] | None = None,
+        prune_interval: float = 0.0,
+        prune: Callable[[], PruneReport] | None = None,
     ) -> None:
         self._pool, self._queue, self._ledger, self._bus = pool, queue, ledger, bus
         self._workers = workers
         self._sweep_interval = sweep_interval
         self._poll = poll_interval
         self._extra = extra or []
+        self._prune_interval = prune_interval
+        self._prune = prune
         self._stop = threading.Event()
         self._wake = threading.Condition()
         self._threads: list[threading.Thread] = []
@@ -132,6 +138,8 @@ class Background:
         targets += [("hitl-inbox-watch", self._watch_inbox), ("hitl-heartbeat", self._beat)]
         if self._sweep_interval > 0:
             targets.append(("hitl-sweep", self._sweep))
+        if self._prune_interval > 0 and self._prune is not None:
+            targets.append(("hitl-prune", self._prune_periodically))
         targets += [(f"hitl-extra-{n}", _bind(f, self._stop)) for n, f in enumerate(self._extra)]
         for name, target in targets:
             thread = threading.Thread(target=target, name=name, daemon=True)
@@ -263,6 +271,23 @@ class Background:
                 self.wake()
             if report.expired or report.queued:
                 log.info("sweep: %d expired, %d queued", len(report.expired), len(report.queued))
+
+    def _prune_periodically(self) -> None:
+        assert self._prune is not None
+        while not self._stop.wait(self._prune_interval):
+            try:
+                report = self._prune()
+            except Exception:  # a busy or broken database: the next round tries again
+                log.exception("the periodic prune failed")
+                continue
+            log.info(
+                "prune: %d threads trimmed, %d deleted, %d untouched; %d → %d bytes",
+                report.threads_trimmed,
+                report.threads_deleted,
+                report.threads_kept,
+                report.bytes_before,
+                report.bytes_after,
+            )
 
 
 def queue_sweep(

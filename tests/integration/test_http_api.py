@@ -512,6 +512,26 @@ def test_an_admin_reconciles_a_call_whose_runner_died_and_the_thread_finishes(ap
     )
 
 
+def test_an_admin_prunes_finished_threads_and_a_bad_request_changes_nothing(api: Api) -> None:
+    done = api.start(COUNT)["thread_id"]
+    waiting = api.start(SALLY)["thread_id"]
+    before = api.state()
+
+    assert_error(api.post("/prune", json={}), 403, "Forbidden", "admin")
+    bad_age = api.post("/prune", json={"older_than": "soon"}, by="root")
+    assert_error(bad_age, 422, "InvalidRequest", "older_than")
+    assert_error(api.post("/prune", json={"older_tan": "1d"}, by="root"), 422, "InvalidRequest")
+    assert api.state() == before
+
+    report = api.post("/prune", json={"vacuum": False}, by="root")
+
+    assert report.status_code == 200, report.text
+    assert (report.json()["threads_trimmed"], report.json()["kept"]) == (1, {"pending": 1})
+    assert len(api.get(f"/threads/{done}/history").json()["history"]) == 1
+    assert api.thread(done)["status"] == "done"
+    assert len(api.get(f"/threads/{waiting}/history").json()["history"]) > 1
+
+
 def test_a_threads_history_audit_and_approvals_tell_what_happened(api: Api) -> None:
     view = api.start(SALLY)
     thread_id, call = view["thread_id"], only_call(view)

@@ -1,9 +1,10 @@
 """What the service does on its own: sweeping overdue approvals, a first demo thread,
 waiting out a thread another process is running."""
 
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from hitl.settings import Settings
 QUICK_DEADLINE = Policy(rules={"send_email": ToolRule(expires_after=timedelta(seconds=1))})
 """Loaded by the service through HITL_POLICY."""
 PROMPT = "Send sally@example.com an email saying 'hi'"
+COUNT = "count my emails of the last 3 days"
 
 
 def settings(tmp_path: Path, **environ: str) -> Settings:
@@ -164,3 +166,41 @@ def test_a_thread_whose_first_run_is_queued_shows_as_queued(tmp_path: Path) -> N
         again = client.post("/threads/q1/runs", json={"prompt": PROMPT})
         assert again.status_code == 202  # queued behind the first: that run checks
         assert client.get("/healthz").status_code == 503  # no worker runs them
+
+
+@pytest.mark.parametrize(
+    ("older_than", "left"), [(None, 1), (0.0, 0)], ids=["trims", "deletes-by-age"]
+)
+def test_the_scheduled_prune_trims_or_deletes_finished_threads_and_leaves_waiting_ones(
+    tmp_path: Path, older_than: float | None, left: int
+) -> None:
+    app_settings = settings(tmp_path)
+    options = ServerOptions(
+        sweep_interval=0, webhooks=False, prune_interval=0.2, prune_older_than=older_than
+    )
+
+    def checkpoints(thread_id: str) -> int:
+        with closing(sqlite3.connect(app_settings.db)) as conn:
+            found = conn.execute(
+                "SELECT COUNT(*) FROM checkpoints WHERE thread_id = ?", (thread_id,)
+            ).fetchone()
+        return int(found[0])
+
+    def counted(thread_id: str) -> bool:
+        with open_ledger(app_settings.db) as ledger:
+            return [r.status for r in ledger.thread_records(thread_id)] == ["succeeded"]
+
+    with admin_client(app_settings, options) as client:
+        done = client.post("/threads", json={"prompt": COUNT}).json()["thread_id"]
+        waiting = client.post("/threads", json={"prompt": PROMPT}).json()["thread_id"]
+        eventually(lambda: counted(done))  # its checkpoints are on disk from here on
+        eventually(lambda: checkpoints(done) == left)
+        eventually(lambda: status(client, waiting) == "interrupted")
+        time.sleep(0.5)  # a few more rounds: the waiting thread stays whole
+        assert checkpoints(waiting) > 1
+        run = client.post(f"/threads/{waiting}/approve", json={}).json()["run"]
+        finished = client.get(f"/runs/{run['run_id']}", params={"wait": 30}).json()
+        assert finished["status"] == "done", finished
+    assert len((tmp_path / "outbox.jsonl").read_text().splitlines()) == 1
+    with closing(sqlite3.connect(app_settings.db)) as conn:  # the space went back too
+        assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental

@@ -1,17 +1,19 @@
-"""Health, metrics and what admins do: reconcile, resume, sweep, tokens, webhooks."""
+"""Health, metrics and what admins do: reconcile, resume, sweep, prune, tokens, webhooks."""
 
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
+from checkpoints import retention
 from checkpoints.tokens import Token, TokenStore
 from checkpoints.webhooks import WebhookError, WebhookStore
 from hitl.errors import ThreadNotFound
-from hitl.server.api.bodies import NewToken, NewWebhook, Reconcile
+from hitl.server.api.bodies import NewToken, NewWebhook, Prune, Reconcile
 from hitl.server.api.common import AsAdmin, Queue, Service, admin, queue, viewer
 from hitl.server.auth import principal, token_summary
 from hitl.server.workers import Background, queue_sweep
+from hitl.settings import Settings
 
 router = APIRouter()
 
@@ -78,6 +80,16 @@ def sweep(request: Request, svc: Service, q: Queue, who: Token = admin) -> dict[
         background: Background = request.app.state.background
         background.wake()
     return report.to_json()
+
+
+@router.post("/prune", tags=["operations"])
+def prune(body: Prune, request: Request, who: Token = admin) -> dict[str, Any]:
+    """Trim finished threads to their newest checkpoint, or delete those finished longer ago
+    than `older_than`; threads that wait or run, ledger rows and audit trails stay."""
+    settings: Settings = request.app.state.settings
+    return retention.prune(
+        settings.db, older_than=body.seconds(), dry_run=body.dry_run, vacuum=body.vacuum
+    ).to_json()
 
 
 @router.get("/audit/verify", tags=["operations"])

@@ -2,9 +2,10 @@
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hitl.server.api.common import THREAD_ID_PATTERN
+from hitl.timespec import parse_duration
 
 
 class UserMessage(BaseModel):
@@ -88,3 +89,26 @@ class NewWebhook(BaseModel):
     url: str
     events: list[str] | None = Field(default=None, description="Default: every event.")
     secret: str | None = Field(default=None, description="Default: a new random secret.")
+
+
+class Prune(BaseModel):
+    # a misspelt `older_than` must not turn a deletion by age into a trim of every thread
+    model_config = ConfigDict(extra="forbid")
+
+    older_than: str | None = Field(
+        default=None,
+        description="Delete threads finished longer ago than this (e.g. 30d); "
+        "default: keep each finished thread's newest checkpoint.",
+    )
+    dry_run: bool = Field(default=False, description="Only count what would be deleted.")
+    vacuum: bool = Field(default=True, description="Give the freed space back to the system.")
+
+    @field_validator("older_than")
+    @classmethod
+    def is_a_duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    def seconds(self) -> float | None:
+        return None if self.older_than is None else parse_duration(self.older_than)
