@@ -43,8 +43,7 @@ LIST_PAGE_ROWS = 200
 variables per statement is far above 3 × this)."""
 LOG_CHANNELS = ("messages",)
 """Channels whose plain message lists are stored as a log (see `checkpoints.message_log`)."""
-REMEMBERED_NODES = 100_000
-"""How many stored message nodes a saver remembers, to skip writing them again."""
+
 BUSY_TIMEOUT_SECONDS = 30.0
 LOCK_WAIT_SECONDS = 120.0
 """How long a write waits in all for another process's write lock before `DatabaseBusy`."""
@@ -119,7 +118,7 @@ class BatchingSqliteSaver(SqliteSaver):
         super().__init__(conn, serde=serde)
         self._path = str(path)
         self._log_channels = frozenset(log_channels)
-        self._stored_nodes: set[tuple[str, str, str]] = set()
+
         self._side_effect_nodes = frozenset(side_effect_nodes)
         self._side_effect_steps: set[str] = set()  # checkpoints whose next step has side effects
         self._buffer: list[tuple[str, list[tuple[Any, ...]]]] = []
@@ -144,7 +143,6 @@ class BatchingSqliteSaver(SqliteSaver):
             except BaseException:
                 if self.conn.in_transaction:
                     self.conn.rollback()
-                self._stored_nodes.clear()  # some of them were rolled back
                 raise
             finally:
                 cur.close()
@@ -238,21 +236,19 @@ class BatchingSqliteSaver(SqliteSaver):
         rows: list[tuple[Any, ...]] = []
         for channel, value in values.items():
             if isinstance(value, LoggedMessages):
-                nodes = [
-                    n for n in value.unsaved() if (thread_id, ns, n[0]) not in self._stored_nodes
-                ]
-                rows += message_log.node_rows(thread_id, ns, nodes, self.serde.dumps_typed)
+                # every node appended since the load, at each checkpoint of the run: a few
+                # rows, ignored when present, and never a reference to a row that is not
+                rows += message_log.node_rows(
+                    thread_id, ns, value.unsaved(), self.serde.dumps_typed
+                )
                 refs[channel] = message_log.log_ref(value.tail, value.length)
             elif channel in self._log_channels and message_log.is_message_list(value):
                 found, tail = message_log.content_rows(thread_id, ns, value, self.serde.dumps_typed)
-                rows += [r for r in found if (thread_id, ns, r[2]) not in self._stored_nodes]
+                rows += found
                 refs[channel] = message_log.log_ref(tail, len(value))
         if not refs:
             return checkpoint
         if rows:
-            if len(self._stored_nodes) > REMEMBERED_NODES:
-                self._stored_nodes.clear()
-            self._stored_nodes.update((thread_id, ns, r[2]) for r in rows)
             self._save(message_log.INSERT_NODES, rows, commit=False)
         return {**checkpoint, "channel_values": {**values, **refs}}
 
@@ -405,6 +401,41 @@ class BatchingSqliteSaver(SqliteSaver):
             for table in ("checkpoints", "writes", "hitl_messages"):
                 cur.execute(f"DELETE FROM {table} WHERE thread_id = ?", (str(thread_id),))
 
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """LangGraph's retention call: keep each namespace's newest checkpoint (its writes and
+        the messages it reaches), or delete the threads. It does not ask the ledger whether a
+        thread still waits for a person: `hitl prune` (`checkpoints.retention`) does."""
+        if strategy == "delete":
+            for thread_id in thread_ids:
+                self.delete_thread(thread_id)
+            return
+        if strategy != "keep_latest":
+            raise ValueError(f"unknown prune strategy {strategy!r}: use 'keep_latest' or 'delete'")
+        with self.cursor() as cur:
+            for thread_id in map(str, thread_ids):
+                newest = cur.execute(
+                    "SELECT checkpoint_ns, MAX(checkpoint_id) FROM checkpoints "
+                    "WHERE thread_id = ? GROUP BY checkpoint_ns",
+                    (thread_id,),
+                ).fetchall()
+                for ns, checkpoint_id in newest:
+                    for table in ("writes", "checkpoints"):
+                        cur.execute(
+                            f"DELETE FROM {table} WHERE thread_id = ? AND checkpoint_ns = ? "
+                            "AND checkpoint_id < ?",
+                            (thread_id, ns, checkpoint_id),
+                        )
+                    type_, blob = cur.execute(
+                        "SELECT type, checkpoint FROM checkpoints WHERE thread_id = ? AND "
+                        "checkpoint_ns = ? AND checkpoint_id = ?",
+                        (thread_id, ns, checkpoint_id),
+                    ).fetchone()
+                    kept = self.serde.loads_typed((type_, blob))["channel_values"]
+                    message_log.delete_unreachable(cur, thread_id, ns, message_log.tails_of(kept))
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
+
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint and write of a thread under a new thread ID.
 
@@ -518,6 +549,9 @@ def connect(path: Path | str) -> sqlite3.Connection:
     except (OSError, sqlite3.Error) as e:
         raise DatabaseError(path, e) from e
     try:
+        if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+            # a new file: pruning can then give pages back without a VACUUM of the whole file
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         for pragma in PRAGMAS:
             conn.execute(pragma)
         conn.execute("BEGIN IMMEDIATE")  # fails now, not mid-run, if the file is read-only

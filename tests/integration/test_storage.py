@@ -40,6 +40,7 @@ def test_the_saver_passes_langgraph_checkpoint_conformance(tmp_path: Path) -> No
     base = ("put", "put_writes", "get_tuple", "list", "delete_thread")
     assert all(report.results[name].passed for name in base)
     assert report.results["copy_thread"].passed and report.results["delete_for_runs"].passed
+    assert report.results["prune"].passed
 
 
 def _task_writes(db: Path) -> int:
