@@ -30,8 +30,10 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langchain_core.tools import BaseTool, tool
+from langgraph.channels.delta import DeltaChannel
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
@@ -45,6 +47,9 @@ from graph.policy import default_policy
 
 PROMPT = "Send sally@example.com an email saying 'hi'"
 SHORT, LONG = 10, 1000
+RIGS = ("ours", "stock", "delta")
+"""This project's saver with the ledger; the stock `SqliteSaver`; the stock saver with the
+messages in LangGraph's `DeltaChannel` (beta in 1.2)."""
 PAGE = 20
 FEW_CYCLES = 10
 TARGETS = {"bytes": 1.1, "checkpoint": 4096, "resume": 1.5, "storage": 1.1, "page": 1.5}
@@ -101,10 +106,20 @@ def make_rig(name: str, work: Path) -> Rig:
         checkpointer=saver,
         ledger=ledger,
     )
+    if name == "delta":  # LangGraph 1.2's own answer: store writes, replay them on load
+        delta = DeltaChannel(_add_each, list)
+        delta.key = "messages"
+        graph.channels["messages"] = delta
     rig = Rig(name, db, saver, graph, ledger, started)
     for conn in rig.conns():
         conn.execute("PRAGMA wal_autocheckpoint=0")  # the WAL only grows: its size is the I/O
     return rig
+
+
+def _add_each(state: list[AnyMessage], writes: Any) -> list[AnyMessage]:
+    for write in writes:
+        state = add_messages(state, write)  # type: ignore[assignment]
+    return state
 
 
 def earlier_conversation(count: int) -> list[AnyMessage]:
@@ -293,11 +308,11 @@ def main() -> None:
     print(f"baseline: one raw SQLite commit (WAL, synchronous=FULL): {commit * 1e3:.2f} ms")
 
     figures: dict[str, dict[int, CycleFigures]] = {}
-    for name in ("ours", "stock"):
+    for name in RIGS:
         rig = make_rig(name, work)
         figures[name] = cycles_at(rig, (SHORT, LONG), args.samples)
     print(f"\napproval cycle on a thread of {SHORT} and of {LONG} messages (medians):")
-    print(f"  {'':24}{'ours':>14}{'stock':>14}   target")
+    print(f"  {'':24}" + "".join(f"{name:>14}" for name in RIGS))
     for label, get, unit in (
         ("bytes written / cycle", lambda f: f.bytes_per_cycle / 1024, "KB"),
         ("resume → tool", lambda f: f.resume_seconds * 1e3, "ms"),
@@ -308,14 +323,14 @@ def main() -> None:
             cells = "".join(f"{get(figures[n][size]):>11.1f} {unit:<2}" for n in figures)
             print(f"  {label + f' @ {size}':<24}{cells}")
     for label, key, get in (
-        ("bytes/cycle", "bytes", lambda f: f.bytes_per_cycle),
-        ("resume → tool", "resume", lambda f: f.resume_seconds),
+        ("ratio bytes/cycle", "bytes", lambda f: f.bytes_per_cycle),
+        ("ratio resume → tool", "resume", lambda f: f.resume_seconds),
     ):
-        ours = get(figures["ours"][LONG]) / get(figures["ours"][SHORT])
-        stock = get(figures["stock"][LONG]) / get(figures["stock"][SHORT])
+        ratios = [get(figures[n][LONG]) / get(figures[n][SHORT]) for n in RIGS]
+        cells = "".join(f"{r:>14.2f}" for r in ratios)
         print(
-            f"  ratio {label} {LONG}÷{SHORT}:{'':>4}{ours:>10.2f}{stock:>14.2f}"
-            f"     ≤ {TARGETS[key]}  {verdict(label, ours, TARGETS[key])}"
+            f"  {label + f' {LONG}÷{SHORT}':<24}{cells}"
+            f"   ≤ {TARGETS[key]}  {verdict(label, ratios[0], TARGETS[key])}"
         )
     newest = figures["ours"][LONG].checkpoint_bytes
     small = verdict("newest checkpoint", newest, TARGETS["checkpoint"])
@@ -324,7 +339,7 @@ def main() -> None:
     storage: dict[str, StorageFigures] = {}
     few: dict[str, StorageFigures] = {}
     pages: dict[str, tuple[float, float]] = {}
-    for name in ("ours", "stock"):
+    for name in RIGS:
         few[name] = grown_thread(make_rig(name, work), "few", FEW_CYCLES)
         rig = make_rig(name, work)
         storage[name] = grown_thread(rig, "grown", args.cycles)
@@ -351,8 +366,9 @@ def main() -> None:
         f"{growth:.2f}   ≤ {TARGETS['storage']}  "
         f"{verdict('storage growth', growth, TARGETS['storage'])}"
     )
-    stock_over_ours = storage["stock"].stored / storage["ours"].stored
-    print(f"  stock ÷ ours, {args.cycles} cycles: {stock_over_ours:.1f}×")
+    for name in RIGS[1:]:
+        times = storage[name].stored / storage["ours"].stored
+        print(f"  {name} ÷ ours, {args.cycles} cycles: {times:.1f}×")
     print(f"\nhistory page of {PAGE}, thread of ~50 checkpoints vs ~{storage['ours'].checkpoints}:")
     for name, (short, long) in pages.items():
         target = ""

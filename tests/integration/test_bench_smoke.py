@@ -40,6 +40,7 @@ def test_concurrency_benchmark_runs_two_deciders_without_lost_or_repeated_calls(
 def test_long_threads_benchmark_prints_every_ratio_against_its_baselines() -> None:
     out = _bench("long_threads", "--cycles", "12", "--samples", "2", "--no-check")
     assert "one raw SQLite commit" in out
-    for figure in ("ratio bytes/cycle 1000÷10", "ratio resume → tool 1000÷10", "stock ÷ ours"):
+    ratios = ("ratio bytes/cycle 1000÷10", "ratio resume → tool 1000÷10")
+    for figure in (*ratios, "stock ÷ ours", "delta ÷ ours"):
         assert figure in out, out
     assert re.search(r"ours +[\d.]+ ms → +[\d.]+ ms: ratio +\d+\.\d\d", out), out
