@@ -13,8 +13,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from langchain_core.messages import BaseMessage
-
 LOG_REF_KEY = "__hitl_log__"
 """The key that marks a checkpoint's channel value as a reference into `hitl_messages`."""
 
@@ -110,6 +108,7 @@ class LoadedLog:
     tail: str | None
     length: int
     nodes: dict[str, Node]
+    in_memory = True
 
     def load(self, tail: str, limit: int) -> list[Node]:
         found: list[Node] = []
@@ -173,11 +172,14 @@ class SqliteMessageSource:
             ).fetchall()
             if not candidates:
                 return {}
-            tail_depth = cur.execute(
+            found = cur.execute(
                 "SELECT depth FROM hitl_messages WHERE thread_id = ? AND checkpoint_ns = ? "
                 "AND node_id = ?",
                 (*self._key, tail),
-            ).fetchone()[0]
+            ).fetchone()
+            if found is None:
+                raise MissingMessage(self._key[0])
+            tail_depth = found[0]
             shallowest = min(depth for _, _, depth in candidates)
             on_branch = {
                 node_id
@@ -235,9 +237,31 @@ def delete_unreachable(
 
 
 def is_message_list(value: object) -> bool:
-    """Whether a channel value is a plain conversation (a new thread's, or an older
-    checkpoint's), to be stored as a log too."""
-    return isinstance(value, list) and all(isinstance(m, BaseMessage) for m in value)
+    """Whether a channel value is a conversation the graph's message channel marked as one
+    (a new thread's, or an older checkpoint's list), to be stored as a log too. A plain
+    `add_messages` list is left as it is: that channel could not read a reference back."""
+    return isinstance(value, list) and bool(getattr(value, "is_message_log", False))
+
+
+class MissingMessage(LookupError):
+    """A checkpoint would refer to a stored message that is no longer there."""
+
+    def __init__(self, thread_id: str) -> None:
+        super().__init__(
+            f"the conversation of thread {thread_id!r} was deleted while this run was starting "
+            "(hitl prune --older-than?); nothing of the run was saved. Send the message again "
+            "to start the thread anew."
+        )
+
+
+CHECK_NODE = "SELECT 1 FROM hitl_messages WHERE thread_id = ? AND checkpoint_ns = ? AND node_id = ?"
+"""The saver checks, in the transaction that commits a checkpoint, that the stored message
+its new messages follow is still there."""
+
+
+def stored_base(nodes: Sequence[Node], tail: str | None) -> str | None:
+    """The stored node a history's new messages follow (its tail, if nothing is new)."""
+    return nodes[0][1] if nodes else tail
 
 
 def content_rows(

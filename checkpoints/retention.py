@@ -14,6 +14,7 @@ changed meanwhile: a new run that started after the judgement keeps its thread w
 
 import hashlib
 import json
+import logging
 import sqlite3
 import time
 from collections import Counter
@@ -39,6 +40,7 @@ from checkpoints.sqlite import (
 )
 from checkpoints.store import SqliteStore
 
+log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 Action = Literal["trim", "delete"]
 BATCH_THREADS = 200
@@ -168,6 +170,7 @@ def prune(
     older_than: float | None = None,
     dry_run: bool = False,
     vacuum: bool = True,
+    full_vacuum: bool = True,
     batch: int = BATCH_THREADS,
     clock: Clock = time.time,
     serde: SerializerProtocol | None = None,
@@ -200,8 +203,12 @@ def prune(
             if judged:
                 tally.add(pruner.apply(judged, dry_run=dry_run))
         runs = 0 if older_than is None else pruner.delete_runs(clock() - older_than, dry_run)
-        if vacuum and not dry_run:
-            pruner.reclaim()
+        if vacuum and not dry_run and not pruner.reclaim(full_vacuum=full_vacuum):
+            log.warning(
+                "%s predates incremental vacuum: its free pages stay in the file until one "
+                "`hitl prune` from the command line rewrites it (a service never does)",
+                path,
+            )
     finally:
         pruner.close()
     return PruneReport(
@@ -312,15 +319,20 @@ class Pruner(SqliteStore):
             if deleted < RUNS_PER_DELETE:
                 return total
 
-    def reclaim(self) -> None:
-        """Give free pages back to the file system, then truncate the write-ahead log."""
+    def reclaim(self, *, full_vacuum: bool = True) -> bool:
+        """Give free pages back to the file system, then truncate the write-ahead log.
+
+        A file made before incremental vacuum needs one `VACUUM`, which rewrites it under the
+        write lock: only with `full_vacuum` (the CLI); a service skips it and says so (False).
+        """
         mode = self._read(lambda cur: cur.execute("PRAGMA auto_vacuum").fetchone()[0])
-        if mode != _AUTO_VACUUM_INCREMENTAL:  # takes effect with the next VACUUM, then stays
+        if mode == _AUTO_VACUUM_INCREMENTAL:
+            self._outside_transaction("PRAGMA incremental_vacuum")
+        elif full_vacuum:  # takes effect with the next VACUUM, then stays
             self._outside_transaction("PRAGMA auto_vacuum = INCREMENTAL")
             self._outside_transaction("VACUUM")
-        else:
-            self._outside_transaction("PRAGMA incremental_vacuum")
         self._outside_transaction("PRAGMA wal_checkpoint(TRUNCATE)")
+        return mode == _AUTO_VACUUM_INCREMENTAL or full_vacuum
 
     def _outside_transaction(self, statement: str) -> None:
         """Run a statement that cannot run in a transaction, waiting (bounded) while busy."""

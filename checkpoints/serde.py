@@ -84,8 +84,10 @@ class StrictSerializer(JsonPlusSerializer):
     def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
         """msgpack, compressed when that saves a tenth or more: a checkpoint is mostly the
         same channel names and version strings over again."""
-        type_, data = super().dumps_typed(obj)
-        if type_ == "msgpack" and len(data) > COMPRESS_ABOVE:
+        if obj is None or isinstance(obj, bytes | bytearray):
+            return super().dumps_typed(obj)
+        type_, data = "msgpack", ormsgpack.packb(obj, default=_default, option=jsonplus._option)
+        if len(data) > COMPRESS_ABOVE:
             packed = zlib.compress(data, COMPRESSION_LEVEL)
             if len(packed) < 0.9 * len(data):
                 return COMPRESSED, packed
@@ -117,13 +119,22 @@ MAX_INFLATED = 1 << 30
 """A stored value that inflates past this is refused (a forged row, not a checkpoint)."""
 
 
+def _default(obj: Any) -> Any:
+    """LangGraph's msgpack fallback, and a lazy conversation written as its plain list (a node
+    that returns the history it was given)."""
+    as_list = getattr(obj, "as_message_list", None)
+    if callable(as_list):
+        return as_list()
+    return jsonplus._msgpack_default(obj)
+
+
 def _inflated(payload: bytes) -> bytes:
     inflater = zlib.decompressobj()
     try:
         data = inflater.decompress(payload, MAX_INFLATED)
     except zlib.error as e:
         raise UntrustedCheckpointError(f"compressed data that does not inflate ({e})") from None
-    if inflater.unconsumed_tail or not inflater.eof:
+    if inflater.unconsumed_tail or inflater.unused_data or not inflater.eof:
         raise UntrustedCheckpointError("compressed data that is cut short or inflates too far")
     return data
 

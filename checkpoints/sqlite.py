@@ -41,8 +41,6 @@ Rows = list[tuple[Any, ...]]
 LIST_PAGE_ROWS = 200
 """`list` reads pending writes for this many checkpoints at a time (SQLite's bound on
 variables per statement is far above 3 × this)."""
-LOG_CHANNELS = ("messages",)
-"""Channels whose plain message lists are stored as a log (see `checkpoints.message_log`)."""
 
 BUSY_TIMEOUT_SECONDS = 30.0
 LOCK_WAIT_SECONDS = 120.0
@@ -113,11 +111,9 @@ class BatchingSqliteSaver(SqliteSaver):
         serde: SerializerProtocol | None = None,
         side_effect_nodes: Iterable[str] = ("tools",),
         path: Path | str = "",
-        log_channels: Iterable[str] = LOG_CHANNELS,
     ) -> None:
         super().__init__(conn, serde=serde)
         self._path = str(path)
-        self._log_channels = frozenset(log_channels)
 
         self._side_effect_nodes = frozenset(side_effect_nodes)
         self._side_effect_steps: set[str] = set()  # checkpoints whose next step has side effects
@@ -126,17 +122,35 @@ class BatchingSqliteSaver(SqliteSaver):
 
     @contextmanager
     def cursor(self, transaction: bool = True) -> Iterator[sqlite3.Cursor]:
-        """The stock cursor, after the buffered rows are written (and then committed with it)."""
+        """The stock cursor, after the buffered rows are written (and then committed with it).
+
+        The buffered rows are other steps' (maybe another run's): if the caller's own work
+        fails, only it is rolled back (to a savepoint) and the buffered rows still commit.
+        """
         with self.lock:
             self.setup()
             cur = self.conn.cursor()
+            buffered: list[tuple[str, list[tuple[Any, ...]]]] = []
             try:
                 if (transaction or self._buffer) and not self.conn.in_transaction:
                     self._begin_immediate(cur)
                 buffered, self._buffer = self._buffer, []
                 for statement, rows in buffered:
-                    cur.executemany(statement, rows)
-                yield cur
+                    self._write_buffered(cur, statement, rows)
+                if buffered:
+                    cur.execute("SAVEPOINT caller")
+                try:
+                    yield cur
+                except BaseException:
+                    if not buffered:
+                        raise
+                    cur.execute("ROLLBACK TO caller")
+                    cur.execute("RELEASE caller")
+                    self.conn.commit()
+                    self.commits += 1
+                    raise
+                if buffered:
+                    cur.execute("RELEASE caller")
                 if transaction or buffered:
                     self.conn.commit()
                     self.commits += 1
@@ -146,6 +160,15 @@ class BatchingSqliteSaver(SqliteSaver):
                 raise
             finally:
                 cur.close()
+
+    @staticmethod
+    def _write_buffered(cur: sqlite3.Cursor, statement: str, rows: list[tuple[Any, ...]]) -> None:
+        if statement is message_log.CHECK_NODE:  # a stored message a checkpoint follows
+            for row in rows:
+                if cur.execute(statement, row).fetchone() is None:
+                    raise message_log.MissingMessage(row[0])
+        else:
+            cur.executemany(statement, rows)
 
     def setup(self) -> None:
         """The stock tables, and the message log's."""
@@ -238,11 +261,13 @@ class BatchingSqliteSaver(SqliteSaver):
             if isinstance(value, LoggedMessages):
                 # every node appended since the load, at each checkpoint of the run: a few
                 # rows, ignored when present, and never a reference to a row that is not
-                rows += message_log.node_rows(
-                    thread_id, ns, value.unsaved(), self.serde.dumps_typed
-                )
+                nodes = value.unsaved()
+                base = message_log.stored_base(nodes, value.tail)
+                if base is not None:
+                    self._save(message_log.CHECK_NODE, [(thread_id, ns, base)], commit=False)
+                rows += message_log.node_rows(thread_id, ns, nodes, self.serde.dumps_typed)
                 refs[channel] = message_log.log_ref(value.tail, value.length)
-            elif channel in self._log_channels and message_log.is_message_list(value):
+            elif message_log.is_message_list(value):
                 found, tail = message_log.content_rows(thread_id, ns, value, self.serde.dumps_typed)
                 rows += found
                 refs[channel] = message_log.log_ref(tail, len(value))

@@ -9,6 +9,7 @@ each message once and a small reference per checkpoint; any other saver gets a p
 behaves exactly as with `add_messages`.
 """
 
+import itertools
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -22,9 +23,9 @@ from langchain_core.messages import (
 )
 from langgraph._internal._typing import MISSING
 from langgraph.channels.base import BaseChannel
-from langgraph.errors import EmptyChannelError
+from langgraph.channels.binop import _get_overwrite
+from langgraph.errors import EmptyChannelError, ErrorCode, InvalidUpdateError, create_error_message
 from langgraph.graph.message import add_messages
-from langgraph.types import Overwrite
 
 Node = tuple[str, str | None, int, AnyMessage]
 """One message of the log: (node_id, parent_id, depth, message); depth is its index."""
@@ -67,14 +68,27 @@ class _StoredPart:
         """The newest `count` stored messages, newest first (reading more if needed)."""
         count = min(count, self.length)
         with self._lock:
-            while len(self._newest_first) < count and self._next is not None:
+            while len(self._newest_first) < count:
+                if self._next is None:  # the branch ended early: never guess, never loop
+                    raise LookupError(
+                        f"the stored conversation holds {len(self._newest_first)} of its "
+                        f"{self.length} messages; restore the database from a backup"
+                    )
                 want = max(count - len(self._newest_first), FIRST_READ, len(self._newest_first))
                 nodes = self.saved.load(self._next, want)
                 if not nodes:
-                    raise LookupError(f"the stored conversation is missing node {self._next!r}")
+                    raise LookupError(
+                        f"the stored conversation is missing message node {self._next!r}; "
+                        "restore the database from a backup"
+                    )
                 self._newest_first.extend(node[3] for node in reversed(nodes))
                 self._next = nodes[0][1]
             return self._newest_first[:count]
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether reading it needs no database (a saver read it all up front)."""
+        return bool(getattr(self.saved, "in_memory", False))
 
     def at(self, index: int) -> AnyMessage:
         return self.newest(self.length - index)[-1]
@@ -154,6 +168,9 @@ class MessageHistory(Sequence[AnyMessage]):
     def __getitem__(self, index: slice) -> list[AnyMessage]: ...
     def __getitem__(self, index: int | slice) -> AnyMessage | list[AnyMessage]:
         if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step == 1 and stop == len(self) and self._stored is not None:  # a tail: read it
+                return list(reversed(list(itertools.islice(reversed(self), stop - start))))
             return list(self)[index]
         size = len(self)
         if index < 0:
@@ -183,6 +200,21 @@ class MessageHistory(Sequence[AnyMessage]):
             yield from batch[read:]
             read = len(batch)
 
+    def __add__(self, other: Sequence[AnyMessage]) -> list[AnyMessage]:
+        return [*self, *other]
+
+    def __radd__(self, other: Sequence[AnyMessage]) -> list[AnyMessage]:
+        return [*other, *self]
+
+    def as_message_list(self) -> list[AnyMessage]:
+        """The plain list (what a serializer writes when a node returns this history)."""
+        return list(self)
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether reading it needs no database."""
+        return self._stored is None or self._stored.in_memory
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, MessageHistory | list | tuple):
             return len(self) == len(other) and list(self) == list(other)
@@ -197,11 +229,6 @@ class MessageHistory(Sequence[AnyMessage]):
         """Pickled (and deep-copied) as the plain list: the stored part reads through a
         saver's connection, which does not travel."""
         return list, (list(self),)
-
-    def model_dump(self) -> list[AnyMessage]:
-        """The messages as a list, for JSON encoders that know pydantic's method
-        (langgraph-api's, which Studio reads state through)."""
-        return list(self)
 
 
 class MessageLogChannel(BaseChannel[MessageHistory, Any, Any]):
@@ -251,22 +278,31 @@ class MessageLogChannel(BaseChannel[MessageHistory, Any, Any]):
             return False
         current = MessageHistory() if self.value is MISSING else self.value
         incoming: list[AnyMessage] = []
-        replaced: Any = MISSING
-        for value in values:
-            if isinstance(value, Overwrite):
-                replaced = value.value
-                incoming = []
+        for n, value in enumerate(values):
+            is_overwrite, replacement = _get_overwrite(value)
+            if not is_overwrite:
+                incoming.extend(_as_messages(value))
                 continue
-            incoming.extend(_as_messages(value))
-        if replaced is not MISSING:
-            current = MessageHistory.from_messages(_as_messages(replaced or []))
+            # as BinaryOperatorAggregate: the writes before it apply, the ones after do not
+            if any(_get_overwrite(later)[0] for later in values[n + 1 :]):
+                raise InvalidUpdateError(
+                    create_error_message(
+                        message="Can receive only one Overwrite value per super-step.",
+                        error_code=ErrorCode.INVALID_CONCURRENT_GRAPH_UPDATE,
+                    )
+                )
+            self.value = MessageHistory.from_messages(_as_messages(replacement or []))
+            return True
         self.value = _merged(current, incoming)
         return True
 
     def get(self) -> MessageHistory:
+        """The history; a plain list when it is all in memory (a saver that does not store
+        the log, or an async runtime that read it up front), as `add_messages` gives."""
         if self.value is MISSING:
             raise EmptyChannelError()
-        return cast(MessageHistory, self.value)
+        history = cast(MessageHistory, self.value)
+        return cast(MessageHistory, list(history)) if history.in_memory else history
 
     def is_available(self) -> bool:
         return self.value is not MISSING
@@ -276,11 +312,19 @@ class MessageLogChannel(BaseChannel[MessageHistory, Any, Any]):
         if self.value is MISSING:
             return MISSING
         history = cast(MessageHistory, self.value)
-        return history if history.is_stored else list(history)
+        return history if history.is_stored else MessageList(history)
+
+
+class MessageList(list[AnyMessage]):
+    """A plain list that says it is this channel's conversation: a saver that stores the log
+    stores it as one; any other stores it as the list it is."""
+
+    is_message_log = True
 
 
 def _as_messages(value: Any) -> list[AnyMessage]:
-    items = value if isinstance(value, list) else [value]  # as add_messages: a tuple is one
+    # as add_messages: a list is many messages, a tuple is one ("user", "hi")
+    items = list(value) if isinstance(value, list | MessageHistory) else [value]
     messages = [
         cast(AnyMessage, message_chunk_to_message(cast(Any, m))) for m in convert_to_messages(items)
     ]

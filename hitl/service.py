@@ -12,6 +12,7 @@ import json
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from datetime import datetime
 from functools import partial
 from typing import Any, Literal, cast
 
@@ -414,9 +415,7 @@ class ApprovalService:
                     snapshot = self._graph.get_state(_config(thread_id))
                     # applied by a runtime that does not record it (Studio): the state holds
                     # their reviews, or the thread has moved past their turn
-                    applied = _reviews(snapshot.values) | (
-                        self._ledger.unapplied_calls(thread_id) - _turn_call_ids(snapshot.values)
-                    )
+                    applied = _reviews(snapshot.values) | self._past_turn_calls(thread_id, snapshot)
                     self._ledger.mark_applied(thread_id, applied)
                     if snapshot.next or self._ledger.unapplied_calls(thread_id):
                         self._invoke(None, thread_id)
@@ -430,6 +429,20 @@ class ApprovalService:
         )
 
     # plumbing
+
+    def _past_turn_calls(self, thread_id: str, snapshot: StateSnapshot) -> set[str]:
+        """Undecided-to-applied calls of turns the thread has moved past: requested before
+        its newest saved checkpoint, and not in the model's latest turn (a call requested
+        later belongs to a turn another runtime has not saved yet)."""
+        if snapshot.created_at is None:
+            return set()
+        saved_at = datetime.fromisoformat(snapshot.created_at).timestamp()
+        unapplied = self._ledger.unapplied_calls(thread_id) - _turn_call_ids(snapshot.values)
+        return {
+            r.tool_call_id
+            for r in self._ledger.thread_records(thread_id)
+            if r.tool_call_id in unapplied and r.requested_at <= saved_at
+        }
 
     def _resume_after_recording(self, thread_id: str, what: str) -> ThreadView:
         """Continue the thread once `what` is in the ledger; if it is busy, say what stands."""

@@ -76,7 +76,12 @@ def create_app(settings: Settings, options: ServerOptions = ServerOptions()) -> 
             poll_interval=options.poll_interval,
             extra=extra,
             prune_interval=options.prune_interval,
-            prune=partial(retention.prune, settings.db, older_than=options.prune_older_than),
+            prune=partial(
+                retention.prune,
+                settings.db,
+                older_than=options.prune_older_than,
+                full_vacuum=False,  # a whole-file rewrite would hold every writer up
+            ),
         )
         app.state.bus, app.state.pool, app.state.queue = bus, pool, queue
         app.state.tokens, app.state.background = tokens, background

@@ -197,3 +197,67 @@ def _newest_values(db: Path, thread_id: str) -> dict[str, object]:
             (thread_id,),
         ).fetchone()
     return dict(make_strict_serializer().loads_typed((type_, blob))["channel_values"])
+
+
+def test_a_plain_add_messages_graph_on_this_saver_keeps_its_plain_lists(db: Path) -> None:
+    """Only the project's message channel is stored as a log: another graph's list stays one."""
+    from typing import Annotated
+
+    from langchain_core.messages import AIMessage, AnyMessage
+    from langgraph.graph import START, StateGraph
+    from langgraph.graph.message import add_messages
+    from typing_extensions import TypedDict
+
+    from checkpoints.sqlite import open_saver
+
+    class Plain(TypedDict):
+        messages: Annotated[list[AnyMessage], add_messages]
+
+    builder = StateGraph(Plain)
+    builder.add_node("echo", lambda s: {"messages": [AIMessage(f"{len(s['messages'])}")]})
+    builder.add_edge(START, "echo")
+    with open_saver(db) as saver:
+        graph = builder.compile(checkpointer=saver)
+        for _ in range(3):
+            out = graph.invoke({"messages": [("user", "hi")]}, {"configurable": {"thread_id": "p"}})
+    assert [m.content for m in out["messages"]][-2:] == ["hi", "5"]
+    assert isinstance(_newest_values(db, "p")["messages"], list)
+
+
+def test_a_failing_read_does_not_discard_the_rows_another_run_has_buffered(
+    db: Path, log: ToolLog
+) -> None:
+    with open_test_service(db, log) as service:
+        grow(service, "t", 1)
+        saver = service._saver
+        config = {"configurable": {"thread_id": "t"}}
+        latest = saver.get_tuple(config)
+        assert latest is not None
+        saver.put_writes(latest.config, [("late", "buffered")], "task-1")  # not yet committed
+        with pytest.raises(RuntimeError), saver.cursor(transaction=False) as cur:
+            cur.execute("SELECT 1")
+            raise RuntimeError("a reader's own failure")
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT COUNT(*) FROM writes WHERE channel = 'late'").fetchone()
+    assert rows == (1,)
+
+
+def test_a_run_whose_conversation_was_deleted_meanwhile_fails_and_refers_to_nothing_missing(
+    db: Path, log: ToolLog
+) -> None:
+    from checkpoints.message_log import MissingMessage
+
+    def delete_thread_meanwhile(name: str, call_id: str) -> None:  # a prune elsewhere
+        with sqlite3.connect(db) as conn:
+            for table in ("checkpoints", "writes", "hitl_messages"):
+                conn.execute(f"DELETE FROM {table} WHERE thread_id = 't'")
+
+    with open_test_service(db, log) as service:
+        grow(service, "t", 2)
+        call_id = service.run(ONE_EMAIL, "t", actor="alice").pending[0].tool_call_id
+        log.before_run = delete_thread_meanwhile
+        with pytest.raises(MissingMessage, match="was deleted while this run was starting"):
+            service.decide("t", {call_id: "approve"}, actor="bob")
+    with sqlite3.connect(db) as conn:
+        saved = conn.execute("SELECT COUNT(*) FROM checkpoints WHERE thread_id = 't'").fetchone()
+    assert saved == (0,)

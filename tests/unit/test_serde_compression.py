@@ -34,8 +34,13 @@ def test_uncompressed_rows_written_before_compression_still_read() -> None:
 
 @pytest.mark.parametrize(
     "payload",
-    [b"not zlib at all", zlib.compress(b"\0" * 10_000)[:-4], zlib.compress(b"\0" * (1 << 20))],
-    ids=["garbage", "cut short", "inflates too far"],
+    [
+        b"not zlib at all",
+        zlib.compress(b"\0" * 10_000)[:-4],
+        zlib.compress(b"\0" * (1 << 20)),
+        zlib.compress(b"\x90") + b"trailing",
+    ],
+    ids=["garbage", "cut short", "inflates too far", "trailing data"],
 )
 def test_a_forged_compressed_value_is_refused(
     payload: bytes, monkeypatch: pytest.MonkeyPatch
@@ -43,3 +48,14 @@ def test_a_forged_compressed_value_is_refused(
     monkeypatch.setattr("checkpoints.serde.MAX_INFLATED", 1 << 16)
     with pytest.raises(UntrustedCheckpointError):
         make_strict_serializer().loads_typed((COMPRESSED, payload))
+
+
+def test_a_lazy_conversation_inside_a_write_is_stored_as_its_plain_list() -> None:
+    from graph.message_log import MessageHistory
+
+    serde = make_strict_serializer()
+    messages = [HumanMessage("hi", id="1"), AIMessage("yo", id="2")]
+    stored = serde.loads_typed(
+        serde.dumps_typed({"messages": MessageHistory.from_messages(messages)})
+    )
+    assert stored == {"messages": messages}
