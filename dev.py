@@ -95,7 +95,14 @@ def test(extra: list[str]) -> None:
     subprocess.run([str(BIN / "python"), "-m", "pytest", *extra], cwd=ROOT, check=True)
 
 
-BENCHMARKS = ("approval_cycle", "inbox", "concurrency", "service_load", "long_threads")
+BENCHMARKS = (
+    "approval_cycle",
+    "inbox",
+    "concurrency",
+    "service_load",
+    "long_threads",
+    "retention",
+)
 """Modules of `bench/`, run in this order by `python3 dev.py bench`."""
 
 

@@ -44,3 +44,11 @@ def test_long_threads_benchmark_prints_every_ratio_against_its_baselines() -> No
     for figure in (*ratios, "stock ÷ ours", "delta ÷ ours"):
         assert figure in out, out
     assert re.search(r"ours +[\d.]+ ms → +[\d.]+ ms: ratio +\d+\.\d\d", out), out
+
+
+@pytest.mark.slow
+def test_retention_benchmark_prunes_and_every_pending_approval_still_resumes() -> None:
+    out = _bench("retention", "--finished", "200", "--real", "2", "--pending", "3")
+    assert re.search(r"after `hitl prune` \(ratio 0\.\d\d\)", out), out
+    assert "3/3 pending approvals resumed to the end, 3 emails sent for 3 distinct calls" in out
+    assert "every chain verifies" in out
