@@ -36,12 +36,11 @@ from checkpoints.serde import make_strict_serializer
 INTERRUPT, ERROR, TASKS, START = "__interrupt__", "__error__", "__pregel_tasks", "__start__"
 
 DEFAULT_DB = Path("checkpoints/hitl.sqlite")
-Rows = list[tuple[Any, ...]]
 """Where the database lives unless `--db` / `HITL_DB` says otherwise (relative to the cwd)."""
+Rows = list[tuple[Any, ...]]
 LIST_PAGE_ROWS = 200
 """`list` reads pending writes for this many checkpoints at a time (SQLite's bound on
 variables per statement is far above 3 × this)."""
-
 BUSY_TIMEOUT_SECONDS = 30.0
 LOCK_WAIT_SECONDS = 120.0
 """How long a write waits in all for another process's write lock before `DatabaseBusy`."""
@@ -114,7 +113,6 @@ class BatchingSqliteSaver(SqliteSaver):
     ) -> None:
         super().__init__(conn, serde=serde)
         self._path = str(path)
-
         self._side_effect_nodes = frozenset(side_effect_nodes)
         self._side_effect_steps: set[str] = set()  # checkpoints whose next step has side effects
         self._buffer: list[tuple[str, list[tuple[Any, ...]]]] = []
