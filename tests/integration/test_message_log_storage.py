@@ -261,3 +261,33 @@ def test_a_run_whose_conversation_was_deleted_meanwhile_fails_and_refers_to_noth
     with sqlite3.connect(db) as conn:
         saved = conn.execute("SELECT COUNT(*) FROM checkpoints WHERE thread_id = 't'").fetchone()
     assert saved == (0,)
+
+
+def test_the_async_methods_read_the_conversation_in_their_worker_thread(
+    db: Path, log: ToolLog
+) -> None:
+    """`langgraph dev` refuses blocking calls on its event loop: what `aget_tuple` and `alist`
+    return must need no database read afterwards."""
+    import asyncio
+
+    from checkpoints.message_log import SqliteMessageSource
+
+    config = {"configurable": {"thread_id": "t"}}
+    with open_test_service(db, log) as service:
+        grow(service, "t", 3)
+        saver = service._saver
+
+        async def read() -> tuple[object, list[object]]:
+            return await saver.aget_tuple(config), [t async for t in saver.alist(config, limit=5)]
+
+        latest, page = asyncio.run(read())
+        reads: list[str] = []
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(SqliteMessageSource, "load", lambda *a: reads.append("load") or [])
+            loaded = latest.checkpoint["channel_values"]["messages"]  # type: ignore[attr-defined]
+            assert loaded.in_memory and len(loaded.load(loaded.tail, 100)) == 12
+            for found in page:
+                stored = found.checkpoint["channel_values"].get("messages")  # type: ignore[attr-defined]
+                if stored is not None and stored.tail is not None:
+                    assert len(stored.load(stored.tail, 100)) == stored.length
+        assert reads == []
