@@ -152,6 +152,8 @@ class SqliteMessageSource:
                 _CHAIN + "SELECT node_id, parent_id, depth, type, value FROM chain",
                 (*self._key, tail, *self._key, limit),
             ).fetchall()
+        if not rows:
+            raise MissingMessage(self._key[0])
         rows.reverse()
         return [
             (node_id, parent_id, depth, self._loads((type_, value)))
@@ -248,9 +250,10 @@ class MissingMessage(LookupError):
 
     def __init__(self, thread_id: str) -> None:
         super().__init__(
-            f"the conversation of thread {thread_id!r} was deleted while this run was starting "
-            "(hitl prune --older-than?); nothing of the run was saved. Send the message again "
-            "to start the thread anew."
+            f"thread {thread_id!r} lost a stored message this run needs: the thread was "
+            "deleted meanwhile (hitl prune --older-than?) or the database was altered. The run "
+            "stopped without saving a reference to it; send the message again to start the "
+            "thread anew, or restore a backup."
         )
 
 

@@ -159,6 +159,19 @@ class BatchingSqliteSaver(SqliteSaver):
             finally:
                 cur.close()
 
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Cursor]:
+        """A cursor for reading stored messages, without first committing the buffer (a
+        commit, with its fsync): the messages a loaded checkpoint refers to were committed
+        before it was read, in its transaction or an earlier one."""
+        with self.lock:
+            self.setup()
+            cur = self.conn.cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
+
     @staticmethod
     def _write_buffered(cur: sqlite3.Cursor, statement: str, rows: list[tuple[Any, ...]]) -> None:
         if statement is message_log.CHECK_NODE:  # a stored message a checkpoint follows
@@ -287,7 +300,7 @@ class BatchingSqliteSaver(SqliteSaver):
             return found
         configurable = found.config["configurable"]
         source = SqliteMessageSource(
-            lambda: self.cursor(transaction=False),
+            self._reading,
             self.serde.loads_typed,
             str(configurable["thread_id"]),
             str(configurable.get("checkpoint_ns", "")),

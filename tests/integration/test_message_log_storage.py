@@ -256,7 +256,7 @@ def test_a_run_whose_conversation_was_deleted_meanwhile_fails_and_refers_to_noth
         grow(service, "t", 2)
         call_id = service.run(ONE_EMAIL, "t", actor="alice").pending[0].tool_call_id
         log.before_run = delete_thread_meanwhile
-        with pytest.raises(MissingMessage, match="was deleted while this run was starting"):
+        with pytest.raises(MissingMessage, match="lost a stored message this run needs"):
             service.decide("t", {call_id: "approve"}, actor="bob")
     with sqlite3.connect(db) as conn:
         saved = conn.execute("SELECT COUNT(*) FROM checkpoints WHERE thread_id = 't'").fetchone()
@@ -291,3 +291,35 @@ def test_the_async_methods_read_the_conversation_in_their_worker_thread(
                 if stored is not None and stored.tail is not None:
                     assert len(stored.load(stored.tail, 100)) == stored.length
         assert reads == []
+
+
+def test_a_checkpoint_is_never_committed_after_the_messages_it_follows_were_deleted(
+    db: Path, log: ToolLog
+) -> None:
+    """The guard for a run that appends without reading: the commit checks the stored
+    message its new ones follow is still there."""
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    from checkpoints.message_log import MissingMessage
+    from checkpoints.sqlite import open_saver
+    from graph.message_log import MessageLogChannel
+
+    with open_test_service(db, log) as service:
+        grow(service, "t", 2)
+    with open_saver(db) as saver:
+        loaded = saver.get_tuple({"configurable": {"thread_id": "t"}})
+        assert loaded is not None
+        channel = MessageLogChannel().from_checkpoint(
+            loaded.checkpoint["channel_values"]["messages"]
+        )
+        channel.update([HumanMessage("late", id="late")])  # appended: nothing read
+        with sqlite3.connect(db) as conn:  # a prune elsewhere deletes the thread
+            for table in ("checkpoints", "writes", "hitl_messages"):
+                conn.execute(f"DELETE FROM {table} WHERE thread_id = 't'")
+        checkpoint = empty_checkpoint()
+        checkpoint["channel_values"] = {"messages": channel.checkpoint()}
+        with pytest.raises(MissingMessage):
+            saver.put(loaded.config, checkpoint, {}, {})  # schedules nothing: commits now
+    with sqlite3.connect(db) as conn:
+        saved = conn.execute("SELECT COUNT(*) FROM checkpoints WHERE thread_id = 't'").fetchone()
+    assert saved == (0,)
