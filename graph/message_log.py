@@ -345,7 +345,8 @@ def _merged(current: MessageHistory, incoming: list[AnyMessage]) -> MessageHisto
         and not current.depths_of(ids)
     ):
         return current.appending(incoming)
-    # a replacement or a removal (an edit in Studio, say): rebuild from the first change
+    # a replacement or a removal (an edit in Studio, say): keep the stored part if the change
+    # is after it, else store the whole branch anew (once; rare)
     old = list(current)
     new = cast(list[AnyMessage], add_messages(cast(Any, old), cast(Any, incoming)))
     kept = 0
