@@ -353,20 +353,21 @@ class BatchingSqliteSaver(SqliteSaver):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
-        for found in self._list(config, filter=filter, before=before, limit=limit):
-            yield cast(CheckpointTuple, self._with_logs(found))
-
-    def _list(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> Iterator[CheckpointTuple]:
         """The stock `list`, newest first, with each page's pending writes read in one query
         (the stock one reads them checkpoint by checkpoint): a history page of N costs two
         statements and O(N) rows, however long the thread."""
+        return self._tuples(config, filter, before, limit, preload=None)
+
+    def _tuples(
+        self,
+        config: RunnableConfig | None,
+        filter: dict[str, Any] | None,
+        before: RunnableConfig | None,
+        limit: int | None,
+        *,
+        preload: dict[str, Node] | None,
+    ) -> Iterator[CheckpointTuple]:
+        """`list`'s checkpoints, their conversations lazy or, with `preload`, read now."""
         where, params = search_where(config, filter, before)
         query = (
             "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, "
@@ -381,13 +382,14 @@ class BatchingSqliteSaver(SqliteSaver):
             page = rows[start : start + LIST_PAGE_ROWS]
             writes = self._writes_of(page)
             for thread_id, ns, checkpoint_id, parent_id, type_, checkpoint, metadata in page:
-                yield CheckpointTuple(
+                found = CheckpointTuple(
                     _config_of(thread_id, ns, checkpoint_id),
                     self.serde.loads_typed((type_, checkpoint)),
                     cast(CheckpointMetadata, json.loads(metadata) if metadata else {}),
                     _config_of(thread_id, ns, parent_id) if parent_id else None,
                     load_pending_writes(writes.get((thread_id, ns, checkpoint_id), []), self.serde),
                 )
+                yield cast(CheckpointTuple, self._with_logs(found, preload))
 
     def _writes_of(self, page: Sequence[tuple[Any, ...]]) -> dict[tuple[str, str, str], Rows]:
         """The pending writes of a page of checkpoints: one indexed query per thread and
@@ -515,14 +517,9 @@ class BatchingSqliteSaver(SqliteSaver):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
-        def read() -> list[CheckpointTuple]:
-            known: dict[str, Node] = {}  # a page of one thread's history shares its messages
-            return [
-                cast(CheckpointTuple, self._with_logs(t, known))
-                for t in self._list(config, filter=filter, before=before, limit=limit)
-            ]
-
-        found = await asyncio.to_thread(read)
+        found = await asyncio.to_thread(  # a page of one thread shares its messages: one read
+            lambda: list(self._tuples(config, filter, before, limit, preload={}))
+        )
         for item in found:
             yield item
 
