@@ -22,32 +22,20 @@ import time
 from contextlib import ExitStack, closing
 from pathlib import Path
 
-from checkpoints.ledger import open_ledger
 from checkpoints.retention import file_bytes, prune
-from checkpoints.sqlite import open_saver
-from graph.builder import build_graph
-from graph.decisions import DecisionSchemas
-from graph.demo_tools import make_demo_tools
-from graph.model import make_model
-from graph.policy import default_policy
+from hitl.app import open_service as open_hitl_service
 from hitl.service import ApprovalService
+from hitl.settings import Settings
 
 PROMPT = "Send sally@example.com an email saying 'hi'"
 CLONED = ("checkpoints", "writes", "hitl_messages")
 
 
 def open_service(stack: ExitStack, db: Path, outbox: Path) -> ApprovalService:
-    saver = stack.enter_context(open_saver(db))
-    ledger = stack.enter_context(open_ledger(db))
-    tools = make_demo_tools(outbox)
-    graph = build_graph(
-        model=make_model(None),
-        tools=tools,
-        policy=default_policy(),
-        checkpointer=saver,
-        ledger=ledger,
+    """The service as `hitl` builds it (offline model, demo tools writing to `outbox`)."""
+    return stack.enter_context(
+        open_hitl_service(Settings(db=db, environ={"HITL_OUTBOX": str(outbox)}))
     )
-    return ApprovalService(graph, saver, DecisionSchemas(tools), ledger)
 
 
 def build(db: Path, outbox: Path, *, finished: int, real: int, pending: int) -> None:
