@@ -188,6 +188,13 @@ def test_copied_threads_keep_their_messages_and_deleted_ones_leave_none(
     assert left == {"copy": 12}
 
 
+def delete_elsewhere(db: Path, thread_id: str) -> None:
+    """What `hitl prune --older-than` in another process does to a thread."""
+    with sqlite3.connect(db) as conn:
+        for table in ("checkpoints", "writes", "hitl_messages"):
+            conn.execute(f"DELETE FROM {table} WHERE thread_id = ?", (thread_id,))
+
+
 def _newest_values(db: Path, thread_id: str) -> dict[str, object]:
     """The channel values of the thread's newest checkpoint, as stored."""
     with sqlite3.connect(db) as conn:
@@ -247,15 +254,10 @@ def test_a_run_whose_conversation_was_deleted_meanwhile_fails_and_refers_to_noth
 ) -> None:
     from checkpoints.message_log import MissingMessage
 
-    def delete_thread_meanwhile(name: str, call_id: str) -> None:  # a prune elsewhere
-        with sqlite3.connect(db) as conn:
-            for table in ("checkpoints", "writes", "hitl_messages"):
-                conn.execute(f"DELETE FROM {table} WHERE thread_id = 't'")
-
     with open_test_service(db, log) as service:
         grow(service, "t", 2)
         call_id = service.run(ONE_EMAIL, "t", actor="alice").pending[0].tool_call_id
-        log.before_run = delete_thread_meanwhile
+        log.before_run = lambda name, call_id: delete_elsewhere(db, "t")
         with pytest.raises(MissingMessage, match="lost a stored message this run needs"):
             service.decide("t", {call_id: "approve"}, actor="bob")
     with sqlite3.connect(db) as conn:
@@ -313,9 +315,7 @@ def test_a_checkpoint_is_never_committed_after_the_messages_it_follows_were_dele
             loaded.checkpoint["channel_values"]["messages"]
         )
         channel.update([HumanMessage("late", id="late")])  # appended: nothing read
-        with sqlite3.connect(db) as conn:  # a prune elsewhere deletes the thread
-            for table in ("checkpoints", "writes", "hitl_messages"):
-                conn.execute(f"DELETE FROM {table} WHERE thread_id = 't'")
+        delete_elsewhere(db, "t")
         checkpoint = empty_checkpoint()
         checkpoint["channel_values"] = {"messages": channel.checkpoint()}
         with pytest.raises(MissingMessage):
