@@ -23,7 +23,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 
-from checkpoints.ledger import SqliteLedger, make_ledger
+from checkpoints.ledger import Ledger, make_ledger
 from checkpoints.serde import make_strict_serializer
 from checkpoints.sqlite import BatchingSqliteSaver, connect
 from graph import build_graph
@@ -51,7 +51,7 @@ def run_cycles(
     outbox: Path,
     cycles: int,
     tag: str,
-    ledger: SqliteLedger | None = None,
+    ledger: Ledger | None = None,
 ) -> float:
     """Cycles per second of the full approval cycle on `saver` (and `ledger`)."""
     graph = build_graph(
@@ -84,7 +84,7 @@ def main() -> None:
     )
     ledger = make_ledger(work / "ledger.sqlite")
     stock = SqliteSaver(sqlite3.connect(work / "stock.sqlite", check_same_thread=False))
-    setups: dict[str, tuple[Callable[[], BaseCheckpointSaver[Any]], SqliteLedger | None]] = {
+    setups: dict[str, tuple[Callable[[], BaseCheckpointSaver[Any]], Ledger | None]] = {
         "memory": (InMemorySaver, None),
         "ours": (lambda: ours, None),
         "ledger": (lambda: with_ledger, ledger),

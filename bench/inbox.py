@@ -4,7 +4,7 @@ For each size it builds a fresh database (in a temp dir, deleted at the end): a 
 threads run through the service (pending, approved and run, rejected), then cloned with
 `INSERT ... SELECT` under new thread IDs — checkpoints, writes, ledger rows and audit entries —
 until the file holds `size` threads, `--pending-percent` of them pending. It then times, in
-the same run and interleaved across sizes, the first page of `SqliteLedger.inbox()` and of
+the same run and interleaved across sizes, the first page of `Ledger.inbox()` and of
 `ApprovalService.pending()` (medians), and the naive scan (every thread's `get_state`), and
 prints each as a ratio to the smallest size. 100,000 threads take about 2.5 GiB of temp space.
 
@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from langgraph.graph.state import CompiledStateGraph
 
-from checkpoints.ledger import InboxQuery, SqliteLedger, open_ledger
+from checkpoints.ledger import InboxQuery, Ledger, open_ledger
 from checkpoints.sqlite import BatchingSqliteSaver, connect, list_thread_ids, open_saver
 from graph.builder import build_graph
 from graph.decisions import DecisionSchemas
@@ -60,7 +60,7 @@ class Stack:
     service: ApprovalService
     graph: CompiledStateGraph[Any]
     saver: BatchingSqliteSaver
-    ledger: SqliteLedger
+    ledger: Ledger
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,7 @@ def inbox_statements(db: Path) -> list[str]:
     conn = connect(db)
     statements: list[str] = []
     conn.set_trace_callback(statements.append)
-    SqliteLedger(conn, path=str(db)).inbox(PAGE)
+    Ledger(conn, path=str(db)).inbox(PAGE)
     conn.set_trace_callback(None)
     plans = []
     for statement in statements:

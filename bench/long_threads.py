@@ -37,7 +37,7 @@ from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
-from checkpoints.ledger import SqliteLedger, make_ledger
+from checkpoints.ledger import Ledger, make_ledger
 from checkpoints.serde import make_strict_serializer
 from checkpoints.sqlite import BatchingSqliteSaver, connect
 from graph import build_graph
@@ -64,7 +64,7 @@ class Rig:
     db: Path
     saver: BaseCheckpointSaver[Any]
     graph: CompiledStateGraph[Any]
-    ledger: SqliteLedger | None
+    ledger: Ledger | None
     tool_started: list[float]
 
     def conns(self) -> list[sqlite3.Connection]:

@@ -8,10 +8,10 @@ and `AuditReport.heads` can be anchored elsewhere.
 
 import hashlib
 import json
-import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
+from checkpoints.db import Cursor
 from checkpoints.ledger_schema import AUDIT_COLUMNS, audit_entry_of
 from checkpoints.records import AuditEntry, AuditReport, BrokenLink, canonical_json
 
@@ -63,7 +63,7 @@ _MISSING = object()
 
 
 def append_entry(
-    cur: sqlite3.Cursor,
+    cur: Cursor,
     *,
     thread_id: str,
     at: float,
@@ -91,7 +91,7 @@ def append_entry(
         )
 
 
-def read_trail(cur: sqlite3.Cursor, thread_id: str) -> list[AuditEntry]:
+def read_trail(cur: Cursor, thread_id: str) -> list[AuditEntry]:
     """A thread's entries, oldest first."""
     rows = cur.execute(
         f"SELECT {AUDIT_COLUMNS} FROM hitl_audit WHERE thread_id = ? ORDER BY seq", (thread_id,)
@@ -103,7 +103,7 @@ DECISION_EVENTS = ("requested", "re-requested", "approved_by_policy", "decided",
 """The events after which a call may (or may not) run: the newest one says which args."""
 
 
-def chain_approves(cur: sqlite3.Cursor, thread_id: str, tool_call_id: str, args_hash: str) -> bool:
+def chain_approves(cur: Cursor, thread_id: str, tool_call_id: str, args_hash: str) -> bool:
     """Whether the call's newest decision in the audit trail lets `args_hash` run."""
     marks = ", ".join("?" for _ in DECISION_EVENTS)
     row = cur.execute(
@@ -118,7 +118,7 @@ def chain_approves(cur: sqlite3.Cursor, thread_id: str, tool_call_id: str, args_
     return event in ("approved_by_policy", "decided", "expired") and detail.get(key) == args_hash
 
 
-def verify_all(cur: sqlite3.Cursor) -> AuditReport:
+def verify_all(cur: Cursor) -> AuditReport:
     """Check every thread's chain, that no chain ends before its calls' newest entry, and
     that every call allowed to run has that approval in its chain."""
     rows = cur.execute(f"SELECT {AUDIT_COLUMNS} FROM hitl_audit ORDER BY thread_id, seq").fetchall()
@@ -146,7 +146,7 @@ def verify_all(cur: sqlite3.Cursor) -> AuditReport:
     return AuditReport(threads=len(by_thread), entries=len(rows), broken=broken, heads=heads)
 
 
-def _unrecorded_approval(cur: sqlite3.Cursor, thread_id: str) -> BrokenLink | None:
+def _unrecorded_approval(cur: Cursor, thread_id: str) -> BrokenLink | None:
     """A call whose row lets it run (or says it ran) without the approval in the chain."""
     rows = cur.execute(
         "SELECT tool_call_id, approved_args_hash, status FROM hitl_approvals "

@@ -13,13 +13,14 @@ import fcntl
 import hashlib
 import os
 import socket
-import sqlite3
 import tempfile
 import threading
 import time
 import uuid
 from functools import cache
 from pathlib import Path
+
+from checkpoints.db import Cursor
 
 _process_tokens: dict[int, str] = {}  # by pid, so a forked child makes its own
 _held: dict[str, int] = {}  # this process's live tokens → the descriptor holding their lock
@@ -120,7 +121,7 @@ def _live_folder() -> Path:
     return folder
 
 
-def lease_holder(cur: sqlite3.Cursor, thread_id: str) -> str | None:
+def lease_holder(cur: Cursor, thread_id: str) -> str | None:
     """The live holder of a thread's lease, or None if it is free, expired or its holder died."""
     row = cur.execute(
         "SELECT holder, expires_at FROM hitl_leases WHERE thread_id = ?", (thread_id,)
@@ -133,19 +134,20 @@ def lease_holder(cur: sqlite3.Cursor, thread_id: str) -> str | None:
     return str(row[0]) if row[1] >= time.time() else None
 
 
-def try_lease(cur: sqlite3.Cursor, thread_id: str, holder: str, ttl: float) -> str | None:
+def try_lease(cur: Cursor, thread_id: str, holder: str, ttl: float) -> str | None:
     """Take (or renew) the lease for `holder`; return the other live holder if it is taken."""
     current = lease_holder(cur, thread_id)
     if current is not None and current != holder:
         return current
     cur.execute(
-        "INSERT OR REPLACE INTO hitl_leases (thread_id, holder, expires_at) VALUES (?, ?, ?)",
+        "INSERT INTO hitl_leases (thread_id, holder, expires_at) VALUES (?, ?, ?) ON CONFLICT "
+        "(thread_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at",
         (thread_id, holder, time.time() + ttl),
     )
     return None
 
 
-def runner_alive(cur: sqlite3.Cursor, thread_id: str, runner: str) -> bool:
+def runner_alive(cur: Cursor, thread_id: str, runner: str) -> bool:
     """Whether the attempt that started a call of this thread may still be executing it."""
     here = alive_on_this_host(runner)
     if here is not None:

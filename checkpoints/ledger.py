@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from checkpoints.audit import append_entry, args_diff, chain_approves, read_trail, verify_all
+from checkpoints.db import Cursor, PgConnection, PostgresOnly, table_exists
 from checkpoints.leases import (
     lease_holder,
     mark_done,
@@ -54,8 +55,8 @@ from checkpoints.records import (
     digest,
     iso,
 )
-from checkpoints.sqlite import LOCK_WAIT_SECONDS, DatabaseBusy, DatabaseError, connect
-from checkpoints.store import SqliteStore
+from checkpoints.sqlite import LOCK_WAIT_SECONDS, DatabaseBusy, DatabaseError
+from checkpoints.store import Store, store_connection
 
 Clock = Callable[[], float]
 T = TypeVar("T")
@@ -94,7 +95,7 @@ class InboxQuery:
 
 @dataclass(frozen=True)
 class Begin:
-    """What the tools node may do with one approved call (see `SqliteLedger.begin`)."""
+    """What the tools node may do with one approved call (see `Ledger.begin`)."""
 
     action: Literal["run", "done", "unknown", "busy", "ask"]
     record: ApprovalRecord | None
@@ -108,12 +109,12 @@ class _TurnBusy(Exception):
         self.begun = begun
 
 
-class SqliteLedger(SqliteStore):
+class Ledger(Store):
     """The ledger on one SQLite file. Thread-safe; one connection, one lock."""
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        conn: sqlite3.Connection | PgConnection,
         *,
         path: str = "",
         clock: Clock = time.time,
@@ -126,7 +127,7 @@ class SqliteLedger(SqliteStore):
     def migrate(self) -> int:
         """Create or upgrade the ledger's tables; returns the schema version."""
 
-        def work(cur: sqlite3.Cursor) -> int:
+        def work(cur: Cursor) -> int:
             cur.execute(
                 "CREATE TABLE IF NOT EXISTS hitl_schema (id INTEGER PRIMARY KEY CHECK (id = 1), "
                 "version INTEGER NOT NULL)"
@@ -143,9 +144,12 @@ class SqliteLedger(SqliteStore):
                 )
             for target in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS[target]:
-                    cur.execute(statement)
+                    if self.on_postgres or not isinstance(statement, PostgresOnly):
+                        cur.execute(statement)
             cur.execute(
-                "INSERT OR REPLACE INTO hitl_schema (id, version) VALUES (1, ?)", (SCHEMA_VERSION,)
+                "INSERT INTO hitl_schema (id, version) VALUES (1, ?) "
+                "ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+                (SCHEMA_VERSION,),
             )
             return SCHEMA_VERSION
 
@@ -154,11 +158,10 @@ class SqliteLedger(SqliteStore):
     def schema_version(self) -> int:
         """The version of the ledger's tables in this file (0: not created)."""
 
-        def work(cur: sqlite3.Cursor) -> int:
-            try:
-                row = cur.execute("SELECT version FROM hitl_schema").fetchone()
-            except sqlite3.OperationalError:
+        def work(cur: Cursor) -> int:
+            if not table_exists(cur, "hitl_schema"):
                 return 0
+            row = cur.execute("SELECT version FROM hitl_schema").fetchone()
             return int(row[0]) if row else 0
 
         return self._read(work)
@@ -193,7 +196,7 @@ class SqliteLedger(SqliteStore):
         if existing and existing.args_hash == h and existing.interrupt_id == interrupt_id:
             return existing
 
-        def work(cur: sqlite3.Cursor) -> ApprovalRecord:
+        def work(cur: Cursor) -> ApprovalRecord:
             now = self.clock()
             row = _get(cur, thread_id, tool_call_id)
             fields: dict[str, Any] = {
@@ -269,7 +272,7 @@ class SqliteLedger(SqliteStore):
         the ones the decider saw (it was asked about again since) raises `ArgsChanged`.
         """
 
-        def work(cur: sqlite3.Cursor) -> list[ApprovalRecord] | ApprovalRecord:
+        def work(cur: Cursor) -> list[ApprovalRecord] | ApprovalRecord:
             now = self.clock()
             rows = {}
             for tool_call_id, decision in decisions.items():  # check all before writing any
@@ -363,7 +366,7 @@ class SqliteLedger(SqliteStore):
         (the call is not expired) or is refused.
         """
 
-        def work(cur: sqlite3.Cursor) -> list[ApprovalRecord]:
+        def work(cur: Cursor) -> list[ApprovalRecord]:
             now = self.clock()
             overdue = [
                 record_of(r)
@@ -377,9 +380,7 @@ class SqliteLedger(SqliteStore):
 
         return self._write(work)
 
-    def _expire(
-        self, cur: sqlite3.Cursor, row: ApprovalRecord, now: float, actor: str
-    ) -> ApprovalRecord:
+    def _expire(self, cur: Cursor, row: ApprovalRecord, now: float, actor: str) -> ApprovalRecord:
         deadline = iso(row.expires_at)
         if row.on_expire == "approve":
             decision: dict[str, Any] = {"type": "approve"}
@@ -431,7 +432,7 @@ class SqliteLedger(SqliteStore):
         """
         attempts = {cid: new_token() for cid, _ in calls}
 
-        def work(cur: sqlite3.Cursor) -> dict[str, Begin]:
+        def work(cur: Cursor) -> dict[str, Begin]:
             begun = {
                 cid: self._begin_one(cur, thread_id, cid, args_hash(dict(args)), attempts[cid])
                 for cid, args in calls
@@ -458,7 +459,7 @@ class SqliteLedger(SqliteStore):
         return begun
 
     def _begin_one(
-        self, cur: sqlite3.Cursor, thread_id: str, tool_call_id: str, h: str, attempt: str
+        self, cur: Cursor, thread_id: str, tool_call_id: str, h: str, attempt: str
     ) -> Begin:
         row = _get(cur, thread_id, tool_call_id)
         if row is None:
@@ -487,7 +488,7 @@ class SqliteLedger(SqliteStore):
         if runner is None:
             return
 
-        def work(cur: sqlite3.Cursor) -> None:
+        def work(cur: Cursor) -> None:
             row = _get(cur, thread_id, tool_call_id)
             if row is None or row.status != "running" or row.runner != runner:
                 return
@@ -510,7 +511,7 @@ class SqliteLedger(SqliteStore):
         if runner is None:
             return
 
-        def work(cur: sqlite3.Cursor) -> None:
+        def work(cur: Cursor) -> None:
             changed = cur.execute(
                 "UPDATE hitl_approvals SET status = ?, finished_at = ?, result = ?, "
                 "result_status = ? WHERE thread_id = ? AND tool_call_id = ? "
@@ -559,7 +560,7 @@ class SqliteLedger(SqliteStore):
         ):
             return []
 
-        def work(cur: sqlite3.Cursor) -> list[ApprovalRecord]:
+        def work(cur: Cursor) -> list[ApprovalRecord]:
             rows = [
                 record_of(r)
                 for r in cur.execute(
@@ -585,7 +586,7 @@ class SqliteLedger(SqliteStore):
     ) -> ApprovalRecord:
         """Settle a call whose outcome is unknown: run it again, or record how it ended."""
 
-        def work(cur: sqlite3.Cursor) -> ApprovalRecord:
+        def work(cur: Cursor) -> ApprovalRecord:
             row = _get(cur, thread_id, tool_call_id)
             if row is None:
                 raise CallNotFound(thread_id, tool_call_id, _threads_of(cur, tool_call_id))
@@ -615,7 +616,7 @@ class SqliteLedger(SqliteStore):
 
         return self._write(work)
 
-    def _mark_unknown(self, cur: sqlite3.Cursor, row: ApprovalRecord) -> ApprovalRecord:
+    def _mark_unknown(self, cur: Cursor, row: ApprovalRecord) -> ApprovalRecord:
         _update(cur, row.thread_id, row.tool_call_id, {"status": "outcome_unknown"})
         self._audit(
             cur,
@@ -689,7 +690,7 @@ class SqliteLedger(SqliteStore):
         if where[0] == WAITING and query.sort in _INBOX_INDEXES:  # the planner cannot know
             source += f" INDEXED BY {_INBOX_INDEXES[query.sort]}"
 
-        def work(cur: sqlite3.Cursor) -> tuple[list[ApprovalRecord], int]:
+        def work(cur: Cursor) -> tuple[list[ApprovalRecord], int]:
             rows = cur.execute(
                 f"SELECT {COLUMNS} FROM {source} WHERE {clause} ORDER BY {order} LIMIT ? OFFSET ?",
                 (*params, query.limit, query.offset),
@@ -706,7 +707,7 @@ class SqliteLedger(SqliteStore):
         to apply, and no live runner: their resume may have been lost (a crash right after
         the decision, a sweep that found the thread busy, a runtime without leases)."""
 
-        def work(cur: sqlite3.Cursor) -> list[str]:
+        def work(cur: Cursor) -> list[str]:
             candidates = [
                 r[0]
                 for r in cur.execute(
@@ -805,7 +806,7 @@ class SqliteLedger(SqliteStore):
 
     def _audit(
         self,
-        cur: sqlite3.Cursor,
+        cur: Cursor,
         thread_id: str,
         event: str,
         actor: str,
@@ -829,7 +830,7 @@ class SqliteLedger(SqliteStore):
     def stats(self) -> dict[str, dict[str, int]]:
         """Counts for monitoring: calls by status, decisions by type, tool runs by outcome."""
 
-        def work(cur: sqlite3.Cursor) -> dict[str, dict[str, int]]:
+        def work(cur: Cursor) -> dict[str, dict[str, int]]:
             def grouped(sql: str) -> dict[str, int]:
                 return {str(key): count for key, count in cur.execute(sql)}
 
@@ -860,7 +861,7 @@ class SqliteLedger(SqliteStore):
 @contextmanager
 def open_ledger(
     path: Path | str, *, clock: Clock = time.time, lock_wait: float = LOCK_WAIT_SECONDS
-) -> Iterator[SqliteLedger]:
+) -> Iterator[Ledger]:
     """Open (and create or migrate) the ledger in the SQLite file at `path`."""
     ledger = make_ledger(path, clock=clock, lock_wait=lock_wait)
     try:
@@ -871,9 +872,9 @@ def open_ledger(
 
 def make_ledger(
     path: Path | str, *, clock: Clock = time.time, lock_wait: float = LOCK_WAIT_SECONDS
-) -> SqliteLedger:
+) -> Ledger:
     """A migrated ledger on `path`, open until `close()` (for long-lived runtimes)."""
-    ledger = SqliteLedger(connect(path), path=str(path), clock=clock, lock_wait=lock_wait)
+    ledger = Ledger(store_connection(path), path=str(path), clock=clock, lock_wait=lock_wait)
     try:
         ledger.migrate()
     except BaseException:
@@ -882,7 +883,7 @@ def make_ledger(
     return ledger
 
 
-def _decided_status(cur: sqlite3.Cursor, row: ApprovalRecord) -> Status:
+def _decided_status(cur: Cursor, row: ApprovalRecord) -> Status:
     """The status a started call had before it started: what its decision made of it."""
     last = cur.execute(
         "SELECT event FROM hitl_audit WHERE thread_id = ? AND tool_call_id = ? "
@@ -894,7 +895,7 @@ def _decided_status(cur: sqlite3.Cursor, row: ApprovalRecord) -> Status:
     return STATUS_OF_DECISION.get(row.decision_type or "", "approved")
 
 
-def _get(cur: sqlite3.Cursor, thread_id: str, tool_call_id: str) -> ApprovalRecord | None:
+def _get(cur: Cursor, thread_id: str, tool_call_id: str) -> ApprovalRecord | None:
     row = cur.execute(
         f"SELECT {COLUMNS} FROM hitl_approvals WHERE thread_id = ? AND tool_call_id = ?",
         (thread_id, tool_call_id),
@@ -902,15 +903,13 @@ def _get(cur: sqlite3.Cursor, thread_id: str, tool_call_id: str) -> ApprovalReco
     return None if row is None else record_of(row)
 
 
-def _require(cur: sqlite3.Cursor, thread_id: str, tool_call_id: str) -> ApprovalRecord:
+def _require(cur: Cursor, thread_id: str, tool_call_id: str) -> ApprovalRecord:
     record = _get(cur, thread_id, tool_call_id)
     assert record is not None
     return record
 
 
-def _update(
-    cur: sqlite3.Cursor, thread_id: str, tool_call_id: str, fields: Mapping[str, Any]
-) -> None:
+def _update(cur: Cursor, thread_id: str, tool_call_id: str, fields: Mapping[str, Any]) -> None:
     assignments = ", ".join(f"{column} = ?" for column in fields)
     cur.execute(
         f"UPDATE hitl_approvals SET {assignments} WHERE thread_id = ? AND tool_call_id = ?",
@@ -918,7 +917,7 @@ def _update(
     )
 
 
-def _threads_of(cur: sqlite3.Cursor, tool_call_id: str) -> list[str]:
+def _threads_of(cur: Cursor, tool_call_id: str) -> list[str]:
     return [
         r[0]
         for r in cur.execute(
@@ -964,12 +963,12 @@ __all__ = [
     "Begin",
     "CallNotFound",
     "InboxQuery",
+    "Ledger",
     "LedgerError",
     "LedgerTampered",
     "NotPending",
     "NotPermitted",
     "NotReconcilable",
-    "SqliteLedger",
     "ThreadBusy",
     "make_ledger",
     "open_ledger",

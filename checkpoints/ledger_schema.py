@@ -3,12 +3,13 @@
 import json
 from typing import Any
 
+from checkpoints.db import PostgresOnly
 from checkpoints.records import ApprovalRecord, AuditEntry
 
 WAITING = "status IN ('pending', 'outcome_unknown')"
 """The inbox's condition, spelled once: SQLite uses a partial index only for this exact text."""
 SCHEMA_VERSION = 1
-MIGRATIONS: dict[int, tuple[str, ...]] = {
+MIGRATIONS: dict[int, tuple[str | PostgresOnly, ...]] = {
     1: (
         """CREATE TABLE hitl_approvals (
             thread_id TEXT NOT NULL,
@@ -44,7 +45,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         # the inbox: only the rows that need a person, already in page order
         "CREATE INDEX hitl_approvals_inbox ON hitl_approvals (requested_at, thread_id, "
         f"tool_call_id) WHERE {WAITING}",
-        "CREATE INDEX hitl_approvals_inbox_by_deadline ON hitl_approvals (expires_at IS NULL, "
+        "CREATE INDEX hitl_approvals_inbox_by_deadline ON hitl_approvals ((expires_at IS NULL), "
         f"expires_at, thread_id, tool_call_id) WHERE {WAITING}",
         "CREATE INDEX hitl_approvals_expiry ON hitl_approvals (status, expires_at)"
         " WHERE expires_at IS NOT NULL",
@@ -63,6 +64,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             hash TEXT NOT NULL,
             PRIMARY KEY (thread_id, seq)
         )""",
+        # SQLite numbers rows itself; webhooks and inbox streams follow audit rows by `rowid`
+        PostgresOnly(
+            "ALTER TABLE hitl_audit ADD COLUMN rowid BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE"
+        ),
         """CREATE TABLE hitl_leases (
             thread_id TEXT PRIMARY KEY,
             holder TEXT NOT NULL,

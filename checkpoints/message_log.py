@@ -8,10 +8,11 @@ once, in the transaction of the first checkpoint that holds it.
 """
 
 import hashlib
-import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
+
+from checkpoints.db import Cursor
 
 LOG_REF_KEY = "__hitl_log__"
 """The key that marks a checkpoint's channel value as a reference into `hitl_messages`."""
@@ -194,7 +195,7 @@ class SqliteMessageSource:
 
 
 def reachable_nodes(
-    cur: sqlite3.Cursor, thread_id: str, checkpoint_ns: str, tails: Iterable[str]
+    cur: Cursor, thread_id: str, checkpoint_ns: str, tails: Iterable[str]
 ) -> set[str]:
     """Every message node on the branches ending at these tails."""
     found: set[str] = set()
@@ -221,7 +222,7 @@ def tails_of(channel_values: dict[str, Any]) -> list[str]:
 
 
 def delete_unreachable(
-    cur: sqlite3.Cursor, thread_id: str, checkpoint_ns: str, keep_tails: Iterable[str]
+    cur: Cursor, thread_id: str, checkpoint_ns: str, keep_tails: Iterable[str]
 ) -> int:
     """Delete the thread's message rows that no kept checkpoint's branch reaches."""
     keep = reachable_nodes(cur, thread_id, checkpoint_ns, keep_tails)

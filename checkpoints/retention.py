@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
+from checkpoints.db import is_postgres
 from checkpoints.leases import lease_holder
 from checkpoints.message_log import delete_unreachable, reachable_nodes, tails_of
 from checkpoints.serde import make_strict_serializer
@@ -38,7 +39,7 @@ from checkpoints.sqlite import (
     connect,
     is_busy,
 )
-from checkpoints.store import SqliteStore
+from checkpoints.store import Store
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
@@ -187,6 +188,11 @@ def prune(
     """
     if batch < 1:
         raise ValueError("batch must be at least 1")
+    if is_postgres(path):
+        raise PruneUnsupported(
+            "hitl prune works on a SQLite file; on PostgreSQL it is not supported yet. "
+            "Old threads stay until deleted (LangGraph's saver.prune / delete_thread)."
+        )
     if not Path(path).exists():
         raise DatabaseError(path, FileNotFoundError("no such database file; nothing was pruned"))
     started = time.monotonic()
@@ -233,7 +239,11 @@ def file_bytes(path: Path | str) -> int:
     return sum(p.stat().st_size for p in (Path(path), Path(f"{path}-wal")) if p.is_file())
 
 
-class Pruner(SqliteStore):
+class PruneUnsupported(ValueError):
+    """The database is not one `prune` can work on (PostgreSQL)."""
+
+
+class Pruner(Store):
     """The judgement and the deletions, on a connection of their own."""
 
     def thread_ids(self) -> list[str]:
@@ -343,6 +353,7 @@ class Pruner(SqliteStore):
                 try:
                     # `execute` steps a statement without result rows once (incremental_vacuum
                     # would free one page); `executescript` steps it to the end
+                    assert isinstance(self._conn, sqlite3.Connection)  # `prune` refuses others
                     self._conn.executescript(statement)
                     return
                 except sqlite3.OperationalError as e:

@@ -9,7 +9,6 @@ thread's checkpoints and the ledger's journal make the second attempt continue, 
 """
 
 import json
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from checkpoints.db import Cursor
 from checkpoints.leases import alive_on_this_host
 from checkpoints.records import iso
-from checkpoints.sqlite import connect
-from checkpoints.store import SqliteStore
+from checkpoints.store import Store, store_connection
 
 RunKind = Literal["message", "resume"]
 RunStatus = Literal["queued", "running", "done", "failed"]
@@ -103,7 +102,7 @@ class Run:
         }
 
 
-class RunQueue(SqliteStore):
+class RunQueue(Store):
     """Runs in the SQLite file beside the checkpoints. Thread-safe."""
 
     SCHEMA = _SCHEMA
@@ -112,7 +111,7 @@ class RunQueue(SqliteStore):
         """Accept a run: once this returns, it is on disk and will be run."""
         run_id = str(uuid.uuid4())
 
-        def work(cur: sqlite3.Cursor) -> Run:
+        def work(cur: Cursor) -> Run:
             cur.execute(
                 "INSERT INTO hitl_runs (run_id, thread_id, kind, payload, actor, status, "
                 "created_at) VALUES (?, ?, ?, ?, ?, 'queued', ?)",
@@ -126,7 +125,7 @@ class RunQueue(SqliteStore):
         """Queue a resume of the thread unless it has a run queued or running already (that
         run applies whatever was recorded); the new run, or None."""
 
-        def work(cur: sqlite3.Cursor) -> Run | None:
+        def work(cur: Cursor) -> Run | None:
             if cur.execute(
                 "SELECT 1 FROM hitl_runs WHERE thread_id = ? AND status IN ('queued', 'running')",
                 (thread_id,),
@@ -151,7 +150,7 @@ class RunQueue(SqliteStore):
         if not any(self.open_counts().values()):
             return None
 
-        def work(cur: sqlite3.Cursor) -> Run | None:
+        def work(cur: Cursor) -> Run | None:
             _requeue_dead(cur)
             now = time.time()
             row = cur.execute(
@@ -191,7 +190,7 @@ class RunQueue(SqliteStore):
         """Record how a run that `runner` claimed ended; None if it is no longer `runner`'s
         (it was taken for dead and claimed again: the new claimant records it)."""
 
-        def work(cur: sqlite3.Cursor) -> Run | None:
+        def work(cur: Cursor) -> Run | None:
             changed = cur.execute(
                 "UPDATE hitl_runs SET status = ?, error = ?, error_type = ?, finished_at = ?, "
                 "runner = NULL WHERE run_id = ? AND runner = ?",
@@ -240,7 +239,7 @@ class RunQueue(SqliteStore):
     def of_thread(self, thread_id: str, limit: int = 20) -> list[Run]:
         """The thread's newest runs, newest first."""
 
-        def work(cur: sqlite3.Cursor) -> list[Run]:
+        def work(cur: Cursor) -> list[Run]:
             rows = cur.execute(
                 f"SELECT {_COLUMNS} FROM hitl_runs WHERE thread_id = ? ORDER BY seq DESC LIMIT ?",
                 (thread_id, limit),
@@ -253,7 +252,7 @@ class RunQueue(SqliteStore):
         """How many runs are queued and running (from their partial indexes: as fast with a
         long history of finished runs as with none)."""
 
-        def work(cur: sqlite3.Cursor) -> dict[str, int]:
+        def work(cur: Cursor) -> dict[str, int]:
             return {
                 status: cur.execute(
                     f"SELECT COUNT(*) FROM hitl_runs WHERE status = '{status}'"
@@ -266,7 +265,7 @@ class RunQueue(SqliteStore):
     def counts(self) -> dict[str, int]:
         """How many runs are in each status."""
 
-        def work(cur: sqlite3.Cursor) -> dict[str, int]:
+        def work(cur: Cursor) -> dict[str, int]:
             rows = cur.execute("SELECT status, COUNT(*) FROM hitl_runs GROUP BY status")
             return {status: count for status, count in rows}
 
@@ -276,14 +275,14 @@ class RunQueue(SqliteStore):
 @contextmanager
 def open_run_queue(path: Path | str) -> Iterator[RunQueue]:
     """The run queue in the SQLite file at `path` (its table created if missing)."""
-    queue = RunQueue(connect(path), path=str(path))
+    queue = RunQueue(store_connection(path), path=str(path))
     try:
         yield queue
     finally:
         queue.close()
 
 
-def _requeue_dead(cur: sqlite3.Cursor) -> int:
+def _requeue_dead(cur: Cursor) -> int:
     stale = time.time() - OTHER_HOST_SILENCE_SECONDS
     dead = [
         run_id
@@ -310,12 +309,12 @@ def _runner_alive(runner: str | None, heartbeat_at: float | None, stale: float) 
     return heartbeat_at is not None and heartbeat_at >= stale
 
 
-def _get(cur: sqlite3.Cursor, run_id: str) -> Run | None:
+def _get(cur: Cursor, run_id: str) -> Run | None:
     row = cur.execute(f"SELECT {_COLUMNS} FROM hitl_runs WHERE run_id = ?", (run_id,)).fetchone()
     return None if row is None else _run_of(row)
 
 
-def _require(cur: sqlite3.Cursor, run_id: str) -> Run:
+def _require(cur: Cursor, run_id: str) -> Run:
     run = _get(cur, run_id)
     assert run is not None
     return run

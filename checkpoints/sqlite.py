@@ -29,7 +29,9 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.checkpoint.sqlite.utils import load_pending_writes, search_where
 
 from checkpoints import message_log
-from checkpoints.message_log import LoggedMessages, Node, SqliteMessageSource, is_log_ref
+from checkpoints.db import display, is_postgres
+from checkpoints.message_log import Node
+from checkpoints.message_log_saver import MessageLogSaver
 from checkpoints.serde import make_strict_serializer
 
 # LangGraph's reserved channel names (stable strings that LangGraph keeps private)
@@ -66,12 +68,15 @@ class DatabaseError(RuntimeError):
     """The database file cannot be opened or written."""
 
     def __init__(self, path: Path | str, cause: BaseException) -> None:
-        super().__init__(
-            f"cannot use the database {str(path)!r}: {cause}. "
-            "Check that the file and its folder exist and are writable by this user, "
+        check = (
+            "Check that the PostgreSQL server is running and that the URL's user may connect "
+            "and create tables, or choose another database with --db or HITL_DB."
+            if is_postgres(path)
+            else "Check that the file and its folder exist and are writable by this user, "
             "or choose another file with --db or HITL_DB."
         )
-        self.path = str(path)
+        super().__init__(f"cannot use the database {display(path)!r}: {cause}. {check}")
+        self.path = display(path)
 
 
 class DatabaseBusy(RuntimeError):
@@ -79,10 +84,10 @@ class DatabaseBusy(RuntimeError):
 
     def __init__(self, path: Path | str, waited: float) -> None:
         super().__init__(
-            f"the database {str(path)!r} stayed locked by another process for {waited:.0f} s "
+            f"the database {display(path)!r} stayed locked by another process for {waited:.0f} s "
             "(a backup or a migration?); nothing was written. Try again when it is released."
         )
-        self.path = str(path)
+        self.path = display(path)
 
 
 def is_busy(error: sqlite3.OperationalError) -> bool:
@@ -91,7 +96,7 @@ def is_busy(error: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-class BatchingSqliteSaver(SqliteSaver):
+class BatchingSqliteSaver(MessageLogSaver, SqliteSaver):
     """`SqliteSaver` that groups a run's rows into a few transactions (see the module doc),
     and stores conversations as an append-only log (`checkpoints.message_log`).
 
@@ -172,15 +177,6 @@ class BatchingSqliteSaver(SqliteSaver):
             finally:
                 cur.close()
 
-    @staticmethod
-    def _write_buffered(cur: sqlite3.Cursor, statement: str, rows: list[tuple[Any, ...]]) -> None:
-        if statement is message_log.CHECK_NODE:  # a stored message a checkpoint follows
-            for row in rows:
-                if cur.execute(statement, row).fetchone() is None:
-                    raise message_log.MissingMessage(row[0])
-        else:
-            cur.executemany(statement, rows)
-
     def setup(self) -> None:
         """The stock tables, and the message log's."""
         if self.is_setup:
@@ -233,9 +229,11 @@ class BatchingSqliteSaver(SqliteSaver):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         configurable = config["configurable"]
-        checkpoint = self._logged(
+        checkpoint, messages = self._logged(
             str(configurable["thread_id"]), configurable["checkpoint_ns"], checkpoint
         )
+        for statement, rows in messages:
+            self._save(statement, rows, commit=False)
         type_, blob = self.serde.dumps_typed(checkpoint)
         row = (
             str(configurable["thread_id"]),
@@ -261,57 +259,6 @@ class BatchingSqliteSaver(SqliteSaver):
                 "checkpoint_id": checkpoint["id"],
             }
         }
-
-    def _logged(self, thread_id: str, ns: str, checkpoint: Checkpoint) -> Checkpoint:
-        """The checkpoint with each conversation replaced by a reference to its newest message;
-        the messages not stored yet are buffered to be written with the checkpoint."""
-        values = checkpoint["channel_values"]
-        refs: dict[str, Any] = {}
-        rows: list[tuple[Any, ...]] = []
-        for channel, value in values.items():
-            if isinstance(value, LoggedMessages):
-                # every node appended since the load, at each checkpoint of the run: a few
-                # rows, ignored when present, and never a reference to a row that is not
-                nodes = value.unsaved()
-                base = message_log.stored_base(nodes, value.tail)
-                if base is not None:
-                    self._save(message_log.CHECK_NODE, [(thread_id, ns, base)], commit=False)
-                rows += message_log.node_rows(thread_id, ns, nodes, self.serde.dumps_typed)
-                refs[channel] = message_log.log_ref(value.tail, value.length)
-            elif message_log.is_message_list(value):
-                found, tail = message_log.content_rows(thread_id, ns, value, self.serde.dumps_typed)
-                rows += found
-                refs[channel] = message_log.log_ref(tail, len(value))
-        if not refs:
-            return checkpoint
-        if rows:
-            self._save(message_log.INSERT_NODES, rows, commit=False)
-        return {**checkpoint, "channel_values": {**values, **refs}}
-
-    def _with_logs(
-        self, found: CheckpointTuple | None, preload: dict[str, Node] | None = None
-    ) -> CheckpointTuple | None:
-        """A loaded checkpoint whose conversations read their messages on demand; or, with
-        `preload` (the nodes read so far), read now, for an async caller's event loop."""
-        if found is None:
-            return None
-        values = found.checkpoint["channel_values"]
-        if not any(is_log_ref(v) for v in values.values()):
-            return found
-        configurable = found.config["configurable"]
-        source = SqliteMessageSource(
-            self._reading,
-            self.serde.loads_typed,
-            str(configurable["thread_id"]),
-            str(configurable.get("checkpoint_ns", "")),
-        )
-        found.checkpoint["channel_values"] = {
-            k: (source.saved(v) if preload is None else source.loaded(v, preload))
-            if is_log_ref(v)
-            else v
-            for k, v in values.items()
-        }
-        return found
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         return self._with_logs(super().get_tuple(config))
@@ -598,7 +545,7 @@ def connect(path: Path | str) -> sqlite3.Connection:
 @contextmanager
 def open_saver(path: Path | str, *, create: bool = True) -> Iterator[BatchingSqliteSaver]:
     """Open the checkpoint saver on the SQLite file at `path` (created if missing and `create`)."""
-    if not create and not Path(path).exists():
+    if not create and not is_postgres(path) and not Path(path).exists():
         raise DatabaseError(path, FileNotFoundError("no such database file; nothing was created"))
     with closing(connect(path)) as conn:
         saver = BatchingSqliteSaver(conn, serde=make_strict_serializer(), path=path)

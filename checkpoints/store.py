@@ -1,8 +1,15 @@
-"""One SQLite connection and the two kinds of transaction every store of ours runs.
+"""One database connection and the two kinds of transaction every store of ours runs.
 
 The ledger, the run queue, the token store and the webhook outbox each own a few tables in
 the checkpoint database; they share how a write waits for other writers (bounded, then
 `DatabaseBusy`) and how a read sees one snapshot.
+
+Writes are serialized on both backends: SQLite has one writer (`BEGIN IMMEDIATE`), and on
+PostgreSQL every store write first takes one transaction-scoped advisory lock. So each
+write sees every write committed before it (a compare-and-set is a plain read, then an
+update), and the audit rows' ids are allocated in commit order (the webhook outbox and the
+inbox streams follow them as a cursor that only grows). Store writes are short; the
+checkpoint saver, which writes the large rows, does not take the lock.
 """
 
 import sqlite3
@@ -12,12 +19,29 @@ from collections.abc import Callable
 from contextlib import closing
 from typing import TypeVar
 
-from checkpoints.sqlite import LOCK_WAIT_SECONDS, DatabaseBusy, DatabaseError, is_busy
+from checkpoints.db import Cursor, DatabaseName, PgConnection, PgCursor, is_postgres
+from checkpoints.sqlite import LOCK_WAIT_SECONDS, DatabaseBusy, DatabaseError, connect, is_busy
 
 T = TypeVar("T")
+WRITE_LOCK = "hashtext('hitl:' || current_schema())"
+"""The advisory lock key of store writes: one per schema, so databases (and test schemas)
+sharing a server do not wait for each other."""
 
 
-class SqliteStore:
+def store_connection(db: DatabaseName) -> sqlite3.Connection | PgConnection:
+    """A connection for a store on `db` (a SQLite file or a PostgreSQL URL); `DatabaseError`
+    if it cannot be opened."""
+    if not is_postgres(db):
+        return connect(db)
+    import psycopg
+
+    try:
+        return PgConnection(str(db))
+    except psycopg.Error as e:
+        raise DatabaseError(db, e) from e
+
+
+class Store:
     """A store on one connection. Thread-safe: one lock around the connection.
 
     `SCHEMA` holds the statements that create the store's tables if missing (idempotent);
@@ -27,9 +51,14 @@ class SqliteStore:
     SCHEMA: tuple[str, ...] = ()
 
     def __init__(
-        self, conn: sqlite3.Connection, *, path: str = "", lock_wait: float = LOCK_WAIT_SECONDS
+        self,
+        conn: sqlite3.Connection | PgConnection,
+        *,
+        path: str = "",
+        lock_wait: float = LOCK_WAIT_SECONDS,
     ) -> None:
-        conn.isolation_level = None  # transactions are explicit: BEGIN IMMEDIATE ... COMMIT
+        if isinstance(conn, sqlite3.Connection):
+            conn.isolation_level = None  # transactions are explicit: BEGIN IMMEDIATE ... COMMIT
         self._conn = conn
         self._path = path
         self._lock = threading.RLock()
@@ -37,8 +66,14 @@ class SqliteStore:
         if self.SCHEMA:
             self._write(lambda cur: [cur.execute(s) for s in self.SCHEMA])
 
-    def _write(self, work: Callable[[sqlite3.Cursor], T]) -> T:
+    @property
+    def on_postgres(self) -> bool:
+        return isinstance(self._conn, PgConnection)
+
+    def _write(self, work: Callable[[Cursor], T]) -> T:
         """Run `work` in one write transaction, waiting (bounded) for other writers."""
+        if isinstance(self._conn, PgConnection):
+            return self._pg_transaction(work, write=True)
         deadline = time.monotonic() + self._lock_wait
         delay = 0.01
         while True:
@@ -63,14 +98,42 @@ class SqliteStore:
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
 
-    def _read(self, work: Callable[[sqlite3.Cursor], T]) -> T:
+    def _read(self, work: Callable[[Cursor], T]) -> T:
         """Run `work` in one read transaction: every statement sees the same snapshot."""
+        if isinstance(self._conn, PgConnection):
+            return self._pg_transaction(work, write=False)
         with self._lock, closing(self._conn.cursor()) as cur:
             cur.execute("BEGIN")
             try:
                 return work(cur)
             finally:
                 cur.execute("COMMIT")
+
+    def _pg_transaction(self, work: Callable[[Cursor], T], *, write: bool) -> T:
+        import psycopg
+
+        assert isinstance(self._conn, PgConnection)
+        with self._lock:
+            for attempt in (1, 2):
+                conn = self._conn.raw()
+                try:
+                    with conn.transaction(), closing(conn.cursor()) as raw:
+                        if write:
+                            raw.execute(
+                                f"SET LOCAL lock_timeout = {max(1, int(self._lock_wait * 1000))}"
+                            )
+                            raw.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+                        else:
+                            raw.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                        return work(PgCursor(raw))
+                except psycopg.errors.LockNotAvailable as e:
+                    raise DatabaseBusy(self._path, self._lock_wait) from e
+                except (psycopg.OperationalError, psycopg.errors.InsufficientPrivilege) as e:
+                    if attempt == 1 and not write and conn.broken:
+                        continue  # the server dropped an idle connection: read again
+                    # a write is not retried: its commit may have landed before the drop
+                    raise DatabaseError(self._path, e) from e
+            raise AssertionError("unreachable")
 
     def close(self) -> None:
         with self._lock:

@@ -4,11 +4,14 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from checkpoints.sqlite import DEFAULT_DB, BatchingSqliteSaver, open_async_saver
+from checkpoints.backends import Saver, open_async_saver
+from checkpoints.db import parse_database
+from checkpoints.sqlite import DEFAULT_DB
 
 
 @asynccontextmanager
-async def open_studio_checkpointer() -> AsyncIterator[BatchingSqliteSaver]:
-    """Open `HITL_DB` (default `checkpoints/hitl.sqlite`), read when the server starts."""
-    async with open_async_saver(os.environ.get("HITL_DB") or DEFAULT_DB) as saver:
+async def open_studio_checkpointer() -> AsyncIterator[Saver]:
+    """Open `HITL_DB` (default `checkpoints/hitl.sqlite`, or a PostgreSQL URL), read when the
+    server starts."""
+    async with open_async_saver(parse_database(os.environ.get("HITL_DB") or DEFAULT_DB)) as saver:
         yield saver

@@ -8,7 +8,6 @@ are identities: decisions made with a token are recorded under its name.
 import hashlib
 import re
 import secrets
-import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from checkpoints.db import Cursor
 from checkpoints.records import iso
-from checkpoints.sqlite import connect
-from checkpoints.store import SqliteStore
+from checkpoints.store import Store, store_connection
 
 Role = Literal["viewer", "approver", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "approver", "admin")
@@ -81,7 +80,7 @@ class Token:
         }
 
 
-class TokenStore(SqliteStore):
+class TokenStore(Store):
     """Tokens in the SQLite file beside the checkpoints. Thread-safe."""
 
     SCHEMA = _SCHEMA
@@ -97,7 +96,7 @@ class TokenStore(SqliteStore):
             raise TokenError(f"invalid role {role!r}: choose one of {', '.join(ROLES)}")
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
 
-        def work(cur: sqlite3.Cursor) -> Token:
+        def work(cur: Cursor) -> Token:
             if cur.execute(
                 "SELECT 1 FROM hitl_tokens WHERE name = ? AND revoked_at IS NULL", (name,)
             ).fetchone():
@@ -134,7 +133,7 @@ class TokenStore(SqliteStore):
     def revoke(self, name: str) -> Token:
         """Revoke the active token named `name`; it stops working at once."""
 
-        def work(cur: sqlite3.Cursor) -> Token:
+        def work(cur: Cursor) -> Token:
             changed = cur.execute(
                 "UPDATE hitl_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
                 (time.time(), name),
@@ -168,7 +167,7 @@ class TokenStore(SqliteStore):
 @contextmanager
 def open_token_store(path: Path | str) -> Iterator[TokenStore]:
     """The token store in the SQLite file at `path` (its table created if missing)."""
-    store = TokenStore(connect(path), path=str(path))
+    store = TokenStore(store_connection(path), path=str(path))
     try:
         yield store
     finally:

@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from checkpoints.db import Cursor, PgConnection, PostgresOnly, is_postgres, table_exists
 from checkpoints.ledger_schema import AUDIT_COLUMNS, COLUMNS, audit_entry_of, record_of
 from checkpoints.records import STATUS_OF_DECISION, ApprovalRecord, AuditEntry, iso
-from checkpoints.sqlite import LOCK_WAIT_SECONDS, DatabaseError, connect
-from checkpoints.store import SqliteStore
+from checkpoints.sqlite import LOCK_WAIT_SECONDS, DatabaseError
+from checkpoints.store import Store, store_connection
 
 Clock = Callable[[], float]
 DeliveryStatus = Literal["pending", "delivered", "dead"]
@@ -66,6 +67,11 @@ _TABLES = (
         after_audit_rowid INTEGER NOT NULL,
         removed_at REAL
     )""",
+    # SQLite numbers rows itself; endpoints are listed in the order they were added
+    PostgresOnly(
+        "ALTER TABLE hitl_webhooks ADD COLUMN IF NOT EXISTS rowid BIGINT GENERATED ALWAYS AS "
+        "IDENTITY"
+    ),
     """CREATE TABLE IF NOT EXISTS hitl_webhook_deliveries (
         id INTEGER PRIMARY KEY,
         webhook_id TEXT NOT NULL REFERENCES hitl_webhooks (id),
@@ -164,7 +170,7 @@ class Claim:
     """Proves the claim when its attempt is recorded (a claim that ran out was taken over)."""
 
 
-class WebhookStore(SqliteStore):
+class WebhookStore(Store):
     """Endpoints and the delivery log in the checkpoint database. Thread-safe; one connection.
 
     A failed attempt is retried after `base_backoff * 2**(attempts - 1)` seconds (at most
@@ -173,7 +179,7 @@ class WebhookStore(SqliteStore):
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        conn: sqlite3.Connection | PgConnection,
         *,
         path: str = "",
         clock: Clock = time.time,
@@ -193,9 +199,10 @@ class WebhookStore(SqliteStore):
     def setup(self) -> None:
         """Create the tables if missing; a new cursor starts after the audit rows that exist."""
 
-        def work(cur: sqlite3.Cursor) -> None:
+        def work(cur: Cursor) -> None:
             for statement in _TABLES:
-                cur.execute(statement)
+                if self.on_postgres or not isinstance(statement, PostgresOnly):
+                    cur.execute(statement)
             # an outbox created on a database with history does not replay that history
             cur.execute(
                 "INSERT OR IGNORE INTO hitl_webhook_cursor (id, audit_rowid) VALUES (1, ?)",
@@ -229,7 +236,7 @@ class WebhookStore(SqliteStore):
             )
         endpoint_id = f"wh_{uuid.uuid4().hex[:12]}"
 
-        def work(cur: sqlite3.Cursor) -> Endpoint:
+        def work(cur: Cursor) -> Endpoint:
             cur.execute(
                 "INSERT INTO hitl_webhooks (id, url, secret, events, created_at, created_by, "
                 "active, after_audit_rowid) VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
@@ -263,7 +270,7 @@ class WebhookStore(SqliteStore):
     def remove_endpoint(self, webhook_id: str) -> Endpoint:
         """Deactivate an endpoint; its pending deliveries become `dead` (idempotent)."""
 
-        def work(cur: sqlite3.Cursor) -> Endpoint:
+        def work(cur: Cursor) -> Endpoint:
             endpoint = _get_endpoint(cur, webhook_id)
             if endpoint is None:
                 raise WebhookError(
@@ -296,7 +303,7 @@ class WebhookStore(SqliteStore):
         if not self._read(_audit_after_cursor):
             return 0
 
-        def work(cur: sqlite3.Cursor) -> int:
+        def work(cur: Cursor) -> int:
             if not _has_audit(cur):
                 return 0  # no ledger in this file yet
             after = _cursor(cur)
@@ -359,7 +366,7 @@ class WebhookStore(SqliteStore):
         ):
             return []
 
-        def work(cur: sqlite3.Cursor) -> list[Claim]:
+        def work(cur: Cursor) -> list[Claim]:
             rows = cur.execute(
                 f"SELECT {_qualified(_DELIVERY_COLUMNS, 'd')}, w.url, w.secret "
                 "FROM hitl_webhook_deliveries d JOIN hitl_webhooks w ON w.id = d.webhook_id "
@@ -399,7 +406,7 @@ class WebhookStore(SqliteStore):
         """
         at = self.clock() if now is None else now
 
-        def work(cur: sqlite3.Cursor) -> Delivery | None:
+        def work(cur: Cursor) -> Delivery | None:
             delivery = _get_delivery(cur, delivery_id)
             if delivery is None:
                 raise WebhookError(f"no webhook delivery {delivery_id}")
@@ -446,7 +453,7 @@ class WebhookStore(SqliteStore):
     def redeliver(self, delivery_id: int) -> Delivery:
         """Send a `dead` delivery again, from its first attempt (its endpoint must be active)."""
 
-        def work(cur: sqlite3.Cursor) -> Delivery:
+        def work(cur: Cursor) -> Delivery:
             delivery = _get_delivery(cur, delivery_id)
             if delivery is None:
                 raise WebhookError(f"no webhook delivery {delivery_id}")
@@ -559,9 +566,9 @@ def make_webhook_store(
     create: bool = True,
 ) -> WebhookStore:
     """A set-up webhook store on `path`, open until `close()` (for long-lived runtimes)."""
-    if not create and not Path(path).exists():
+    if not create and not is_postgres(path) and not Path(path).exists():
         raise DatabaseError(path, FileNotFoundError("no such database file; nothing was created"))
-    conn = connect(path)
+    conn = store_connection(path)
     try:
         store = WebhookStore(
             conn,
@@ -603,30 +610,25 @@ def _check_events(events: Sequence[str] | None) -> list[str] | None:
     return sorted(set(events), key=EVENT_TYPES.index)
 
 
-def _has_audit(cur: sqlite3.Cursor) -> bool:
-    return (
-        cur.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'hitl_audit'"
-        ).fetchone()
-        is not None
-    )
+def _has_audit(cur: Cursor) -> bool:
+    return table_exists(cur, "hitl_audit")
 
 
-def _audit_head(cur: sqlite3.Cursor) -> int:
+def _audit_head(cur: Cursor) -> int:
     """The newest audit row's `rowid` (0: none yet)."""
     if not _has_audit(cur):
         return 0
     return int(cur.execute("SELECT COALESCE(MAX(rowid), 0) FROM hitl_audit").fetchone()[0])
 
 
-def _cursor(cur: sqlite3.Cursor) -> int:
+def _cursor(cur: Cursor) -> int:
     """The `rowid` of the newest audit row already turned into deliveries."""
     return int(
         cur.execute("SELECT audit_rowid FROM hitl_webhook_cursor WHERE id = 1").fetchone()[0]
     )
 
 
-def _audit_after_cursor(cur: sqlite3.Cursor) -> bool:
+def _audit_after_cursor(cur: Cursor) -> bool:
     return _has_audit(cur) and (
         cur.execute("SELECT 1 FROM hitl_audit WHERE rowid > ? LIMIT 1", (_cursor(cur),)).fetchone()
         is not None
@@ -637,7 +639,7 @@ def _event_id(entry: AuditEntry) -> str:
     return f"{entry.thread_id}:{entry.seq}"
 
 
-def _payload(cur: sqlite3.Cursor, entry: AuditEntry, event_type: str) -> str:
+def _payload(cur: Cursor, entry: AuditEntry, event_type: str) -> str:
     """The body of the event's webhook, as sent (see docs/webhooks.md)."""
     record = None
     if entry.tool_call_id is not None:
@@ -721,14 +723,14 @@ def _endpoint_of(row: tuple[Any, ...]) -> Endpoint:
     )
 
 
-def _get_endpoint(cur: sqlite3.Cursor, webhook_id: str) -> Endpoint | None:
+def _get_endpoint(cur: Cursor, webhook_id: str) -> Endpoint | None:
     row = cur.execute(
         f"SELECT {_ENDPOINT_COLUMNS} FROM hitl_webhooks WHERE id = ?", (webhook_id,)
     ).fetchone()
     return None if row is None else _endpoint_of(row)
 
 
-def _require_endpoint(cur: sqlite3.Cursor, webhook_id: str) -> Endpoint:
+def _require_endpoint(cur: Cursor, webhook_id: str) -> Endpoint:
     endpoint = _get_endpoint(cur, webhook_id)
     assert endpoint is not None
     return endpoint
@@ -738,14 +740,14 @@ def _delivery_of(row: Sequence[Any]) -> Delivery:
     return Delivery(*row)
 
 
-def _get_delivery(cur: sqlite3.Cursor, delivery_id: int) -> Delivery | None:
+def _get_delivery(cur: Cursor, delivery_id: int) -> Delivery | None:
     row = cur.execute(
         f"SELECT {_DELIVERY_COLUMNS} FROM hitl_webhook_deliveries WHERE id = ?", (delivery_id,)
     ).fetchone()
     return None if row is None else _delivery_of(row)
 
 
-def _require_delivery(cur: sqlite3.Cursor, delivery_id: int) -> Delivery:
+def _require_delivery(cur: Cursor, delivery_id: int) -> Delivery:
     delivery = _get_delivery(cur, delivery_id)
     assert delivery is not None
     return delivery

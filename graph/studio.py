@@ -10,12 +10,13 @@ from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
-from checkpoints.ledger import SqliteLedger, make_ledger
+from checkpoints.db import parse_database
+from checkpoints.ledger import Ledger, make_ledger
 from checkpoints.sqlite import DEFAULT_DB
 from graph.builder import build_graph
 from graph.plugins import load_policy, load_tools
 
-_ledgers: dict[str, SqliteLedger] = {}  # one per database for the server's life
+_ledgers: dict[str, Ledger] = {}  # one per database for the server's life
 
 
 async def make_graph() -> CompiledStateGraph[Any]:
@@ -27,7 +28,7 @@ async def make_graph() -> CompiledStateGraph[Any]:
     from graph.model import make_model
 
     environ = dict(os.environ)
-    db = str(environ.get("HITL_DB") or DEFAULT_DB)
+    db = str(parse_database(environ.get("HITL_DB") or DEFAULT_DB))
     if db not in _ledgers:
         _ledgers[db] = await asyncio.to_thread(make_ledger, db)
     return build_graph(

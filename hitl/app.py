@@ -4,8 +4,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from checkpoints.backends import open_saver
 from checkpoints.ledger import Clock, open_ledger
-from checkpoints.sqlite import open_saver
 from graph.builder import build_graph
 from graph.decisions import DecisionSchemas
 from graph.model import ModelConfigError, make_model

@@ -13,15 +13,17 @@ from typing import NoReturn, cast
 
 import click
 
+from checkpoints.db import display
 from checkpoints.ledger import InboxQuery, SortKey
 from checkpoints.records import iso
-from checkpoints.retention import PruneReport
+from checkpoints.retention import PruneReport, PruneUnsupported
 from checkpoints.retention import prune as prune_database
 from checkpoints.serde import UntrustedCheckpointError
 from checkpoints.sqlite import DatabaseBusy, DatabaseError
 from checkpoints.tokens import TokenStore
 from hitl import errors
 from hitl.app import open_service
+from hitl.cli_db import db
 from hitl.cli_output import emit, fail, json_option
 from hitl.cli_webhooks import webhook
 from hitl.remote import RemoteService
@@ -77,7 +79,9 @@ seen_option = click.option(
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "--db", envvar="HITL_DB", help="SQLite file [env HITL_DB; default checkpoints/hitl.sqlite]."
+    "--db",
+    envvar="HITL_DB",
+    help="SQLite file or postgresql:// URL [env HITL_DB; default checkpoints/hitl.sqlite].",
 )
 @click.option(
     "--url",
@@ -90,7 +94,10 @@ def cli(ctx: click.Context, db: str | None, url: str | None, token: str | None) 
     """Durable human approval of an agent's tool calls."""
     if url and not token:
         raise click.UsageError("--url needs --token (or HITL_TOKEN): the service's API token")
-    ctx.obj = Settings.from_env(os.environ, db=db)
+    try:
+        ctx.obj = Settings.from_env(os.environ, db=db)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--db / HITL_DB") from e
     ctx.meta["remote"] = (url, token) if url else None
 
 
@@ -603,6 +610,8 @@ def prune(older_than: str | None, dry_run: bool, no_vacuum: bool, as_json: bool)
         _fail(errors.Busy(str(e)), as_json)
     except DatabaseError as e:
         _fail(e, as_json)
+    except PruneUnsupported as e:
+        _fail(errors.InvalidSettings(str(e)), as_json)
     emit(as_json, report.to_json(), lambda: click.echo(_prune_summary(report)))
 
 
@@ -685,7 +694,7 @@ def serve(
     except DatabaseError as e:
         _fail(e, False)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    click.echo(f"hitl: database {settings.db}")
+    click.echo(f"hitl: database {display(settings.db)}")
     click.echo(f"hitl: web inbox at http://{shown}:{port}/  (API docs at /docs)")
     if first is not None:
         click.echo(f"hitl: first admin token (shown once, keep it safe): {first}")
@@ -781,6 +790,7 @@ def token_revoke(name: str, as_json: bool) -> None:
 
 
 cli.add_command(webhook)
+cli.add_command(db)
 
 
 def main() -> None:

@@ -23,9 +23,10 @@ from langgraph.types import StateSnapshot
 from pydantic import ValidationError
 
 from checkpoints import ledger as ledger_errors
-from checkpoints.ledger import ROLE_PREFIX, InboxQuery, SqliteLedger
+from checkpoints.backends import Saver
+from checkpoints.ledger import ROLE_PREFIX, InboxQuery, Ledger
 from checkpoints.records import NEEDS_A_PERSON, ApprovalRecord, AuditEntry, AuditReport, iso
-from checkpoints.sqlite import BatchingSqliteSaver, DatabaseBusy
+from checkpoints.sqlite import DatabaseBusy
 from graph.decisions import DecisionNotAllowedError, DecisionSchemas, DecisionType
 from graph.ledger import CallInProgress, JournalUnavailable
 from graph.message_log import MessageHistory
@@ -69,9 +70,9 @@ class ApprovalService:
     def __init__(
         self,
         graph: CompiledStateGraph[Any],
-        saver: BatchingSqliteSaver,
+        saver: Saver,
         schemas: DecisionSchemas,
-        ledger: SqliteLedger,
+        ledger: Ledger,
         *,
         observer: Observer | None = None,
     ) -> None:
@@ -536,7 +537,7 @@ class ApprovalService:
 
 
 @contextmanager
-def _translated(thread_id: str = "", ledger: SqliteLedger | None = None) -> Iterator[None]:
+def _translated(thread_id: str = "", ledger: Ledger | None = None) -> Iterator[None]:
     """The ledger's and the database's refusals as the service's domain errors."""
     try:
         yield

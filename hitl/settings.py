@@ -3,8 +3,8 @@
 import getpass
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
+from checkpoints.db import DatabaseName, parse_database
 from checkpoints.sqlite import DEFAULT_DB
 
 
@@ -12,7 +12,8 @@ from checkpoints.sqlite import DEFAULT_DB
 class Settings:
     """Where the database is, and what the graph is built from."""
 
-    db: Path = DEFAULT_DB
+    db: DatabaseName = DEFAULT_DB
+    """A SQLite file (`Path`) or a PostgreSQL URL."""
     model: str | None = None
     environ: Mapping[str, str] | None = None
 
@@ -20,7 +21,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str], *, db: str | None = None) -> "Settings":
         """Read `HITL_DB` and `HITL_MODEL`; the graph reads `HITL_TOOLS`, `HITL_POLICY`, ..."""
         return cls(
-            db=Path(db or environ.get("HITL_DB") or DEFAULT_DB),
+            db=parse_database(db or environ.get("HITL_DB") or DEFAULT_DB),
             model=environ.get("HITL_MODEL") or None,
             environ=dict(environ),
         )

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 from checkpoints import retention
 from checkpoints.ledger import InboxQuery, make_ledger
 from checkpoints.runs import RunQueue
-from checkpoints.sqlite import connect
+from checkpoints.store import store_connection
 from checkpoints.tokens import TokenStore
 from checkpoints.webhooks import WebhookStore, make_webhook_store
 from hitl.server import api, http_errors, ui
@@ -60,8 +60,8 @@ def create_app(settings: Settings, options: ServerOptions = ServerOptions()) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         bus = EventBus()
         ledger = make_ledger(settings.db)
-        queue = RunQueue(connect(settings.db), path=str(settings.db))
-        tokens = TokenStore(connect(settings.db), path=str(settings.db))
+        queue = RunQueue(store_connection(settings.db), path=str(settings.db))
+        tokens = TokenStore(store_connection(settings.db), path=str(settings.db))
         pool = ServicePool(settings, bus)
         pool.get()  # fail now, not at the first request, if the settings are wrong
         webhooks = make_webhook_store(settings.db)

@@ -7,7 +7,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from checkpoints.ledger import SqliteLedger
+from checkpoints.ledger import Ledger
 from checkpoints.runs import RunQueue
 from hitl.server.workers import RunStats
 
@@ -15,7 +15,7 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
 class _FromDatabase(Collector):
-    def __init__(self, ledger: SqliteLedger, queue: RunQueue) -> None:
+    def __init__(self, ledger: Ledger, queue: RunQueue) -> None:
         self._ledger, self._queue = ledger, queue
 
     def collect(self) -> Iterator[Metric]:
@@ -50,7 +50,7 @@ class _FromDatabase(Collector):
 class Metrics:
     """The service's metrics registry."""
 
-    def __init__(self, ledger: SqliteLedger, queue: RunQueue, stats: RunStats) -> None:
+    def __init__(self, ledger: Ledger, queue: RunQueue, stats: RunStats) -> None:
         self._registry = CollectorRegistry()
         self._registry.register(_FromDatabase(ledger, queue))
         self._latency = Histogram(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from checkpoints.leases import mark_done, mark_live, new_token
-from checkpoints.ledger import SqliteLedger
+from checkpoints.ledger import Ledger
 from checkpoints.retention import PruneReport
 from checkpoints.runs import Run, RunQueue
 from hitl.app import open_service
@@ -105,7 +105,7 @@ class Background:
         self,
         pool: ServicePool,
         queue: RunQueue,
-        ledger: SqliteLedger,
+        ledger: Ledger,
         bus: EventBus,
         *,
         workers: int = 2,

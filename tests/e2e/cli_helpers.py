@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
+from checkpoints.db import DatabaseName, is_postgres
+
 HITL = Path(sys.executable).parent / "hitl"
 """The console script of the virtualenv that runs the tests."""
 TIMEOUT_SECONDS = 60
@@ -64,8 +68,11 @@ def describe(result: subprocess.CompletedProcess[str]) -> str:
     )
 
 
-def database_fingerprint(db: Path) -> dict[str, tuple[int, str]] | None:
+def database_fingerprint(db: DatabaseName) -> dict[str, tuple[int, str]] | None:
     """Row count and hash of every table (schema included), or None when there is no file."""
+    if is_postgres(db):
+        return _postgres_fingerprint(str(db))
+    db = Path(db)
     if not db.exists():
         return None
     with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
@@ -78,6 +85,26 @@ def database_fingerprint(db: Path) -> dict[str, tuple[int, str]] | None:
             order = ", ".join(str(i) for i in range(1, width + 1))
             rows = conn.execute(f'SELECT * FROM "{name}" ORDER BY {order}').fetchall()
             digest = hashlib.sha256(repr((sql, rows)).encode()).hexdigest()
+            found[name] = (len(rows), digest)
+    return found
+
+
+def _postgres_fingerprint(url: str) -> dict[str, tuple[int, str]]:
+    with psycopg.connect(url) as conn:
+        tables = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = "
+            "current_schema() ORDER BY table_name"
+        ).fetchall()
+        found: dict[str, tuple[int, str]] = {}
+        for (name,) in tables:
+            columns = conn.execute(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE "
+                "table_schema = current_schema() AND table_name = %s ORDER BY ordinal_position",
+                (name,),
+            ).fetchall()
+            order = ", ".join(str(i) for i in range(1, len(columns) + 1))
+            rows = conn.execute(f'SELECT * FROM "{name}" ORDER BY {order}').fetchall()
+            digest = hashlib.sha256(repr((columns, rows)).encode()).hexdigest()
             found[name] = (len(rows), digest)
     return found
 

@@ -7,14 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from checkpoints.backends import open_saver
+from checkpoints.db import DatabaseName
 from checkpoints.ledger import Clock, open_ledger
-from checkpoints.sqlite import open_saver
 from graph.builder import build_graph
 from graph.decisions import DecisionSchemas
 from graph.offline_model import OfflineChatModel
 from graph.policy import Policy, default_policy
 from hitl.service import ApprovalService
 from tests.fakes import ToolLog, make_recording_tools
+from tests.postgres import fresh_database
 
 TWO_EMAILS = (
     "count my emails of the last 3 days and send bob@example.com an email saying 'hi' "
@@ -23,9 +25,15 @@ TWO_EMAILS = (
 ONE_EMAIL = "Send sally@example.com an email saying 'hi'"
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "hitl.sqlite"
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DatabaseName]:
+    """The database of a test, once on each backend: a SQLite file, then a PostgreSQL schema
+    (tests marked `sqlite_only` run on the file only)."""
+    if request.param == "sqlite":
+        yield tmp_path / "hitl.sqlite"
+        return
+    with fresh_database() as url:
+        yield url
 
 
 @pytest.fixture
@@ -35,7 +43,7 @@ def log() -> ToolLog:
 
 @contextmanager
 def open_test_service(
-    db: Path, log: ToolLog, policy: Policy | None = None, clock: Clock = time.time
+    db: DatabaseName, log: ToolLog, policy: Policy | None = None, clock: Clock = time.time
 ) -> Iterator[ApprovalService]:
     """A service as a fresh process would build it: new connections, new graph."""
     tools = make_recording_tools(log)

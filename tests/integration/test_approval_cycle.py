@@ -1,31 +1,25 @@
 """The approval graph on a file database: what runs, when, and what survives a restart."""
 
-import sqlite3
 from pathlib import Path
 
 import pytest
 from langgraph.types import Command
 from pydantic import ValidationError
 
-from checkpoints.serde import make_strict_serializer
+from checkpoints.backends import open_saver
+from checkpoints.db import DatabaseName
 from hitl.errors import AlreadyDecided, NothingPending
 from tests.fakes import ToolLog
 from tests.integration.conftest import ONE_EMAIL, TWO_EMAILS, open_test_service
 
 
-def _latest_reviews_on_disk(db: Path, thread_id: str) -> dict[str, dict[str, object]]:
-    """The `reviews` of the newest committed checkpoint, read over a separate connection."""
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        type_, blob = conn.execute(
-            "SELECT type, checkpoint FROM checkpoints WHERE thread_id = ? "
-            "ORDER BY checkpoint_id DESC LIMIT 1",
-            (thread_id,),
-        ).fetchone()
-    finally:
-        conn.close()
-    checkpoint = make_strict_serializer().loads_typed((type_, blob))
-    return dict(checkpoint["channel_values"].get("reviews", {}))
+def _latest_reviews_on_disk(db: DatabaseName, thread_id: str) -> dict[str, dict[str, object]]:
+    """The `reviews` of the newest committed checkpoint, read by a saver of its own (its own
+    connection, as another process would)."""
+    with open_saver(db) as saver:
+        found = saver.get_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
+    assert found is not None
+    return dict(found.checkpoint["channel_values"].get("reviews", {}))
 
 
 def test_the_approved_decision_is_on_disk_before_the_tool_starts(db: Path, log: ToolLog) -> None:
@@ -136,6 +130,7 @@ def test_an_invalid_resume_sent_straight_to_langgraph_saves_nothing(db: Path, lo
     assert after.status == "interrupted" and log.calls == []
 
 
+@pytest.mark.sqlite_only
 def test_runs_leave_nothing_buffered_or_locked(db: Path, log: ToolLog) -> None:
     with open_test_service(db, log) as service:
         view = service.run(ONE_EMAIL, actor="alice")

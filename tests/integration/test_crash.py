@@ -8,30 +8,33 @@ from pathlib import Path
 
 import pytest
 
+from checkpoints.db import DatabaseName
 from hitl.errors import NotReconcilable, PendingApprovalsExist
 from tests.fakes import ToolLog
 from tests.integration.conftest import ONE_EMAIL, open_test_service
 
 
-def _approve_with_a_tool_that_hangs(db: str, thread_id: str, call_id: str, marker: str) -> None:
+def _approve_with_a_tool_that_hangs(
+    db: DatabaseName, thread_id: str, call_id: str, marker: str
+) -> None:
     def hang(name: str, tool_call_id: str) -> None:
         Path(marker).write_text(tool_call_id)
         time.sleep(300)
 
     log = ToolLog(before_run=hang)
-    with open_test_service(Path(db), log) as service:
+    with open_test_service(db, log) as service:
         service.decide(thread_id, {call_id: "approve"}, actor="bob")
 
 
-def _crash_mid_tool(db: Path) -> tuple[str, str]:
+def _crash_mid_tool(db: DatabaseName, folder: Path) -> tuple[str, str]:
     """Start a thread, approve its call in a child process and kill -9 it inside the tool."""
     with open_test_service(db, ToolLog()) as service:
         view = service.run(ONE_EMAIL, actor="alice")
     call_id = view.pending[0].tool_call_id
-    marker = db.with_suffix(".started")
+    marker = folder / "tool.started"
     child = mp.get_context("spawn").Process(
         target=_approve_with_a_tool_that_hangs,
-        args=(str(db), view.thread_id, call_id, str(marker)),
+        args=(db, view.thread_id, call_id, str(marker)),
     )
     child.start()
     deadline = time.monotonic() + 60
@@ -55,9 +58,9 @@ def _crash_mid_tool(db: Path) -> tuple[str, str]:
     ],
 )
 def test_a_call_killed_mid_tool_waits_for_a_person_and_then_resumes_once(
-    db: Path, action: str, runs_again: bool, result: str
+    db: DatabaseName, tmp_path: Path, action: str, runs_again: bool, result: str
 ) -> None:
-    thread_id, call_id = _crash_mid_tool(db)
+    thread_id, call_id = _crash_mid_tool(db, tmp_path)
     log = ToolLog()
     with open_test_service(db, log) as service:
         inbox = service.pending().items
@@ -81,8 +84,10 @@ def test_a_call_killed_mid_tool_waits_for_a_person_and_then_resumes_once(
 
 
 @pytest.mark.slow
-def test_a_restart_or_a_new_message_never_reruns_or_abandons_the_unknown_call(db: Path) -> None:
-    thread_id, call_id = _crash_mid_tool(db)
+def test_a_restart_or_a_new_message_never_reruns_or_abandons_the_unknown_call(
+    db: DatabaseName, tmp_path: Path
+) -> None:
+    thread_id, call_id = _crash_mid_tool(db, tmp_path)
     log = ToolLog()
     with open_test_service(db, log) as service:
         service.resume(thread_id)

@@ -10,6 +10,9 @@ from checkpoints.serde import UntrustedCheckpointError
 from tests.fakes import ToolLog
 from tests.integration.conftest import ONE_EMAIL, open_test_service
 
+pytestmark = pytest.mark.sqlite_only  # reads and writes the SQLite file itself
+
+
 EXT_CONSTRUCTOR_POS_ARGS = 1  # LangGraph's msgpack tag for "import module.name, call it with args"
 
 

@@ -33,6 +33,7 @@ def statements(service: ApprovalService) -> Iterator[list[str]]:
         conn.set_trace_callback(None)
 
 
+@pytest.mark.sqlite_only  # counts the SQLite saver's statements
 def test_a_page_costs_the_same_statements_on_a_long_thread_as_on_a_short_one(
     db: Path, log: ToolLog
 ) -> None:

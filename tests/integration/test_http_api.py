@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from checkpoints.db import DatabaseName
 from checkpoints.ledger import open_ledger
 from checkpoints.tokens import TokenStore
 from hitl.server.app import MAX_BODY_BYTES, ServerOptions, create_app
@@ -42,7 +43,7 @@ class Api:
     secrets: dict[str, str]
 
     @property
-    def db(self) -> Path:
+    def db(self) -> DatabaseName:
         return self.settings.db
 
     def call(self, method: str, path: str, *, by: str | None = "alice", **kwargs: Any) -> Answer:
@@ -92,11 +93,13 @@ class Api:
 
 
 @contextmanager
-def open_api(folder: Path, environ: Mapping[str, str] | None = None) -> Iterator[Api]:
-    """The service in this process on `folder/hitl.sqlite`, with the `TOKENS`."""
+def open_api(
+    folder: Path, environ: Mapping[str, str] | None = None, *, db: DatabaseName | None = None
+) -> Iterator[Api]:
+    """The service in this process on `db` (default `folder/hitl.sqlite`), with the `TOKENS`."""
     outbox = folder / "outbox.jsonl"
     settings = Settings(
-        db=folder / "hitl.sqlite", environ={"HITL_OUTBOX": str(outbox), **(environ or {})}
+        db=db or folder / "hitl.sqlite", environ={"HITL_OUTBOX": str(outbox), **(environ or {})}
     )
     app = create_app(settings, ServerOptions(sweep_interval=0, webhooks=False))
     with TestClient(app) as client:
@@ -108,8 +111,8 @@ def open_api(folder: Path, environ: Mapping[str, str] | None = None) -> Iterator
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[Api]:
-    with open_api(tmp_path) as opened:
+def api(tmp_path: Path, db: DatabaseName) -> Iterator[Api]:
+    with open_api(tmp_path, db=db) as opened:
         yield opened
 
 
@@ -512,6 +515,7 @@ def test_an_admin_reconciles_a_call_whose_runner_died_and_the_thread_finishes(ap
     )
 
 
+@pytest.mark.sqlite_only  # hitl prune works on SQLite files only
 def test_an_admin_prunes_finished_threads_and_a_bad_request_changes_nothing(api: Api) -> None:
     done = api.start(COUNT)["thread_id"]
     waiting = api.start(SALLY)["thread_id"]

@@ -12,8 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from langchain_core.tools import BaseTool, tool
 
+from checkpoints.db import DatabaseName
 from checkpoints.ledger import open_ledger
-from checkpoints.sqlite import connect
+from checkpoints.store import store_connection
 from checkpoints.tokens import TokenStore
 from graph.policy import Policy, ToolRule
 from hitl.app import open_service
@@ -26,9 +27,9 @@ PROMPT = "Send sally@example.com an email saying 'hi'"
 COUNT = "count my emails of the last 3 days"
 
 
-def settings(tmp_path: Path, **environ: str) -> Settings:
+def settings(tmp_path: Path, db: DatabaseName, **environ: str) -> Settings:
     return Settings(
-        db=tmp_path / "hitl.sqlite",
+        db=db,
         environ={"HITL_OUTBOX": str(tmp_path / "outbox.jsonl"), **environ},
     )
 
@@ -37,7 +38,7 @@ def settings(tmp_path: Path, **environ: str) -> Settings:
 def admin_client(
     app_settings: Settings, options: ServerOptions, name: str = "ops"
 ) -> Iterator[TestClient]:
-    store = TokenStore(connect(app_settings.db), path=str(app_settings.db))
+    store = TokenStore(store_connection(app_settings.db), path=str(app_settings.db))
     secret = store.create(name, "admin", created_by="test")[1]
     store.close()
     with TestClient(create_app(app_settings, options)) as client:
@@ -58,8 +59,9 @@ def eventually(check: Callable[[], bool], timeout: float = 20.0) -> None:
 
 def test_the_periodic_sweep_expires_an_overdue_approval_and_the_thread_moves_on(
     tmp_path: Path,
+    db: DatabaseName,
 ) -> None:
-    app_settings = settings(tmp_path, HITL_POLICY=f"{__name__}:QUICK_DEADLINE")
+    app_settings = settings(tmp_path, db, HITL_POLICY=f"{__name__}:QUICK_DEADLINE")
     options = ServerOptions(sweep_interval=0.2, webhooks=False)
     with admin_client(app_settings, options) as client:
         thread_id = client.post("/threads", json={"prompt": PROMPT}).json()["thread_id"]
@@ -70,9 +72,9 @@ def test_the_periodic_sweep_expires_an_overdue_approval_and_the_thread_moves_on(
         assert not (tmp_path / "outbox.jsonl").exists()  # on_expire="reject": nothing was sent
 
 
-def test_without_the_sweep_an_overdue_approval_waits(tmp_path: Path) -> None:
+def test_without_the_sweep_an_overdue_approval_waits(tmp_path: Path, db: DatabaseName) -> None:
     """The control of the test above: with sweeping off, nothing expires by itself."""
-    app_settings = settings(tmp_path, HITL_POLICY=f"{__name__}:QUICK_DEADLINE")
+    app_settings = settings(tmp_path, db, HITL_POLICY=f"{__name__}:QUICK_DEADLINE")
     with admin_client(app_settings, ServerOptions(sweep_interval=0, webhooks=False)) as client:
         thread_id = client.post("/threads", json={"prompt": PROMPT}).json()["thread_id"]
         eventually(lambda: status(client, thread_id) == "interrupted")
@@ -80,21 +82,23 @@ def test_without_the_sweep_an_overdue_approval_waits(tmp_path: Path) -> None:
         assert client.get(f"/threads/{thread_id}").json()["pending"][0]["status"] == "pending"
 
 
-def test_the_demo_option_leaves_one_approval_waiting_and_only_once(tmp_path: Path) -> None:
-    app_settings = settings(tmp_path)
+def test_the_demo_option_leaves_one_approval_waiting_and_only_once(
+    tmp_path: Path, db: DatabaseName
+) -> None:
+    app_settings = settings(tmp_path, db)
     options = ServerOptions(sweep_interval=0, webhooks=False, demo_prompt=PROMPT)
     with admin_client(app_settings, options) as client:
         eventually(lambda: client.get("/approvals").json()["total"] == 1)
-    with admin_client(settings(tmp_path), options, "ops2") as client:  # a restart adds none
+    with admin_client(settings(tmp_path, db), options, "ops2") as client:  # a restart adds none
         time.sleep(0.5)
         assert client.get("/approvals").json()["total"] == 1
 
 
 @pytest.mark.parametrize("holder_seconds", [1.5])
 def test_a_thread_another_process_holds_is_run_once_it_is_free(
-    tmp_path: Path, holder_seconds: float
+    tmp_path: Path, db: DatabaseName, holder_seconds: float
 ) -> None:
-    app_settings = settings(tmp_path)
+    app_settings = settings(tmp_path, db)
     with admin_client(app_settings, ServerOptions(sweep_interval=0, webhooks=False)) as client:
         thread_id = client.post("/threads", json={"prompt": PROMPT}).json()["thread_id"]
         eventually(lambda: status(client, thread_id) == "interrupted")
@@ -109,9 +113,10 @@ def test_a_thread_another_process_holds_is_run_once_it_is_free(
 
 def test_a_decision_whose_run_was_never_queued_is_resumed_at_the_next_start(
     tmp_path: Path,
+    db: DatabaseName,
 ) -> None:
     """The process died between recording the decision and queuing its run."""
-    app_settings = settings(tmp_path)
+    app_settings = settings(tmp_path, db)
     options = ServerOptions(sweep_interval=0, webhooks=False)
     with admin_client(app_settings, options) as client:
         thread_id = client.post("/threads", json={"prompt": PROMPT}).json()["thread_id"]
@@ -143,8 +148,10 @@ def broken_tools() -> list[BaseTool]:
     return [shutdown_switch]
 
 
-def test_a_tool_that_exits_fails_its_run_and_the_workers_keep_serving(tmp_path: Path) -> None:
-    app_settings = settings(tmp_path, HITL_TOOLS=f"{__name__}:broken_tools")
+def test_a_tool_that_exits_fails_its_run_and_the_workers_keep_serving(
+    tmp_path: Path, db: DatabaseName
+) -> None:
+    app_settings = settings(tmp_path, db, HITL_TOOLS=f"{__name__}:broken_tools")
     with admin_client(app_settings, ServerOptions(sweep_interval=0, webhooks=False)) as client:
         runs = [
             client.post("/threads", json={"prompt": "count my emails of the last 3 days"})
@@ -157,8 +164,10 @@ def test_a_tool_that_exits_fails_its_run_and_the_workers_keep_serving(tmp_path: 
         assert (health["ok"], health["workers_alive"]) == (True, 2)
 
 
-def test_a_thread_whose_first_run_is_queued_shows_as_queued(tmp_path: Path) -> None:
-    app_settings = settings(tmp_path)
+def test_a_thread_whose_first_run_is_queued_shows_as_queued(
+    tmp_path: Path, db: DatabaseName
+) -> None:
+    app_settings = settings(tmp_path, db)
     with admin_client(app_settings, ServerOptions(workers=0, sweep_interval=0)) as client:
         accepted = client.post("/threads", json={"prompt": PROMPT, "thread_id": "q1"})
         assert accepted.status_code == 202
@@ -171,10 +180,11 @@ def test_a_thread_whose_first_run_is_queued_shows_as_queued(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("older_than", "left"), [(None, 1), (0.0, 0)], ids=["trims", "deletes-by-age"]
 )
+@pytest.mark.sqlite_only
 def test_the_scheduled_prune_trims_or_deletes_finished_threads_and_leaves_waiting_ones(
-    tmp_path: Path, older_than: float | None, left: int
+    tmp_path: Path, db: DatabaseName, older_than: float | None, left: int
 ) -> None:
-    app_settings = settings(tmp_path)
+    app_settings = settings(tmp_path, db)
     options = ServerOptions(
         sweep_interval=0, webhooks=False, prune_interval=0.2, prune_older_than=older_than
     )

@@ -3,20 +3,20 @@
 import multiprocessing as mp
 import os
 import signal
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 from langgraph.types import Command
 
+from checkpoints.db import DatabaseName, is_postgres
 from checkpoints.leases import runner_token
 from checkpoints.ledger import (
     SCHEMA_VERSION,
     CallNotFound,
     InboxQuery,
+    Ledger,
     NotPending,
-    SqliteLedger,
     ThreadBusy,
     open_ledger,
 )
@@ -24,6 +24,7 @@ from checkpoints.sqlite import DatabaseError
 from hitl.errors import UnknownToolCall
 from tests.fakes import ToolLog
 from tests.integration.conftest import ONE_EMAIL, open_test_service
+from tests.sql import execute
 
 
 class Clock:
@@ -35,7 +36,7 @@ class Clock:
         return self.now
 
 
-def _ask(ledger: SqliteLedger, thread_id: str, call_id: str, **extra: Any) -> None:
+def _ask(ledger: Ledger, thread_id: str, call_id: str, **extra: Any) -> None:
     fields: dict[str, Any] = {
         "tool": "send_email",
         "args": {"recipient": f"{call_id}@x.org"},
@@ -57,8 +58,7 @@ def test_the_schema_is_created_once_and_a_newer_one_is_refused(db: Path) -> None
     with open_ledger(db) as ledger:
         assert ledger.schema_version() == SCHEMA_VERSION
         assert ledger.migrate() == SCHEMA_VERSION  # idempotent
-    with sqlite3.connect(db) as conn:
-        conn.execute("UPDATE hitl_schema SET version = 99")
+    execute(db, "UPDATE hitl_schema SET version = 99")
     with pytest.raises(DatabaseError, match="newer than this program"), open_ledger(db):
         pass
 
@@ -86,6 +86,8 @@ def test_the_inbox_filters_sorts_and_pages_from_its_index(db: Path) -> None:
         assert ids(sort="expires_at") == ["c", "b", "a"]
         assert ids(limit=1, offset=1) == ["b"]
         assert ledger.inbox(InboxQuery(limit=1))[1] == 3
+        if is_postgres(db):
+            return  # PostgreSQL's planner picks its own plan (a scan, on a table this small)
         statements: list[str] = []
         ledger._conn.set_trace_callback(statements.append)
         ledger.inbox(InboxQuery())
@@ -151,9 +153,8 @@ def test_a_lease_is_exclusive_and_taken_over_at_once_when_its_holder_dies(db: Pa
             holder.kill()
 
 
-def _tamper(db: Path, statement: str) -> None:
-    with sqlite3.connect(db) as conn:
-        conn.execute(statement)
+def _tamper(db: DatabaseName, statement: str) -> None:
+    execute(db, statement)
 
 
 @pytest.mark.parametrize(

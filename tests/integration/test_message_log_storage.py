@@ -18,6 +18,9 @@ from hitl.service import ApprovalService
 from tests.fakes import ToolLog, make_recording_tools
 from tests.integration.conftest import ONE_EMAIL, open_test_service
 
+pytestmark = pytest.mark.sqlite_only  # reads and writes the SQLite file itself
+
+
 COUNT = "count my emails of the last 3 days"  # runs without asking: four messages a turn
 
 

@@ -2,7 +2,6 @@
 
 import json
 import multiprocessing as mp
-import sqlite3
 import time
 from datetime import timedelta
 from multiprocessing.synchronize import Barrier
@@ -10,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from checkpoints.db import DatabaseName
 from graph.policy import Policy, ToolRule
 from hitl.app import open_service
 from hitl.errors import AlreadyDecided, NothingPending
 from hitl.settings import Settings
+from tests.sql import execute
 
 EXPIRING = Policy(rules={"send_email": ToolRule(expires_after=timedelta(minutes=1))})
 """Loaded by the racing processes through HITL_POLICY."""
@@ -22,11 +23,11 @@ DECIDERS = 8
 ROUNDS = 3
 
 
-def _settings(db: Path) -> Settings:
+def _settings(db: DatabaseName, outbox: Path) -> Settings:
     return Settings(
         db=db,
         environ={
-            "HITL_OUTBOX": str(db.with_suffix(".outbox")),
+            "HITL_OUTBOX": str(outbox),
             "HITL_POLICY": "tests.integration.test_races:EXPIRING",
         },
     )
@@ -37,10 +38,16 @@ def _an_hour_later() -> float:
 
 
 def _decide(
-    db: str, thread_id: str, call_id: str, answer: str, barrier: Barrier, results: "mp.Queue[str]"
+    db: DatabaseName,
+    outbox: Path,
+    thread_id: str,
+    call_id: str,
+    answer: str,
+    barrier: Barrier,
+    results: "mp.Queue[str]",
 ) -> None:
     clock = _an_hour_later if answer == "sweep" else time.time  # a sweeper past the deadline
-    with open_service(_settings(Path(db)), clock=clock) as service:
+    with open_service(_settings(db, outbox), clock=clock) as service:
         barrier.wait(timeout=60)  # everyone is connected: now race
         try:
             if answer == "sweep":
@@ -64,15 +71,16 @@ def _race(procs: "list[mp.process.BaseProcess]", results: "mp.Queue[str]") -> li
     return outcomes
 
 
-def _forks(db: Path) -> list[tuple[str, int]]:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(
+def _forks(db: DatabaseName) -> list[tuple[str, int]]:
+    return [
+        (parent, int(n))
+        for parent, n in execute(
+            db,
             "SELECT parent_checkpoint_id, COUNT(*) FROM checkpoints WHERE checkpoint_ns = '' "
-            "AND parent_checkpoint_id IS NOT NULL GROUP BY parent_checkpoint_id HAVING COUNT(*) > 1"
-        ).fetchall()
-    finally:
-        conn.close()
+            "AND parent_checkpoint_id IS NOT NULL "
+            "GROUP BY parent_checkpoint_id HAVING COUNT(*) > 1",
+        )
+    ]
 
 
 @pytest.mark.slow
@@ -81,36 +89,37 @@ def _forks(db: Path) -> list[tuple[str, int]]:
     [(r, ("approve", "reject")) for r in range(ROUNDS)] + [(0, ("approve", "sweep"))],
 )
 def test_eight_processes_racing_on_one_call_record_one_decision_and_run_the_tool_at_most_once(
-    tmp_path: Path, round_: int, answers: tuple[str, str]
+    db: DatabaseName, tmp_path: Path, round_: int, answers: tuple[str, str]
 ) -> None:
-    db = tmp_path / "hitl.sqlite"
-    with open_service(_settings(db)) as service:
+    outbox = tmp_path / "outbox.jsonl"
+    with open_service(_settings(db, outbox)) as service:
         view = service.run("Send sally@example.com an email saying 'hi'", actor="alice")
     call_id = view.pending[0].tool_call_id
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(DECIDERS)
     results: mp.Queue[str] = ctx.Queue()
     procs = [
-        ctx.Process(target=_decide, args=(str(db), view.thread_id, call_id, a, barrier, results))
+        ctx.Process(target=_decide, args=(db, outbox, view.thread_id, call_id, a, barrier, results))
         for a in list(answers) * (DECIDERS // 2)
     ]
     outcomes = _race(procs, results)
 
     winners = [o for o in outcomes if o.startswith("won:")]
     assert len(winners) == 1, outcomes
-    outbox = db.with_suffix(".outbox")
     sent = outbox.read_text().splitlines() if outbox.exists() else []
     assert len(sent) == (1 if winners[0] == "won:approve" else 0)
     assert _forks(db) == []
-    with open_service(_settings(db)) as service:
+    with open_service(_settings(db, outbox)) as service:
         after = service.show(view.thread_id)
         decided = service.history(view.thread_id)
     assert after.status == "done"
     assert [d for e in decided for d in e.decided.values()] == [winners[0].removeprefix("won:")]
 
 
-def _resume(db: str, thread_id: str, barrier: Barrier, results: "mp.Queue[str]") -> None:
-    with open_service(_settings(Path(db))) as service:
+def _resume(
+    db: DatabaseName, outbox: Path, thread_id: str, barrier: Barrier, results: "mp.Queue[str]"
+) -> None:
+    with open_service(_settings(db, outbox)) as service:
         barrier.wait(timeout=60)
         service.resume(thread_id)
         results.put("resumed")
@@ -118,10 +127,10 @@ def _resume(db: str, thread_id: str, barrier: Barrier, results: "mp.Queue[str]")
 
 @pytest.mark.slow
 def test_processes_resuming_one_thread_at_once_run_it_once_without_forking(
-    tmp_path: Path,
+    db: DatabaseName, tmp_path: Path
 ) -> None:
-    db = tmp_path / "hitl.sqlite"
-    with open_service(_settings(db)) as service:
+    outbox = tmp_path / "outbox.jsonl"
+    with open_service(_settings(db, outbox)) as service:
         view = service.run("Send sally@example.com an email saying 'hi'", actor="alice")
         call_id = view.pending[0].tool_call_id
         service._ledger.decide(view.thread_id, {call_id: {"type": "approve"}}, actor="bob")
@@ -129,11 +138,11 @@ def test_processes_resuming_one_thread_at_once_run_it_once_without_forking(
     barrier = ctx.Barrier(DECIDERS)
     results: mp.Queue[str] = ctx.Queue()
     procs = [
-        ctx.Process(target=_resume, args=(str(db), view.thread_id, barrier, results))
+        ctx.Process(target=_resume, args=(db, outbox, view.thread_id, barrier, results))
         for _ in range(DECIDERS)
     ]
     outcomes = _race(procs, results)
     assert outcomes == ["resumed"] * DECIDERS  # each waited its turn under the lease
-    sent = db.with_suffix(".outbox").read_text().splitlines()
+    sent = outbox.read_text().splitlines()
     assert [json.loads(line)["tool_call_id"] for line in sent] == [call_id]
     assert _forks(db) == []

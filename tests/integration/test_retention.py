@@ -21,6 +21,9 @@ from hitl.service import ApprovalService
 from tests.fakes import ToolLog
 from tests.integration.conftest import ONE_EMAIL, TWO_EMAILS, open_test_service
 
+pytestmark = pytest.mark.sqlite_only  # reads and writes the SQLite file itself
+
+
 COUNT = "count my emails of the last 3 days"
 """Runs to the end without asking anyone (count_emails needs no review)."""
 LATER = 3600.0

@@ -5,7 +5,6 @@ import multiprocessing as mp
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import threading
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from checkpoints.db import is_postgres
 from checkpoints.leases import alive_on_this_host, host_id
 from checkpoints.ledger import NotPending, ThreadBusy, open_ledger
 from graph.ledger import CallInProgress
@@ -21,6 +21,7 @@ from hitl.errors import ArgsChanged, Busy, InvalidDecision, LedgerTampered
 from tests.fakes import ToolLog
 from tests.integration.conftest import ONE_EMAIL, open_test_service
 from tests.integration.test_deadlines_and_identity import FakeClock
+from tests.sql import execute, hold_write_lock
 
 
 def test_a_second_run_in_the_same_process_does_not_touch_a_call_that_is_still_running(
@@ -113,15 +114,14 @@ def test_a_result_that_cannot_be_journaled_stops_the_run_instead_of_telling_the_
     db: Path, log: ToolLog
 ) -> None:
     def lock_the_database(name: str, tool_call_id: str) -> None:
-        other = sqlite3.connect(db, check_same_thread=False)
-        other.execute("BEGIN IMMEDIATE")  # held well past the ledger's (shortened) wait
-        threading.Timer(1.5, lambda: (other.rollback(), other.close())).start()
+        hold_write_lock(db, 1.5)  # held well past the ledger's (shortened) wait
 
     with open_test_service(db, log) as service:
         view = service.run(ONE_EMAIL, actor="alice")
         call_id = view.pending[0].tool_call_id
         service._ledger._lock_wait = 0.3
-        service._ledger._conn.execute("PRAGMA busy_timeout=100")
+        if not is_postgres(db):
+            service._ledger._conn.execute("PRAGMA busy_timeout=100")
         log.before_run = lock_the_database
         with pytest.raises(Busy, match="could not be recorded"):
             service.decide(view.thread_id, {call_id: "approve"}, actor="bob")
@@ -138,11 +138,11 @@ def test_a_row_forged_to_approved_is_refused_and_reported(db: Path, log: ToolLog
     with open_test_service(db, log) as service:
         view = service.run(ONE_EMAIL, actor="alice")
         call_id = view.pending[0].tool_call_id
-    with sqlite3.connect(db) as conn:
-        conn.execute(
-            "UPDATE hitl_approvals SET status = 'approved', decided_by = 'carol', "
-            'decision = \'{"type":"approve"}\', approved_args_hash = args_hash'
-        )
+    execute(
+        db,
+        "UPDATE hitl_approvals SET status = 'approved', decided_by = 'carol', "
+        'decision = \'{"type":"approve"}\', approved_args_hash = args_hash',
+    )
     with open_test_service(db, log) as service:
         report = service.verify_audit()
         with pytest.raises(LedgerTampered):
@@ -178,9 +178,7 @@ def test_a_runner_token_nobody_holds_is_dead_even_if_its_pid_is_alive(db: Path) 
                 allowed_decisions=["approve"],
                 description="",
             )
-            ledger._conn.execute(
-                "UPDATE hitl_approvals SET status = 'running', runner = ?", (token,)
-            )
+            execute(db, "UPDATE hitl_approvals SET status = 'running', runner = ?", (token,))
             orphaned = ledger.mark_orphaned_runs()
     finally:
         stranger.kill()

@@ -16,6 +16,9 @@ from checkpoints.sqlite import BatchingSqliteSaver, open_saver
 from tests.fakes import ToolLog
 from tests.integration.conftest import ONE_EMAIL, open_test_service
 
+pytestmark = pytest.mark.sqlite_only  # reads and writes the SQLite file itself
+
+
 FAIL_SECOND_WRITE = (
     "CREATE TRIGGER fail_second_write BEFORE INSERT ON writes WHEN NEW.idx = 1 "
     "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"

@@ -19,6 +19,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from checkpoints.db import parse_database
 from checkpoints.webhooks import WebhookError, WebhookStore, open_webhook_store
 from graph.policy import Policy, ToolRule
 from hitl.cli_webhooks import webhook
@@ -470,7 +471,7 @@ def test_dispatchers_racing_in_several_processes_deliver_each_event_exactly_once
 @click.option("--db", required=True)
 @click.pass_context
 def _hitl(ctx: click.Context, db: str) -> None:
-    ctx.obj = Settings(db=Path(db))
+    ctx.obj = Settings(db=parse_database(db))
 
 
 _hitl.add_command(webhook)

@@ -1,0 +1,272 @@
+"""The checkpoint saver on PostgreSQL: LangGraph's `PostgresSaver`, with the message log.
+
+Each operation takes a connection of its own from a pool, so a service's worker threads
+checkpoint in parallel. A checkpoint's new message rows are committed just before the
+checkpoint that refers to them (a crash between leaves rows that nothing refers to, which
+`prune` would delete), so every stored reference resolves, as on SQLite.
+"""
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, closing, contextmanager, nullcontext
+from typing import Any, cast
+
+import psycopg
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+)
+from langgraph.checkpoint.postgres import PostgresSaver
+from psycopg.rows import dict_row, tuple_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from checkpoints import message_log
+from checkpoints.db import PgCursor
+from checkpoints.message_log_saver import MessageLogSaver
+from checkpoints.serde import make_strict_serializer
+from checkpoints.sqlite import DatabaseError
+
+POOL_SIZE = 10
+"""Connections a process's saver may open (each service worker uses one at a time)."""
+MIGRATION_LOCK = "hashtext('hitl-migrate:' || current_schema())"
+"""Held (per schema) while tables are created or migrated, so processes starting together
+do not race each other's `CREATE TABLE`."""
+
+
+class HitlPostgresSaver(MessageLogSaver, PostgresSaver):
+    """`PostgresSaver` on a connection pool, storing conversations as a message log."""
+
+    def __init__(self, pool: Any, *, url: str = "") -> None:
+        super().__init__(pool, serde=make_strict_serializer())
+        # the stock saver serializes every call on one lock, needed only for a single
+        # connection: with a pool each call has its own
+        self.lock = cast(threading.Lock, nullcontext())
+        self._pool: Any = pool
+        self._url = url
+        self.commits = 0
+
+    def setup(self) -> None:
+        """The stock tables (migrated by LangGraph's versions) and the message log's."""
+        with migration_lock(self._pool):
+            super().setup()
+            with self._reading() as cur:
+                for statement in message_log.SCHEMA:
+                    cur.execute(statement)
+
+    def flush(self) -> None:
+        """Nothing is buffered: every checkpoint is committed when it is put."""
+
+    @contextmanager
+    def _reading(self) -> Iterator[PgCursor]:
+        with self._pool.connection() as conn, closing(conn.cursor(row_factory=tuple_row)) as cur:
+            yield PgCursor(cur)
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        configurable = config["configurable"]
+        logged, messages = self._logged(
+            str(configurable["thread_id"]), configurable["checkpoint_ns"], checkpoint
+        )
+        if messages:
+            with (
+                self._pool.connection() as conn,
+                conn.transaction(),
+                closing(conn.cursor(row_factory=tuple_row)) as cur,
+            ):
+                for statement, rows in messages:
+                    self._write_buffered(PgCursor(cur), statement, rows)
+        saved = super().put(config, logged, metadata, new_versions)
+        self.commits += 1
+        return saved
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self._with_logs(super().get_tuple(config))
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        for found in super().list(config, filter=filter, before=before, limit=limit):
+            yield cast(CheckpointTuple, self._with_logs(found))
+
+    def delete_thread(self, thread_id: str) -> None:
+        """Delete the thread's checkpoints, writes, blobs and stored messages, together."""
+        with self._pool.connection() as conn, conn.transaction(), closing(conn.cursor()) as cur:
+            for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes", "hitl_messages"):
+                cur.execute(f"DELETE FROM {table} WHERE thread_id = %s", (str(thread_id),))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints (and their writes) that these runs created."""
+        if not run_ids:
+            return
+        with self._pool.connection() as conn, conn.transaction(), closing(conn.cursor()) as cur:
+            cur.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS _doomed (thread_id TEXT, checkpoint_ns TEXT, "
+                "checkpoint_id TEXT) ON COMMIT DELETE ROWS"
+            )
+            cur.execute(
+                "INSERT INTO _doomed SELECT thread_id, checkpoint_ns, checkpoint_id "
+                "FROM checkpoints WHERE metadata->>'run_id' = ANY(%s)",
+                (list(run_ids),),
+            )
+            for table in ("checkpoint_writes", "checkpoints"):
+                cur.execute(
+                    f"DELETE FROM {table} WHERE (thread_id, checkpoint_ns, checkpoint_id) IN "
+                    "(SELECT thread_id, checkpoint_ns, checkpoint_id FROM _doomed)"
+                )
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy every checkpoint, blob, write and message of a thread under a new thread ID
+        (the ledger is not copied: see `BatchingSqliteSaver.copy_thread`)."""
+        columns = {
+            "checkpoints": "checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, "
+            "checkpoint, metadata",
+            "checkpoint_blobs": "checkpoint_ns, channel, version, type, blob",
+            "checkpoint_writes": "checkpoint_ns, checkpoint_id, task_id, task_path, idx, "
+            "channel, type, blob",
+            "hitl_messages": "checkpoint_ns, node_id, parent_id, depth, message_id, type, value",
+        }
+        with self._pool.connection() as conn, conn.transaction(), closing(conn.cursor()) as cur:
+            for table, rest in columns.items():
+                cur.execute(
+                    f"INSERT INTO {table} (thread_id, {rest}) SELECT %s, {rest} FROM {table} "
+                    "WHERE thread_id = %s ON CONFLICT DO NOTHING",
+                    (target_thread_id, source_thread_id),
+                )
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """LangGraph's retention call; the message rows go with `delete` (a kept checkpoint
+        may still refer to any of a thread's messages after `keep_latest`)."""
+        super().prune(thread_ids, strategy=strategy)
+        if strategy == "delete":
+            with self._reading() as cur:
+                cur.execute(
+                    "DELETE FROM hitl_messages WHERE thread_id = ANY(?)",
+                    ([str(t) for t in thread_ids],),
+                )
+
+    # async: the same code in a worker thread (the pool is a synchronous one)
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await asyncio.to_thread(
+            lambda: self._with_logs(PostgresSaver.get_tuple(self, config), {})
+        )
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        def page() -> list[CheckpointTuple]:
+            preload: dict[str, Any] = {}
+            return [
+                cast(CheckpointTuple, self._with_logs(found, preload))
+                for found in PostgresSaver.list(
+                    self, config, filter=filter, before=before, limit=limit
+                )
+            ]
+
+        for item in await asyncio.to_thread(page):
+            yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await asyncio.to_thread(self.delete_thread, thread_id)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await asyncio.to_thread(self.delete_for_runs, run_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
+
+
+@contextmanager
+def migration_lock(pool: Any) -> Iterator[None]:
+    """Hold the schema's migration lock (a session advisory lock) on a connection of `pool`."""
+    with pool.connection() as conn:
+        conn.execute(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
+        try:
+            yield
+        finally:
+            conn.execute(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
+
+
+def make_pool(url: str, *, max_size: int = POOL_SIZE) -> Any:
+    """An open connection pool as `PostgresSaver` wants its connections; `DatabaseError` if
+    the server cannot be reached."""
+    pool: Any = ConnectionPool(
+        url,
+        min_size=1,
+        max_size=max_size,
+        kwargs={"autocommit": True, "prepare_threshold": None, "row_factory": dict_row},
+        open=False,
+        check=ConnectionPool.check_connection,  # a connection the server dropped is replaced
+    )
+    try:
+        pool.open(wait=True, timeout=10)
+    except (psycopg.Error, PoolTimeout) as e:
+        pool.close()
+        raise DatabaseError(url, e) from e
+    return pool
+
+
+@contextmanager
+def open_postgres_saver(url: str) -> Iterator[HitlPostgresSaver]:
+    """Open the checkpoint saver on the PostgreSQL database at `url` (tables created or
+    migrated first)."""
+    pool = make_pool(url)
+    try:
+        saver = HitlPostgresSaver(pool, url=url)
+        try:
+            saver.setup()
+        except psycopg.Error as e:
+            raise DatabaseError(url, e) from e
+        yield saver
+    finally:
+        pool.close()
+
+
+@asynccontextmanager
+async def open_async_postgres_saver(url: str) -> AsyncIterator[HitlPostgresSaver]:
+    opened = open_postgres_saver(url)
+    saver = await asyncio.to_thread(opened.__enter__)
+    try:
+        yield saver
+    finally:
+        await asyncio.to_thread(opened.__exit__, None, None, None)

@@ -1,0 +1,33 @@
+"""Reaching under the stores in tests (tampering, inspecting), the same way on both backends."""
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from checkpoints.db import DatabaseName, is_postgres, to_postgres
+from checkpoints.store import WRITE_LOCK
+
+
+def execute(db: DatabaseName, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Run one statement (SQLite's dialect) on its own connection, committed; its rows."""
+    if is_postgres(db):
+        with psycopg.connect(str(db), autocommit=True) as conn:
+            cur = conn.execute(to_postgres(sql), params or None)
+            return list(cur.fetchall()) if cur.description else []
+    with sqlite3.connect(Path(db)) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def hold_write_lock(db: DatabaseName, seconds: float) -> None:
+    """Take the stores' write lock from another connection and release it `seconds` later."""
+    if is_postgres(db):
+        conn = psycopg.connect(str(db), autocommit=True)
+        conn.execute(f"SELECT pg_advisory_lock({WRITE_LOCK})")
+        threading.Timer(seconds, conn.close).start()
+        return
+    other = sqlite3.connect(Path(db), check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    threading.Timer(seconds, lambda: (other.rollback(), other.close())).start()
