@@ -520,6 +520,8 @@ def _config_of(thread_id: str, checkpoint_ns: str, checkpoint_id: str) -> Runnab
 
 def connect(path: Path | str) -> sqlite3.Connection:
     """A connection with the project's pragmas, checked to be writable; `DatabaseError` if not."""
+    if str(path).startswith(("postgresql:", "postgres:")):  # a URL that lost its "//" to Path
+        raise DatabaseError(path, ValueError("a PostgreSQL URL is not a SQLite file"))
     parent = Path(path).parent
     if parent.exists() and not parent.is_dir():
         raise DatabaseError(path, NotADirectoryError(f"{str(parent)!r} is a file, not a folder"))
