@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from checkpoints.leases import mark_done, mark_live, new_token
-from checkpoints.ledger import Ledger
+from checkpoints.ledger import Ledger, ThreadBusy
 from checkpoints.retention import PruneReport
 from checkpoints.runs import Run, RunQueue
 from hitl.app import open_service
@@ -95,6 +95,10 @@ class RunStats:
             latencies = list(self.latencies)
             self.latencies.clear()
         return latencies
+
+
+SWEEP_LEASE = "__hitl_periodic_sweep__"
+"""The lease a process holds while it sweeps (a name no thread ID of ours takes)."""
 
 
 class Background:
@@ -263,7 +267,12 @@ class Background:
             return
         while not self._stop.wait(self._sweep_interval):
             try:
-                report = queue_sweep(service, self._queue)
+                # one sweeper at a time across the processes on this database; the others
+                # skip the round (each expiry is a compare-and-set anyway, so this saves work)
+                with self._ledger.lease(SWEEP_LEASE, wait=0):
+                    report = queue_sweep(service, self._queue)
+            except ThreadBusy:
+                continue
             except Exception:
                 log.exception("the periodic sweep failed")
                 continue

@@ -1,0 +1,102 @@
+"""`hitl db` in real processes: the schema's status and migration, and moving an installation
+from a SQLite file to PostgreSQL with its pending approvals."""
+
+import pytest
+
+from tests.e2e.cli_helpers import COUNT, PAIR, SALLY, Workspace, assert_refused, describe
+from tests.postgres import fresh_database
+
+
+def _populated(workspace: Workspace) -> dict[str, str]:
+    """A SQLite installation with a waiting call, two finished threads, a token, a webhook."""
+    waiting = workspace.json("run", SALLY)["thread_id"]
+    done = workspace.json("run", COUNT)["thread_id"]
+    pair = workspace.json("run", PAIR)
+    workspace.json("approve", pair["thread_id"], "--as", "bob")
+    assert workspace.run("token", "create", "ops", "--role", "admin").returncode == 0
+    hook = workspace.run("webhook", "add", "https://example.com/hook", "--as", "ops")
+    assert hook.returncode == 0, describe(hook)
+    return {"waiting": waiting, "done": done, "pair": pair["thread_id"]}
+
+
+@pytest.mark.postgres
+def test_db_copy_moves_every_thread_and_a_migrated_pending_call_is_approved_on_postgres(
+    workspace: Workspace,
+) -> None:
+    threads = _populated(workspace)
+    before = {name: workspace.json("show", t) for name, t in threads.items()}
+    sent_before = workspace.sent_ids()
+    source = workspace.json("db", "status")
+    with fresh_database() as url:
+        copied = workspace.json("db", "copy", "--from", f"sqlite:///{workspace.db}", "--to", url)
+        assert copied["verified"] is True and copied["mismatches"] == []
+        assert copied["threads"] == 3
+        for table in ("hitl_approvals", "hitl_audit", "hitl_tokens", "hitl_webhooks"):
+            assert copied["rows"][table] == source["rows"][table] > 0, table
+        on_pg = {"HITL_DB": url}
+        target = workspace.json("db", "status", extra_env=on_pg)
+        assert target["up_to_date"] is True and target["backend"] == "postgres"
+
+        # the same threads, the same conversations, the same inbox
+        for name, thread_id in threads.items():
+            view = workspace.json("show", thread_id, extra_env=on_pg)
+            assert view["messages"] == before[name]["messages"], name
+            assert view["status"] == before[name]["status"], name
+        pending = workspace.json("pending", extra_env=on_pg)["pending"]
+        assert [(p["thread_id"], p["status"]) for p in pending] == [(threads["waiting"], "pending")]
+
+        # a person approves the migrated call on PostgreSQL: the tool runs once, the thread ends
+        approved = workspace.json("approve", threads["waiting"], "--as", "carol", extra_env=on_pg)
+        assert approved["status"] == "done"
+        assert workspace.sent_ids() == [*sent_before, pending[0]["tool_call_id"]]
+        verified = workspace.run("audit", threads["waiting"], "--verify", extra_env=on_pg)
+        assert verified.returncode == 0, describe(verified)
+
+        again = workspace.json(
+            "db", "copy", "--from", f"sqlite:///{workspace.db}", "--to", url, exit_code=10
+        )
+        assert "is not empty" in again["error"]["message"]
+
+
+def test_db_status_shows_a_missing_schema_and_migrate_creates_it(workspace: Workspace) -> None:
+    assert_refused(
+        workspace, "db", "status", exit_code=10, says=["no such database file"], as_json=True
+    )
+    migrated = workspace.json("db", "migrate")
+    assert migrated["up_to_date"] is True and migrated["ledger_version"] == 1
+    own = {"hitl_schema", "hitl_webhook_cursor"}  # a version row; the outbox's cursor
+    assert all(rows == 0 for table, rows in migrated["rows"].items() if table not in own)
+    workspace.json("run", SALLY)
+    status = workspace.json("db", "status")
+    assert status["rows"]["hitl_approvals"] == 1 and status["up_to_date"] is True
+
+
+@pytest.mark.postgres
+def test_db_migrate_on_postgres_applies_every_migration_once(workspace: Workspace) -> None:
+    with fresh_database() as url:
+        on_pg = {"HITL_DB": url}
+        first = workspace.json("db", "migrate", extra_env=on_pg)
+        again = workspace.json("db", "migrate", extra_env=on_pg)
+    assert first == again
+    assert first["up_to_date"] is True
+    assert first["checkpoint_version"] == first["checkpoint_target"] > 0
+    assert first["ledger_version"] == first["ledger_target"] == 1
+
+
+def test_a_database_that_is_neither_a_file_nor_postgresql_is_a_usage_error(
+    workspace: Workspace,
+) -> None:
+    refused = workspace.run("--db", "mysql://root@localhost/hitl", "pending")
+    assert refused.returncode == 2, describe(refused)
+    assert "neither a SQLite file nor a PostgreSQL URL" in refused.stderr
+
+
+def test_an_unreachable_postgresql_says_what_to_check_and_creates_nothing(
+    workspace: Workspace,
+) -> None:
+    url = "postgresql://postgres:secret@127.0.0.1:1/hitl?connect_timeout=2"
+    refused = workspace.json("db", "status", exit_code=10, extra_env={"HITL_DB": url})
+    message = refused["error"]["message"]
+    assert "PostgreSQL server is running" in message
+    assert "secret" not in message  # the password is masked
+    assert not workspace.db.exists()
