@@ -130,37 +130,77 @@ class PgCursor:
         self._cur.close()
 
 
-class PgConnection:
-    """One psycopg connection for a store, reconnected when the server dropped it.
+POOL_SIZE = 10
+"""Connections one process keeps to one PostgreSQL database at most, shared by the saver and
+every store (`HITL_PG_POOL_SIZE` overrides it); a caller waits for a free one."""
+POOL_WAIT_SECONDS = 60.0
+_pools: dict[str, tuple[Any, int]] = {}  # url → (pool, users), this process's
+_pools_lock = threading.Lock()
 
-    Statements run in transactions the store opens (`transaction`); between them the
-    connection is idle in autocommit mode, so it never holds a snapshot or a lock.
+
+class PgConnection:
+    """A store's (or the saver's) handle on the process's connection pool for one database.
+
+    Each transaction borrows a connection and gives it back, so a process holds at most
+    `POOL_SIZE` connections however many threads and stores it runs. Between transactions
+    a connection is idle in autocommit mode: it holds no snapshot and no lock.
     """
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._conn: Any = None
-        self._lock = threading.Lock()
-        self._connect()
+        self.pool = _acquire_pool(url)
+        self._closed = False
 
-    def _connect(self) -> None:
-        import psycopg  # only PostgreSQL users need it loaded
-
-        conn = psycopg.connect(self.url, autocommit=True, prepare_threshold=None)
-        conn.adapters.register_dumper(bool, _bool_as_integer())
-        self._conn = conn
-
-    def raw(self) -> Any:
-        """The psycopg connection, reconnected first if it was lost."""
-        with self._lock:
-            if self._conn is None or self._conn.closed or self._conn.broken:
-                self._connect()
-            return self._conn
+    def connection(self) -> Any:
+        """A context manager lending one connection of the pool."""
+        return self.pool.connection(timeout=POOL_WAIT_SECONDS)
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
+        if not self._closed:
+            self._closed = True
+            _release_pool(self.url)
+
+
+def _acquire_pool(url: str) -> Any:
+    import os
+
+    from psycopg_pool import ConnectionPool  # only PostgreSQL users need it loaded
+
+    with _pools_lock:
+        if url in _pools:
+            pool, users = _pools[url]
+            _pools[url] = (pool, users + 1)
+            return pool
+        pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=int(os.environ.get("HITL_PG_POOL_SIZE") or POOL_SIZE),
+            kwargs={"autocommit": True, "prepare_threshold": None},
+            configure=_configure,
+            open=False,
+            name="hitl",
+        )
+        try:
+            pool.open(wait=True, timeout=10)
+        except BaseException:
+            pool.close()
+            raise
+        _pools[url] = (pool, 1)
+        return pool
+
+
+def _release_pool(url: str) -> None:
+    with _pools_lock:
+        pool, users = _pools[url]
+        if users > 1:
+            _pools[url] = (pool, users - 1)
+            return
+        del _pools[url]
+    pool.close()
+
+
+def _configure(conn: Any) -> None:
+    conn.adapters.register_dumper(bool, _bool_as_integer())
 
 
 @lru_cache(maxsize=1)

@@ -1,9 +1,9 @@
 """The checkpoint saver on PostgreSQL: LangGraph's `PostgresSaver`, with the message log.
 
-Each operation takes a connection of its own from a pool, so a service's worker threads
-checkpoint in parallel. A checkpoint's new message rows are committed just before the
-checkpoint that refers to them (a crash between leaves rows that nothing refers to, which
-`prune` would delete), so every stored reference resolves, as on SQLite.
+Each operation borrows a connection from the process's pool for the database (shared with
+the stores), so a service's worker threads checkpoint in parallel. A checkpoint's new
+message rows are committed just before the checkpoint that refers to them (a crash between
+leaves rows nothing refers to), so every stored reference resolves, as on SQLite.
 """
 
 import asyncio
@@ -21,17 +21,15 @@ from langgraph.checkpoint.base import (
     CheckpointTuple,
 )
 from langgraph.checkpoint.postgres import PostgresSaver
-from psycopg.rows import dict_row, tuple_row
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg.rows import tuple_row
+from psycopg_pool import PoolTimeout
 
 from checkpoints import message_log
-from checkpoints.db import PgCursor
+from checkpoints.db import PgConnection, PgCursor
 from checkpoints.message_log_saver import MessageLogSaver
 from checkpoints.serde import make_strict_serializer
 from checkpoints.sqlite import DatabaseError
 
-POOL_SIZE = 10
-"""Connections a process's saver may open (each service worker uses one at a time)."""
 MIGRATION_LOCK = "hashtext('hitl-migrate:' || current_schema())"
 """Held (per schema) while tables are created or migrated, so processes starting together
 do not race each other's `CREATE TABLE`."""
@@ -227,39 +225,23 @@ def migration_lock(pool: Any) -> Iterator[None]:
             conn.execute(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
 
 
-def make_pool(url: str, *, max_size: int = POOL_SIZE) -> Any:
-    """An open connection pool as `PostgresSaver` wants its connections; `DatabaseError` if
-    the server cannot be reached."""
-    pool: Any = ConnectionPool(
-        url,
-        min_size=1,
-        max_size=max_size,
-        kwargs={"autocommit": True, "prepare_threshold": None, "row_factory": dict_row},
-        open=False,
-        check=ConnectionPool.check_connection,  # a connection the server dropped is replaced
-    )
-    try:
-        pool.open(wait=True, timeout=10)
-    except (psycopg.Error, PoolTimeout) as e:
-        pool.close()
-        raise DatabaseError(url, e) from e
-    return pool
-
-
 @contextmanager
 def open_postgres_saver(url: str) -> Iterator[HitlPostgresSaver]:
     """Open the checkpoint saver on the PostgreSQL database at `url` (tables created or
-    migrated first)."""
-    pool = make_pool(url)
+    migrated first), on the process's pool for that database (see `checkpoints.db`)."""
     try:
-        saver = HitlPostgresSaver(pool, url=url)
+        handle = PgConnection(url)
+    except (psycopg.Error, PoolTimeout) as e:
+        raise DatabaseError(url, e) from e
+    try:
+        saver = HitlPostgresSaver(handle.pool, url=url)
         try:
             saver.setup()
         except psycopg.Error as e:
             raise DatabaseError(url, e) from e
         yield saver
     finally:
-        pool.close()
+        handle.close()
 
 
 @asynccontextmanager

@@ -34,10 +34,11 @@ def store_connection(db: DatabaseName) -> sqlite3.Connection | PgConnection:
     if not is_postgres(db):
         return connect(db)
     import psycopg
+    from psycopg_pool import PoolTimeout
 
     try:
         return PgConnection(str(db))
-    except psycopg.Error as e:
+    except (psycopg.Error, PoolTimeout) as e:
         raise DatabaseError(db, e) from e
 
 
@@ -111,26 +112,33 @@ class Store:
 
     def _pg_transaction(self, work: Callable[[Cursor], T], *, write: bool) -> T:
         import psycopg
+        from psycopg_pool import PoolTimeout
 
         assert isinstance(self._conn, PgConnection)
         with self._lock:
             for attempt in (1, 2):
-                conn = self._conn.raw()
                 try:
-                    with conn.transaction(), closing(conn.cursor()) as raw:
+                    with (
+                        self._conn.connection() as conn,
+                        conn.transaction(),
+                        closing(conn.cursor()) as raw,
+                    ):
                         if write:
-                            raw.execute(
-                                f"SET LOCAL lock_timeout = {max(1, int(self._lock_wait * 1000))}"
-                            )
+                            wait_ms = max(1, int(self._lock_wait * 1000))
+                            raw.execute(f"SET LOCAL lock_timeout = {wait_ms}")
                             raw.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
                         else:
                             raw.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                         return work(PgCursor(raw))
-                except psycopg.errors.LockNotAvailable as e:
+                except (psycopg.errors.LockNotAvailable, PoolTimeout) as e:
                     raise DatabaseBusy(self._path, self._lock_wait) from e
                 except (psycopg.OperationalError, psycopg.errors.InsufficientPrivilege) as e:
-                    if attempt == 1 and not write and conn.broken:
-                        continue  # the server dropped an idle connection: read again
+                    if (
+                        attempt == 1
+                        and not write
+                        and not isinstance(e, psycopg.errors.QueryCanceled)
+                    ):
+                        continue  # a connection the server dropped: read again on another
                     # a write is not retried: its commit may have landed before the drop
                     raise DatabaseError(self._path, e) from e
             raise AssertionError("unreachable")
