@@ -1,0 +1,56 @@
+"""The PostgreSQL saver: LangGraph's conformance suite, and conversations stored once."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import psycopg
+import pytest
+from langgraph.checkpoint.conformance import checkpointer_test, validate
+
+from checkpoints.postgres import HitlPostgresSaver, open_postgres_saver
+from tests.fakes import ToolLog
+from tests.integration.conftest import open_test_service
+from tests.postgres import fresh_database
+
+pytestmark = pytest.mark.postgres
+
+
+def test_the_postgres_saver_passes_langgraph_checkpoint_conformance() -> None:
+    @checkpointer_test(name="HitlPostgresSaver")
+    async def ours() -> AsyncIterator[HitlPostgresSaver]:
+        with fresh_database() as url, open_postgres_saver(url) as saver:
+            yield saver
+
+    report = asyncio.run(validate(ours))
+    failures = {
+        name: [str(f) for f in result.failures]
+        for name, result in report.results.items()
+        if result.passed is False
+    }
+    assert failures == {}
+    base = ("put", "put_writes", "get_tuple", "list", "delete_thread")
+    assert all(report.results[name].passed for name in base)
+    assert report.results["copy_thread"].passed and report.results["delete_for_runs"].passed
+
+
+def test_a_long_conversation_is_stored_once_per_message_on_postgres() -> None:
+    """Each turn adds its messages to `hitl_messages` once; the checkpoints' blobs of the
+    conversation stay a small reference however long it grows."""
+    with fresh_database() as url:
+        with open_test_service(url, ToolLog()) as service:
+            thread_id = service.run("count my emails of the last 3 days", actor="a").thread_id
+            for turn in range(15):
+                service.run(f"and again, turn {turn}", thread_id, actor="a")
+            messages = service.show(thread_id).messages
+        with psycopg.connect(url) as conn:
+            stored = conn.execute(
+                "SELECT COUNT(*) FROM hitl_messages WHERE thread_id = %s", (thread_id,)
+            ).fetchone()
+            biggest = conn.execute(
+                "SELECT MAX(length(blob)) FROM checkpoint_blobs WHERE thread_id = %s "
+                "AND channel = 'messages'",
+                (thread_id,),
+            ).fetchone()
+    assert stored is not None and biggest is not None
+    assert stored[0] == len(messages) > 30
+    assert biggest[0] < 200  # a reference, not the list (which is several kB by now)
