@@ -13,7 +13,7 @@ from typing import NoReturn, cast
 
 import click
 
-from checkpoints.db import display
+from checkpoints.db import display, is_postgres
 from checkpoints.ledger import InboxQuery, SortKey
 from checkpoints.records import iso
 from checkpoints.retention import PruneReport, PruneUnsupported
@@ -685,6 +685,8 @@ def serve(
     settings: Settings = click.get_current_context().obj
     if prune_older_than is not None and not prune_interval:
         raise click.UsageError("--prune-older-than needs --prune-interval: how often to prune")
+    if prune_interval and is_postgres(settings.db):
+        raise click.UsageError("--prune-interval works on a SQLite file, not on PostgreSQL yet")
     older_than = (
         None if prune_older_than is None else _duration(prune_older_than, "--prune-older-than")
     )

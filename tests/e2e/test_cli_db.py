@@ -100,3 +100,13 @@ def test_an_unreachable_postgresql_says_what_to_check_and_creates_nothing(
     assert "PostgreSQL server is running" in message
     assert "secret" not in message  # the password is masked
     assert not workspace.db.exists()
+
+
+@pytest.mark.postgres
+def test_prune_on_postgres_is_refused_and_says_so(workspace: Workspace) -> None:
+    with fresh_database() as url:
+        on_pg = {"HITL_DB": url}
+        refused = workspace.json("prune", exit_code=10, extra_env=on_pg)
+        assert "not supported yet" in refused["error"]["message"]
+        serve = workspace.run("serve", "--prune-interval", "60", extra_env=on_pg)
+    assert serve.returncode == 2 and "not on PostgreSQL yet" in serve.stderr
