@@ -10,6 +10,11 @@ entirely — never their ledger rows or audit trail, so every chain still verifi
 Threads are judged in batches over a read snapshot, then each batch is deleted in one write
 transaction that judges every thread again (cheap SQL, no deserializing) and skips any that
 changed meanwhile: a new run that started after the judgement keeps its thread whole.
+
+Both backends run the same code: on PostgreSQL the checkpoint rows are LangGraph's (a JSON
+checkpoint, its channel values in `checkpoint_blobs`, writes in `checkpoint_writes`), and a
+trim also deletes the blobs no kept checkpoint refers to. There, freed space is PostgreSQL's
+to reuse (autovacuum); the sizes reported are the tables' own.
 """
 
 import hashlib
@@ -26,7 +31,7 @@ from typing import Any, Literal
 
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from checkpoints.db import is_postgres
+from checkpoints.db import Cursor, PgCursor, is_postgres, table_exists
 from checkpoints.leases import lease_holder
 from checkpoints.message_log import delete_unreachable, reachable_nodes, tails_of
 from checkpoints.serde import make_strict_serializer
@@ -36,10 +41,9 @@ from checkpoints.sqlite import (
     DatabaseBusy,
     DatabaseError,
     _scheduled_nodes,
-    connect,
     is_busy,
 )
-from checkpoints.store import Store
+from checkpoints.store import Store, store_connection
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
@@ -101,10 +105,12 @@ class PruneReport:
     threads_deleted: int = 0
     checkpoints_deleted: int = 0
     writes_deleted: int = 0
+    blobs_deleted: int = 0
+    """Channel values no kept checkpoint refers to (PostgreSQL keeps them apart)."""
     messages_deleted: int = 0
     runs_deleted: int = 0
     bytes_before: int = 0
-    """The database file and its WAL, before."""
+    """The database file and its WAL (PostgreSQL: the tables and their indexes), before."""
     bytes_after: int = 0
     seconds: float = 0.0
 
@@ -123,6 +129,7 @@ class PruneReport:
             "threads_deleted": self.threads_deleted,
             "checkpoints_deleted": self.checkpoints_deleted,
             "writes_deleted": self.writes_deleted,
+            "blobs_deleted": self.blobs_deleted,
             "messages_deleted": self.messages_deleted,
             "runs_deleted": self.runs_deleted,
             "bytes_before": self.bytes_before,
@@ -153,6 +160,7 @@ class Tally:
     deleted: int = 0
     checkpoints: int = 0
     writes: int = 0
+    blobs: int = 0
     messages: int = 0
     kept: Counter[str] = field(default_factory=Counter)
 
@@ -161,6 +169,7 @@ class Tally:
         self.deleted += other.deleted
         self.checkpoints += other.checkpoints
         self.writes += other.writes
+        self.blobs += other.blobs
         self.messages += other.messages
         self.kept.update(other.kept)
 
@@ -188,17 +197,12 @@ def prune(
     """
     if batch < 1:
         raise ValueError("batch must be at least 1")
-    if is_postgres(path):
-        raise PruneUnsupported(
-            "hitl prune works on a SQLite file; on PostgreSQL it is not supported yet. "
-            "Old threads stay until deleted (LangGraph's saver.prune / delete_thread)."
-        )
-    if not Path(path).exists():
+    if not is_postgres(path) and not Path(path).exists():
         raise DatabaseError(path, FileNotFoundError("no such database file; nothing was pruned"))
     started = time.monotonic()
-    before = file_bytes(path)
-    pruner = Pruner(connect(path), path=str(path), lock_wait=lock_wait)
+    pruner = Pruner(store_connection(path), path=str(path), lock_wait=lock_wait)
     try:
+        before = pruner.size()
         tally = Tally()
         loads = (serde or make_strict_serializer()).loads_typed
         thread_ids = pruner.thread_ids()
@@ -215,6 +219,7 @@ def prune(
                 "`hitl prune` from the command line rewrites it (a service never does)",
                 path,
             )
+        after = pruner.size()
     finally:
         pruner.close()
     return PruneReport(
@@ -226,10 +231,11 @@ def prune(
         threads_deleted=tally.deleted,
         checkpoints_deleted=tally.checkpoints,
         writes_deleted=tally.writes,
+        blobs_deleted=tally.blobs,
         messages_deleted=tally.messages,
         runs_deleted=runs,
         bytes_before=before,
-        bytes_after=file_bytes(path),
+        bytes_after=after,
         seconds=time.monotonic() - started,
     )
 
@@ -239,16 +245,13 @@ def file_bytes(path: Path | str) -> int:
     return sum(p.stat().st_size for p in (Path(path), Path(f"{path}-wal")) if p.is_file())
 
 
-class PruneUnsupported(ValueError):
-    """The database is not one `prune` can work on (PostgreSQL)."""
-
-
 class Pruner(Store):
     """The judgement and the deletions, on a connection of their own."""
 
     def thread_ids(self) -> list[str]:
         """Every thread with a root checkpoint, in a stable order."""
-        if not self._tables() >= {"checkpoints", "writes"}:
+        writes = "checkpoint_writes" if self.on_postgres else "writes"
+        if not self._tables() >= {"checkpoints", writes}:
             return []
         return self._read(
             lambda cur: [
@@ -271,7 +274,7 @@ class Pruner(Store):
         """Which of these threads to trim or delete, and why the others are left alone."""
         tables = self._tables()
 
-        def work(cur: sqlite3.Cursor) -> tuple[list[Judged], Counter[str]]:
+        def work(cur: Cursor) -> tuple[list[Judged], Counter[str]]:
             blocked = _blocked(cur, thread_ids, tables)
             judged: list[Judged] = []
             kept: Counter[str] = Counter()
@@ -292,7 +295,7 @@ class Pruner(Store):
         is no longer as judged; a dry run counts instead, in a read transaction."""
         tables = self._tables()
 
-        def work(cur: sqlite3.Cursor) -> Tally:
+        def work(cur: Cursor) -> Tally:
             tally = Tally()
             blocked = _blocked(cur, [j.thread_id for j in judged], tables)
             for j in judged:
@@ -329,12 +332,30 @@ class Pruner(Store):
             if deleted < RUNS_PER_DELETE:
                 return total
 
+    def size(self) -> int:
+        """Bytes the database takes: the file and its WAL; on PostgreSQL, this schema's
+        tables with their indexes and TOAST."""
+        if not self.on_postgres:
+            return file_bytes(self._path)
+        return int(
+            self._read(
+                lambda cur: cur.execute(
+                    "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+                ).fetchone()[0]
+            )
+        )
+
     def reclaim(self, *, full_vacuum: bool = True) -> bool:
         """Give free pages back to the file system, then truncate the write-ahead log.
 
         A file made before incremental vacuum needs one `VACUUM`, which rewrites it under the
         write lock: only with `full_vacuum` (the CLI); a service skips it and says so (False).
+        On PostgreSQL, autovacuum makes the space reusable; nothing to do here.
         """
+        if self.on_postgres:
+            return True
         mode = self._read(lambda cur: cur.execute("PRAGMA auto_vacuum").fetchone()[0])
         if mode == _AUTO_VACUUM_INCREMENTAL:
             self._outside_transaction("PRAGMA incremental_vacuum")
@@ -365,14 +386,15 @@ class Pruner(Store):
             delay = min(delay * 2, 0.5)
 
     def _tables(self) -> set[str]:
-        return self._read(
-            lambda cur: {
-                r[0] for r in cur.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            }
+        query = (
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+            if self.on_postgres
+            else "SELECT name FROM sqlite_master WHERE type = 'table'"
         )
+        return self._read(lambda cur: {r[0] for r in cur.execute(query)})
 
 
-def _blocked(cur: sqlite3.Cursor, thread_ids: Sequence[str], tables: set[str]) -> dict[str, str]:
+def _blocked(cur: Cursor, thread_ids: Sequence[str], tables: set[str]) -> dict[str, str]:
     """The threads the ledger, the run queue or a lease says to leave alone, with why."""
     reasons: dict[str, set[str]] = {}
     if not thread_ids:
@@ -395,7 +417,7 @@ def _blocked(cur: sqlite3.Cursor, thread_ids: Sequence[str], tables: set[str]) -
 
 
 def _judge_one(
-    cur: sqlite3.Cursor,
+    cur: Cursor,
     thread_id: str,
     loads: Callable[[tuple[str, bytes]], Any],
     *,
@@ -406,13 +428,9 @@ def _judge_one(
     newest = _newest(cur, thread_id)
     if "" not in newest:
         return "changed"  # deleted since it was listed
-    root = cur.execute(
-        "SELECT type, checkpoint, metadata FROM checkpoints WHERE thread_id = ? "
-        "AND checkpoint_ns = '' AND checkpoint_id = ?",
-        (thread_id, newest[""]),
-    ).fetchone()
+    root = _root_row(cur, thread_id, "", newest[""])
     try:
-        checkpoint = loads((root[0], root[1]))
+        checkpoint = _load(cur, thread_id, "", root, loads)
         scheduled = _scheduled_nodes(checkpoint)
     except Exception:  # a forged or foreign row: not ours to judge
         return "unreadable"
@@ -426,7 +444,7 @@ def _judge_one(
         if finished_at is None or now - finished_at <= older_than:
             return "recent"
         return Judged(thread_id, "delete", newest, digest)
-    if _needs_delta_history(root[2]):
+    if root is None or _needs_delta_history(root[-1]):
         return "delta_history"
     tails = {"": tails_of(checkpoint["channel_values"])}
     for ns, checkpoint_id in newest.items():
@@ -440,29 +458,30 @@ def _judge_one(
     return Judged(thread_id, "trim", newest, digest, tails)
 
 
-def _unchanged(cur: sqlite3.Cursor, judged: Judged) -> bool:
+def _unchanged(cur: Cursor, judged: Judged) -> bool:
     """Whether the thread is still as judged: same newest checkpoints, no interrupt."""
     if _newest(cur, judged.thread_id) != judged.newest:
         return False
-    root = cur.execute(
-        "SELECT type, checkpoint, metadata FROM checkpoints WHERE thread_id = ? "
-        "AND checkpoint_ns = '' AND checkpoint_id = ?",
-        (judged.thread_id, judged.newest[""]),
-    ).fetchone()
+    root = _root_row(cur, judged.thread_id, "", judged.newest[""])
     return _digest(root) == judged.digest and not _interrupted(
         cur, judged.thread_id, judged.newest[""]
     )
 
 
 def _trim_thread(
-    cur: sqlite3.Cursor, judged: Judged, tables: set[str], tally: Tally, dry_run: bool
+    cur: Cursor, judged: Judged, tables: set[str], tally: Tally, dry_run: bool
 ) -> None:
     """Keep the newest checkpoint of each namespace, its writes and the messages it reaches."""
-    checkpoints = writes = messages = 0
+    checkpoints = writes = blobs = messages = 0
     for ns, keep in judged.newest.items():
         older = ("thread_id = ? AND checkpoint_ns = ? AND checkpoint_id <> ?", judged.thread_id, ns)
-        writes += _remove(cur, "writes", *older, keep, dry_run=dry_run)
+        writes += _remove(cur, _writes_table(cur), *older, keep, dry_run=dry_run)
         checkpoints += _remove(cur, "checkpoints", *older, keep, dry_run=dry_run)
+        if isinstance(cur, PgCursor):
+            blobs += _remove(
+                cur, "checkpoint_blobs", _UNREFERENCED_BLOB, judged.thread_id, ns, keep,
+                dry_run=dry_run,
+            )  # fmt: skip
         if "hitl_messages" in tables:
             tails = judged.tails.get(ns, [])
             if dry_run:
@@ -473,26 +492,29 @@ def _trim_thread(
                 messages += delete_unreachable(cur, judged.thread_id, ns, tails)
     tally.checkpoints += checkpoints
     tally.writes += writes
+    tally.blobs += blobs
     tally.messages += messages
-    if checkpoints or writes or messages:
+    if checkpoints or writes or blobs or messages:
         tally.trimmed += 1
     else:
         tally.kept["already_pruned"] += 1
 
 
 def _delete_thread(
-    cur: sqlite3.Cursor, thread_id: str, tables: set[str], tally: Tally, dry_run: bool
+    cur: Cursor, thread_id: str, tables: set[str], tally: Tally, dry_run: bool
 ) -> None:
     """Delete the thread's checkpoints, writes and messages (its ledger rows and audit
     trail stay: they are the record of what was decided)."""
-    tally.writes += _remove(cur, "writes", "thread_id = ?", thread_id, dry_run=dry_run)
+    tally.writes += _remove(cur, _writes_table(cur), "thread_id = ?", thread_id, dry_run=dry_run)
     tally.checkpoints += _remove(cur, "checkpoints", "thread_id = ?", thread_id, dry_run=dry_run)
+    if isinstance(cur, PgCursor):
+        tally.blobs += _remove(cur, "checkpoint_blobs", "thread_id = ?", thread_id, dry_run=dry_run)
     if "hitl_messages" in tables:
         tally.messages += _remove(cur, "hitl_messages", "thread_id = ?", thread_id, dry_run=dry_run)
     tally.deleted += 1
 
 
-def _remove(cur: sqlite3.Cursor, table: str, where: str, *params: object, dry_run: bool) -> int:
+def _remove(cur: Cursor, table: str, where: str, *params: object, dry_run: bool) -> int:
     """Delete the rows of `table` that match; how many (a dry run only counts them)."""
     if dry_run:
         return _count(cur, table, where, *params)
@@ -500,11 +522,11 @@ def _remove(cur: sqlite3.Cursor, table: str, where: str, *params: object, dry_ru
     return deleted
 
 
-def _count(cur: sqlite3.Cursor, table: str, where: str, *params: object) -> int:
+def _count(cur: Cursor, table: str, where: str, *params: object) -> int:
     return int(cur.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}", params).fetchone()[0])
 
 
-def _newest(cur: sqlite3.Cursor, thread_id: str) -> dict[str, str]:
+def _newest(cur: Cursor, thread_id: str) -> dict[str, str]:
     return {
         ns: checkpoint_id
         for ns, checkpoint_id in cur.execute(
@@ -515,10 +537,10 @@ def _newest(cur: sqlite3.Cursor, thread_id: str) -> dict[str, str]:
     }
 
 
-def _interrupted(cur: sqlite3.Cursor, thread_id: str, checkpoint_id: str) -> bool:
+def _interrupted(cur: Cursor, thread_id: str, checkpoint_id: str) -> bool:
     return (
         cur.execute(
-            "SELECT 1 FROM writes WHERE thread_id = ? AND checkpoint_ns = '' "
+            f"SELECT 1 FROM {_writes_table(cur)} WHERE thread_id = ? AND checkpoint_ns = '' "
             "AND checkpoint_id = ? AND channel = ? LIMIT 1",
             (thread_id, checkpoint_id, INTERRUPT),
         ).fetchone()
@@ -529,30 +551,81 @@ def _interrupted(cur: sqlite3.Cursor, thread_id: str, checkpoint_id: str) -> boo
 def _digest(row: tuple[Any, ...] | None) -> str:
     if row is None:
         return ""
-    type_, blob, metadata = row
-    h = hashlib.sha256(str(type_).encode())
-    for part in (blob, metadata):
+    h = hashlib.sha256()
+    for part in row:
         h.update(b"\0" + (part if isinstance(part, bytes) else str(part).encode()))
     return h.hexdigest()
 
 
+def _writes_table(cur: Cursor) -> str:
+    return "checkpoint_writes" if isinstance(cur, PgCursor) else "writes"
+
+
+_UNREFERENCED_BLOB = (
+    "thread_id = ? AND checkpoint_ns = ? AND NOT EXISTS (SELECT 1 FROM checkpoints c WHERE "
+    "c.thread_id = checkpoint_blobs.thread_id "
+    "AND c.checkpoint_ns = checkpoint_blobs.checkpoint_ns AND c.checkpoint_id = ? "
+    "AND c.checkpoint -> 'channel_versions' ->> checkpoint_blobs.channel "
+    "= checkpoint_blobs.version)"
+)
+"""A blob of a namespace that the kept checkpoint (the last parameter) does not refer to."""
+
+
+def _root_row(cur: Cursor, thread_id: str, ns: str, checkpoint_id: str) -> tuple[Any, ...] | None:
+    """A checkpoint's row as stored, ending with its metadata: SQLite's (type, serialized
+    checkpoint, metadata), PostgreSQL's (checkpoint JSON, metadata JSON) as text."""
+    columns = (
+        "checkpoint::text, metadata::text"
+        if isinstance(cur, PgCursor)
+        else "type, checkpoint, metadata"
+    )
+    row = cur.execute(
+        f"SELECT {columns} FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
+        "AND checkpoint_id = ?",
+        (thread_id, ns, checkpoint_id),
+    ).fetchone()
+    return None if row is None else tuple(row)
+
+
+def _load(
+    cur: Cursor,
+    thread_id: str,
+    ns: str,
+    row: tuple[Any, ...] | None,
+    loads: Callable[[tuple[str, bytes]], Any],
+) -> Any:
+    """The checkpoint of a `_root_row`, its channel values included (on PostgreSQL: read from
+    `checkpoint_blobs` at the versions it names, as LangGraph's saver reads them)."""
+    if row is None:
+        raise LookupError("the checkpoint is gone")
+    if not isinstance(cur, PgCursor):
+        return loads((row[0], row[1]))
+    checkpoint = json.loads(row[0])
+    values = dict(checkpoint.get("channel_values") or {})
+    for channel, version in (checkpoint.get("channel_versions") or {}).items():
+        found = cur.execute(
+            "SELECT type, blob FROM checkpoint_blobs WHERE thread_id = ? AND checkpoint_ns = ? "
+            "AND channel = ? AND version = ?",
+            (thread_id, ns, channel, str(version)),
+        ).fetchone()
+        if found is not None and found[0] != "empty":
+            values[channel] = loads((found[0], bytes(found[1])))
+    return {**checkpoint, "channel_values": values}
+
+
 def _tails_of_row(
-    cur: sqlite3.Cursor,
+    cur: Cursor,
     thread_id: str,
     ns: str,
     checkpoint_id: str,
     loads: Callable[[tuple[str, bytes]], Any],
 ) -> list[str]:
-    type_, blob = cur.execute(
-        "SELECT type, checkpoint FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
-        "AND checkpoint_id = ?",
-        (thread_id, ns, checkpoint_id),
-    ).fetchone()
-    return tails_of(loads((type_, blob))["channel_values"])
+    root = _root_row(cur, thread_id, ns, checkpoint_id)
+    return tails_of(_load(cur, thread_id, ns, root, loads)["channel_values"])
 
 
 def _has_garbage(
-    cur: sqlite3.Cursor, thread_id: str, newest: dict[str, str], tails: dict[str, list[str]]
+    cur: Cursor, thread_id: str, newest: dict[str, str], tails: dict[str, list[str]]
 ) -> bool:
     """Whether trimming would delete anything: an older checkpoint, a write of one, or a
     stored message no kept checkpoint reaches (counted cheaply; in doubt, yes)."""
@@ -561,12 +634,13 @@ def _has_garbage(
     ).fetchone()[0]
     if checkpoints > len(newest):
         return True
+    table = _writes_table(cur)
     writes = cur.execute(
-        "SELECT COUNT(*) FROM writes WHERE thread_id = ?", (thread_id,)
+        f"SELECT COUNT(*) FROM {table} WHERE thread_id = ?", (thread_id,)
     ).fetchone()[0]
     kept_writes = sum(
         cur.execute(
-            "SELECT COUNT(*) FROM writes WHERE thread_id = ? AND checkpoint_ns = ? "
+            f"SELECT COUNT(*) FROM {table} WHERE thread_id = ? AND checkpoint_ns = ? "
             "AND checkpoint_id = ?",
             (thread_id, ns, checkpoint_id),
         ).fetchone()[0]
@@ -574,16 +648,15 @@ def _has_garbage(
     )
     if writes > kept_writes:
         return True
-    try:
-        stored = dict(
-            cur.execute(
-                "SELECT checkpoint_ns, COUNT(*) FROM hitl_messages WHERE thread_id = ? "
-                "GROUP BY checkpoint_ns",
-                (thread_id,),
-            ).fetchall()
-        )
-    except sqlite3.OperationalError:  # no message log in this database
+    if not table_exists(cur, "hitl_messages"):  # no message log in this database
         return False
+    stored = dict(
+        cur.execute(
+            "SELECT checkpoint_ns, COUNT(*) FROM hitl_messages WHERE thread_id = ? "
+            "GROUP BY checkpoint_ns",
+            (thread_id,),
+        ).fetchall()
+    )
     for ns in newest:
         count, ns_tails = stored.get(ns, 0), tails.get(ns, [])
         if count and (
@@ -593,7 +666,7 @@ def _has_garbage(
     return False
 
 
-def _branch_length(cur: sqlite3.Cursor, thread_id: str, ns: str, tail: str) -> int:
+def _branch_length(cur: Cursor, thread_id: str, ns: str, tail: str) -> int:
     """How many stored messages the branch ending at `tail` holds (its depth + 1)."""
     row = cur.execute(
         "SELECT depth FROM hitl_messages WHERE thread_id = ? AND checkpoint_ns = ? AND node_id = ?",

@@ -13,10 +13,10 @@ from typing import NoReturn, cast
 
 import click
 
-from checkpoints.db import display, is_postgres
+from checkpoints.db import display
 from checkpoints.ledger import InboxQuery, SortKey
 from checkpoints.records import iso
-from checkpoints.retention import PruneReport, PruneUnsupported
+from checkpoints.retention import PruneReport
 from checkpoints.retention import prune as prune_database
 from checkpoints.serde import UntrustedCheckpointError
 from checkpoints.sqlite import DatabaseBusy, DatabaseError
@@ -610,8 +610,6 @@ def prune(older_than: str | None, dry_run: bool, no_vacuum: bool, as_json: bool)
         _fail(errors.Busy(str(e)), as_json)
     except DatabaseError as e:
         _fail(e, as_json)
-    except PruneUnsupported as e:
-        _fail(errors.InvalidSettings(str(e)), as_json)
     emit(as_json, report.to_json(), lambda: click.echo(_prune_summary(report)))
 
 
@@ -685,8 +683,6 @@ def serve(
     settings: Settings = click.get_current_context().obj
     if prune_older_than is not None and not prune_interval:
         raise click.UsageError("--prune-older-than needs --prune-interval: how often to prune")
-    if prune_interval and is_postgres(settings.db):
-        raise click.UsageError("--prune-interval works on a SQLite file, not on PostgreSQL yet")
     older_than = (
         None if prune_older_than is None else _duration(prune_older_than, "--prune-older-than")
     )

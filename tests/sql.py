@@ -31,3 +31,18 @@ def hold_write_lock(db: DatabaseName, seconds: float) -> None:
     other = sqlite3.connect(Path(db), check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")
     threading.Timer(seconds, lambda: (other.rollback(), other.close())).start()
+
+
+def tables(db: DatabaseName) -> set[str]:
+    """The tables of the database (PostgreSQL: of its schema)."""
+    query = (
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        if is_postgres(db)
+        else "SELECT name FROM sqlite_master WHERE type = 'table'"
+    )
+    return {str(r[0]) for r in execute(db, query)}
+
+
+def checkpoint_table(db: DatabaseName, name: str) -> str:
+    """LangGraph's table of that job on this backend (`writes` is `checkpoint_writes` there)."""
+    return {"writes": "checkpoint_writes"}.get(name, name) if is_postgres(db) else name

@@ -11,7 +11,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from checkpoints.retention import PruneUnsupported
 from checkpoints.serde import UntrustedCheckpointError
 from checkpoints.sqlite import DatabaseBusy, DatabaseError
 from checkpoints.tokens import TokenError, TokenExists, TokenNotFound
@@ -35,7 +34,6 @@ STATUS: dict[type[Exception], int] = {
     errors.InvalidSettings: 500,
     DatabaseError: 500,
     DatabaseBusy: 503,
-    PruneUnsupported: 501,
     UntrustedCheckpointError: 500,
     TokenError: 422,
     TokenExists: 409,

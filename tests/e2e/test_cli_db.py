@@ -103,10 +103,17 @@ def test_an_unreachable_postgresql_says_what_to_check_and_creates_nothing(
 
 
 @pytest.mark.postgres
-def test_prune_on_postgres_is_refused_and_says_so(workspace: Workspace) -> None:
+def test_prune_on_postgres_trims_the_finished_thread_and_the_waiting_one_resumes(
+    workspace: Workspace,
+) -> None:
     with fresh_database() as url:
         on_pg = {"HITL_DB": url}
-        refused = workspace.json("prune", exit_code=10, extra_env=on_pg)
-        assert "not supported yet" in refused["error"]["message"]
-        serve = workspace.run("serve", "--prune-interval", "60", extra_env=on_pg)
-    assert serve.returncode == 2 and "not on PostgreSQL yet" in serve.stderr
+        done = workspace.json("run", COUNT, extra_env=on_pg)["thread_id"]
+        waiting = workspace.json("run", SALLY, extra_env=on_pg)
+        report = workspace.json("prune", extra_env=on_pg)
+        assert (report["threads_trimmed"], report["kept"]) == (1, {"pending": 1})
+        assert report["checkpoints_deleted"] > 0 and report["blobs_deleted"] > 0
+        assert len(workspace.json("history", done, extra_env=on_pg)["history"]) == 1
+        approved = workspace.json("approve", waiting["thread_id"], extra_env=on_pg)
+    assert approved["status"] == "done"
+    assert workspace.sent_ids() == [waiting["pending"][0]["tool_call_id"]]

@@ -515,7 +515,6 @@ def test_an_admin_reconciles_a_call_whose_runner_died_and_the_thread_finishes(ap
     )
 
 
-@pytest.mark.sqlite_only  # hitl prune works on SQLite files only
 def test_an_admin_prunes_finished_threads_and_a_bad_request_changes_nothing(api: Api) -> None:
     done = api.start(COUNT)["thread_id"]
     waiting = api.start(SALLY)["thread_id"]

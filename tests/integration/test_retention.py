@@ -1,4 +1,4 @@
-"""`prune` on a file database: what it keeps, what it never touches, and the space it frees."""
+"""`prune` on either backend: what it keeps, what it never touches, and the space it frees."""
 
 import sqlite3
 import time
@@ -10,19 +10,19 @@ import pytest
 from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
 
+from checkpoints.db import DatabaseName, is_postgres
 from checkpoints.leases import mark_done, mark_live, new_token
 from checkpoints.ledger import open_ledger
 from checkpoints.retention import Pruner, file_bytes, prune
 from checkpoints.runs import open_run_queue
 from checkpoints.serde import make_strict_serializer
-from checkpoints.sqlite import connect
+from checkpoints.store import store_connection
 from hitl.errors import ThreadNotFound
 from hitl.service import ApprovalService
+from tests.e2e.cli_helpers import database_fingerprint
 from tests.fakes import ToolLog
 from tests.integration.conftest import ONE_EMAIL, TWO_EMAILS, open_test_service
-
-pytestmark = pytest.mark.sqlite_only  # reads and writes the SQLite file itself
-
+from tests.sql import checkpoint_table, execute, tables
 
 COUNT = "count my emails of the last 3 days"
 """Runs to the end without asking anyone (count_emails needs no review)."""
@@ -31,6 +31,8 @@ LATER = 3600.0
 THREAD_TABLES = (
     "checkpoints",
     "writes",
+    "checkpoint_writes",
+    "checkpoint_blobs",
     "hitl_messages",
     "hitl_approvals",
     "hitl_audit",
@@ -43,27 +45,22 @@ class Died(BaseException):
     """The process running a tool dies: nothing after the tool's start is recorded."""
 
 
-def thread_rows(db: Path, thread_id: str) -> dict[str, list[tuple[Any, ...]]]:
+def thread_rows(db: DatabaseName, thread_id: str) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of the thread, in every table that has one (absent tables skipped)."""
-    with closing(sqlite3.connect(db)) as conn:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-        return {
-            table: sorted(
-                conn.execute(f"SELECT * FROM {table} WHERE thread_id = ?", (thread_id,)),
-                key=repr,
-            )
-            for table in THREAD_TABLES
-            if table in tables
-        }
-
-
-def count(db: Path, table: str, thread_id: str) -> int:
-    with closing(sqlite3.connect(db)) as conn:
-        return int(
-            conn.execute(
-                f"SELECT COUNT(*) FROM {table} WHERE thread_id = ?", (thread_id,)
-            ).fetchone()[0]
+    present = tables(db)
+    return {
+        table: sorted(
+            execute(db, f"SELECT * FROM {table} WHERE thread_id = ?", (thread_id,)), key=repr
         )
+        for table in THREAD_TABLES
+        if table in present
+    }
+
+
+def count(db: DatabaseName, table: str, thread_id: str) -> int:
+    """Rows of the thread in `table` (`writes`: LangGraph's writes table on either backend)."""
+    table = checkpoint_table(db, table)
+    return int(execute(db, f"SELECT COUNT(*) FROM {table} WHERE thread_id = ?", (thread_id,))[0][0])
 
 
 def config(thread_id: str) -> RunnableConfig:
@@ -271,7 +268,7 @@ def test_a_thread_that_moved_on_after_the_judgement_is_skipped(
 ) -> None:
     with open_test_service(db, log) as service:
         thread_id = service.run(COUNT, actor="alice").thread_id
-        pruner = Pruner(connect(db), path=str(db))
+        pruner = Pruner(store_connection(db), path=str(db))
         loads = make_strict_serializer().loads_typed
         judged, kept = pruner.judge(
             [thread_id], loads, older_than=older_than, now=time.time() + LATER
@@ -298,6 +295,7 @@ def test_a_finished_thread_someone_is_about_to_run_is_not_deleted(db: Path, log:
     assert count(db, "checkpoints", leased) > 1 and count(db, "checkpoints", queued) > 1
 
 
+@pytest.mark.sqlite_only  # the file and its pages; PostgreSQL reuses space through autovacuum
 def test_the_file_shrinks_after_pruning_many_finished_threads(db: Path, log: ToolLog) -> None:
     def grow(prefix: str) -> None:
         """200 more finished threads, with their whole history."""
@@ -327,16 +325,19 @@ def test_a_dry_run_deletes_nothing_and_counts_what_pruning_deletes(db: Path, log
         finished_thread(service)
         service.run(COUNT, actor="carol")
         service.run(ONE_EMAIL, actor="alice")
-    with closing(sqlite3.connect(db)) as conn:
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        before = {t: sorted(conn.execute(f"SELECT * FROM {t}"), key=repr) for t in tables}
+    before = database_fingerprint(db)
 
     dry = prune(db, dry_run=True)
 
-    with closing(sqlite3.connect(db)) as conn:
-        assert {t: sorted(conn.execute(f"SELECT * FROM {t}"), key=repr) for t in tables} == before
+    assert database_fingerprint(db) == before
     real = prune(db)
-    counted = ("threads_trimmed", "checkpoints_deleted", "writes_deleted", "messages_deleted")
+    counted = (
+        "threads_trimmed",
+        "checkpoints_deleted",
+        "writes_deleted",
+        "blobs_deleted",
+        "messages_deleted",
+    )
     assert [getattr(dry, c) for c in counted] == [getattr(real, c) for c in counted]
     assert dry.threads_trimmed == 2 and dry.kept == real.kept == {"pending": 1}
 
@@ -348,14 +349,32 @@ def test_a_thread_whose_newest_checkpoint_cannot_be_judged_safely_is_left_whole(
         source = service.run(COUNT, actor="alice").thread_id
         for copy in ("forged", "delta"):
             service._saver.copy_thread(source, copy)
-    with closing(sqlite3.connect(db)) as conn, conn:
-        newest = "SELECT MAX(checkpoint_id) FROM checkpoints WHERE thread_id = ?"
-        conn.execute(  # a row that names a type the strict serializer refuses to build
+    newest = "SELECT MAX(checkpoint_id) FROM checkpoints WHERE thread_id = ?"
+    if is_postgres(db):
+        execute(  # a stored value that names a type the strict serializer refuses to build
+            db,
+            "UPDATE checkpoint_blobs SET type = 'pickle' WHERE thread_id = 'forged' AND "
+            "channel = 'messages' AND version = (SELECT checkpoint -> 'channel_versions' ->> "
+            f"'messages' FROM checkpoints WHERE thread_id = 'forged' AND checkpoint_id = "
+            f"({newest}))",
+            ("forged",),
+        )
+        execute(  # LangGraph's DeltaChannel: rebuilt from the older checkpoints' writes
+            db,
+            "UPDATE checkpoints SET metadata = jsonb_set(metadata, "
+            "'{counters_since_delta_snapshot}', '{\"messages\": [3, 3]}') "
+            f"WHERE thread_id = 'delta' AND checkpoint_id = ({newest})",
+            ("delta",),
+        )
+    else:
+        execute(  # a row that names a type the strict serializer refuses to build
+            db,
             f"UPDATE checkpoints SET type = 'pickle' WHERE thread_id = 'forged' "
             f"AND checkpoint_id = ({newest})",
             ("forged",),
         )
-        conn.execute(  # LangGraph's DeltaChannel: rebuilt from the older checkpoints' writes
+        execute(  # LangGraph's DeltaChannel: rebuilt from the older checkpoints' writes
+            db,
             "UPDATE checkpoints SET metadata = json_set(CAST(metadata AS TEXT), "
             "'$.counters_since_delta_snapshot', json('{\"messages\": [3, 3]}')) "
             f"WHERE thread_id = 'delta' AND checkpoint_id = ({newest})",
