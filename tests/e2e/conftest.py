@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 from langgraph_sdk.client import get_sync_client
 
+from checkpoints.db import DatabaseName
 from tests.e2e.cli_helpers import Workspace
+from tests.postgres import fresh_database
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LANGGRAPH = Path(sys.executable).parent / "langgraph"
@@ -36,7 +38,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def server_env(db: Path, outbox: Path) -> dict[str, str]:
+def server_env(db: DatabaseName, outbox: Path) -> dict[str, str]:
     """The test process's environment plus what an offline, isolated `langgraph dev` needs."""
     env = dict(os.environ)
     for name in ("HITL_TOOLS", "HITL_POLICY"):  # the demo tools and policy, whatever the shell says
@@ -66,7 +68,7 @@ class StudioServer:
     url: str
     process: subprocess.Popen[bytes]
     log_path: Path
-    db_path: Path
+    db_path: DatabaseName
     outbox_path: Path
 
     def reloads(self) -> list[str]:
@@ -136,7 +138,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def run_studio_server(tmp_path: Path, db: Path) -> Iterator[StudioServer]:
+def run_studio_server(tmp_path: Path, db: DatabaseName) -> Iterator[StudioServer]:
     """Start `langgraph dev` from the repo root with `HITL_DB=db`; stop it and its children after.
 
     The server's output goes to `tmp_path/langgraph-dev.log`; its tail is printed on the way
@@ -169,10 +171,15 @@ def run_studio_server(tmp_path: Path, db: Path) -> Iterator[StudioServer]:
             print(f"--- tail of {log_path} ---\n{read_log(log_path)[-LOG_TAIL_CHARS:]}")
 
 
-@pytest.fixture
-def studio(tmp_path: Path) -> Iterator[StudioServer]:
-    """`langgraph dev` on the repo's `langgraph.json`, with its database outside the repo."""
-    with run_studio_server(tmp_path, tmp_path / "hitl.sqlite") as server:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def studio(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StudioServer]:
+    """`langgraph dev` on the repo's `langgraph.json`, with its database outside the repo: a
+    SQLite file, then a PostgreSQL schema (`HITL_DB`)."""
+    if request.param == "sqlite":
+        with run_studio_server(tmp_path, tmp_path / "hitl.sqlite") as server:
+            yield server
+        return
+    with fresh_database() as url, run_studio_server(tmp_path, url) as server:
         yield server
 
 

@@ -1,17 +1,17 @@
 """`langgraph dev` serves the approval graph to SDK clients and keeps its state in our database."""
 
 import json
-import sqlite3
 import time
 import uuid
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 from langgraph_sdk.client import SyncLangGraphClient, get_sync_client
 
+from checkpoints.db import DatabaseName
 from tests.e2e.conftest import E2E_METADATA, REPO_ROOT, StudioServer, run_studio_server
+from tests.sql import execute
 
 pytestmark = pytest.mark.slow
 
@@ -76,17 +76,15 @@ def outbox(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def checkpointed_threads(db: Path) -> set[str]:
+def checkpointed_threads(db: DatabaseName) -> set[str]:
     """Thread IDs with checkpoints in `db`, read through a connection of our own."""
-    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-        return {row[0] for row in conn.execute("SELECT DISTINCT thread_id FROM checkpoints")}
+    return {row[0] for row in execute(db, "SELECT DISTINCT thread_id FROM checkpoints")}
 
 
-def ledger_rows(db: Path) -> dict[str, tuple[str, str]]:
+def ledger_rows(db: DatabaseName) -> dict[str, tuple[str, str]]:
     """tool_call_id → (status, decided_by) in the ledger, read through our own connection."""
-    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-        rows = conn.execute("SELECT tool_call_id, status, decided_by FROM hitl_approvals")
-        return {call: (status, by) for call, status, by in rows}
+    rows = execute(db, "SELECT tool_call_id, status, decided_by FROM hitl_approvals")
+    return {call: (status, by) for call, status, by in rows}
 
 
 def assert_no_reload(server: StudioServer, workers_at_start: frozenset[int] | None) -> None:
@@ -130,7 +128,7 @@ def test_studio_run_pauses_for_approval_and_resumes_from_the_sdk(studio: StudioS
     assert "not today" in answer
     assert outbox(studio.outbox_path) == sent, "a rejected email was sent"
 
-    # the platform kept both threads in our SQLite file, not in its own in-memory store
+    # the platform kept both threads in our database, not in its own in-memory store
     assert {approved, rejected} <= checkpointed_threads(studio.db_path)
     # and Studio's answers went through the ledger like the CLI's: recorded, journaled
     rows = ledger_rows(studio.db_path)
