@@ -130,6 +130,40 @@ class PgCursor:
         self._cur.close()
 
 
+AUDIT_CHANNEL = "'hitl_audit:' || current_schema()"
+"""The NOTIFY channel (an SQL expression) that says the audit trail of this schema grew."""
+
+
+class PgListener:
+    """A connection of its own, LISTENing on the audit channel of the URL's schema."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+        from psycopg import sql
+
+        self._conn = psycopg.connect(url, autocommit=True)
+        try:
+            channel = self._conn.execute(f"SELECT {AUDIT_CHANNEL}").fetchone()
+            assert channel is not None
+            self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel[0])))
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def wait(self, timeout: float) -> bool:
+        """Whether a notification came within `timeout` seconds (the ones queued with it are
+        taken too: one wake-up per burst)."""
+        woke = False
+        for _ in self._conn.notifies(timeout=timeout, stop_after=1):
+            woke = True
+        while woke and any(True for _ in self._conn.notifies(timeout=0.01, stop_after=1)):
+            pass
+        return woke
+
+    def close(self) -> None:
+        self._conn.close()
+
+
 POOL_SIZE = 10
 """Connections one process keeps to one PostgreSQL database at most, shared by the saver and
 every store (`HITL_PG_POOL_SIZE` overrides it); a caller waits for a free one."""

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from checkpoints.audit import append_entry, args_diff, chain_approves, read_trail, verify_all
-from checkpoints.db import Cursor, PgConnection, PostgresOnly, table_exists
+from checkpoints.db import Cursor, PgConnection, PgListener, PostgresOnly, table_exists
 from checkpoints.leases import (
     lease_holder,
     mark_done,
@@ -847,6 +847,11 @@ class Ledger(Store):
             }
 
         return self._read(work)
+
+    def audit_listener(self) -> PgListener | None:
+        """On PostgreSQL, a listener woken by every audit entry any process commits; None on
+        SQLite (there, `audit_head` is polled)."""
+        return PgListener(self._conn.url) if isinstance(self._conn, PgConnection) else None
 
     def audit_head(self) -> int:
         """A number that grows with every audit entry: has anything happened since?"""

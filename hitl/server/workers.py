@@ -14,6 +14,7 @@ from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+from checkpoints.db import PgListener
 from checkpoints.leases import mark_done, mark_live, new_token
 from checkpoints.ledger import Ledger, ThreadBusy
 from checkpoints.retention import PruneReport
@@ -240,9 +241,25 @@ class Background:
 
     def _watch_inbox(self) -> None:
         """Tell inbox streams when anything was recorded, by any process (the audit grows
-        with every request, decision, expiry and tool run)."""
+        with every request, decision, expiry and tool run). On PostgreSQL a NOTIFY wakes the
+        watcher at once; the head is still read every `poll_interval`, whatever happens."""
         head = -1
-        while not self._stop.wait(self._poll):
+        listener: PgListener | None = None
+        while not self._stop.is_set():
+            try:
+                if listener is None:
+                    listener = self._ledger.audit_listener()
+                if listener is None:
+                    self._stop.wait(self._poll)
+                else:
+                    listener.wait(self._poll)
+            except Exception:
+                log.warning("inbox notifications stopped; polling until they are back")
+                if listener is not None:
+                    with suppress(Exception):
+                        listener.close()
+                listener = None
+                self._stop.wait(self._poll)
             try:
                 now = self._ledger.audit_head()
             except Exception:
@@ -251,6 +268,8 @@ class Background:
             if now != head:
                 head = now
                 self._bus.publish(INBOX, "changed", {"audit_head": now})
+        if listener is not None:
+            listener.close()
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):
