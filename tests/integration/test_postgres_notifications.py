@@ -9,6 +9,7 @@ import pytest
 from checkpoints.ledger import open_ledger
 from tests.postgres import fresh_database
 
+
 def _ask(url: str) -> None:
     """Another process registers a call (one audit entry, one commit)."""
     with open_ledger(url) as ledger:
