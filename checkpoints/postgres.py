@@ -8,6 +8,7 @@ leaves rows nothing refers to), so every stored reference resolves, as on SQLite
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, closing, contextmanager, nullcontext
 from typing import Any, cast
@@ -21,7 +22,7 @@ from langgraph.checkpoint.base import (
     CheckpointTuple,
 )
 from langgraph.checkpoint.postgres import PostgresSaver
-from psycopg.rows import tuple_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import PoolTimeout
 
 from checkpoints import message_log
@@ -33,6 +34,7 @@ from checkpoints.sqlite import DatabaseError
 MIGRATION_LOCK = "hashtext('hitl-migrate:' || current_schema())"
 """Held (per schema) while tables are created or migrated, so processes starting together
 do not race each other's `CREATE TABLE`."""
+MIGRATION_LOCK_POLL_SECONDS = 0.05
 
 
 class HitlPostgresSaver(MessageLogSaver, PostgresSaver):
@@ -48,12 +50,25 @@ class HitlPostgresSaver(MessageLogSaver, PostgresSaver):
         self.commits = 0
 
     def setup(self) -> None:
-        """The stock tables (migrated by LangGraph's versions) and the message log's."""
-        with migration_lock(self._pool):
-            super().setup()
-            with self._reading() as cur:
+        """The stock tables (LangGraph's versioned migrations, as the stock `setup` applies
+        them) and the message log's, on one connection that holds the schema's migration
+        lock meanwhile: processes starting together do not race to create them."""
+        with self._pool.connection() as conn, closing(conn.cursor(row_factory=dict_row)) as cur:
+            _take_migration_lock(cur)
+            try:
+                cur.execute(self.MIGRATIONS[0])
+                row = cur.execute(
+                    "SELECT v FROM checkpoint_migrations ORDER BY v DESC LIMIT 1"
+                ).fetchone()
+                version = -1 if row is None else int(row["v"])
+                for v in range(version + 1, len(self.MIGRATIONS)):
+                    cur.execute(self.MIGRATIONS[v])
+                    cur.execute("INSERT INTO checkpoint_migrations (v) VALUES (%s)", (v,))
+                logged = PgCursor(cur)
                 for statement in message_log.SCHEMA:
-                    cur.execute(statement)
+                    logged.execute(statement)
+            finally:
+                cur.execute(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
 
     def flush(self) -> None:
         """Nothing is buffered: every checkpoint is committed when it is put."""
@@ -97,7 +112,11 @@ class HitlPostgresSaver(MessageLogSaver, PostgresSaver):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
-        for found in super().list(config, filter=filter, before=before, limit=limit):
+        """The stock `list`, read whole before the first is yielded: the stock generator keeps
+        its pooled connection while the caller works on each checkpoint, and the caller's
+        message reads would then need a second one (a pool drained by such callers waits)."""
+        page = list(super().list(config, filter=filter, before=before, limit=limit))
+        for found in page:
             yield cast(CheckpointTuple, self._with_logs(found))
 
     def delete_thread(self, thread_id: str) -> None:
@@ -214,15 +233,17 @@ class HitlPostgresSaver(MessageLogSaver, PostgresSaver):
         await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
 
 
-@contextmanager
-def migration_lock(pool: Any) -> Iterator[None]:
-    """Hold the schema's migration lock (a session advisory lock) on a connection of `pool`."""
-    with pool.connection() as conn:
-        conn.execute(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
-        try:
-            yield
-        finally:
-            conn.execute(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
+def _take_migration_lock(cur: Any) -> None:
+    """Take the schema's migration lock (a session advisory lock) by polling for it.
+
+    Not `pg_advisory_lock`: a statement waiting for the lock keeps its transaction open, and
+    the holder's `CREATE INDEX CONCURRENTLY` (a LangGraph migration) waits for every open
+    transaction of the database to end, so processes starting together deadlocked.
+    """
+    while not cur.execute(f"SELECT pg_try_advisory_lock({MIGRATION_LOCK}) AS taken").fetchone()[
+        "taken"
+    ]:
+        time.sleep(MIGRATION_LOCK_POLL_SECONDS)
 
 
 @contextmanager

@@ -198,7 +198,7 @@ class ApprovalService:
                         thread_id, {r.tool_call_id: cancel for r in waiting}, actor=actor
                     )
                 self._invoke(None, thread_id)
-            elif self._graph.get_state(_config(thread_id)).next:
+            elif _unfinished(self._graph.get_state(_config(thread_id))):
                 self._invoke(None, thread_id)  # finish what an earlier run left (a lost resume)
                 if still := [r.tool_call_id for r in self._waiting(thread_id)]:
                     raise PendingApprovalsExist(thread_id, still)
@@ -418,7 +418,7 @@ class ApprovalService:
                     # their reviews, or the thread has moved past their turn
                     applied = _reviews(snapshot.values) | self._past_turn_calls(thread_id, snapshot)
                     self._ledger.mark_applied(thread_id, applied)
-                    if snapshot.next or self._ledger.unapplied_calls(thread_id):
+                    if _unfinished(snapshot) or self._ledger.unapplied_calls(thread_id):
                         self._invoke(None, thread_id)
                         resumed.append(thread_id)
             except Busy:
@@ -621,7 +621,15 @@ def _config(thread_id: str) -> RunnableConfig:
 def _status(snapshot: StateSnapshot) -> Status:
     if snapshot.interrupts:
         return "interrupted"
-    return "incomplete" if snapshot.next else "done"
+    return "incomplete" if _unfinished(snapshot) else "done"
+
+
+def _unfinished(snapshot: StateSnapshot) -> bool:
+    """Whether the thread has steps left: tasks to run, or tasks whose writes are saved but
+    not yet applied by a next checkpoint (`next` leaves those out). A run in progress shows
+    the latter between a checkpoint and the next one, where a saver commits each row at once
+    (PostgreSQL), and so does a run that died there."""
+    return bool(snapshot.next or snapshot.tasks)
 
 
 def _interrupted_calls(snapshot: StateSnapshot) -> list[str]:

@@ -1,5 +1,8 @@
 """The approval graph on a file database: what runs, when, and what survives a restart."""
 
+import contextlib
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -8,7 +11,7 @@ from pydantic import ValidationError
 
 from checkpoints.backends import open_saver
 from checkpoints.db import DatabaseName
-from hitl.errors import AlreadyDecided, NothingPending
+from hitl.errors import AlreadyDecided, NothingPending, ThreadNotFound
 from tests.fakes import ToolLog
 from tests.integration.conftest import ONE_EMAIL, TWO_EMAILS, open_test_service
 
@@ -142,3 +145,28 @@ def test_runs_leave_nothing_buffered_or_locked(db: Path, log: ToolLog) -> None:
             for name in ("journal_mode", "synchronous", "busy_timeout")
         }
     assert pragmas == {"journal_mode": "wal", "synchronous": 2, "busy_timeout": 30000}
+
+
+def test_a_thread_never_shows_done_while_its_run_is_in_progress(db: DatabaseName) -> None:
+    """Read by another process's service while runs go: between a checkpoint and the next
+    one a run has saved writes not applied yet (visible at once where every row commits at
+    once, on PostgreSQL); that is unfinished, not done."""
+    seen: set[str] = set()
+
+    def watch(thread_id: str, stop: threading.Event) -> None:
+        with open_test_service(db, ToolLog()) as watcher:
+            while not stop.is_set():
+                with contextlib.suppress(ThreadNotFound):
+                    seen.add(watcher.show(thread_id).status)
+
+    for n in range(10):
+        thread_id, stop = f"watched-{n}", threading.Event()
+        watching = threading.Thread(target=watch, args=(thread_id, stop))
+        with open_test_service(db, ToolLog()) as service:
+            watching.start()
+            time.sleep(0.05)  # the watcher is reading before the run starts
+            service.run(ONE_EMAIL, thread_id, actor="alice")
+            stop.set()
+            watching.join()
+    assert "done" not in seen
+    assert "interrupted" in seen
