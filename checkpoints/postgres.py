@@ -30,6 +30,7 @@ from checkpoints.db import PgConnection, PgCursor
 from checkpoints.message_log_saver import MessageLogSaver
 from checkpoints.serde import make_strict_serializer
 from checkpoints.sqlite import DatabaseError
+from checkpoints.threaded_async import AsyncInWorkerThreads
 
 MIGRATION_LOCK = "hashtext('hitl-migrate:' || current_schema())"
 """Held (per schema) while tables are created or migrated, so processes starting together
@@ -37,7 +38,7 @@ do not race each other's `CREATE TABLE`."""
 MIGRATION_LOCK_POLL_SECONDS = 0.05
 
 
-class HitlPostgresSaver(MessageLogSaver, PostgresSaver):
+class HitlPostgresSaver(AsyncInWorkerThreads, MessageLogSaver, PostgresSaver):
     """`PostgresSaver` on a connection pool, storing conversations as a message log."""
 
     def __init__(self, pool: Any, *, url: str = "") -> None:
@@ -175,7 +176,7 @@ class HitlPostgresSaver(MessageLogSaver, PostgresSaver):
                     ([str(t) for t in thread_ids],),
                 )
 
-    # async: the same code in a worker thread (the pool is a synchronous one)
+    # async reads, in a worker thread (the writes: `AsyncInWorkerThreads`)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         return await asyncio.to_thread(
@@ -201,36 +202,6 @@ class HitlPostgresSaver(MessageLogSaver, PostgresSaver):
 
         for item in await asyncio.to_thread(page):
             yield item
-
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
-
-    async def aput_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        await asyncio.to_thread(self.delete_thread, thread_id)
-
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await asyncio.to_thread(self.delete_for_runs, run_ids)
-
-    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
-
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
 
 
 def _take_migration_lock(cur: Any) -> None:

@@ -33,6 +33,7 @@ from checkpoints.db import display, is_postgres
 from checkpoints.message_log import Node
 from checkpoints.message_log_saver import MessageLogSaver
 from checkpoints.serde import make_strict_serializer
+from checkpoints.threaded_async import AsyncInWorkerThreads
 
 # LangGraph's reserved channel names (stable strings that LangGraph keeps private)
 INTERRUPT, ERROR, TASKS, START = "__interrupt__", "__error__", "__pregel_tasks", "__start__"
@@ -96,7 +97,7 @@ def is_busy(error: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-class BatchingSqliteSaver(MessageLogSaver, SqliteSaver):
+class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
     """`SqliteSaver` that groups a run's rows into a few transactions (see the module doc),
     and stores conversations as an append-only log (`checkpoints.message_log`).
 
@@ -418,9 +419,6 @@ class BatchingSqliteSaver(MessageLogSaver, SqliteSaver):
                     kept = self.serde.loads_typed((type_, blob))["channel_values"]
                     message_log.delete_unreachable(cur, thread_id, ns, message_log.tails_of(kept))
 
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
-
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint and write of a thread under a new thread ID.
 
@@ -448,7 +446,7 @@ class BatchingSqliteSaver(MessageLogSaver, SqliteSaver):
                 (target_thread_id, source_thread_id),
             )
 
-    # async: the same code in a worker thread, so async runtimes (langgraph dev) share it
+    # async reads, in a worker thread (the writes: `AsyncInWorkerThreads`)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """`get_tuple` in a worker thread, with the conversation read there too."""
@@ -469,33 +467,6 @@ class BatchingSqliteSaver(MessageLogSaver, SqliteSaver):
         )
         for item in found:
             yield item
-
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
-
-    async def aput_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        await asyncio.to_thread(self.delete_thread, thread_id)
-
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await asyncio.to_thread(self.delete_for_runs, run_ids)
-
-    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
 
 
 def _scheduled_nodes(checkpoint: Checkpoint) -> set[str]:

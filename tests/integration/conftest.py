@@ -1,11 +1,14 @@
 """The real graph on a file SQLite database, with the offline model and recording tools."""
 
+import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+from langgraph.checkpoint.conformance import validate
 
 from checkpoints.backends import open_saver
 from checkpoints.db import DatabaseName
@@ -56,3 +59,19 @@ def open_test_service(
             ledger=ledger,
         )
         yield ApprovalService(graph, saver, DecisionSchemas(tools), ledger)
+
+
+def assert_conformant(saver_factory: Any) -> None:
+    """LangGraph's checkpointer conformance suite passes on the savers `saver_factory` makes
+    (a `checkpointer_test` async generator), every capability ours claim included."""
+    report = asyncio.run(validate(saver_factory))
+    failures = {
+        name: [str(f) for f in result.failures]
+        for name, result in report.results.items()
+        if result.passed is False
+    }
+    assert failures == {}
+    base = ("put", "put_writes", "get_tuple", "list", "delete_thread")
+    assert all(report.results[name].passed for name in base)
+    assert report.results["copy_thread"].passed and report.results["delete_for_runs"].passed
+    assert report.results["prune"].passed

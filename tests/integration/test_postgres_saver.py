@@ -1,15 +1,14 @@
 """The PostgreSQL saver: LangGraph's conformance suite, and conversations stored once."""
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
-from langgraph.checkpoint.conformance import checkpointer_test, validate
+from langgraph.checkpoint.conformance import checkpointer_test
 
 from checkpoints.postgres import HitlPostgresSaver, open_postgres_saver
 from tests.fakes import ToolLog
-from tests.integration.conftest import open_test_service
+from tests.integration.conftest import assert_conformant, open_test_service
 from tests.postgres import fresh_database
 
 pytestmark = pytest.mark.postgres
@@ -21,16 +20,7 @@ def test_the_postgres_saver_passes_langgraph_checkpoint_conformance() -> None:
         with fresh_database() as url, open_postgres_saver(url) as saver:
             yield saver
 
-    report = asyncio.run(validate(ours))
-    failures = {
-        name: [str(f) for f in result.failures]
-        for name, result in report.results.items()
-        if result.passed is False
-    }
-    assert failures == {}
-    base = ("put", "put_writes", "get_tuple", "list", "delete_thread")
-    assert all(report.results[name].passed for name in base)
-    assert report.results["copy_thread"].passed and report.results["delete_for_runs"].passed
+    assert_conformant(ours)
 
 
 def test_a_long_conversation_is_stored_once_per_message_on_postgres() -> None:

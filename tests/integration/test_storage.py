@@ -1,6 +1,5 @@
 """The saver on disk: the conformance suite, all-or-nothing batches, waiting out a held lock."""
 
-import asyncio
 import sqlite3
 import subprocess
 import sys
@@ -9,12 +8,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from langgraph.checkpoint.conformance import checkpointer_test, validate
+from langgraph.checkpoint.conformance import checkpointer_test
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from checkpoints.sqlite import BatchingSqliteSaver, open_saver
 from tests.fakes import ToolLog
-from tests.integration.conftest import ONE_EMAIL, open_test_service
+from tests.integration.conftest import ONE_EMAIL, assert_conformant, open_test_service
 
 pytestmark = pytest.mark.sqlite_only  # reads and writes the SQLite file itself
 
@@ -33,17 +32,7 @@ def test_the_saver_passes_langgraph_checkpoint_conformance(tmp_path: Path) -> No
         with open_saver(tmp_path / f"conformance-{next(made)}.sqlite") as saver:
             yield saver
 
-    report = asyncio.run(validate(ours))
-    failures = {
-        name: [str(f) for f in result.failures]
-        for name, result in report.results.items()
-        if result.passed is False
-    }
-    assert failures == {}
-    base = ("put", "put_writes", "get_tuple", "list", "delete_thread")
-    assert all(report.results[name].passed for name in base)
-    assert report.results["copy_thread"].passed and report.results["delete_for_runs"].passed
-    assert report.results["prune"].passed
+    assert_conformant(ours)
 
 
 def _task_writes(db: Path) -> int:
