@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from checkpoints.db import AUDIT_CHANNEL, Cursor, PgCursor
+from checkpoints.db import Cursor, PgCursor, notify
 from checkpoints.ledger_schema import AUDIT_COLUMNS, audit_entry_of
 from checkpoints.records import AuditEntry, AuditReport, BrokenLink, canonical_json
 
@@ -89,8 +89,8 @@ def append_entry(
             "UPDATE hitl_approvals SET audit_seq = ? WHERE thread_id = ? AND tool_call_id = ?",
             (seq, thread_id, tool_call_id),
         )
-    if isinstance(cur, PgCursor):  # delivered at commit, once per transaction
-        cur.execute(f"SELECT pg_notify({AUDIT_CHANNEL}, '')")
+    if isinstance(cur, PgCursor):  # inbox streams of every process hear it at the commit
+        notify(cur, "audit")
 
 
 def read_trail(cur: Cursor, thread_id: str) -> list[AuditEntry]:

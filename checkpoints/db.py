@@ -130,12 +130,20 @@ class PgCursor:
         self._cur.close()
 
 
-AUDIT_CHANNEL = "'hitl_audit:' || current_schema()"
-"""The NOTIFY channel (an SQL expression) that says the audit trail of this schema grew."""
+NOTIFY_TOPICS = ("audit", "runs")
+"""What a PostgreSQL NOTIFY of ours says: the audit trail grew (an entry was committed), or
+a run was queued (payload empty) or finished (payload: its ID). One channel per topic and
+schema, so databases sharing a server do not wake each other."""
+
+
+def notify(cur: Any, topic: str, payload: str = "") -> None:
+    """Send a notification inside the caller's transaction: delivered when it commits (and
+    never if it rolls back); identical ones of one transaction are delivered once."""
+    cur.execute(f"SELECT pg_notify('hitl_{topic}:' || current_schema(), ?)", (payload,))
 
 
 class PgListener:
-    """A connection of its own, LISTENing on the audit channel of the URL's schema."""
+    """A connection of its own, LISTENing on our channels of the URL's schema."""
 
     def __init__(self, url: str) -> None:
         import psycopg
@@ -143,22 +151,28 @@ class PgListener:
 
         self._conn = psycopg.connect(url, autocommit=True)
         try:
-            channel = self._conn.execute(f"SELECT {AUDIT_CHANNEL}").fetchone()
-            assert channel is not None
-            self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel[0])))
+            schema = self._conn.execute("SELECT current_schema()").fetchone()
+            assert schema is not None
+            self._topics = {f"hitl_{topic}:{schema[0]}": topic for topic in NOTIFY_TOPICS}
+            for channel in self._topics:
+                self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
         except BaseException:
             self._conn.close()
             raise
 
-    def wait(self, timeout: float) -> bool:
-        """Whether a notification came within `timeout` seconds (the ones queued with it are
-        taken too: one wake-up per burst)."""
-        woke = False
-        for _ in self._conn.notifies(timeout=timeout, stop_after=1):
-            woke = True
-        while woke and any(True for _ in self._conn.notifies(timeout=0.01, stop_after=1)):
-            pass
-        return woke
+    def wait(self, timeout: float) -> list[tuple[str, str]]:
+        """The (topic, payload) notifications that came within `timeout` seconds, and the
+        ones queued right behind the first (one wake-up per burst); [] on a timeout."""
+        found = [
+            (self._topics.get(n.channel, ""), n.payload)
+            for n in self._conn.notifies(timeout=timeout, stop_after=1)
+        ]
+        while found:
+            more = list(self._conn.notifies(timeout=0.005, stop_after=1))
+            if not more:
+                break
+            found += [(self._topics.get(n.channel, ""), n.payload) for n in more]
+        return found
 
     def close(self) -> None:
         self._conn.close()
@@ -209,7 +223,7 @@ def _acquire_pool(url: str) -> Any:
             url,
             min_size=1,
             max_size=int(os.environ.get("HITL_PG_POOL_SIZE") or POOL_SIZE),
-            kwargs={"autocommit": True, "prepare_threshold": None},
+            kwargs={"autocommit": True},
             configure=_configure,
             open=False,
             name="hitl",

@@ -849,8 +849,8 @@ class Ledger(Store):
         return self._read(work)
 
     def audit_listener(self) -> PgListener | None:
-        """On PostgreSQL, a listener woken by every audit entry any process commits; None on
-        SQLite (there, `audit_head` is polled)."""
+        """On PostgreSQL, a listener woken by every audit entry (and run) any process
+        commits; None on SQLite (there, `audit_head` and the run queue are polled)."""
         return PgListener(self._conn.url) if isinstance(self._conn, PgConnection) else None
 
     def audit_head(self) -> int:

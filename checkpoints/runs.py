@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from checkpoints.db import Cursor
+from checkpoints.db import Cursor, PgCursor, notify
 from checkpoints.leases import alive_on_this_host
 from checkpoints.records import iso
 from checkpoints.store import Store, store_connection
@@ -117,6 +117,7 @@ class RunQueue(Store):
                 "created_at) VALUES (?, ?, ?, ?, ?, 'queued', ?)",
                 (run_id, thread_id, kind, json.dumps(payload), actor, time.time()),
             )
+            _announce(cur)
             return _require(cur, run_id)
 
         return self._write(work)
@@ -137,6 +138,7 @@ class RunQueue(Store):
                 "created_at) VALUES (?, ?, 'resume', '{}', ?, 'queued', ?)",
                 (run_id, thread_id, actor, time.time()),
             )
+            _announce(cur)
             return _require(cur, run_id)
 
         return self._write(work)
@@ -203,6 +205,8 @@ class RunQueue(Store):
                     runner,
                 ),
             ).rowcount
+            if changed:
+                _announce(cur, run_id)
             return _require(cur, run_id) if changed else None
 
         return self._write(work)
@@ -280,6 +284,13 @@ def open_run_queue(path: Path | str) -> Iterator[RunQueue]:
         yield queue
     finally:
         queue.close()
+
+
+def _announce(cur: Cursor, finished: str = "") -> None:
+    """On PostgreSQL, tell every process's workers a run was queued (or, with its ID, that
+    it finished: for whoever waits on it), at the commit."""
+    if isinstance(cur, PgCursor):
+        notify(cur, "runs", finished)
 
 
 def _requeue_dead(cur: Cursor) -> int:

@@ -242,7 +242,9 @@ class Background:
     def _watch_inbox(self) -> None:
         """Tell inbox streams when anything was recorded, by any process (the audit grows
         with every request, decision, expiry and tool run). On PostgreSQL a NOTIFY wakes the
-        watcher at once; the head is still read every `poll_interval`, whatever happens."""
+        watcher at once, and another process's runs are heard of too: a queued one wakes
+        the workers, a finished one whoever waits on it. The audit head is still read every
+        `poll_interval`, and workers still poll, whatever happens."""
         head = -1
         listener: PgListener | None = None
         while not self._stop.is_set():
@@ -252,7 +254,7 @@ class Background:
                 if listener is None:
                     self._stop.wait(self._poll)
                 else:
-                    listener.wait(self._poll)
+                    self._hear(listener.wait(self._poll))
             except Exception:
                 log.warning("inbox notifications stopped; polling until they are back")
                 if listener is not None:
@@ -270,6 +272,15 @@ class Background:
                 self._bus.publish(INBOX, "changed", {"audit_head": now})
         if listener is not None:
             listener.close()
+
+    def _hear(self, notifications: list[tuple[str, str]]) -> None:
+        for topic, payload in notifications:
+            if topic != "runs":
+                continue
+            if not payload:
+                self.wake()  # a run was queued, maybe by another process
+            elif self._bus.has_subscribers(run_topic(payload)):
+                self._bus.publish(run_topic(payload), "finished", {"run_id": payload})
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):

@@ -1,4 +1,4 @@
-"""On PostgreSQL an audit entry committed by any process wakes every listener at once."""
+"""On PostgreSQL an audit entry or a run committed by any process wakes every listener at once."""
 
 import multiprocessing as mp
 import time
@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from checkpoints.leases import mark_done, mark_live, new_token
 from checkpoints.ledger import open_ledger
+from checkpoints.runs import open_run_queue
 from tests.postgres import fresh_database
 
 
@@ -32,20 +34,53 @@ def test_an_audit_entry_of_another_process_wakes_the_listener_at_once() -> None:
         listener = ledger.audit_listener()
         assert listener is not None
         try:
-            assert listener.wait(0.2) is False  # nothing happened: it times out
+            assert listener.wait(0.2) == []  # nothing happened: it times out
             head = ledger.audit_head()
             asker = mp.get_context("spawn").Process(target=_ask, args=(url,))
             asker.start()
             started = time.monotonic()
-            assert listener.wait(30.0) is True
+            heard = listener.wait(30.0)
             waited = time.monotonic() - started
+            assert ("audit", "") in heard
             asker.join(30)
             assert asker.exitcode == 0
             assert ledger.audit_head() > head
             assert waited < 10.0  # woken by the commit, not by the 30 s timeout
-            assert listener.wait(0.2) is False  # one burst, one wake-up
+            assert listener.wait(0.2) == []  # one burst, one wake-up
         finally:
             listener.close()
+
+
+def _queue_and_finish(url: str) -> None:
+    """Another process queues a run, then a runner of its own claims and finishes it."""
+    with open_run_queue(url) as queue:
+        queue.enqueue("t", "message", {"messages": ["hi"]}, actor="alice")
+        runner = new_token()
+        mark_live(runner)
+        claimed = queue.claim(runner)
+        assert claimed is not None
+        queue.finish(claimed.run_id, runner)
+        mark_done(runner)
+
+
+@pytest.mark.postgres
+def test_a_run_queued_and_finished_by_another_process_is_heard_with_its_id() -> None:
+    with fresh_database() as url, open_ledger(url) as ledger, open_run_queue(url):
+        listener = ledger.audit_listener()
+        assert listener is not None
+        try:
+            worker = mp.get_context("spawn").Process(target=_queue_and_finish, args=(url,))
+            worker.start()
+            worker.join(60)
+            assert worker.exitcode == 0
+            heard = listener.wait(5.0)
+            heard += listener.wait(0.5)
+            with open_run_queue(url) as queue:
+                (finished,) = queue.of_thread("t")
+        finally:
+            listener.close()
+    assert ("runs", "") in heard  # queued: every process's workers look
+    assert ("runs", finished.run_id) in heard  # finished: whoever waits on it stops waiting
 
 
 def test_sqlite_has_no_listener_and_is_polled(tmp_path: Path) -> None:

@@ -113,13 +113,15 @@ async def get_run(
         deadline = time.monotonic() + wait
         while not run.finished and time.monotonic() < deadline:
             left = deadline - time.monotonic()
-            try:  # this process's workers say when it ends; other processes' are polled
+            try:  # this process's workers say when it ends, and (on PostgreSQL) the database
+                # when another process's do; without that, the queue is read every second
                 event = await asyncio.wait_for(events.get(), min(left, 1.0))
             except TimeoutError:
                 run = await asyncio.to_thread(q.get, run_id) or run
                 continue
-            if event.data["status"] in FINISHED:
+            if event.data.get("status") in FINISHED:
                 return event.data
+            run = await asyncio.to_thread(q.get, run_id) or run  # another process's end
     return run.to_json()
 
 
