@@ -29,12 +29,14 @@ from checkpoints import message_log
 from checkpoints.db import PgConnection, PgCursor
 from checkpoints.message_log_saver import MessageLogSaver
 from checkpoints.serde import make_strict_serializer
-from checkpoints.sqlite import DatabaseError
+from checkpoints.sqlite import DatabaseBusy, DatabaseError
 from checkpoints.threaded_async import AsyncInWorkerThreads
 
 MIGRATION_LOCK = "hashtext('hitl-migrate:' || current_schema())"
 """Held (per schema) while tables are created or migrated, so processes starting together
 do not race each other's `CREATE TABLE`."""
+MIGRATION_WAIT_SECONDS = 120.0
+"""How long a start waits for another process that is creating or migrating the tables."""
 MIGRATION_LOCK_POLL_SECONDS = 0.05
 
 
@@ -55,7 +57,9 @@ class HitlPostgresSaver(AsyncInWorkerThreads, MessageLogSaver, PostgresSaver):
         them) and the message log's, on one connection that holds the schema's migration
         lock meanwhile: processes starting together do not race to create them."""
         with self._pool.connection() as conn, closing(conn.cursor(row_factory=dict_row)) as cur:
-            _take_migration_lock(cur)
+            if self._up_to_date(cur):
+                return  # every start but the first: no lock, no DDL
+            _take_migration_lock(cur, self._url)
             try:
                 cur.execute(self.MIGRATIONS[0])
                 row = cur.execute(
@@ -70,6 +74,17 @@ class HitlPostgresSaver(AsyncInWorkerThreads, MessageLogSaver, PostgresSaver):
                     logged.execute(statement)
             finally:
                 cur.execute(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
+
+    def _up_to_date(self, cur: Any) -> bool:
+        """Whether every table is there at its newest version."""
+        found = cur.execute(
+            "SELECT to_regclass('checkpoint_migrations') IS NOT NULL AND "
+            "to_regclass('hitl_messages') IS NOT NULL AS ok"
+        ).fetchone()
+        if not found["ok"]:
+            return False
+        row = cur.execute("SELECT MAX(v) AS v FROM checkpoint_migrations").fetchone()
+        return row["v"] is not None and int(row["v"]) == len(self.MIGRATIONS) - 1
 
     def flush(self) -> None:
         """Nothing is buffered: every checkpoint is committed when it is put."""
@@ -204,16 +219,19 @@ class HitlPostgresSaver(AsyncInWorkerThreads, MessageLogSaver, PostgresSaver):
             yield item
 
 
-def _take_migration_lock(cur: Any) -> None:
+def _take_migration_lock(cur: Any, url: str) -> None:
     """Take the schema's migration lock (a session advisory lock) by polling for it.
 
     Not `pg_advisory_lock`: a statement waiting for the lock keeps its transaction open, and
     the holder's `CREATE INDEX CONCURRENTLY` (a LangGraph migration) waits for every open
     transaction of the database to end, so processes starting together deadlocked.
     """
+    deadline = time.monotonic() + MIGRATION_WAIT_SECONDS
     while not cur.execute(f"SELECT pg_try_advisory_lock({MIGRATION_LOCK}) AS taken").fetchone()[
         "taken"
     ]:
+        if time.monotonic() > deadline:
+            raise DatabaseBusy(url, MIGRATION_WAIT_SECONDS)
         time.sleep(MIGRATION_LOCK_POLL_SECONDS)
 
 

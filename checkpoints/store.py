@@ -23,6 +23,7 @@ from checkpoints.db import Cursor, DatabaseName, PgConnection, PgCursor, is_post
 from checkpoints.sqlite import LOCK_WAIT_SECONDS, DatabaseBusy, DatabaseError, connect, is_busy
 
 T = TypeVar("T")
+_REPEATABLE_READ = 3  # psycopg.IsolationLevel.REPEATABLE_READ, without importing psycopg
 WRITE_LOCK = "hashtext('hitl:' || current_schema())"
 """The advisory lock key of store writes: one per schema, so databases (and test schemas)
 sharing a server do not wait for each other."""
@@ -118,18 +119,23 @@ class Store:
         with self._lock:
             for attempt in (1, 2):
                 try:
-                    with (
-                        self._conn.connection() as conn,
-                        conn.transaction(),
-                        closing(conn.cursor()) as raw,
-                    ):
-                        if write:
-                            wait_ms = max(1, int(self._lock_wait * 1000))
-                            raw.execute(f"SET LOCAL lock_timeout = {wait_ms}")
-                            raw.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
-                        else:
-                            raw.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                        return work(PgCursor(raw))
+                    with self._conn.connection() as conn:
+                        # read committed for writes: each statement sees what committed before
+                        # it, the write lock included; one snapshot for reads (set in BEGIN,
+                        # and back to the default after, for the saver's own transactions)
+                        conn.isolation_level = None if write else _REPEATABLE_READ
+                        try:
+                            with conn.transaction(), closing(conn.cursor()) as raw:
+                                if write:  # one round trip: the bounded wait, then the lock
+                                    raw.execute(
+                                        "SELECT set_config('lock_timeout', %s, true), "
+                                        f"pg_advisory_xact_lock({WRITE_LOCK})",
+                                        (str(max(1, int(self._lock_wait * 1000))),),
+                                    )
+                                return work(PgCursor(raw))
+                        finally:
+                            if not conn.closed:
+                                conn.isolation_level = None
                 except (psycopg.errors.LockNotAvailable, PoolTimeout) as e:
                     raise DatabaseBusy(self._path, self._lock_wait) from e
                 except (psycopg.OperationalError, psycopg.errors.InsufficientPrivilege) as e:
