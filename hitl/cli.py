@@ -714,10 +714,22 @@ def serve(
     )
 
 
-def _first_admin(tokens: TokenStore) -> str:
-    names = {t.name for t in tokens.list()}
+def _first_admin(tokens: TokenStore) -> str | None:
+    """A first admin token; None if another process made one meanwhile (services started
+    together on one database: only one of them prints it)."""
+    from checkpoints.tokens import TokenExists
+
+    active = tokens.list()
+    if any(t.role == "admin" for t in active):
+        return None
+    names = {t.name for t in active}
     name = next(n for n in ("admin", *(f"admin-{i}" for i in range(2, 100))) if n not in names)
-    return tokens.create(name, "admin", created_by="hitl serve")[1]
+    try:
+        return tokens.create(name, "admin", created_by="hitl serve")[1]
+    except TokenExists:  # another process took the name between our read and our write
+        if tokens.has_admin():
+            return None
+        raise
 
 
 @cli.group()

@@ -1,0 +1,36 @@
+"""Services starting together on one new database make one first admin token between them."""
+
+import threading
+
+from checkpoints.db import DatabaseName
+from checkpoints.tokens import open_token_store
+from hitl.cli import _first_admin
+
+STARTING = 3
+
+
+def test_services_starting_at_once_print_one_first_admin_token(db: DatabaseName) -> None:
+    with open_token_store(db):
+        pass  # the table exists, as `hitl serve` finds it after opening the store
+    for _ in range(5):  # the race window is small: give it several chances
+        with open_token_store(db) as tokens:
+            for token in tokens.list():
+                tokens.revoke(token.name)
+        barrier = threading.Barrier(STARTING)
+        printed: list[str | None] = []
+
+        def start() -> None:
+            with open_token_store(db) as tokens:
+                barrier.wait()
+                printed.append(None if tokens.has_admin() else _first_admin(tokens))
+
+        starting = [threading.Thread(target=start) for _ in range(STARTING)]
+        for thread in starting:
+            thread.start()
+        for thread in starting:
+            thread.join()
+        with open_token_store(db) as tokens:
+            admins = [t.name for t in tokens.list() if t.role == "admin"]
+        assert len(printed) == STARTING  # none of them crashed
+        assert len([p for p in printed if p is not None]) == 1
+        assert len(admins) == 1
