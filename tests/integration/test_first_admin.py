@@ -9,6 +9,13 @@ from hitl.cli import _first_admin
 STARTING = 3
 
 
+def _start(db: DatabaseName, barrier: threading.Barrier, printed: list[str | None]) -> None:
+    """What `hitl serve` does at its start: make an admin token if there is none."""
+    with open_token_store(db) as tokens:
+        barrier.wait()
+        printed.append(None if tokens.has_admin() else _first_admin(tokens))
+
+
 def test_services_starting_at_once_print_one_first_admin_token(db: DatabaseName) -> None:
     with open_token_store(db):
         pass  # the table exists, as `hitl serve` finds it after opening the store
@@ -18,13 +25,9 @@ def test_services_starting_at_once_print_one_first_admin_token(db: DatabaseName)
                 tokens.revoke(token.name)
         barrier = threading.Barrier(STARTING)
         printed: list[str | None] = []
-
-        def start() -> None:
-            with open_token_store(db) as tokens:
-                barrier.wait()
-                printed.append(None if tokens.has_admin() else _first_admin(tokens))
-
-        starting = [threading.Thread(target=start) for _ in range(STARTING)]
+        starting = [
+            threading.Thread(target=_start, args=(db, barrier, printed)) for _ in range(STARTING)
+        ]
         for thread in starting:
             thread.start()
         for thread in starting:
