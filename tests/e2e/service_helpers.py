@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from checkpoints.db import DatabaseName, parse_database
 from tests.e2e.conftest import free_port, read_log
 
 HITL = Path(sys.executable).parent / "hitl"
@@ -27,7 +28,8 @@ class HitlService:
 
     url: str
     process: subprocess.Popen[bytes]
-    db: Path
+    db: DatabaseName
+    """A SQLite file, or a PostgreSQL URL."""
     outbox: Path
     log_path: Path
     admin_token: str
@@ -77,12 +79,77 @@ def start_service(
     port: int | None = None,
     admin_token: str | None = None,
     log_name: str = "serve.log",
+    db: DatabaseName | None = None,
 ) -> HitlService:
-    """Start `hitl serve` with its database in `tmp`; wait until `/healthz` answers.
+    """Start `hitl serve` with its database in `tmp` (or `db`); wait until `/healthz` answers.
 
     A restart on the same files passes the first start's `admin_token` (it is printed once).
     """
+    service = _spawn_service(tmp, env=env, args=args, port=port, log_name=log_name, db=db)
+    _wait_until_up(service)
+    if admin_token is None:
+        admin_token = _printed_admin_token(service)
+        assert admin_token, f"no admin token printed:\n{service.log()}"
+    service.admin_token = admin_token
+    return service
+
+
+def start_services(
+    tmp: Path,
+    count: int,
+    *,
+    db: DatabaseName,
+    env: Mapping[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    separate_hosts: bool = False,
+) -> list[HitlService]:
+    """`count` processes of `hitl serve` on one database, all started before any is up (so
+    they race to set it up); each has its own log, all share `tmp`'s outbox. Exactly one
+    must print the first admin token: every service gets it.
+
+    With `separate_hosts`, each has a TMPDIR of its own, so its own folder of runner-token
+    locks: they judge each other's runners as another host's (by lease and heartbeat), as
+    containers on different machines do.
+    """
+    ports: set[int] = set()
+    while len(ports) < count:
+        ports.add(free_port())
+    services = []
+    for n, port in enumerate(sorted(ports)):
+        own = dict(env or {})
+        if separate_hosts:
+            (tmp / f"host-{n}").mkdir(exist_ok=True)
+            own["TMPDIR"] = str(tmp / f"host-{n}")
+        services.append(
+            _spawn_service(tmp, env=own, args=args, port=port, log_name=f"serve-{n}.log", db=db)
+        )
+    try:
+        for service in services:
+            _wait_until_up(service)
+        printed = [t for t in map(_printed_admin_token, services) if t is not None]
+        assert len(printed) == 1, f"{len(printed)} first admin tokens printed, not 1"
+    except BaseException:
+        for service in services:
+            service.stop()
+        raise
+    for service in services:
+        service.admin_token = printed[0]
+    return services
+
+
+def _spawn_service(
+    tmp: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    port: int | None = None,
+    log_name: str = "serve.log",
+    db: DatabaseName | None = None,
+) -> HitlService:
+    """Start `hitl serve` and return at once (its `admin_token` is not known yet)."""
     environment = service_env(tmp, env)
+    if db is not None:
+        environment["HITL_DB"] = str(db)
     port = port or free_port()
     log_path = tmp / log_name
     with log_path.open("wb") as log:
@@ -92,35 +159,40 @@ def start_service(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    url = f"http://127.0.0.1:{port}"
+    return HitlService(
+        url=f"http://127.0.0.1:{port}",
+        process=process,
+        db=parse_database(environment["HITL_DB"]),
+        outbox=Path(environment["HITL_OUTBOX"]),
+        log_path=log_path,
+        admin_token="",
+        env=environment,
+    )
+
+
+def _wait_until_up(service: HitlService) -> None:
+    """Wait until the service's `/healthz` answers; fail with its log if it exits first."""
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while True:
-        if process.poll() is not None:
+        if service.process.poll() is not None:
             raise RuntimeError(
-                f"hitl serve exited with {process.returncode}:\n{read_log(log_path)}"
+                f"hitl serve exited with {service.process.returncode}:\n{service.log()}"
             )
         try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                break
+            if httpx.get(f"{service.url}/healthz", timeout=2).status_code == 200:
+                return
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"hitl serve did not start:\n{read_log(log_path)}")
+            service.process.kill()
+            raise RuntimeError(f"hitl serve did not start:\n{service.log()}")
         time.sleep(0.1)
-    if admin_token is None:
-        found = _ADMIN.search(read_log(log_path))
-        assert found, f"no admin token printed:\n{read_log(log_path)}"
-        admin_token = found.group(1)
-    return HitlService(
-        url=url,
-        process=process,
-        db=Path(environment["HITL_DB"]),
-        outbox=Path(environment["HITL_OUTBOX"]),
-        log_path=log_path,
-        admin_token=admin_token,
-        env=environment,
-    )
+
+
+def _printed_admin_token(service: HitlService) -> str | None:
+    """The first admin token the service printed at its start, if it made one."""
+    found = _ADMIN.search(service.log())
+    return None if found is None else found.group(1)
 
 
 @contextmanager
