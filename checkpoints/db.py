@@ -9,7 +9,7 @@ backends run the same statements and the same code.
 
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -50,10 +50,26 @@ def display(db: DatabaseName) -> str:
     if not is_postgres(text):
         return text
     parts = urlsplit(text)
-    if parts.password is None:
+    if parts.password is not None:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1))
+    query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query)
+    return urlunsplit(parts._replace(query=query))
+
+
+def scrub(text: str, db: DatabaseName) -> str:
+    """`text` without the password of `db`'s URL, wherever it appears."""
+    if not is_postgres(db):
         return text
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    try:
+        parts = urlsplit(str(db))
+        secrets = [parts.password or ""]
+    except ValueError:
+        secrets = []
+    secrets += re.findall(r"(?i)(?:^|&)password=([^&]*)", urlsplit(str(db)).query)
+    secrets += re.findall(r"://[^:/@]*:([^@]*)@", str(db))  # even one urlsplit cannot read
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 # --- SQL written for SQLite, as PostgreSQL reads it -------------------------------------------
@@ -73,23 +89,36 @@ _JSON_EXTRACT = re.compile(r"json_extract\((\w+), '\$\.(\w+)'\)")
 _INDEXED_BY = re.compile(r"\s+INDEXED BY \w+")  # a SQLite planner hint; PostgreSQL plans alone
 
 
+_DDL = re.compile(r"^(CREATE (TEMP )?TABLE|ALTER TABLE \S+ ADD COLUMN)\b", re.IGNORECASE)
+_LITERAL = re.compile(r"('(?:[^']|'')*')")
+"""A quoted SQL string: left as it is (`?`, `%` and type names inside it are text)."""
+
+
 @lru_cache(maxsize=1024)
 def to_postgres(sql: str) -> str:
-    """One statement written for SQLite, in PostgreSQL's dialect."""
+    """One statement written for SQLite, in PostgreSQL's dialect, for psycopg (`%s`
+    placeholders; a literal `%` doubled)."""
     text = sql.strip()
     head = text[:40].upper()
-    if head.startswith("CREATE TABLE") or head.startswith("CREATE TEMP TABLE"):
-        for pattern, replacement in _DDL_TYPES:
-            text = pattern.sub(replacement, text)
     if head.startswith("INSERT OR REPLACE"):
         raise ValueError("write INSERT OR REPLACE as INSERT ... ON CONFLICT (...) DO UPDATE")
     if head.startswith("INSERT OR IGNORE"):
         text = "INSERT" + text[len("INSERT OR IGNORE") :]
         if "ON CONFLICT" not in text.upper():
             text += " ON CONFLICT DO NOTHING"
-    text = _JSON_EXTRACT.sub(r"(\1::json->>'\2')", text)
-    text = _INDEXED_BY.sub("", text)
-    return text.replace("%", "%%").replace("?", "%s")
+    ddl = _DDL.match(text) is not None
+    parts = _LITERAL.split(text)
+    for i in range(0, len(parts), 2):  # the even parts are outside quotes
+        code = parts[i]
+        if ddl:  # column types: a timestamp must not become PostgreSQL's 4-byte REAL
+            for pattern, replacement in _DDL_TYPES:
+                code = pattern.sub(replacement, code)
+        code = _INDEXED_BY.sub("", code)
+        parts[i] = code.replace("%", "%%").replace("?", "%s")
+    for i in range(1, len(parts), 2):
+        parts[i] = parts[i].replace("%", "%%")
+    text = "".join(parts)
+    return _JSON_EXTRACT.sub(r"(\1::json->>'\2')", text)
 
 
 class PgCursor:
@@ -102,7 +131,7 @@ class PgCursor:
         self._cur = cur
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> "PgCursor":
-        self._cur.execute(to_postgres(sql), tuple(params) or None)
+        self._cur.execute(to_postgres(sql), tuple(params))  # (): a doubled % is unescaped too
         return self
 
     def executemany(self, sql: str, rows: Any) -> "PgCursor":
@@ -130,6 +159,7 @@ class PgCursor:
         self._cur.close()
 
 
+MAX_NOTIFICATIONS_PER_WAKE = 200
 NOTIFY_TOPICS = ("audit", "runs")
 """What a PostgreSQL NOTIFY of ours says: the audit trail grew (an entry was committed), or
 a run was queued (payload empty) or finished (payload: its ID). One channel per topic and
@@ -139,7 +169,13 @@ schema, so databases sharing a server do not wake each other."""
 def notify(cur: Any, topic: str, payload: str = "") -> None:
     """Send a notification inside the caller's transaction: delivered when it commits (and
     never if it rolls back); identical ones of one transaction are delivered once."""
-    cur.execute(f"SELECT pg_notify('hitl_{topic}:' || current_schema(), ?)", (payload,))
+    cur.execute(f"SELECT pg_notify({_channel(topic)}, ?)", (payload,))
+
+
+def _channel(topic: str) -> str:
+    """The channel of a topic, as SQL: named after the schema's digest, so it stays within
+    PostgreSQL's 63 bytes whatever the schema is called."""
+    return f"'hitl_{topic}:' || md5(current_schema())"
 
 
 class PgListener:
@@ -151,9 +187,11 @@ class PgListener:
 
         self._conn = psycopg.connect(url, autocommit=True)
         try:
-            schema = self._conn.execute("SELECT current_schema()").fetchone()
-            assert schema is not None
-            self._topics = {f"hitl_{topic}:{schema[0]}": topic for topic in NOTIFY_TOPICS}
+            names = self._conn.execute(
+                f"SELECT {', '.join(_channel(topic) for topic in NOTIFY_TOPICS)}"
+            ).fetchone()
+            assert names is not None
+            self._topics = dict(zip(names, NOTIFY_TOPICS, strict=True))
             for channel in self._topics:
                 self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
         except BaseException:
@@ -167,7 +205,7 @@ class PgListener:
             (self._topics.get(n.channel, ""), n.payload)
             for n in self._conn.notifies(timeout=timeout, stop_after=1)
         ]
-        while found:
+        while found and len(found) < MAX_NOTIFICATIONS_PER_WAKE:  # a busy stream still wakes
             more = list(self._conn.notifies(timeout=0.005, stop_after=1))
             if not more:
                 break
@@ -182,6 +220,7 @@ POOL_SIZE = 10
 """Connections one process keeps to one PostgreSQL database at most, shared by the saver and
 every store (`HITL_PG_POOL_SIZE` overrides it); a caller waits for a free one."""
 POOL_WAIT_SECONDS = 60.0
+CONNECT_TIMEOUT_SECONDS = 10
 _pools: dict[str, tuple[Any, int]] = {}  # url → (pool, users), this process's
 _pools_lock = threading.Lock()
 
@@ -212,6 +251,7 @@ class PgConnection:
 def _acquire_pool(url: str) -> Any:
     import os
 
+    import psycopg
     from psycopg_pool import ConnectionPool  # only PostgreSQL users need it loaded
 
     with _pools_lock:
@@ -219,12 +259,16 @@ def _acquire_pool(url: str) -> Any:
             pool, users = _pools[url]
             _pools[url] = (pool, users + 1)
             return pool
+        # one plain connection first: a wrong URL, password or database name fails here with
+        # the server's own words (a pool would retry it quietly, then time out)
+        psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_SECONDS).close()
         pool = ConnectionPool(
             url,
             min_size=1,
-            max_size=int(os.environ.get("HITL_PG_POOL_SIZE") or POOL_SIZE),
+            max_size=pool_size(os.environ),
             kwargs={"autocommit": True},
             configure=_configure,
+            check=ConnectionPool.check_connection,  # one the server dropped is replaced
             open=False,
             name="hitl",
         )
@@ -235,6 +279,14 @@ def _acquire_pool(url: str) -> Any:
             raise
         _pools[url] = (pool, 1)
         return pool
+
+
+def pool_size(environ: Mapping[str, str]) -> int:
+    """`HITL_PG_POOL_SIZE`, or the default; a clear error for anything but a positive int."""
+    value = environ.get("HITL_PG_POOL_SIZE") or str(POOL_SIZE)
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"HITL_PG_POOL_SIZE={value!r}: give a whole number of connections, >= 1")
+    return int(value)
 
 
 def _release_pool(url: str) -> None:

@@ -29,7 +29,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.checkpoint.sqlite.utils import load_pending_writes, search_where
 
 from checkpoints import message_log
-from checkpoints.db import display, is_postgres
+from checkpoints.db import display, is_postgres, scrub
 from checkpoints.message_log import Node
 from checkpoints.message_log_saver import MessageLogSaver
 from checkpoints.serde import make_strict_serializer
@@ -76,7 +76,8 @@ class DatabaseError(RuntimeError):
             else "Check that the file and its folder exist and are writable by this user, "
             "or choose another file with --db or HITL_DB."
         )
-        super().__init__(f"cannot use the database {display(path)!r}: {cause}. {check}")
+        said = scrub(str(cause).strip(), path)  # a driver's message may quote the URL's password
+        super().__init__(f"cannot use the database {display(path)!r}: {said}. {check}")
         self.path = display(path)
 
 

@@ -19,14 +19,38 @@ from collections.abc import Callable
 from contextlib import closing
 from typing import TypeVar
 
-from checkpoints.db import Cursor, DatabaseName, PgConnection, PgCursor, is_postgres
+from checkpoints.db import (
+    POOL_WAIT_SECONDS,
+    Cursor,
+    DatabaseName,
+    PgConnection,
+    PgCursor,
+    display,
+    is_postgres,
+)
 from checkpoints.sqlite import LOCK_WAIT_SECONDS, DatabaseBusy, DatabaseError, connect, is_busy
 
 T = TypeVar("T")
 _REPEATABLE_READ = 3  # psycopg.IsolationLevel.REPEATABLE_READ, without importing psycopg
-WRITE_LOCK = "hashtext('hitl:' || current_schema())"
+LOCK_CLASS = 1_212_765_260
+"""The first key of our advisory locks (b"HITL" as an int), so they cannot collide with
+another application's one-key locks on the same database."""
+WRITE_LOCK = f"{LOCK_CLASS}, hashtext('write:' || current_schema())"
 """The advisory lock key of store writes: one per schema, so databases (and test schemas)
 sharing a server do not wait for each other."""
+
+
+class PoolExhausted(DatabaseBusy):
+    """Every pooled connection of this process stayed in use while we waited for one."""
+
+    def __init__(self, path: str) -> None:
+        RuntimeError.__init__(
+            self,
+            f"no connection to {display(path)!r} came free in this process within "
+            f"{POOL_WAIT_SECONDS:.0f} s; nothing was written. Try again, or give the process a "
+            "larger pool (HITL_PG_POOL_SIZE) if it stays this busy.",
+        )
+        self.path = display(path)
 
 
 def store_connection(db: DatabaseName) -> sqlite3.Connection | PgConnection:
@@ -112,42 +136,41 @@ class Store:
                 cur.execute("COMMIT")
 
     def _pg_transaction(self, work: Callable[[Cursor], T], *, write: bool) -> T:
+        """`work` in one transaction on a pooled connection of its own (no lock of ours: the
+        pool is thread-safe, and the write lock is the database's)."""
         import psycopg
         from psycopg_pool import PoolTimeout
 
         assert isinstance(self._conn, PgConnection)
-        with self._lock:
-            for attempt in (1, 2):
-                try:
-                    with self._conn.connection() as conn:
-                        # read committed for writes: each statement sees what committed before
-                        # it, the write lock included; one snapshot for reads (set in BEGIN,
-                        # and back to the default after, for the saver's own transactions)
-                        conn.isolation_level = None if write else _REPEATABLE_READ
-                        try:
-                            with conn.transaction(), closing(conn.cursor()) as raw:
-                                if write:  # one round trip: the bounded wait, then the lock
-                                    raw.execute(
-                                        "SELECT set_config('lock_timeout', %s, true), "
-                                        f"pg_advisory_xact_lock({WRITE_LOCK})",
-                                        (str(max(1, int(self._lock_wait * 1000))),),
-                                    )
-                                return work(PgCursor(raw))
-                        finally:
-                            if not conn.closed:
-                                conn.isolation_level = None
-                except (psycopg.errors.LockNotAvailable, PoolTimeout) as e:
-                    raise DatabaseBusy(self._path, self._lock_wait) from e
-                except (psycopg.OperationalError, psycopg.errors.InsufficientPrivilege) as e:
-                    if (
-                        attempt == 1
-                        and not write
-                        and not isinstance(e, psycopg.errors.QueryCanceled)
-                    ):
-                        continue  # a connection the server dropped: read again on another
-                    # a write is not retried: its commit may have landed before the drop
-                    raise DatabaseError(self._path, e) from e
-            raise AssertionError("unreachable")
+        for attempt in (1, 2):
+            try:
+                with self._conn.connection() as conn:
+                    # read committed for writes: each statement sees what committed before it,
+                    # the write lock included; one snapshot for reads (set in BEGIN, and back
+                    # to the default after, for the saver's own transactions)
+                    conn.isolation_level = None if write else _REPEATABLE_READ
+                    try:
+                        with conn.transaction(), closing(conn.cursor()) as raw:
+                            if write:  # one round trip: the bounded wait, then the lock
+                                raw.execute(
+                                    "SELECT set_config('lock_timeout', %s, true), "
+                                    f"pg_advisory_xact_lock({WRITE_LOCK})",
+                                    (str(max(1, int(self._lock_wait * 1000))),),
+                                )
+                            return work(PgCursor(raw))
+                    finally:
+                        if not conn.closed:
+                            conn.isolation_level = None
+            except psycopg.errors.LockNotAvailable as e:
+                raise DatabaseBusy(self._path, self._lock_wait) from e
+            except PoolTimeout as e:
+                raise PoolExhausted(self._path) from e
+            except (psycopg.OperationalError, psycopg.errors.InsufficientPrivilege) as e:
+                if attempt == 1 and not write and not isinstance(e, psycopg.errors.QueryCanceled):
+                    continue  # a connection the server dropped: read again on another
+                # a write is not retried: its commit may have landed before the drop
+                raise DatabaseError(self._path, e) from e
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         with self._lock:

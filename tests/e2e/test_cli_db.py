@@ -4,7 +4,7 @@ from a SQLite file to PostgreSQL with its pending approvals."""
 import pytest
 
 from tests.e2e.cli_helpers import COUNT, PAIR, SALLY, Workspace, assert_refused, describe
-from tests.postgres import fresh_database
+from tests.postgres import fresh_database, require_postgres, server_url
 
 
 def _populated(workspace: Workspace) -> dict[str, str]:
@@ -98,8 +98,21 @@ def test_an_unreachable_postgresql_says_what_to_check_and_creates_nothing(
     refused = workspace.json("db", "status", exit_code=10, extra_env={"HITL_DB": url})
     message = refused["error"]["message"]
     assert "PostgreSQL server is running" in message
+    assert "refused" in message.lower() or "failed" in message.lower()  # the server's words
     assert "secret" not in message  # the password is masked
     assert not workspace.db.exists()
+
+
+@pytest.mark.postgres
+def test_a_database_that_does_not_exist_is_named_at_once_without_the_password(
+    workspace: Workspace,
+) -> None:
+    require_postgres()
+    url = f"{server_url().rsplit('/', 1)[0]}/no_such_database_here?password=s3cret"
+    refused = workspace.json("db", "status", exit_code=10, extra_env={"HITL_DB": url})
+    message = refused["error"]["message"]
+    assert "s3cret" not in message
+    assert 'database "no_such_database_here" does not exist' in message
 
 
 @pytest.mark.postgres
