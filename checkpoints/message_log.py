@@ -222,17 +222,23 @@ def tails_of(channel_values: dict[str, Any]) -> list[str]:
 
 
 def delete_unreachable(
-    cur: Cursor, thread_id: str, checkpoint_ns: str, keep_tails: Iterable[str]
+    cur: Cursor,
+    thread_id: str,
+    checkpoint_ns: str,
+    keep_tails: Iterable[str],
+    *,
+    max_depth: int | None = None,
 ) -> int:
-    """Delete the thread's message rows that no kept checkpoint's branch reaches."""
+    """Delete the thread's message rows that no kept checkpoint's branch reaches (with
+    `max_depth`, only those at most that deep: rows a run appends meanwhile are deeper)."""
     keep = reachable_nodes(cur, thread_id, checkpoint_ns, keep_tails)
     cur.execute("CREATE TEMP TABLE IF NOT EXISTS _hitl_keep (node_id TEXT PRIMARY KEY)")
     cur.execute("DELETE FROM _hitl_keep")
     cur.executemany("INSERT INTO _hitl_keep VALUES (?)", [(n,) for n in keep])
     cur.execute(
-        "DELETE FROM hitl_messages WHERE thread_id = ? AND checkpoint_ns = ? "
+        "DELETE FROM hitl_messages WHERE thread_id = ? AND checkpoint_ns = ? AND depth <= ? "
         "AND node_id NOT IN (SELECT node_id FROM _hitl_keep)",
-        (thread_id, checkpoint_ns),
+        (thread_id, checkpoint_ns, (1 << 62) if max_depth is None else max_depth),
     )
     deleted: int = cur.rowcount
     cur.execute("DELETE FROM _hitl_keep")

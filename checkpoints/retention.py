@@ -474,7 +474,9 @@ def _trim_thread(
     """Keep the newest checkpoint of each namespace, its writes and the messages it reaches."""
     checkpoints = writes = blobs = messages = 0
     for ns, keep in judged.newest.items():
-        older = ("thread_id = ? AND checkpoint_ns = ? AND checkpoint_id <> ?", judged.thread_id, ns)
+        # older ones only: on PostgreSQL a lease-less runtime (Studio) may commit a newer
+        # checkpoint meanwhile (the saver takes no lock), and it must stay whole
+        older = ("thread_id = ? AND checkpoint_ns = ? AND checkpoint_id < ?", judged.thread_id, ns)
         writes += _remove(cur, _writes_table(cur), *older, keep, dry_run=dry_run)
         checkpoints += _remove(cur, "checkpoints", *older, keep, dry_run=dry_run)
         if isinstance(cur, PgCursor):
@@ -484,12 +486,18 @@ def _trim_thread(
             )  # fmt: skip
         if "hitl_messages" in tables:
             tails = judged.tails.get(ns, [])
+            # on PostgreSQL, not deeper than the kept conversation: a run appending meanwhile
+            # writes deeper rows before its checkpoint
+            deepest = (
+                _deepest(cur, judged.thread_id, ns, tails) if isinstance(cur, PgCursor) else None
+            )
             if dry_run:
-                where = "thread_id = ? AND checkpoint_ns = ?"
-                stored = _count(cur, "hitl_messages", where, judged.thread_id, ns)
+                where = "thread_id = ? AND checkpoint_ns = ? AND depth <= ?"
+                bound = (1 << 62) if deepest is None else deepest
+                stored = _count(cur, "hitl_messages", where, judged.thread_id, ns, bound)
                 messages += stored - len(reachable_nodes(cur, judged.thread_id, ns, tails))
             else:
-                messages += delete_unreachable(cur, judged.thread_id, ns, tails)
+                messages += delete_unreachable(cur, judged.thread_id, ns, tails, max_depth=deepest)
     tally.checkpoints += checkpoints
     tally.writes += writes
     tally.blobs += blobs
@@ -562,13 +570,27 @@ def _writes_table(cur: Cursor) -> str:
 
 
 _UNREFERENCED_BLOB = (
-    "thread_id = ? AND checkpoint_ns = ? AND NOT EXISTS (SELECT 1 FROM checkpoints c WHERE "
-    "c.thread_id = checkpoint_blobs.thread_id "
-    "AND c.checkpoint_ns = checkpoint_blobs.checkpoint_ns AND c.checkpoint_id = ? "
-    "AND c.checkpoint -> 'channel_versions' ->> checkpoint_blobs.channel "
-    "= checkpoint_blobs.version)"
+    "thread_id = ? AND checkpoint_ns = ? AND version < (SELECT c.checkpoint -> "
+    "'channel_versions' ->> checkpoint_blobs.channel FROM checkpoints c WHERE "
+    "c.thread_id = checkpoint_blobs.thread_id AND c.checkpoint_ns = checkpoint_blobs.checkpoint_ns "
+    "AND c.checkpoint_id = ?)"
 )
-"""A blob of a namespace that the kept checkpoint (the last parameter) does not refer to."""
+"""A blob of a namespace older than the kept checkpoint's (the last parameter) version of its
+channel: versions only grow, so a checkpoint committed meanwhile keeps its blobs (and a
+channel the kept checkpoint has no version of keeps every blob)."""
+
+
+def _deepest(cur: Cursor, thread_id: str, ns: str, tails: Sequence[str]) -> int | None:
+    """The depth of the deepest of these stored messages (-1: none)."""
+    if not tails:
+        return -1
+    marks = ", ".join("?" for _ in tails)
+    row = cur.execute(
+        f"SELECT MAX(depth) FROM hitl_messages WHERE thread_id = ? AND checkpoint_ns = ? "
+        f"AND node_id IN ({marks})",
+        (thread_id, ns, *tails),
+    ).fetchone()
+    return -1 if row is None or row[0] is None else int(row[0])
 
 
 def _root_row(cur: Cursor, thread_id: str, ns: str, checkpoint_id: str) -> tuple[Any, ...] | None:

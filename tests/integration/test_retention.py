@@ -10,6 +10,8 @@ import pytest
 from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
 
+from checkpoints import retention
+from checkpoints.backends import open_saver
 from checkpoints.db import DatabaseName, is_postgres
 from checkpoints.leases import mark_done, mark_live, new_token
 from checkpoints.ledger import open_ledger
@@ -17,11 +19,15 @@ from checkpoints.retention import Pruner, file_bytes, prune
 from checkpoints.runs import open_run_queue
 from checkpoints.serde import make_strict_serializer
 from checkpoints.store import store_connection
+from graph.builder import build_graph
+from graph.offline_model import OfflineChatModel
+from graph.policy import default_policy
 from hitl.errors import ThreadNotFound
 from hitl.service import ApprovalService
 from tests.e2e.cli_helpers import database_fingerprint
-from tests.fakes import ToolLog
+from tests.fakes import ToolLog, make_recording_tools
 from tests.integration.conftest import ONE_EMAIL, TWO_EMAILS, open_test_service
+from tests.postgres import fresh_database
 from tests.sql import checkpoint_table, execute, tables
 
 COUNT = "count my emails of the last 3 days"
@@ -387,3 +393,36 @@ def test_a_thread_whose_newest_checkpoint_cannot_be_judged_safely_is_left_whole(
     assert report.kept == {"unreadable": 1, "delta_history": 1}
     assert report.threads_trimmed == 1  # the thread they were copied from
     assert {t: thread_rows(db, t) for t in before} == before
+
+
+@pytest.mark.postgres
+def test_a_checkpoint_committed_while_postgres_prunes_the_thread_stays_whole(
+    log: ToolLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A runtime that takes no lease (Studio) may commit a checkpoint after the thread was
+    judged again, inside the prune's transaction: PostgreSQL's saver takes no lock, so only
+    what the prune deletes keeps that checkpoint whole."""
+    with fresh_database() as url:
+        with open_test_service(url, log) as service:
+            thread_id = service.run(COUNT, actor="alice").thread_id
+        judged_again = retention._unchanged
+
+        def and_meanwhile(cur: Any, judged: Any) -> bool:
+            still = judged_again(cur, judged)
+            with open_saver(url) as saver:  # another process, with no lock of ours
+                graph = build_graph(
+                    model=OfflineChatModel(),
+                    tools=make_recording_tools(ToolLog()),
+                    policy=default_policy(),
+                    checkpointer=saver,
+                )
+                graph.update_state(config(thread_id), {"messages": [HumanMessage("a note")]})
+            return still
+
+        monkeypatch.setattr(retention, "_unchanged", and_meanwhile)
+        report = prune(url)
+        monkeypatch.undo()
+        with open_test_service(url, log) as service:
+            values, _ = state_of(service, thread_id)
+    assert report.threads_trimmed == 1
+    assert values["messages"][-1].content == "a note"  # the newer checkpoint, whole
