@@ -100,6 +100,8 @@ class RunStats:
 
 SWEEP_LEASE = "__hitl_periodic_sweep__"
 """The lease a process holds while it sweeps (a name no thread ID of ours takes)."""
+PRUNE_LEASE = "__hitl_periodic_prune__"
+"""The lease a process holds while it prunes on schedule."""
 
 
 class Background:
@@ -315,7 +317,10 @@ class Background:
         assert self._prune is not None
         while not self._stop.wait(self._prune_interval):
             try:
-                report = self._prune()
+                with self._ledger.lease(PRUNE_LEASE, wait=0):  # one process at a time
+                    report = self._prune()
+            except ThreadBusy:
+                continue
             except Exception:  # a busy or broken database: the next round tries again
                 log.exception("the periodic prune failed")
                 continue
