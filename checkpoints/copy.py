@@ -11,6 +11,7 @@ The target must be empty; the source should not be in use meanwhile (stop the se
 
 import bisect
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -49,6 +50,8 @@ class CopyReport:
     writes: int = 0
     rows: dict[str, int] = field(default_factory=dict)
     """Rows copied per table."""
+    converted_messages: int = 0
+    """Messages an older checkpoint held as a list, stored as a log in the target."""
     mismatches: list[str] = field(default_factory=list)
     """Counts that differ between source and target (empty: verified)."""
 
@@ -64,6 +67,7 @@ class CopyReport:
             "checkpoints": self.checkpoints,
             "writes": self.writes,
             "rows": self.rows,
+            "converted_messages": self.converted_messages,
             "verified": self.verified,
             "mismatches": self.mismatches,
         }
@@ -76,18 +80,20 @@ def copy_database(source: DatabaseName, target: DatabaseName) -> CopyReport:
     before = status(source)  # also: the source must exist
     if not before.rows.get("hitl_approvals") and not before.rows.get("checkpoints"):
         raise CopyError(f"{display(source)} holds no threads and no approvals; nothing to copy")
-    migrate(target)
-    report = CopyReport(display(source), display(target))
-    src, dst = _Tables(store_connection(source)), _Tables(store_connection(target))
-    try:
+    if is_postgres(target) or Path(target).exists():  # refused before anything is created
         occupied = {t: n for t, n in status(target).rows.items() if n and t not in _OWN_ROWS}
         if occupied:
             raise CopyError(
                 f"{display(target)} is not empty ({_counts(occupied)}); copy into a new database"
             )
+    migrate(target)
+    report = CopyReport(display(source), display(target))
+    src, dst = _Tables(store_connection(source)), _Tables(store_connection(target))
+    try:
         if before.rows.get("hitl_messages") is not None:
             # stored messages first: the checkpoints copied next refer to them
             report.rows["hitl_messages"] = _copy_table(src, dst, "hitl_messages")
+        logged = _count(dst, "hitl_messages")
         with open_saver(source, create=False) as reader, open_saver(target) as writer:
             thread_ids = src._read(
                 lambda cur: [
@@ -98,12 +104,15 @@ def copy_database(source: DatabaseName, target: DatabaseName) -> CopyReport:
                 ]
             )
             _copy_checkpoints(thread_ids, reader, writer, report)
+        # an older database's checkpoints hold their conversation as a list: the target's
+        # saver stores it as a log, so the target has these rows more than the source
+        report.converted_messages = _count(dst, "hitl_messages") - logged
         new_rowids: dict[str, list[tuple[int, int]]] = {}
         for table in COPIED_TABLES:
             if table != "hitl_messages" and before.rows.get(table) is not None:
                 report.rows[table] = _copy_table(src, dst, table, new_rowids)
         _renumber_audit_cursors(dst, new_rowids.get("hitl_audit", []))
-        report.mismatches = _compare(src, dst, source, target)
+        report.mismatches = _compare(src, dst, source, target, report.converted_messages)
     finally:
         src.close()
         dst.close()
@@ -223,14 +232,18 @@ def _renumber_audit_cursors(dst: _Tables, mapping: list[tuple[int, int]]) -> Non
     dst._write(work)
 
 
-def _compare(src: _Tables, dst: _Tables, source: DatabaseName, target: DatabaseName) -> list[str]:
-    """Every count that differs: rows per table, checkpoints and stored messages per thread."""
+def _compare(
+    src: _Tables, dst: _Tables, source: DatabaseName, target: DatabaseName, converted: int
+) -> list[str]:
+    """Every count that differs: rows per table (the target's messages: the source's plus
+    those its lists became), checkpoints per thread, pending writes."""
     differ = []
     before, after = status(source).rows, status(target).rows
     for table in COPIED_TABLES:
-        if (before.get(table) or 0) != (after.get(table) or 0):
+        expected = (before.get(table) or 0) + (converted if table == "hitl_messages" else 0)
+        if expected != (after.get(table) or 0):
             differ.append(
-                f"{table}: {before.get(table) or 0} rows in the source, "
+                f"{table}: {expected} rows expected from the source, "
                 f"{after.get(table) or 0} in the target"
             )
     per_thread = "SELECT thread_id, COUNT(*) FROM checkpoints GROUP BY thread_id"
@@ -252,6 +265,11 @@ def _compare(src: _Tables, dst: _Tables, source: DatabaseName, target: DatabaseN
     if int(n_src) != int(n_dst):
         differ.append(f"pending writes: {n_src} in the source, {n_dst} in the target")
     return differ
+
+
+def _count(tables: _Tables, table: str) -> int:
+    found = tables._read(lambda cur: cur.execute(f"SELECT COUNT(*) FROM {table}").fetchone())
+    return int(found[0])
 
 
 def _kind(db: DatabaseName) -> str:
