@@ -1,9 +1,10 @@
 """The approvals ledger: one row per gated tool call, its journal, leases and the audit trail.
 
-It lives in the same SQLite file as the checkpoints, in tables of its own (`hitl_*`), on its
-own connection. Every change is one `BEGIN IMMEDIATE` transaction that updates a row with a
-compare-and-set on its status and appends the matching audit entry, so the row and its audit
-trail are written together or not at all, and the first of two concurrent decisions wins.
+It lives in the same database as the checkpoints (a SQLite file, or PostgreSQL), in tables of
+its own (`hitl_*`). Every change is one write transaction (serialized: see
+`checkpoints.store`) that updates a row with a compare-and-set on its status and appends the
+matching audit entry, so the row and its audit trail are written together or not at all, and
+the first of two concurrent decisions wins.
 
 The ledger is the source of truth for decisions and for tool execution; the graph's nodes
 follow it (see `graph/nodes.py`), whichever runtime runs them.
@@ -110,7 +111,7 @@ class _TurnBusy(Exception):
 
 
 class Ledger(Store):
-    """The ledger on one SQLite file. Thread-safe; one connection, one lock."""
+    """The ledger on one database. Thread-safe."""
 
     def __init__(
         self,
@@ -867,7 +868,7 @@ class Ledger(Store):
 def open_ledger(
     path: Path | str, *, clock: Clock = time.time, lock_wait: float = LOCK_WAIT_SECONDS
 ) -> Iterator[Ledger]:
-    """Open (and create or migrate) the ledger in the SQLite file at `path`."""
+    """Open (and create or migrate) the ledger in the database at `path` (file or URL)."""
     ledger = make_ledger(path, clock=clock, lock_wait=lock_wait)
     try:
         yield ledger

@@ -103,7 +103,7 @@ class Run:
 
 
 class RunQueue(Store):
-    """Runs in the SQLite file beside the checkpoints. Thread-safe."""
+    """Runs in the database beside the checkpoints. Thread-safe."""
 
     SCHEMA = _SCHEMA
 
@@ -278,7 +278,7 @@ class RunQueue(Store):
 
 @contextmanager
 def open_run_queue(path: Path | str) -> Iterator[RunQueue]:
-    """The run queue in the SQLite file at `path` (its table created if missing)."""
+    """The run queue in the database at `path` (its table created if missing)."""
     queue = RunQueue(store_connection(path), path=str(path))
     try:
         yield queue

@@ -68,7 +68,7 @@ def store_connection(db: DatabaseName) -> sqlite3.Connection | PgConnection:
 
 
 class Store:
-    """A store on one connection. Thread-safe: one lock around the connection.
+    """A store on one connection (SQLite: one lock around it; PostgreSQL: the pool's). Thread-safe.
 
     `SCHEMA` holds the statements that create the store's tables if missing (idempotent);
     they run in one write transaction when the store opens.

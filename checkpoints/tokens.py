@@ -81,7 +81,7 @@ class Token:
 
 
 class TokenStore(Store):
-    """Tokens in the SQLite file beside the checkpoints. Thread-safe."""
+    """Tokens in the database beside the checkpoints. Thread-safe."""
 
     SCHEMA = _SCHEMA
 
@@ -166,7 +166,7 @@ class TokenStore(Store):
 
 @contextmanager
 def open_token_store(path: Path | str) -> Iterator[TokenStore]:
-    """The token store in the SQLite file at `path` (its table created if missing)."""
+    """The token store in the database at `path` (its table created if missing)."""
     store = TokenStore(store_connection(path), path=str(path))
     try:
         yield store

@@ -171,7 +171,7 @@ class Claim:
 
 
 class WebhookStore(Store):
-    """Endpoints and the delivery log in the checkpoint database. Thread-safe; one connection.
+    """Endpoints and the delivery log in the checkpoint database. Thread-safe.
 
     A failed attempt is retried after `base_backoff * 2**(attempts - 1)` seconds (at most
     `max_backoff`); after `max_attempts` attempts the delivery is `dead`.
@@ -536,7 +536,7 @@ def open_webhook_store(
     lock_wait: float = LOCK_WAIT_SECONDS,
     create: bool = True,
 ) -> Iterator[WebhookStore]:
-    """Open (and create the tables of) the webhook store in the SQLite file at `path`.
+    """Open (and create the tables of) the webhook store in the database at `path`.
 
     With `create=False` a missing file is a `DatabaseError` (a mistyped path), not a new file.
     """
