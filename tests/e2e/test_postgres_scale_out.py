@@ -27,7 +27,7 @@ from checkpoints.runs import OTHER_HOST_SILENCE_SECONDS
 from checkpoints.tokens import open_token_store
 from graph.demo_tools import count_emails
 from hitl.server.workers import HEARTBEAT_SECONDS
-from tests.e2e.service_helpers import HitlService, start_services, wait_run
+from tests.e2e.service_helpers import SEND_PROMPT, HitlService, start_services, wait_run
 from tests.postgres import fresh_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -460,3 +460,50 @@ def test_a_service_killed_mid_tool_is_taken_over_by_another_and_the_call_waits_f
         assert audit_events(url)[victim_call, "reconciled"] == 1
         assert forks(url) == [], "a thread's history forked"
         assert holder.process.returncode == -9
+
+
+def test_an_inbox_stream_on_one_service_follows_requests_and_decisions_made_on_another(
+    tmp_path: Path,
+) -> None:
+    with fresh_database() as db, running_services(tmp_path, db) as services:
+        asking, watched = services[0], services[-1]
+        with (
+            asking.client() as client,
+            watched.client() as viewer,
+            viewer.stream("GET", "/approvals/stream") as stream,
+        ):
+            assert stream.status_code == 200
+            events = _sse(stream)
+            assert "pending" in next(events)  # the inbox as it is: empty
+
+            started = accepted(client.post("/threads", json={"prompt": SEND_PROMPT}))
+            wait_run(client, started["run"]["run_id"])
+            call = client.get(f"/threads/{started['thread_id']}").json()["pending"][0]
+            assert _until(events, lambda inbox: _calls(inbox) == [call["tool_call_id"]])
+
+            decided = accepted(client.post(f"/threads/{started['thread_id']}/approve", json={}))
+            wait_run(client, decided["run"]["run_id"])
+            assert _until(events, lambda inbox: _calls(inbox) == [])
+
+
+def _sse(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    """The `inbox` events' data of an SSE response, as they arrive."""
+    for line in response.iter_lines():
+        if line.startswith("data:"):
+            yield json.loads(line.removeprefix("data:").strip())
+
+
+def _calls(inbox: dict[str, Any]) -> list[str]:
+    return [p["tool_call_id"] for p in inbox["pending"]]
+
+
+def _until(events: Iterator[dict[str, Any]], seen: Callable[[dict[str, Any]], bool]) -> bool:
+    """Whether an event satisfying `seen` arrives within 20 s of events (a silent stream
+    fails the test by the client's read timeout)."""
+    deadline = time.monotonic() + 20
+    for inbox in events:
+        if seen(inbox):
+            return True
+        if time.monotonic() > deadline:
+            return False
+    return False
