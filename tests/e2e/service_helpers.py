@@ -232,3 +232,13 @@ def wait_run(client: httpx.Client, run_id: str, timeout: float = 60) -> dict[str
 
 
 SEND_PROMPT = "Send sally@example.com an email saying 'hi'"
+
+
+def gate(outbox: Path) -> Path:
+    """While this file exists, a gated test tool waits inside its call (so a kill lands there)."""
+    return outbox.with_suffix(".gate")
+
+
+def held(outbox: Path) -> Path:
+    """A gated test tool writes this file once it is waiting at the gate."""
+    return outbox.with_suffix(".held")

@@ -27,7 +27,14 @@ from checkpoints.runs import OTHER_HOST_SILENCE_SECONDS
 from checkpoints.tokens import open_token_store
 from graph.demo_tools import count_emails
 from hitl.server.workers import HEARTBEAT_SECONDS
-from tests.e2e.service_helpers import SEND_PROMPT, HitlService, start_services, wait_run
+from tests.e2e.service_helpers import (
+    SEND_PROMPT,
+    HitlService,
+    gate,
+    held,
+    start_services,
+    wait_run,
+)
 from tests.postgres import fresh_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -335,14 +342,6 @@ def gated_tools() -> list[BaseTool]:
         return f"Email sent to {recipient}."
 
     return [count_emails, send_email]
-
-
-def gate(outbox: Path) -> Path:
-    return outbox.with_suffix(".gate")
-
-
-def held(outbox: Path) -> Path:
-    return outbox.with_suffix(".held")
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_SECONDS) -> None:

@@ -15,7 +15,7 @@ import pytest
 from langchain_core.tools import BaseTool, tool
 from langgraph.prebuilt import ToolRuntime
 
-from tests.e2e.service_helpers import HitlService, start_service, wait_run
+from tests.e2e.service_helpers import HitlService, gate, held, start_service, wait_run
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOL_SECONDS = 0.3
@@ -68,14 +68,6 @@ def slow_tools() -> list[BaseTool]:
         return f"You received {last_n_days * 7} emails in the last {last_n_days} days."
 
     return [count_emails, send_email]
-
-
-def gate(outbox: Path) -> Path:
-    return outbox.with_suffix(".gate")
-
-
-def held(outbox: Path) -> Path:
-    return outbox.with_suffix(".held")
 
 
 def restartable(tmp: Path, workers: int) -> HitlService:
