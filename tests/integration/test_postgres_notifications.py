@@ -45,7 +45,7 @@ def test_an_audit_entry_of_another_process_wakes_the_listener_at_once() -> None:
             asker.join(30)
             assert asker.exitcode == 0
             assert ledger.audit_head() > head
-            assert waited < 10.0  # woken by the commit, not by the 30 s timeout
+            assert waited < 25.0  # woken by the commit (a child process started), not the timeout
             assert listener.wait(0.2) == []  # one burst, one wake-up
         finally:
             listener.close()
