@@ -241,7 +241,7 @@ def open_postgres_saver(url: str) -> Iterator[HitlPostgresSaver]:
     migrated first), on the process's pool for that database (see `checkpoints.db`)."""
     try:
         handle = PgConnection(url)
-    except (psycopg.Error, PoolTimeout) as e:
+    except (psycopg.Error, PoolTimeout, ValueError) as e:  # ValueError: HITL_PG_POOL_SIZE
         raise DatabaseError(url, e) from e
     try:
         saver = HitlPostgresSaver(handle.pool, url=url)

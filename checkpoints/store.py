@@ -63,7 +63,7 @@ def store_connection(db: DatabaseName) -> sqlite3.Connection | PgConnection:
 
     try:
         return PgConnection(str(db))
-    except (psycopg.Error, PoolTimeout) as e:
+    except (psycopg.Error, PoolTimeout, ValueError) as e:  # ValueError: HITL_PG_POOL_SIZE
         raise DatabaseError(db, e) from e
 
 

@@ -130,3 +130,12 @@ def test_prune_on_postgres_trims_the_finished_thread_and_the_waiting_one_resumes
         approved = workspace.json("approve", waiting["thread_id"], extra_env=on_pg)
     assert approved["status"] == "done"
     assert workspace.sent_ids() == [waiting["pending"][0]["tool_call_id"]]
+
+
+@pytest.mark.postgres
+def test_a_pool_size_that_is_not_a_number_is_named(workspace: Workspace) -> None:
+    with fresh_database() as url:
+        refused = workspace.json(
+            "pending", exit_code=10, extra_env={"HITL_DB": url, "HITL_PG_POOL_SIZE": "lots"}
+        )
+    assert "HITL_PG_POOL_SIZE='lots': give a whole number" in refused["error"]["message"]
