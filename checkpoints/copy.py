@@ -18,7 +18,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import CheckpointTuple
 
 from checkpoints.backends import Saver, open_saver
-from checkpoints.db import Cursor, DatabaseName, display, is_postgres
+from checkpoints.db import Cursor, DatabaseName, display, is_postgres, writes_table
 from checkpoints.message_log import SavedLog, log_ref
 from checkpoints.schema import HITL_TABLES, migrate, status
 from checkpoints.store import Store, store_connection
@@ -255,14 +255,9 @@ def _compare(
                 f"thread {thread_id}: {theirs.get(thread_id, 0)} checkpoints in the source, "
                 f"{ours.get(thread_id, 0)} in the target"
             )
-    writes = {"sqlite": "writes", "postgres": "checkpoint_writes"}
-    n_src = src._read(
-        lambda cur: cur.execute(f"SELECT COUNT(*) FROM {writes[_kind(source)]}").fetchone()[0]
-    )
-    n_dst = dst._read(
-        lambda cur: cur.execute(f"SELECT COUNT(*) FROM {writes[_kind(target)]}").fetchone()[0]
-    )
-    if int(n_src) != int(n_dst):
+    n_src = _count(src, writes_table(is_postgres(source)))
+    n_dst = _count(dst, writes_table(is_postgres(target)))
+    if n_src != n_dst:
         differ.append(f"pending writes: {n_src} in the source, {n_dst} in the target")
     return differ
 
@@ -270,10 +265,6 @@ def _compare(
 def _count(tables: _Tables, table: str) -> int:
     found = tables._read(lambda cur: cur.execute(f"SELECT COUNT(*) FROM {table}").fetchone())
     return int(found[0])
-
-
-def _kind(db: DatabaseName) -> str:
-    return "postgres" if is_postgres(db) else "sqlite"
 
 
 def _counts(rows: dict[str, int]) -> str:

@@ -23,6 +23,11 @@ DatabaseName = Path | str
 """A SQLite file (a `Path`, or a string path) or a PostgreSQL URL (a string)."""
 
 
+def writes_table(postgres: bool) -> str:
+    """LangGraph's table of pending writes: each saver names it its own way."""
+    return "checkpoint_writes" if postgres else "writes"
+
+
 def is_postgres(db: DatabaseName) -> bool:
     """Whether `db` names a PostgreSQL database rather than a SQLite file."""
     return isinstance(db, str) and db.startswith(POSTGRES_SCHEMES)

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from checkpoints.db import Cursor, PgCursor, is_postgres, table_exists
+from checkpoints.db import Cursor, PgCursor, is_postgres, table_exists, writes_table
 from checkpoints.leases import lease_holder
 from checkpoints.message_log import delete_unreachable, reachable_nodes, tails_of
 from checkpoints.serde import make_strict_serializer
@@ -250,7 +250,7 @@ class Pruner(Store):
 
     def thread_ids(self) -> list[str]:
         """Every thread with a root checkpoint, in a stable order."""
-        writes = "checkpoint_writes" if self.on_postgres else "writes"
+        writes = writes_table(self.on_postgres)
         if not self._tables() >= {"checkpoints", writes}:
             return []
         return self._read(
@@ -566,7 +566,7 @@ def _digest(row: tuple[Any, ...] | None) -> str:
 
 
 def _writes_table(cur: Cursor) -> str:
-    return "checkpoint_writes" if isinstance(cur, PgCursor) else "writes"
+    return writes_table(isinstance(cur, PgCursor))
 
 
 _UNREFERENCED_BLOB = (

@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from checkpoints.db import DatabaseName, is_postgres, to_postgres
+from checkpoints.db import DatabaseName, is_postgres, to_postgres, writes_table
 from checkpoints.store import WRITE_LOCK
 
 
@@ -45,4 +45,4 @@ def tables(db: DatabaseName) -> set[str]:
 
 def checkpoint_table(db: DatabaseName, name: str) -> str:
     """LangGraph's table of that job on this backend (`writes` is `checkpoint_writes` there)."""
-    return {"writes": "checkpoint_writes"}.get(name, name) if is_postgres(db) else name
+    return writes_table(is_postgres(db)) if name == "writes" else name

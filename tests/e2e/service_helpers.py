@@ -234,6 +234,18 @@ def wait_run(client: httpx.Client, run_id: str, timeout: float = 60) -> dict[str
 SEND_PROMPT = "Send sally@example.com an email saying 'hi'"
 
 
+def accepted(answer: httpx.Response) -> dict[str, Any]:
+    """The body of a `202`, checked to be one."""
+    assert answer.status_code == 202, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def email_prompt(n: int) -> str:
+    """The prompt of the `n`th of many distinct emails to send."""
+    return f"Send user{n}@example.com an email saying 'hello {n}'"
+
+
 def gate(outbox: Path) -> Path:
     """While this file exists, a gated test tool waits inside its call (so a kill lands there)."""
     return outbox.with_suffix(".gate")

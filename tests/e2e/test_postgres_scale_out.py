@@ -30,6 +30,8 @@ from hitl.server.workers import HEARTBEAT_SECONDS
 from tests.e2e.service_helpers import (
     SEND_PROMPT,
     HitlService,
+    accepted,
+    email_prompt,
     gate,
     held,
     start_services,
@@ -103,16 +105,6 @@ def sent(outbox: Path) -> Counter[str]:
         return Counter()
     lines = outbox.read_text(encoding="utf-8").splitlines()
     return Counter(json.loads(line)["tool_call_id"] for line in lines)
-
-
-def accepted(answer: httpx.Response) -> dict[str, Any]:
-    assert answer.status_code == 202, answer.text
-    body: dict[str, Any] = answer.json()
-    return body
-
-
-def email_prompt(n: int) -> str:
-    return f"Send user{n}@example.com an email saying 'hello {n}'"
 
 
 def start_waiting_threads(

@@ -10,12 +10,19 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from langchain_core.tools import BaseTool, tool
 from langgraph.prebuilt import ToolRuntime
 
-from tests.e2e.service_helpers import HitlService, gate, held, start_service, wait_run
+from tests.e2e.service_helpers import (
+    HitlService,
+    accepted,
+    email_prompt,
+    gate,
+    held,
+    start_service,
+    wait_run,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOL_SECONDS = 0.3
@@ -129,16 +136,6 @@ def running_runs(db: Path) -> set[str]:
 
 def runs_by_status(db: Path) -> Counter[str]:
     return Counter(dict(query(db, "SELECT status, COUNT(*) FROM hitl_runs GROUP BY status")))
-
-
-def accepted(answer: httpx.Response) -> dict[str, Any]:
-    assert answer.status_code == 202, answer.text
-    body: dict[str, Any] = answer.json()
-    return body
-
-
-def email_prompt(n: int) -> str:
-    return f"Send user{n}@example.com an email saying 'hello {n}'"
 
 
 def count_prompt(n: int) -> str:
