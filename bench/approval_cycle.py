@@ -23,13 +23,13 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 
-from checkpoints.ledger import Ledger, make_ledger
-from checkpoints.serde import make_strict_serializer
-from checkpoints.sqlite import BatchingSqliteSaver, connect
-from graph import build_graph
-from graph.demo_tools import make_demo_tools
-from graph.model import make_model
-from graph.policy import default_policy
+from hitl.checkpoints.database import connect
+from hitl.checkpoints.ledger import Ledger, make_ledger
+from hitl.checkpoints.savers import BatchingSqliteSaver, make_strict_serializer
+from hitl.graph import build_graph
+from hitl.graph.demo_tools import make_demo_tools
+from hitl.graph.model import make_model
+from hitl.graph.policy import default_policy
 
 PROMPT = "Send sally@example.com an email saying 'hi'"
 

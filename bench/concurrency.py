@@ -28,10 +28,10 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
-from checkpoints.sqlite import DatabaseBusy
 from hitl.app import open_service
-from hitl.errors import Busy
-from hitl.settings import Settings
+from hitl.checkpoints.errors import DatabaseBusy
+from hitl.service.errors import Busy
+from hitl.service.settings import Settings
 
 PROMPT = "Send sally@example.com an email saying 'hi'"
 Call = tuple[str, str]

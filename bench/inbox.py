@@ -30,14 +30,15 @@ from typing import Any, TypeVar
 
 from langgraph.graph.state import CompiledStateGraph
 
-from checkpoints.ledger import InboxQuery, Ledger, open_ledger
-from checkpoints.sqlite import BatchingSqliteSaver, connect, list_thread_ids, open_saver
-from graph.builder import build_graph
-from graph.decisions import DecisionSchemas
-from graph.demo_tools import make_demo_tools
-from graph.model import make_model
-from graph.policy import default_policy
-from hitl.service import ApprovalService
+from hitl.checkpoints.database import connect
+from hitl.checkpoints.ledger import InboxQuery, Ledger, open_ledger
+from hitl.checkpoints.savers import BatchingSqliteSaver, list_thread_ids, open_saver
+from hitl.graph.builder import build_graph
+from hitl.graph.decisions import DecisionSchemas
+from hitl.graph.demo_tools import make_demo_tools
+from hitl.graph.model import make_model
+from hitl.graph.policy import default_policy
+from hitl.service.workflow import ApprovalService
 
 PROMPT = "Send sally@example.com an email saying 'hi'"
 TEMPLATES = {"pending": 2, "succeeded": 4, "rejected": 2}

@@ -22,10 +22,10 @@ import time
 from contextlib import ExitStack, closing
 from pathlib import Path
 
-from checkpoints.retention import file_bytes, prune
 from hitl.app import open_service as open_hitl_service
-from hitl.service import ApprovalService
-from hitl.settings import Settings
+from hitl.checkpoints.maintenance import file_bytes, prune
+from hitl.service.settings import Settings
+from hitl.service.workflow import ApprovalService, EveryPending
 
 PROMPT = "Send sally@example.com an email saying 'hi'"
 CLONED = ("checkpoints", "writes", "hitl_messages")
@@ -44,7 +44,7 @@ def build(db: Path, outbox: Path, *, finished: int, real: int, pending: int) -> 
         for n in range(real):
             for _ in range(3):
                 view = service.run(PROMPT, f"real-{n}", actor="alice")
-                service.decide_all(view.thread_id, "approve", actor="bob")
+                service.decide(view.thread_id, EveryPending("approve"), actor="bob")
         for n in range(pending):
             service.run(PROMPT, f"pending-{n}", actor="alice")
     with closing(sqlite3.connect(db)) as conn:  # clones of real-0, in one transaction
@@ -107,7 +107,8 @@ def main() -> None:
             service = open_service(stack, db, outbox)
             resumed = 0
             for n in range(args.pending):
-                view = service.decide_all(f"pending-{n}", "approve", actor="bob")
+                service.decide(f"pending-{n}", EveryPending("approve"), actor="bob")
+                view = service.show(f"pending-{n}")
                 resumed += view.status == "done"
             audit = service.verify_audit()
         sent = outbox.read_text().splitlines()[sent_before:]

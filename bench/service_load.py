@@ -59,10 +59,10 @@ from urllib.parse import quote
 import httpx
 import psycopg
 
-from checkpoints.db import DatabaseName, display, is_postgres
 from hitl.app import open_service
-from hitl.service import ApprovalService
-from hitl.settings import Settings
+from hitl.checkpoints.urls import DatabaseName, display, is_postgres
+from hitl.service.settings import Settings
+from hitl.service.workflow import ApprovalService
 
 PROMPT = "Send sally@example.com an email saying 'hi'"
 TARGET_RATIO = 0.5
@@ -510,9 +510,10 @@ def inprocess_phase(work: Path, clients: int, seconds: float) -> Phase:
         if not view.pending:
             raise CycleFailed(f"thread {view.thread_id} has no pending call: {view.status}")
         mid = time.perf_counter()
-        after = service.decide(
+        service.decide(
             view.thread_id, {view.pending[0].tool_call_id: {"type": "approve"}}, actor="bob"
         )
+        after = service.show(view.thread_id)
         log.approved += 1
         end = time.perf_counter()
         log.took("approve", end - mid)

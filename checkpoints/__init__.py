@@ -1,8 +1,12 @@
 """Persistence: the checkpoint savers (SQLite, PostgreSQL), the ledger's stores, the serializer."""
 
-from checkpoints.backends import open_async_saver, open_saver
-from checkpoints.serde import UntrustedCheckpointError, make_strict_serializer
-from checkpoints.sqlite import DatabaseError, list_thread_ids
+from hitl.checkpoints.errors import DatabaseError, UntrustedCheckpointError
+from hitl.checkpoints.savers import (
+    list_thread_ids,
+    make_strict_serializer,
+    open_async_saver,
+    open_saver,
+)
 
 __all__ = [
     "DatabaseError",

@@ -4,9 +4,9 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from checkpoints.backends import Saver, open_async_saver
-from checkpoints.db import parse_database
-from checkpoints.sqlite import DEFAULT_DB
+from hitl.checkpoints.database import DEFAULT_DB
+from hitl.checkpoints.savers import Saver, open_async_saver
+from hitl.checkpoints.urls import parse_database
 
 
 @asynccontextmanager

@@ -13,16 +13,16 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from graph.ledger import ApprovalLedger
-from graph.nodes import (
+from hitl.graph.ledger import ApprovalLedger
+from hitl.graph.nodes import (
     make_agent_node,
     make_approval_node,
     make_route_after_agent,
     make_route_after_tools,
     make_tools_node,
 )
-from graph.policy import Policy
-from graph.state import ApprovalTask, State
+from hitl.graph.policy import Policy
+from hitl.graph.state import ApprovalTask, State
 
 GRAPH_ID = "agent"
 

@@ -22,7 +22,7 @@ from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Discriminator, TypeAdapter, WithJsonSchema, create_model
 from typing_extensions import TypedDict
 
-from graph.state import Review
+from hitl.graph.state import Review
 
 DecisionType = Literal["approve", "edit", "reject", "respond"]
 ALL_DECISIONS: tuple[DecisionType, ...] = ("approve", "edit", "reject", "respond")

@@ -21,11 +21,11 @@ from langchain_core.messages import (
     convert_to_messages,
     message_chunk_to_message,
 )
-from langgraph._internal._typing import MISSING
 from langgraph.channels.base import BaseChannel
-from langgraph.channels.binop import _get_overwrite
 from langgraph.errors import EmptyChannelError, ErrorCode, InvalidUpdateError, create_error_message
 from langgraph.graph.message import add_messages
+
+from hitl.compat import MISSING, get_overwrite
 
 Node = tuple[str, str | None, int, AnyMessage]
 """One message of the log: (node_id, parent_id, depth, message); depth is its index."""
@@ -279,12 +279,12 @@ class MessageLogChannel(BaseChannel[MessageHistory, Any, Any]):
         current = MessageHistory() if self.value is MISSING else self.value
         incoming: list[AnyMessage] = []
         for n, value in enumerate(values):
-            is_overwrite, replacement = _get_overwrite(value)
+            is_overwrite, replacement = get_overwrite(value)
             if not is_overwrite:
                 incoming.extend(_as_messages(value))
                 continue
             # as BinaryOperatorAggregate: the writes before it apply, the ones after do not
-            if any(_get_overwrite(later)[0] for later in values[n + 1 :]):
+            if any(get_overwrite(later)[0] for later in values[n + 1 :]):
                 raise InvalidUpdateError(
                     create_error_message(
                         message="Can receive only one Overwrite value per super-step.",

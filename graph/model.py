@@ -2,7 +2,7 @@
 
 from langchain_core.language_models import BaseChatModel
 
-from graph.offline_model import OfflineChatModel
+from hitl.graph.offline_model import OfflineChatModel
 
 OFFLINE = "offline"
 

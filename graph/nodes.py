@@ -22,7 +22,7 @@ from langgraph.prebuilt import ToolNode
 from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.types import Interrupt, Overwrite, Send, interrupt
 
-from graph.decisions import (
+from hitl.graph.decisions import (
     ALL_DECISIONS,
     DecisionSchemas,
     DecisionType,
@@ -32,9 +32,9 @@ from graph.decisions import (
     as_decision,
     edit_notice,
 )
-from graph.ledger import ApprovalLedger, CallInProgress, JournalUnavailable, LedgerRecord
-from graph.policy import Policy
-from graph.state import ApprovalTask, Review, State, runs_tool
+from hitl.graph.ledger import ApprovalLedger, CallInProgress, JournalUnavailable, LedgerRecord
+from hitl.graph.policy import Policy
+from hitl.graph.state import ApprovalTask, Review, State, runs_tool
 
 
 def last_tool_turn(messages: Sequence[AnyMessage]) -> AIMessage | None:

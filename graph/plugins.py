@@ -11,8 +11,8 @@ from typing import Any
 
 from langchain_core.tools import BaseTool
 
-from graph.demo_tools import make_demo_tools
-from graph.policy import Policy, default_policy
+from hitl.graph.demo_tools import make_demo_tools
+from hitl.graph.policy import Policy, default_policy
 
 DEFAULT_OUTBOX = "checkpoints/outbox.jsonl"
 
@@ -51,5 +51,5 @@ def load_policy(environ: Mapping[str, str]) -> Policy:
         return default_policy()
     policy = load_object(spec, "HITL_POLICY")
     if not isinstance(policy, Policy):
-        raise PluginError(f"HITL_POLICY={spec!r} must name a graph.policy.Policy")
+        raise PluginError(f"HITL_POLICY={spec!r} must name a hitl.graph.policy.Policy")
     return policy

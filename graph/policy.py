@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from langchain_core.messages import ToolCall
 
-from graph.decisions import ALL_DECISIONS, DecisionType
+from hitl.graph.decisions import ALL_DECISIONS, DecisionType
 
 Ask = Literal["always", "never"] | Callable[[Mapping[str, Any]], bool]
 

@@ -10,7 +10,7 @@ from typing import (
 from langchain_core.messages import AnyMessage, ToolCall
 from typing_extensions import TypedDict
 
-from graph.message_log import MessageLogChannel
+from hitl.graph.message_log import MessageLogChannel
 
 ReviewKind = Literal["auto", "approve", "edit", "reject", "respond"]
 

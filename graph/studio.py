@@ -10,11 +10,11 @@ from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
-from checkpoints.db import parse_database
-from checkpoints.ledger import Ledger, make_ledger
-from checkpoints.sqlite import DEFAULT_DB
-from graph.builder import build_graph
-from graph.plugins import load_policy, load_tools
+from hitl.checkpoints.database import DEFAULT_DB
+from hitl.checkpoints.ledger import Ledger, make_ledger
+from hitl.checkpoints.urls import parse_database
+from hitl.graph.builder import build_graph
+from hitl.graph.plugins import load_policy, load_tools
 
 _ledgers: dict[str, Ledger] = {}  # one per database for the server's life
 
@@ -25,7 +25,7 @@ async def make_graph() -> CompiledStateGraph[Any]:
     The ledger is opened on the same file as the checkpointer (`HITL_DB`), once, off the
     event loop: Studio's runs register, decide and journal calls like the CLI's.
     """
-    from graph.model import make_model
+    from hitl.graph.model import make_model
 
     environ = dict(os.environ)
     db = str(parse_database(environ.get("HITL_DB") or DEFAULT_DB))

@@ -4,15 +4,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from checkpoints.backends import open_saver
-from checkpoints.ledger import Clock, open_ledger
-from graph.builder import build_graph
-from graph.decisions import DecisionSchemas
-from graph.model import ModelConfigError, make_model
-from graph.plugins import PluginError, load_policy, load_tools
-from hitl.errors import InvalidSettings
-from hitl.service import ApprovalService, Observer
-from hitl.settings import Settings
+from hitl.checkpoints.ledger import Clock, open_ledger
+from hitl.checkpoints.savers import open_saver
+from hitl.graph.builder import build_graph
+from hitl.graph.decisions import DecisionSchemas
+from hitl.graph.model import ModelConfigError, make_model
+from hitl.graph.plugins import PluginError, load_policy, load_tools
+from hitl.service.errors import InvalidSettings
+from hitl.service.settings import Settings
+from hitl.service.workflow import ApprovalService, MovesOn, Observer
 
 
 @contextmanager
@@ -21,13 +21,16 @@ def open_service(
     *,
     create: bool = True,
     clock: Clock | None = None,
+    moves_on: MovesOn | None = None,
     observer: Observer | None = None,
 ) -> Iterator[ApprovalService]:
     """Open the database and build the graph from `settings`; close the database after.
 
     With `create=False` a missing database file is an error (a mistyped path), not a new file.
     `clock` (UNIX seconds) replaces the system clock for deadlines and times (tests);
-    `observer` receives each step of every run (the HTTP service streams them).
+    `moves_on` says how a thread moves on after a decision or a message (default: in this
+    process, before the call returns); `observer` receives each step of every run (the HTTP
+    service streams them).
     """
     environ = settings.environ or {}
     try:
@@ -43,4 +46,6 @@ def open_service(
         graph = build_graph(
             model=model, tools=tools, policy=policy, checkpointer=saver, ledger=ledger
         )
-        yield ApprovalService(graph, saver, DecisionSchemas(tools), ledger, observer=observer)
+        yield ApprovalService(
+            graph, saver, DecisionSchemas(tools), ledger, moves_on=moves_on, observer=observer
+        )

@@ -7,8 +7,8 @@ from typing import Any
 
 import psycopg
 
-from checkpoints.db import DatabaseName, is_postgres, to_postgres, writes_table
-from checkpoints.store import WRITE_LOCK
+from hitl.checkpoints.database import WRITE_LOCK, to_postgres
+from hitl.checkpoints.urls import DatabaseName, is_postgres, writes_table
 
 
 def execute(db: DatabaseName, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

@@ -17,18 +17,16 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from checkpoints import retention
-from checkpoints.ledger import InboxQuery, make_ledger
-from checkpoints.runs import RunQueue
-from checkpoints.store import store_connection
-from checkpoints.tokens import TokenStore
-from checkpoints.webhooks import WebhookStore, make_webhook_store
+from hitl.checkpoints.database import store_connection
+from hitl.checkpoints.ledger import InboxQuery, make_ledger
+from hitl.checkpoints.maintenance import prune
+from hitl.checkpoints.stores import Run, RunQueue, TokenStore, WebhookStore, make_webhook_store
 from hitl.server import api, http_errors, ui
-from hitl.server.events import EventBus
+from hitl.server.events import EventBus, thread_topic
 from hitl.server.metrics import Metrics
-from hitl.server.workers import Background, ServicePool, queue_sweep
-from hitl.settings import Settings
-from hitl.webhooks import WebhookDispatcher
+from hitl.server.workers import Background, QueueRuns, ServicePool, queue_sweep
+from hitl.service.settings import Settings
+from hitl.service.webhooks import WebhookDispatcher
 
 log = logging.getLogger("hitl.server")
 MAX_BODY_BYTES = 1 << 20
@@ -62,7 +60,12 @@ def create_app(settings: Settings, options: ServerOptions = ServerOptions()) -> 
         ledger = make_ledger(settings.db)
         queue = RunQueue(store_connection(settings.db), path=str(settings.db))
         tokens = TokenStore(store_connection(settings.db), path=str(settings.db))
-        pool = ServicePool(settings, bus)
+
+        def queued(run: Run) -> None:  # a worker takes it now; streams of the thread hear of it
+            background.wake()
+            bus.publish(thread_topic(run.thread_id), "run", run.to_json())
+
+        pool = ServicePool(settings, bus, QueueRuns(queue, queued))
         pool.get()  # fail now, not at the first request, if the settings are wrong
         webhooks = make_webhook_store(settings.db)
         extra = [_deliver_webhooks(webhooks)] if options.webhooks else []
@@ -77,7 +80,7 @@ def create_app(settings: Settings, options: ServerOptions = ServerOptions()) -> 
             extra=extra,
             prune_interval=options.prune_interval,
             prune=partial(
-                retention.prune,
+                prune,
                 settings.db,
                 older_than=options.prune_older_than,
                 full_vacuum=False,  # a whole-file rewrite would hold every writer up

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import Depends, HTTPException, Request
 
-from checkpoints.tokens import Role, Token, TokenStore
+from hitl.checkpoints.stores import Role, Token, TokenStore
 
 COOKIE = "hitl_token"
 CSRF_HEADER = "X-Hitl-CSRF"

@@ -11,10 +11,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from checkpoints.serde import UntrustedCheckpointError
-from checkpoints.sqlite import DatabaseBusy, DatabaseError
-from checkpoints.tokens import TokenError, TokenExists, TokenNotFound
-from hitl import errors
+from hitl.checkpoints.errors import DatabaseBusy, DatabaseError, UntrustedCheckpointError
+from hitl.checkpoints.stores import TokenError, TokenExists, TokenNotFound
+from hitl.service import errors
 
 STATUS: dict[type[Exception], int] = {
     errors.ThreadNotFound: 404,

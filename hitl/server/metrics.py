@@ -7,8 +7,8 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from checkpoints.ledger import Ledger
-from checkpoints.runs import RunQueue
+from hitl.checkpoints.ledger import Ledger
+from hitl.checkpoints.stores import RunQueue
 from hitl.server.workers import RunStats
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)

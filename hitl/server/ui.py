@@ -26,15 +26,13 @@ from markupsafe import Markup, escape
 from starlette.routing import Match
 from starlette.types import Scope
 
-from checkpoints.ledger import InboxQuery
-from checkpoints.records import ApprovalRecord, iso
-from checkpoints.runs import RunQueue
-from checkpoints.tokens import Token, TokenStore
-from hitl.errors import ThreadNotFound
+from hitl.checkpoints.records import ApprovalRecord, iso
+from hitl.checkpoints.stores import RunQueue, Token, TokenStore
 from hitl.server.auth import COOKIE, CSRF_HEADER, principal, require
 from hitl.server.workers import ServicePool
-from hitl.service import ApprovalService
-from hitl.views import InboxPage, PendingApproval
+from hitl.service.errors import ThreadNotFound
+from hitl.service.views import InboxPage, PendingApproval
+from hitl.service.workflow import ApprovalService, InboxQuery
 
 HERE = Path(__file__).parent
 INBOX_LIMIT = 100

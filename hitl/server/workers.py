@@ -14,17 +14,17 @@ from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from checkpoints.db import PgListener
-from checkpoints.leases import mark_done, mark_live, new_token
-from checkpoints.ledger import Ledger, ThreadBusy
-from checkpoints.retention import PruneReport
-from checkpoints.runs import Run, RunQueue
 from hitl.app import open_service
-from hitl.errors import Busy, HitlError
+from hitl.checkpoints.database import PgListener
+from hitl.checkpoints.errors import ThreadBusy
+from hitl.checkpoints.ledger import Ledger, mark_done, mark_live, new_token
+from hitl.checkpoints.maintenance import PruneReport
+from hitl.checkpoints.stores import Run, RunKind, RunQueue
 from hitl.server.events import INBOX, EventBus, run_topic, thread_topic
-from hitl.service import SWEEP_ACTOR, ApprovalService
-from hitl.settings import Settings
-from hitl.views import SweepReport
+from hitl.service.errors import Busy, HitlError
+from hitl.service.settings import Settings
+from hitl.service.views import SweepReport
+from hitl.service.workflow import SWEEP_ACTOR, ApprovalService, MovesOn
 
 log = logging.getLogger("hitl.server")
 BUSY_RETRY_SECONDS = 1.0
@@ -32,12 +32,47 @@ HEARTBEAT_SECONDS = 10.0
 LATENCIES_KEPT = 10_000
 
 
+class QueueRuns:
+    """Move threads on in a worker: each continuation is a durable run in the queue (the
+    HTTP service's way: a request answers `202` as soon as the run is queued)."""
+
+    def __init__(self, queue: RunQueue, on_queued: Callable[[Run], None]) -> None:
+        self._queue = queue
+        self._on_queued = on_queued
+
+    def resume(
+        self, service: ApprovalService, thread_id: str, *, actor: str, after: str | None
+    ) -> Run:
+        return self._enqueue(thread_id, "resume", {}, actor)
+
+    def send(
+        self,
+        service: ApprovalService,
+        thread_id: str,
+        prompts: list[str],
+        *,
+        actor: str,
+        cancel_pending: bool,
+    ) -> Run:
+        payload = {"messages": prompts, "cancel_pending": cancel_pending}
+        return self._enqueue(thread_id, "message", payload, actor)
+
+    def has_queued_run(self, thread_id: str) -> bool:
+        return bool(self._queue.of_thread(thread_id, limit=1))
+
+    def _enqueue(self, thread_id: str, kind: RunKind, payload: dict[str, Any], actor: str) -> Run:
+        run = self._queue.enqueue(thread_id, kind, payload, actor=actor)  # durable from here
+        self._on_queued(run)
+        return run
+
+
 class ServicePool:
     """One `ApprovalService` per OS thread, opened on first use, all closed by `close()`."""
 
-    def __init__(self, settings: Settings, bus: EventBus) -> None:
+    def __init__(self, settings: Settings, bus: EventBus, moves_on: MovesOn) -> None:
         self._settings = settings
         self._bus = bus
+        self._moves_on = moves_on
         self._local = threading.local()
         self._lock = threading.Lock()
         self._stack = ExitStack()
@@ -45,7 +80,7 @@ class ServicePool:
     def get(self) -> ApprovalService:
         service: ApprovalService | None = getattr(self._local, "service", None)
         if service is None:
-            opened = open_service(self._settings, observer=self._observe)
+            opened = open_service(self._settings, moves_on=self._moves_on, observer=self._observe)
             with self._lock:
                 service = self._stack.enter_context(opened)
             self._local.service = service

@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from checkpoints.db import DatabaseName, is_postgres
+from hitl.checkpoints.urls import DatabaseName, is_postgres
 
 HITL = Path(sys.executable).parent / "hitl"
 """The console script of the virtualenv that runs the tests."""
@@ -192,7 +192,7 @@ class Workspace:
         """
         module = f"hitl_e2e_policy_{hashlib.sha256(send_email_rule.encode()).hexdigest()[:8]}"
         (self.folder / f"{module}.py").write_text(
-            "from graph.policy import Policy, ToolRule\n\n"
+            "from hitl.graph.policy import Policy, ToolRule\n\n"
             f"POLICY = Policy(rules={{'send_email': {send_email_rule}}})\n"
         )
         path = os.pathsep.join(filter(None, [str(self.folder), os.environ.get("PYTHONPATH")]))

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from langgraph_sdk.client import get_sync_client
 
-from checkpoints.db import DatabaseName
+from hitl.checkpoints.urls import DatabaseName
 from tests.e2e.cli_helpers import Workspace
 from tests.postgres import fresh_database
 

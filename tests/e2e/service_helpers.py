@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from checkpoints.db import DatabaseName, parse_database
+from hitl.checkpoints.urls import DatabaseName, parse_database
 from tests.e2e.conftest import free_port, read_log
 
 HITL = Path(sys.executable).parent / "hitl"

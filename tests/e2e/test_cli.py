@@ -501,7 +501,7 @@ def test_an_unusable_database_is_refused_with_exit_10_naming_the_file_and_the_se
     [
         ("hitl_e2e_policy", "must look like package.module:attribute"),
         ("hitl_e2e_no_such_module:POLICY", "cannot be loaded: No module named"),
-        ("graph.policy:ToolRule", "must name a graph.policy.Policy"),
+        ("hitl.graph.policy:ToolRule", "must name a hitl.graph.policy.Policy"),
     ],
     ids=["no attribute", "no such module", "not a policy"],
 )

@@ -23,9 +23,8 @@ import pytest
 from langchain_core.tools import BaseTool, tool
 from langgraph.prebuilt import ToolRuntime
 
-from checkpoints.runs import OTHER_HOST_SILENCE_SECONDS
-from checkpoints.tokens import open_token_store
-from graph.demo_tools import count_emails
+from hitl.checkpoints.stores import OTHER_HOST_SILENCE_SECONDS, open_token_store
+from hitl.graph.demo_tools import count_emails
 from hitl.server.workers import HEARTBEAT_SECONDS
 from tests.e2e.service_helpers import (
     SEND_PROMPT,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from langgraph_sdk.client import SyncLangGraphClient, get_sync_client
 
-from checkpoints.db import DatabaseName
+from hitl.checkpoints.urls import DatabaseName
 from tests.e2e.conftest import E2E_METADATA, REPO_ROOT, StudioServer, run_studio_server
 from tests.sql import execute
 

@@ -310,7 +310,7 @@ def test_the_thread_page_tells_the_story_and_follows_the_run(
 DEMO_POLICY = """\
 from datetime import timedelta
 
-from graph.policy import Policy, ToolRule
+from hitl.graph.policy import Policy, ToolRule
 
 POLICY = Policy(rules={
     "send_email": ToolRule(

@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 from langgraph.checkpoint.conformance import validate
 
-from checkpoints.backends import open_saver
-from checkpoints.db import DatabaseName
-from checkpoints.ledger import Clock, open_ledger
-from graph.builder import build_graph
-from graph.decisions import DecisionSchemas
-from graph.offline_model import OfflineChatModel
-from graph.policy import Policy, default_policy
-from hitl.service import ApprovalService
+from hitl.checkpoints.ledger import Clock, open_ledger
+from hitl.checkpoints.savers import open_saver
+from hitl.checkpoints.urls import DatabaseName
+from hitl.graph.builder import build_graph
+from hitl.graph.decisions import DecisionSchemas
+from hitl.graph.offline_model import OfflineChatModel
+from hitl.graph.policy import Policy, default_policy
+from hitl.service.workflow import ApprovalService
 from tests.fakes import ToolLog, make_recording_tools
 from tests.postgres import fresh_database
 

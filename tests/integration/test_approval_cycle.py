@@ -9,9 +9,10 @@ import pytest
 from langgraph.types import Command
 from pydantic import ValidationError
 
-from checkpoints.backends import open_saver
-from checkpoints.db import DatabaseName
-from hitl.errors import AlreadyDecided, NothingPending, ThreadNotFound
+from hitl.checkpoints.savers import open_saver
+from hitl.checkpoints.urls import DatabaseName
+from hitl.service.errors import AlreadyDecided, NothingPending, ThreadNotFound
+from hitl.service.workflow import EveryPending
 from tests.fakes import ToolLog
 from tests.integration.conftest import ONE_EMAIL, TWO_EMAILS, open_test_service
 
@@ -48,15 +49,16 @@ def test_sibling_calls_each_run_once_and_only_after_every_call_is_decided(
         first, second = (p.tool_call_id for p in view.pending)
         assert len(view.pending) == 2 and log.calls == []  # count_emails waits for the turn
 
-        partial = service.decide(view.thread_id, {first: "approve"}, actor="alice")
+        service.decide(view.thread_id, {first: "approve"}, actor="alice")
+
+        partial = service.show(view.thread_id)
         assert partial.status == "interrupted"
         assert [p.tool_call_id for p in partial.pending] == [second]
         assert log.calls == []
 
     with open_test_service(db, log) as service:  # another process decides the rest
-        done = service.decide(
-            view.thread_id, {second: {"type": "reject", "message": "no"}}, actor="alice"
-        )
+        service.decide(view.thread_id, {second: {"type": "reject", "message": "no"}}, actor="alice")
+        done = service.show(view.thread_id)
     assert done.status == "done"
     assert sorted(log.ids()) == sorted([first, *log.ids("count_emails")])
     assert len(log.ids("count_emails")) == 1
@@ -66,13 +68,13 @@ def test_sibling_calls_each_run_once_and_only_after_every_call_is_decided(
 def test_rejected_call_never_runs_even_after_a_restart(db: Path, log: ToolLog) -> None:
     with open_test_service(db, log) as service:
         view = service.run(ONE_EMAIL, actor="alice")
-        service.decide_all(
-            view.thread_id, {"type": "reject", "message": "not today"}, actor="alice"
+        service.decide(
+            view.thread_id, EveryPending({"type": "reject", "message": "not today"}), actor="alice"
         )
     with open_test_service(db, log) as service:
         after = service.show(view.thread_id)
         with pytest.raises(NothingPending):
-            service.decide_all(view.thread_id, "approve", actor="alice")
+            service.decide(view.thread_id, EveryPending("approve"), actor="alice")
     assert after.status == "done"
     assert "not today" in (after.answer or "")
     assert log.calls == []
@@ -84,9 +86,11 @@ def test_edited_call_runs_with_exactly_the_edited_args_and_the_model_is_told(
     with open_test_service(db, log) as service:
         view = service.run(ONE_EMAIL, actor="alice")
         call_id = view.pending[0].tool_call_id
-        done = service.edit(
-            view.thread_id, call_id, {"message": "hello", "recipient": "s@x.org"}, actor="alice"
+        edit = service.edit_answer(
+            view.thread_id, call_id, {"message": "hello", "recipient": "s@x.org"}
         )
+        service.decide(view.thread_id, {call_id: edit}, actor="alice")
+        done = service.show(view.thread_id)
     assert log.calls == [("send_email", call_id, {"message": "hello", "recipient": "s@x.org"})]
     result = next(m for m in done.messages if m.get("tool_call_id") == call_id)
     assert "reviewer edited" in str(result["content"])
@@ -96,9 +100,10 @@ def test_respond_answer_becomes_the_tool_result_without_running_it(db: Path, log
     with open_test_service(db, log) as service:
         view = service.run(ONE_EMAIL, actor="alice")
         call_id = view.pending[0].tool_call_id
-        done = service.decide(
+        service.decide(
             view.thread_id, {call_id: {"type": "respond", "message": "sent it"}}, actor="alice"
         )
+        done = service.show(view.thread_id)
     result = next(m for m in done.messages if m.get("tool_call_id") == call_id)
     assert result["content"] == "sent it" and result["status"] == "success"
     assert log.calls == []
@@ -113,7 +118,7 @@ def test_a_second_answer_to_a_decided_call_is_refused_and_nothing_reruns(
         service.decide(view.thread_id, {first: "approve"}, actor="alice")
         with pytest.raises(AlreadyDecided, match="already decided"):
             service.decide(view.thread_id, {first: "reject"}, actor="alice")
-        service.decide_all(view.thread_id, "approve", actor="alice")
+        service.decide(view.thread_id, EveryPending("approve"), actor="alice")
         with pytest.raises(AlreadyDecided):
             service.decide(view.thread_id, {first: "approve"}, actor="alice")
     assert sorted(log.ids("send_email")) == sorted(p.tool_call_id for p in view.pending)
@@ -137,7 +142,7 @@ def test_an_invalid_resume_sent_straight_to_langgraph_saves_nothing(db: Path, lo
 def test_runs_leave_nothing_buffered_or_locked(db: Path, log: ToolLog) -> None:
     with open_test_service(db, log) as service:
         view = service.run(ONE_EMAIL, actor="alice")
-        service.decide_all(view.thread_id, "approve", actor="alice")
+        service.decide(view.thread_id, EveryPending("approve"), actor="alice")
         saver = service._saver
         assert not saver.conn.in_transaction and not saver._buffer
         pragmas = {

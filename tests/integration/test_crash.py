@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from checkpoints.db import DatabaseName
-from hitl.errors import NotReconcilable, PendingApprovalsExist
+from hitl.checkpoints.urls import DatabaseName
+from hitl.service.errors import NotReconcilable, PendingApprovalsExist
 from tests.fakes import ToolLog
 from tests.integration.conftest import ONE_EMAIL, open_test_service
 
@@ -71,7 +71,9 @@ def test_a_call_killed_mid_tool_waits_for_a_person_and_then_resumes_once(
         assert stalled.status == "interrupted" and log.calls == []
         assert [p.status for p in stalled.pending] == ["outcome_unknown"]
 
-        done = service.reconcile(thread_id, call_id, action, actor="carol")  # type: ignore[arg-type]
+        service.reconcile(thread_id, call_id, action, actor="carol")  # type: ignore[arg-type]
+
+        done = service.show(thread_id)
         with pytest.raises(NotReconcilable):
             service.reconcile(thread_id, call_id, "retry", actor="carol")
         events = [(e.event, e.actor) for e in service.audit(thread_id)]

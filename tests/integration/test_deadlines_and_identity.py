@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from graph.policy import Policy, ToolRule
-from hitl.errors import AlreadyDecided, NotPermitted
-from hitl.service import SWEEP_ACTOR
+from hitl.graph.policy import Policy, ToolRule
+from hitl.service.errors import AlreadyDecided, NotPermitted
+from hitl.service.workflow import SWEEP_ACTOR, EveryPending
 from tests.fakes import ToolLog
 from tests.integration.conftest import ONE_EMAIL, open_test_service
 
@@ -77,7 +77,7 @@ def test_a_person_who_decides_in_time_wins_over_the_sweep_and_a_late_one_is_refu
     with open_test_service(db, log, policy, clock) as service:
         in_time, swept, late = (service.run(ONE_EMAIL, actor="alice") for _ in range(3))
         clock.advance(HOUR - 60)
-        service.decide_all(in_time.thread_id, "approve", actor="bob")
+        service.decide(in_time.thread_id, EveryPending("approve"), actor="bob")
         clock.advance(2 * HOUR)
         # nobody has swept yet: the deadline still decides, not the late approver
         late_call = late.pending[0].tool_call_id
@@ -114,7 +114,8 @@ def test_a_requester_may_not_approve_their_own_call_when_the_policy_says_so(
         with pytest.raises(NotPermitted, match="separation of duties"):
             service.decide(view.thread_id, {call_id: "approve"}, actor="alice")
         assert service.show(view.thread_id).pending[0].status == "pending"
-        done = service.decide(view.thread_id, {call_id: "approve"}, actor="bob")
+        service.decide(view.thread_id, {call_id: "approve"}, actor="bob")
+        done = service.show(view.thread_id)
     assert done.status == "done" and log.ids("send_email") == [call_id]
 
 
@@ -123,9 +124,9 @@ def test_only_the_named_approvers_may_approve_but_anyone_may_reject(db: Path, lo
         first = service.run(ONE_EMAIL, actor="alice")
         second = service.run(ONE_EMAIL, actor="alice")
         with pytest.raises(NotPermitted, match="only carol may"):
-            service.decide_all(first.thread_id, "approve", actor="bob")
-        service.decide_all(first.thread_id, "approve", actor="carol")
-        service.decide_all(second.thread_id, "reject", actor="bob")
+            service.decide(first.thread_id, EveryPending("approve"), actor="bob")
+        service.decide(first.thread_id, EveryPending("approve"), actor="carol")
+        service.decide(second.thread_id, EveryPending("reject"), actor="bob")
     assert log.ids("send_email") == [first.pending[0].tool_call_id]
 
 
@@ -135,10 +136,14 @@ def test_a_role_approves_through_a_token_of_that_role_and_never_as_a_claimed_nam
     with open_test_service(db, log, _policy(approvers=["role:admin"])) as service:
         view = service.run(ONE_EMAIL, actor="alice")
         with pytest.raises(NotPermitted, match="names a role, not a person"):
-            service.decide_all(view.thread_id, "approve", actor="role:admin")
+            service.decide(view.thread_id, EveryPending("approve"), actor="role:admin")
         with pytest.raises(NotPermitted, match="only role:admin may"):
-            service.record_all(view.thread_id, "approve", actor="bob", roles=("approver",))
-        service.record_all(view.thread_id, "approve", actor="root", roles=("approver", "admin"))
+            service.decide(
+                view.thread_id, EveryPending("approve"), actor="bob", roles=("approver",)
+            )
+        service.decide(
+            view.thread_id, EveryPending("approve"), actor="root", roles=("approver", "admin")
+        )
         service.resume(view.thread_id)
     assert log.ids("send_email") == [view.pending[0].tool_call_id]
 
@@ -167,5 +172,6 @@ def test_only_the_approvers_may_respond_in_the_tools_place(db: Path, log: ToolLo
         answer = {"type": "respond", "message": "sent"}
         with pytest.raises(NotPermitted, match="only carol may"):
             service.decide(view.thread_id, {call_id: answer}, actor="bob")
-        done = service.decide(view.thread_id, {call_id: answer}, actor="carol")
+        service.decide(view.thread_id, {call_id: answer}, actor="carol")
+        done = service.show(view.thread_id)
     assert done.status == "done" and log.ids("send_email") == []

@@ -2,9 +2,9 @@
 
 import threading
 
-from checkpoints.db import DatabaseName
-from checkpoints.tokens import open_token_store
-from hitl.cli import _first_admin
+from hitl.checkpoints.stores import open_token_store
+from hitl.checkpoints.urls import DatabaseName
+from hitl.cli.main import _first_admin
 
 STARTING = 3
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import ormsgpack
 import pytest
 
-from checkpoints.serde import UntrustedCheckpointError
+from hitl.checkpoints.errors import UntrustedCheckpointError
 from tests.fakes import ToolLog
 from tests.integration.conftest import ONE_EMAIL, open_test_service
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hitl.errors import UnknownCheckpoint
-from hitl.service import ApprovalService
+from hitl.service.errors import UnknownCheckpoint
+from hitl.service.workflow import ApprovalService
 from tests.fakes import ToolLog
 from tests.integration.conftest import open_test_service
 

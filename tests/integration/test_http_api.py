@@ -16,12 +16,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from checkpoints.db import DatabaseName
-from checkpoints.ledger import open_ledger
-from checkpoints.tokens import TokenStore
+from hitl.checkpoints.ledger import open_ledger
+from hitl.checkpoints.stores import TokenStore
+from hitl.checkpoints.urls import DatabaseName
 from hitl.server.app import MAX_BODY_BYTES, ServerOptions, create_app
-from hitl.service import CANCELLED_REASON
-from hitl.settings import Settings
+from hitl.service.settings import Settings
+from hitl.service.workflow import CANCELLED_REASON
 from tests.e2e.cli_helpers import COUNT, PAIR, SALLY, database_fingerprint
 from tests.e2e.service_helpers import HitlService, running_service, start_and_wait
 

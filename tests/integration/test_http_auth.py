@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from checkpoints.tokens import Role, open_token_store
-from graph.policy import Policy, ToolRule
+from hitl.checkpoints.stores import Role, open_token_store
+from hitl.graph.policy import Policy, ToolRule
 from hitl.server.auth import CSRF_HEADER
 from tests.e2e.cli_helpers import COUNT, SALLY, Workspace, describe
 from tests.e2e.service_helpers import make_token, running_service

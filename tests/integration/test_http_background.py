@@ -11,14 +11,15 @@ import pytest
 from fastapi.testclient import TestClient
 from langchain_core.tools import BaseTool, tool
 
-from checkpoints.db import DatabaseName, is_postgres
-from checkpoints.ledger import open_ledger
-from checkpoints.store import store_connection
-from checkpoints.tokens import TokenStore
-from graph.policy import Policy, ToolRule
 from hitl.app import open_service
+from hitl.checkpoints.database import store_connection
+from hitl.checkpoints.ledger import open_ledger
+from hitl.checkpoints.stores import TokenStore
+from hitl.checkpoints.urls import DatabaseName, is_postgres
+from hitl.graph.policy import Policy, ToolRule
 from hitl.server.app import ServerOptions, create_app
-from hitl.settings import Settings
+from hitl.service.settings import Settings
+from hitl.service.workflow import EveryPending
 from tests.sql import execute
 
 QUICK_DEADLINE = Policy(rules={"send_email": ToolRule(expires_after=timedelta(seconds=1))})
@@ -121,11 +122,25 @@ def test_a_decision_whose_run_was_never_queued_is_resumed_at_the_next_start(
     with admin_client(app_settings, options) as client:
         thread_id = client.post("/threads", json={"prompt": PROMPT}).json()["thread_id"]
         eventually(lambda: status(client, thread_id) == "interrupted")
-    with open_service(app_settings) as service:  # recorded, never run: what the crash left
-        service.record_all(thread_id, {"type": "approve"}, actor="ops")
+    # recorded, never run: what the crash left
+    with open_service(app_settings, moves_on=NeverMovesOn()) as service:
+        service.decide(thread_id, EveryPending({"type": "approve"}), actor="ops")
     with admin_client(app_settings, options, "ops2") as client:
         eventually(lambda: status(client, thread_id) == "done")
     assert len((tmp_path / "outbox.jsonl").read_text().splitlines()) == 1
+
+
+class NeverMovesOn:
+    """A `MovesOn` whose process dies before it can run or queue anything."""
+
+    def resume(self, service: object, thread_id: str, *, actor: str, after: str | None) -> None:
+        return None
+
+    def send(self, *args: object, **kwargs: object) -> None:
+        return None
+
+    def has_queued_run(self, thread_id: str) -> bool:
+        return False
 
 
 def exits(code: int) -> None:

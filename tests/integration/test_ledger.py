@@ -9,19 +9,10 @@ from typing import Any
 import pytest
 from langgraph.types import Command
 
-from checkpoints.db import DatabaseName, is_postgres
-from checkpoints.leases import runner_token
-from checkpoints.ledger import (
-    SCHEMA_VERSION,
-    CallNotFound,
-    InboxQuery,
-    Ledger,
-    NotPending,
-    ThreadBusy,
-    open_ledger,
-)
-from checkpoints.sqlite import DatabaseError
-from hitl.errors import UnknownToolCall
+from hitl.checkpoints.errors import CallNotFound, DatabaseError, NotPending, ThreadBusy
+from hitl.checkpoints.ledger import SCHEMA_VERSION, InboxQuery, Ledger, open_ledger, runner_token
+from hitl.checkpoints.urls import DatabaseName, is_postgres
+from hitl.service.errors import UnknownToolCall
 from tests.fakes import ToolLog
 from tests.integration.conftest import ONE_EMAIL, open_test_service
 from tests.sql import execute

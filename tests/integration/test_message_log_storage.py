@@ -9,12 +9,11 @@ import pytest
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from checkpoints.message_log import LOG_REF_KEY, SqliteMessageSource
-from checkpoints.serde import make_strict_serializer
-from graph.builder import build_graph
-from graph.offline_model import OfflineChatModel
-from graph.policy import default_policy
-from hitl.service import ApprovalService
+from hitl.checkpoints.savers import LOG_REF_KEY, SqliteMessageSource, make_strict_serializer
+from hitl.graph.builder import build_graph
+from hitl.graph.offline_model import OfflineChatModel
+from hitl.graph.policy import default_policy
+from hitl.service.workflow import ApprovalService
 from tests.fakes import ToolLog, make_recording_tools
 from tests.integration.conftest import ONE_EMAIL, open_test_service
 
@@ -116,7 +115,8 @@ def test_resuming_to_the_tool_reads_only_the_newest_messages(db: Path, log: Tool
         read_when_the_tool_ran: list[int] = []
         log.before_run = lambda name, cid: read_when_the_tool_ran.append(sum(read))
         with open_test_service(db, log) as service:  # a fresh process, days later
-            view = service.decide("t", {call_id: "approve"}, actor="bob")
+            service.decide("t", {call_id: "approve"}, actor="bob")
+            view = service.show("t")
     assert log.ids("send_email") == [call_id]
     assert read_when_the_tool_ran and read_when_the_tool_ran[0] <= 16, read_when_the_tool_ran
     assert len(view.messages) == 4 * 51 and view.status == "done"
@@ -218,7 +218,7 @@ def test_a_plain_add_messages_graph_on_this_saver_keeps_its_plain_lists(db: Path
     from langgraph.graph.message import add_messages
     from typing_extensions import TypedDict
 
-    from checkpoints.sqlite import open_saver
+    from hitl.checkpoints.savers import open_saver
 
     class Plain(TypedDict):
         messages: Annotated[list[AnyMessage], add_messages]
@@ -255,7 +255,7 @@ def test_a_failing_read_does_not_discard_the_rows_another_run_has_buffered(
 def test_a_run_whose_conversation_was_deleted_meanwhile_fails_and_refers_to_nothing_missing(
     db: Path, log: ToolLog
 ) -> None:
-    from checkpoints.message_log import MissingMessage
+    from hitl.checkpoints.errors import MissingMessage
 
     with open_test_service(db, log) as service:
         grow(service, "t", 2)
@@ -275,7 +275,7 @@ def test_the_async_methods_read_the_conversation_in_their_worker_thread(
     return must need no database read afterwards."""
     import asyncio
 
-    from checkpoints.message_log import SqliteMessageSource
+    from hitl.checkpoints.savers import SqliteMessageSource
 
     config = {"configurable": {"thread_id": "t"}}
     with open_test_service(db, log) as service:
@@ -305,9 +305,9 @@ def test_a_checkpoint_is_never_committed_after_the_messages_it_follows_were_dele
     message its new ones follow is still there."""
     from langgraph.checkpoint.base import empty_checkpoint
 
-    from checkpoints.message_log import MissingMessage
-    from checkpoints.sqlite import open_saver
-    from graph.message_log import MessageLogChannel
+    from hitl.checkpoints.errors import MissingMessage
+    from hitl.checkpoints.savers import open_saver
+    from hitl.graph.message_log import MessageLogChannel
 
     with open_test_service(db, log) as service:
         grow(service, "t", 2)

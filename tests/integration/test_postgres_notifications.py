@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from checkpoints.leases import mark_done, mark_live, new_token
-from checkpoints.ledger import open_ledger
-from checkpoints.runs import open_run_queue
+from hitl.checkpoints.ledger import mark_done, mark_live, new_token, open_ledger
+from hitl.checkpoints.stores import open_run_queue
 from tests.postgres import fresh_database
 
 

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from langgraph.checkpoint.conformance import checkpointer_test
 
-from checkpoints.postgres import HitlPostgresSaver, open_postgres_saver
+from hitl.checkpoints.savers import HitlPostgresSaver, open_postgres_saver
 from tests.fakes import ToolLog
 from tests.integration.conftest import assert_conformant, open_test_service
 from tests.postgres import fresh_database

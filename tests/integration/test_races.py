@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from checkpoints.db import DatabaseName
-from graph.policy import Policy, ToolRule
 from hitl.app import open_service
-from hitl.errors import AlreadyDecided, NothingPending
-from hitl.settings import Settings
+from hitl.checkpoints.urls import DatabaseName
+from hitl.graph.policy import Policy, ToolRule
+from hitl.service.errors import AlreadyDecided, NothingPending
+from hitl.service.settings import Settings
 from tests.sql import execute
 
 EXPIRING = Policy(rules={"send_email": ToolRule(expires_after=timedelta(minutes=1))})

@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 from langchain_core.runnables import RunnableConfig
 
-from graph.state import Review
-from hitl.errors import ArgsChanged
+from hitl.graph.state import Review
+from hitl.service.errors import ArgsChanged
 from tests.fakes import ToolLog
 from tests.integration.conftest import ONE_EMAIL, open_test_service
 
@@ -58,7 +58,8 @@ def test_a_call_whose_args_changed_after_approval_is_asked_about_again(
         assert [(p.tool_call_id, p.args, p.status) for p in again.pending] == [
             (call_id, changed, "pending")
         ]
-        done = service.decide(thread_id, {call_id: "approve"}, actor="carol")
+        service.decide(thread_id, {call_id: "approve"}, actor="carol")
+        done = service.show(thread_id)
         events = [e.event for e in service.audit(thread_id)]
     assert done.status == "done"
     assert log.calls == [("send_email", call_id, changed)]
@@ -70,7 +71,8 @@ def test_a_rejected_re_request_never_runs(db: Path, log: ToolLog) -> None:
     with open_test_service(db, log) as service:
         thread_id, call_id = _interrupted_with_changed_args(service, changed)
         service.resume(thread_id)
-        done = service.decide(thread_id, {call_id: "reject"}, actor="carol")
+        service.decide(thread_id, {call_id: "reject"}, actor="carol")
+        done = service.show(thread_id)
     assert done.status == "done" and log.calls == []
 
 

@@ -10,20 +10,18 @@ import pytest
 from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
 
-from checkpoints import retention
-from checkpoints.backends import open_saver
-from checkpoints.db import DatabaseName, is_postgres
-from checkpoints.leases import mark_done, mark_live, new_token
-from checkpoints.ledger import open_ledger
-from checkpoints.retention import Pruner, file_bytes, prune
-from checkpoints.runs import open_run_queue
-from checkpoints.serde import make_strict_serializer
-from checkpoints.store import store_connection
-from graph.builder import build_graph
-from graph.offline_model import OfflineChatModel
-from graph.policy import default_policy
-from hitl.errors import ThreadNotFound
-from hitl.service import ApprovalService
+from hitl.checkpoints.database import store_connection
+from hitl.checkpoints.ledger import mark_done, mark_live, new_token, open_ledger
+from hitl.checkpoints.maintenance import Pruner, file_bytes, prune
+from hitl.checkpoints.maintenance import _retention as retention
+from hitl.checkpoints.savers import make_strict_serializer, open_saver
+from hitl.checkpoints.stores import open_run_queue
+from hitl.checkpoints.urls import DatabaseName, is_postgres
+from hitl.graph.builder import build_graph
+from hitl.graph.offline_model import OfflineChatModel
+from hitl.graph.policy import default_policy
+from hitl.service.errors import ThreadNotFound
+from hitl.service.workflow import ApprovalService, EveryPending
 from tests.e2e.cli_helpers import database_fingerprint
 from tests.fakes import ToolLog, make_recording_tools
 from tests.integration.conftest import ONE_EMAIL, TWO_EMAILS, open_test_service
@@ -84,7 +82,8 @@ def state_of(service: ApprovalService, thread_id: str) -> tuple[dict[str, Any], 
 def finished_thread(service: ApprovalService) -> str:
     """A thread whose two emails were approved and sent: done."""
     view = service.run(TWO_EMAILS, actor="alice")
-    assert service.decide_all(view.thread_id, "approve", actor="bob").status == "done"
+    service.decide(view.thread_id, EveryPending("approve"), actor="bob")
+    assert service.show(view.thread_id).status == "done"
     return view.thread_id
 
 
@@ -97,7 +96,7 @@ def crashed_mid_tool(db: Path) -> str:
     with open_test_service(db, ToolLog(before_run=die)) as service:
         view = service.run(ONE_EMAIL, actor="alice")
         with pytest.raises(Died):
-            service.decide_all(view.thread_id, "approve", actor="bob")
+            service.decide(view.thread_id, EveryPending("approve"), actor="bob")
     return view.thread_id
 
 
@@ -171,7 +170,8 @@ def test_threads_that_wait_or_run_are_left_byte_for_byte_and_the_pending_one_res
     after = ToolLog()
     with open_test_service(db, after) as service:
         call = pending.pending[0].tool_call_id
-        assert service.decide_all(pending.thread_id, "approve", actor="bob").status == "done"
+        service.decide(pending.thread_id, EveryPending("approve"), actor="bob")
+        assert service.show(pending.thread_id).status == "done"
     assert after.ids("send_email") == [call]
 
 

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from checkpoints.db import is_postgres
-from checkpoints.leases import alive_on_this_host, host_id
-from checkpoints.ledger import NotPending, ThreadBusy, open_ledger
-from graph.ledger import CallInProgress
-from graph.policy import Policy, ToolRule
-from hitl.errors import ArgsChanged, Busy, InvalidDecision, LedgerTampered
+from hitl.checkpoints.errors import NotPending, ThreadBusy
+from hitl.checkpoints.ledger import alive_on_this_host, host_id, open_ledger
+from hitl.checkpoints.urls import is_postgres
+from hitl.graph.ledger import CallInProgress
+from hitl.graph.policy import Policy, ToolRule
+from hitl.service.errors import ArgsChanged, Busy, InvalidDecision, LedgerTampered
 from tests.fakes import ToolLog
 from tests.integration.conftest import ONE_EMAIL, open_test_service
 from tests.integration.test_deadlines_and_identity import FakeClock
@@ -274,12 +274,11 @@ def test_an_edit_bound_to_stale_args_is_refused(db: Path, log: ToolLog) -> None:
         view = service.run(ONE_EMAIL, actor="alice")
         call_id = view.pending[0].tool_call_id
         with pytest.raises(ArgsChanged):
-            service.edit(
-                view.thread_id,
-                call_id,
-                {"message": "x", "recipient": "y@z.org"},
-                actor="bob",
-                seen_args_hash="0" * 64,
+            edit = service.edit_answer(
+                view.thread_id, call_id, {"message": "x", "recipient": "y@z.org"}
+            )
+            service.decide(
+                view.thread_id, {call_id: edit}, actor="bob", seen_args_hashes={call_id: "0" * 64}
             )
         assert service.show(view.thread_id).pending[0].status == "pending"
 

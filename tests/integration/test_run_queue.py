@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from checkpoints.leases import mark_done, mark_live, new_token
-from checkpoints.runs import MAX_ATTEMPTS, RunQueue, open_run_queue
+from hitl.checkpoints.ledger import mark_done, mark_live, new_token
+from hitl.checkpoints.stores import MAX_ATTEMPTS, RunQueue, open_run_queue
 
 
 def live() -> str:

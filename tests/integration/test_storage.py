@@ -11,7 +11,8 @@ import pytest
 from langgraph.checkpoint.conformance import checkpointer_test
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from checkpoints.sqlite import BatchingSqliteSaver, open_saver
+from hitl.checkpoints.savers import BatchingSqliteSaver, open_saver
+from hitl.service.workflow import EveryPending
 from tests.fakes import ToolLog
 from tests.integration.conftest import ONE_EMAIL, assert_conformant, open_test_service
 
@@ -112,7 +113,9 @@ def test_approvals_wait_out_a_write_lock_held_for_ten_seconds_by_another_process
         assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
         started = time.monotonic()
         with open_test_service(db, log) as service:
-            done = [service.decide_all(v.thread_id, "approve", actor="bob").status for v in views]
+            for v in views:
+                service.decide(v.thread_id, EveryPending("approve"), actor="bob")
+            done = [service.show(v.thread_id).status for v in views]
         waited = time.monotonic() - started
     finally:
         holder.wait(timeout=30)

@@ -19,13 +19,13 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from checkpoints.db import parse_database
-from checkpoints.webhooks import WebhookError, WebhookStore, open_webhook_store
-from graph.policy import Policy, ToolRule
-from hitl.cli_webhooks import webhook
-from hitl.service import SWEEP_ACTOR
-from hitl.settings import Settings
-from hitl.webhooks import WebhookDispatcher, verify
+from hitl.checkpoints.stores import WebhookError, WebhookStore, open_webhook_store
+from hitl.checkpoints.urls import parse_database
+from hitl.cli.webhooks import webhook
+from hitl.graph.policy import Policy, ToolRule
+from hitl.service.settings import Settings
+from hitl.service.webhooks import WebhookDispatcher, verify
+from hitl.service.workflow import SWEEP_ACTOR
 from tests.fakes import ToolLog
 from tests.integration.conftest import ONE_EMAIL, open_test_service
 

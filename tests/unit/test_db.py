@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from checkpoints.db import display, parse_database, scrub, to_postgres
+from hitl.checkpoints.database import to_postgres
+from hitl.checkpoints.urls import display, parse_database, scrub
 
 
 def test_placeholders_become_psycopgs_and_quoted_text_is_left_alone() -> None:

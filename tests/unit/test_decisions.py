@@ -6,7 +6,7 @@ import pytest
 from langchain_core.messages import ToolCall
 from pydantic import ValidationError
 
-from graph.decisions import (
+from hitl.graph.decisions import (
     ALL_DECISIONS,
     DecisionNotAllowedError,
     DecisionSchemas,
@@ -14,7 +14,7 @@ from graph.decisions import (
     apply_decision,
     normalize,
 )
-from graph.demo_tools import count_emails, make_send_email
+from hitl.graph.demo_tools import count_emails, make_send_email
 
 CALL = ToolCall(
     name="send_email", args={"message": "hi", "recipient": "a@b.c"}, id="call_1", type="tool_call"

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, RemoveMessage
 from langgraph.types import Overwrite
 
-from graph.message_log import MessageHistory, MessageLogChannel, Node
+from hitl.graph.message_log import MessageHistory, MessageLogChannel, Node
 
 
 class FakeSaved:

@@ -2,7 +2,7 @@
 
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
-from graph.offline_model import CAPABILITIES, OfflineChatModel, parse_requests
+from hitl.graph.offline_model import CAPABILITIES, OfflineChatModel, parse_requests
 
 
 def test_counting_request_becomes_count_emails() -> None:

@@ -1,6 +1,6 @@
 """Which calls need a person: per-tool rules."""
 
-from graph.policy import Policy, ToolRule, default_policy, recipient_outside
+from hitl.graph.policy import Policy, ToolRule, default_policy, recipient_outside
 
 
 def test_the_demo_policy_asks_for_emails_and_not_for_counting() -> None:

@@ -6,7 +6,8 @@ import zlib
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
-from checkpoints.serde import COMPRESSED, UntrustedCheckpointError, make_strict_serializer
+from hitl.checkpoints.errors import UntrustedCheckpointError
+from hitl.checkpoints.savers import COMPRESSED, make_strict_serializer
 
 
 def test_a_large_value_is_stored_compressed_and_reads_back_equal() -> None:
@@ -45,13 +46,13 @@ def test_uncompressed_rows_written_before_compression_still_read() -> None:
 def test_a_forged_compressed_value_is_refused(
     payload: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("checkpoints.serde.MAX_INFLATED", 1 << 16)
+    monkeypatch.setattr("hitl.checkpoints.savers._serde.MAX_INFLATED", 1 << 16)
     with pytest.raises(UntrustedCheckpointError):
         make_strict_serializer().loads_typed((COMPRESSED, payload))
 
 
 def test_a_lazy_conversation_inside_a_write_is_stored_as_its_plain_list() -> None:
-    from graph.message_log import MessageHistory
+    from hitl.graph.message_log import MessageHistory
 
     serde = make_strict_serializer()
     messages = [HumanMessage("hi", id="1"), AIMessage("yo", id="2")]

@@ -3,7 +3,7 @@
 import hashlib
 import hmac
 
-from hitl.webhooks import sign, verify
+from hitl.service.webhooks import sign, verify
 
 SECRET = "s3cret-s3cret-s3cret"
 BODY = b'{"id":"t1:2","type":"approval.decided"}'

@@ -5,15 +5,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
-from checkpoints import retention
-from checkpoints.tokens import Token, TokenStore
-from checkpoints.webhooks import WebhookError, WebhookStore
-from hitl.errors import ThreadNotFound
+from hitl.checkpoints import maintenance
+from hitl.checkpoints.stores import Token, TokenStore, WebhookError, WebhookStore
 from hitl.server.api.bodies import NewToken, NewWebhook, Prune, Reconcile
 from hitl.server.api.common import AsAdmin, Queue, Service, admin, queue, viewer
 from hitl.server.auth import principal, token_summary
 from hitl.server.workers import Background, queue_sweep
-from hitl.settings import Settings
+from hitl.service.settings import Settings
 
 router = APIRouter()
 
@@ -57,18 +55,16 @@ def metrics(request: Request, who: Token = viewer) -> PlainTextResponse:
 @router.post("/threads/{thread_id}/reconcile", tags=["operations"], status_code=202)
 def reconcile(thread_id: str, body: Reconcile, act: AsAdmin) -> dict[str, Any]:
     """Settle a call whose outcome is unknown (its runner died mid-call), then continue."""
-    record = act.service.record_reconcile(
+    settled = act.service.reconcile(
         thread_id, body.call, body.action, actor=act.who.name, result=body.result
     )
-    return act.accepted(act.resume_later(thread_id), reconciled=record.to_json())
+    return act.accepted(settled.run, reconciled=settled.record.to_json())
 
 
 @router.post("/threads/{thread_id}/resume", tags=["operations"], status_code=202)
 def resume(thread_id: str, act: AsAdmin) -> dict[str, Any]:
     """Continue a thread whose run stopped, from its last checkpoint."""
-    if not act.service.exists(thread_id):
-        raise ThreadNotFound(thread_id)
-    return act.accepted(act.resume_later(thread_id))
+    return act.accepted(act.service.continue_thread(thread_id, actor=act.who.name))
 
 
 @router.post("/sweep", tags=["operations"])
@@ -87,7 +83,7 @@ def prune(body: Prune, request: Request, who: Token = admin) -> dict[str, Any]:
     """Trim finished threads to their newest checkpoint, or delete those finished longer ago
     than `older_than`; threads that wait or run, ledger rows and audit trails stay."""
     settings: Settings = request.app.state.settings
-    return retention.prune(
+    return maintenance.prune(
         settings.db,
         older_than=body.seconds(),
         dry_run=body.dry_run,

@@ -9,14 +9,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 
-from checkpoints.ledger import InboxQuery
-from checkpoints.tokens import Token
-from hitl.errors import AlreadyDecided
+from hitl.checkpoints.stores import Token
 from hitl.server.api.bodies import Decision, Edit, Reject, Respond
 from hitl.server.api.common import Acting, AsApprover, Service, sse, viewer
 from hitl.server.events import INBOX, Event, EventBus
 from hitl.server.workers import ServicePool
-from hitl.timespec import parse_duration, parse_moment
+from hitl.service.timespec import parse_duration, parse_moment
+from hitl.service.workflow import EveryPending, InboxQuery
 
 router = APIRouter()
 
@@ -82,28 +81,17 @@ def get_approval(
 
 
 def _decided(act: Acting, thread_id: str, body: Decision, answer: object) -> dict[str, Any]:
-    """Record the decision (its durable point), then queue the run that applies it."""
-    svc, who = act.service, act.who
-    try:
-        if body.call is None:
-            records = svc.record_all(
-                thread_id, answer, actor=who.name, comment=body.comment, roles=who.roles
-            )
-        else:
-            seen = {body.call: body.args_hash} if body.args_hash else None
-            records = svc.record(
-                thread_id,
-                {body.call: answer},
-                actor=who.name,
-                comment=body.comment,
-                seen_args_hashes=seen,
-                roles=who.roles,
-            )
-    except AlreadyDecided as refused:
-        if refused.status == "expired":  # too late: let the model learn it expired, now
-            act.resume_later(thread_id)
-        raise
-    return act.accepted(act.resume_later(thread_id), decided=[r.to_json() for r in records])
+    """Decide through the service (recorded, then queued for a worker), answer `202`."""
+    seen = {body.call: body.args_hash} if body.call and body.args_hash else None
+    decided = act.service.decide(
+        thread_id,
+        EveryPending(answer) if body.call is None else {body.call: answer},
+        actor=act.who.name,
+        comment=body.comment,
+        seen_args_hashes=seen,
+        roles=act.who.roles,
+    )
+    return act.accepted(decided.run, decided=[r.to_json() for r in decided.records])
 
 
 @router.post("/threads/{thread_id}/approve", tags=["approvals"], status_code=202)

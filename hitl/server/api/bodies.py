@@ -5,7 +5,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hitl.server.api.common import THREAD_ID_PATTERN
-from hitl.timespec import parse_duration
+from hitl.service.timespec import parse_duration
 
 
 class UserMessage(BaseModel):

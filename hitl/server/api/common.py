@@ -9,12 +9,11 @@ from typing import Annotated, Any, cast
 from fastapi import Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
-from checkpoints.runs import Run, RunKind, RunQueue
-from checkpoints.tokens import Role, Token
+from hitl.checkpoints.stores import Role, Run, RunQueue, Token
 from hitl.server.auth import require
-from hitl.server.events import Event, EventBus, thread_topic
-from hitl.server.workers import Background, ServicePool
-from hitl.service import ApprovalService
+from hitl.server.events import Event, EventBus
+from hitl.server.workers import ServicePool
+from hitl.service.workflow import ApprovalService
 
 THREAD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$"
 """Thread IDs the API creates or accepts for a new thread: safe in a URL path as they are."""
@@ -56,21 +55,10 @@ class Acting:
     queue: RunQueue
     who: Token
 
-    def queue_run(self, thread_id: str, kind: RunKind, payload: dict[str, Any]) -> Run:
-        """Queue a run (durable once this returns) and wake a worker for it."""
-        run = self.queue.enqueue(thread_id, kind, payload, actor=self.who.name)
-        background: Background = self.request.app.state.background
-        background.wake()
-        bus: EventBus = self.request.app.state.bus
-        bus.publish(thread_topic(run.thread_id), "run", run.to_json())
-        return run
-
-    def resume_later(self, thread_id: str) -> Run:
-        """Queue a run that continues the thread from its last checkpoint."""
-        return self.queue_run(thread_id, "resume", {})
-
-    def accepted(self, run: Run, **extra: Any) -> dict[str, Any]:
+    def accepted(self, run: Run | None, **extra: Any) -> dict[str, Any]:
         """The `202` answer: the run, and where to follow it."""
+        if run is None:  # the pool's services queue every continuation (`QueueRuns`)
+            raise RuntimeError("the service ran the thread in the request; expected a queued run")
         self.response.status_code = 202
         self.response.headers["Location"] = f"/runs/{run.run_id}"
         links = {

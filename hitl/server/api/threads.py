@@ -2,20 +2,18 @@
 
 import asyncio
 import time
-import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
-from checkpoints.runs import FINISHED
-from checkpoints.tokens import Token
-from hitl.errors import ThreadExists, ThreadNotFound
+from hitl.checkpoints.stores import FINISHED, Token
 from hitl.server.api.bodies import ContinueThread, StartThread
-from hitl.server.api.common import Acting, AsApprover, Queue, Service, queue, sse, viewer
+from hitl.server.api.common import AsApprover, Queue, Service, queue, sse, viewer
 from hitl.server.events import Event, EventBus, run_topic, thread_topic
 from hitl.server.workers import ServicePool
-from hitl.service import ApprovalService
+from hitl.service.errors import ThreadNotFound
+from hitl.service.workflow import ApprovalService
 
 router = APIRouter()
 MAX_WAIT_SECONDS = 60.0
@@ -26,24 +24,22 @@ MAX_WAIT_SECONDS = 60.0
 def start_thread(body: StartThread, act: AsApprover) -> dict[str, Any]:
     """Start a thread with a prompt (or messages); 202 with the run to follow. An ID that
     exists already is 409: continue that thread with `POST /threads/{id}/runs`."""
-    thread_id = body.thread_id
-    if thread_id is not None and _known(act, thread_id):
-        raise ThreadExists(thread_id)
-    payload = {"messages": body.texts(), "cancel_pending": False}
-    return act.accepted(act.queue_run(thread_id or _new_id(), "message", payload))
+    sent = act.service.send(body.texts(), body.thread_id, actor=act.who.name, expect="new")
+    return act.accepted(sent.run)
 
 
 @router.post("/threads/{thread_id}/runs", tags=["threads"], status_code=202)
 def continue_thread(thread_id: str, body: ContinueThread, act: AsApprover) -> dict[str, Any]:
     """Send a new message to an existing thread: 409 while it waits for decisions, unless
     `cancel_pending` (its pending calls are then rejected)."""
-    if act.service.exists(thread_id):
-        act.service.check_can_send(thread_id, cancel_pending=body.cancel_pending)
-    elif not act.queue.of_thread(thread_id, limit=1):
-        raise ThreadNotFound(thread_id)
-    # else its first run is still queued: that run checks when it runs
-    payload = {"messages": body.texts(), "cancel_pending": body.cancel_pending}
-    return act.accepted(act.queue_run(thread_id, "message", payload))
+    sent = act.service.send(
+        body.texts(),
+        thread_id,
+        actor=act.who.name,
+        cancel_pending=body.cancel_pending,
+        expect="existing",
+    )
+    return act.accepted(sent.run)
 
 
 @router.get("/threads/{thread_id}", tags=["threads"])
@@ -135,12 +131,3 @@ def _view_or_queued(
         if not runs:
             raise
         return {"thread_id": thread_id, "status": "queued", "pending": [], "messages": []}
-
-
-def _known(act: Acting, thread_id: str) -> bool:
-    """Whether the thread has a checkpoint, or a run queued to make its first one."""
-    return act.service.exists(thread_id) or bool(act.queue.of_thread(thread_id, limit=1))
-
-
-def _new_id() -> str:
-    return str(uuid.uuid4())

@@ -1,0 +1,33 @@
+"""The database under every store: connections (SQLite, pooled PostgreSQL), SQL written for
+SQLite as PostgreSQL reads it, and the two kinds of transaction a store runs."""
+
+from hitl.checkpoints.database._db import (
+    Cursor,
+    PgConnection,
+    PgCursor,
+    PgListener,
+    PostgresOnly,
+    notify,
+    table_exists,
+    to_postgres,
+)
+from hitl.checkpoints.database._sqlite import DEFAULT_DB, LOCK_WAIT_SECONDS, connect, is_busy
+from hitl.checkpoints.database._store import WRITE_LOCK, Store, store_connection
+
+__all__ = [
+    "DEFAULT_DB",
+    "LOCK_WAIT_SECONDS",
+    "WRITE_LOCK",
+    "Cursor",
+    "PgConnection",
+    "PgCursor",
+    "PgListener",
+    "PostgresOnly",
+    "Store",
+    "connect",
+    "is_busy",
+    "notify",
+    "store_connection",
+    "table_exists",
+    "to_postgres",
+]

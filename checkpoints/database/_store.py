@@ -1,0 +1,158 @@
+"""One database connection and the two kinds of transaction every store of ours runs.
+
+The ledger, the run queue, the token store and the webhook outbox each own a few tables in
+the checkpoint database; they share how a write waits for other writers (bounded, then
+`DatabaseBusy`) and how a read sees one snapshot.
+
+Writes are serialized on both backends: SQLite has one writer (`BEGIN IMMEDIATE`), and on
+PostgreSQL every store write first takes one transaction-scoped advisory lock. So each
+write sees every write committed before it (a compare-and-set is a plain read, then an
+update), and the audit rows' ids are allocated in commit order (the webhook outbox and the
+inbox streams follow them as a cursor that only grows). Store writes are short; the
+checkpoint saver, which writes the large rows, does not take the lock.
+"""
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from contextlib import closing
+from typing import TypeVar
+
+from hitl.checkpoints.database._db import POOL_WAIT_SECONDS, Cursor, PgConnection, PgCursor
+from hitl.checkpoints.database._sqlite import LOCK_WAIT_SECONDS, connect, is_busy
+from hitl.checkpoints.errors import DatabaseBusy, DatabaseError, PoolExhausted
+from hitl.checkpoints.urls import DatabaseName, is_postgres
+
+T = TypeVar("T")
+_REPEATABLE_READ = 3  # psycopg.IsolationLevel.REPEATABLE_READ, without importing psycopg
+LOCK_CLASS = 1_212_765_260
+"""The first key of our advisory locks (b"HITL" as an int), so they cannot collide with
+another application's one-key locks on the same database."""
+WRITE_LOCK = f"{LOCK_CLASS}, hashtext('write:' || current_schema())"
+"""The advisory lock key of store writes: one per schema, so databases (and test schemas)
+sharing a server do not wait for each other."""
+
+
+def store_connection(db: DatabaseName) -> sqlite3.Connection | PgConnection:
+    """A connection for a store on `db` (a SQLite file or a PostgreSQL URL); `DatabaseError`
+    if it cannot be opened."""
+    if not is_postgres(db):
+        return connect(db)
+    import psycopg
+    from psycopg_pool import PoolTimeout
+
+    try:
+        return PgConnection(str(db))
+    except (psycopg.Error, PoolTimeout, ValueError) as e:  # ValueError: HITL_PG_POOL_SIZE
+        raise DatabaseError(db, e) from e
+
+
+class Store:
+    """A store on one connection (SQLite: one lock around it; PostgreSQL: the pool's). Thread-safe.
+
+    `SCHEMA` holds the statements that create the store's tables if missing (idempotent);
+    they run in one write transaction when the store opens.
+    """
+
+    SCHEMA: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection | PgConnection,
+        *,
+        path: str = "",
+        lock_wait: float = LOCK_WAIT_SECONDS,
+    ) -> None:
+        if isinstance(conn, sqlite3.Connection):
+            conn.isolation_level = None  # transactions are explicit: BEGIN IMMEDIATE ... COMMIT
+        self._conn = conn
+        self._path = path
+        self._lock = threading.RLock()
+        self._lock_wait = lock_wait
+        if self.SCHEMA:
+            self._write(lambda cur: [cur.execute(s) for s in self.SCHEMA])
+
+    @property
+    def on_postgres(self) -> bool:
+        return isinstance(self._conn, PgConnection)
+
+    def _write(self, work: Callable[[Cursor], T]) -> T:
+        """Run `work` in one write transaction, waiting (bounded) for other writers."""
+        if isinstance(self._conn, PgConnection):
+            return self._pg_transaction(work, write=True)
+        deadline = time.monotonic() + self._lock_wait
+        delay = 0.01
+        while True:
+            with self._lock:
+                cur = self._conn.cursor()
+                try:
+                    cur.execute("BEGIN IMMEDIATE")
+                    try:
+                        result = work(cur)
+                        cur.execute("COMMIT")
+                        return result
+                    except BaseException:
+                        cur.execute("ROLLBACK")
+                        raise
+                except sqlite3.OperationalError as e:
+                    if not is_busy(e):
+                        raise DatabaseError(self._path, e) from e
+                    if time.monotonic() >= deadline:
+                        raise DatabaseBusy(self._path, self._lock_wait) from e
+                finally:
+                    cur.close()
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    def _read(self, work: Callable[[Cursor], T]) -> T:
+        """Run `work` in one read transaction: every statement sees the same snapshot."""
+        if isinstance(self._conn, PgConnection):
+            return self._pg_transaction(work, write=False)
+        with self._lock, closing(self._conn.cursor()) as cur:
+            cur.execute("BEGIN")
+            try:
+                return work(cur)
+            finally:
+                cur.execute("COMMIT")
+
+    def _pg_transaction(self, work: Callable[[Cursor], T], *, write: bool) -> T:
+        """`work` in one transaction on a pooled connection of its own (no lock of ours: the
+        pool is thread-safe, and the write lock is the database's)."""
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        assert isinstance(self._conn, PgConnection)
+        for attempt in (1, 2):
+            try:
+                with self._conn.connection() as conn:
+                    # read committed for writes: each statement sees what committed before it,
+                    # the write lock included; one snapshot for reads (set in BEGIN, and back
+                    # to the default after, for the saver's own transactions)
+                    conn.isolation_level = None if write else _REPEATABLE_READ
+                    try:
+                        with conn.transaction(), closing(conn.cursor()) as raw:
+                            if write:  # one round trip: the bounded wait, then the lock
+                                raw.execute(
+                                    "SELECT set_config('lock_timeout', %s, true), "
+                                    f"pg_advisory_xact_lock({WRITE_LOCK})",
+                                    (str(max(1, int(self._lock_wait * 1000))),),
+                                )
+                            return work(PgCursor(raw))
+                    finally:
+                        if not conn.closed:
+                            conn.isolation_level = None
+            except psycopg.errors.LockNotAvailable as e:
+                raise DatabaseBusy(self._path, self._lock_wait) from e
+            except PoolTimeout as e:
+                raise PoolExhausted(self._path, POOL_WAIT_SECONDS) from e
+            except (psycopg.OperationalError, psycopg.errors.InsufficientPrivilege) as e:
+                if attempt == 1 and not write and not isinstance(e, psycopg.errors.QueryCanceled):
+                    continue  # a connection the server dropped: read again on another
+                # a write is not retried: its commit may have landed before the drop
+                raise DatabaseError(self._path, e) from e
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

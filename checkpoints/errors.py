@@ -1,0 +1,132 @@
+"""What the storage layer refuses: the database, a checkpoint it will not load, the ledger.
+
+Each exception carries what the caller needs to explain it."""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from hitl.checkpoints.records import ApprovalRecord
+from hitl.checkpoints.urls import display, is_postgres, scrub
+
+
+class LedgerError(Exception):
+    """A request the ledger refuses; nothing was written."""
+
+
+class CallNotFound(LedgerError):
+    """No approval for this call in this thread (maybe in another one)."""
+
+    def __init__(self, thread_id: str, tool_call_id: str, elsewhere: Sequence[str]) -> None:
+        super().__init__(thread_id, tool_call_id)
+        self.thread_id, self.tool_call_id, self.elsewhere = thread_id, tool_call_id, elsewhere
+
+
+class NotPending(LedgerError):
+    """The call was already decided (or settled); carries the recorded row."""
+
+    def __init__(self, record: ApprovalRecord) -> None:
+        super().__init__(record.thread_id, record.tool_call_id, record.status)
+        self.record = record
+
+
+class NotPermitted(LedgerError):
+    """The policy saved with the call forbids this actor's decision."""
+
+
+class NotReconcilable(LedgerError):
+    """Only a call whose outcome is unknown can be reconciled."""
+
+    def __init__(self, record: ApprovalRecord) -> None:
+        super().__init__(record.thread_id, record.tool_call_id, record.status)
+        self.record = record
+
+
+class ThreadBusy(LedgerError):
+    """Another live runner holds the thread's lease for longer than we may wait."""
+
+    def __init__(self, thread_id: str, holder: str) -> None:
+        super().__init__(thread_id, holder)
+        self.thread_id, self.holder = thread_id, holder
+
+
+class LedgerTampered(LedgerError):
+    """A row says a call may run, but its audit trail does not record that approval."""
+
+    def __init__(self, thread_id: str, tool_call_id: str) -> None:
+        super().__init__(
+            f"the ledger says tool call {tool_call_id!r} of thread {thread_id!r} was approved, "
+            "but its audit trail records no such approval: the database was changed outside "
+            "this program. Nothing was run. Check it with `hitl audit --verify`."
+        )
+        self.thread_id, self.tool_call_id = thread_id, tool_call_id
+
+
+class ArgsChanged(LedgerError):
+    """The call was asked about again with other args since the decider looked at it."""
+
+    def __init__(self, record: ApprovalRecord) -> None:
+        super().__init__(record.thread_id, record.tool_call_id, record.args_hash)
+        self.record = record
+
+
+class DatabaseError(RuntimeError):
+    """The database file cannot be opened or written."""
+
+    def __init__(self, path: Path | str, cause: BaseException) -> None:
+        check = (
+            "Check that the PostgreSQL server is running and that the URL's user may connect "
+            "and create tables, or choose another database with --db or HITL_DB."
+            if is_postgres(path)
+            else "Check that the file and its folder exist and are writable by this user, "
+            "or choose another file with --db or HITL_DB."
+        )
+        said = scrub(str(cause).strip(), path)  # a driver's message may quote the URL's password
+        super().__init__(f"cannot use the database {display(path)!r}: {said}. {check}")
+        self.path = display(path)
+
+
+class DatabaseBusy(RuntimeError):
+    """Another process held the database's write lock for longer than we wait."""
+
+    def __init__(self, path: Path | str, waited: float) -> None:
+        super().__init__(
+            f"the database {display(path)!r} stayed locked by another process for {waited:.0f} s "
+            "(a backup or a migration?); nothing was written. Try again when it is released."
+        )
+        self.path = display(path)
+
+
+class PoolExhausted(DatabaseBusy):
+    """Every pooled connection of this process stayed in use while we waited for one."""
+
+    def __init__(self, path: str, waited: float) -> None:
+        RuntimeError.__init__(
+            self,
+            f"no connection to {display(path)!r} came free in this process within "
+            f"{waited:.0f} s; nothing was written. Try again, or give the process a "
+            "larger pool (HITL_PG_POOL_SIZE) if it stays this busy.",
+        )
+        self.path = display(path)
+
+
+class UntrustedCheckpointError(ValueError):
+    """A stored checkpoint names code this program will not import or call."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"refusing to load checkpoint data that names {what}, which is not on the list of "
+            "types this program trusts: nothing was imported or called. The database may have "
+            "been modified by someone else; restore it from a backup or delete the thread."
+        )
+
+
+class MissingMessage(LookupError):
+    """A checkpoint would refer to a stored message that is no longer there."""
+
+    def __init__(self, thread_id: str) -> None:
+        super().__init__(
+            f"thread {thread_id!r} lost a stored message this run needs: the thread was "
+            "deleted meanwhile (hitl prune --older-than?) or the database was altered. The run "
+            "stopped without saving a reference to it; send the message again to start the "
+            "thread anew, or restore a backup."
+        )

@@ -1,0 +1,50 @@
+"""The approvals ledger: one row per gated tool call, its state machine, journal, leases and
+the hash-chained audit trail."""
+
+from hitl.checkpoints.ledger._leases import (
+    alive_on_this_host,
+    host_id,
+    lease_holder,
+    mark_done,
+    mark_live,
+    new_token,
+    runner_token,
+)
+from hitl.checkpoints.ledger._ledger import (
+    ROLE_PREFIX,
+    Clock,
+    InboxQuery,
+    Ledger,
+    SortKey,
+    make_ledger,
+    open_ledger,
+)
+from hitl.checkpoints.ledger._schema import (
+    AUDIT_COLUMNS,
+    COLUMNS,
+    SCHEMA_VERSION,
+    audit_entry_of,
+    record_of,
+)
+
+__all__ = [
+    "AUDIT_COLUMNS",
+    "COLUMNS",
+    "ROLE_PREFIX",
+    "SCHEMA_VERSION",
+    "Clock",
+    "InboxQuery",
+    "Ledger",
+    "SortKey",
+    "alive_on_this_host",
+    "audit_entry_of",
+    "host_id",
+    "lease_holder",
+    "make_ledger",
+    "mark_done",
+    "mark_live",
+    "new_token",
+    "open_ledger",
+    "record_of",
+    "runner_token",
+]

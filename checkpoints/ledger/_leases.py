@@ -1,0 +1,156 @@
+"""Who is running a thread: runner tokens, leases, and whether a runner is still alive.
+
+A token is `host:pid:nonce:nonce`, one per lease hold or tool-call attempt. While a token is
+live its process holds an exclusive `flock` on a small file named after it, in a folder shared
+by the host's processes: any process on this host can test it, the kernel drops it the moment
+the process dies (even by `kill -9`), a paused process keeps it, and a token its process is
+done with (or never held) is dead whatever else that process does. A token of another host is
+alive while its lease in the database has not expired.
+"""
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from functools import cache
+from pathlib import Path
+
+from hitl.checkpoints.database import Cursor
+
+_process_tokens: dict[int, str] = {}  # by pid, so a forked child makes its own
+_held: dict[str, int] = {}  # this process's live tokens → the descriptor holding their lock
+_held_lock = threading.Lock()
+
+
+def runner_token() -> str:
+    """This process's token, made on first use (never at import time)."""
+    pid = os.getpid()
+    if pid not in _process_tokens:
+        _process_tokens[pid] = f"{host_id()}:{pid}:{uuid.uuid4().hex[:8]}"
+    return _process_tokens[pid]
+
+
+def new_token() -> str:
+    """A token for one lease hold or one execution attempt."""
+    return f"{runner_token()}:{uuid.uuid4().hex[:8]}"
+
+
+def mark_live(token: str) -> None:
+    """Hold the token's lock until `mark_done` (or until this process dies)."""
+    with _held_lock:
+        if token in _held:
+            return
+        fd = os.open(_lock_file(token), os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new token: nobody else holds it
+        _held[token] = fd
+
+
+def mark_done(token: str) -> None:
+    """Release the token: from now on every process sees it dead."""
+    with _held_lock:
+        fd = _held.pop(token, None)
+        if fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.unlink(_lock_file(token))
+        os.close(fd)
+
+
+def alive_on_this_host(token: str) -> bool | None:
+    """True or False for a token of this host; None when this host cannot tell."""
+    parts = token.split(":")
+    if len(parts) < 4 or parts[0] != host_id() or not parts[1].isdigit():
+        return None
+    if int(parts[1]) == os.getpid():
+        with _held_lock:
+            return token in _held
+    try:
+        fd = os.open(_lock_file(token), os.O_RDONLY)
+    except FileNotFoundError:
+        return False  # released, or never held
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True  # its process holds it
+    finally:
+        os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(_lock_file(token))  # its process died holding it: tidy up
+    return False
+
+
+@cache
+def host_id() -> str:
+    """This host as tokens name it: the host name and the id of its lock folder.
+
+    Two containers may share a host name (and pid 1) but not their `/tmp`: with the folder's
+    id in it, a token from the other one is not judged by this one's locks (it is another
+    host, alive while its lease lasts), so neither takes the other's runs for dead.
+    """
+    marker = _live_folder() / ".host-id"
+    try:
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        for _ in range(50):  # its creator may not have written it yet
+            if folder_id := marker.read_text().strip():
+                break
+            time.sleep(0.01)
+    else:
+        folder_id = uuid.uuid4().hex[:8]
+        with os.fdopen(fd, "w") as f:
+            f.write(folder_id)
+    return f"{socket.gethostname()}~{folder_id}"
+
+
+def _lock_file(token: str) -> str:
+    return str(_live_folder() / hashlib.sha256(token.encode()).hexdigest()[:32])
+
+
+@cache
+def _live_folder() -> Path:
+    """The host-wide folder of token locks, made on first use, writable by every user."""
+    folder = Path(tempfile.gettempdir()) / "hitl-live"
+    folder.mkdir(exist_ok=True)
+    with contextlib.suppress(PermissionError):
+        folder.chmod(0o1777)  # sticky: anyone may add a lock, only its owner remove it
+    return folder
+
+
+def lease_holder(cur: Cursor, thread_id: str) -> str | None:
+    """The live holder of a thread's lease, or None if it is free, expired or its holder died."""
+    row = cur.execute(
+        "SELECT holder, expires_at FROM hitl_leases WHERE thread_id = ?", (thread_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    here = alive_on_this_host(row[0])
+    if here is not None:  # on this host, liveness decides: a paused holder keeps its lease
+        return str(row[0]) if here else None
+    return str(row[0]) if row[1] >= time.time() else None
+
+
+def try_lease(cur: Cursor, thread_id: str, holder: str, ttl: float) -> str | None:
+    """Take (or renew) the lease for `holder`; return the other live holder if it is taken."""
+    current = lease_holder(cur, thread_id)
+    if current is not None and current != holder:
+        return current
+    cur.execute(
+        "INSERT INTO hitl_leases (thread_id, holder, expires_at) VALUES (?, ?, ?) ON CONFLICT "
+        "(thread_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at",
+        (thread_id, holder, time.time() + ttl),
+    )
+    return None
+
+
+def runner_alive(cur: Cursor, thread_id: str, runner: str) -> bool:
+    """Whether the attempt that started a call of this thread may still be executing it."""
+    here = alive_on_this_host(runner)
+    if here is not None:
+        return here
+    holder = lease_holder(cur, thread_id)  # another host: alive while its process's lease is
+    return holder is not None and holder.rsplit(":", 1)[0] == runner.rsplit(":", 1)[0]

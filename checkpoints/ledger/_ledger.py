@@ -1,0 +1,996 @@
+"""The approvals ledger: one row per gated tool call, its journal, leases and the audit trail.
+
+It lives in the same database as the checkpoints (a SQLite file, or PostgreSQL), in tables of
+its own (`hitl_*`). Every change is one write transaction (serialized: see
+`checkpoints.store`) that updates a row with a compare-and-set on its status and appends the
+matching audit entry, so the row and its audit trail are written together or not at all, and
+the first of two concurrent decisions wins.
+
+The ledger is the source of truth for decisions and for tool execution; the graph's nodes
+follow it (see `graph/nodes.py`), whichever runtime runs them.
+"""
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from hitl.checkpoints.database import (
+    LOCK_WAIT_SECONDS,
+    Cursor,
+    PgConnection,
+    PgListener,
+    PostgresOnly,
+    Store,
+    store_connection,
+    table_exists,
+)
+from hitl.checkpoints.errors import (
+    ArgsChanged,
+    CallNotFound,
+    DatabaseBusy,
+    DatabaseError,
+    LedgerError,
+    LedgerTampered,
+    NotPending,
+    NotPermitted,
+    NotReconcilable,
+    ThreadBusy,
+)
+from hitl.checkpoints.ledger._audit import (
+    append_entry,
+    args_diff,
+    chain_approves,
+    read_trail,
+    verify_all,
+)
+from hitl.checkpoints.ledger._leases import (
+    lease_holder,
+    mark_done,
+    mark_live,
+    new_token,
+    runner_alive,
+    try_lease,
+)
+from hitl.checkpoints.ledger._schema import COLUMNS, MIGRATIONS, SCHEMA_VERSION, WAITING, record_of
+from hitl.checkpoints.records import (
+    DECIDED_TO_RUN,
+    NEEDS_A_PERSON,
+    NOT_YET_RUN,
+    POLICY_ACTOR,
+    STATUS_OF_DECISION,
+    ApprovalRecord,
+    AuditEntry,
+    AuditReport,
+    Status,
+    args_hash,
+    canonical_json,
+    digest,
+    iso,
+)
+
+Clock = Callable[[], float]
+T = TypeVar("T")
+
+LEASE_TTL_SECONDS = 30.0
+EXPIRY_ACTOR = "deadline"
+ROLE_PREFIX = "role:"
+"""An approver entry `role:NAME` admits everyone acting with that role (HTTP tokens)."""
+"""`decided_by` of a call that a late decision found already past its deadline."""
+RESUME_GRACE_SECONDS = 60.0
+"""How old a decision must be before `sweep` resumes a thread that nobody resumed."""
+SortKey = Literal["requested_at", "expires_at", "tool", "thread_id"]
+_INBOX_INDEXES = {
+    "requested_at": "hitl_approvals_inbox",
+    "expires_at": "hitl_approvals_inbox_by_deadline",
+}
+
+
+@dataclass(frozen=True)
+class InboxQuery:
+    """Filters, order and page of an inbox listing; every filter is optional."""
+
+    statuses: tuple[Status, ...] = NEEDS_A_PERSON
+    tool: str | None = None
+    thread_id: str | None = None
+    requester: str | None = None
+    older_than: float | None = None
+    """Only calls requested before this UNIX time."""
+    expiring_before: float | None = None
+    """Only calls whose deadline is before this UNIX time."""
+    sort: SortKey = "requested_at"
+    descending: bool = False
+    limit: int = 50
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class Begin:
+    """What the tools node may do with one approved call (see `Ledger.begin`)."""
+
+    action: Literal["run", "done", "unknown", "busy", "ask"]
+    record: ApprovalRecord | None
+
+
+class _TurnBusy(Exception):
+    """Rolls back a turn's `begin` when one of its calls is being executed elsewhere."""
+
+    def __init__(self, begun: dict[str, Begin]) -> None:
+        super().__init__()
+        self.begun = begun
+
+
+class Ledger(Store):
+    """The ledger on one database. Thread-safe."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection | PgConnection,
+        *,
+        path: str = "",
+        clock: Clock = time.time,
+        lock_wait: float = LOCK_WAIT_SECONDS,
+    ) -> None:
+        super().__init__(conn, path=path, lock_wait=lock_wait)
+        self._attempts: dict[tuple[str, str], str] = {}  # calls this process is executing
+        self.clock = clock
+
+    def migrate(self) -> int:
+        """Create or upgrade the ledger's tables; returns the schema version."""
+
+        def work(cur: Cursor) -> int:
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS hitl_schema (id INTEGER PRIMARY KEY CHECK (id = 1), "
+                "version INTEGER NOT NULL)"
+            )
+            row = cur.execute("SELECT version FROM hitl_schema").fetchone()
+            version = row[0] if row else 0
+            if version > SCHEMA_VERSION:
+                raise DatabaseError(
+                    self._path,
+                    RuntimeError(
+                        f"ledger schema {version} is newer than this program's "
+                        f"({SCHEMA_VERSION}); upgrade hitl-approvals"
+                    ),
+                )
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[target]:
+                    if self.on_postgres or not isinstance(statement, PostgresOnly):
+                        cur.execute(statement)
+            cur.execute(
+                "INSERT INTO hitl_schema (id, version) VALUES (1, ?) "
+                "ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+                (SCHEMA_VERSION,),
+            )
+            return SCHEMA_VERSION
+
+        return self._write(work)
+
+    def schema_version(self) -> int:
+        """The version of the ledger's tables in this file (0: not created)."""
+
+        def work(cur: Cursor) -> int:
+            if not table_exists(cur, "hitl_schema"):
+                return 0
+            row = cur.execute("SELECT version FROM hitl_schema").fetchone()
+            return int(row[0]) if row else 0
+
+        return self._read(work)
+
+    # asking
+
+    def request(
+        self,
+        *,
+        thread_id: str,
+        tool_call_id: str,
+        interrupt_id: str | None,
+        tool: str,
+        args: Mapping[str, Any],
+        requester: str | None,
+        needs_review: bool,
+        allowed_decisions: Sequence[str],
+        description: str,
+        expires_after: float | None = None,
+        on_expire: str = "reject",
+        approvers: Sequence[str] | None = None,
+        allow_self_approval: bool = True,
+    ) -> ApprovalRecord:
+        """Register a call (idempotent) and return its row, decided or not.
+
+        A row that exists with the same args is returned as is. One whose args differ and
+        that has not run yet is asked about again with the new args (the earlier decision was
+        for another action); a call that already ran keeps its row.
+        """
+        h = args_hash(dict(args))
+        existing = self.get(thread_id, tool_call_id)
+        if existing and existing.args_hash == h and existing.interrupt_id == interrupt_id:
+            return existing
+
+        def work(cur: Cursor) -> ApprovalRecord:
+            now = self.clock()
+            row = _get(cur, thread_id, tool_call_id)
+            fields: dict[str, Any] = {
+                "interrupt_id": interrupt_id,
+                "tool": tool,
+                "args": canonical_json(dict(args)),
+                "args_hash": h,
+                "requester": requester,
+                "allowed_decisions": json.dumps(list(allowed_decisions)),
+                "description": description,
+                "requested_at": now,
+                "expires_at": None if expires_after is None else now + expires_after,
+                "on_expire": on_expire,
+                "approvers": None if approvers is None else json.dumps(sorted(approvers)),
+                "allow_self_approval": int(allow_self_approval),
+                "decided_at": None,
+                "decided_by": None,
+                "decision": None,
+                "reason": None,
+                "approved_args_hash": None,
+                "status": "pending",
+                "applied": 0,
+            }
+            if not needs_review:
+                fields |= {
+                    "status": "approved",
+                    "decided_at": now,
+                    "decided_by": POLICY_ACTOR,
+                    "decision": canonical_json({"type": "approve"}),
+                    "approved_args_hash": h,
+                    "expires_at": None,
+                }
+            if row is None:
+                columns = ["thread_id", "tool_call_id", *fields]
+                cur.execute(
+                    f"INSERT INTO hitl_approvals ({', '.join(columns)}) "
+                    f"VALUES ({', '.join('?' for _ in columns)})",
+                    (thread_id, tool_call_id, *fields.values()),
+                )
+                detail = {"tool": tool, "args": dict(args), "args_hash": h}
+                if fields["expires_at"] is not None:
+                    detail["expires_at"] = fields["expires_at"]
+                event = "requested" if needs_review else "approved_by_policy"
+                self._audit(cur, thread_id, event, requester or "unknown", tool_call_id, detail)
+            elif row.args_hash != h and row.status in NOT_YET_RUN:
+                _update(cur, thread_id, tool_call_id, fields)
+                detail = {"args": args_diff(row.args, dict(args)), "args_hash": h}
+                event = "re-requested" if needs_review else "approved_by_policy"
+                self._audit(cur, thread_id, event, POLICY_ACTOR, tool_call_id, detail)
+            elif row.args_hash == h and row.interrupt_id != interrupt_id:
+                _update(cur, thread_id, tool_call_id, {"interrupt_id": interrupt_id})
+            return _require(cur, thread_id, tool_call_id)
+
+        return self._write(work)
+
+    # deciding
+
+    def decide(
+        self,
+        thread_id: str,
+        decisions: Mapping[str, Mapping[str, Any]],
+        *,
+        actor: str,
+        comment: str | None = None,
+        seen_args_hashes: Mapping[str, str] | None = None,
+        roles: Collection[str] = (),
+    ) -> list[ApprovalRecord]:
+        """Record decisions (LangChain wire format) keyed by `tool_call_id`: all or none.
+
+        Compare-and-set on `status = 'pending'`: the first decision for a call wins, any other
+        raises `NotPending` with the recorded one. The policy saved with the call is enforced
+        here (`NotPermitted`), whoever asks. With `seen_args_hashes`, a call whose args are not
+        the ones the decider saw (it was asked about again since) raises `ArgsChanged`.
+        """
+
+        def work(cur: Cursor) -> list[ApprovalRecord] | ApprovalRecord:
+            now = self.clock()
+            rows = {}
+            for tool_call_id, decision in decisions.items():  # check all before writing any
+                row = _get(cur, thread_id, tool_call_id)
+                if row is None:
+                    raise CallNotFound(thread_id, tool_call_id, _threads_of(cur, tool_call_id))
+                if row.status != "pending":
+                    raise NotPending(row)
+                seen = (seen_args_hashes or {}).get(tool_call_id)
+                if seen is not None and seen != row.args_hash:
+                    raise ArgsChanged(row)
+                _check_permitted(row, str(decision["type"]), actor, roles)
+                rows[tool_call_id] = row
+            # too late to let a call run: the deadline settles it, now, swept or not (a late
+            # reject or respond is still recorded: not running a call is always safe)
+            overdue = [
+                row
+                for cid, row in rows.items()
+                if row.expires_at is not None
+                and now >= row.expires_at
+                and decisions[cid]["type"] in ("approve", "edit")
+            ]
+            if overdue:
+                expired = [self._expire(cur, row, now, EXPIRY_ACTOR) for row in overdue]
+                return expired[0]  # nothing else of the batch is recorded
+            decided = []
+            for tool_call_id, decision in decisions.items():
+                row = rows[tool_call_id]
+                kind = str(decision["type"])
+                run_args = _run_args(row, decision)
+                reason = decision.get("message") if kind in ("reject", "respond") else None
+                _update(
+                    cur,
+                    thread_id,
+                    tool_call_id,
+                    {
+                        "status": STATUS_OF_DECISION[kind],
+                        "decided_at": now,
+                        "decided_by": actor,
+                        "decision": canonical_json(dict(decision)),
+                        "reason": comment or reason,
+                        "approved_args_hash": None if run_args is None else args_hash(run_args),
+                        "applied": 0,
+                    },
+                )
+                detail: dict[str, Any] = {"decision": kind}
+                if run_args is not None:
+                    detail["approved_args_hash"] = args_hash(run_args)
+                if reason:
+                    detail["message"] = reason
+                if comment:
+                    detail["comment"] = comment
+                if kind == "edit" and run_args is not None:
+                    detail["args"] = args_diff(row.args, run_args)
+                self._audit(cur, thread_id, "decided", actor, tool_call_id, detail)
+                decided.append(_require(cur, thread_id, tool_call_id))
+            return decided
+
+        outcome = self._write(work)
+        if isinstance(outcome, ApprovalRecord):
+            raise NotPending(outcome)  # committed: the expiry stands, the decision does not
+        return outcome
+
+    def answer_from_graph(
+        self, thread_id: str, tool_call_id: str, decision: Mapping[str, Any], *, actor: str
+    ) -> ApprovalRecord:
+        """Record an answer given straight to the graph (Studio's resume); return the row.
+
+        An answer the ledger refuses (already decided, not permitted) leaves the row as it is:
+        the node then applies the recorded decision, or asks again.
+        """
+        try:
+            return self.decide(thread_id, {tool_call_id: decision}, actor=actor)[0]
+        except (NotPending, NotPermitted, CallNotFound):
+            record = self.get(thread_id, tool_call_id)
+            assert record is not None
+            return record
+
+    def reconcile_from_graph(
+        self, thread_id: str, tool_call_id: str, action: str, *, actor: str, result: str | None
+    ) -> None:
+        """Settle an unknown outcome from an answer given straight to the graph, if valid."""
+        if action in ("retry", "mark_done", "skip"):
+            with suppress(NotReconcilable, CallNotFound):
+                self.reconcile(thread_id, tool_call_id, action, actor=actor, result=result)  # type: ignore[arg-type]
+
+    def expire_overdue(self, *, actor: str) -> list[ApprovalRecord]:
+        """Settle every pending call past its deadline with its `on_expire` decision.
+
+        Compare-and-set like `decide`, so a person deciding at the same moment either wins
+        (the call is not expired) or is refused.
+        """
+
+        def work(cur: Cursor) -> list[ApprovalRecord]:
+            now = self.clock()
+            overdue = [
+                record_of(r)
+                for r in cur.execute(
+                    f"SELECT {COLUMNS} FROM hitl_approvals "
+                    "WHERE status = 'pending' AND expires_at IS NOT NULL AND expires_at <= ?",
+                    (now,),
+                ).fetchall()
+            ]
+            return [self._expire(cur, row, now, actor) for row in overdue]
+
+        return self._write(work)
+
+    def _expire(self, cur: Cursor, row: ApprovalRecord, now: float, actor: str) -> ApprovalRecord:
+        deadline = iso(row.expires_at)
+        if row.on_expire == "approve":
+            decision: dict[str, Any] = {"type": "approve"}
+            approved: str | None = row.args_hash
+        else:
+            decision = {
+                "type": "reject",
+                "message": f"expired: nobody decided before the deadline ({deadline})",
+            }
+            approved = None
+        _update(
+            cur,
+            row.thread_id,
+            row.tool_call_id,
+            {
+                "status": "expired",
+                "decided_at": now,
+                "decided_by": actor,
+                "decision": canonical_json(decision),
+                "reason": f"deadline {deadline} passed",
+                "approved_args_hash": approved,
+                "applied": 0,
+            },
+        )
+        detail = {"on_expire": row.on_expire, "deadline": row.expires_at}
+        self._audit(
+            cur,
+            row.thread_id,
+            "expired",
+            actor,
+            row.tool_call_id,
+            detail | {"approved_args_hash": approved},
+        )
+        return _require(cur, row.thread_id, row.tool_call_id)
+
+    # executing (the journal)
+
+    def begin(
+        self, thread_id: str, calls: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> dict[str, Begin]:
+        """Journal the start of a turn's calls before they run, or say why one must not run.
+
+        Per call, by `tool_call_id`: `run`: recorded as `running`, go ahead. `done`: it already
+        finished; use the journaled result. `unknown`: an earlier attempt started and never
+        finished (its process died); a person must settle it. `busy`: a live runner is
+        executing it right now. `ask`: the args to run are not the approved ones (or nothing
+        was approved): ask again. All or nothing: if one call is busy (or anything fails),
+        no call of the turn is started.
+        """
+        attempts = {cid: new_token() for cid, _ in calls}
+
+        def work(cur: Cursor) -> dict[str, Begin]:
+            begun = {
+                cid: self._begin_one(cur, thread_id, cid, args_hash(dict(args)), attempts[cid])
+                for cid, args in calls
+            }
+            if any(b.action == "busy" for b in begun.values()):
+                raise _TurnBusy(begun)
+            return begun
+
+        for attempt in attempts.values():
+            mark_live(attempt)  # before the commit: a concurrent begin must see it alive
+        try:
+            begun = self._write(work)
+        except BaseException as stopped:  # rolled back: nothing of the turn started
+            for attempt in attempts.values():
+                mark_done(attempt)
+            if isinstance(stopped, _TurnBusy):
+                return stopped.begun
+            raise
+        for cid, b in begun.items():
+            if b.action == "run":
+                self._attempts[(thread_id, cid)] = attempts[cid]
+            else:
+                mark_done(attempts[cid])
+        return begun
+
+    def _begin_one(
+        self, cur: Cursor, thread_id: str, tool_call_id: str, h: str, attempt: str
+    ) -> Begin:
+        row = _get(cur, thread_id, tool_call_id)
+        if row is None:
+            return Begin("ask", None)
+        if row.status in ("succeeded", "failed"):
+            return Begin("done", row)
+        if row.status == "outcome_unknown":
+            return Begin("unknown", row)
+        if row.status == "running":
+            if row.runner and runner_alive(cur, thread_id, row.runner):
+                return Begin("busy", row)
+            return Begin("unknown", self._mark_unknown(cur, row))
+        if row.status in DECIDED_TO_RUN and row.approved_args_hash == h:
+            if not chain_approves(cur, thread_id, tool_call_id, h):
+                raise LedgerTampered(thread_id, tool_call_id)
+            fields = {"status": "running", "runner": attempt, "started_at": self.clock()}
+            _update(cur, thread_id, tool_call_id, fields)
+            self._audit(cur, thread_id, "tool_started", attempt, tool_call_id, {"args_hash": h})
+            return Begin("run", _require(cur, thread_id, tool_call_id))
+        return Begin("ask", row)
+
+    def unbegin(self, thread_id: str, tool_call_id: str) -> None:
+        """Undo `begin` for a call whose tool stopped before doing anything it could not
+        redo (it raised an interrupt: LangGraph runs it again from the start on resume)."""
+        runner = self._attempts.pop((thread_id, tool_call_id), None)
+        if runner is None:
+            return
+
+        def work(cur: Cursor) -> None:
+            row = _get(cur, thread_id, tool_call_id)
+            if row is None or row.status != "running" or row.runner != runner:
+                return
+            fields = {"status": _decided_status(cur, row), "runner": None, "started_at": None}
+            _update(cur, thread_id, tool_call_id, fields)
+            self._audit(cur, thread_id, "tool_paused", runner, tool_call_id, {})
+
+        try:
+            self._write(work)
+        finally:
+            mark_done(runner)
+
+    def finish(self, thread_id: str, tool_call_id: str, *, ok: bool, result: str) -> None:
+        """Journal the result of a call this process began; a replay gets it instead of a run.
+
+        If it cannot be written (the database stayed locked), the attempt is left `running`
+        with no live runner, so the call becomes `outcome_unknown`: nobody is told it failed.
+        """
+        runner = self._attempts.pop((thread_id, tool_call_id), None)
+        if runner is None:
+            return
+
+        def work(cur: Cursor) -> None:
+            changed = cur.execute(
+                "UPDATE hitl_approvals SET status = ?, finished_at = ?, result = ?, "
+                "result_status = ? WHERE thread_id = ? AND tool_call_id = ? "
+                "AND status = 'running' AND runner = ?",
+                (
+                    "succeeded" if ok else "failed",
+                    self.clock(),
+                    result,
+                    "success" if ok else "error",
+                    thread_id,
+                    tool_call_id,
+                    runner,
+                ),
+            ).rowcount
+            if changed:
+                self._audit(
+                    cur,
+                    thread_id,
+                    "tool_finished",
+                    runner,
+                    tool_call_id,
+                    {"status": "succeeded" if ok else "failed", "result_digest": digest(result)},
+                )
+
+        try:
+            self._write(work)
+        finally:
+            mark_done(runner)
+
+    def abandon(self, thread_id: str, tool_call_id: str) -> None:
+        """Forget an attempt that ended without a result (the tool did not return)."""
+        runner = self._attempts.pop((thread_id, tool_call_id), None)
+        if runner is not None:
+            mark_done(runner)
+
+    def mark_orphaned_runs(self) -> list[ApprovalRecord]:
+        """Record as `outcome_unknown` every `running` call whose runner is gone.
+
+        Looks first without the write lock: usually nothing is running, and an inbox read
+        should not wait behind writers for nothing.
+        """
+        if not self._read(
+            lambda cur: cur.execute(
+                "SELECT 1 FROM hitl_approvals WHERE status = 'running' LIMIT 1"
+            ).fetchone()
+        ):
+            return []
+
+        def work(cur: Cursor) -> list[ApprovalRecord]:
+            rows = [
+                record_of(r)
+                for r in cur.execute(
+                    f"SELECT {COLUMNS} FROM hitl_approvals WHERE status = 'running'"
+                ).fetchall()
+            ]
+            return [
+                self._mark_unknown(cur, row)
+                for row in rows
+                if not (row.runner and runner_alive(cur, row.thread_id, row.runner))
+            ]
+
+        return self._write(work)
+
+    def reconcile(
+        self,
+        thread_id: str,
+        tool_call_id: str,
+        action: Literal["retry", "mark_done", "skip"],
+        *,
+        actor: str,
+        result: str | None = None,
+    ) -> ApprovalRecord:
+        """Settle a call whose outcome is unknown: run it again, or record how it ended."""
+
+        def work(cur: Cursor) -> ApprovalRecord:
+            row = _get(cur, thread_id, tool_call_id)
+            if row is None:
+                raise CallNotFound(thread_id, tool_call_id, _threads_of(cur, tool_call_id))
+            if row.status != "outcome_unknown":
+                raise NotReconcilable(row)
+            now = self.clock()
+            fields: dict[str, Any]
+            if action == "retry":
+                fields = {"status": _decided_status(cur, row), "runner": None, "started_at": None}
+            elif action == "mark_done":
+                text = result or f"Done (confirmed by {actor} after the outcome was unknown)."
+                fields = {"status": "succeeded", "result": text, "result_status": "success"}
+            else:
+                text = (
+                    f"Not run: {actor} skipped this call after an earlier attempt's outcome "
+                    "was unknown."
+                )
+                fields = {"status": "failed", "result": text, "result_status": "error"}
+            if action != "retry":
+                fields["finished_at"] = now
+            _update(cur, thread_id, tool_call_id, fields | {"applied": 0})
+            detail: dict[str, Any] = {"action": action}
+            if "result" in fields:
+                detail["result_digest"] = digest(fields["result"])
+            self._audit(cur, thread_id, "reconciled", actor, tool_call_id, detail)
+            return _require(cur, thread_id, tool_call_id)
+
+        return self._write(work)
+
+    def _mark_unknown(self, cur: Cursor, row: ApprovalRecord) -> ApprovalRecord:
+        _update(cur, row.thread_id, row.tool_call_id, {"status": "outcome_unknown"})
+        self._audit(
+            cur,
+            row.thread_id,
+            "outcome_unknown",
+            "ledger",
+            row.tool_call_id,
+            {"runner": row.runner, "started_at": row.started_at},
+        )
+        return _require(cur, row.thread_id, row.tool_call_id)
+
+    # reading
+
+    def get(self, thread_id: str, tool_call_id: str) -> ApprovalRecord | None:
+        """One call's row, or None."""
+        return self._read(lambda cur: _get(cur, thread_id, tool_call_id))
+
+    def thread_records(self, thread_id: str) -> list[ApprovalRecord]:
+        """Every row of a thread, oldest request first."""
+        return self._read(
+            lambda cur: [
+                record_of(r)
+                for r in cur.execute(
+                    f"SELECT {COLUMNS} FROM hitl_approvals WHERE thread_id = ? "
+                    "ORDER BY requested_at, tool_call_id",
+                    (thread_id,),
+                ).fetchall()
+            ]
+        )
+
+    def threads_of_call(self, tool_call_id: str) -> list[str]:
+        """The threads that have a call with this ID."""
+        return self._read(lambda cur: _threads_of(cur, tool_call_id))
+
+    def inbox(self, query: InboxQuery = InboxQuery()) -> tuple[list[ApprovalRecord], int]:
+        """One page of the calls that need a person, and how many match in all.
+
+        The default listing (sorted by request time or deadline) walks a partial index that
+        holds only the waiting calls, in page order: a page costs its own rows, whatever the
+        number of threads. Other sorts and statuses cost the number of matching rows.
+        """
+        params: list[Any] = []
+        if set(query.statuses) == set(NEEDS_A_PERSON):
+            where = [WAITING]
+        else:
+            where = [f"status IN ({', '.join('?' for _ in query.statuses)})"]
+            params.extend(query.statuses)
+        for column, value in (
+            ("tool", query.tool),
+            ("thread_id", query.thread_id),
+            ("requester", query.requester),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if query.older_than is not None:
+            where.append("requested_at < ?")
+            params.append(query.older_than)
+        if query.expiring_before is not None:
+            where.append("expires_at IS NOT NULL AND expires_at < ?")
+            params.append(query.expiring_before)
+        clause = " AND ".join(where)
+        direction = "DESC" if query.descending else "ASC"
+        order = ", ".join(
+            f"{column} {direction}" for column in (query.sort, "thread_id", "tool_call_id")
+        )
+        if query.sort == "expires_at":  # calls without a deadline last, either way
+            order = f"expires_at IS NULL, {order}"
+
+        source = "hitl_approvals"
+        if where[0] == WAITING and query.sort in _INBOX_INDEXES:  # the planner cannot know
+            source += f" INDEXED BY {_INBOX_INDEXES[query.sort]}"
+
+        def work(cur: Cursor) -> tuple[list[ApprovalRecord], int]:
+            rows = cur.execute(
+                f"SELECT {COLUMNS} FROM {source} WHERE {clause} ORDER BY {order} LIMIT ? OFFSET ?",
+                (*params, query.limit, query.offset),
+            ).fetchall()
+            total = cur.execute(
+                f"SELECT COUNT(*) FROM hitl_approvals WHERE {clause}", params
+            ).fetchone()[0]
+            return [record_of(r) for r in rows], int(total)
+
+        return self._read(work)
+
+    def unapplied_threads(self, *, older_than: float = RESUME_GRACE_SECONDS) -> list[str]:
+        """Threads with a decision older than `older_than` seconds that no run has been seen
+        to apply, and no live runner: their resume may have been lost (a crash right after
+        the decision, a sweep that found the thread busy, a runtime without leases)."""
+
+        def work(cur: Cursor) -> list[str]:
+            candidates = [
+                r[0]
+                for r in cur.execute(
+                    "SELECT DISTINCT thread_id FROM hitl_approvals WHERE applied = 0 "
+                    "AND decided_at < ? AND status NOT IN ('pending', 'outcome_unknown')",
+                    (self.clock() - older_than,),
+                ).fetchall()
+            ]
+            return [t for t in candidates if lease_holder(cur, t) is None]
+
+        return self._read(work)
+
+    def unapplied_calls(self, thread_id: str) -> set[str]:
+        """The thread's decided calls that no run has been seen to apply yet."""
+        return self._read(
+            lambda cur: {
+                r[0]
+                for r in cur.execute(
+                    "SELECT tool_call_id FROM hitl_approvals WHERE thread_id = ? AND applied = 0 "
+                    "AND status NOT IN ('pending', 'outcome_unknown')",
+                    (thread_id,),
+                ).fetchall()
+            }
+        )
+
+    def mark_applied(self, thread_id: str, tool_call_ids: Iterable[str]) -> None:
+        """Record that the thread's state holds the decisions of these calls."""
+        ids = sorted(set(tool_call_ids) & self.unapplied_calls(thread_id))
+        if not ids:
+            return
+        marks = ", ".join("?" for _ in ids)
+        self._write(
+            lambda cur: cur.execute(
+                f"UPDATE hitl_approvals SET applied = 1 WHERE thread_id = ? "
+                f"AND tool_call_id IN ({marks}) AND status NOT IN ('pending', 'outcome_unknown')",
+                (thread_id, *ids),
+            )
+        )
+
+    # leases: one runner per thread
+
+    @contextmanager
+    def lease(
+        self, thread_id: str, *, wait: float = LOCK_WAIT_SECONDS, ttl: float = LEASE_TTL_SECONDS
+    ) -> Iterator[str]:
+        """Hold the thread's lease (waiting up to `wait` seconds); renewed while held.
+
+        A lease whose holder is gone (on this host: no longer holds its token's lock; on
+        another: stopped renewing) is taken over at once.
+        """
+        holder = new_token()
+        deadline = time.monotonic() + wait
+        delay = 0.01
+        while True:
+            mark_live(holder)  # before the commit: anyone who reads the new row sees it alive
+            current = self._write(lambda cur: try_lease(cur, thread_id, holder, ttl))
+            if current is None:
+                break
+            mark_done(holder)
+            if time.monotonic() >= deadline:
+                raise ThreadBusy(thread_id, current)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+        stop = threading.Event()
+        heartbeat = threading.Thread(
+            target=self._renew, args=(thread_id, holder, ttl, stop), daemon=True
+        )
+        heartbeat.start()
+        try:
+            yield holder
+        finally:
+            stop.set()
+            heartbeat.join()
+            mark_done(holder)  # from now on the row, if it stays, names a dead holder
+            with suppress(DatabaseBusy, DatabaseError):  # never mask the block's own error
+                self._write(
+                    lambda cur: cur.execute(
+                        "DELETE FROM hitl_leases WHERE thread_id = ? AND holder = ?",
+                        (thread_id, holder),
+                    )
+                )
+
+    def _renew(self, thread_id: str, holder: str, ttl: float, stop: threading.Event) -> None:
+        while not stop.wait(ttl / 3):
+            try:
+                self._write(
+                    lambda cur: cur.execute(
+                        "UPDATE hitl_leases SET expires_at = ? WHERE thread_id = ? AND holder = ?",
+                        (time.time() + ttl, thread_id, holder),
+                    )
+                )
+            except (DatabaseBusy, DatabaseError):
+                continue  # the next beat tries again; the lease outlives a few missed beats
+
+    # the audit trail
+
+    def _audit(
+        self,
+        cur: Cursor,
+        thread_id: str,
+        event: str,
+        actor: str,
+        tool_call_id: str | None,
+        detail: dict[str, Any],
+    ) -> None:
+        append_entry(
+            cur,
+            thread_id=thread_id,
+            at=self.clock(),
+            event=event,
+            actor=actor,
+            tool_call_id=tool_call_id,
+            detail=detail,
+        )
+
+    def audit_trail(self, thread_id: str) -> list[AuditEntry]:
+        """A thread's audit entries, oldest first."""
+        return self._read(lambda cur: read_trail(cur, thread_id))
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Counts for monitoring: calls by status, decisions by type, tool runs by outcome."""
+
+        def work(cur: Cursor) -> dict[str, dict[str, int]]:
+            def grouped(sql: str) -> dict[str, int]:
+                return {str(key): count for key, count in cur.execute(sql)}
+
+            return {
+                "status": grouped("SELECT status, COUNT(*) FROM hitl_approvals GROUP BY status"),
+                "decisions": grouped(
+                    "SELECT json_extract(decision, '$.type'), COUNT(*) FROM hitl_approvals "
+                    "WHERE decision IS NOT NULL GROUP BY 1"
+                ),
+                "tool_runs": grouped(
+                    "SELECT status, COUNT(*) FROM hitl_approvals WHERE status IN "
+                    "('succeeded', 'failed', 'outcome_unknown', 'running') GROUP BY status"
+                ),
+            }
+
+        return self._read(work)
+
+    def audit_listener(self) -> PgListener | None:
+        """On PostgreSQL, a listener woken by every audit entry (and run) any process
+        commits; None on SQLite (there, `audit_head` and the run queue are polled)."""
+        return PgListener(self._conn.url) if isinstance(self._conn, PgConnection) else None
+
+    def audit_head(self) -> int:
+        """A number that grows with every audit entry: has anything happened since?"""
+        row = self._read(lambda cur: cur.execute("SELECT MAX(rowid) FROM hitl_audit").fetchone())
+        return int(row[0] or 0)
+
+    def verify_audit(self) -> AuditReport:
+        """Check every thread's chain; report the first broken link of each broken chain."""
+        return self._read(verify_all)
+
+
+@contextmanager
+def open_ledger(
+    path: Path | str, *, clock: Clock = time.time, lock_wait: float = LOCK_WAIT_SECONDS
+) -> Iterator[Ledger]:
+    """Open (and create or migrate) the ledger in the database at `path` (file or URL)."""
+    ledger = make_ledger(path, clock=clock, lock_wait=lock_wait)
+    try:
+        yield ledger
+    finally:
+        ledger.close()
+
+
+def make_ledger(
+    path: Path | str, *, clock: Clock = time.time, lock_wait: float = LOCK_WAIT_SECONDS
+) -> Ledger:
+    """A migrated ledger on `path`, open until `close()` (for long-lived runtimes)."""
+    ledger = Ledger(store_connection(path), path=str(path), clock=clock, lock_wait=lock_wait)
+    try:
+        ledger.migrate()
+    except BaseException:
+        ledger.close()
+        raise
+    return ledger
+
+
+def _decided_status(cur: Cursor, row: ApprovalRecord) -> Status:
+    """The status a started call had before it started: what its decision made of it."""
+    last = cur.execute(
+        "SELECT event FROM hitl_audit WHERE thread_id = ? AND tool_call_id = ? "
+        "AND event IN ('decided', 'expired', 'approved_by_policy') ORDER BY seq DESC LIMIT 1",
+        (row.thread_id, row.tool_call_id),
+    ).fetchone()
+    if last is not None and last[0] == "expired":
+        return "expired"
+    return STATUS_OF_DECISION.get(row.decision_type or "", "approved")
+
+
+def _get(cur: Cursor, thread_id: str, tool_call_id: str) -> ApprovalRecord | None:
+    row = cur.execute(
+        f"SELECT {COLUMNS} FROM hitl_approvals WHERE thread_id = ? AND tool_call_id = ?",
+        (thread_id, tool_call_id),
+    ).fetchone()
+    return None if row is None else record_of(row)
+
+
+def _require(cur: Cursor, thread_id: str, tool_call_id: str) -> ApprovalRecord:
+    record = _get(cur, thread_id, tool_call_id)
+    assert record is not None
+    return record
+
+
+def _update(cur: Cursor, thread_id: str, tool_call_id: str, fields: Mapping[str, Any]) -> None:
+    assignments = ", ".join(f"{column} = ?" for column in fields)
+    cur.execute(
+        f"UPDATE hitl_approvals SET {assignments} WHERE thread_id = ? AND tool_call_id = ?",
+        (*fields.values(), thread_id, tool_call_id),
+    )
+
+
+def _threads_of(cur: Cursor, tool_call_id: str) -> list[str]:
+    return [
+        r[0]
+        for r in cur.execute(
+            "SELECT thread_id FROM hitl_approvals WHERE tool_call_id = ?", (tool_call_id,)
+        ).fetchall()
+    ]
+
+
+def _check_permitted(
+    row: ApprovalRecord, kind: str, actor: str, roles: Collection[str] = ()
+) -> None:
+    """Whether `actor` (with `roles`) may make this decision: approving, editing or
+    responding (the model then takes the person's word for the tool's result) needs the
+    actor's name, or one of its roles as `role:NAME`, among the call's approvers. Rejecting
+    is always allowed: not running a call is always safe."""
+    if kind not in ("approve", "edit", "respond"):
+        return
+    names = {actor, *(f"{ROLE_PREFIX}{r}" for r in roles)}
+    if row.approvers is not None and not names & set(row.approvers):
+        raise NotPermitted(
+            f"{actor!r} may not {kind} calls of {row.tool}: only "
+            f"{', '.join(row.approvers) or 'nobody'} may (policy). Ask one of them, "
+            "or reject it."
+        )
+    if not row.allow_self_approval and row.requester is not None and actor == row.requester:
+        raise NotPermitted(
+            f"{actor!r} asked for this call and may not {kind} it too (separation of duties): "
+            "another person must approve it; you may still reject it."
+        )
+
+
+def _run_args(row: ApprovalRecord, decision: Mapping[str, Any]) -> dict[str, Any] | None:
+    kind = decision["type"]
+    if kind == "approve":
+        return row.args
+    if kind == "edit":
+        return dict(decision["edited_action"]["args"])
+    return None
+
+
+__all__ = [
+    "ArgsChanged",
+    "Begin",
+    "CallNotFound",
+    "InboxQuery",
+    "Ledger",
+    "LedgerError",
+    "LedgerTampered",
+    "NotPending",
+    "NotPermitted",
+    "NotReconcilable",
+    "ThreadBusy",
+    "make_ledger",
+    "open_ledger",
+]

@@ -1,0 +1,134 @@
+"""The ledger's tables: versioned migrations, and how a row becomes a record."""
+
+import json
+from typing import Any
+
+from hitl.checkpoints.database import PostgresOnly
+from hitl.checkpoints.records import ApprovalRecord, AuditEntry
+
+WAITING = "status IN ('pending', 'outcome_unknown')"
+"""The inbox's condition, spelled once: SQLite uses a partial index only for this exact text."""
+SCHEMA_VERSION = 1
+MIGRATIONS: dict[int, tuple[str | PostgresOnly, ...]] = {
+    1: (
+        """CREATE TABLE hitl_approvals (
+            thread_id TEXT NOT NULL,
+            tool_call_id TEXT NOT NULL,
+            interrupt_id TEXT,
+            tool TEXT NOT NULL,
+            args TEXT NOT NULL,
+            args_hash TEXT NOT NULL,
+            requester TEXT,
+            status TEXT NOT NULL,
+            allowed_decisions TEXT NOT NULL,
+            description TEXT NOT NULL,
+            requested_at REAL NOT NULL,
+            expires_at REAL,
+            on_expire TEXT NOT NULL,
+            approvers TEXT,
+            allow_self_approval INTEGER NOT NULL,
+            decided_at REAL,
+            decided_by TEXT,
+            decision TEXT,
+            reason TEXT,
+            approved_args_hash TEXT,
+            runner TEXT,
+            started_at REAL,
+            finished_at REAL,
+            result TEXT,
+            result_status TEXT,
+            audit_seq INTEGER NOT NULL DEFAULT 0,
+            applied INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (thread_id, tool_call_id)
+        )""",
+        "CREATE INDEX hitl_approvals_status ON hitl_approvals (status, requested_at)",
+        # the inbox: only the rows that need a person, already in page order
+        "CREATE INDEX hitl_approvals_inbox ON hitl_approvals (requested_at, thread_id, "
+        f"tool_call_id) WHERE {WAITING}",
+        "CREATE INDEX hitl_approvals_inbox_by_deadline ON hitl_approvals ((expires_at IS NULL), "
+        f"expires_at, thread_id, tool_call_id) WHERE {WAITING}",
+        "CREATE INDEX hitl_approvals_expiry ON hitl_approvals (status, expires_at)"
+        " WHERE expires_at IS NOT NULL",
+        "CREATE INDEX hitl_approvals_call ON hitl_approvals (tool_call_id)",
+        # decided calls whose thread has not been seen to apply the decision yet
+        "CREATE INDEX hitl_approvals_unapplied ON hitl_approvals (decided_at) WHERE applied = 0",
+        """CREATE TABLE hitl_audit (
+            thread_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            at REAL NOT NULL,
+            event TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            tool_call_id TEXT,
+            detail TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            PRIMARY KEY (thread_id, seq)
+        )""",
+        # SQLite numbers rows itself; webhooks and inbox streams follow audit rows by `rowid`
+        PostgresOnly(
+            "ALTER TABLE hitl_audit ADD COLUMN rowid BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE"
+        ),
+        """CREATE TABLE hitl_leases (
+            thread_id TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            expires_at REAL NOT NULL
+        )""",
+    ),
+}
+COLUMNS = (
+    "thread_id, tool_call_id, interrupt_id, tool, args, args_hash, requester, status, "
+    "allowed_decisions, description, requested_at, expires_at, on_expire, approvers, "
+    "allow_self_approval, decided_at, decided_by, decision, reason, approved_args_hash, "
+    "runner, started_at, finished_at, result, result_status"
+)
+
+
+def record_of(row: tuple[Any, ...]) -> ApprovalRecord:
+    """A `hitl_approvals` row (selected as `COLUMNS`) as a record."""
+    (
+        thread_id, tool_call_id, interrupt_id, tool, args, h, requester, status, allowed,
+        description, requested_at, expires_at, on_expire, approvers, allow_self, decided_at,
+        decided_by, decision, reason, approved_hash, runner, started_at, finished_at, result,
+        result_status,
+    ) = row  # fmt: skip
+    return ApprovalRecord(
+        thread_id=thread_id,
+        tool_call_id=tool_call_id,
+        interrupt_id=interrupt_id,
+        tool=tool,
+        args=json.loads(args),
+        args_hash=h,
+        requester=requester,
+        status=status,
+        allowed_decisions=json.loads(allowed),
+        description=description,
+        requested_at=requested_at,
+        expires_at=expires_at,
+        on_expire=on_expire,
+        approvers=None if approvers is None else json.loads(approvers),
+        allow_self_approval=bool(allow_self),
+        decided_at=decided_at,
+        decided_by=decided_by,
+        decision=None if decision is None else json.loads(decision),
+        reason=reason,
+        approved_args_hash=approved_hash,
+        runner=runner,
+        started_at=started_at,
+        finished_at=finished_at,
+        result=result,
+        result_status=result_status,
+    )
+
+
+def audit_entry_of(row: tuple[Any, ...]) -> AuditEntry:
+    """A `hitl_audit` row (selected as `AUDIT_COLUMNS`) as an entry."""
+    thread_id, seq, at, event, actor, tool_call_id, detail, prev_hash, entry_hash = row
+    try:
+        parsed = json.loads(detail)
+    except (TypeError, json.JSONDecodeError):
+        # an altered row stays readable; its hash no longer matches, so verification flags it
+        parsed = {"unreadable_detail": str(detail)}
+    return AuditEntry(thread_id, seq, at, event, actor, tool_call_id, parsed, prev_hash, entry_hash)
+
+
+AUDIT_COLUMNS = "thread_id, seq, at, event, actor, tool_call_id, detail, prev_hash, hash"

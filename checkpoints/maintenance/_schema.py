@@ -1,0 +1,123 @@
+"""The database's schema as a whole: every table the project keeps, its version, migrating it.
+
+Two parts are versioned: LangGraph's checkpoint tables (the saver's own migrations, counted
+in `checkpoint_migrations` on PostgreSQL) and the ledger's (`hitl_schema`). The run queue,
+token, webhook and message tables are created if missing when their store opens, and
+`migrate` creates them all at once, so a deployment can create its schema before the
+service processes start (and without racing each other to it).
+"""
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hitl.checkpoints.database import Store, store_connection, table_exists
+from hitl.checkpoints.errors import DatabaseError
+from hitl.checkpoints.ledger import SCHEMA_VERSION, make_ledger
+from hitl.checkpoints.savers import open_saver
+from hitl.checkpoints.stores import RunQueue, TokenStore, make_webhook_store
+from hitl.checkpoints.urls import DatabaseName, display, is_postgres
+
+CHECKPOINT_TABLES = {
+    "sqlite": ("checkpoints", "writes"),
+    "postgres": ("checkpoints", "checkpoint_blobs", "checkpoint_writes"),
+}
+HITL_TABLES = (
+    "hitl_schema",
+    "hitl_approvals",
+    "hitl_audit",
+    "hitl_leases",
+    "hitl_messages",
+    "hitl_runs",
+    "hitl_tokens",
+    "hitl_webhooks",
+    "hitl_webhook_deliveries",
+    "hitl_webhook_cursor",
+)
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    """What `hitl db status` shows."""
+
+    database: str
+    backend: str
+    ledger_version: int
+    """0: the ledger's tables are not there yet."""
+    ledger_target: int
+    checkpoint_version: int | None
+    """LangGraph's last applied migration (PostgreSQL); None where the saver keeps none."""
+    checkpoint_target: int | None
+    rows: dict[str, int | None] = field(default_factory=dict)
+    """Rows per table; None for a table that does not exist."""
+
+    @property
+    def up_to_date(self) -> bool:
+        return (
+            self.ledger_version == self.ledger_target
+            and self.checkpoint_version == self.checkpoint_target
+            and all(n is not None for n in self.rows.values())
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "up_to_date": self.up_to_date}
+
+
+def migrate(db: DatabaseName) -> SchemaStatus:
+    """Create every table that is missing and apply every pending migration; the status after.
+
+    Safe to run while services use the database, and from several processes at once.
+    """
+    with open_saver(db):
+        pass
+    ledger = make_ledger(db)
+    ledger.close()
+    for store in (RunQueue, TokenStore):
+        store(store_connection(db), path=display(db)).close()
+    make_webhook_store(db).close()
+    return status(db)
+
+
+def status(db: DatabaseName) -> SchemaStatus:
+    """The schema's versions and every table's row count; creates nothing."""
+    if not is_postgres(db) and not Path(db).exists():
+        raise DatabaseError(db, FileNotFoundError("no such database file; nothing was created"))
+    backend = "postgres" if is_postgres(db) else "sqlite"
+    reader = _Reader(store_connection(db), path=display(db))
+    try:
+        return reader._read(lambda cur: _status(cur, db, backend))
+    finally:
+        reader.close()
+
+
+def _status(cur: Any, db: DatabaseName, backend: str) -> SchemaStatus:
+    rows: dict[str, int | None] = {}
+    for table in (*CHECKPOINT_TABLES[backend], *HITL_TABLES):
+        exists = table_exists(cur, table)
+        count = cur.execute(f"SELECT COUNT(*) FROM {table}").fetchone() if exists else None
+        rows[table] = None if count is None else int(count[0])
+    ledger_version = 0
+    if rows["hitl_schema"]:
+        ledger_version = int(cur.execute("SELECT version FROM hitl_schema").fetchone()[0])
+    checkpoint_version = checkpoint_target = None
+    if backend == "postgres":
+        from langgraph.checkpoint.postgres.base import MIGRATIONS
+
+        checkpoint_target = len(MIGRATIONS) - 1
+        checkpoint_version = -1
+        if table_exists(cur, "checkpoint_migrations"):
+            found = cur.execute("SELECT MAX(v) FROM checkpoint_migrations").fetchone()[0]
+            checkpoint_version = -1 if found is None else int(found)
+    return SchemaStatus(
+        database=display(db),
+        backend=backend,
+        ledger_version=ledger_version,
+        ledger_target=SCHEMA_VERSION,
+        checkpoint_version=checkpoint_version,
+        checkpoint_target=checkpoint_target,
+        rows=rows,
+    )
+
+
+class _Reader(Store):
+    """A store with no tables of its own: `status` reads through it."""

@@ -1,0 +1,36 @@
+"""LangGraph's checkpoint savers on our database (SQLite, PostgreSQL), with the message log
+beside them and a serializer that never imports what a row names."""
+
+from hitl.checkpoints.savers._backends import Saver, open_async_saver, open_saver
+from hitl.checkpoints.savers._message_log import (
+    LOG_REF_KEY,
+    SavedLog,
+    SqliteMessageSource,
+    delete_unreachable,
+    log_ref,
+    reachable_nodes,
+    tails_of,
+)
+from hitl.checkpoints.savers._postgres import HitlPostgresSaver, open_postgres_saver
+from hitl.checkpoints.savers._serde import COMPRESSED, make_strict_serializer
+from hitl.checkpoints.savers._sqlite import BatchingSqliteSaver, list_thread_ids, scheduled_nodes
+
+__all__ = [
+    "COMPRESSED",
+    "LOG_REF_KEY",
+    "BatchingSqliteSaver",
+    "HitlPostgresSaver",
+    "SavedLog",
+    "Saver",
+    "SqliteMessageSource",
+    "delete_unreachable",
+    "list_thread_ids",
+    "log_ref",
+    "make_strict_serializer",
+    "open_async_saver",
+    "open_postgres_saver",
+    "open_saver",
+    "reachable_nodes",
+    "scheduled_nodes",
+    "tails_of",
+]

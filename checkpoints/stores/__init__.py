@@ -1,0 +1,59 @@
+"""The HTTP service's own stores: the run queue, API tokens, the webhook outbox."""
+
+from hitl.checkpoints.stores._runs import (
+    FINISHED,
+    MAX_ATTEMPTS,
+    OTHER_HOST_SILENCE_SECONDS,
+    Run,
+    RunKind,
+    RunQueue,
+    open_run_queue,
+)
+from hitl.checkpoints.stores._tokens import (
+    Role,
+    Token,
+    TokenError,
+    TokenExists,
+    TokenNotFound,
+    TokenStore,
+    open_token_store,
+)
+from hitl.checkpoints.stores._webhooks import (
+    DELIVERY_STATUSES,
+    EVENT_TYPES,
+    Claim,
+    Delivery,
+    DeliveryStatus,
+    Endpoint,
+    WebhookError,
+    WebhookStore,
+    make_webhook_store,
+    open_webhook_store,
+)
+
+__all__ = [
+    "DELIVERY_STATUSES",
+    "EVENT_TYPES",
+    "FINISHED",
+    "MAX_ATTEMPTS",
+    "OTHER_HOST_SILENCE_SECONDS",
+    "Claim",
+    "Delivery",
+    "DeliveryStatus",
+    "Endpoint",
+    "Role",
+    "Run",
+    "RunKind",
+    "RunQueue",
+    "Token",
+    "TokenError",
+    "TokenExists",
+    "TokenNotFound",
+    "TokenStore",
+    "WebhookError",
+    "WebhookStore",
+    "make_webhook_store",
+    "open_run_queue",
+    "open_token_store",
+    "open_webhook_store",
+]

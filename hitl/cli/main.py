@@ -1,0 +1,807 @@
+"""`hitl`: start threads, list pending approvals and decide them, from any process.
+
+Commands only translate arguments and output; the work is done by `ApprovalService`.
+"""
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import NoReturn, cast
+
+import click
+
+from hitl.app import open_service
+from hitl.checkpoints.errors import DatabaseBusy, DatabaseError, UntrustedCheckpointError
+from hitl.checkpoints.ledger import InboxQuery, SortKey
+from hitl.checkpoints.maintenance import PruneReport
+from hitl.checkpoints.maintenance import prune as prune_database
+from hitl.checkpoints.records import iso
+from hitl.checkpoints.stores import TokenStore
+from hitl.checkpoints.urls import display
+from hitl.cli.db import db
+from hitl.cli.output import emit, fail, json_option
+from hitl.cli.remote import RemoteService
+from hitl.cli.webhooks import webhook
+from hitl.service import errors
+from hitl.service.settings import Settings, default_actor
+from hitl.service.timespec import parse_duration, parse_moment
+from hitl.service.views import HistoryEntry, PendingApproval, ThreadView
+from hitl.service.workflow import ApprovalService, EveryPending, ReconcileAction
+
+EXIT_CODES: dict[type[Exception], int] = {
+    errors.ThreadNotFound: 3,
+    errors.NothingPending: 4,
+    errors.UnknownToolCall: 5,
+    errors.AlreadyDecided: 6,
+    errors.DecisionNotAllowed: 7,
+    errors.InvalidDecision: 8,
+    errors.PendingApprovalsExist: 9,
+    errors.InvalidSettings: 10,
+    DatabaseError: 10,
+    UntrustedCheckpointError: 11,
+    errors.NotPermitted: 12,
+    errors.Busy: 13,
+    errors.NotReconcilable: 14,
+    errors.LedgerTampered: 15,
+    errors.ArgsChanged: 16,
+    errors.Unauthenticated: 17,
+    errors.Forbidden: 18,
+    errors.ServiceUnavailable: 19,
+    errors.UnknownCheckpoint: 20,
+}
+"""Exit code of each error; 0 is success, 2 a usage error, 1 anything unexpected."""
+AUDIT_BROKEN_EXIT = 15
+"""`hitl audit --verify` found a chain that does not verify."""
+
+DEMO_PROMPT = "Send sally@example.com an email saying 'hi'"
+"""What `hitl serve --demo` asks the (offline) model, so the inbox has something to decide."""
+
+call_option = click.option(
+    "--call", "tool_call_id", help="The tool call ID (default: all pending)."
+)
+actor_option = click.option(
+    "--as",
+    "actor",
+    envvar="HITL_ACTOR",
+    help="Who is acting, as recorded in the ledger [env HITL_ACTOR; default: the OS user].",
+)
+comment_option = click.option("--comment", help="A note recorded with the decision.")
+seen_option = click.option(
+    "--if-args-hash",
+    "seen_args_hash",
+    help="Only if the call's args still have this hash (its `args_hash`): what you reviewed.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--db",
+    envvar="HITL_DB",
+    help="SQLite file or postgresql:// URL [env HITL_DB; default checkpoints/hitl.sqlite].",
+)
+@click.option(
+    "--url",
+    envvar="HITL_URL",
+    help="Talk to a running `hitl serve` at this URL instead of the database [env HITL_URL].",
+)
+@click.option("--token", envvar="HITL_TOKEN", help="The API token for --url [env HITL_TOKEN].")
+@click.pass_context
+def cli(ctx: click.Context, db: str | None, url: str | None, token: str | None) -> None:
+    """Durable human approval of an agent's tool calls."""
+    if url and not token:
+        raise click.UsageError("--url needs --token (or HITL_TOKEN): the service's API token")
+    try:
+        ctx.obj = Settings.from_env(os.environ, db=db)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--db / HITL_DB") from e
+    ctx.meta["remote"] = (url, token) if url else None
+
+
+Operations = ApprovalService | RemoteService
+"""What a command acts on: the database (local mode) or a running service (--url)."""
+
+
+@contextmanager
+def _service(as_json: bool, *, create: bool = False) -> Iterator[Operations]:
+    ctx = click.get_current_context()
+    remote = ctx.meta.get("remote")
+    explicit = ctx.get_parameter_source("actor") == click.core.ParameterSource.COMMANDLINE
+    if remote is not None and explicit:
+        raise click.UsageError(
+            "--as does not apply with --url: the service records you as your token's name"
+        )
+    settings: Settings = ctx.obj
+    try:
+        if remote is not None:
+            client = RemoteService(*remote)
+            try:
+                yield client
+            finally:
+                client.close()
+        else:
+            with open_service(settings, create=create) as service:
+                yield service
+    except tuple(EXIT_CODES) as e:
+        _fail(e, as_json)
+
+
+def _fail(error: Exception, as_json: bool) -> NoReturn:
+    fail(error, EXIT_CODES[type(error)], as_json)
+
+
+def _print_pending(items: list[PendingApproval], with_thread: bool) -> None:
+    for p in items:
+        where = f"thread {p.thread_id}  " if with_thread else ""
+        click.echo(f"  {where}call {p.tool_call_id}  {p.tool}({json.dumps(p.args)})")
+        if p.status == "outcome_unknown":
+            click.echo(
+                f"      OUTCOME UNKNOWN: it started but never finished; settle it with "
+                f"hitl reconcile {p.thread_id} --call {p.tool_call_id} --retry|--mark-done|--skip"
+            )
+            continue
+        line = f"      requested {p.requested_at}"
+        if p.requester:
+            line += f" by {p.requester}"
+        if p.expires_at:
+            line += f"; expires {p.expires_at}"
+        click.echo(f"{line}; allowed: {', '.join(p.allowed_decisions)}")
+
+
+def _print_view(view: ThreadView) -> None:
+    click.echo(f"thread {view.thread_id}: {view.status}")
+    if view.pending:
+        click.echo("pending approvals:")
+        _print_pending(view.pending, with_thread=False)
+        click.echo(
+            f"decide with: hitl approve {view.thread_id}  |  hitl reject {view.thread_id} "
+            "--reason TEXT  (add --call ID for one call)"
+        )
+    if view.answer is not None:
+        click.echo(view.answer)
+
+
+def _show_view(view: ThreadView, as_json: bool) -> None:
+    emit(as_json, view.to_json(), lambda: _print_view(view))
+
+
+def _act(as_json: bool, thread_id: str, action: Callable[[Operations], object]) -> None:
+    """Run one acting command on the service and print the thread it leaves."""
+    with _service(as_json) as service:
+        try:
+            action(service)
+            view = service.show(thread_id)
+        except errors.HitlError as e:
+            _fail(e, as_json)
+        _show_view(view, as_json)
+
+
+@cli.command()
+@click.argument("prompt")
+@click.option(
+    "--thread", "thread_id", help="Continue this thread (a new ID starts a thread with that ID)."
+)
+@click.option(
+    "--cancel-pending",
+    is_flag=True,
+    help="Reject the thread's pending calls first, then send the message.",
+)
+@actor_option
+@json_option
+def run(
+    prompt: str, thread_id: str | None, cancel_pending: bool, actor: str | None, as_json: bool
+) -> None:
+    """Send PROMPT to a new thread (or --thread); print the answer or the pending approvals."""
+    with _service(as_json, create=True) as service:
+        try:
+            sent = service.send(
+                prompt, thread_id, actor=_actor(actor), cancel_pending=cancel_pending
+            )
+            view = service.show(sent.thread_id)
+        except errors.HitlError as e:
+            _fail(e, as_json)
+        _show_view(view, as_json)
+
+
+@cli.command()
+@click.option("--tool", help="Only calls of this tool.")
+@click.option("--thread", "thread_id", help="Only calls of this thread.")
+@click.option("--requester", help="Only calls requested by this person.")
+@click.option("--older-than", help="Only calls waiting longer than this (e.g. 30m, 2h, 1d).")
+@click.option(
+    "--expiring-before", help="Only calls whose deadline is before this (a duration or ISO time)."
+)
+@click.option(
+    "--sort",
+    type=click.Choice(["requested_at", "expires_at", "tool", "thread_id"]),
+    default="requested_at",
+    show_default=True,
+)
+@click.option("--desc", is_flag=True, help="Newest (or last) first.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--offset", type=click.IntRange(0), default=0, show_default=True)
+@json_option
+def pending(
+    tool: str | None,
+    thread_id: str | None,
+    requester: str | None,
+    older_than: str | None,
+    expiring_before: str | None,
+    sort: str,
+    desc: bool,
+    limit: int,
+    offset: int,
+    as_json: bool,
+) -> None:
+    """List the approvals waiting for a person, across all threads (from the ledger's index)."""
+    now = time.time()
+    query = InboxQuery(
+        tool=tool,
+        thread_id=thread_id,
+        requester=requester,
+        older_than=None if older_than is None else now - _duration(older_than, "--older-than"),
+        expiring_before=None
+        if expiring_before is None
+        else _moment(expiring_before, now, "--expiring-before"),
+        sort=cast(SortKey, sort),
+        descending=desc,
+        limit=limit,
+        offset=offset,
+    )
+    with _service(as_json) as service:
+        page = service.pending(query)
+
+    def human() -> None:
+        if not page.items:
+            click.echo("nothing is waiting for a decision")
+        _print_pending(page.items, with_thread=True)
+        if page.total > offset + len(page.items):
+            click.echo(f"({page.total} in all; next page: --offset {offset + len(page.items)})")
+
+    emit(as_json, page.to_json(), human)
+
+
+def _duration(text: str, option: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint=option) from None
+
+
+def _moment(text: str, now: float, option: str) -> float:
+    try:
+        return parse_moment(text, now)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint=option) from None
+
+
+def _actor(actor: str | None) -> str:
+    return actor or default_actor({})
+
+
+@cli.command()
+@click.argument("thread_id")
+@json_option
+def show(thread_id: str, as_json: bool) -> None:
+    """Show a thread: status, messages, pending approvals."""
+    with _service(as_json) as service:
+        try:
+            view = service.show(thread_id)
+        except errors.HitlError as e:
+            _fail(e, as_json)
+
+    def human() -> None:
+        _print_view(view)
+        click.echo("messages:")
+        for m in view.messages:
+            calls = "".join(
+                f"\n      → {c['tool']}({json.dumps(c['args'])}) [{c['tool_call_id']}]"
+                for c in m.get("tool_calls", [])
+            )
+            click.echo(f"  [{m['type']}] {m['content']}{calls}")
+
+    emit(as_json, view.to_json(), human)
+
+
+@cli.command()
+@click.argument("thread_id")
+@click.option(
+    "--limit", type=click.IntRange(1, 10_000), help="Only the newest N checkpoints (a page)."
+)
+@click.option("--before", help="Only checkpoints older than this checkpoint ID (the next page).")
+@json_option
+def history(thread_id: str, limit: int | None, before: str | None, as_json: bool) -> None:
+    """List a thread's checkpoints: step, node, time, what was pending or decided."""
+    with _service(as_json) as service:
+        try:
+            entries = service.history(thread_id, limit=limit, before=before)
+        except errors.HitlError as e:
+            _fail(e, as_json)
+    older = entries[0].checkpoint_id if limit is not None and len(entries) == limit else None
+
+    def human() -> None:
+        for e in entries:
+            click.echo(_history_line(e))
+        if older:
+            click.echo(f"(older checkpoints: --before {older})")
+
+    data = {"thread_id": thread_id, "history": [e.to_json() for e in entries]}
+    emit(as_json, data | ({"next_before": older} if older else {}), human)
+
+
+def _history_line(e: HistoryEntry) -> str:
+    line = f"step {e.step:>3}  {e.created_at}  {e.node}"
+    if e.pending:
+        line += f"  pending: {', '.join(e.pending)}"
+    if e.decided:
+        line += "  decided: " + ", ".join(f"{k}={v}" for k, v in e.decided.items())
+    return line
+
+
+def _decide(
+    thread_id: str,
+    tool_call_id: str | None,
+    answer_for: Callable[[Operations], object],
+    actor: str | None,
+    comment: str | None,
+    seen_args_hash: str | None,
+    as_json: bool,
+) -> None:
+    who = _actor(actor)
+    if seen_args_hash is not None and tool_call_id is None:
+        raise click.UsageError("--if-args-hash needs --call: a hash names one call's args")
+    seen = {tool_call_id: seen_args_hash} if tool_call_id and seen_args_hash else None
+    _act(
+        as_json,
+        thread_id,
+        lambda service: service.decide(
+            thread_id,
+            EveryPending(answer_for(service))
+            if tool_call_id is None
+            else {tool_call_id: answer_for(service)},
+            actor=who,
+            comment=comment,
+            seen_args_hashes=seen,
+        ),
+    )
+
+
+@cli.command()
+@click.argument("thread_id")
+@call_option
+@actor_option
+@comment_option
+@seen_option
+@json_option
+def approve(
+    thread_id: str,
+    tool_call_id: str | None,
+    actor: str | None,
+    comment: str | None,
+    seen_args_hash: str | None,
+    as_json: bool,
+) -> None:
+    """Approve one pending call (--call) or all of a thread's pending calls."""
+    answer = {"type": "approve"}
+    _decide(thread_id, tool_call_id, lambda _: answer, actor, comment, seen_args_hash, as_json)
+
+
+@cli.command()
+@click.argument("thread_id")
+@call_option
+@click.option("--reason", help="Why; the model is told.")
+@actor_option
+@comment_option
+@seen_option
+@json_option
+def reject(
+    thread_id: str,
+    tool_call_id: str | None,
+    reason: str | None,
+    actor: str | None,
+    comment: str | None,
+    seen_args_hash: str | None,
+    as_json: bool,
+) -> None:
+    """Reject one pending call (--call) or all of them; the tool never runs."""
+    answer = {"type": "reject"} | ({"message": reason} if reason else {})
+    _decide(thread_id, tool_call_id, lambda _: answer, actor, comment, seen_args_hash, as_json)
+
+
+@cli.command()
+@click.argument("thread_id")
+@click.option("--call", "tool_call_id", required=True, help="The tool call ID.")
+@click.option("--args", "args_json", required=True, help="The new arguments, as a JSON object.")
+@actor_option
+@comment_option
+@seen_option
+@json_option
+def edit(
+    thread_id: str,
+    tool_call_id: str,
+    args_json: str,
+    actor: str | None,
+    comment: str | None,
+    seen_args_hash: str | None,
+    as_json: bool,
+) -> None:
+    """Run a pending call with other arguments (checked against the tool's schema first)."""
+    try:
+        args = json.loads(args_json)
+    except json.JSONDecodeError as e:
+        raise click.BadParameter(f"not valid JSON: {e}", param_hint="--args") from None
+    if not isinstance(args, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--args")
+    _decide(
+        thread_id,
+        tool_call_id,
+        lambda service: service.edit_answer(thread_id, tool_call_id, args),
+        actor,
+        comment,
+        seen_args_hash,
+        as_json,
+    )
+
+
+@cli.command()
+@click.argument("thread_id")
+@click.option("--call", "tool_call_id", required=True, help="The tool call ID.")
+@click.option("--message", required=True, help="The answer the model gets instead of the tool's.")
+@actor_option
+@comment_option
+@seen_option
+@json_option
+def respond(
+    thread_id: str,
+    tool_call_id: str,
+    message: str,
+    actor: str | None,
+    comment: str | None,
+    seen_args_hash: str | None,
+    as_json: bool,
+) -> None:
+    """Answer a pending call in the tool's place, without running it."""
+    answer = {"type": "respond", "message": message}
+    _decide(thread_id, tool_call_id, lambda _: answer, actor, comment, seen_args_hash, as_json)
+
+
+@cli.command()
+@click.argument("thread_id")
+@click.option("--call", "tool_call_id", required=True, help="The tool call ID.")
+@click.option("--retry", "action", flag_value="retry", help="Run the call again.")
+@click.option(
+    "--mark-done", "action", flag_value="mark_done", help="It did take effect; do not run it."
+)
+@click.option(
+    "--skip", "action", flag_value="skip", help="Do not run it; tell the model it was skipped."
+)
+@click.option("--result", help="With --mark-done: the result the model is given.")
+@actor_option
+@json_option
+def reconcile(
+    thread_id: str,
+    tool_call_id: str,
+    action: str | None,
+    result: str | None,
+    actor: str | None,
+    as_json: bool,
+) -> None:
+    """Settle a call whose outcome is unknown (its process died mid-call), then continue."""
+    if action is None:
+        raise click.UsageError("choose one of --retry, --mark-done or --skip")
+    if result is not None and action != "mark_done":
+        raise click.BadParameter("only with --mark-done", param_hint="--result")
+    _act(
+        as_json,
+        thread_id,
+        lambda service: service.reconcile(
+            thread_id,
+            tool_call_id,
+            cast(ReconcileAction, action),
+            actor=_actor(actor),
+            result=result,
+        ),
+    )
+
+
+@cli.command()
+@click.argument("thread_id")
+@json_option
+def resume(thread_id: str, as_json: bool) -> None:
+    """Continue a thread whose run stopped (a crash, a lost resume) from its last checkpoint."""
+
+    _act(as_json, thread_id, lambda service: service.continue_thread(thread_id, actor=_actor(None)))
+
+
+@cli.command()
+@json_option
+def sweep(as_json: bool) -> None:
+    """Expire overdue approvals, flag crashed calls, resume threads that can move on."""
+    with _service(as_json) as service:
+        try:
+            report = service.sweep()
+        except errors.HitlError as e:
+            _fail(e, as_json)
+
+    def human() -> None:
+        for r in report.expired:
+            click.echo(f"expired  thread {r.thread_id}  call {r.tool_call_id}  ({r.on_expire})")
+        for r in report.orphaned:
+            click.echo(f"outcome unknown  thread {r.thread_id}  call {r.tool_call_id}")
+        for thread_id in report.busy:
+            click.echo(f"busy (a later sweep looks again)  thread {thread_id}")
+        for thread_id, why in report.failed.items():
+            click.echo(f"FAILED  thread {thread_id}: {why}", err=True)
+        queued = f", {len(report.queued)} queued to resume" if report.queued else ""
+        click.echo(
+            f"{len(report.expired)} expired, {len(report.orphaned)} outcome unknown, "
+            f"{len(report.resumed)} threads resumed{queued}"
+        )
+
+    emit(as_json, report.to_json(), human)
+    if report.failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("thread_id", required=False)
+@click.option("--verify", is_flag=True, help="Check every thread's hash chain.")
+@json_option
+def audit(thread_id: str | None, verify: bool, as_json: bool) -> None:
+    """Print a thread's audit trail, or verify every chain (exit 15 if one is broken)."""
+    if thread_id is None and not verify:
+        raise click.UsageError("give a THREAD_ID, or --verify to check every chain")
+    with _service(as_json) as service:
+        try:
+            if verify:
+                report = service.verify_audit()
+            else:
+                entries = service.audit(cast(str, thread_id))
+        except errors.HitlError as e:
+            _fail(e, as_json)
+    if verify:
+        data = report.to_json()
+
+        def human_report() -> None:
+            for b in report.broken:
+                click.echo(f"BROKEN  thread {b.thread_id}  entry {b.seq}: {b.problem}")
+            verdict = "every chain verifies" if report.ok else f"{len(report.broken)} broken"
+            threads = f"{report.threads} thread{'' if report.threads == 1 else 's'}"
+            click.echo(f"{threads}, {report.entries} entries: {verdict}")
+
+        emit(as_json, data, human_report)
+        if not report.ok:
+            sys.exit(AUDIT_BROKEN_EXIT)
+        return
+
+    def human() -> None:
+        for e in entries:
+            who = f" by {e.actor}" if e.actor else ""
+            call = f" call {e.tool_call_id}" if e.tool_call_id else ""
+            detail = json.dumps(e.detail, sort_keys=True)
+            click.echo(f"{e.seq:>4}  {iso(e.at)}  {e.event}{call}{who}  {detail}")
+
+    emit(as_json, {"thread_id": thread_id, "audit": [e.to_json() for e in entries]}, human)
+
+
+@cli.command()
+@click.option(
+    "--older-than",
+    "older_than",
+    help="Delete threads finished longer ago than this (e.g. 30d), and runs as old; "
+    "without it, keep each finished thread's newest checkpoint.",
+)
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+@click.option("--no-vacuum", is_flag=True, help="Do not give the freed space back to the system.")
+@json_option
+def prune(older_than: str | None, dry_run: bool, no_vacuum: bool, as_json: bool) -> None:
+    """Trim or delete finished threads; never touches one that waits or runs."""
+    ctx = click.get_current_context()
+    if ctx.meta.get("remote") is not None:
+        raise click.UsageError("prune works on the database file; on a service, POST /prune")
+    age = None if older_than is None else _duration(older_than, "--older-than")
+    settings: Settings = ctx.obj
+    try:
+        report = prune_database(settings.db, older_than=age, dry_run=dry_run, vacuum=not no_vacuum)
+    except DatabaseBusy as e:
+        _fail(errors.Busy(str(e)), as_json)
+    except DatabaseError as e:
+        _fail(e, as_json)
+    emit(as_json, report.to_json(), lambda: click.echo(_prune_summary(report)))
+
+
+def _prune_summary(report: PruneReport) -> str:
+    dry = report.dry_run
+    kept = ", ".join(f"{n} {why}" for why, n in sorted(report.kept.items()))
+    size = f"{_megabytes(report.bytes_before)}"
+    if not dry:
+        size += f" → {_megabytes(report.bytes_after)}"
+    return (
+        f"{'dry run, nothing deleted: ' if dry else ''}{report.threads_examined} threads: "
+        f"{report.threads_trimmed} {'to trim' if dry else 'trimmed'}, "
+        f"{report.threads_deleted} {'to delete' if dry else 'deleted'}, "
+        f"{report.threads_kept} untouched{f' ({kept})' if kept else ''}; "
+        f"{'would delete' if dry else 'deleted'} {report.checkpoints_deleted} checkpoints, "
+        f"{report.writes_deleted} writes, {report.messages_deleted} messages, "
+        f"{report.runs_deleted} runs; file {size} in {report.seconds:.1f} s"
+    )
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Run threads."
+)
+@click.option(
+    "--sweep-interval",
+    type=click.FloatRange(0),
+    default=30.0,
+    show_default=True,
+    help="Seconds between sweeps of overdue approvals (0: never).",
+)
+@click.option(
+    "--prune-interval",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="Seconds between prunes of finished threads, as `hitl prune` (0: never).",
+)
+@click.option(
+    "--prune-older-than",
+    help="With --prune-interval: delete threads finished longer ago than this (e.g. 30d).",
+)
+@click.option(
+    "--demo", is_flag=True, help="Start a demo thread if nothing waits, so the inbox has a card."
+)
+@click.option(
+    "--access-log/--no-access-log", default=True, help="Log every request (method, path, status)."
+)
+def serve(
+    host: str,
+    port: int,
+    workers: int,
+    sweep_interval: float,
+    prune_interval: float,
+    prune_older_than: str | None,
+    demo: bool,
+    access_log: bool,
+) -> None:
+    """Start the HTTP service and web inbox (first start: prints an admin token)."""
+    import uvicorn
+
+    from hitl.checkpoints.stores import open_token_store
+    from hitl.server.app import ServerOptions, create_app
+
+    settings: Settings = click.get_current_context().obj
+    if prune_older_than is not None and not prune_interval:
+        raise click.UsageError("--prune-older-than needs --prune-interval: how often to prune")
+    older_than = (
+        None if prune_older_than is None else _duration(prune_older_than, "--prune-older-than")
+    )
+    try:
+        with open_token_store(settings.db) as tokens:
+            first = None if tokens.has_admin() else _first_admin(tokens)
+    except DatabaseError as e:
+        _fail(e, False)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    click.echo(f"hitl: database {display(settings.db)}")
+    click.echo(f"hitl: web inbox at http://{shown}:{port}/  (API docs at /docs)")
+    if first is not None:
+        click.echo(f"hitl: first admin token (shown once, keep it safe): {first}")
+    else:
+        click.echo("hitl: sign in with a token from `hitl token create NAME --role admin`")
+    options = ServerOptions(
+        workers=workers,
+        sweep_interval=sweep_interval,
+        prune_interval=prune_interval,
+        prune_older_than=older_than,
+        demo_prompt=DEMO_PROMPT if demo else None,
+    )
+    uvicorn.run(
+        create_app(settings, options),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=access_log,
+    )
+
+
+def _first_admin(tokens: TokenStore) -> str | None:
+    """A first admin token; None if another process made one meanwhile (services started
+    together on one database: only one of them prints it)."""
+    from hitl.checkpoints.stores import TokenExists
+
+    active = tokens.list()
+    if any(t.role == "admin" for t in active):
+        return None
+    names = {t.name for t in active}
+    name = next(n for n in ("admin", *(f"admin-{i}" for i in range(2, 100))) if n not in names)
+    try:
+        return tokens.create(name, "admin", created_by="hitl serve")[1]
+    except TokenExists:  # another process took the name between our read and our write
+        if tokens.has_admin():
+            return None
+        raise
+
+
+@cli.group()
+def token() -> None:
+    """Create, list and revoke the HTTP service's API tokens."""
+
+
+@token.command("create")
+@click.argument("name")
+@click.option(
+    "--role",
+    type=click.Choice(["viewer", "approver", "admin"]),
+    required=True,
+    help="viewer reads; approver also decides; admin also reconciles and manages tokens.",
+)
+@json_option
+def token_create(name: str, role: str, as_json: bool) -> None:
+    """Make a token for NAME (the identity its decisions are recorded as); shown once."""
+    from hitl.checkpoints.stores import TokenError, open_token_store
+
+    settings: Settings = click.get_current_context().obj
+    try:
+        with open_token_store(settings.db) as tokens:
+            made, secret = tokens.create(name, role, created_by=_actor(None))
+    except (TokenError, DatabaseError) as e:
+        _fail(errors.InvalidSettings(str(e)), as_json)
+    emit(
+        as_json,
+        made.to_json() | {"token": secret},
+        lambda: click.echo(f"{secret}\n(token for {name}, role {role}: shown once; keep it safe)"),
+    )
+
+
+@token.command("list")
+@json_option
+def token_list(as_json: bool) -> None:
+    """List the active tokens (never their secrets)."""
+    from hitl.checkpoints.stores import open_token_store
+
+    settings: Settings = click.get_current_context().obj
+    try:
+        with open_token_store(settings.db) as tokens:
+            active = tokens.list()
+    except DatabaseError as e:
+        _fail(e, as_json)
+
+    def human() -> None:
+        for t in active:
+            click.echo(f"{t.name:<24} {t.role:<9} created {iso(t.created_at)} by {t.created_by}")
+
+    emit(as_json, {"tokens": [t.to_json() for t in active]}, human)
+
+
+@token.command("revoke")
+@click.argument("name")
+@json_option
+def token_revoke(name: str, as_json: bool) -> None:
+    """Revoke NAME's token; it stops working at once."""
+    from hitl.checkpoints.stores import TokenError, open_token_store
+
+    settings: Settings = click.get_current_context().obj
+    try:
+        with open_token_store(settings.db) as tokens:
+            revoked = tokens.revoke(name)
+    except (TokenError, DatabaseError) as e:
+        _fail(errors.InvalidSettings(str(e)), as_json)
+    emit(as_json, revoked.to_json(), lambda: click.echo(f"revoked the token of {name}"))
+
+
+cli.add_command(webhook)
+cli.add_command(db)
+
+
+def main() -> None:
+    """Entry point of the `hitl` command."""
+    cli()

@@ -1,0 +1,783 @@
+"""The approval service: start and continue threads, list and decide approvals, by thread ID.
+
+Deciding is a compare-and-set in the ledger (the first valid decision wins, whoever else
+answers at the same moment), checked before anything is written: an unknown thread or call,
+nothing pending, an already decided call, a decision the tool or the policy does not allow,
+or an invalid edit raise a `HitlError` and leave the database untouched. The thread is then
+resumed under its lease, so only one process runs it at a time; the graph's nodes apply what
+the ledger recorded and journal every tool call (see `checkpoints/ledger.py`).
+"""
+
+import json
+import uuid
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Any, Literal, Protocol, cast
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import StateSnapshot
+from pydantic import ValidationError
+
+from hitl.checkpoints import errors as ledger_errors
+from hitl.checkpoints.errors import DatabaseBusy
+from hitl.checkpoints.ledger import ROLE_PREFIX, InboxQuery, Ledger
+from hitl.checkpoints.records import NEEDS_A_PERSON, ApprovalRecord, AuditEntry, AuditReport, iso
+from hitl.checkpoints.savers import Saver
+from hitl.checkpoints.stores import Run
+from hitl.graph.decisions import DecisionNotAllowedError, DecisionSchemas, DecisionType
+from hitl.graph.ledger import CallInProgress, JournalUnavailable
+from hitl.graph.message_log import MessageHistory
+from hitl.graph.nodes import last_tool_turn
+from hitl.service.errors import (
+    AlreadyDecided,
+    ArgsChanged,
+    Busy,
+    DecisionNotAllowed,
+    InvalidDecision,
+    LedgerTampered,
+    NothingPending,
+    NotPermitted,
+    NotReconcilable,
+    PendingApprovalsExist,
+    ThreadExists,
+    ThreadNotFound,
+    UnknownCheckpoint,
+    UnknownToolCall,
+)
+from hitl.service.views import (
+    HistoryEntry,
+    InboxPage,
+    PendingApproval,
+    Status,
+    SweepReport,
+    ThreadView,
+    message_to_json,
+)
+
+CANCELLED_REASON = "cancelled: the user sent a new message instead of deciding"
+SWEEP_ACTOR = "hitl sweep"
+ReconcileAction = Literal["retry", "mark_done", "skip"]
+Observer = Callable[[str, Callable[[], dict[str, Any]]], None]
+"""Called with (thread_id, update) after each step of a run; `update()` gives what the nodes
+changed, as JSON (built only if the observer asks: nobody may be listening)."""
+
+
+@dataclass(frozen=True)
+class EveryPending:
+    """One answer for every call of the thread that waits for a decision."""
+
+    answer: object
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A message accepted for a thread; `run` is the queued run that carries it (None: it
+    ran in this process)."""
+
+    thread_id: str
+    run: Run | None
+
+
+@dataclass(frozen=True)
+class Decided:
+    """What a decision recorded, and the queued run that applies it (None: applied here)."""
+
+    thread_id: str
+    records: list[ApprovalRecord]
+    run: Run | None
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """How a call of unknown outcome was settled, and the queued run that continues."""
+
+    record: ApprovalRecord
+    run: Run | None
+
+
+class MovesOn(Protocol):
+    """How a thread moves on once the ledger holds what it needs (a decision, a settled
+    call) or a message arrives: run in this process (`RunHere`, the CLI), or queued for a
+    worker (the HTTP service's). The composition root chooses; the rules stay in the service.
+    """
+
+    def resume(
+        self, service: "ApprovalService", thread_id: str, *, actor: str, after: str | None
+    ) -> Run | None:
+        """Continue the thread from its last checkpoint; `after` names what was recorded
+        first, if anything."""
+        ...
+
+    def send(
+        self,
+        service: "ApprovalService",
+        thread_id: str,
+        prompts: list[str],
+        *,
+        actor: str,
+        cancel_pending: bool,
+    ) -> Run | None:
+        """Run the thread on these user messages."""
+        ...
+
+    def has_queued_run(self, thread_id: str) -> bool:
+        """Whether a run of the thread waits in a queue (its first one may not have run)."""
+        ...
+
+
+class RunHere:
+    """Move threads on in this process, before the call returns (the CLI's way)."""
+
+    def resume(
+        self, service: "ApprovalService", thread_id: str, *, actor: str, after: str | None
+    ) -> None:
+        try:
+            service.resume(thread_id)
+        except Busy as e:
+            if after is None:
+                raise
+            raise Busy(
+                f"your {after} was recorded, but {e} The thread continues when that run "
+                f"ends, or with `hitl resume {thread_id}` / `hitl sweep`."
+            ) from None
+
+    def send(
+        self,
+        service: "ApprovalService",
+        thread_id: str,
+        prompts: list[str],
+        *,
+        actor: str,
+        cancel_pending: bool,
+    ) -> None:
+        service.run(prompts, thread_id, actor=actor, cancel_pending=cancel_pending)
+
+    def has_queued_run(self, thread_id: str) -> bool:
+        return False
+
+
+class ApprovalService:
+    """Every operation of every front end on one graph and one database."""
+
+    def __init__(
+        self,
+        graph: CompiledStateGraph[Any],
+        saver: Saver,
+        schemas: DecisionSchemas,
+        ledger: Ledger,
+        *,
+        moves_on: "MovesOn | None" = None,
+        observer: Observer | None = None,
+    ) -> None:
+        self._moves_on: MovesOn = moves_on or RunHere()
+        self._graph = graph
+        self._saver = saver
+        self._schemas = schemas
+        self._ledger = ledger
+        self._observer = observer
+
+    # reading
+
+    def show(self, thread_id: str) -> ThreadView:
+        """The thread's status, messages, pending approvals and final answer."""
+        snapshot = self._snapshot(thread_id)
+        return _view(thread_id, snapshot, self._waiting(thread_id))
+
+    def pending(self, query: InboxQuery | None = None) -> InboxPage:
+        """One page of the approvals that need a person, from the ledger's index only.
+
+        A call whose runner died mid-call is recorded as `outcome_unknown` first, so it shows.
+        """
+        query = query or InboxQuery()
+        with _translated():
+            self._ledger.mark_orphaned_runs()
+            records, total = self._ledger.inbox(query)
+        return InboxPage(
+            items=[PendingApproval.of(r) for r in records],
+            total=total,
+            offset=query.offset,
+            limit=query.limit,
+        )
+
+    def history(
+        self, thread_id: str, *, limit: int | None = None, before: str | None = None
+    ) -> list[HistoryEntry]:
+        """The thread's checkpoints, oldest first, with what was pending or decided at each:
+        all of them, or the newest `limit` (older than checkpoint `before`, to page back).
+
+        A page reads `limit + 1` checkpoints (the extra one tells what the first changed),
+        in a fixed number of queries, however long the thread.
+        """
+        self._snapshot(thread_id)
+        older_than: RunnableConfig | None = None
+        if before is not None:
+            older_than = {"configurable": {"thread_id": thread_id, "checkpoint_id": before}}
+            if self._saver.get_tuple(older_than) is None:
+                raise UnknownCheckpoint(thread_id, before)
+        fetched = list(
+            self._graph.get_state_history(
+                _config(thread_id), before=older_than, limit=None if limit is None else limit + 1
+            )
+        )
+        snapshots = list(reversed(fetched))  # oldest first
+        previous: StateSnapshot | None = None
+        if limit is not None and len(fetched) > limit:
+            previous, snapshots = snapshots[0], snapshots[1:]
+        entries: list[HistoryEntry] = []
+        for snap in snapshots:
+            reviews = snap.values.get("reviews", {}) if snap.values else {}
+            before_reviews = (
+                previous.values.get("reviews", {}) if previous and previous.values else {}
+            )
+            metadata = snap.metadata or {}
+            entries.append(
+                HistoryEntry(
+                    checkpoint_id=str(snap.config["configurable"]["checkpoint_id"]),
+                    step=int(metadata.get("step", -1)),
+                    node=", ".join(previous.next) if previous and previous.next else "input",
+                    created_at=str(snap.created_at),
+                    pending=_interrupted_calls(snap),
+                    decided={
+                        cid: r["decision"]
+                        for cid, r in reviews.items()
+                        if cid not in before_reviews
+                    },
+                )
+            )
+            previous = snap
+        return entries
+
+    def audit(self, thread_id: str) -> list[AuditEntry]:
+        """The thread's audit trail, oldest first."""
+        entries = self._ledger.audit_trail(thread_id)
+        if not entries:
+            self._snapshot(thread_id)  # ThreadNotFound for an unknown thread
+        return entries
+
+    def verify_audit(self) -> AuditReport:
+        """Check every thread's hash chain."""
+        return self._ledger.verify_audit()
+
+    # acting
+
+    def run(
+        self,
+        prompt: str | Sequence[str],
+        thread_id: str | None = None,
+        *,
+        actor: str,
+        cancel_pending: bool = False,
+        message_id: str | None = None,
+    ) -> ThreadView:
+        """Run a user message (or several) on a new thread, or on an existing one that is not
+        waiting, in this process (`send` is the front ends' way in; a `MovesOn` calls this).
+
+        `actor` is recorded as the requester of every approval the message leads to. With
+        `message_id` the messages get IDs derived from it, so a runner that died mid-run can
+        tell (`has_message`) whether its input was already saved.
+        """
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        _check_message(prompts, actor)
+        thread_id = thread_id or str(uuid.uuid4())
+        ids = [None] * len(prompts) if message_id is None else _message_ids(message_id, prompts)
+        with self._lease(thread_id):
+            waiting = self.check_can_send(thread_id, cancel_pending=cancel_pending)
+            if waiting:
+                cancel = {"type": "reject", "message": CANCELLED_REASON}
+                with _translated(thread_id):
+                    self._ledger.decide(
+                        thread_id, {r.tool_call_id: cancel for r in waiting}, actor=actor
+                    )
+                self._invoke(None, thread_id)
+            elif _unfinished(self._graph.get_state(_config(thread_id))):
+                self._invoke(None, thread_id)  # finish what an earlier run left (a lost resume)
+                if still := [r.tool_call_id for r in self._waiting(thread_id)]:
+                    raise PendingApprovalsExist(thread_id, still)
+            messages = [HumanMessage(p, id=i) for p, i in zip(prompts, ids, strict=True)]
+            self._invoke({"messages": messages, "requester": actor}, thread_id)
+        return self.show(thread_id)
+
+    def check_can_send(self, thread_id: str, *, cancel_pending: bool) -> list[ApprovalRecord]:
+        """The calls a new message would cancel; `PendingApprovalsExist` if it may not."""
+        waiting = self._waiting(thread_id)
+        if unknown := [r.tool_call_id for r in waiting if r.status == "outcome_unknown"]:
+            raise PendingApprovalsExist(thread_id, unknown, outcome_unknown=True)
+        if waiting and not cancel_pending:
+            raise PendingApprovalsExist(thread_id, [r.tool_call_id for r in waiting])
+        return waiting
+
+    def has_message(self, thread_id: str, message_id: str) -> bool:
+        """Whether the thread's saved state holds the messages sent with `message_id`."""
+        values = self._graph.get_state(_config(thread_id)).values or {}
+        first = _message_ids(message_id, [""])[0]
+        messages = values.get("messages", [])
+        if isinstance(messages, MessageHistory):  # an index lookup, not a read of them all
+            return bool(messages.depths_of([first]))
+        return any(m.id == first for m in messages)
+
+    def exists(self, thread_id: str) -> bool:
+        """Whether the thread has a checkpoint."""
+        return self._graph.get_state(_config(thread_id)).created_at is not None
+
+    # deciding: the one path of every front end
+
+    def send(
+        self,
+        prompts: str | Sequence[str],
+        thread_id: str | None = None,
+        *,
+        actor: str,
+        cancel_pending: bool = False,
+        expect: Literal["any", "new", "existing"] = "any",
+    ) -> Sent:
+        """Send a user message (or several) to a thread, which then moves on (see `MovesOn`).
+
+        `expect="new"` refuses a thread that exists or has a queued first run
+        (`ThreadExists`); `"existing"` refuses one that has neither (`ThreadNotFound`) or
+        waits for decisions (`PendingApprovalsExist`, unless `cancel_pending`).
+        """
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        _check_message(prompts, actor)
+        if thread_id is not None and expect == "new" and self._known(thread_id):
+            raise ThreadExists(thread_id)
+        if thread_id is not None and expect == "existing":
+            if self.exists(thread_id):
+                self.check_can_send(thread_id, cancel_pending=cancel_pending)
+            elif not self._moves_on.has_queued_run(thread_id):
+                raise ThreadNotFound(thread_id)
+            # else its first run is still queued: that run checks when it runs
+        thread_id = thread_id or str(uuid.uuid4())
+        run = self._moves_on.send(
+            self, thread_id, prompts, actor=actor, cancel_pending=cancel_pending
+        )
+        return Sent(thread_id, run)
+
+    def decide(
+        self,
+        thread_id: str,
+        answers: "Mapping[str, object] | EveryPending",
+        *,
+        actor: str,
+        comment: str | None = None,
+        seen_args_hashes: Mapping[str, str] | None = None,
+        roles: Collection[str] = (),
+    ) -> Decided:
+        """Record decisions keyed by `tool_call_id` (any subset of the pending calls), or one
+        answer for `EveryPending` call, then move the thread on (see `MovesOn`).
+
+        All or none: if one answer is refused, none is recorded, and nothing runs. The ledger's
+        compare-and-set makes the first valid decision win. `seen_args_hashes` binds each
+        decision to the args the decider saw; `roles` are the decider's roles, for policies
+        that name `role:NAME` among a tool's approvers. A decision that comes too late for an
+        expired call is refused, and the thread moves on so the model learns it expired.
+        """
+        if not _is_utf8(actor + (comment or "")):
+            raise InvalidDecision("(the actor or comment)", _NOT_UTF8)
+        if actor.startswith(ROLE_PREFIX):  # else `--as role:admin` would pass for any admin
+            raise NotPermitted(f"{actor!r} names a role, not a person; decide under your own name")
+        if isinstance(answers, EveryPending):
+            answers = self._for_every_pending(thread_id, answers.answer)
+        decisions = {cid: self._validated(thread_id, cid, a) for cid, a in answers.items()}
+        if not decisions:
+            raise NothingPending(thread_id, self._status(thread_id))
+        try:
+            with _translated(thread_id, self._ledger):
+                records = self._ledger.decide(
+                    thread_id,
+                    decisions,
+                    actor=actor,
+                    comment=comment,
+                    seen_args_hashes=seen_args_hashes,
+                    roles=roles,
+                )
+        except AlreadyDecided as refused:
+            if refused.status == "expired":  # too late: let the model learn it expired, now
+                with suppress(Busy):
+                    self._moves_on.resume(self, thread_id, actor=actor, after="decision")
+            raise
+        return Decided(
+            thread_id,
+            records,
+            self._moves_on.resume(self, thread_id, actor=actor, after="decision"),
+        )
+
+    def reconcile(
+        self,
+        thread_id: str,
+        tool_call_id: str,
+        action: ReconcileAction,
+        *,
+        actor: str,
+        result: str | None = None,
+    ) -> Reconciled:
+        """Settle a call whose outcome is unknown (run it again, or record how it ended),
+        then move the thread on."""
+        self._snapshot(thread_id)
+        with _translated(thread_id, self._ledger):
+            record = self._ledger.reconcile(
+                thread_id, tool_call_id, action, actor=actor, result=result
+            )
+        return Reconciled(
+            record, self._moves_on.resume(self, thread_id, actor=actor, after="reconcile")
+        )
+
+    def continue_thread(self, thread_id: str, *, actor: str) -> Run | None:
+        """Move a thread on from its last checkpoint (after a crash, a lost resume)."""
+        self._snapshot(thread_id)
+        return self._moves_on.resume(self, thread_id, actor=actor, after=None)
+
+    def edit_answer(self, thread_id: str, tool_call_id: str, args: Mapping[str, Any]) -> object:
+        """The `edit` answer that runs a pending call with `args` (its tool, unchanged)."""
+        record = self._pending_record(thread_id, tool_call_id)
+        return {"type": "edit", "edited_action": {"name": record.tool, "args": dict(args)}}
+
+    def call_record(self, thread_id: str, tool_call_id: str) -> ApprovalRecord:
+        """The ledger's row of one call, whatever its status."""
+        record = self._ledger.get(thread_id, tool_call_id)
+        if record is None:
+            self._snapshot(thread_id)
+            raise UnknownToolCall(
+                thread_id,
+                tool_call_id,
+                [r.tool_call_id for r in self._waiting(thread_id)],
+                self._ledger.threads_of_call(tool_call_id),
+            )
+        return record
+
+    def thread_records(self, thread_id: str) -> list[ApprovalRecord]:
+        """Every call of the thread the ledger knows, decided or not."""
+        return self._ledger.thread_records(thread_id)
+
+    def answer_schema(self, tool: str, allowed: Sequence[str]) -> dict[str, Any]:
+        """The JSON schema of the answers a call of `tool` accepts."""
+        return self._schemas.json_schema(tool, cast(Sequence[DecisionType], allowed))
+
+    def args_schema(self, tool: str) -> dict[str, Any]:
+        """The JSON schema of `tool`'s arguments (what an edit must fit)."""
+        return self._schemas.args_json_schema(tool)
+
+    def resume(self, thread_id: str) -> None:
+        """Continue a thread from its last checkpoint, under its lease (after a decision, or
+        a crash): the nodes apply what the ledger recorded since."""
+        with self._lease(thread_id):
+            self._invoke(None, thread_id)
+
+    def settle(
+        self, *, grace: float | None = None
+    ) -> tuple[list[ApprovalRecord], list[ApprovalRecord], list[str]]:
+        """Expire overdue approvals and flag calls whose runner died; return those, and the
+        threads that can move on (expired calls, decisions not applied `grace` seconds
+        after they were recorded). Resuming them is the caller's."""
+        with _translated():
+            expired = self._ledger.expire_overdue(actor=SWEEP_ACTOR)
+            orphaned = self._ledger.mark_orphaned_runs()
+            unapplied = (
+                self._ledger.unapplied_threads()
+                if grace is None
+                else self._ledger.unapplied_threads(older_than=grace)
+            )
+        threads = list(dict.fromkeys([r.thread_id for r in expired] + unapplied))
+        return expired, orphaned, threads
+
+    def sweep(self) -> SweepReport:
+        """Expire overdue approvals, flag calls whose runner died, and resume the threads
+        that can move on. Safe to run at any time, from any number of processes."""
+        expired, orphaned, threads = self.settle()
+        resumed: list[str] = []
+        busy: list[str] = []
+        failed: dict[str, str] = {}
+        for thread_id in threads:
+            try:
+                with self._lease(thread_id, wait=0.0):
+                    snapshot = self._graph.get_state(_config(thread_id))
+                    # applied by a runtime that does not record it (Studio): the state holds
+                    # their reviews, or the thread has moved past their turn
+                    applied = _reviews(snapshot.values) | self._past_turn_calls(thread_id, snapshot)
+                    self._ledger.mark_applied(thread_id, applied)
+                    if _unfinished(snapshot) or self._ledger.unapplied_calls(thread_id):
+                        self._invoke(None, thread_id)
+                        resumed.append(thread_id)
+            except Busy:
+                busy.append(thread_id)  # a later sweep applies it if that run does not
+            except Exception as e:  # one broken thread (a model, a tool) must not stop the others
+                failed[thread_id] = str(e) or type(e).__name__
+        return SweepReport(
+            expired=expired, orphaned=orphaned, resumed=resumed, busy=busy, failed=failed
+        )
+
+    # plumbing
+
+    def _past_turn_calls(self, thread_id: str, snapshot: StateSnapshot) -> set[str]:
+        """Undecided-to-applied calls of turns the thread has moved past: requested before
+        its newest saved checkpoint, and not in the model's latest turn (a call requested
+        later belongs to a turn another runtime has not saved yet)."""
+        if snapshot.created_at is None:
+            return set()
+        saved_at = datetime.fromisoformat(snapshot.created_at).timestamp()
+        unapplied = self._ledger.unapplied_calls(thread_id) - _turn_call_ids(snapshot.values)
+        return {
+            r.tool_call_id
+            for r in self._ledger.thread_records(thread_id)
+            if r.tool_call_id in unapplied and r.requested_at <= saved_at
+        }
+
+    def _known(self, thread_id: str) -> bool:
+        """Whether the thread has a checkpoint, or a run queued to make its first one."""
+        return self.exists(thread_id) or self._moves_on.has_queued_run(thread_id)
+
+    def _validated(self, thread_id: str, tool_call_id: str, answer: object) -> dict[str, Any]:
+        record = self._pending_record(thread_id, tool_call_id)
+        allowed = cast(Sequence[DecisionType], record.allowed_decisions)
+        try:
+            decision = dict(self._schemas.validate(record.tool, allowed, answer))
+        except DecisionNotAllowedError:
+            raise DecisionNotAllowed(record.tool, _kind(answer), allowed) from None
+        except ValidationError as e:
+            raise InvalidDecision(tool_call_id, _describe(e)) from None
+        if not _is_utf8(json.dumps(decision, ensure_ascii=False)):
+            raise InvalidDecision(tool_call_id, _NOT_UTF8)
+        return decision
+
+    def _for_every_pending(self, thread_id: str, answer: object) -> dict[str, object]:
+        """`answer` for each of the thread's pending calls; `NothingPending` if none."""
+        pending = self._waiting(thread_id, ("pending",))
+        if not pending:
+            raise NothingPending(thread_id, self._status(thread_id))
+        return {r.tool_call_id: answer for r in pending}
+
+    def _pending_record(self, thread_id: str, tool_call_id: str) -> ApprovalRecord:
+        record = self._ledger.get(thread_id, tool_call_id)
+        if record is None:
+            self._snapshot(thread_id)
+            waiting = [r.tool_call_id for r in self._waiting(thread_id, ("pending",))]
+            elsewhere = self._ledger.threads_of_call(tool_call_id)
+            if not waiting and not elsewhere:
+                raise NothingPending(thread_id, self._status(thread_id))
+            raise UnknownToolCall(thread_id, tool_call_id, waiting, elsewhere)
+        if record.status != "pending":
+            raise _already_decided(record)
+        return record
+
+    def _waiting(
+        self, thread_id: str, statuses: Sequence[str] = NEEDS_A_PERSON
+    ) -> list[ApprovalRecord]:
+        return [r for r in self._ledger.thread_records(thread_id) if r.status in statuses]
+
+    def _snapshot(self, thread_id: str) -> StateSnapshot:
+        snapshot = self._graph.get_state(_config(thread_id))
+        if snapshot.created_at is None:  # no checkpoint: the thread does not exist
+            raise ThreadNotFound(thread_id)
+        return snapshot
+
+    def _status(self, thread_id: str) -> Status:
+        return _status(self._snapshot(thread_id))
+
+    @contextmanager
+    def _lease(self, thread_id: str, *, wait: float | None = None) -> Iterator[None]:
+        kwargs = {} if wait is None else {"wait": wait}
+        with _translated(thread_id), self._ledger.lease(thread_id, **kwargs):
+            yield
+
+    def _invoke(self, payload: Any, thread_id: str) -> None:
+        """Run the thread (the caller holds its lease), then record which decisions its state
+        now holds, so `sweep` knows they need no resume. Each node's update goes to the
+        observer, if any (the HTTP service streams them)."""
+        state: Any = None
+        reviewed: set[str] = set()  # the state resets reviews at each turn: gather them all
+        try:
+            with _translated(thread_id):
+                for mode, chunk in self._graph.stream(
+                    payload,
+                    _config(thread_id),
+                    durability="sync",
+                    stream_mode=["updates", "values"],
+                ):
+                    if mode == "values":
+                        state = chunk
+                        continue
+                    for update in cast(dict[str, Any], chunk or {}).values():
+                        reviewed |= _reviews(update)
+                    if self._observer is not None:
+                        self._observer(thread_id, partial(_updates_to_json, chunk))
+        finally:
+            self._saver.flush()
+        with _translated(thread_id):
+            self._ledger.mark_applied(thread_id, reviewed | _reviews(state))
+
+
+@contextmanager
+def _translated(thread_id: str = "", ledger: Ledger | None = None) -> Iterator[None]:
+    """The ledger's and the database's refusals as the service's domain errors."""
+    try:
+        yield
+    except ledger_errors.NotPending as e:
+        raise _already_decided(e.record) from None
+    except ledger_errors.ArgsChanged as e:
+        raise ArgsChanged(thread_id, e.record.tool_call_id, e.record.args_hash) from None
+    except ledger_errors.NotPermitted as e:
+        raise NotPermitted(str(e)) from None
+    except ledger_errors.NotReconcilable as e:
+        raise NotReconcilable(thread_id, e.record.tool_call_id, e.record.status) from None
+    except ledger_errors.CallNotFound as e:
+        pending = []
+        if ledger is not None:
+            pending = [
+                r.tool_call_id
+                for r in ledger.thread_records(thread_id)
+                if r.status in NEEDS_A_PERSON
+            ]
+        raise UnknownToolCall(thread_id, e.tool_call_id, pending, e.elsewhere) from None
+    except ledger_errors.ThreadBusy as e:
+        raise Busy(
+            f"thread {e.thread_id!r} is being run by another process ({e.holder}); "
+            "try again when it has finished."
+        ) from None
+    except DatabaseBusy as e:
+        raise Busy(str(e)) from None
+    except CallInProgress as e:
+        raise Busy(str(e)) from None
+    except JournalUnavailable as e:
+        raise Busy(str(e)) from None
+    except ledger_errors.LedgerTampered as e:
+        raise LedgerTampered(str(e)) from None
+
+
+def _already_decided(record: ApprovalRecord) -> AlreadyDecided:
+    decision = record.decision_type or record.status
+    if record.decision and record.decision.get("message"):
+        decision += f": {record.decision['message']}"
+    return AlreadyDecided(
+        record.thread_id,
+        record.tool_call_id,
+        record.decided_by or "nobody",
+        iso(record.decided_at) or "?",
+        decision,
+        record.status,
+    )
+
+
+_NOT_UTF8 = (
+    "the text is not valid UTF-8 (it holds an undecodable byte or a lone surrogate); "
+    "send it in UTF-8"
+)
+
+
+def _check_message(prompts: Sequence[str], actor: str) -> None:
+    if not prompts:
+        raise InvalidDecision("(the message)", "no message to send; give at least one")
+    if not all(_is_utf8(p) for p in prompts) or not _is_utf8(actor):
+        raise InvalidDecision("(the message)", _NOT_UTF8)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _reviews(values: Any) -> set[str]:
+    """The calls a thread's state (or a node's update) holds a review of (their decisions
+    are applied)."""
+    reviews = values.get("reviews") if isinstance(values, dict) else None
+    return set(reviews) if isinstance(reviews, dict) else set()
+
+
+def _turn_call_ids(values: Any) -> set[str]:
+    """The calls of the model's latest turn (read from the newest messages only)."""
+    turn = last_tool_turn(values.get("messages", [])) if isinstance(values, dict) else None
+    return {cast(str, c["id"]) for c in turn.tool_calls} if turn else set()
+
+
+def _config(thread_id: str) -> RunnableConfig:
+    return {"configurable": {"thread_id": thread_id}}
+
+
+def _status(snapshot: StateSnapshot) -> Status:
+    if snapshot.interrupts:
+        return "interrupted"
+    return "incomplete" if _unfinished(snapshot) else "done"
+
+
+def _unfinished(snapshot: StateSnapshot) -> bool:
+    """Whether the thread has steps left: tasks to run, or tasks whose writes are saved but
+    not yet applied by a next checkpoint (`next` leaves those out). A run in progress shows
+    the latter between a checkpoint and the next one, where a saver commits each row at once
+    (PostgreSQL), and so does a run that died there."""
+    return bool(snapshot.next or snapshot.tasks)
+
+
+def _interrupted_calls(snapshot: StateSnapshot) -> list[str]:
+    return [
+        intr.value["tool_call_id"]
+        for task in snapshot.tasks
+        for intr in task.interrupts
+        if isinstance(intr.value, dict) and intr.value.get("type") == "tool_approval"
+    ]
+
+
+def _view(thread_id: str, snapshot: StateSnapshot, waiting: list[ApprovalRecord]) -> ThreadView:
+    messages = snapshot.values.get("messages", []) if snapshot.values else []
+    status = _status(snapshot)
+    last = messages[-1] if messages else None
+    answer = (
+        str(last.content)
+        if status == "done" and isinstance(last, AIMessage) and not last.tool_calls
+        else None
+    )
+    # the order of the model's turn, not the order its concurrent approval tasks registered in
+    position = {
+        call["id"]: n
+        for n, call in enumerate(
+            c for m in messages if isinstance(m, AIMessage) for c in m.tool_calls
+        )
+    }
+    waiting = sorted(waiting, key=lambda r: position.get(r.tool_call_id, len(position)))
+    return ThreadView(
+        thread_id=thread_id,
+        status=status,
+        pending=[PendingApproval.of(r) for r in waiting],
+        messages=[message_to_json(m) for m in messages],
+        answer=answer,
+    )
+
+
+def _message_ids(message_id: str, prompts: Sequence[str]) -> list[str]:
+    return [message_id if n == 0 else f"{message_id}-{n}" for n in range(len(prompts))]
+
+
+def _updates_to_json(chunk: Any) -> dict[str, Any]:
+    """One step's updates as JSON: node → its new messages (and any interrupts)."""
+    update: dict[str, Any] = {}
+    for node, values in (chunk or {}).items():
+        if node == "__interrupt__":
+            update["interrupts"] = [
+                {"id": i.id, "value": i.value} for i in values if isinstance(i.value, dict)
+            ]
+            continue
+        entries = values if isinstance(values, list) else [values]
+        messages = [
+            message_to_json(m)
+            for entry in entries
+            if isinstance(entry, dict)
+            for m in entry.get("messages", [])
+            if isinstance(m, BaseMessage)
+        ]
+        update.setdefault("nodes", []).append({"node": node, "messages": messages})
+    return update
+
+
+def _kind(answer: object) -> str:
+    return str(answer.get("type")) if isinstance(answer, dict) else str(answer)
+
+
+def _describe(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'decision'}: {e['msg']}" for e in error.errors()
+    )
