@@ -1,6 +1,8 @@
 """LangGraph's checkpoint savers on our database (SQLite, PostgreSQL), with the message log
 beside them and a serializer that never imports what a row names."""
 
+from typing import TYPE_CHECKING, Any
+
 from hitl.checkpoints.savers._backends import Saver, open_async_saver, open_saver
 from hitl.checkpoints.savers._message_log import (
     LOG_REF_KEY,
@@ -11,9 +13,21 @@ from hitl.checkpoints.savers._message_log import (
     reachable_nodes,
     tails_of,
 )
-from hitl.checkpoints.savers._postgres import HitlPostgresSaver, open_postgres_saver
 from hitl.checkpoints.savers._serde import COMPRESSED, make_strict_serializer
 from hitl.checkpoints.savers._sqlite import BatchingSqliteSaver, list_thread_ids, scheduled_nodes
+
+if TYPE_CHECKING:
+    from hitl.checkpoints.savers._postgres import HitlPostgresSaver, open_postgres_saver
+
+
+def __getattr__(name: str) -> Any:
+    """The PostgreSQL saver, imported when asked for: psycopg is the `postgres` extra's."""
+    if name in ("HitlPostgresSaver", "open_postgres_saver"):
+        from hitl.checkpoints.savers import _postgres
+
+        return getattr(_postgres, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "COMPRESSED",

@@ -25,7 +25,8 @@ from pydantic import ValidationError
 
 from hitl.checkpoints import errors as ledger_errors
 from hitl.checkpoints.errors import DatabaseBusy
-from hitl.checkpoints.ledger import ROLE_PREFIX, InboxQuery, Ledger
+from hitl.checkpoints.ledger import ROLE_PREFIX, Ledger
+from hitl.checkpoints.ledger import InboxQuery as InboxQuery  # the inbox's query, for front ends
 from hitl.checkpoints.records import NEEDS_A_PERSON, ApprovalRecord, AuditEntry, AuditReport, iso
 from hitl.checkpoints.savers import Saver
 from hitl.checkpoints.stores import Run
