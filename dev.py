@@ -23,7 +23,8 @@ DEMO_PROMPT = "Send sally@example.com an email saying 'hi'"
 
 
 def setup() -> None:
-    """Create `.venv` and install the project with its dev extras, if not done already."""
+    """Create `.venv` and install the project with its dev and postgres extras, if not done
+    already (the tests run on PostgreSQL too)."""
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == wanted:
         return
@@ -33,7 +34,7 @@ def setup() -> None:
     pip = [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
     print("installing the project and its dev tools ...", flush=True)
-    subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[dev,postgres]"], check=True)
     STAMP.write_text(wanted)
 
 
@@ -140,6 +141,8 @@ def main() -> None:
             subprocess.run([python, "-m", "ruff", "check", "."], cwd=ROOT, check=True)
             subprocess.run([python, "-m", "ruff", "format", "--check", "."], cwd=ROOT, check=True)
             subprocess.run([python, "-m", "mypy"], cwd=ROOT, check=True)
+            # the layers and package faces declared in pyproject.toml
+            subprocess.run([str(BIN / "lint-imports")], cwd=ROOT, check=True)
     except subprocess.CalledProcessError as e:
         sys.exit(e.returncode or 1)
 
