@@ -1,6 +1,11 @@
-"""What the storage layer refuses: the database, a checkpoint it will not load, the ledger.
+"""What the storage layer refuses: the database, a checkpoint it will not load, the ledger,
+the service's stores (tokens, webhooks), a copy to another database.
 
-Each exception carries what the caller needs to explain it."""
+Each exception carries what the caller needs to explain it. The ledger's refusals that a person
+reads as they are (`ArgsChanged`, `NotPermitted`, `NotReconcilable`, `LedgerTampered`) are
+worded for that person, and say what to do next: the service passes them on unchanged, as part
+of its own contract (`hitl.service.errors`), instead of defining look-alikes of the same name.
+"""
 
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,14 +35,18 @@ class NotPending(LedgerError):
 
 
 class NotPermitted(LedgerError):
-    """The policy saved with the call forbids this actor's decision."""
+    """The policy saved with the call forbids this actor's decision (separation of duties)."""
 
 
 class NotReconcilable(LedgerError):
     """Only a call whose outcome is unknown can be reconciled."""
 
     def __init__(self, record: ApprovalRecord) -> None:
-        super().__init__(record.thread_id, record.tool_call_id, record.status)
+        super().__init__(
+            f"tool call {record.tool_call_id!r} of thread {record.thread_id!r} is "
+            f"{record.status}, not outcome_unknown; only a call whose outcome is unknown can be "
+            "reconciled. See `hitl pending` for the calls that need it."
+        )
         self.record = record
 
 
@@ -45,7 +54,10 @@ class ThreadBusy(LedgerError):
     """Another live runner holds the thread's lease for longer than we may wait."""
 
     def __init__(self, thread_id: str, holder: str) -> None:
-        super().__init__(thread_id, holder)
+        super().__init__(
+            f"thread {thread_id!r} is being run by another process ({holder}); "
+            "try again when it has finished."
+        )
         self.thread_id, self.holder = thread_id, holder
 
 
@@ -65,7 +77,12 @@ class ArgsChanged(LedgerError):
     """The call was asked about again with other args since the decider looked at it."""
 
     def __init__(self, record: ApprovalRecord) -> None:
-        super().__init__(record.thread_id, record.tool_call_id, record.args_hash)
+        thread_id, args_hash = record.thread_id, record.args_hash
+        super().__init__(
+            f"the arguments of tool call {record.tool_call_id!r} of thread {thread_id!r} "
+            f"changed since you looked (they now hash to {args_hash[:12]}…); nothing was "
+            f"recorded. Look again with `hitl show {thread_id}` and decide on what it asks now."
+        )
         self.record = record
 
 
@@ -130,3 +147,23 @@ class MissingMessage(LookupError):
             "stopped without saving a reference to it; send the message again to start the "
             "thread anew, or restore a backup."
         )
+
+
+class TokenError(ValueError):
+    """A token request that cannot be done; the message says why and what to do."""
+
+
+class TokenExists(TokenError):
+    """An active token has that name already."""
+
+
+class TokenNotFound(TokenError):
+    """No active token has that name."""
+
+
+class WebhookError(ValueError):
+    """A webhook request we refuse (bad URL, unknown event or endpoint); nothing was written."""
+
+
+class CopyError(RuntimeError):
+    """The copy cannot start, or the counts differ after it; the message says what to do."""

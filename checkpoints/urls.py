@@ -1,14 +1,55 @@
 """Which database a `--db` value names: a SQLite file (a path, or `sqlite:///path`) or a
-PostgreSQL URL (`postgresql://...`), and how to print one without its password."""
+PostgreSQL URL (`postgresql://...`, with the size of this process's pool for it), and how to
+print one without its password."""
 
 import re
 from pathlib import Path
+from typing import Self
 from urllib.parse import urlsplit, urlunsplit
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 SQLITE_SCHEME = "sqlite:///"
+POOL_SIZE = 10
+"""Connections one process keeps to one PostgreSQL database unless its settings say otherwise."""
+
+
+class PostgresUrl(str):
+    """A PostgreSQL URL that carries how many connections this process may keep to it.
+
+    The settings read the pool size with the URL (`HITL_PG_POOL_SIZE`) and hand both down
+    as one value, so no saver or store between the composition root and the pool takes
+    another parameter or looks for a setting of its own. It is a `str` (printed, compared and
+    used as a key as the URL is); `str(url)` is the bare URL, without the pool size. A plain
+    URL string means the default, `POOL_SIZE`.
+    """
+
+    pool_size: int
+
+    def __new__(cls, url: str, *, pool_size: int = POOL_SIZE) -> Self:
+        if pool_size < 1:
+            raise ValueError(f"pool_size={pool_size}: a pool needs at least one connection")
+        made = super().__new__(cls, url)
+        made.pool_size = pool_size
+        return made
+
+
 DatabaseName = Path | str
-"""A SQLite file (a `Path`, or a string path) or a PostgreSQL URL (a string)."""
+"""A SQLite file (a `Path`, or a string path) or a PostgreSQL URL (a string, or a
+`PostgresUrl` with its pool size)."""
+
+
+def parse_pool_size(value: str | None) -> int:
+    """A pool size as the settings give it (`HITL_PG_POOL_SIZE`; unset: `POOL_SIZE`), with a
+    clear error for anything but a whole number of at least one."""
+    text = value or str(POOL_SIZE)
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"HITL_PG_POOL_SIZE={text!r}: give a whole number of connections, >= 1")
+    return int(text)
+
+
+def as_postgres(db: DatabaseName) -> PostgresUrl:
+    """`db` (a PostgreSQL URL) with its pool size: its own, or the default for a plain string."""
+    return db if isinstance(db, PostgresUrl) else PostgresUrl(str(db))
 
 
 def writes_table(postgres: bool) -> str:
@@ -21,12 +62,12 @@ def is_postgres(db: DatabaseName) -> bool:
     return isinstance(db, str) and db.startswith(POSTGRES_SCHEMES)
 
 
-def parse_database(value: str | Path) -> DatabaseName:
-    """A `--db` / `HITL_DB` value as a `Path` (SQLite) or a URL string (PostgreSQL)."""
+def parse_database(value: str | Path, *, pool_size: int = POOL_SIZE) -> DatabaseName:
+    """A `--db` / `HITL_DB` value as a `Path` (SQLite) or a `PostgresUrl` (with `pool_size`)."""
     if isinstance(value, Path):
         return value
     if value.startswith(POSTGRES_SCHEMES):
-        return value
+        return PostgresUrl(value, pool_size=pool_size)
     if value.startswith(SQLITE_SCHEME):
         return Path(value.removeprefix(SQLITE_SCHEME))  # sqlite:////abs/path keeps its "/"
     if "://" in value:

@@ -1,20 +1,71 @@
-"""Which database a `--db` value names, and the PostgreSQL side of our stores' SQL.
+"""The cursor our stores work through, and the PostgreSQL side of their SQL.
 
-A value is a SQLite file (a path, or `sqlite:///path`) or a PostgreSQL URL
-(`postgresql://...`). The stores (ledger, run queue, tokens, webhook outbox, message log)
-keep one SQL text written for SQLite; on PostgreSQL `PgConnection` hands them a cursor that
-rewrites it (`?` placeholders, `INSERT OR IGNORE`, `json_extract`, column types), so both
-backends run the same statements and the same code.
+A database is a SQLite file or a PostgreSQL URL (see `checkpoints.urls`). The stores
+(ledger, run queue, tokens, webhook outbox, message log) keep one SQL text written for SQLite;
+on PostgreSQL `PgConnection` hands them a cursor that rewrites it (`?` placeholders,
+`INSERT OR IGNORE`, `json_extract`, column types), so both backends run the same statements
+and the same code.
 """
 
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
-Cursor = Any
-"""A `sqlite3.Cursor`, or a `PgCursor` that takes the same SQL."""
+from hitl.checkpoints.urls import PostgresUrl
+
+if TYPE_CHECKING:
+    import psycopg
+
+Row = tuple[Any, ...]
+"""One row of a result, its columns in the order the statement selected them."""
+
+
+class Cursor(Protocol):
+    """What our stores use of a DB-API cursor, written in SQLite's dialect.
+
+    `sqlite3.Cursor` has it, and so has `PgCursor` (psycopg's, rewriting the SQL), so a store
+    runs the same code on both backends; `isinstance(cur, PgCursor)` tells them apart where
+    the SQL must differ. Rows are tuples (neither backend is given a row factory).
+    """
+
+    @property
+    def rowcount(self) -> int:
+        """Rows the last INSERT, UPDATE or DELETE changed."""
+        ...
+
+    @property
+    def description(self) -> Sequence[Sequence[Any]] | None:
+        """One entry per column of the last statement's result, its name first (None after
+        a statement that is not a query)."""
+        ...
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Self: ...
+
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> Self: ...
+
+    def fetchone(self) -> Row | None: ...
+
+    def fetchall(self) -> list[Row]: ...
+
+    def __iter__(self) -> Iterator[Row]: ...
+
+
+def one(cur: Cursor) -> Row:
+    """The row of a statement that always returns one (an aggregate, or a row the same
+    transaction has just written or found)."""
+    row = cur.fetchone()
+    if row is None:
+        raise LookupError("the statement returned no row")
+    return row
+
+
+def scalar(cur: Cursor) -> Any:
+    """The one value of a statement that returns one row of one column (`COUNT(*)`, ...)."""
+    return one(cur)[0]
+
+
 # --- SQL written for SQLite, as PostgreSQL reads it -------------------------------------------
 
 _DDL_TYPES = (
@@ -65,33 +116,31 @@ def to_postgres(sql: str) -> str:
 
 
 class PgCursor:
-    """A psycopg cursor that takes our SQLite-dialect statements (the subset of
-    `sqlite3.Cursor` the stores use)."""
+    """A psycopg cursor that takes our SQLite-dialect statements: a `Cursor`, as
+    `sqlite3.Cursor` is."""
 
-    dialect = "postgres"
+    def __init__(self, cur: "psycopg.Cursor[Row]") -> None:
+        self._cur = cur  # psycopg's default row factory: tuples
 
-    def __init__(self, cur: Any) -> None:
-        self._cur = cur
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> "PgCursor":
-        self._cur.execute(to_postgres(sql), tuple(params))  # (): a doubled % is unescaped too
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Self:
+        self._cur.execute(to_postgres(sql), tuple(parameters))  # (): a doubled % is unescaped too
         return self
 
-    def executemany(self, sql: str, rows: Any) -> "PgCursor":
-        self._cur.executemany(to_postgres(sql), list(rows))
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> Self:
+        self._cur.executemany(to_postgres(sql), list(seq_of_parameters))
         return self
 
-    def fetchone(self) -> Any:
+    def fetchone(self) -> Row | None:
         return self._cur.fetchone() if self._cur.description is not None else None
 
-    def fetchall(self) -> list[Any]:
-        return list(self._cur.fetchall()) if self._cur.description is not None else []
+    def fetchall(self) -> list[Row]:
+        return self._cur.fetchall() if self._cur.description is not None else []
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[Row]:
         return iter(self.fetchall())
 
     @property
-    def description(self) -> Any:
+    def description(self) -> Sequence[Sequence[Any]] | None:
         return self._cur.description
 
     @property
@@ -109,7 +158,7 @@ a run was queued (payload empty) or finished (payload: its ID). One channel per 
 schema, so databases sharing a server do not wake each other."""
 
 
-def notify(cur: Any, topic: str, payload: str = "") -> None:
+def notify(cur: PgCursor, topic: str, payload: str = "") -> None:
     """Send a notification inside the caller's transaction: delivered when it commits (and
     never if it rolls back); identical ones of one transaction are delivered once."""
     cur.execute(f"SELECT pg_notify({_channel(topic)}, ?)", (payload,))
@@ -159,9 +208,6 @@ class PgListener:
         self._conn.close()
 
 
-POOL_SIZE = 10
-"""Connections one process keeps to one PostgreSQL database at most, shared by the saver and
-every store (`HITL_PG_POOL_SIZE` overrides it); a caller waits for a free one."""
 POOL_WAIT_SECONDS = 60.0
 CONNECT_TIMEOUT_SECONDS = 10
 _pools: dict[str, tuple[Any, int]] = {}  # url → (pool, users), this process's
@@ -172,13 +218,14 @@ class PgConnection:
     """A store's (or the saver's) handle on the process's connection pool for one database.
 
     Each transaction borrows a connection and gives it back, so a process holds at most
-    `POOL_SIZE` connections however many threads and stores it runs. Between transactions
-    a connection is idle in autocommit mode: it holds no snapshot and no lock.
+    `url.pool_size` connections however many threads and stores it runs (the saver and every
+    store share one pool per database: the first to open it sets its size). Between
+    transactions a connection is idle in autocommit mode: it holds no snapshot and no lock.
     """
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.pool = _acquire_pool(url)
+    def __init__(self, url: PostgresUrl) -> None:
+        self.url = str(url)
+        self.pool = _acquire_pool(self.url, url.pool_size)
         self._closed = False
 
     def connection(self) -> Any:
@@ -191,9 +238,7 @@ class PgConnection:
             _release_pool(self.url)
 
 
-def _acquire_pool(url: str) -> Any:
-    import os
-
+def _acquire_pool(url: str, size: int) -> Any:
     import psycopg
     from psycopg_pool import ConnectionPool  # only PostgreSQL users need it loaded
 
@@ -208,7 +253,7 @@ def _acquire_pool(url: str) -> Any:
         pool = ConnectionPool(
             url,
             min_size=1,
-            max_size=pool_size(os.environ),
+            max_size=size,
             kwargs={"autocommit": True},
             configure=_configure,
             check=ConnectionPool.check_connection,  # one the server dropped is replaced
@@ -222,14 +267,6 @@ def _acquire_pool(url: str) -> Any:
             raise
         _pools[url] = (pool, 1)
         return pool
-
-
-def pool_size(environ: Mapping[str, str]) -> int:
-    """`HITL_PG_POOL_SIZE`, or the default; a clear error for anything but a positive int."""
-    value = environ.get("HITL_PG_POOL_SIZE") or str(POOL_SIZE)
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"HITL_PG_POOL_SIZE={value!r}: give a whole number of connections, >= 1")
-    return int(value)
 
 
 def _release_pool(url: str) -> None:
@@ -266,10 +303,10 @@ class PostgresOnly(str):
     """A migration statement that only PostgreSQL needs (SQLite has it built in)."""
 
 
-def table_exists(cur: Any, name: str) -> bool:
+def table_exists(cur: Cursor, name: str) -> bool:
     """Whether the table exists, on either backend."""
     if isinstance(cur, PgCursor):
-        return cur.execute("SELECT to_regclass(?)", (name,)).fetchone()[0] is not None
+        return scalar(cur.execute("SELECT to_regclass(?)", (name,))) is not None
     found = cur.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
     ).fetchone()

@@ -15,14 +15,19 @@ checkpoint saver, which writes the large rows, does not take the lock.
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from typing import TypeVar
 
 from hitl.checkpoints.database._db import POOL_WAIT_SECONDS, Cursor, PgConnection, PgCursor
-from hitl.checkpoints.database._sqlite import LOCK_WAIT_SECONDS, connect, is_busy
+from hitl.checkpoints.database._sqlite import (
+    BUSY_TIMEOUT_SECONDS,
+    LOCK_WAIT_SECONDS,
+    connect,
+    is_busy,
+)
 from hitl.checkpoints.errors import DatabaseBusy, DatabaseError, PoolExhausted
-from hitl.checkpoints.urls import DatabaseName, is_postgres
+from hitl.checkpoints.urls import DatabaseName, as_postgres, is_postgres
 
 T = TypeVar("T")
 _REPEATABLE_READ = 3  # psycopg.IsolationLevel.REPEATABLE_READ, without importing psycopg
@@ -35,16 +40,16 @@ sharing a server do not wait for each other."""
 
 
 def store_connection(db: DatabaseName) -> sqlite3.Connection | PgConnection:
-    """A connection for a store on `db` (a SQLite file or a PostgreSQL URL); `DatabaseError`
-    if it cannot be opened."""
+    """A connection for a store on `db` (a SQLite file, or a PostgreSQL URL on a pool of its
+    `pool_size`); `DatabaseError` if it cannot be opened."""
     if not is_postgres(db):
         return connect(db)
     import psycopg
     from psycopg_pool import PoolTimeout
 
     try:
-        return PgConnection(str(db))
-    except (psycopg.Error, PoolTimeout, ValueError) as e:  # ValueError: HITL_PG_POOL_SIZE
+        return PgConnection(as_postgres(db))
+    except (psycopg.Error, PoolTimeout) as e:
         raise DatabaseError(db, e) from e
 
 
@@ -66,6 +71,8 @@ class Store:
     ) -> None:
         if isinstance(conn, sqlite3.Connection):
             conn.isolation_level = None  # transactions are explicit: BEGIN IMMEDIATE ... COMMIT
+            if lock_wait < BUSY_TIMEOUT_SECONDS:  # one statement never waits past the whole write
+                conn.execute(f"PRAGMA busy_timeout={max(1, int(lock_wait * 1000))}")
         self._conn = conn
         self._path = path
         self._lock = threading.RLock()
@@ -76,6 +83,22 @@ class Store:
     @property
     def on_postgres(self) -> bool:
         return isinstance(self._conn, PgConnection)
+
+    @contextmanager
+    def traced(self) -> Iterator[list[str]]:
+        """The SQL statements this store runs meanwhile, as SQLite expands them: what an
+        operation costs, and the text to ask `EXPLAIN QUERY PLAN` about.
+
+        SQLite only (`NotImplementedError` on PostgreSQL: its server logs statements).
+        """
+        if isinstance(self._conn, PgConnection):
+            raise NotImplementedError("tracing is SQLite's; on PostgreSQL set log_statement")
+        seen: list[str] = []
+        self._conn.set_trace_callback(seen.append)
+        try:
+            yield seen
+        finally:
+            self._conn.set_trace_callback(None)
 
     def _write(self, work: Callable[[Cursor], T]) -> T:
         """Run `work` in one write transaction, waiting (bounded) for other writers."""

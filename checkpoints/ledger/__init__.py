@@ -10,15 +10,8 @@ from hitl.checkpoints.ledger._leases import (
     new_token,
     runner_token,
 )
-from hitl.checkpoints.ledger._ledger import (
-    ROLE_PREFIX,
-    Clock,
-    InboxQuery,
-    Ledger,
-    SortKey,
-    make_ledger,
-    open_ledger,
-)
+from hitl.checkpoints.ledger._ledger import ROLE_PREFIX, Ledger, make_ledger, open_ledger
+from hitl.checkpoints.ledger._reads import Clock, InboxQuery, SortKey
 from hitl.checkpoints.ledger._schema import (
     AUDIT_COLUMNS,
     COLUMNS,

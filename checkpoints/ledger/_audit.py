@@ -127,7 +127,7 @@ def verify_all(cur: Cursor) -> AuditReport:
     by_thread: dict[str, list[AuditEntry]] = {}
     for r in rows:
         by_thread.setdefault(r[0], []).append(audit_entry_of(r))
-    expected = dict(
+    expected: dict[str, int] = dict(
         cur.execute(
             "SELECT thread_id, MAX(audit_seq) FROM hitl_approvals GROUP BY thread_id"
         ).fetchall()

@@ -1,5 +1,7 @@
 """Who is running a thread: runner tokens, leases, and whether a runner is still alive.
 
+`ThreadLeases` is the ledger's part that holds a thread's lease (one runner per thread).
+
 A token is `host:pid:nonce:nonce`, one per lease hold or tool-call attempt. While a token is
 live its process holds an exclusive `flock` on a small file named after it, in a folder shared
 by the host's processes: any process on this host can test it, the kernel drops it the moment
@@ -17,10 +19,15 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
-from hitl.checkpoints.database import Cursor
+from hitl.checkpoints.database import LOCK_WAIT_SECONDS, Cursor, Store
+from hitl.checkpoints.errors import DatabaseBusy, DatabaseError, ThreadBusy
+
+LEASE_TTL_SECONDS = 30.0
+"""How long a lease lasts unless renewed (its holder renews it every third of that)."""
 
 _process_tokens: dict[int, str] = {}  # by pid, so a forked child makes its own
 _held: dict[str, int] = {}  # this process's live tokens → the descriptor holding their lock
@@ -154,3 +161,62 @@ def runner_alive(cur: Cursor, thread_id: str, runner: str) -> bool:
         return here
     holder = lease_holder(cur, thread_id)  # another host: alive while its process's lease is
     return holder is not None and holder.rsplit(":", 1)[0] == runner.rsplit(":", 1)[0]
+
+
+class ThreadLeases(Store):
+    """The ledger's thread leases (a part of `Ledger`): one runner per thread at a time."""
+
+    @contextlib.contextmanager
+    def lease(
+        self, thread_id: str, *, wait: float = LOCK_WAIT_SECONDS, ttl: float = LEASE_TTL_SECONDS
+    ) -> Iterator[str]:
+        """Hold the thread's lease (waiting up to `wait` seconds); renewed while held.
+
+        A lease whose holder is gone (on this host: no longer holds its token's lock; on
+        another: stopped renewing) is taken over at once.
+        """
+        holder = new_token()
+        deadline = time.monotonic() + wait
+        delay = 0.01
+        while True:
+            mark_live(holder)  # before the commit: anyone who reads the new row sees it alive
+            current = self._write(lambda cur: try_lease(cur, thread_id, holder, ttl))
+            if current is None:
+                break
+            mark_done(holder)
+            if time.monotonic() >= deadline:
+                raise ThreadBusy(thread_id, current)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+        stop = threading.Event()
+        heartbeat = threading.Thread(
+            target=self._renew, args=(thread_id, holder, ttl, stop), daemon=True
+        )
+        heartbeat.start()
+        try:
+            yield holder
+        finally:
+            stop.set()
+            heartbeat.join()
+            mark_done(holder)  # from now on the row, if it stays, names a dead holder
+            # never mask the block's own error
+            with contextlib.suppress(DatabaseBusy, DatabaseError):
+                self._write(
+                    lambda cur: cur.execute(
+                        "DELETE FROM hitl_leases WHERE thread_id = ? AND holder = ?",
+                        (thread_id, holder),
+                    )
+                )
+
+    def _renew(self, thread_id: str, holder: str, ttl: float, stop: threading.Event) -> None:
+        """Push the lease's expiry on every third of `ttl` until `stop` (the heartbeat)."""
+        while not stop.wait(ttl / 3):
+            try:
+                self._write(
+                    lambda cur: cur.execute(
+                        "UPDATE hitl_leases SET expires_at = ? WHERE thread_id = ? AND holder = ?",
+                        (time.time() + ttl, thread_id, holder),
+                    )
+                )
+            except (DatabaseBusy, DatabaseError):
+                continue  # the next beat tries again; the lease outlives a few missed beats

@@ -1,10 +1,12 @@
-"""The approvals ledger: one row per gated tool call, its journal, leases and the audit trail.
+"""The approvals ledger: one row per gated tool call, and the state machine that moves it.
 
 It lives in the same database as the checkpoints (a SQLite file, or PostgreSQL), in tables of
 its own (`hitl_*`). Every change is one write transaction (serialized: see
-`checkpoints.store`) that updates a row with a compare-and-set on its status and appends the
-matching audit entry, so the row and its audit trail are written together or not at all, and
-the first of two concurrent decisions wins.
+`checkpoints.database`) that updates a row with a compare-and-set on its status and appends
+the matching audit entry, so the row and its audit trail are written together or not at all,
+and the first of two concurrent decisions wins. A row goes from `request` through `decide`
+(or `expire`) to `begin` and `finish` (or `abandon`, `unbegin`, `outcome_unknown` and
+`reconcile`). The reads are in `_reads.py`, the thread leases in `_leases.py`.
 
 The ledger is the source of truth for decisions and for tool execution; the graph's nodes
 follow it (see `graph/nodes.py`), whichever runtime runs them.
@@ -12,19 +14,17 @@ follow it (see `graph/nodes.py`), whichever runtime runs them.
 
 import json
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from hitl.checkpoints.database import (
     LOCK_WAIT_SECONDS,
     Cursor,
     PgConnection,
-    PgListener,
     PostgresOnly,
     Store,
     store_connection,
@@ -33,40 +33,28 @@ from hitl.checkpoints.database import (
 from hitl.checkpoints.errors import (
     ArgsChanged,
     CallNotFound,
-    DatabaseBusy,
     DatabaseError,
-    LedgerError,
     LedgerTampered,
     NotPending,
     NotPermitted,
     NotReconcilable,
-    ThreadBusy,
 )
-from hitl.checkpoints.ledger._audit import (
-    append_entry,
-    args_diff,
-    chain_approves,
-    read_trail,
-    verify_all,
-)
+from hitl.checkpoints.ledger._audit import append_entry, args_diff, chain_approves
 from hitl.checkpoints.ledger._leases import (
-    lease_holder,
+    ThreadLeases,
     mark_done,
     mark_live,
     new_token,
     runner_alive,
-    try_lease,
 )
-from hitl.checkpoints.ledger._schema import COLUMNS, MIGRATIONS, SCHEMA_VERSION, WAITING, record_of
+from hitl.checkpoints.ledger._reads import Clock, LedgerReads, find_record, threads_of
+from hitl.checkpoints.ledger._schema import COLUMNS, MIGRATIONS, SCHEMA_VERSION, record_of
 from hitl.checkpoints.records import (
     DECIDED_TO_RUN,
-    NEEDS_A_PERSON,
     NOT_YET_RUN,
     POLICY_ACTOR,
     STATUS_OF_DECISION,
     ApprovalRecord,
-    AuditEntry,
-    AuditReport,
     Status,
     args_hash,
     canonical_json,
@@ -74,39 +62,10 @@ from hitl.checkpoints.records import (
     iso,
 )
 
-Clock = Callable[[], float]
-T = TypeVar("T")
-
-LEASE_TTL_SECONDS = 30.0
 EXPIRY_ACTOR = "deadline"
+"""`decided_by` of a call that a late decision found already past its deadline."""
 ROLE_PREFIX = "role:"
 """An approver entry `role:NAME` admits everyone acting with that role (HTTP tokens)."""
-"""`decided_by` of a call that a late decision found already past its deadline."""
-RESUME_GRACE_SECONDS = 60.0
-"""How old a decision must be before `sweep` resumes a thread that nobody resumed."""
-SortKey = Literal["requested_at", "expires_at", "tool", "thread_id"]
-_INBOX_INDEXES = {
-    "requested_at": "hitl_approvals_inbox",
-    "expires_at": "hitl_approvals_inbox_by_deadline",
-}
-
-
-@dataclass(frozen=True)
-class InboxQuery:
-    """Filters, order and page of an inbox listing; every filter is optional."""
-
-    statuses: tuple[Status, ...] = NEEDS_A_PERSON
-    tool: str | None = None
-    thread_id: str | None = None
-    requester: str | None = None
-    older_than: float | None = None
-    """Only calls requested before this UNIX time."""
-    expiring_before: float | None = None
-    """Only calls whose deadline is before this UNIX time."""
-    sort: SortKey = "requested_at"
-    descending: bool = False
-    limit: int = 50
-    offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -125,8 +84,14 @@ class _TurnBusy(Exception):
         self.begun = begun
 
 
-class Ledger(Store):
-    """The ledger on one database. Thread-safe."""
+class Ledger(LedgerReads, ThreadLeases, Store):
+    """The ledger on one database. Thread-safe.
+
+    Its parts are mixins on one `Store` (the reads, the leases, and here the state machine),
+    not objects it delegates to: each part runs its transactions on the same connection
+    with the same write lock, callers keep one object with one API, and each file holds one
+    job. The parts share nothing but the store and `clock`.
+    """
 
     def __init__(
         self,
@@ -214,7 +179,7 @@ class Ledger(Store):
 
         def work(cur: Cursor) -> ApprovalRecord:
             now = self.clock()
-            row = _get(cur, thread_id, tool_call_id)
+            row = find_record(cur, thread_id, tool_call_id)
             fields: dict[str, Any] = {
                 "interrupt_id": interrupt_id,
                 "tool": tool,
@@ -292,9 +257,9 @@ class Ledger(Store):
             now = self.clock()
             rows = {}
             for tool_call_id, decision in decisions.items():  # check all before writing any
-                row = _get(cur, thread_id, tool_call_id)
+                row = find_record(cur, thread_id, tool_call_id)
                 if row is None:
-                    raise CallNotFound(thread_id, tool_call_id, _threads_of(cur, tool_call_id))
+                    raise CallNotFound(thread_id, tool_call_id, threads_of(cur, tool_call_id))
                 if row.status != "pending":
                     raise NotPending(row)
                 seen = (seen_args_hashes or {}).get(tool_call_id)
@@ -477,7 +442,7 @@ class Ledger(Store):
     def _begin_one(
         self, cur: Cursor, thread_id: str, tool_call_id: str, h: str, attempt: str
     ) -> Begin:
-        row = _get(cur, thread_id, tool_call_id)
+        row = find_record(cur, thread_id, tool_call_id)
         if row is None:
             return Begin("ask", None)
         if row.status in ("succeeded", "failed"):
@@ -505,7 +470,7 @@ class Ledger(Store):
             return
 
         def work(cur: Cursor) -> None:
-            row = _get(cur, thread_id, tool_call_id)
+            row = find_record(cur, thread_id, tool_call_id)
             if row is None or row.status != "running" or row.runner != runner:
                 return
             fields = {"status": _decided_status(cur, row), "runner": None, "started_at": None}
@@ -603,9 +568,9 @@ class Ledger(Store):
         """Settle a call whose outcome is unknown: run it again, or record how it ended."""
 
         def work(cur: Cursor) -> ApprovalRecord:
-            row = _get(cur, thread_id, tool_call_id)
+            row = find_record(cur, thread_id, tool_call_id)
             if row is None:
-                raise CallNotFound(thread_id, tool_call_id, _threads_of(cur, tool_call_id))
+                raise CallNotFound(thread_id, tool_call_id, threads_of(cur, tool_call_id))
             if row.status != "outcome_unknown":
                 raise NotReconcilable(row)
             now = self.clock()
@@ -644,110 +609,7 @@ class Ledger(Store):
         )
         return _require(cur, row.thread_id, row.tool_call_id)
 
-    # reading
-
-    def get(self, thread_id: str, tool_call_id: str) -> ApprovalRecord | None:
-        """One call's row, or None."""
-        return self._read(lambda cur: _get(cur, thread_id, tool_call_id))
-
-    def thread_records(self, thread_id: str) -> list[ApprovalRecord]:
-        """Every row of a thread, oldest request first."""
-        return self._read(
-            lambda cur: [
-                record_of(r)
-                for r in cur.execute(
-                    f"SELECT {COLUMNS} FROM hitl_approvals WHERE thread_id = ? "
-                    "ORDER BY requested_at, tool_call_id",
-                    (thread_id,),
-                ).fetchall()
-            ]
-        )
-
-    def threads_of_call(self, tool_call_id: str) -> list[str]:
-        """The threads that have a call with this ID."""
-        return self._read(lambda cur: _threads_of(cur, tool_call_id))
-
-    def inbox(self, query: InboxQuery = InboxQuery()) -> tuple[list[ApprovalRecord], int]:
-        """One page of the calls that need a person, and how many match in all.
-
-        The default listing (sorted by request time or deadline) walks a partial index that
-        holds only the waiting calls, in page order: a page costs its own rows, whatever the
-        number of threads. Other sorts and statuses cost the number of matching rows.
-        """
-        params: list[Any] = []
-        if set(query.statuses) == set(NEEDS_A_PERSON):
-            where = [WAITING]
-        else:
-            where = [f"status IN ({', '.join('?' for _ in query.statuses)})"]
-            params.extend(query.statuses)
-        for column, value in (
-            ("tool", query.tool),
-            ("thread_id", query.thread_id),
-            ("requester", query.requester),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if query.older_than is not None:
-            where.append("requested_at < ?")
-            params.append(query.older_than)
-        if query.expiring_before is not None:
-            where.append("expires_at IS NOT NULL AND expires_at < ?")
-            params.append(query.expiring_before)
-        clause = " AND ".join(where)
-        direction = "DESC" if query.descending else "ASC"
-        order = ", ".join(
-            f"{column} {direction}" for column in (query.sort, "thread_id", "tool_call_id")
-        )
-        if query.sort == "expires_at":  # calls without a deadline last, either way
-            order = f"expires_at IS NULL, {order}"
-
-        source = "hitl_approvals"
-        if where[0] == WAITING and query.sort in _INBOX_INDEXES:  # the planner cannot know
-            source += f" INDEXED BY {_INBOX_INDEXES[query.sort]}"
-
-        def work(cur: Cursor) -> tuple[list[ApprovalRecord], int]:
-            rows = cur.execute(
-                f"SELECT {COLUMNS} FROM {source} WHERE {clause} ORDER BY {order} LIMIT ? OFFSET ?",
-                (*params, query.limit, query.offset),
-            ).fetchall()
-            total = cur.execute(
-                f"SELECT COUNT(*) FROM hitl_approvals WHERE {clause}", params
-            ).fetchone()[0]
-            return [record_of(r) for r in rows], int(total)
-
-        return self._read(work)
-
-    def unapplied_threads(self, *, older_than: float = RESUME_GRACE_SECONDS) -> list[str]:
-        """Threads with a decision older than `older_than` seconds that no run has been seen
-        to apply, and no live runner: their resume may have been lost (a crash right after
-        the decision, a sweep that found the thread busy, a runtime without leases)."""
-
-        def work(cur: Cursor) -> list[str]:
-            candidates = [
-                r[0]
-                for r in cur.execute(
-                    "SELECT DISTINCT thread_id FROM hitl_approvals WHERE applied = 0 "
-                    "AND decided_at < ? AND status NOT IN ('pending', 'outcome_unknown')",
-                    (self.clock() - older_than,),
-                ).fetchall()
-            ]
-            return [t for t in candidates if lease_holder(cur, t) is None]
-
-        return self._read(work)
-
-    def unapplied_calls(self, thread_id: str) -> set[str]:
-        """The thread's decided calls that no run has been seen to apply yet."""
-        return self._read(
-            lambda cur: {
-                r[0]
-                for r in cur.execute(
-                    "SELECT tool_call_id FROM hitl_approvals WHERE thread_id = ? AND applied = 0 "
-                    "AND status NOT IN ('pending', 'outcome_unknown')",
-                    (thread_id,),
-                ).fetchall()
-            }
-        )
+    # applying: the thread's state has caught up with the decisions
 
     def mark_applied(self, thread_id: str, tool_call_ids: Iterable[str]) -> None:
         """Record that the thread's state holds the decisions of these calls."""
@@ -763,62 +625,7 @@ class Ledger(Store):
             )
         )
 
-    # leases: one runner per thread
-
-    @contextmanager
-    def lease(
-        self, thread_id: str, *, wait: float = LOCK_WAIT_SECONDS, ttl: float = LEASE_TTL_SECONDS
-    ) -> Iterator[str]:
-        """Hold the thread's lease (waiting up to `wait` seconds); renewed while held.
-
-        A lease whose holder is gone (on this host: no longer holds its token's lock; on
-        another: stopped renewing) is taken over at once.
-        """
-        holder = new_token()
-        deadline = time.monotonic() + wait
-        delay = 0.01
-        while True:
-            mark_live(holder)  # before the commit: anyone who reads the new row sees it alive
-            current = self._write(lambda cur: try_lease(cur, thread_id, holder, ttl))
-            if current is None:
-                break
-            mark_done(holder)
-            if time.monotonic() >= deadline:
-                raise ThreadBusy(thread_id, current)
-            time.sleep(delay)
-            delay = min(delay * 2, 0.25)
-        stop = threading.Event()
-        heartbeat = threading.Thread(
-            target=self._renew, args=(thread_id, holder, ttl, stop), daemon=True
-        )
-        heartbeat.start()
-        try:
-            yield holder
-        finally:
-            stop.set()
-            heartbeat.join()
-            mark_done(holder)  # from now on the row, if it stays, names a dead holder
-            with suppress(DatabaseBusy, DatabaseError):  # never mask the block's own error
-                self._write(
-                    lambda cur: cur.execute(
-                        "DELETE FROM hitl_leases WHERE thread_id = ? AND holder = ?",
-                        (thread_id, holder),
-                    )
-                )
-
-    def _renew(self, thread_id: str, holder: str, ttl: float, stop: threading.Event) -> None:
-        while not stop.wait(ttl / 3):
-            try:
-                self._write(
-                    lambda cur: cur.execute(
-                        "UPDATE hitl_leases SET expires_at = ? WHERE thread_id = ? AND holder = ?",
-                        (time.time() + ttl, thread_id, holder),
-                    )
-                )
-            except (DatabaseBusy, DatabaseError):
-                continue  # the next beat tries again; the lease outlives a few missed beats
-
-    # the audit trail
+    # the audit trail: every change appends its entry
 
     def _audit(
         self,
@@ -838,45 +645,6 @@ class Ledger(Store):
             tool_call_id=tool_call_id,
             detail=detail,
         )
-
-    def audit_trail(self, thread_id: str) -> list[AuditEntry]:
-        """A thread's audit entries, oldest first."""
-        return self._read(lambda cur: read_trail(cur, thread_id))
-
-    def stats(self) -> dict[str, dict[str, int]]:
-        """Counts for monitoring: calls by status, decisions by type, tool runs by outcome."""
-
-        def work(cur: Cursor) -> dict[str, dict[str, int]]:
-            def grouped(sql: str) -> dict[str, int]:
-                return {str(key): count for key, count in cur.execute(sql)}
-
-            return {
-                "status": grouped("SELECT status, COUNT(*) FROM hitl_approvals GROUP BY status"),
-                "decisions": grouped(
-                    "SELECT json_extract(decision, '$.type'), COUNT(*) FROM hitl_approvals "
-                    "WHERE decision IS NOT NULL GROUP BY 1"
-                ),
-                "tool_runs": grouped(
-                    "SELECT status, COUNT(*) FROM hitl_approvals WHERE status IN "
-                    "('succeeded', 'failed', 'outcome_unknown', 'running') GROUP BY status"
-                ),
-            }
-
-        return self._read(work)
-
-    def audit_listener(self) -> PgListener | None:
-        """On PostgreSQL, a listener woken by every audit entry (and run) any process
-        commits; None on SQLite (there, `audit_head` and the run queue are polled)."""
-        return PgListener(self._conn.url) if isinstance(self._conn, PgConnection) else None
-
-    def audit_head(self) -> int:
-        """A number that grows with every audit entry: has anything happened since?"""
-        row = self._read(lambda cur: cur.execute("SELECT MAX(rowid) FROM hitl_audit").fetchone())
-        return int(row[0] or 0)
-
-    def verify_audit(self) -> AuditReport:
-        """Check every thread's chain; report the first broken link of each broken chain."""
-        return self._read(verify_all)
 
 
 @contextmanager
@@ -916,16 +684,8 @@ def _decided_status(cur: Cursor, row: ApprovalRecord) -> Status:
     return STATUS_OF_DECISION.get(row.decision_type or "", "approved")
 
 
-def _get(cur: Cursor, thread_id: str, tool_call_id: str) -> ApprovalRecord | None:
-    row = cur.execute(
-        f"SELECT {COLUMNS} FROM hitl_approvals WHERE thread_id = ? AND tool_call_id = ?",
-        (thread_id, tool_call_id),
-    ).fetchone()
-    return None if row is None else record_of(row)
-
-
 def _require(cur: Cursor, thread_id: str, tool_call_id: str) -> ApprovalRecord:
-    record = _get(cur, thread_id, tool_call_id)
+    record = find_record(cur, thread_id, tool_call_id)
     assert record is not None
     return record
 
@@ -936,15 +696,6 @@ def _update(cur: Cursor, thread_id: str, tool_call_id: str, fields: Mapping[str,
         f"UPDATE hitl_approvals SET {assignments} WHERE thread_id = ? AND tool_call_id = ?",
         (*fields.values(), thread_id, tool_call_id),
     )
-
-
-def _threads_of(cur: Cursor, tool_call_id: str) -> list[str]:
-    return [
-        r[0]
-        for r in cur.execute(
-            "SELECT thread_id FROM hitl_approvals WHERE tool_call_id = ?", (tool_call_id,)
-        ).fetchall()
-    ]
 
 
 def _check_permitted(
@@ -979,18 +730,4 @@ def _run_args(row: ApprovalRecord, decision: Mapping[str, Any]) -> dict[str, Any
     return None
 
 
-__all__ = [
-    "ArgsChanged",
-    "Begin",
-    "CallNotFound",
-    "InboxQuery",
-    "Ledger",
-    "LedgerError",
-    "LedgerTampered",
-    "NotPending",
-    "NotPermitted",
-    "NotReconcilable",
-    "ThreadBusy",
-    "make_ledger",
-    "open_ledger",
-]
+__all__ = ["EXPIRY_ACTOR", "ROLE_PREFIX", "Begin", "Ledger", "make_ledger", "open_ledger"]

@@ -17,7 +17,8 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import CheckpointTuple
 
-from hitl.checkpoints.database import Cursor, Store, store_connection
+from hitl.checkpoints.database import Cursor, Store, scalar, store_connection
+from hitl.checkpoints.errors import CopyError
 from hitl.checkpoints.maintenance._schema import HITL_TABLES, migrate, status
 from hitl.checkpoints.savers import SavedLog, Saver, log_ref, open_saver
 from hitl.checkpoints.urls import DatabaseName, display, is_postgres, writes_table
@@ -32,10 +33,6 @@ _IDENTITIES = {"hitl_runs": "seq", "hitl_webhook_deliveries": "id"}
 _OWN_ROWS = {"hitl_schema", "hitl_webhook_cursor"}
 """Tables `migrate` fills in a new database; the copy replaces their rows."""
 BATCH = 500
-
-
-class CopyError(RuntimeError):
-    """The copy cannot start, or the counts differ after it; the message says what to do."""
 
 
 @dataclass
@@ -205,7 +202,7 @@ def _copy_table(
 
 def _columns(cur: Cursor, table: str) -> list[str]:
     """The table's columns, without a PostgreSQL `rowid` (the target numbers rows itself)."""
-    described = cur.execute(f"SELECT * FROM {table} LIMIT 0").description
+    described = cur.execute(f"SELECT * FROM {table} LIMIT 0").description or ()
     return [d[0] for d in described if d[0] != "rowid"]
 
 
@@ -246,8 +243,8 @@ def _compare(
                 f"{after.get(table) or 0} in the target"
             )
     per_thread = "SELECT thread_id, COUNT(*) FROM checkpoints GROUP BY thread_id"
-    theirs = dict(src._read(lambda cur: cur.execute(per_thread).fetchall()))
-    ours = dict(dst._read(lambda cur: cur.execute(per_thread).fetchall()))
+    theirs: dict[str, int] = dict(src._read(lambda cur: cur.execute(per_thread).fetchall()))
+    ours: dict[str, int] = dict(dst._read(lambda cur: cur.execute(per_thread).fetchall()))
     for thread_id in sorted(set(theirs) | set(ours)):
         if theirs.get(thread_id, 0) != ours.get(thread_id, 0):
             differ.append(
@@ -262,8 +259,7 @@ def _compare(
 
 
 def _count(tables: _Tables, table: str) -> int:
-    found = tables._read(lambda cur: cur.execute(f"SELECT COUNT(*) FROM {table}").fetchone())
-    return int(found[0])
+    return int(tables._read(lambda cur: scalar(cur.execute(f"SELECT COUNT(*) FROM {table}"))))
 
 
 def _counts(rows: dict[str, int]) -> str:

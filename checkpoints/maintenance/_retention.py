@@ -37,6 +37,7 @@ from hitl.checkpoints.database import (
     PgCursor,
     Store,
     is_busy,
+    scalar,
     store_connection,
     table_exists,
 )
@@ -346,11 +347,13 @@ class Pruner(Store):
             return file_bytes(self._path)
         return int(
             self._read(
-                lambda cur: cur.execute(
-                    "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
-                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                    "WHERE n.nspname = current_schema() AND c.relkind = 'r'"
-                ).fetchone()[0]
+                lambda cur: scalar(
+                    cur.execute(
+                        "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+                    )
+                )
             )
         )
 
@@ -363,7 +366,7 @@ class Pruner(Store):
         """
         if self.on_postgres:
             return True
-        mode = self._read(lambda cur: cur.execute("PRAGMA auto_vacuum").fetchone()[0])
+        mode = self._read(lambda cur: scalar(cur.execute("PRAGMA auto_vacuum")))
         if mode == _AUTO_VACUUM_INCREMENTAL:
             self._outside_transaction("PRAGMA incremental_vacuum")
         elif full_vacuum:  # takes effect with the next VACUUM, then stays
@@ -538,7 +541,7 @@ def _remove(cur: Cursor, table: str, where: str, *params: object, dry_run: bool)
 
 
 def _count(cur: Cursor, table: str, where: str, *params: object) -> int:
-    return int(cur.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}", params).fetchone()[0])
+    return int(scalar(cur.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}", params)))
 
 
 def _newest(cur: Cursor, thread_id: str) -> dict[str, str]:
@@ -658,28 +661,28 @@ def _has_garbage(
 ) -> bool:
     """Whether trimming would delete anything: an older checkpoint, a write of one, or a
     stored message no kept checkpoint reaches (counted cheaply; in doubt, yes)."""
-    checkpoints = cur.execute(
-        "SELECT COUNT(*) FROM checkpoints WHERE thread_id = ?", (thread_id,)
-    ).fetchone()[0]
+    checkpoints = scalar(
+        cur.execute("SELECT COUNT(*) FROM checkpoints WHERE thread_id = ?", (thread_id,))
+    )
     if checkpoints > len(newest):
         return True
     table = _writes_table(cur)
-    writes = cur.execute(
-        f"SELECT COUNT(*) FROM {table} WHERE thread_id = ?", (thread_id,)
-    ).fetchone()[0]
+    writes = scalar(cur.execute(f"SELECT COUNT(*) FROM {table} WHERE thread_id = ?", (thread_id,)))
     kept_writes = sum(
-        cur.execute(
-            f"SELECT COUNT(*) FROM {table} WHERE thread_id = ? AND checkpoint_ns = ? "
-            "AND checkpoint_id = ?",
-            (thread_id, ns, checkpoint_id),
-        ).fetchone()[0]
+        scalar(
+            cur.execute(
+                f"SELECT COUNT(*) FROM {table} WHERE thread_id = ? AND checkpoint_ns = ? "
+                "AND checkpoint_id = ?",
+                (thread_id, ns, checkpoint_id),
+            )
+        )
         for ns, checkpoint_id in newest.items()
     )
     if writes > kept_writes:
         return True
     if not table_exists(cur, "hitl_messages"):  # no message log in this database
         return False
-    stored = dict(
+    stored: dict[str, int] = dict(
         cur.execute(
             "SELECT checkpoint_ns, COUNT(*) FROM hitl_messages WHERE thread_id = ? "
             "GROUP BY checkpoint_ns",

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hitl.checkpoints.database import Store, store_connection, table_exists
+from hitl.checkpoints.database import Cursor, Store, scalar, store_connection, table_exists
 from hitl.checkpoints.errors import DatabaseError
 from hitl.checkpoints.ledger import SCHEMA_VERSION, make_ledger
 from hitl.checkpoints.savers import open_saver
@@ -90,7 +90,7 @@ def status(db: DatabaseName) -> SchemaStatus:
         reader.close()
 
 
-def _status(cur: Any, db: DatabaseName, backend: str) -> SchemaStatus:
+def _status(cur: Cursor, db: DatabaseName, backend: str) -> SchemaStatus:
     rows: dict[str, int | None] = {}
     for table in (*CHECKPOINT_TABLES[backend], *HITL_TABLES):
         exists = table_exists(cur, table)
@@ -98,7 +98,7 @@ def _status(cur: Any, db: DatabaseName, backend: str) -> SchemaStatus:
         rows[table] = None if count is None else int(count[0])
     ledger_version = 0
     if rows["hitl_schema"]:
-        ledger_version = int(cur.execute("SELECT version FROM hitl_schema").fetchone()[0])
+        ledger_version = int(scalar(cur.execute("SELECT version FROM hitl_schema")))
     checkpoint_version = checkpoint_target = None
     if backend == "postgres":
         from langgraph.checkpoint.postgres.base import MIGRATIONS
@@ -106,7 +106,7 @@ def _status(cur: Any, db: DatabaseName, backend: str) -> SchemaStatus:
         checkpoint_target = len(MIGRATIONS) - 1
         checkpoint_version = -1
         if table_exists(cur, "checkpoint_migrations"):
-            found = cur.execute("SELECT MAX(v) FROM checkpoint_migrations").fetchone()[0]
+            found = scalar(cur.execute("SELECT MAX(v) FROM checkpoint_migrations"))
             checkpoint_version = -1 if found is None else int(found)
     return SchemaStatus(
         database=display(db),

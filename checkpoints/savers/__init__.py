@@ -13,7 +13,7 @@ from hitl.checkpoints.savers._message_log import (
     reachable_nodes,
     tails_of,
 )
-from hitl.checkpoints.savers._serde import COMPRESSED, make_strict_serializer
+from hitl.checkpoints.savers._serde import COMPRESSED, MAX_INFLATED, make_strict_serializer
 from hitl.checkpoints.savers._sqlite import BatchingSqliteSaver, list_thread_ids, scheduled_nodes
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "COMPRESSED",
     "LOG_REF_KEY",
+    "MAX_INFLATED",
     "BatchingSqliteSaver",
     "HitlPostgresSaver",
     "SavedLog",

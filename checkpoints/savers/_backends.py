@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Union
 from hitl.checkpoints.savers._sqlite import BatchingSqliteSaver
 from hitl.checkpoints.savers._sqlite import open_async_saver as open_async_sqlite_saver
 from hitl.checkpoints.savers._sqlite import open_saver as open_sqlite_saver
-from hitl.checkpoints.urls import DatabaseName, is_postgres
+from hitl.checkpoints.urls import DatabaseName, as_postgres, is_postgres
 
 if TYPE_CHECKING:
     from hitl.checkpoints.savers._postgres import HitlPostgresSaver
@@ -22,7 +22,7 @@ def open_saver(db: DatabaseName, *, create: bool = True) -> Iterator[Saver]:
     if is_postgres(db):
         from hitl.checkpoints.savers._postgres import open_postgres_saver  # psycopg only when used
 
-        with open_postgres_saver(str(db)) as saver:
+        with open_postgres_saver(as_postgres(db)) as saver:
             yield saver
     else:
         with open_sqlite_saver(db, create=create) as sqlite_saver:
@@ -35,7 +35,7 @@ async def open_async_saver(db: DatabaseName) -> AsyncIterator[Saver]:
     if is_postgres(db):
         from hitl.checkpoints.savers._postgres import open_async_postgres_saver
 
-        async with open_async_postgres_saver(str(db)) as saver:
+        async with open_async_postgres_saver(as_postgres(db)) as saver:
             yield saver
     else:
         async with open_async_sqlite_saver(db) as sqlite_saver:

@@ -9,6 +9,7 @@ once, in the transaction of the first checkpoint that holds it.
 
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -52,7 +53,8 @@ WITH RECURSIVE chain(node_id, parent_id, depth, message_id, type, value, n) AS (
 
 Loads = Callable[[tuple[str, bytes]], Any]
 Dumps = Callable[[Any], tuple[str, bytes]]
-CursorFactory = Callable[[], Any]  # a context manager yielding a cursor
+CursorFactory = Callable[[], AbstractContextManager[Cursor]]
+"""Lends a cursor for the length of a `with` block (the saver's `_reading`)."""
 Node = tuple[str, str | None, int, Any]
 """One stored message: (node_id, parent_id, depth, message)."""
 

@@ -22,15 +22,16 @@ from langgraph.checkpoint.base import (
     CheckpointTuple,
 )
 from langgraph.checkpoint.postgres import PostgresSaver
-from psycopg.rows import dict_row, tuple_row
+from psycopg.rows import DictRow, dict_row, tuple_row
 from psycopg_pool import PoolTimeout
 
-from hitl.checkpoints.database import PgConnection, PgCursor
+from hitl.checkpoints.database import PgConnection, PgCursor, to_postgres
 from hitl.checkpoints.errors import DatabaseBusy, DatabaseError
 from hitl.checkpoints.savers import _message_log as message_log
 from hitl.checkpoints.savers._message_log_saver import MessageLogSaver
 from hitl.checkpoints.savers._serde import make_strict_serializer
 from hitl.checkpoints.savers._threaded_async import AsyncInWorkerThreads
+from hitl.checkpoints.urls import as_postgres
 
 MIGRATION_LOCK = "hashtext('hitl-migrate:' || current_schema())"
 """Held (per schema) while tables are created or migrated, so processes starting together
@@ -69,22 +70,23 @@ class HitlPostgresSaver(AsyncInWorkerThreads, MessageLogSaver, PostgresSaver):
                 for v in range(version + 1, len(self.MIGRATIONS)):
                     cur.execute(self.MIGRATIONS[v])
                     cur.execute("INSERT INTO checkpoint_migrations (v) VALUES (%s)", (v,))
-                logged = PgCursor(cur)
                 for statement in message_log.SCHEMA:
-                    logged.execute(statement)
+                    cur.execute(to_postgres(statement))
             finally:
                 cur.execute(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
 
-    def _up_to_date(self, cur: Any) -> bool:
+    def _up_to_date(self, cur: psycopg.Cursor[DictRow]) -> bool:
         """Whether every table is there at its newest version."""
         found = cur.execute(
             "SELECT to_regclass('checkpoint_migrations') IS NOT NULL AND "
             "to_regclass('hitl_messages') IS NOT NULL AS ok"
         ).fetchone()
-        if not found["ok"]:
+        if found is None or not found["ok"]:
             return False
         row = cur.execute("SELECT MAX(v) AS v FROM checkpoint_migrations").fetchone()
-        return row["v"] is not None and int(row["v"]) == len(self.MIGRATIONS) - 1
+        return (
+            row is not None and row["v"] is not None and int(row["v"]) == len(self.MIGRATIONS) - 1
+        )
 
     def flush(self) -> None:
         """Nothing is buffered: every checkpoint is committed when it is put."""
@@ -219,7 +221,7 @@ class HitlPostgresSaver(AsyncInWorkerThreads, MessageLogSaver, PostgresSaver):
             yield item
 
 
-def _take_migration_lock(cur: Any, url: str) -> None:
+def _take_migration_lock(cur: psycopg.Cursor[DictRow], url: str) -> None:
     """Take the schema's migration lock (a session advisory lock) by polling for it.
 
     Not `pg_advisory_lock`: a statement waiting for the lock keeps its transaction open, and
@@ -227,9 +229,10 @@ def _take_migration_lock(cur: Any, url: str) -> None:
     transaction of the database to end, so processes starting together deadlocked.
     """
     deadline = time.monotonic() + MIGRATION_WAIT_SECONDS
-    while not cur.execute(f"SELECT pg_try_advisory_lock({MIGRATION_LOCK}) AS taken").fetchone()[
-        "taken"
-    ]:
+    while True:
+        row = cur.execute(f"SELECT pg_try_advisory_lock({MIGRATION_LOCK}) AS taken").fetchone()
+        if row is not None and row["taken"]:
+            return
         if time.monotonic() > deadline:
             raise DatabaseBusy(url, MIGRATION_WAIT_SECONDS)
         time.sleep(MIGRATION_LOCK_POLL_SECONDS)
@@ -238,10 +241,11 @@ def _take_migration_lock(cur: Any, url: str) -> None:
 @contextmanager
 def open_postgres_saver(url: str) -> Iterator[HitlPostgresSaver]:
     """Open the checkpoint saver on the PostgreSQL database at `url` (tables created or
-    migrated first), on the process's pool for that database (see `checkpoints.db`)."""
+    migrated first), on the process's pool for that database (of `url.pool_size` if it is a
+    `PostgresUrl`; see `checkpoints.database`)."""
     try:
-        handle = PgConnection(url)
-    except (psycopg.Error, PoolTimeout, ValueError) as e:  # ValueError: HITL_PG_POOL_SIZE
+        handle = PgConnection(as_postgres(url))
+    except (psycopg.Error, PoolTimeout) as e:
         raise DatabaseError(url, e) from e
     try:
         saver = HitlPostgresSaver(handle.pool, url=url)

@@ -33,8 +33,11 @@ _CHECKED_CODES = {
 class StrictSerializer(JsonPlusSerializer):
     """`JsonPlusSerializer` with msgpack types limited to an allow-list and no pickle."""
 
-    def __init__(self, allowed: Iterable[tuple[str, str]] = ()) -> None:
+    def __init__(
+        self, allowed: Iterable[tuple[str, str]] = (), *, max_inflated: int | None = None
+    ) -> None:
         self._trusted = frozenset(compat.SAFE_MSGPACK_TYPES) | frozenset(allowed)
+        self._max_inflated = MAX_INFLATED if max_inflated is None else max_inflated
         super().__init__(pickle_fallback=False, allowed_msgpack_modules=None)
         self._stock_hook = compat.create_msgpack_ext_hook(None)
         self._refused = threading.local()  # the refusal, past ormsgpack's own ValueError
@@ -90,7 +93,7 @@ class StrictSerializer(JsonPlusSerializer):
     def loads_typed(self, data: tuple[str, bytes]) -> Any:
         type_, payload = data
         if type_ == COMPRESSED:
-            type_, payload = "msgpack", _inflated(payload)
+            type_, payload = "msgpack", _inflated(payload, self._max_inflated)
         if type_ == "msgpack":
             try:
                 return ormsgpack.unpackb(payload, ext_hook=self._checked_hook, option=_OPTION)
@@ -122,10 +125,10 @@ def _default(obj: Any) -> Any:
     return compat.msgpack_default(obj)
 
 
-def _inflated(payload: bytes) -> bytes:
+def _inflated(payload: bytes, limit: int) -> bytes:
     inflater = zlib.decompressobj()
     try:
-        data = inflater.decompress(payload, MAX_INFLATED)
+        data = inflater.decompress(payload, limit)
     except zlib.error as e:
         raise UntrustedCheckpointError(f"compressed data that does not inflate ({e})") from None
     if inflater.unconsumed_tail or inflater.unused_data or not inflater.eof:
@@ -133,6 +136,9 @@ def _inflated(payload: bytes) -> bytes:
     return data
 
 
-def make_strict_serializer(allowed: Iterable[tuple[str, str]] = ()) -> StrictSerializer:
-    """The serializer every saver of this project uses."""
-    return StrictSerializer(allowed)
+def make_strict_serializer(
+    allowed: Iterable[tuple[str, str]] = (), *, max_inflated: int = MAX_INFLATED
+) -> StrictSerializer:
+    """The serializer every saver of this project uses; a compressed value that inflates past
+    `max_inflated` bytes is refused."""
+    return StrictSerializer(allowed, max_inflated=max_inflated)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from hitl.checkpoints.database import Cursor, PgCursor, Store, notify, store_connection
+from hitl.checkpoints.database import Cursor, PgCursor, Store, notify, scalar, store_connection
 from hitl.checkpoints.ledger import alive_on_this_host
 from hitl.checkpoints.records import iso
 
@@ -257,9 +257,9 @@ class RunQueue(Store):
 
         def work(cur: Cursor) -> dict[str, int]:
             return {
-                status: cur.execute(
-                    f"SELECT COUNT(*) FROM hitl_runs WHERE status = '{status}'"
-                ).fetchone()[0]
+                status: scalar(
+                    cur.execute(f"SELECT COUNT(*) FROM hitl_runs WHERE status = '{status}'")
+                )
                 for status in ("queued", "running")
             }
 

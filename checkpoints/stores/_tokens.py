@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from hitl.checkpoints.database import Cursor, Store, store_connection
+from hitl.checkpoints.database import Cursor, Store, one, store_connection
+from hitl.checkpoints.errors import TokenError, TokenExists, TokenNotFound
 from hitl.checkpoints.records import iso
 
 Role = Literal["viewer", "approver", "admin"]
@@ -36,18 +37,6 @@ _SCHEMA = (
     "CREATE UNIQUE INDEX IF NOT EXISTS hitl_tokens_active_name ON hitl_tokens (name) "
     "WHERE revoked_at IS NULL",
 )
-
-
-class TokenError(ValueError):
-    """A token request that cannot be done; the message says why and what to do."""
-
-
-class TokenExists(TokenError):
-    """An active token has that name already."""
-
-
-class TokenNotFound(TokenError):
-    """No active token has that name."""
 
 
 @dataclass(frozen=True)
@@ -109,11 +98,13 @@ class TokenStore(Store):
                 (_hash(secret), name, role, time.time(), created_by),
             )
             return _token_of(
-                cur.execute(
-                    "SELECT name, role, created_at, created_by, revoked_at FROM hitl_tokens "
-                    "WHERE token_hash = ?",
-                    (_hash(secret),),
-                ).fetchone()
+                one(
+                    cur.execute(
+                        "SELECT name, role, created_at, created_by, revoked_at FROM hitl_tokens "
+                        "WHERE token_hash = ?",
+                        (_hash(secret),),
+                    )
+                )
             )
 
         return self._write(work), secret
@@ -140,11 +131,13 @@ class TokenStore(Store):
             if not changed:
                 raise TokenNotFound(f"no active token named {name!r}; see `hitl token list`")
             return _token_of(
-                cur.execute(
-                    "SELECT name, role, created_at, created_by, revoked_at FROM hitl_tokens "
-                    "WHERE name = ? ORDER BY revoked_at DESC LIMIT 1",
-                    (name,),
-                ).fetchone()
+                one(
+                    cur.execute(
+                        "SELECT name, role, created_at, created_by, revoked_at FROM hitl_tokens "
+                        "WHERE name = ? ORDER BY revoked_at DESC LIMIT 1",
+                        (name,),
+                    )
+                )
             )
 
         return self._write(work)
@@ -161,6 +154,22 @@ class TokenStore(Store):
 
     def has_admin(self) -> bool:
         return any(t.role == "admin" for t in self.list())
+
+    def create_first_admin(self, *, created_by: str) -> str | None:
+        """The secret of a first admin token (named `admin`, or `admin-N` if another token has
+        that name); None if an admin token exists, or another process made one meanwhile
+        (services started together on one database: only one of them gets it)."""
+        active = self.list()
+        if any(t.role == "admin" for t in active):
+            return None
+        names = {t.name for t in active}
+        name = next(n for n in ("admin", *(f"admin-{i}" for i in range(2, 100))) if n not in names)
+        try:
+            return self.create(name, "admin", created_by=created_by)[1]
+        except TokenExists:  # another process took the name between our read and our write
+            if self.has_admin():
+                return None
+            raise
 
 
 @contextmanager

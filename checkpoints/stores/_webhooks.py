@@ -30,10 +30,11 @@ from hitl.checkpoints.database import (
     PgConnection,
     PostgresOnly,
     Store,
+    scalar,
     store_connection,
     table_exists,
 )
-from hitl.checkpoints.errors import DatabaseError
+from hitl.checkpoints.errors import DatabaseError, WebhookError
 from hitl.checkpoints.ledger import AUDIT_COLUMNS, COLUMNS, audit_entry_of, record_of
 from hitl.checkpoints.records import STATUS_OF_DECISION, ApprovalRecord, AuditEntry, iso
 from hitl.checkpoints.urls import is_postgres
@@ -111,10 +112,6 @@ _DELIVERY_COLUMNS = (
     "id, webhook_id, event_id, event_type, payload, status, attempts, next_attempt_at, "
     "claimed_until, last_status_code, last_error, created_at, delivered_at"
 )
-
-
-class WebhookError(ValueError):
-    """A webhook request we refuse (bad URL, unknown event or endpoint); nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -418,9 +415,11 @@ class WebhookStore(Store):
             delivery = _get_delivery(cur, delivery_id)
             if delivery is None:
                 raise WebhookError(f"no webhook delivery {delivery_id}")
-            held = cur.execute(
-                "SELECT claim FROM hitl_webhook_deliveries WHERE id = ?", (delivery_id,)
-            ).fetchone()[0]
+            held = scalar(
+                cur.execute(
+                    "SELECT claim FROM hitl_webhook_deliveries WHERE id = ?", (delivery_id,)
+                )
+            )
             if claim is not None and held != claim:
                 return None
             if delivery.status == "delivered":
@@ -626,14 +625,12 @@ def _audit_head(cur: Cursor) -> int:
     """The newest audit row's `rowid` (0: none yet)."""
     if not _has_audit(cur):
         return 0
-    return int(cur.execute("SELECT COALESCE(MAX(rowid), 0) FROM hitl_audit").fetchone()[0])
+    return int(scalar(cur.execute("SELECT COALESCE(MAX(rowid), 0) FROM hitl_audit")))
 
 
 def _cursor(cur: Cursor) -> int:
     """The `rowid` of the newest audit row already turned into deliveries."""
-    return int(
-        cur.execute("SELECT audit_rowid FROM hitl_webhook_cursor WHERE id = 1").fetchone()[0]
-    )
+    return int(scalar(cur.execute("SELECT audit_rowid FROM hitl_webhook_cursor WHERE id = 1")))
 
 
 def _audit_after_cursor(cur: Cursor) -> bool:
@@ -767,7 +764,6 @@ __all__ = [
     "Delivery",
     "DeliveryStatus",
     "Endpoint",
-    "WebhookError",
     "WebhookStore",
     "make_webhook_store",
     "open_webhook_store",
