@@ -9,9 +9,8 @@ from typing import NoReturn
 
 import click
 
-from hitl.checkpoints.errors import DatabaseBusy, DatabaseError
+from hitl.checkpoints.errors import CopyError, DatabaseBusy, DatabaseError
 from hitl.checkpoints.maintenance import (
-    CopyError,
     CopyReport,
     SchemaStatus,
     copy_database,

@@ -11,7 +11,7 @@ from typing import NoReturn, cast
 
 import click
 
-from hitl.checkpoints.errors import DatabaseBusy, DatabaseError
+from hitl.checkpoints.errors import DatabaseBusy, DatabaseError, WebhookError
 from hitl.checkpoints.records import iso
 from hitl.checkpoints.stores import (
     DELIVERY_STATUSES,
@@ -19,7 +19,6 @@ from hitl.checkpoints.stores import (
     Delivery,
     DeliveryStatus,
     Endpoint,
-    WebhookError,
     WebhookStore,
     open_webhook_store,
 )

@@ -17,9 +17,10 @@ CSRF_HEADER = "X-Hitl-CSRF"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
-class Unauthenticated(HTTPException):
-    def __init__(self, detail: str) -> None:
-        super().__init__(401, detail, headers={"WWW-Authenticate": 'Bearer realm="hitl"'})
+def _unauthenticated(detail: str) -> HTTPException:
+    """A 401 that names the scheme to authenticate with (the JSON `type` is `Unauthenticated`,
+    as for the service's error of that name)."""
+    return HTTPException(401, detail, headers={"WWW-Authenticate": 'Bearer realm="hitl"'})
 
 
 def principal(request: Request) -> Token:
@@ -29,7 +30,7 @@ def principal(request: Request) -> Token:
     if header is not None:
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
-            raise Unauthenticated(
+            raise _unauthenticated(
                 "the Authorization header must be 'Bearer <token>'; create a token with "
                 "`hitl token create NAME --role viewer|approver|admin`"
             )
@@ -38,13 +39,13 @@ def principal(request: Request) -> Token:
         secret = request.cookies.get(COOKIE, "")
         from_cookie = True
         if not secret:
-            raise Unauthenticated(
+            raise _unauthenticated(
                 "this endpoint needs a token: send 'Authorization: Bearer <token>' (create one "
                 "with `hitl token create NAME --role viewer|approver|admin`)"
             )
     token = tokens.authenticate(secret.strip())
     if token is None:
-        raise Unauthenticated(
+        raise _unauthenticated(
             "the token is not valid (mistyped, or revoked); ask an admin for a new one"
         )
     if from_cookie and request.method not in SAFE_METHODS and not request.headers.get(CSRF_HEADER):

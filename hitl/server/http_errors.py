@@ -11,8 +11,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hitl.checkpoints.errors import DatabaseBusy, DatabaseError, UntrustedCheckpointError
-from hitl.checkpoints.stores import TokenError, TokenExists, TokenNotFound
+from hitl.checkpoints.errors import (
+    DatabaseBusy,
+    DatabaseError,
+    TokenError,
+    TokenExists,
+    TokenNotFound,
+    UntrustedCheckpointError,
+)
 from hitl.service import errors
 
 STATUS: dict[type[Exception], int] = {
@@ -80,8 +86,7 @@ def install(app: FastAPI) -> None:
         body = {"type": "InvalidRequest", "message": message, "status": 422, "fields": fields}
         return JSONResponse({"error": body}, status_code=422)
 
-    for error_type in STATUS:
+    for error_type in (*STATUS, *errors.DOMAIN_ERRORS):
         app.add_exception_handler(error_type, domain)
-    app.add_exception_handler(errors.HitlError, domain)
     app.add_exception_handler(StarletteHTTPException, http)
     app.add_exception_handler(RequestValidationError, invalid)

@@ -1,14 +1,31 @@
 """Domain errors: each says what happened and what to do next.
 
-The CLI maps them to exit codes (`EXIT_CODES` in `hitl.cli`); a later HTTP layer maps them to
-status codes. Raised before anything is written, so a refused request leaves the database as it was.
+The service's contract is `DOMAIN_ERRORS`: its own `HitlError`s, and the ledger's refusals it
+passes on as they are (`PASSED_ON`: `ArgsChanged`, `NotPermitted`, `NotReconcilable`,
+`LedgerTampered`, defined once, in `hitl.checkpoints.errors`, and re-exported here). Where the
+ledger already says what a person needs to know, its error is the service's too: a look-alike
+class of the same name here would only need a translator, and leave two classes of one name
+for every `except` to tell apart. The service translates only where its word differs from the
+ledger's (`workflow._translated`): a call someone else decided first (`AlreadyDecided`), a
+call it cannot find (`UnknownToolCall`), and the four ways of being held up by another
+process (`Busy`).
+
+Front ends import errors from this module, and map each to an exit code (`EXIT_CODES` in
+`hitl.cli.main`) or an HTTP status (`STATUS` in `hitl.server.http_errors`), in one table each.
+Raised before anything is written, so a refused request leaves the database as it was.
 """
 
 from collections.abc import Sequence
 
+from hitl.checkpoints.errors import ArgsChanged as ArgsChanged
+from hitl.checkpoints.errors import LedgerError
+from hitl.checkpoints.errors import LedgerTampered as LedgerTampered
+from hitl.checkpoints.errors import NotPermitted as NotPermitted
+from hitl.checkpoints.errors import NotReconcilable as NotReconcilable
+
 
 class HitlError(Exception):
-    """Base class of every error a user can cause."""
+    """Base class of the service's own errors (`DOMAIN_ERRORS`: every error a user can cause)."""
 
 
 class ThreadNotFound(HitlError):
@@ -79,21 +96,8 @@ class AlreadyDecided(HitlError):
         self.by, self.at, self.decision, self.status = by, at, decision, status
 
 
-class NotPermitted(HitlError):
-    """The policy does not let this person make this decision (separation of duties)."""
-
-
 class Busy(HitlError):
     """The thread or the database is held by another process for longer than we wait."""
-
-
-class NotReconcilable(HitlError):
-    def __init__(self, thread_id: str, tool_call_id: str, status: str) -> None:
-        super().__init__(
-            f"tool call {tool_call_id!r} of thread {thread_id!r} is {status}, not "
-            "outcome_unknown; only a call whose outcome is unknown can be reconciled. "
-            "See `hitl pending` for the calls that need it."
-        )
 
 
 class DecisionNotAllowed(HitlError):
@@ -132,19 +136,6 @@ class InvalidSettings(HitlError):
     """A setting (model, tools, policy, database) that cannot be used."""
 
 
-class LedgerTampered(HitlError):
-    """The approvals table says a call may run, but its audit trail does not agree."""
-
-
-class ArgsChanged(HitlError):
-    def __init__(self, thread_id: str, tool_call_id: str, args_hash: str) -> None:
-        super().__init__(
-            f"the arguments of tool call {tool_call_id!r} of thread {thread_id!r} changed since "
-            f"you looked (they now hash to {args_hash[:12]}…); nothing was recorded. Look again "
-            f"with `hitl show {thread_id}` and decide on what it asks now."
-        )
-
-
 class Unauthenticated(HitlError):
     """The HTTP service refused the token (missing, mistyped or revoked)."""
 
@@ -157,15 +148,26 @@ class ServiceUnavailable(HitlError):
     """The HTTP service could not be reached, or failed in an unexpected way."""
 
 
-def from_wire(error: dict[str, object], status: int) -> HitlError:
+PASSED_ON: tuple[type[LedgerError], ...] = (
+    ArgsChanged,
+    LedgerTampered,
+    NotPermitted,
+    NotReconcilable,
+)
+"""The ledger's refusals the service passes on as they are: part of its contract."""
+DOMAIN_ERRORS: tuple[type[Exception], ...] = (HitlError, *PASSED_ON)
+"""Every error a user can cause: what a front end catches and shows without a traceback."""
+
+
+def from_wire(error: dict[str, object], status: int) -> Exception:
     """The error the HTTP service answered with, as the same domain error (for remote mode):
     the message is the service's own, so local and remote mode print the same text."""
     name, message = str(error.get("type", "")), str(error.get("message", ""))
-    kinds: dict[str, type[HitlError]] = {k.__name__: k for k in _every(HitlError)}
+    kinds = {k.__name__: k for k in [*_every(HitlError), *PASSED_ON]}
     if status == 401:
         return Unauthenticated(message)
     kind = kinds.get(name) or (Forbidden if status == 403 else ServiceUnavailable)
-    made = kind.__new__(kind)
+    made = kind.__new__(kind)  # the message is the service's: skip each class's own wording
     Exception.__init__(made, message)
     recorded = error.get("recorded")
     if isinstance(made, AlreadyDecided) and isinstance(recorded, dict):

@@ -6,7 +6,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from hitl.checkpoints import maintenance
-from hitl.checkpoints.stores import Token, TokenStore, WebhookError, WebhookStore
+from hitl.checkpoints.errors import WebhookError
+from hitl.checkpoints.stores import Token, TokenStore, WebhookStore
 from hitl.server.api.bodies import NewToken, NewWebhook, Prune, Reconcile
 from hitl.server.api.common import AsAdmin, Queue, Service, admin, queue, viewer
 from hitl.server.auth import principal, token_summary
