@@ -11,11 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.cli_helpers import (
-    COUNT,
-    PAIR,
+from tests.support.cli import (
     RELAXED_RULE,
-    SALLY,
     STRICT_RULE,
     Workspace,
     assert_refused,
@@ -24,6 +21,7 @@ from tests.e2e.cli_helpers import (
     error_message,
     file_tree,
 )
+from tests.support.prompts import COUNT, PAIR, SALLY
 
 
 @dataclass(frozen=True)
@@ -93,7 +91,7 @@ def test_an_approved_email_is_sent_exactly_once_even_when_approved_again(
     assert call["args"] == {"recipient": "sally@example.com", "message": "hi"}
     assert "approve" in call["allowed_decisions"]
     assert call["thread_id"] == started["thread_id"]
-    assert started["messages"][0] == {"type": "human", "content": SALLY}
+    assert started["messages"][0] == {"type": "human", "content": SALLY, "text": SALLY}
     assert started["messages"][-1]["tool_calls"][0]["tool_call_id"] == call["tool_call_id"]
     assert workspace.sent() == []
     thread = started["thread_id"]

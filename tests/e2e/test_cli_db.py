@@ -3,8 +3,9 @@ from a SQLite file to PostgreSQL with its pending approvals."""
 
 import pytest
 
-from tests.e2e.cli_helpers import COUNT, PAIR, SALLY, Workspace, assert_refused, describe
-from tests.postgres import fresh_database, require_postgres, server_url
+from tests.support.cli import Workspace, assert_refused, describe
+from tests.support.postgres import fresh_database, require_postgres, server_url
+from tests.support.prompts import COUNT, PAIR, SALLY
 
 
 def _populated(workspace: Workspace) -> dict[str, str]:

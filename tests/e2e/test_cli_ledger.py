@@ -9,14 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.cli_helpers import (
-    PAIR,
-    SALLY,
-    Workspace,
-    assert_refused,
-    calls_by_recipient,
-    describe,
-)
+from tests.support.cli import Workspace, assert_refused, calls_by_recipient, describe
+from tests.support.prompts import PAIR, SALLY
 
 
 @dataclass(frozen=True)

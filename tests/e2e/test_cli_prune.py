@@ -4,7 +4,8 @@ resumes afterwards."""
 import sqlite3
 from contextlib import closing
 
-from tests.e2e.cli_helpers import COUNT, SALLY, Workspace, assert_refused, describe
+from tests.support.cli import Workspace, assert_refused, describe
+from tests.support.prompts import COUNT, SALLY
 
 
 def checkpoints_of(workspace: Workspace, thread_id: str) -> int:

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.cli_helpers import SALLY, describe, hitl, isolated_env
-from tests.e2e.service_helpers import HitlService, make_token, running_service
+from tests.support.cli import describe, hitl
+from tests.support.environment import hitl_environment, process_environment
+from tests.support.prompts import SALLY
+from tests.support.services import HitlService, make_token, running_service
 
 pytestmark = pytest.mark.slow
 
@@ -27,12 +29,17 @@ def bob(service: HitlService) -> str:
     return make_token(service, "bob", "approver")
 
 
+def cli_env(service: HitlService, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of `hitl` on the service's database and outbox, with `extra`."""
+    return process_environment(hitl_environment(service.db, service.outbox, extra))
+
+
 def local(service: HitlService, *args: str) -> subprocess.CompletedProcess[str]:
-    return hitl(*args, env=isolated_env(service.db, service.outbox), cwd=service.db.parent)
+    return hitl(*args, env=cli_env(service), cwd=service.db.parent)
 
 
 def remote(service: HitlService, token: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = isolated_env(service.db, service.outbox, {"HITL_URL": service.url, "HITL_TOKEN": token})
+    env = cli_env(service, {"HITL_URL": service.url, "HITL_TOKEN": token})
     env.pop("HITL_DB")  # remote mode must not need the database
     return hitl(*args, env=env, cwd=Path("/"))
 
@@ -104,7 +111,7 @@ def test_remote_mode_says_what_is_wrong_with_the_token_the_role_or_the_address(
     assert forbidden.returncode == 18 and "'approver'" in forbidden.stderr
     claimed = remote(service, service.admin_token, "approve", thread_id, "--as", "alice")
     assert claimed.returncode == 2 and "--as does not apply with --url" in claimed.stderr
-    env = isolated_env(service.db, service.outbox, {"HITL_URL": "http://127.0.0.1:9"})
+    env = cli_env(service, {"HITL_URL": "http://127.0.0.1:9"})
     unreachable = hitl("--token", viewer, "pending", env=env, cwd=Path("/"))
     assert unreachable.returncode == 19 and "cannot reach the hitl service" in unreachable.stderr
     assert json.loads(local(service, "show", thread_id, "--json").stdout)["status"] == "interrupted"

@@ -5,7 +5,6 @@ pytest nor PostgreSQL's driver."""
 import csv
 import io
 import json
-import os
 import shutil
 import stat
 import subprocess
@@ -16,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.support.environment import process_environment
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -67,10 +68,11 @@ class Installed:
 
 
 def _env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """This environment without what would let the checkout or the dev venv leak in."""
+    """A test subprocess's environment without what would let the checkout or the dev venv
+    leak in, plus `extra`."""
     leaky = ("PYTHONPATH", "PYTHONHOME", "PYTHONSAFEPATH", "VIRTUAL_ENV")
-    env = {k: v for k, v in os.environ.items() if k not in leaky and not k.startswith("HITL_")}
-    env.update(PYTHONNOUSERSITE="1", LANGSMITH_TRACING="false", LANGCHAIN_TRACING_V2="false")
+    env = {k: v for k, v in process_environment({}).items() if k not in leaky}
+    env.update(PYTHONNOUSERSITE="1")
     env.update(extra or {})
     return env
 

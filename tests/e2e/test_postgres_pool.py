@@ -8,8 +8,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.e2e.service_helpers import SEND_PROMPT, running_service, start_and_wait, wait_run
-from tests.postgres import fresh_database
+from tests.support.postgres import fresh_database
+from tests.support.prompts import SALLY
+from tests.support.services import running_service, start_and_wait, wait_run
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -45,7 +46,7 @@ def test_a_service_with_a_pool_of_two_serves_six_clients_and_holds_at_most_three
                 sent = []
                 with service.client() as client:
                     for _ in range(CYCLES_PER_CLIENT):
-                        view = start_and_wait(client, SEND_PROMPT)
+                        view = start_and_wait(client, SALLY)
                         assert view["status"] == "interrupted", view
                         accepted = client.post(f"/threads/{view['thread_id']}/approve", json={})
                         assert accepted.status_code == 202, accepted.text

@@ -4,7 +4,6 @@ one is killed mid-tool another takes its thread over (on one host, or from anoth
 the dead one's heartbeat is silent) without running the tool again."""
 
 import json
-import os
 import queue
 import random
 import threading
@@ -20,27 +19,18 @@ from typing import Any, Literal
 import httpx
 import psycopg
 import pytest
-from langchain_core.tools import BaseTool, tool
-from langgraph.prebuilt import ToolRuntime
 
 from hitl.checkpoints.stores import OTHER_HOST_SILENCE_SECONDS, open_token_store
-from hitl.graph.demo_tools import count_emails
 from hitl.server.workers import HEARTBEAT_SECONDS
-from tests.e2e.service_helpers import (
-    SEND_PROMPT,
-    HitlService,
-    accepted,
-    email_prompt,
-    gate,
-    held,
-    start_services,
-    wait_run,
-)
-from tests.postgres import fresh_database
+from tests.support.environment import REPO_ROOT, importable
+from tests.support.plugins import gate, held, plugin_spec
+from tests.support.postgres import fresh_database
+from tests.support.processes import eventually
+from tests.support.prompts import SALLY, email_prompt
+from tests.support.services import HitlService, accepted, start_services, wait_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVICES = 3
 WORKERS = ("--workers", "2")
 APPROVALS = 200
@@ -303,45 +293,6 @@ def test_three_services_on_one_database_decide_each_approval_once_and_run_each_t
         assert forks(url) == [], "a thread's history forked"
 
 
-def gated_tools() -> list[BaseTool]:
-    """Loaded by the services through HITL_TOOLS: the demo's `count_emails`, and a
-    `send_email` that delivers into HITL_OUTBOX (one JSON line with its call ID and process,
-    synced) and then, while the gate file exists, does not return: it writes the held file
-    (its call ID and process) and waits, so the test's `kill -9` lands mid-tool.
-    """
-    outbox = Path(os.environ["HITL_OUTBOX"])
-
-    @tool
-    def send_email(message: str, recipient: str, runtime: ToolRuntime) -> str:
-        """Send an email.
-
-        Args:
-            message: The body of the email.
-            recipient: The address to send it to.
-        """
-        me = {"tool_call_id": runtime.tool_call_id, "pid": os.getpid()}
-        with outbox.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(me) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        if gate(outbox).exists():
-            staged = held(outbox).with_suffix(".staged")
-            staged.write_text(json.dumps(me), encoding="utf-8")
-            staged.replace(held(outbox))  # whole, or not at all
-            while gate(outbox).exists():
-                time.sleep(0.01)
-        return f"Email sent to {recipient}."
-
-    return [count_emails, send_email]
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_SECONDS) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.01)
-
-
 @pytest.mark.parametrize("separate_hosts", [False, True], ids=["one-host", "separate-hosts"])
 def test_a_service_killed_mid_tool_is_taken_over_by_another_and_the_call_waits_for_a_person(
     tmp_path: Path, separate_hosts: bool
@@ -349,8 +300,7 @@ def test_a_service_killed_mid_tool_is_taken_over_by_another_and_the_call_waits_f
     seed = random.randrange(1 << 30)
     print(f"random seed: {seed}")
     rng = random.Random(seed)
-    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-    env = {"PYTHONPATH": path, "HITL_TOOLS": f"{__name__}:gated_tools"}
+    env = {"HITL_TOOLS": plugin_spec("gated_tools"), **importable(REPO_ROOT)}
     with (
         fresh_database() as url,
         running_services(tmp_path, url, env, separate_hosts=separate_hosts) as services,
@@ -364,7 +314,7 @@ def test_a_service_killed_mid_tool_is_taken_over_by_another_and_the_call_waits_f
         with rng.choice(services).client() as client:
             approval = client.post(f"/threads/{victim}/approve", json={"call": victim_call})
         run_id = accepted(approval)["run"]["run_id"]
-        wait_until(held(outbox).exists, "the approved email is held mid-tool")
+        eventually(held(outbox).exists, "the approved email is held mid-tool", WAIT_SECONDS)
         in_tool = json.loads(held(outbox).read_text(encoding="utf-8"))
         assert in_tool["tool_call_id"] == victim_call
         [holder] = [s for s in services if s.process.pid == in_tool["pid"]]
@@ -466,7 +416,7 @@ def test_an_inbox_stream_on_one_service_follows_requests_and_decisions_made_on_a
             events = _sse(stream)
             assert "pending" in next(events)  # the inbox as it is: empty
 
-            started = accepted(client.post("/threads", json={"prompt": SEND_PROMPT}))
+            started = accepted(client.post("/threads", json={"prompt": SALLY}))
             wait_run(client, started["run"]["run_id"])
             call = client.get(f"/threads/{started['thread_id']}").json()["pending"][0]
             assert _until(events, lambda inbox: _calls(inbox) == [call["tool_call_id"]])

@@ -1,9 +1,7 @@
 """`hitl serve` killed with `kill -9` and started again on the same files: every run it had
 accepted (202) finishes, no tool runs twice, and no message is answered twice."""
 
-import os
 import sqlite3
-import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import closing
@@ -11,76 +9,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_core.tools import BaseTool, tool
-from langgraph.prebuilt import ToolRuntime
 
-from tests.e2e.service_helpers import (
-    HitlService,
-    accepted,
-    email_prompt,
-    gate,
-    held,
-    start_service,
-    wait_run,
-)
+from tests.support.environment import REPO_ROOT, importable
+from tests.support.plugins import gate, held, plugin_spec
+from tests.support.processes import eventually
+from tests.support.prompts import email_prompt
+from tests.support.services import HitlService, accepted, start_service, wait_run
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TOOL_SECONDS = 0.3
-"""How long each tool takes (`send_email`: after its side effect), so that runs queue up."""
 WAIT_SECONDS = 30.0
 REQUEUED = "runs were in flight when the last process stopped; running them again"
 """What the restarted service logs, after the number of runs it put back in the queue."""
 
 
-def slow_tools() -> list[BaseTool]:
-    """Loaded by the service through HITL_TOOLS: `send_email`, whose side effect (its call ID
-    appended to HITL_OUTBOX, synced) comes before a slow return, like an email sent before the
-    mail server answers; and `count_emails` (never asked about), slow too.
-
-    While the gate file exists, a tool past its time does not return (and says so in the held
-    file): the test closes the gate to be sure its `kill -9` lands mid-tool, whatever the timing.
-    """
-    outbox = Path(os.environ["HITL_OUTBOX"])
-
-    def finish_slowly() -> None:
-        deadline = time.monotonic() + TOOL_SECONDS
-        while time.monotonic() < deadline or gate(outbox).exists():
-            if time.monotonic() >= deadline:
-                held(outbox).touch()
-            time.sleep(0.01)
-
-    @tool
-    def send_email(message: str, recipient: str, runtime: ToolRuntime) -> str:
-        """Send an email.
-
-        Args:
-            message: The body of the email.
-            recipient: The address to send it to.
-        """
-        with outbox.open("a", encoding="utf-8") as f:
-            f.write(f"{runtime.tool_call_id}\n")
-            f.flush()
-            os.fsync(f.fileno())
-        finish_slowly()
-        return f"Email sent to {recipient}."
-
-    @tool
-    def count_emails(last_n_days: int) -> str:
-        """Count the emails received in the last `last_n_days` days.
-
-        Args:
-            last_n_days: How many days back to look, counting today.
-        """
-        finish_slowly()
-        return f"You received {last_n_days * 7} emails in the last {last_n_days} days."
-
-    return [count_emails, send_email]
-
-
 def restartable(tmp: Path, workers: int) -> HitlService:
-    """`hitl serve` on `tmp`'s files with the `slow_tools` (loaded from this module)."""
-    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-    env = {"PYTHONPATH": path, "HITL_TOOLS": f"{__name__}:slow_tools"}
+    """`hitl serve` on `tmp`'s files with the `slow_tools`."""
+    env = {"HITL_TOOLS": plugin_spec("slow_tools"), **importable(REPO_ROOT)}
     return start_service(tmp, env=env, args=("--workers", str(workers)))
 
 
@@ -98,17 +41,10 @@ def restart(killed: HitlService) -> HitlService:
 
 def kill_mid_tool(service: HitlService, ready: Callable[[], bool], what: str) -> None:
     """Once `ready()`, close the gate, wait until a tool is held there, and `kill -9`."""
-    wait_until(ready, what)
+    eventually(ready, what, WAIT_SECONDS)
     gate(service.outbox).touch()
-    wait_until(held(service.outbox).exists, "a tool is held at the gate")
+    eventually(held(service.outbox).exists, "a tool is held at the gate", WAIT_SECONDS)
     service.kill()
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.01)
 
 
 def sent(service: HitlService) -> list[str]:

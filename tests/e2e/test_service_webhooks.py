@@ -1,23 +1,16 @@
 """The running service delivers signed webhooks for what happens through it, retrying a
 receiver that fails, and shows the admin the delivery log."""
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.service_helpers import SEND_PROMPT, make_token, running_service, start_and_wait
-from tests.integration.test_webhooks import Receiver, serving
+from tests.support.processes import eventually
+from tests.support.prompts import SALLY
+from tests.support.services import make_token, running_service, start_and_wait
+from tests.support.webhooks import Receiver, serving
 
 pytestmark = pytest.mark.slow
-
-
-def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "the condition never became true"
-        time.sleep(0.1)
 
 
 def events(receiver: Receiver) -> list[str]:
@@ -36,7 +29,7 @@ def test_the_service_delivers_each_event_signed_and_retries_a_failing_receiver(
         assert added.status_code == 201, added.text
         receiver.secrets["/hook"] = added.json()["secret"]
         with service.client(make_token(service, "bob", "approver")) as bob:
-            thread = start_and_wait(bob, SEND_PROMPT)
+            thread = start_and_wait(bob, SALLY)
             assert bob.post(f"/threads/{thread['thread_id']}/approve", json={}).status_code == 202
         expected = ["approval.requested", "approval.decided", "tool.finished"]
         eventually(lambda: len(receiver.received) == 4)  # one 503, then each event once

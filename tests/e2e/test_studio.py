@@ -10,8 +10,9 @@ import pytest
 from langgraph_sdk.client import SyncLangGraphClient, get_sync_client
 
 from hitl.checkpoints.urls import DatabaseName
-from tests.e2e.conftest import E2E_METADATA, REPO_ROOT, StudioServer, run_studio_server
-from tests.sql import execute
+from tests.support.environment import REPO_ROOT
+from tests.support.sql import execute
+from tests.support.studio import E2E_METADATA, StudioServer, run_studio_server
 
 pytestmark = pytest.mark.slow
 

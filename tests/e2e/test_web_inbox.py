@@ -16,9 +16,10 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
 
-from tests.e2e.cli_helpers import calls_by_recipient
-from tests.e2e.service_helpers import (
-    SEND_PROMPT,
+from tests.support.cli import calls_by_recipient
+from tests.support.environment import importable
+from tests.support.prompts import SALLY
+from tests.support.services import (
     HitlService,
     make_token,
     running_service,
@@ -94,7 +95,7 @@ def card_of(page: Page, call_id: str) -> Locator:
     return page.locator(f'[data-card][data-call="{call_id}"]')
 
 
-def ask(service: HitlService, token: str, prompt: str = SEND_PROMPT) -> tuple[str, list[str]]:
+def ask(service: HitlService, token: str, prompt: str = SALLY) -> tuple[str, list[str]]:
     """Start a thread through the API; its ID and its pending calls' IDs."""
     with service.client(token) as api:
         thread = start_and_wait(api, prompt)
@@ -286,7 +287,7 @@ def test_the_thread_page_tells_the_story_and_follows_the_run(
 
     expect(page.get_by_role("heading", level=1)).to_contain_text(thread_id)
     expect(page.locator("[data-region=status]")).to_contain_text("waiting for a decision")
-    expect(page.locator(".msg--human")).to_contain_text(SEND_PROMPT)
+    expect(page.locator(".msg--human")).to_contain_text(SALLY)
     expect(card_of(page, call_id)).to_be_visible()
 
     with service.client(tess) as api:
@@ -327,8 +328,7 @@ POLICY = Policy(rules={
 
 def test_deadlines_tick_and_the_inbox_fits_a_phone(tmp_path: Path, browser: Browser) -> None:
     (tmp_path / "inbox_demo_policy.py").write_text(DEMO_POLICY)
-    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
-    env = {"HITL_POLICY": "inbox_demo_policy:POLICY", "PYTHONPATH": path}
+    env = {"HITL_POLICY": "inbox_demo_policy:POLICY", **importable(tmp_path)}
     screenshots = os.environ.get("HITL_SCREENSHOTS") == "1"
     with running_service(tmp_path, env=env) as service:
         alice = make_token(service, "alice", "approver")

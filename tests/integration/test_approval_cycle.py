@@ -1,4 +1,5 @@
-"""The approval graph on a file database: what runs, when, and what survives a restart."""
+"""The approval graph on a file database: what runs, when, what is refused, and what survives
+a restart."""
 
 import contextlib
 import threading
@@ -11,10 +12,13 @@ from pydantic import ValidationError
 
 from hitl.checkpoints.savers import open_saver
 from hitl.checkpoints.urls import DatabaseName
-from hitl.service.errors import AlreadyDecided, NothingPending, ThreadNotFound
+from hitl.graph.policy import Policy, ToolRule
+from hitl.service.errors import AlreadyDecided, InvalidDecision, NothingPending, ThreadNotFound
 from hitl.service.workflow import EveryPending
-from tests.fakes import ToolLog
-from tests.integration.conftest import ONE_EMAIL, TWO_EMAILS, open_test_service
+from tests.support.fakes import ToolLog
+from tests.support.harness import open_harness, open_test_service
+from tests.support.prompts import SALLY, TWO_EMAILS
+from tests.support.sql import checkpoint_table, execute
 
 
 def _latest_reviews_on_disk(db: DatabaseName, thread_id: str) -> dict[str, dict[str, object]]:
@@ -26,10 +30,18 @@ def _latest_reviews_on_disk(db: DatabaseName, thread_id: str) -> dict[str, dict[
     return dict(found.checkpoint["channel_values"].get("reviews", {}))
 
 
+def _rows_of(db: DatabaseName, thread_id: str) -> list[int]:
+    """The thread's checkpoint, write and message rows, counted on a connection of their own."""
+    return [
+        int(execute(db, f"SELECT COUNT(*) FROM {table} WHERE thread_id = ?", (thread_id,))[0][0])
+        for table in ("checkpoints", checkpoint_table(db, "writes"), "hitl_messages")
+    ]
+
+
 def test_the_approved_decision_is_on_disk_before_the_tool_starts(db: Path, log: ToolLog) -> None:
     seen_on_disk: dict[str, object] = {}
     with open_test_service(db, log) as service:
-        view = service.run(ONE_EMAIL, actor="alice")
+        view = service.run(SALLY, actor="alice")
         call_id = view.pending[0].tool_call_id
 
         def check_disk(name: str, tool_call_id: str) -> None:
@@ -67,7 +79,7 @@ def test_sibling_calls_each_run_once_and_only_after_every_call_is_decided(
 
 def test_rejected_call_never_runs_even_after_a_restart(db: Path, log: ToolLog) -> None:
     with open_test_service(db, log) as service:
-        view = service.run(ONE_EMAIL, actor="alice")
+        view = service.run(SALLY, actor="alice")
         service.decide(
             view.thread_id, EveryPending({"type": "reject", "message": "not today"}), actor="alice"
         )
@@ -84,7 +96,7 @@ def test_edited_call_runs_with_exactly_the_edited_args_and_the_model_is_told(
     db: Path, log: ToolLog
 ) -> None:
     with open_test_service(db, log) as service:
-        view = service.run(ONE_EMAIL, actor="alice")
+        view = service.run(SALLY, actor="alice")
         call_id = view.pending[0].tool_call_id
         edit = service.edit_answer(
             view.thread_id, call_id, {"message": "hello", "recipient": "s@x.org"}
@@ -98,7 +110,7 @@ def test_edited_call_runs_with_exactly_the_edited_args_and_the_model_is_told(
 
 def test_respond_answer_becomes_the_tool_result_without_running_it(db: Path, log: ToolLog) -> None:
     with open_test_service(db, log) as service:
-        view = service.run(ONE_EMAIL, actor="alice")
+        view = service.run(SALLY, actor="alice")
         call_id = view.pending[0].tool_call_id
         service.decide(
             view.thread_id, {call_id: {"type": "respond", "message": "sent it"}}, actor="alice"
@@ -125,26 +137,29 @@ def test_a_second_answer_to_a_decided_call_is_refused_and_nothing_reruns(
 
 
 def test_an_invalid_resume_sent_straight_to_langgraph_saves_nothing(db: Path, log: ToolLog) -> None:
-    with open_test_service(db, log) as service:
-        view = service.run(ONE_EMAIL, actor="alice")
-        graph = service._graph
+    with open_harness(db, log) as parts:
+        view = parts.service.run(SALLY, actor="alice")
+        graph = parts.graph
         config = {"configurable": {"thread_id": view.thread_id}}
         before = len(list(graph.get_state_history(config)))
         bad = {"type": "edit", "edited_action": {"name": "delete_everything", "args": {}}}
         with pytest.raises(ValidationError):
             graph.invoke(Command(resume={view.pending[0].interrupt_id: bad}), config)
-        after = service.show(view.thread_id)
+        after = parts.service.show(view.thread_id)
         assert len(list(graph.get_state_history(config))) == before
     assert after.status == "interrupted" and log.calls == []
 
 
 @pytest.mark.sqlite_only
 def test_runs_leave_nothing_buffered_or_locked(db: Path, log: ToolLog) -> None:
-    with open_test_service(db, log) as service:
-        view = service.run(ONE_EMAIL, actor="alice")
-        service.decide(view.thread_id, EveryPending("approve"), actor="alice")
-        saver = service._saver
-        assert not saver.conn.in_transaction and not saver._buffer
+    with open_harness(db, log) as parts:
+        view = parts.service.run(SALLY, actor="alice")
+        parts.service.decide(view.thread_id, EveryPending("approve"), actor="alice")
+        saver = parts.saver
+        on_disk = _rows_of(db, view.thread_id)  # read by another connection: what is committed
+        assert not saver.conn.in_transaction
+        saver.flush()  # writes whatever is still buffered
+        assert _rows_of(db, view.thread_id) == on_disk
         pragmas = {
             name: saver.conn.execute(f"PRAGMA {name}").fetchone()[0]
             for name in ("journal_mode", "synchronous", "busy_timeout")
@@ -170,8 +185,31 @@ def test_a_thread_never_shows_done_while_its_run_is_in_progress(db: DatabaseName
         with open_test_service(db, ToolLog()) as service:
             watching.start()
             time.sleep(0.05)  # the watcher is reading before the run starts
-            service.run(ONE_EMAIL, thread_id, actor="alice")
+            service.run(SALLY, thread_id, actor="alice")
             stop.set()
             watching.join()
     assert "done" not in seen
     assert "interrupted" in seen
+
+
+def test_text_that_is_not_utf8_is_refused_with_a_clear_error(db: Path, log: ToolLog) -> None:
+    with open_test_service(db, log) as service:
+        with pytest.raises(InvalidDecision, match="not valid UTF-8"):
+            service.run("caf\udce9", actor="alice")
+        view = service.run(SALLY, actor="alice")
+        call_id = view.pending[0].tool_call_id
+        with pytest.raises(InvalidDecision, match="not valid UTF-8"):
+            service.decide(
+                view.thread_id, {call_id: {"type": "reject", "message": "\ud800"}}, actor="b"
+            )
+        assert service.show(view.thread_id).pending[0].status == "pending"
+
+
+def test_cancelling_calls_whose_policy_does_not_offer_reject_still_works(
+    db: Path, log: ToolLog
+) -> None:
+    policy = Policy(rules={"send_email": ToolRule(allowed_decisions=("approve", "edit"))})
+    with open_test_service(db, log, policy) as service:
+        view = service.run(SALLY, actor="alice")
+        after = service.run("never mind", view.thread_id, actor="alice", cancel_pending=True)
+    assert after.status == "done" and log.calls == []

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.postgres import require_postgres, server_url
+from tests.support.postgres import require_postgres, server_url
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ("--seconds", "3", "--clients", "2")

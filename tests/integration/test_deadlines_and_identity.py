@@ -1,31 +1,21 @@
 """Deadlines settled by `sweep` on a controllable clock; who decided; separation of duties."""
 
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from hitl.checkpoints.errors import NotPending
+from hitl.checkpoints.ledger import open_ledger
 from hitl.graph.policy import Policy, ToolRule
 from hitl.service.errors import AlreadyDecided, NotPermitted
 from hitl.service.workflow import SWEEP_ACTOR, EveryPending
-from tests.fakes import ToolLog
-from tests.integration.conftest import ONE_EMAIL, open_test_service
+from tests.support.fakes import FakeClock, ToolLog
+from tests.support.harness import open_harness, open_test_service
+from tests.support.ledger import request_call
+from tests.support.prompts import SALLY
 
 HOUR = 3600.0
-
-
-@dataclass
-class FakeClock:
-    """UNIX seconds that move only when a test says so."""
-
-    now: float = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def _policy(**send_email: object) -> Policy:
@@ -38,7 +28,7 @@ def test_an_overdue_approval_is_rejected_by_sweep_and_the_model_learns_it_expire
     clock = FakeClock()
     policy = _policy(expires_after=timedelta(hours=1))
     with open_test_service(db, log, policy, clock) as service:
-        view = service.run(ONE_EMAIL, actor="alice")
+        view = service.run(SALLY, actor="alice")
         assert view.pending[0].expires_at == "2027-01-15T09:00:00.000+00:00"
         clock.advance(HOUR - 1)
         assert service.sweep().expired == []
@@ -60,7 +50,7 @@ def test_an_expiry_that_approves_runs_the_tool_once(db: Path, log: ToolLog) -> N
     clock = FakeClock()
     policy = _policy(expires_after=timedelta(minutes=5), on_expire="approve")
     with open_test_service(db, log, policy, clock) as service:
-        view = service.run(ONE_EMAIL, actor="alice")
+        view = service.run(SALLY, actor="alice")
         clock.advance(301)
         service.sweep()
         service.sweep()
@@ -75,7 +65,7 @@ def test_a_person_who_decides_in_time_wins_over_the_sweep_and_a_late_one_is_refu
     clock = FakeClock()
     policy = _policy(expires_after=timedelta(hours=1))
     with open_test_service(db, log, policy, clock) as service:
-        in_time, swept, late = (service.run(ONE_EMAIL, actor="alice") for _ in range(3))
+        in_time, swept, late = (service.run(SALLY, actor="alice") for _ in range(3))
         clock.advance(HOUR - 60)
         service.decide(in_time.thread_id, EveryPending("approve"), actor="bob")
         clock.advance(2 * HOUR)
@@ -93,13 +83,15 @@ def test_a_person_who_decides_in_time_wins_over_the_sweep_and_a_late_one_is_refu
 
 
 def test_every_decision_records_who_made_it_and_their_comment(db: Path, log: ToolLog) -> None:
-    with open_test_service(db, log) as service:
-        view = service.run(ONE_EMAIL, actor="alice")
+    with open_harness(db, log) as parts:
+        view = parts.service.run(SALLY, actor="alice")
         call_id = view.pending[0].tool_call_id
         assert view.pending[0].requester == "alice"
-        service.decide(view.thread_id, {call_id: "approve"}, actor="bob", comment="looks fine")
-        record = service._ledger.get(view.thread_id, call_id)
-        decided = next(e for e in service.audit(view.thread_id) if e.event == "decided")
+        parts.service.decide(
+            view.thread_id, {call_id: "approve"}, actor="bob", comment="looks fine"
+        )
+        record = parts.ledger.get(view.thread_id, call_id)
+        decided = next(e for e in parts.service.audit(view.thread_id) if e.event == "decided")
     assert record is not None and record.decided_by == "bob" and record.reason == "looks fine"
     assert decided.actor == "bob"
     assert decided.detail["decision"] == "approve" and decided.detail["comment"] == "looks fine"
@@ -109,7 +101,7 @@ def test_a_requester_may_not_approve_their_own_call_when_the_policy_says_so(
     db: Path, log: ToolLog
 ) -> None:
     with open_test_service(db, log, _policy(allow_self_approval=False)) as service:
-        view = service.run(ONE_EMAIL, actor="alice")
+        view = service.run(SALLY, actor="alice")
         call_id = view.pending[0].tool_call_id
         with pytest.raises(NotPermitted, match="separation of duties"):
             service.decide(view.thread_id, {call_id: "approve"}, actor="alice")
@@ -121,8 +113,8 @@ def test_a_requester_may_not_approve_their_own_call_when_the_policy_says_so(
 
 def test_only_the_named_approvers_may_approve_but_anyone_may_reject(db: Path, log: ToolLog) -> None:
     with open_test_service(db, log, _policy(approvers=["carol"])) as service:
-        first = service.run(ONE_EMAIL, actor="alice")
-        second = service.run(ONE_EMAIL, actor="alice")
+        first = service.run(SALLY, actor="alice")
+        second = service.run(SALLY, actor="alice")
         with pytest.raises(NotPermitted, match="only carol may"):
             service.decide(first.thread_id, EveryPending("approve"), actor="bob")
         service.decide(first.thread_id, EveryPending("approve"), actor="carol")
@@ -134,7 +126,7 @@ def test_a_role_approves_through_a_token_of_that_role_and_never_as_a_claimed_nam
     db: Path, log: ToolLog
 ) -> None:
     with open_test_service(db, log, _policy(approvers=["role:admin"])) as service:
-        view = service.run(ONE_EMAIL, actor="alice")
+        view = service.run(SALLY, actor="alice")
         with pytest.raises(NotPermitted, match="names a role, not a person"):
             service.decide(view.thread_id, EveryPending("approve"), actor="role:admin")
         with pytest.raises(NotPermitted, match="only role:admin may"):
@@ -148,26 +140,10 @@ def test_a_role_approves_through_a_token_of_that_role_and_never_as_a_claimed_nam
     assert log.ids("send_email") == [view.pending[0].tool_call_id]
 
 
-def test_sweep_resumes_a_thread_whose_decision_was_recorded_but_never_applied(
-    db: Path, log: ToolLog
-) -> None:
-    clock = FakeClock()
-    with open_test_service(db, log, clock=clock) as service:
-        view = service.run(ONE_EMAIL, actor="alice")
-        call_id = view.pending[0].tool_call_id
-        # the decider's process died between recording the decision and resuming the thread
-        service._ledger.decide(view.thread_id, {call_id: {"type": "approve"}}, actor="bob")
-        assert service.sweep().resumed == []  # too fresh: its own runner may still apply it
-        clock.advance(61)
-        assert service.sweep().resumed == [view.thread_id]
-        assert service.sweep().resumed == []
-    assert log.ids("send_email") == [call_id]
-
-
 def test_only_the_approvers_may_respond_in_the_tools_place(db: Path, log: ToolLog) -> None:
     """A response stands in for the tool's result: as strong as an approval."""
     with open_test_service(db, log, _policy(approvers=["carol"])) as service:
-        view = service.run(ONE_EMAIL, actor="alice")
+        view = service.run(SALLY, actor="alice")
         call_id = view.pending[0].tool_call_id
         answer = {"type": "respond", "message": "sent"}
         with pytest.raises(NotPermitted, match="only carol may"):
@@ -175,3 +151,25 @@ def test_only_the_approvers_may_respond_in_the_tools_place(db: Path, log: ToolLo
         service.decide(view.thread_id, {call_id: answer}, actor="carol")
         done = service.show(view.thread_id)
     assert done.status == "done" and log.ids("send_email") == []
+
+
+def test_a_late_batch_records_nothing_but_the_expiry_and_a_late_reject_still_counts(
+    db: Path,
+) -> None:
+    clock = FakeClock()
+    with open_ledger(db, clock=clock) as ledger:
+        request_call(ledger, "t", "late", args={"n": 1}, expires_after=10.0, on_expire="approve")
+        request_call(ledger, "t", "fresh", args={"n": 2})
+        request_call(ledger, "t", "refused", args={"n": 3}, expires_after=10.0, on_expire="approve")
+        clock.advance(20)
+        with pytest.raises(NotPending):
+            ledger.decide(
+                "t", {"fresh": {"type": "approve"}, "late": {"type": "approve"}}, actor="b"
+            )
+        ledger.decide("t", {"refused": {"type": "reject"}}, actor="b")
+        rows = {r.tool_call_id: (r.status, r.decided_by) for r in ledger.thread_records("t")}
+    assert rows == {
+        "late": ("expired", "deadline"),
+        "fresh": ("pending", None),
+        "refused": ("rejected", "b"),
+    }

@@ -4,7 +4,6 @@ import threading
 
 from hitl.checkpoints.stores import open_token_store
 from hitl.checkpoints.urls import DatabaseName
-from hitl.cli.main import _first_admin
 
 STARTING = 3
 
@@ -13,7 +12,7 @@ def _start(db: DatabaseName, barrier: threading.Barrier, printed: list[str | Non
     """What `hitl serve` does at its start: make an admin token if there is none."""
     with open_token_store(db) as tokens:
         barrier.wait()
-        printed.append(None if tokens.has_admin() else _first_admin(tokens))
+        printed.append(tokens.create_first_admin(created_by="hitl serve"))
 
 
 def test_services_starting_at_once_print_one_first_admin_token(db: DatabaseName) -> None:

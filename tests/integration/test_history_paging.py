@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from hitl.checkpoints.savers import Saver
 from hitl.service.errors import UnknownCheckpoint
 from hitl.service.workflow import ApprovalService
-from tests.fakes import ToolLog
-from tests.integration.conftest import open_test_service
-
-COUNT = "count my emails of the last 3 days"  # runs without asking: four checkpoints a turn
+from tests.support.fakes import ToolLog
+from tests.support.harness import open_harness, open_test_service
+from tests.support.prompts import COUNT
 
 
 def grown(service: ApprovalService, thread_id: str, turns: int) -> str:
@@ -22,10 +22,11 @@ def grown(service: ApprovalService, thread_id: str, turns: int) -> str:
 
 
 @contextmanager
-def statements(service: ApprovalService) -> Iterator[list[str]]:
-    """The SQL statements the checkpoint saver runs meanwhile."""
+def statements(saver: Saver) -> Iterator[list[str]]:
+    """The SQL statements the checkpoint saver runs meanwhile (on its own connection: what a
+    page costs it)."""
     seen: list[str] = []
-    conn = service._saver.conn  # the saver's own connection: what a page costs it
+    conn = saver.conn
     conn.set_trace_callback(seen.append)
     try:
         yield seen
@@ -37,13 +38,14 @@ def statements(service: ApprovalService) -> Iterator[list[str]]:
 def test_a_page_costs_the_same_statements_on_a_long_thread_as_on_a_short_one(
     db: Path, log: ToolLog
 ) -> None:
-    with open_test_service(db, log) as service:
+    with open_harness(db, log) as parts:
+        service = parts.service
         short = grown(service, "short", 13)
         long = grown(service, "long", 60)
         assert len(service.history(long)) > 4 * len(service.history(short))
-        with statements(service) as on_short:
+        with statements(parts.saver) as on_short:
             short_page = service.history(short, limit=20)
-        with statements(service) as on_long:
+        with statements(parts.saver) as on_long:
             long_page = service.history(long, limit=20)
     assert len(short_page) == len(long_page) == 20
     selects = [s for s in on_long if s.lstrip().upper().startswith("SELECT")]

@@ -14,14 +14,12 @@ import httpx
 import pytest
 
 from hitl.checkpoints.stores import Role, open_token_store
-from hitl.graph.policy import Policy, ToolRule
 from hitl.server.auth import CSRF_HEADER
-from tests.e2e.cli_helpers import COUNT, SALLY, Workspace, describe
-from tests.e2e.service_helpers import make_token, running_service
-from tests.integration.test_http_api import Answer, Api, assert_error, only_call, open_api
-
-ADMINS_ONLY = Policy(rules={"send_email": ToolRule(approvers=["role:admin"])})
-"""Loaded through HITL_POLICY: only a token with the admin role may approve or edit an email."""
+from tests.support.cli import Workspace, describe
+from tests.support.http import Answer, Api, assert_error, only_call, open_api
+from tests.support.plugins import plugin_spec
+from tests.support.prompts import COUNT, SALLY
+from tests.support.services import make_token, running_service
 
 
 @dataclass(frozen=True)
@@ -199,7 +197,7 @@ def test_the_cookie_reads_but_acts_only_with_the_csrf_header(api: Api) -> None:
 def test_a_policy_that_names_the_admin_role_refuses_an_approver_and_admits_an_admin(
     tmp_path: Path,
 ) -> None:
-    with open_api(tmp_path, {"HITL_POLICY": f"{__name__}:ADMINS_ONLY"}) as api:
+    with open_api(tmp_path, {"HITL_POLICY": plugin_spec("ADMINS_ONLY")}) as api:
         view = api.start(SALLY)
         thread_id, [pending] = view["thread_id"], view["pending"]
         call = pending["tool_call_id"]

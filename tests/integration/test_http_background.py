@@ -2,37 +2,30 @@
 waiting out a thread another process is running."""
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from langchain_core.tools import BaseTool, tool
 
 from hitl.app import open_service
 from hitl.checkpoints.database import store_connection
 from hitl.checkpoints.ledger import open_ledger
 from hitl.checkpoints.stores import TokenStore
 from hitl.checkpoints.urls import DatabaseName, is_postgres
-from hitl.graph.policy import Policy, ToolRule
 from hitl.server.app import ServerOptions, create_app
 from hitl.service.settings import Settings
 from hitl.service.workflow import EveryPending
-from tests.sql import execute
-
-QUICK_DEADLINE = Policy(rules={"send_email": ToolRule(expires_after=timedelta(seconds=1))})
-"""Loaded by the service through HITL_POLICY."""
-PROMPT = "Send sally@example.com an email saying 'hi'"
-COUNT = "count my emails of the last 3 days"
+from tests.support.harness import hitl_settings
+from tests.support.plugins import plugin_spec
+from tests.support.processes import eventually
+from tests.support.prompts import COUNT, SALLY
+from tests.support.sql import execute
 
 
 def settings(tmp_path: Path, db: DatabaseName, **environ: str) -> Settings:
-    return Settings(
-        db=db,
-        environ={"HITL_OUTBOX": str(tmp_path / "outbox.jsonl"), **environ},
-    )
+    return hitl_settings(db, tmp_path / "outbox.jsonl", environ)
 
 
 @contextmanager
@@ -51,21 +44,14 @@ def status(client: TestClient, thread_id: str) -> str | None:
     return client.get(f"/threads/{thread_id}").json().get("status")
 
 
-def eventually(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "the condition never became true"
-        time.sleep(0.05)
-
-
 def test_the_periodic_sweep_expires_an_overdue_approval_and_the_thread_moves_on(
     tmp_path: Path,
     db: DatabaseName,
 ) -> None:
-    app_settings = settings(tmp_path, db, HITL_POLICY=f"{__name__}:QUICK_DEADLINE")
+    app_settings = settings(tmp_path, db, HITL_POLICY=plugin_spec("QUICK_DEADLINE"))
     options = ServerOptions(sweep_interval=0.2, webhooks=False)
     with admin_client(app_settings, options) as client:
-        thread_id = client.post("/threads", json={"prompt": PROMPT}).json()["thread_id"]
+        thread_id = client.post("/threads", json={"prompt": SALLY}).json()["thread_id"]
         eventually(lambda: status(client, thread_id) == "done")
         with open_ledger(app_settings.db) as ledger:
             (record,) = ledger.thread_records(thread_id)
@@ -75,9 +61,9 @@ def test_the_periodic_sweep_expires_an_overdue_approval_and_the_thread_moves_on(
 
 def test_without_the_sweep_an_overdue_approval_waits(tmp_path: Path, db: DatabaseName) -> None:
     """The control of the test above: with sweeping off, nothing expires by itself."""
-    app_settings = settings(tmp_path, db, HITL_POLICY=f"{__name__}:QUICK_DEADLINE")
+    app_settings = settings(tmp_path, db, HITL_POLICY=plugin_spec("QUICK_DEADLINE"))
     with admin_client(app_settings, ServerOptions(sweep_interval=0, webhooks=False)) as client:
-        thread_id = client.post("/threads", json={"prompt": PROMPT}).json()["thread_id"]
+        thread_id = client.post("/threads", json={"prompt": SALLY}).json()["thread_id"]
         eventually(lambda: status(client, thread_id) == "interrupted")
         time.sleep(1.5)
         assert client.get(f"/threads/{thread_id}").json()["pending"][0]["status"] == "pending"
@@ -87,7 +73,7 @@ def test_the_demo_option_leaves_one_approval_waiting_and_only_once(
     tmp_path: Path, db: DatabaseName
 ) -> None:
     app_settings = settings(tmp_path, db)
-    options = ServerOptions(sweep_interval=0, webhooks=False, demo_prompt=PROMPT)
+    options = ServerOptions(sweep_interval=0, webhooks=False, demo_prompt=SALLY)
     with admin_client(app_settings, options) as client:
         eventually(lambda: client.get("/approvals").json()["total"] == 1)
     with admin_client(settings(tmp_path, db), options, "ops2") as client:  # a restart adds none
@@ -101,7 +87,7 @@ def test_a_thread_another_process_holds_is_run_once_it_is_free(
 ) -> None:
     app_settings = settings(tmp_path, db)
     with admin_client(app_settings, ServerOptions(sweep_interval=0, webhooks=False)) as client:
-        thread_id = client.post("/threads", json={"prompt": PROMPT}).json()["thread_id"]
+        thread_id = client.post("/threads", json={"prompt": SALLY}).json()["thread_id"]
         eventually(lambda: status(client, thread_id) == "interrupted")
         with open_ledger(app_settings.db, lock_wait=1.0) as ledger, ledger.lease(thread_id):
             run = client.post(f"/threads/{thread_id}/approve", json={}).json()["run"]
@@ -120,7 +106,7 @@ def test_a_decision_whose_run_was_never_queued_is_resumed_at_the_next_start(
     app_settings = settings(tmp_path, db)
     options = ServerOptions(sweep_interval=0, webhooks=False)
     with admin_client(app_settings, options) as client:
-        thread_id = client.post("/threads", json={"prompt": PROMPT}).json()["thread_id"]
+        thread_id = client.post("/threads", json={"prompt": SALLY}).json()["thread_id"]
         eventually(lambda: status(client, thread_id) == "interrupted")
     # recorded, never run: what the crash left
     with open_service(app_settings, moves_on=NeverMovesOn()) as service:
@@ -143,33 +129,13 @@ class NeverMovesOn:
         return False
 
 
-def exits(code: int) -> None:
-    raise SystemExit(code)
-
-
-@tool
-def shutdown_switch(last_n_days: int) -> str:
-    """Count the emails (a tool with a bug: it exits the process).
-
-    Args:
-        last_n_days: How many days back.
-    """
-    exits(3)
-    return "unreachable"
-
-
-def broken_tools() -> list[BaseTool]:
-    shutdown_switch.name = "count_emails"
-    return [shutdown_switch]
-
-
 def test_a_tool_that_exits_fails_its_run_and_the_workers_keep_serving(
     tmp_path: Path, db: DatabaseName
 ) -> None:
-    app_settings = settings(tmp_path, db, HITL_TOOLS=f"{__name__}:broken_tools")
+    app_settings = settings(tmp_path, db, HITL_TOOLS=plugin_spec("broken_tools"))
     with admin_client(app_settings, ServerOptions(sweep_interval=0, webhooks=False)) as client:
         runs = [
-            client.post("/threads", json={"prompt": "count my emails of the last 3 days"})
+            client.post("/threads", json={"prompt": COUNT})
             for _ in range(3)  # more runs than workers
         ]
         for accepted in runs:
@@ -184,10 +150,10 @@ def test_a_thread_whose_first_run_is_queued_shows_as_queued(
 ) -> None:
     app_settings = settings(tmp_path, db)
     with admin_client(app_settings, ServerOptions(workers=0, sweep_interval=0)) as client:
-        accepted = client.post("/threads", json={"prompt": PROMPT, "thread_id": "q1"})
+        accepted = client.post("/threads", json={"prompt": SALLY, "thread_id": "q1"})
         assert accepted.status_code == 202
         assert client.get("/threads/q1").json()["status"] == "queued"
-        again = client.post("/threads/q1/runs", json={"prompt": PROMPT})
+        again = client.post("/threads/q1/runs", json={"prompt": SALLY})
         assert again.status_code == 202  # queued behind the first: that run checks
         assert client.get("/healthz").status_code == 503  # no worker runs them
 
@@ -213,7 +179,7 @@ def test_the_scheduled_prune_trims_or_deletes_finished_threads_and_leaves_waitin
 
     with admin_client(app_settings, options) as client:
         done = client.post("/threads", json={"prompt": COUNT}).json()["thread_id"]
-        waiting = client.post("/threads", json={"prompt": PROMPT}).json()["thread_id"]
+        waiting = client.post("/threads", json={"prompt": SALLY}).json()["thread_id"]
         eventually(lambda: counted(done))  # its checkpoints are on disk from here on
         eventually(lambda: checkpoints(done) == left)
         eventually(lambda: status(client, waiting) == "interrupted")

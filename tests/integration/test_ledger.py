@@ -1,4 +1,5 @@
-"""The ledger on its own: schema, inbox queries, compare-and-set, leases, the audit chain."""
+"""The ledger on its own: schema, inbox queries, compare-and-set, a turn's calls begun all or
+none, leases, the audit chain."""
 
 import multiprocessing as mp
 import os
@@ -7,42 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langgraph.types import Command
 
 from hitl.checkpoints.errors import CallNotFound, DatabaseError, NotPending, ThreadBusy
-from hitl.checkpoints.ledger import SCHEMA_VERSION, InboxQuery, Ledger, open_ledger, runner_token
+from hitl.checkpoints.ledger import SCHEMA_VERSION, InboxQuery, open_ledger, runner_token
 from hitl.checkpoints.urls import DatabaseName, is_postgres
 from hitl.service.errors import UnknownToolCall
-from tests.fakes import ToolLog
-from tests.integration.conftest import ONE_EMAIL, open_test_service
-from tests.sql import execute
-
-
-class Clock:
-    """UNIX seconds set by the test."""
-
-    now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def _ask(ledger: Ledger, thread_id: str, call_id: str, **extra: Any) -> None:
-    fields: dict[str, Any] = {
-        "tool": "send_email",
-        "args": {"recipient": f"{call_id}@x.org"},
-        "requester": "alice",
-        "expires_after": None,
-    } | extra
-    ledger.request(
-        thread_id=thread_id,
-        tool_call_id=call_id,
-        interrupt_id=None,
-        needs_review=True,
-        allowed_decisions=["approve", "reject"],
-        description="",
-        **fields,
-    )
+from tests.support.fakes import FakeClock, ToolLog
+from tests.support.harness import open_test_service
+from tests.support.ledger import request_call
+from tests.support.prompts import SALLY
+from tests.support.sql import execute
 
 
 def test_the_schema_is_created_once_and_a_newer_one_is_refused(db: Path) -> None:
@@ -55,14 +30,14 @@ def test_the_schema_is_created_once_and_a_newer_one_is_refused(db: Path) -> None
 
 
 def test_the_inbox_filters_sorts_and_pages_from_its_index(db: Path) -> None:
-    clock = Clock()
+    clock = FakeClock(1_000.0)
     with open_ledger(db, clock=clock) as ledger:
-        _ask(ledger, "t1", "a")  # requested at 1000
+        request_call(ledger, "t1", "a")  # requested at 1000
         clock.now = 1_002
-        _ask(ledger, "t1", "b", tool="count_emails", expires_after=10.0)  # expires 1012
+        request_call(ledger, "t1", "b", tool="count_emails", expires_after=10.0)  # expires 1012
         clock.now = 1_004
-        _ask(ledger, "t2", "c", requester="bob", expires_after=5.0)  # expires 1009
-        _ask(ledger, "t3", "d")
+        request_call(ledger, "t2", "c", requester="bob", expires_after=5.0)  # expires 1009
+        request_call(ledger, "t3", "d")
         ledger.decide("t3", {"d": {"type": "approve"}}, actor="carol")
 
         def ids(**query: Any) -> list[str]:
@@ -79,20 +54,18 @@ def test_the_inbox_filters_sorts_and_pages_from_its_index(db: Path) -> None:
         assert ledger.inbox(InboxQuery(limit=1))[1] == 3
         if is_postgres(db):
             return  # PostgreSQL's planner picks its own plan (a scan, on a table this small)
-        statements: list[str] = []
-        ledger._conn.set_trace_callback(statements.append)
-        ledger.inbox(InboxQuery())
-        ledger._conn.set_trace_callback(None)
-        page = next(s for s in statements if s.startswith("SELECT") and "LIMIT" in s)
-        plan = str(ledger._conn.execute(f"EXPLAIN QUERY PLAN {page}").fetchall())
+        with ledger.traced() as statements:
+            ledger.inbox(InboxQuery())
+    page = next(s for s in statements if s.startswith("SELECT") and "LIMIT" in s)
+    plan = str(execute(db, f"EXPLAIN QUERY PLAN {page}"))
     # the first page walks the waiting calls' own index in page order: no scan, no sort
     assert "USING INDEX hitl_approvals_inbox" in plan and "TEMP B-TREE" not in plan
 
 
 def test_decisions_are_all_or_nothing_and_the_first_one_wins(db: Path) -> None:
     with open_ledger(db) as ledger:
-        _ask(ledger, "t", "a")
-        _ask(ledger, "t", "b")
+        request_call(ledger, "t", "a")
+        request_call(ledger, "t", "b")
         ledger.decide("t", {"b": {"type": "reject", "message": "no"}}, actor="bob")
         with pytest.raises(NotPending) as refused:
             ledger.decide("t", {"a": {"type": "approve"}, "b": {"type": "approve"}}, actor="eve")
@@ -103,13 +76,13 @@ def test_decisions_are_all_or_nothing_and_the_first_one_wins(db: Path) -> None:
 
 def test_a_call_id_from_another_thread_is_named_as_such(db: Path, log: ToolLog) -> None:
     with open_ledger(db) as ledger:
-        _ask(ledger, "t1", "a")
+        request_call(ledger, "t1", "a")
         with pytest.raises(CallNotFound) as missing:
             ledger.decide("t2", {"a": {"type": "approve"}}, actor="bob")
     assert missing.value.elsewhere == ["t1"]
     with open_test_service(db, log) as service:
-        first = service.run(ONE_EMAIL, actor="alice")
-        second = service.run(ONE_EMAIL, actor="alice")
+        first = service.run(SALLY, actor="alice")
+        second = service.run(SALLY, actor="alice")
         with pytest.raises(UnknownToolCall, match=f"belongs to thread {first.thread_id}"):
             service.decide(
                 second.thread_id, {first.pending[0].tool_call_id: "approve"}, actor="bob"
@@ -161,10 +134,10 @@ def test_audit_verification_finds_the_first_altered_or_deleted_entry(
     db: Path, statement: str, seq: int, problem: str
 ) -> None:
     with open_ledger(db) as ledger:
-        _ask(ledger, "t", "a")
+        request_call(ledger, "t", "a")
         ledger.decide("t", {"a": {"type": "approve"}}, actor="bob")
         ledger.begin("t", [("a", {"recipient": "a@x.org"})])
-        _ask(ledger, "other", "z")
+        request_call(ledger, "other", "z")
         assert ledger.verify_audit().ok
     _tamper(db, statement.replace("WHERE", "WHERE thread_id = 't' AND"))
     with open_ledger(db) as ledger:
@@ -174,16 +147,24 @@ def test_audit_verification_finds_the_first_altered_or_deleted_entry(
     assert "other" in report.heads
 
 
-def test_an_answer_given_straight_to_the_graph_is_recorded_as_studios(
-    db: Path, log: ToolLog
+def test_an_auto_approved_call_asked_again_with_other_args_runs_without_a_tamper_alarm(
+    db: Path,
 ) -> None:
-    with open_test_service(db, log) as service:
-        view = service.run(ONE_EMAIL, actor="alice")
-        pending = view.pending[0]
-        config = {"configurable": {"thread_id": view.thread_id}}
-        service._graph.invoke(
-            Command(resume={pending.interrupt_id: "approve"}), config, durability="sync"
-        )
-        record = service._ledger.get(view.thread_id, pending.tool_call_id)
-    assert record is not None and record.decided_by == "studio"
-    assert log.ids("send_email") == [pending.tool_call_id]
+    with open_ledger(db) as ledger:
+        request_call(ledger, "t", "a", args={"n": 1}, needs_review=False)
+        request_call(ledger, "t", "a", args={"n": 2}, needs_review=False)
+        begun = ledger.begin("t", [("a", {"n": 2})])
+        ledger.finish("t", "a", ok=True, result="2")
+        report = ledger.verify_audit()
+    assert begun["a"].action == "run" and report.ok
+
+
+def test_a_turn_with_a_call_busy_elsewhere_starts_none_of_its_calls(db: Path) -> None:
+    with open_ledger(db) as ledger:
+        request_call(ledger, "t", "a", args={"n": 1}, needs_review=False)
+        request_call(ledger, "t", "b", args={"n": 2}, needs_review=False)
+        first = ledger.begin("t", [("b", {"n": 2})])  # b runs (this process, still live)
+        turn = ledger.begin("t", [("a", {"n": 1}), ("b", {"n": 2})])
+        a = ledger.get("t", "a")
+    assert first["b"].action == "run" and turn["b"].action == "busy"
+    assert a is not None and a.status == "approved"

@@ -10,17 +10,12 @@ from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from hitl.checkpoints.savers import LOG_REF_KEY, SqliteMessageSource, make_strict_serializer
-from hitl.graph.builder import build_graph
-from hitl.graph.offline_model import OfflineChatModel
-from hitl.graph.policy import default_policy
 from hitl.service.workflow import ApprovalService
-from tests.fakes import ToolLog, make_recording_tools
-from tests.integration.conftest import ONE_EMAIL, open_test_service
+from tests.support.fakes import ToolLog
+from tests.support.harness import graph_without_ledger, open_harness, open_test_service
+from tests.support.prompts import COUNT, SALLY
 
 pytestmark = pytest.mark.sqlite_only  # reads and writes the SQLite file itself
-
-
-COUNT = "count my emails of the last 3 days"  # runs without asking: four messages a turn
 
 
 def grow(service: ApprovalService, thread_id: str, turns: int) -> None:
@@ -74,12 +69,7 @@ def test_the_same_graph_on_the_stock_saver_writes_more_as_the_conversation_grows
     """The control: what the test above would see without the log."""
     db = tmp_path / "stock.sqlite"
     with SqliteSaver.from_conn_string(str(db)) as saver:
-        graph = build_graph(
-            model=OfflineChatModel(),
-            tools=make_recording_tools(ToolLog()),
-            policy=default_policy(),
-            checkpointer=saver,
-        )
+        graph = graph_without_ledger(saver, ToolLog())
         for n in range(30):
             graph.invoke({"messages": [("user", COUNT)]}, {"configurable": {"thread_id": "t"}})
             if n == 1:
@@ -90,7 +80,7 @@ def test_the_same_graph_on_the_stock_saver_writes_more_as_the_conversation_grows
 def test_each_message_is_stored_once(db: Path, log: ToolLog) -> None:
     with open_test_service(db, log) as service:
         grow(service, "t", 5)
-        view = service.run(ONE_EMAIL, "t", actor="alice")
+        view = service.run(SALLY, "t", actor="alice")
         service.decide("t", {view.pending[0].tool_call_id: "approve"}, actor="bob")
         messages = service.show("t").messages
     with sqlite3.connect(db) as conn:
@@ -101,7 +91,7 @@ def test_each_message_is_stored_once(db: Path, log: ToolLog) -> None:
 def test_resuming_to_the_tool_reads_only_the_newest_messages(db: Path, log: ToolLog) -> None:
     with open_test_service(db, log) as service:
         grow(service, "t", 50)
-        call_id = service.run(ONE_EMAIL, "t", actor="alice").pending[0].tool_call_id
+        call_id = service.run(SALLY, "t", actor="alice").pending[0].tool_call_id
     read: list[int] = []
     load = SqliteMessageSource.load
 
@@ -127,9 +117,10 @@ def test_state_and_history_see_the_whole_conversation_and_forks_keep_both_branch
     db: Path, log: ToolLog
 ) -> None:
     config = {"configurable": {"thread_id": "t"}}
-    with open_test_service(db, log) as service:
+    with open_harness(db, log) as parts:
+        service = parts.service
         grow(service, "t", 6)
-        graph = service._graph
+        graph = parts.graph
         state = graph.get_state(config)
         assert [m.type for m in state.values["messages"]][:4] == ["human", "ai", "tool", "ai"]
         assert len(state.values["messages"]) == 24
@@ -148,12 +139,13 @@ def test_an_edit_of_an_old_message_replaces_it_and_survives_a_reload(
     db: Path, log: ToolLog
 ) -> None:
     config = {"configurable": {"thread_id": "t"}}
-    with open_test_service(db, log) as service:
+    with open_harness(db, log) as parts:
+        service = parts.service
         grow(service, "t", 5)
-        target = service._graph.get_state(config).values["messages"][4]
-        service._graph.update_state(config, {"messages": [HumanMessage("edited", id=target.id)]})
-    with open_test_service(db, log) as service:
-        messages = list(service._graph.get_state(config).values["messages"])
+        target = parts.graph.get_state(config).values["messages"][4]
+        parts.graph.update_state(config, {"messages": [HumanMessage("edited", id=target.id)]})
+    with open_harness(db, log) as parts:
+        messages = list(parts.graph.get_state(config).values["messages"])
     assert len(messages) == 20 and messages[4].content == "edited" and messages[4].id == target.id
 
 
@@ -162,12 +154,9 @@ def test_a_thread_saved_by_the_stock_saver_continues_and_is_then_stored_as_a_log
 ) -> None:
     with SqliteSaver.from_conn_string(str(db)) as stock:
         stock.serde = make_strict_serializer()
-        build_graph(
-            model=OfflineChatModel(),
-            tools=make_recording_tools(log),
-            policy=default_policy(),
-            checkpointer=stock,
-        ).invoke({"messages": [("user", COUNT)]}, {"configurable": {"thread_id": "t"}})
+        graph_without_ledger(stock, log).invoke(
+            {"messages": [("user", COUNT)]}, {"configurable": {"thread_id": "t"}}
+        )
     with open_test_service(db, log) as service:
         grow(service, "t", 1)
         assert len(service.show("t").messages) == 8
@@ -177,15 +166,16 @@ def test_a_thread_saved_by_the_stock_saver_continues_and_is_then_stored_as_a_log
 def test_copied_threads_keep_their_messages_and_deleted_ones_leave_none(
     db: Path, log: ToolLog
 ) -> None:
-    with open_test_service(db, log) as service:
+    with open_harness(db, log) as parts:
+        service = parts.service
         grow(service, "t", 3)
-        service._saver.copy_thread("t", "copy")
-        graph = service._graph
+        parts.saver.copy_thread("t", "copy")
+        graph = parts.graph
         copied = graph.get_state({"configurable": {"thread_id": "copy"}}).values["messages"]
         assert list(copied) == list(
             graph.get_state({"configurable": {"thread_id": "t"}}).values["messages"]
         )
-        service._saver.delete_thread("t")
+        parts.saver.delete_thread("t")
     with sqlite3.connect(db) as conn:
         left = dict(conn.execute("SELECT thread_id, COUNT(*) FROM hitl_messages GROUP BY 1"))
     assert left == {"copy": 12}
@@ -237,9 +227,10 @@ def test_a_plain_add_messages_graph_on_this_saver_keeps_its_plain_lists(db: Path
 def test_a_failing_read_does_not_discard_the_rows_another_run_has_buffered(
     db: Path, log: ToolLog
 ) -> None:
-    with open_test_service(db, log) as service:
+    with open_harness(db, log) as parts:
+        service = parts.service
         grow(service, "t", 1)
-        saver = service._saver
+        saver = parts.saver
         config = {"configurable": {"thread_id": "t"}}
         latest = saver.get_tuple(config)
         assert latest is not None
@@ -259,7 +250,7 @@ def test_a_run_whose_conversation_was_deleted_meanwhile_fails_and_refers_to_noth
 
     with open_test_service(db, log) as service:
         grow(service, "t", 2)
-        call_id = service.run(ONE_EMAIL, "t", actor="alice").pending[0].tool_call_id
+        call_id = service.run(SALLY, "t", actor="alice").pending[0].tool_call_id
         log.before_run = lambda name, call_id: delete_elsewhere(db, "t")
         with pytest.raises(MissingMessage, match="lost a stored message this run needs"):
             service.decide("t", {call_id: "approve"}, actor="bob")
@@ -278,9 +269,10 @@ def test_the_async_methods_read_the_conversation_in_their_worker_thread(
     from hitl.checkpoints.savers import SqliteMessageSource
 
     config = {"configurable": {"thread_id": "t"}}
-    with open_test_service(db, log) as service:
+    with open_harness(db, log) as parts:
+        service = parts.service
         grow(service, "t", 3)
-        saver = service._saver
+        saver = parts.saver
 
         async def read() -> tuple[object, list[object]]:
             return await saver.aget_tuple(config), [t async for t in saver.alist(config, limit=5)]

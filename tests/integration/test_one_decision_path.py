@@ -3,7 +3,6 @@ nothing else records a decision: the ledger's `decide` is called once per front-
 Studio's answers, which arrive inside the graph, reach the same ledger operation."""
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,19 +16,19 @@ from langgraph.types import Command
 
 from hitl.app import open_service
 from hitl.checkpoints.database import store_connection
-from hitl.checkpoints.ledger import Ledger, open_ledger
-from hitl.checkpoints.savers import open_saver
+from hitl.checkpoints.ledger import Ledger
 from hitl.checkpoints.stores import TokenStore
+from hitl.checkpoints.urls import DatabaseName
 from hitl.cli.main import cli as hitl_cli
-from hitl.graph.builder import build_graph
-from hitl.graph.offline_model import OfflineChatModel
-from hitl.graph.policy import default_policy
 from hitl.server.app import ServerOptions, create_app
 from hitl.service.settings import Settings
 from hitl.service.workflow import ApprovalService
-from tests.fakes import ToolLog, make_recording_tools
+from tests.support.environment import hitl_environment
+from tests.support.fakes import ToolLog
+from tests.support.harness import hitl_settings, open_harness
+from tests.support.processes import eventually
+from tests.support.prompts import SALLY
 
-PROMPT = "Send sally@example.com an email saying 'hi'"
 OPTIONS = ServerOptions(sweep_interval=0, webhooks=False)
 
 
@@ -65,12 +64,12 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
 
 
 def _settings(tmp_path: Path) -> Settings:
-    return Settings(db=tmp_path / "hitl.sqlite", environ={"HITL_OUTBOX": str(tmp_path / "out")})
+    return hitl_settings(tmp_path / "hitl.sqlite", tmp_path / "out")
 
 
 def _start_thread(settings: Settings) -> tuple[str, str]:
     with open_service(settings) as service:
-        view = service.run(PROMPT, actor="alice")
+        view = service.run(SALLY, actor="alice")
     return view.thread_id, view.pending[0].tool_call_id
 
 
@@ -87,17 +86,10 @@ def _sent(tmp_path: Path) -> int:
     return len(out.read_text().splitlines()) if out.exists() else 0
 
 
-def _wait_for(check: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "the thread never finished"
-        time.sleep(0.05)
-
-
 def test_the_cli_decides_through_the_one_service_method(tmp_path: Path, calls: Calls) -> None:
     settings = _settings(tmp_path)
     thread_id, _ = _start_thread(settings)
-    env = {"HITL_DB": str(settings.db), "HITL_OUTBOX": str(tmp_path / "out")}
+    env = hitl_environment(settings.db, tmp_path / "out")
     result = CliRunner().invoke(hitl_cli, ["approve", thread_id, "--as", "bob"], env=env)
     assert result.exit_code == 0, result.output
     assert calls.service == [thread_id] and calls.ledger == [thread_id]
@@ -120,7 +112,7 @@ def test_every_http_decision_route_decides_through_the_one_service_method(
         client.headers["Authorization"] = f"Bearer {_token(settings)}"
         answer = client.post(f"/threads/{thread_id}/{kind}", json=body)
         assert answer.status_code == 202, answer.text
-        _wait_for(lambda: client.get(f"/threads/{thread_id}").json()["status"] == "done")
+        eventually(lambda: client.get(f"/threads/{thread_id}").json()["status"] == "done")
     assert calls.service == [thread_id] and calls.ledger == [thread_id]
 
 
@@ -139,7 +131,7 @@ def _served(settings: Settings) -> Iterator[str]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    _wait_for(lambda: server.started and bool(server.servers))
+    eventually(lambda: server.started and bool(server.servers))
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}"
@@ -165,26 +157,18 @@ def test_the_remote_cli_decides_through_the_one_service_method(
 
 
 def test_an_answer_given_in_studio_reaches_the_same_ledger_operation(
-    tmp_path: Path, calls: Calls
+    db: DatabaseName, log: ToolLog, calls: Calls
 ) -> None:
-    """Studio resumes the graph itself; the approval node records the answer in the ledger."""
-    settings = _settings(tmp_path)
-    log = ToolLog()
-    tools = make_recording_tools(log)
-    with open_service(settings) as service:
-        view = service.run(PROMPT, actor="alice")
-    with open_saver(settings.db) as saver, open_ledger(settings.db) as ledger:
-        graph = build_graph(
-            model=OfflineChatModel(),
-            tools=tools,
-            policy=default_policy(),
-            checkpointer=saver,
-            ledger=ledger,
-        )
+    """Studio resumes the graph itself; the approval node records the answer in the ledger, as
+    Studio's, and the tool runs once."""
+    with open_harness(db, log) as parts:
+        view = parts.service.run(SALLY, actor="alice")
         pending = view.pending[0]
         config = {"configurable": {"thread_id": view.thread_id}}
-        graph.invoke(Command(resume={pending.interrupt_id: "approve"}), config, durability="sync")
-        record = ledger.get(view.thread_id, pending.tool_call_id)
+        parts.graph.invoke(
+            Command(resume={pending.interrupt_id: "approve"}), config, durability="sync"
+        )
+        record = parts.ledger.get(view.thread_id, pending.tool_call_id)
     assert calls.service == [] and calls.ledger == [view.thread_id]
     assert record is not None and record.decided_by == "studio"
     assert log.ids("send_email") == [pending.tool_call_id]

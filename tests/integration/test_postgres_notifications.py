@@ -8,7 +8,7 @@ import pytest
 
 from hitl.checkpoints.ledger import mark_done, mark_live, new_token, open_ledger
 from hitl.checkpoints.stores import open_run_queue
-from tests.postgres import fresh_database
+from tests.support.postgres import fresh_database
 
 
 def _ask(url: str) -> None:

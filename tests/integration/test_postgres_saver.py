@@ -7,9 +7,11 @@ import pytest
 from langgraph.checkpoint.conformance import checkpointer_test
 
 from hitl.checkpoints.savers import HitlPostgresSaver, open_postgres_saver
-from tests.fakes import ToolLog
-from tests.integration.conftest import assert_conformant, open_test_service
-from tests.postgres import fresh_database
+from tests.support.conformance import assert_conformant
+from tests.support.fakes import ToolLog
+from tests.support.harness import open_test_service
+from tests.support.postgres import fresh_database
+from tests.support.prompts import COUNT
 
 pytestmark = pytest.mark.postgres
 
@@ -28,7 +30,7 @@ def test_a_long_conversation_is_stored_once_per_message_on_postgres() -> None:
     conversation stay a small reference however long it grows."""
     with fresh_database() as url:
         with open_test_service(url, ToolLog()) as service:
-            thread_id = service.run("count my emails of the last 3 days", actor="a").thread_id
+            thread_id = service.run(COUNT, actor="a").thread_id
             for turn in range(15):
                 service.run(f"and again, turn {turn}", thread_id, actor="a")
             messages = service.show(thread_id).messages

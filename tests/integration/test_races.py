@@ -1,36 +1,31 @@
-"""Several processes deciding the same call at the same instant: one decision wins, once."""
+"""Several processes on one database at the same instant: deciding the same call (one decision
+wins, once), resuming the same thread (it runs once), or holding the write lock while a tool's
+result must be journaled (the run stops rather than go on without the record)."""
 
 import json
 import multiprocessing as mp
 import time
-from datetime import timedelta
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
 
-from hitl.app import open_service
+from hitl.app import assemble, open_service
 from hitl.checkpoints.urls import DatabaseName
-from hitl.graph.policy import Policy, ToolRule
-from hitl.service.errors import AlreadyDecided, NothingPending
+from hitl.service.errors import AlreadyDecided, Busy, NothingPending
 from hitl.service.settings import Settings
-from tests.sql import execute
-
-EXPIRING = Policy(rules={"send_email": ToolRule(expires_after=timedelta(minutes=1))})
-"""Loaded by the racing processes through HITL_POLICY."""
+from tests.support.fakes import ToolLog
+from tests.support.harness import hitl_settings, open_harness, open_test_service
+from tests.support.plugins import plugin_spec
+from tests.support.prompts import SALLY
+from tests.support.sql import execute, hold_write_lock
 
 DECIDERS = 8
 ROUNDS = 3
 
 
 def _settings(db: DatabaseName, outbox: Path) -> Settings:
-    return Settings(
-        db=db,
-        environ={
-            "HITL_OUTBOX": str(outbox),
-            "HITL_POLICY": "tests.integration.test_races:EXPIRING",
-        },
-    )
+    return hitl_settings(db, outbox, {"HITL_POLICY": plugin_spec("EXPIRING")})
 
 
 def _an_hour_later() -> float:
@@ -93,7 +88,7 @@ def test_eight_processes_racing_on_one_call_record_one_decision_and_run_the_tool
 ) -> None:
     outbox = tmp_path / "outbox.jsonl"
     with open_service(_settings(db, outbox)) as service:
-        view = service.run("Send sally@example.com an email saying 'hi'", actor="alice")
+        view = service.run(SALLY, actor="alice")
     call_id = view.pending[0].tool_call_id
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(DECIDERS)
@@ -130,10 +125,10 @@ def test_processes_resuming_one_thread_at_once_run_it_once_without_forking(
     db: DatabaseName, tmp_path: Path
 ) -> None:
     outbox = tmp_path / "outbox.jsonl"
-    with open_service(_settings(db, outbox)) as service:
-        view = service.run("Send sally@example.com an email saying 'hi'", actor="alice")
+    with assemble(_settings(db, outbox)) as parts:
+        view = parts.service.run(SALLY, actor="alice")
         call_id = view.pending[0].tool_call_id
-        service._ledger.decide(view.thread_id, {call_id: {"type": "approve"}}, actor="bob")
+        parts.ledger.decide(view.thread_id, {call_id: {"type": "approve"}}, actor="bob")
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(DECIDERS)
     results: mp.Queue[str] = ctx.Queue()
@@ -146,3 +141,24 @@ def test_processes_resuming_one_thread_at_once_run_it_once_without_forking(
     sent = outbox.read_text().splitlines()
     assert [json.loads(line)["tool_call_id"] for line in sent] == [call_id]
     assert _forks(db) == []
+
+
+def test_a_result_that_cannot_be_journaled_stops_the_run_instead_of_telling_the_model(
+    db: DatabaseName, log: ToolLog
+) -> None:
+    def lock_the_database(name: str, tool_call_id: str) -> None:
+        hold_write_lock(db, 1.5)  # held well past the ledger's (shortened) wait
+
+    with open_harness(db, log, lock_wait=0.3) as parts:
+        view = parts.service.run(SALLY, actor="alice")
+        call_id = view.pending[0].tool_call_id
+        log.before_run = lock_the_database
+        with pytest.raises(Busy, match="could not be recorded"):
+            parts.service.decide(view.thread_id, {call_id: "approve"}, actor="bob")
+    log.before_run = None
+    with open_test_service(db, log) as service:
+        stopped = service.show(view.thread_id)
+        inbox = service.pending().items
+    assert not any(m.get("tool_call_id") == call_id for m in stopped.messages)
+    assert [(p.tool_call_id, p.status) for p in inbox] == [(call_id, "outcome_unknown")]
+    assert log.ids("send_email") == [call_id]

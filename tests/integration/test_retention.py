@@ -2,6 +2,7 @@
 
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -10,26 +11,21 @@ import pytest
 from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
 
+from hitl.app import Assembly
 from hitl.checkpoints.database import store_connection
 from hitl.checkpoints.ledger import mark_done, mark_live, new_token, open_ledger
 from hitl.checkpoints.maintenance import Pruner, file_bytes, prune
-from hitl.checkpoints.maintenance import _retention as retention
 from hitl.checkpoints.savers import make_strict_serializer, open_saver
 from hitl.checkpoints.stores import open_run_queue
 from hitl.checkpoints.urls import DatabaseName, is_postgres
-from hitl.graph.builder import build_graph
-from hitl.graph.offline_model import OfflineChatModel
-from hitl.graph.policy import default_policy
 from hitl.service.errors import ThreadNotFound
 from hitl.service.workflow import ApprovalService, EveryPending
-from tests.e2e.cli_helpers import database_fingerprint
-from tests.fakes import ToolLog, make_recording_tools
-from tests.integration.conftest import ONE_EMAIL, TWO_EMAILS, open_test_service
-from tests.postgres import fresh_database
-from tests.sql import checkpoint_table, execute, tables
+from tests.support.fakes import ToolLog
+from tests.support.harness import graph_without_ledger, open_harness, open_test_service
+from tests.support.postgres import fresh_database, paused_at_first_delete
+from tests.support.prompts import COUNT, SALLY, TWO_EMAILS
+from tests.support.sql import checkpoint_table, database_fingerprint, execute, tables
 
-COUNT = "count my emails of the last 3 days"
-"""Runs to the end without asking anyone (count_emails needs no review)."""
 LATER = 3600.0
 """How far the tests move the clock for `older_than`."""
 THREAD_TABLES = (
@@ -71,9 +67,9 @@ def config(thread_id: str) -> RunnableConfig:
     return {"configurable": {"thread_id": thread_id}}
 
 
-def state_of(service: ApprovalService, thread_id: str) -> tuple[dict[str, Any], tuple[str, ...]]:
+def state_of(parts: Assembly, thread_id: str) -> tuple[dict[str, Any], tuple[str, ...]]:
     """The thread's values (its messages read now, while the database is open) and next."""
-    snapshot = service._graph.get_state(config(thread_id))
+    snapshot = parts.graph.get_state(config(thread_id))
     values = dict(snapshot.values)
     values["messages"] = list(values.get("messages", []))
     return values, snapshot.next
@@ -94,7 +90,7 @@ def crashed_mid_tool(db: Path) -> str:
         raise Died
 
     with open_test_service(db, ToolLog(before_run=die)) as service:
-        view = service.run(ONE_EMAIL, actor="alice")
+        view = service.run(SALLY, actor="alice")
         with pytest.raises(Died):
             service.decide(view.thread_id, EveryPending("approve"), actor="bob")
     return view.thread_id
@@ -103,9 +99,10 @@ def crashed_mid_tool(db: Path) -> str:
 def test_pruning_keeps_only_the_newest_checkpoint_of_a_finished_thread_and_the_same_state(
     db: Path, log: ToolLog
 ) -> None:
-    with open_test_service(db, log) as service:
+    with open_harness(db, log) as parts:
+        service = parts.service
         done = finished_thread(service)
-        before = state_of(service, done)
+        before = state_of(parts, done)
         shown = service.show(done)
         assert len(service.history(done)) > 1
 
@@ -114,8 +111,9 @@ def test_pruning_keeps_only_the_newest_checkpoint_of_a_finished_thread_and_the_s
     assert (report.threads_examined, report.threads_trimmed) == (1, 1)
     assert report.checkpoints_deleted > 0 and report.writes_deleted > 0
     assert count(db, "checkpoints", done) == 1
-    with open_test_service(db, log) as service:
-        assert state_of(service, done) == before
+    with open_harness(db, log) as parts:
+        service = parts.service
+        assert state_of(parts, done) == before
         assert service.show(done) == shown
         assert len(service.history(done)) == 1
     assert prune(db).kept == {"already_pruned": 1}  # a second prune finds nothing to do
@@ -124,9 +122,10 @@ def test_pruning_keeps_only_the_newest_checkpoint_of_a_finished_thread_and_the_s
 def test_trimming_deletes_the_messages_of_an_abandoned_branch_and_keeps_the_conversation(
     db: Path, log: ToolLog
 ) -> None:
-    with open_test_service(db, log) as service:
+    with open_harness(db, log) as parts:
+        service = parts.service
         thread_id = service.run(COUNT, actor="alice").thread_id
-        graph = service._graph
+        graph = parts.graph
         first_turn = next(
             s for s in graph.get_state_history(config(thread_id)) if s.next == ("agent",)
         )
@@ -135,7 +134,7 @@ def test_trimming_deletes_the_messages_of_an_abandoned_branch_and_keeps_the_conv
             first_turn.config, {"messages": [HumanMessage("the last 5 days, please")]}, "__start__"
         )
         service.resume(thread_id)
-        values, pending = state_of(service, thread_id)
+        values, pending = state_of(parts, thread_id)
     assert pending == ()
     stored = count(db, "hitl_messages", thread_id)
     assert stored > len(values["messages"])  # the abandoned branch is still stored
@@ -144,8 +143,8 @@ def test_trimming_deletes_the_messages_of_an_abandoned_branch_and_keeps_the_conv
 
     assert report.messages_deleted == stored - len(values["messages"])
     assert count(db, "hitl_messages", thread_id) == len(values["messages"])
-    with open_test_service(db, log) as service:
-        assert state_of(service, thread_id) == (values, ())
+    with open_harness(db, log) as parts:
+        assert state_of(parts, thread_id) == (values, ())
 
 
 def test_threads_that_wait_or_run_are_left_byte_for_byte_and_the_pending_one_resumes_once(
@@ -156,7 +155,7 @@ def test_threads_that_wait_or_run_are_left_byte_for_byte_and_the_pending_one_res
         service.pending()  # flags the dead call `outcome_unknown`
     running = crashed_mid_tool(db)  # nobody looked yet: its call is still `running`
     with open_test_service(db, log) as service:
-        pending = service.run(ONE_EMAIL, actor="alice")
+        pending = service.run(SALLY, actor="alice")
         done = finished_thread(service)
     held = {t: thread_rows(db, t) for t in (unknown, running, pending.thread_id)}
 
@@ -181,8 +180,9 @@ def test_threads_that_wait_or_run_are_left_byte_for_byte_and_the_pending_one_res
 def test_a_thread_the_ledger_holds_back_is_kept_even_if_its_checkpoint_looks_finished(
     db: Path, log: ToolLog, decided: bool, reason: str
 ) -> None:
-    with open_test_service(db, log) as service:
-        service._saver.copy_thread(finished_thread(service), "copy")
+    with open_harness(db, log) as parts:
+        service = parts.service
+        parts.saver.copy_thread(finished_thread(service), "copy")
     with open_ledger(db) as ledger:  # a call the checkpoints do not show (another runtime's)
         ledger.request(
             thread_id="copy",
@@ -209,10 +209,11 @@ def test_a_thread_whose_checkpoint_waits_or_stopped_midway_is_kept_even_without_
     db: Path, log: ToolLog
 ) -> None:
     crashed = crashed_mid_tool(db)
-    with open_test_service(db, log) as service:
-        waiting = service.run(ONE_EMAIL, actor="alice").thread_id
+    with open_harness(db, log) as parts:
+        service = parts.service
+        waiting = service.run(SALLY, actor="alice").thread_id
         for source in (crashed, waiting):  # the copies have no ledger rows: only the checkpoints
-            service._saver.copy_thread(source, f"copy-of-{source}")  # say what they are
+            parts.saver.copy_thread(source, f"copy-of-{source}")  # say what they are
     copies = [f"copy-of-{crashed}", f"copy-of-{waiting}"]
     before = {t: thread_rows(db, t) for t in copies}
 
@@ -227,7 +228,7 @@ def test_older_than_deletes_old_finished_threads_but_keeps_their_ledger_and_audi
 ) -> None:
     with open_test_service(db, log) as service:
         old = [finished_thread(service), service.run(COUNT, actor="carol").thread_id]
-        pending = service.run(ONE_EMAIL, actor="alice").thread_id
+        pending = service.run(SALLY, actor="alice").thread_id
     with open_ledger(db) as ledger:
         audit = ledger.verify_audit()
         records = {t: ledger.thread_records(t) for t in old}
@@ -305,10 +306,11 @@ def test_a_finished_thread_someone_is_about_to_run_is_not_deleted(db: Path, log:
 def test_the_file_shrinks_after_pruning_many_finished_threads(db: Path, log: ToolLog) -> None:
     def grow(prefix: str) -> None:
         """200 more finished threads, with their whole history."""
-        with open_test_service(db, log) as service:
+        with open_harness(db, log) as parts:
+            service = parts.service
             source = finished_thread(service)
             for n in range(200):
-                service._saver.copy_thread(source, f"{prefix}-{n}")
+                parts.saver.copy_thread(source, f"{prefix}-{n}")
 
     grow("first")
     first = prune(db)
@@ -330,7 +332,7 @@ def test_a_dry_run_deletes_nothing_and_counts_what_pruning_deletes(db: Path, log
     with open_test_service(db, log) as service:
         finished_thread(service)
         service.run(COUNT, actor="carol")
-        service.run(ONE_EMAIL, actor="alice")
+        service.run(SALLY, actor="alice")
     before = database_fingerprint(db)
 
     dry = prune(db, dry_run=True)
@@ -351,10 +353,11 @@ def test_a_dry_run_deletes_nothing_and_counts_what_pruning_deletes(db: Path, log
 def test_a_thread_whose_newest_checkpoint_cannot_be_judged_safely_is_left_whole(
     db: Path, log: ToolLog
 ) -> None:
-    with open_test_service(db, log) as service:
+    with open_harness(db, log) as parts:
+        service = parts.service
         source = service.run(COUNT, actor="alice").thread_id
         for copy in ("forged", "delta"):
-            service._saver.copy_thread(source, copy)
+            parts.saver.copy_thread(source, copy)
     newest = "SELECT MAX(checkpoint_id) FROM checkpoints WHERE thread_id = ?"
     if is_postgres(db):
         execute(  # a stored value that names a type the strict serializer refuses to build
@@ -396,33 +399,25 @@ def test_a_thread_whose_newest_checkpoint_cannot_be_judged_safely_is_left_whole(
 
 
 @pytest.mark.postgres
-def test_a_checkpoint_committed_while_postgres_prunes_the_thread_stays_whole(
-    log: ToolLog, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_checkpoint_committed_while_postgres_prunes_the_thread_stays_whole(log: ToolLog) -> None:
     """A runtime that takes no lease (Studio) may commit a checkpoint after the thread was
     judged again, inside the prune's transaction: PostgreSQL's saver takes no lock, so only
-    what the prune deletes keeps that checkpoint whole."""
+    what the prune deletes keeps that checkpoint whole. The prune is held at its first delete,
+    once it has judged the thread again, while another saver commits."""
     with fresh_database() as url:
         with open_test_service(url, log) as service:
             thread_id = service.run(COUNT, actor="alice").thread_id
-        judged_again = retention._unchanged
-
-        def and_meanwhile(cur: Any, judged: Any) -> bool:
-            still = judged_again(cur, judged)
+        with (
+            ThreadPoolExecutor(1) as pool,
+            paused_at_first_delete(url, checkpoint_table(url, "writes")) as held,
+        ):
+            pruning = pool.submit(prune, url)
+            held()
             with open_saver(url) as saver:  # another process, with no lock of ours
-                graph = build_graph(
-                    model=OfflineChatModel(),
-                    tools=make_recording_tools(ToolLog()),
-                    policy=default_policy(),
-                    checkpointer=saver,
-                )
+                graph = graph_without_ledger(saver, ToolLog())
                 graph.update_state(config(thread_id), {"messages": [HumanMessage("a note")]})
-            return still
-
-        monkeypatch.setattr(retention, "_unchanged", and_meanwhile)
-        report = prune(url)
-        monkeypatch.undo()
-        with open_test_service(url, log) as service:
-            values, _ = state_of(service, thread_id)
+        report = pruning.result(timeout=60)
+        with open_harness(url, log) as parts:
+            values, _ = state_of(parts, thread_id)
     assert report.threads_trimmed == 1
     assert values["messages"][-1].content == "a note"  # the newer checkpoint, whole

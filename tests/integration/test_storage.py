@@ -13,8 +13,10 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 
 from hitl.checkpoints.savers import BatchingSqliteSaver, open_saver
 from hitl.service.workflow import EveryPending
-from tests.fakes import ToolLog
-from tests.integration.conftest import ONE_EMAIL, assert_conformant, open_test_service
+from tests.support.conformance import assert_conformant
+from tests.support.fakes import ToolLog
+from tests.support.harness import open_test_service
+from tests.support.prompts import SALLY
 
 pytestmark = pytest.mark.sqlite_only  # reads and writes the SQLite file itself
 
@@ -73,7 +75,7 @@ def test_a_tool_step_whose_writes_fail_is_resumed_with_the_journaled_result_not_
     db: Path, log: ToolLog
 ) -> None:
     with open_test_service(db, log) as service:
-        view = service.run(ONE_EMAIL, actor="alice")
+        view = service.run(SALLY, actor="alice")
         call_id = view.pending[0].tool_call_id
         with sqlite3.connect(db) as conn:  # the tools step's writes fail after the first row
             conn.execute(FAIL_SECOND_WRITE.replace("WHEN", "WHEN NEW.task_path LIKE '%tools%' AND"))
@@ -105,7 +107,7 @@ def test_approvals_wait_out_a_write_lock_held_for_ten_seconds_by_another_process
     db: Path, log: ToolLog
 ) -> None:
     with open_test_service(db, log) as service:
-        views = [service.run(ONE_EMAIL, actor="alice") for _ in range(3)]
+        views = [service.run(SALLY, actor="alice") for _ in range(3)]
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_WRITE_LOCK, str(db), "10"], stdout=subprocess.PIPE, text=True
     )

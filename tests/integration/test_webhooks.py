@@ -6,11 +6,7 @@ import multiprocessing as mp
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
@@ -19,115 +15,19 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from hitl.checkpoints.stores import WebhookError, WebhookStore, open_webhook_store
+from hitl.checkpoints.errors import WebhookError
+from hitl.checkpoints.stores import WebhookStore, open_webhook_store
 from hitl.checkpoints.urls import parse_database
 from hitl.cli.webhooks import webhook
 from hitl.graph.policy import Policy, ToolRule
-from hitl.service.settings import Settings
-from hitl.service.webhooks import WebhookDispatcher, verify
+from hitl.service.webhooks import WebhookDispatcher
 from hitl.service.workflow import SWEEP_ACTOR
-from tests.fakes import ToolLog
-from tests.integration.conftest import ONE_EMAIL, open_test_service
+from tests.support.fakes import FakeClock, ToolLog
+from tests.support.harness import hitl_settings, open_test_service
+from tests.support.prompts import SALLY
+from tests.support.webhooks import Receiver, serving
 
 SECRET = "receiver-secret-0123456789"
-
-
-@dataclass
-class Clock:
-    """Real UNIX seconds at the start, then moved only by the test (signatures stay fresh)."""
-
-    now: float = field(default_factory=time.time)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@dataclass(frozen=True)
-class Received:
-    """One request as the receiver saw it."""
-
-    path: str
-    event: str
-    delivery: str
-    timestamp: int
-    content_type: str
-    body: bytes
-    valid: bool
-    """Whether its signature verified with the secret of its path."""
-
-    @property
-    def payload(self) -> dict[str, Any]:
-        return dict(json.loads(self.body))
-
-
-class Receiver:
-    """A local HTTP endpoint that verifies each request's signature and answers as scripted."""
-
-    def __init__(self, answer: Callable[[int], int] = lambda n: 200, port: int = 0) -> None:
-        self.answer = answer
-        """The status code of the n-th request (from 1)."""
-        self.secrets: dict[str, str] = {}
-        """The secret each path verifies with."""
-        self.received: list[Received] = []
-        self._lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                timestamp, signature = (
-                    self.headers["X-Hitl-Timestamp"],
-                    self.headers["X-Hitl-Signature"],
-                )
-                secret = receiver.secrets.get(self.path, "")
-                with receiver._lock:
-                    receiver.received.append(
-                        Received(
-                            path=self.path,
-                            event=self.headers["X-Hitl-Event"],
-                            delivery=self.headers["X-Hitl-Delivery"],
-                            timestamp=int(timestamp),
-                            content_type=self.headers["Content-Type"],
-                            body=body,
-                            valid=verify(secret, timestamp, body, signature),
-                        )
-                    )
-                    code = receiver.answer(len(receiver.received))
-                answer = b"" if code < 300 else b"boom"
-                self.send_response(code)
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.01,), daemon=True
-        )
-        self._thread.start()
-
-    def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
-
-
-@contextmanager
-def serving(answer: Callable[[int], int] = lambda n: 200, port: int = 0) -> Iterator[Receiver]:
-    receiver = Receiver(answer, port)
-    try:
-        yield receiver
-    finally:
-        receiver.stop()
 
 
 def _add(store: WebhookStore, receiver: Receiver, path: str = "/hook", **options: Any) -> str:
@@ -140,7 +40,7 @@ def _add(store: WebhookStore, receiver: Receiver, path: str = "/hook", **options
 def _ask(db: Path, log: ToolLog) -> tuple[str, str]:
     """Start a run that asks for approval; return its thread and call IDs."""
     with open_test_service(db, log) as service:
-        view = service.run(ONE_EMAIL, actor="alice")
+        view = service.run(SALLY, actor="alice")
     return view.thread_id, view.pending[0].tool_call_id
 
 
@@ -191,7 +91,7 @@ def test_an_approval_cycle_is_delivered_in_order_signed_and_as_documented(
 def test_a_failing_receiver_gets_the_delivery_on_the_third_attempt_after_growing_backoff(
     db: Path, log: ToolLog, caplog: pytest.LogCaptureFixture
 ) -> None:
-    clock = Clock()
+    clock = FakeClock(time.time())
     with (
         serving(lambda n: 500 if n <= 2 else 204) as receiver,
         open_webhook_store(db, clock=clock) as store,
@@ -232,7 +132,7 @@ def test_a_failing_receiver_gets_the_delivery_on_the_third_attempt_after_growing
 
 
 def test_a_delivery_to_a_receiver_that_is_down_survives_a_restart(db: Path, log: ToolLog) -> None:
-    clock = Clock()
+    clock = FakeClock(time.time())
     with serving() as gone:
         port = gone.port  # free now: connections are refused until a receiver listens again
     with open_webhook_store(db, clock=clock) as store:
@@ -270,7 +170,7 @@ def test_a_delivery_to_a_receiver_that_is_down_survives_a_restart(db: Path, log:
 def test_a_delivery_is_dead_after_max_attempts_until_it_is_sent_again_by_hand(
     db: Path, log: ToolLog
 ) -> None:
-    clock = Clock()
+    clock = FakeClock(time.time())
     answers = {"code": 500}
     with (
         serving(lambda n: answers["code"]) as receiver,
@@ -299,7 +199,7 @@ def test_a_delivery_is_dead_after_max_attempts_until_it_is_sent_again_by_hand(
 def test_a_claim_that_ran_out_cannot_record_over_the_dispatcher_that_took_it_over(
     db: Path, log: ToolLog
 ) -> None:
-    clock = Clock()
+    clock = FakeClock(time.time())
     with serving() as receiver, open_webhook_store(db, clock=clock) as store:
         endpoint = _add(store, receiver, events=["approval.requested"])
         _ask(db, log)
@@ -338,7 +238,7 @@ def test_the_background_dispatcher_delivers_until_it_is_stopped(db: Path, log: T
 def test_a_removed_endpoint_gets_nothing_more_and_its_pending_deliveries_die(
     db: Path, log: ToolLog
 ) -> None:
-    clock = Clock()
+    clock = FakeClock(time.time())
     with (
         serving(lambda n: 200) as good,
         serving(lambda n: 500) as bad,
@@ -401,12 +301,12 @@ def test_an_outbox_created_on_a_database_with_history_does_not_replay_it(
 
 
 def test_an_expired_approval_is_delivered_as_approval_expired(db: Path, log: ToolLog) -> None:
-    ledger_clock = Clock(now=1_800_000_000.0)
+    ledger_clock = FakeClock()
     policy = Policy(rules={"send_email": ToolRule(expires_after=timedelta(hours=1))})
     with serving() as receiver, open_webhook_store(db) as store:
         _add(store, receiver, events=["approval.expired"])
         with open_test_service(db, log, policy, ledger_clock) as service:
-            view = service.run(ONE_EMAIL, actor="alice")
+            view = service.run(SALLY, actor="alice")
             ledger_clock.advance(3601)
             service.sweep()
         with WebhookDispatcher(store) as dispatcher:
@@ -471,7 +371,7 @@ def test_dispatchers_racing_in_several_processes_deliver_each_event_exactly_once
 @click.option("--db", required=True)
 @click.pass_context
 def _hitl(ctx: click.Context, db: str) -> None:
-    ctx.obj = Settings(db=parse_database(db))
+    ctx.obj = hitl_settings(parse_database(db))
 
 
 _hitl.add_command(webhook)

@@ -8,13 +8,13 @@ from pydantic import ValidationError
 
 from hitl.graph.decisions import (
     ALL_DECISIONS,
-    DecisionNotAllowedError,
     DecisionSchemas,
     answer_text,
     apply_decision,
     normalize,
 )
 from hitl.graph.demo_tools import count_emails, make_send_email
+from hitl.graph.errors import DecisionNotAllowedError
 
 CALL = ToolCall(
     name="send_email", args={"message": "hi", "recipient": "a@b.c"}, id="call_1", type="tool_call"

@@ -43,12 +43,9 @@ def test_uncompressed_rows_written_before_compression_still_read() -> None:
     ],
     ids=["garbage", "cut short", "inflates too far", "trailing data"],
 )
-def test_a_forged_compressed_value_is_refused(
-    payload: bytes, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("hitl.checkpoints.savers._serde.MAX_INFLATED", 1 << 16)
+def test_a_forged_compressed_value_is_refused(payload: bytes) -> None:
     with pytest.raises(UntrustedCheckpointError):
-        make_strict_serializer().loads_typed((COMPRESSED, payload))
+        make_strict_serializer(max_inflated=1 << 16).loads_typed((COMPRESSED, payload))
 
 
 def test_a_lazy_conversation_inside_a_write_is_stored_as_its_plain_list() -> None:

@@ -1,10 +1,8 @@
-"""Start the real `hitl serve` in a subprocess, on a free port and throwaway files."""
+"""Starting the real `hitl serve` in a subprocess, on a free port and throwaway files."""
 
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -15,9 +13,9 @@ from typing import Any
 import httpx
 
 from hitl.checkpoints.urls import DatabaseName, parse_database
-from tests.e2e.conftest import free_port, read_log
+from tests.support.environment import HITL, hitl_environment, process_environment
+from tests.support.processes import free_port, read_log
 
-HITL = Path(sys.executable).parent / "hitl"
 STARTUP_TIMEOUT_SECONDS = 60.0
 _ADMIN = re.compile(r"first admin token \(shown once, keep it safe\): (hitl_\S+)")
 
@@ -58,17 +56,8 @@ class HitlService:
 
 
 def service_env(tmp: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    for name in ("HITL_TOOLS", "HITL_POLICY", "HITL_ACTOR"):
-        env.pop(name, None)
-    env.update(
-        HITL_DB=str(tmp / "hitl.sqlite"),
-        HITL_OUTBOX=str(tmp / "outbox.jsonl"),
-        HITL_MODEL="offline",
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(extra or {})
-    return env
+    """The environment of `hitl serve` on `tmp`'s database and outbox, with `extra` settings."""
+    return process_environment(hitl_environment(tmp / "hitl.sqlite", tmp / "outbox.jsonl", extra))
 
 
 def start_service(
@@ -231,26 +220,8 @@ def wait_run(client: httpx.Client, run_id: str, timeout: float = 60) -> dict[str
     raise TimeoutError(f"run {run_id} did not finish in {timeout} s")
 
 
-SEND_PROMPT = "Send sally@example.com an email saying 'hi'"
-
-
 def accepted(answer: httpx.Response) -> dict[str, Any]:
     """The body of a `202`, checked to be one."""
     assert answer.status_code == 202, answer.text
     body: dict[str, Any] = answer.json()
     return body
-
-
-def email_prompt(n: int) -> str:
-    """The prompt of the `n`th of many distinct emails to send."""
-    return f"Send user{n}@example.com an email saying 'hello {n}'"
-
-
-def gate(outbox: Path) -> Path:
-    """While this file exists, a gated test tool waits inside its call (so a kill lands there)."""
-    return outbox.with_suffix(".gate")
-
-
-def held(outbox: Path) -> Path:
-    """A gated test tool writes this file once it is waiting at the gate."""
-    return outbox.with_suffix(".held")

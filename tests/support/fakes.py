@@ -1,4 +1,5 @@
-"""Fakes with scripted behaviour: tools that record every call they really run."""
+"""Fakes with scripted behaviour: tools that record every call they really run, a clock that
+moves when told."""
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,3 +43,16 @@ def make_recording_tools(log: ToolLog) -> list[BaseTool]:
         return f"sent to {recipient}"
 
     return [count_emails, send_email]
+
+
+@dataclass
+class FakeClock:
+    """UNIX seconds that move only when a test says so (`now` may also be set)."""
+
+    now: float = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

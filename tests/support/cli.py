@@ -2,27 +2,16 @@
 
 import hashlib
 import json
-import os
-import sqlite3
 import subprocess
-import sys
 from collections.abc import Mapping, Sequence
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
+from tests.support.environment import HITL, hitl_environment, importable, process_environment
+from tests.support.sql import copy_database, database_fingerprint
 
-from hitl.checkpoints.urls import DatabaseName, is_postgres
-
-HITL = Path(sys.executable).parent / "hitl"
-"""The console script of the virtualenv that runs the tests."""
 TIMEOUT_SECONDS = 60
-
-SALLY = "Send sally@example.com an email saying 'hi'"
-PAIR = "Send bob@example.com an email saying 'hi' and send carol@example.org an email saying 'yo'"
-COUNT = "count my emails of the last 3 days"
 
 LEDGER_TABLES = frozenset({"hitl_schema", "hitl_approvals", "hitl_audit", "hitl_leases"})
 """The approvals ledger's tables: a refused command must leave them as they were too."""
@@ -31,19 +20,6 @@ STRICT_RULE = 'ToolRule(ask="always", allowed_decisions=("approve", "reject"))'
 """send_email may only be approved or rejected."""
 RELAXED_RULE = 'ToolRule(ask="never")'
 """send_email runs without asking anyone."""
-
-
-def isolated_env(db: Path, outbox: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """This process's environment without any `HITL_*` setting, plus `db`, `outbox` and `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HITL_")}
-    env.update(
-        HITL_DB=str(db),
-        HITL_OUTBOX=str(outbox),
-        LANGSMITH_TRACING="false",  # the tests must not talk to the network
-        LANGCHAIN_TRACING_V2="false",
-    )
-    env.update(extra or {})
-    return env
 
 
 def hitl(*args: str, env: Mapping[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -66,56 +42,6 @@ def describe(result: subprocess.CompletedProcess[str]) -> str:
         f"$ {' '.join(map(str, result.args))}\nexit {result.returncode}\n"
         f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
     )
-
-
-def database_fingerprint(db: DatabaseName) -> dict[str, tuple[int, str]] | None:
-    """Row count and hash of every table (schema included), or None when there is no file."""
-    if is_postgres(db):
-        return _postgres_fingerprint(str(db))
-    db = Path(db)
-    if not db.exists():
-        return None
-    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-        tables = conn.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'table' ORDER BY name"
-        ).fetchall()
-        found: dict[str, tuple[int, str]] = {}
-        for name, sql in tables:
-            width = len(conn.execute(f'SELECT * FROM "{name}" LIMIT 0').description)
-            order = ", ".join(str(i) for i in range(1, width + 1))
-            rows = conn.execute(f'SELECT * FROM "{name}" ORDER BY {order}').fetchall()
-            digest = hashlib.sha256(repr((sql, rows)).encode()).hexdigest()
-            found[name] = (len(rows), digest)
-    return found
-
-
-def _postgres_fingerprint(url: str) -> dict[str, tuple[int, str]]:
-    with psycopg.connect(url) as conn:
-        tables = conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = "
-            "current_schema() ORDER BY table_name"
-        ).fetchall()
-        found: dict[str, tuple[int, str]] = {}
-        for (name,) in tables:
-            columns = conn.execute(
-                "SELECT column_name, data_type FROM information_schema.columns WHERE "
-                "table_schema = current_schema() AND table_name = %s ORDER BY ordinal_position",
-                (name,),
-            ).fetchall()
-            order = ", ".join(str(i) for i in range(1, len(columns) + 1))
-            rows = conn.execute(f'SELECT * FROM "{name}" ORDER BY {order}').fetchall()
-            digest = hashlib.sha256(repr((columns, rows)).encode()).hexdigest()
-            found[name] = (len(rows), digest)
-    return found
-
-
-def copy_database(source: Path, target: Path) -> None:
-    """A consistent copy of a SQLite file (WAL included), through SQLite's backup API."""
-    with (
-        closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as src,
-        closing(sqlite3.connect(target)) as dst,
-    ):
-        src.backup(dst)
 
 
 def file_tree(folder: Path) -> dict[str, str]:
@@ -150,7 +76,8 @@ class Workspace:
         return self.folder / "outbox.jsonl"
 
     def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        return isolated_env(self.db, self.outbox, extra)
+        """The environment of `hitl` on this workspace, with `extra` settings."""
+        return process_environment(hitl_environment(self.db, self.outbox, extra))
 
     def run(
         self, *args: str, extra_env: Mapping[str, str] | None = None
@@ -195,8 +122,7 @@ class Workspace:
             "from hitl.graph.policy import Policy, ToolRule\n\n"
             f"POLICY = Policy(rules={{'send_email': {send_email_rule}}})\n"
         )
-        path = os.pathsep.join(filter(None, [str(self.folder), os.environ.get("PYTHONPATH")]))
-        return {"HITL_POLICY": f"{module}:POLICY", "PYTHONPATH": path}
+        return {"HITL_POLICY": f"{module}:POLICY", **importable(self.folder)}
 
 
 def calls_by_recipient(view: dict[str, Any]) -> dict[str, str]:

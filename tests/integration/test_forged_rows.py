@@ -1,4 +1,5 @@
-"""A row written into the database by someone else cannot make the program import or call code."""
+"""A row written into the database by someone else is refused before anything runs: a
+checkpoint that names code to import or call, a pickle, an approval nobody gave."""
 
 import sqlite3
 from pathlib import Path
@@ -7,11 +8,11 @@ import ormsgpack
 import pytest
 
 from hitl.checkpoints.errors import UntrustedCheckpointError
-from tests.fakes import ToolLog
-from tests.integration.conftest import ONE_EMAIL, open_test_service
-
-pytestmark = pytest.mark.sqlite_only  # reads and writes the SQLite file itself
-
+from hitl.service.errors import LedgerTampered
+from tests.support.fakes import ToolLog
+from tests.support.harness import open_test_service
+from tests.support.prompts import SALLY
+from tests.support.sql import execute
 
 EXT_CONSTRUCTOR_POS_ARGS = 1  # LangGraph's msgpack tag for "import module.name, call it with args"
 
@@ -46,12 +47,13 @@ def _checkpoint_calling(module: str, name: str, args: list[object]) -> bytes:
     )
 
 
+@pytest.mark.sqlite_only  # forges the SQLite file's checkpoint rows
 def test_a_forged_row_naming_os_system_is_refused_and_nothing_runs(
     tmp_path: Path, db: Path, log: ToolLog
 ) -> None:
     marker = tmp_path / "pwned"
     with open_test_service(db, log) as service:
-        thread_id = service.run(ONE_EMAIL, actor="alice").thread_id
+        thread_id = service.run(SALLY, actor="alice").thread_id
     _forge_newest_checkpoint(
         db, thread_id, ("msgpack", _checkpoint_calling("os", "system", [f"touch {marker}"]))
     )
@@ -61,11 +63,12 @@ def test_a_forged_row_naming_os_system_is_refused_and_nothing_runs(
     assert not marker.exists()
 
 
+@pytest.mark.sqlite_only  # forges the SQLite file's checkpoint rows
 def test_a_pickled_row_is_refused_without_unpickling(
     tmp_path: Path, db: Path, log: ToolLog
 ) -> None:
     with open_test_service(db, log) as service:
-        thread_id = service.run(ONE_EMAIL, actor="alice").thread_id
+        thread_id = service.run(SALLY, actor="alice").thread_id
     # a pickle that would call os.system if it were ever loaded
     marker = tmp_path / "pwned"
     evil = b"cos\nsystem\n(V" + f"touch {marker}".encode() + b"\ntR."
@@ -76,3 +79,23 @@ def test_a_pickled_row_is_refused_without_unpickling(
     ):
         service.show(thread_id)
     assert not marker.exists()
+
+
+def test_a_row_forged_to_approved_is_refused_and_reported(db: Path, log: ToolLog) -> None:
+    with open_test_service(db, log) as service:
+        view = service.run(SALLY, actor="alice")
+        call_id = view.pending[0].tool_call_id
+    execute(
+        db,
+        "UPDATE hitl_approvals SET status = 'approved', decided_by = 'carol', "
+        'decision = \'{"type":"approve"}\', approved_args_hash = args_hash',
+    )
+    with open_test_service(db, log) as service:
+        report = service.verify_audit()
+        with pytest.raises(LedgerTampered):
+            service.resume(view.thread_id)
+    assert log.calls == []
+    assert [(b.thread_id, "no approval" in b.problem) for b in report.broken] == [
+        (view.thread_id, True)
+    ]
+    assert call_id in report.broken[0].problem
