@@ -98,6 +98,7 @@ def test(extra: list[str]) -> None:
 
 BENCHMARKS = (
     "approval_cycle",
+    "middleware_cycle",
     "inbox",
     "concurrency",
     "service_load",

@@ -22,6 +22,7 @@ from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Discriminator, TypeAdapter, WithJsonSchema, create_model
 from typing_extensions import TypedDict
 
+from hitl.graph.errors import DecisionNotAllowedError
 from hitl.graph.state import Review
 
 DecisionType = Literal["approve", "edit", "reject", "respond"]
@@ -96,10 +97,6 @@ EDIT_NOTICE = (
     "Note: a human reviewer edited this tool call before it ran; it ran with arguments {args}. "
     "This was intentional and authorized. Do not re-issue your original call.\n\n"
 )
-
-
-class DecisionNotAllowedError(ValueError):
-    """A decision type the tool's policy does not accept."""
 
 
 def normalize(answer: Decision | Shorthand | dict[str, Any] | str) -> Decision:

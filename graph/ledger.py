@@ -2,6 +2,8 @@
 
 The nodes follow the ledger, never the other way round: a decision recorded there is the one
 that is applied, and a call journaled as started is never started again without a person.
+What stops a run on the ledger's word (`CallInProgress`, `JournalUnavailable`) is in
+`errors.py`.
 """
 
 from collections.abc import Mapping, Sequence
@@ -27,6 +29,12 @@ class LedgerRecord(Protocol):
     def result(self) -> str | None: ...
     @property
     def result_status(self) -> str | None: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def requester(self) -> str | None: ...
+    @property
+    def allowed_decisions(self) -> list[str]: ...
 
 
 class BeginResult(Protocol):
@@ -40,6 +48,10 @@ class BeginResult(Protocol):
 
 class ApprovalLedger(Protocol):
     """The operations the `approval` and `tools` nodes need."""
+
+    def get(self, thread_id: str, tool_call_id: str) -> LedgerRecord | None: ...
+
+    def thread_records(self, thread_id: str) -> Sequence[LedgerRecord]: ...
 
     def request(
         self,
@@ -76,27 +88,3 @@ class ApprovalLedger(Protocol):
     def reconcile_from_graph(
         self, thread_id: str, tool_call_id: str, action: str, *, actor: str, result: str | None
     ) -> None: ...
-
-
-class CallInProgress(RuntimeError):
-    """A live runner elsewhere is executing this call right now; this run must not touch it."""
-
-    def __init__(self, tool_call_id: str) -> None:
-        super().__init__(
-            f"tool call {tool_call_id!r} is being executed by another live process right now; "
-            "this run stops without running it. Try again when that run has finished."
-        )
-
-
-class JournalUnavailable(BaseException):
-    """A tool's result could not be journaled: the run must stop, not report a tool failure.
-
-    A `BaseException`, because `ToolNode` turns every `Exception` raised around a tool into an
-    error message for the model, which would tell it a tool that ran had failed.
-    """
-
-    def __init__(self, tool_call_id: str, cause: BaseException) -> None:
-        super().__init__(
-            f"tool call {tool_call_id!r} ran, but its result could not be recorded ({cause}); "
-            "the run stops and the call will be listed as outcome_unknown for a person."
-        )

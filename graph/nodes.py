@@ -7,23 +7,21 @@ resume. Tools run only in `tools`, once every call of the turn has a review, eac
 the ledger so that no replay runs it twice.
 """
 
-import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, ToolCall, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
-from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END
 from langgraph.prebuilt import ToolNode
 from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.types import Interrupt, Overwrite, Send, interrupt
 
+from hitl.graph import gate
 from hitl.graph.decisions import (
-    ALL_DECISIONS,
     DecisionSchemas,
     DecisionType,
     ToolApprovalRequest,
@@ -32,9 +30,29 @@ from hitl.graph.decisions import (
     as_decision,
     edit_notice,
 )
-from hitl.graph.ledger import ApprovalLedger, CallInProgress, JournalUnavailable, LedgerRecord
+from hitl.graph.errors import CallInProgress
+from hitl.graph.ledger import ApprovalLedger, LedgerRecord
 from hitl.graph.policy import Policy
 from hitl.graph.state import ApprovalTask, Review, State, runs_tool
+
+Update = dict[str, Any]
+"""A node's partial state update."""
+
+
+class StateNode(Protocol):
+    """A node that reads the whole state (`agent`, `tools`)."""
+
+    def __call__(self, state: State, config: RunnableConfig) -> Update: ...
+
+
+class TaskNode(Protocol):
+    """A node that reads one `Send` task (`approval`)."""
+
+    def __call__(self, state: ApprovalTask, config: RunnableConfig) -> Update: ...
+
+
+Router = Callable[[State], list[Send] | str]
+"""A conditional edge: the next node's name, or one `Send` per task."""
 
 
 def last_tool_turn(messages: Sequence[AnyMessage]) -> AIMessage | None:
@@ -58,7 +76,7 @@ def current_turn(messages: Sequence[AnyMessage]) -> tuple[AIMessage | None, set[
     return None, answered
 
 
-def make_agent_node(model: BaseChatModel, tools: Sequence[BaseTool]) -> Any:
+def make_agent_node(model: BaseChatModel, tools: Sequence[BaseTool]) -> StateNode:
     """The `agent` node: one model call; nothing else, so a resume never calls the model again."""
     bound = model.bind_tools(list(tools)) if tools else model
 
@@ -71,7 +89,7 @@ def make_agent_node(model: BaseChatModel, tools: Sequence[BaseTool]) -> Any:
     return agent
 
 
-def make_route_after_agent(policy: Policy, tools: Sequence[BaseTool]) -> Any:
+def make_route_after_agent(policy: Policy, tools: Sequence[BaseTool]) -> Router:
     """The router after `agent`: one `approval` task per tool call, or the end of the run.
 
     The policy is evaluated here, once, and its verdict saved in each task's input.
@@ -91,7 +109,7 @@ def make_route_after_agent(policy: Policy, tools: Sequence[BaseTool]) -> Any:
     return route_after_agent
 
 
-def make_route_after_tools(policy: Policy, tools: Sequence[BaseTool]) -> Any:
+def make_route_after_tools(policy: Policy, tools: Sequence[BaseTool]) -> Router:
     """The router after `tools`: back to `agent`, or back to `approval` for calls whose
     approved args no longer match what would run (the state changed after the decision)."""
     known = {t.name for t in tools}
@@ -133,7 +151,7 @@ def approval_task(
     )
 
 
-def make_approval_node(tools: Sequence[BaseTool], ledger: ApprovalLedger | None) -> Any:
+def make_approval_node(tools: Sequence[BaseTool], ledger: ApprovalLedger | None) -> TaskNode:
     """The `approval` node: ask a person about one call, unless the ledger already knows.
 
     Replay-safe: registering the call in the ledger is idempotent, and a decision recorded
@@ -142,7 +160,8 @@ def make_approval_node(tools: Sequence[BaseTool], ledger: ApprovalLedger | None)
     """
     schemas = DecisionSchemas(tools)
 
-    def approval(task: ApprovalTask, config: RunnableConfig) -> dict[str, Any]:
+    def approval(state: ApprovalTask, config: RunnableConfig) -> dict[str, Any]:
+        task = state  # the input of this `Send`, not the graph's state
         call = task["tool_call"]
         call_id = cast(str, call["id"])
         allowed = cast(list[DecisionType], task["allowed_decisions"])
@@ -159,7 +178,7 @@ def make_approval_node(tools: Sequence[BaseTool], ledger: ApprovalLedger | None)
             interrupt_id=Interrupt.from_ns(None, config["configurable"]["checkpoint_ns"]).id,
             tool=call["name"],
             args=call["args"],
-            requester=task.get("requester"),
+            requester=task.get("requester") or gate.graph_actor(config),  # Studio: no requester
             needs_review=task["needs_review"],
             allowed_decisions=allowed,
             description=task["description"],
@@ -173,46 +192,16 @@ def make_approval_node(tools: Sequence[BaseTool], ledger: ApprovalLedger | None)
                 _request(task, record), response_schema=schemas.for_call(call["name"], allowed)
             )
             record = ledger.answer_from_graph(
-                thread_id, call_id, as_decision(answer), actor=graph_actor(config)
+                thread_id, call_id, as_decision(answer), actor=gate.graph_actor(config)
             )
         if not task["needs_review"] and record.decided_by is not None:
             return {"reviews": {call_id: _auto_review(call)}}
-        return _decided(call, review_from_record(call, record))
+        return _decided(call, gate.review_of(call, record))
 
     return approval
 
 
-def review_from_record(call: ToolCall, record: LedgerRecord) -> Review:
-    """The review the ledger's recorded decision makes of this call."""
-    if record.args != json.loads(json.dumps(call["args"])):
-        return cast(
-            Review,
-            {
-                "tool_call_id": call["id"],
-                "name": call["name"],
-                "decision": "reject",
-                "args": dict(call["args"]),
-                "message": f"this call was already settled ({record.status}) with other "
-                "arguments; it is not run again",
-            },
-        )
-    # what the ledger recorded stands: it checked the reviewer's choice when it was made, and
-    # an expiry or a cancellation need not be among the reviewer's choices
-    review = apply_decision(call, as_decision(record.decision), ALL_DECISIONS)
-    review["decided_by"] = record.decided_by or ""
-    if record.status == "expired":
-        review["expired"] = True
-    return review
-
-
-def graph_actor(config: RunnableConfig) -> str:
-    """Who answered an interrupt given straight to the graph (Studio): the platform's
-    authenticated user if there is one."""
-    user = config.get("configurable", {}).get("langgraph_auth_user_id")
-    return f"studio:{user}" if user else "studio"
-
-
-def make_tools_node(tools: Sequence[BaseTool], ledger: ApprovalLedger | None) -> Any:
+def make_tools_node(tools: Sequence[BaseTool], ledger: ApprovalLedger | None) -> StateNode:
     """The `tools` node: run the approved calls of the turn, with exactly the approved args.
 
     With a ledger, each call is journaled before it starts and when it ends: a call that
@@ -280,7 +269,7 @@ class _Journal:
                 if begun.action == "run":
                     to_run.append(call)
                 elif begun.action == "done" and begun.record is not None:
-                    results.append(_journaled(call, begun.record))
+                    results.append(gate.journaled(call, begun.record))
                 elif begun.action == "unknown":
                     unknown.append(cid)
                 elif begun.action == "busy":
@@ -290,48 +279,22 @@ class _Journal:
             if not unknown:
                 return results
             # the interrupt discards this node's writes; what ran is journaled and comes back
-            answer = interrupt(_outcome_unknown_request(remaining, unknown))
-            for cid, action, text in _reconcile_answers(answer, unknown):
+            asked = [c for c, _ in remaining if c["id"] in unknown]
+            answer = interrupt(gate.outcome_unknown_request(asked))
+            for cid, action, text in gate.reconcile_answers(answer, unknown):
                 self._ledger.reconcile_from_graph(
-                    thread_id, cid, action, actor=graph_actor(config), result=text
+                    thread_id, cid, action, actor=gate.graph_actor(config), result=text
                 )
             remaining = [(c, r) for c, r in remaining if c["id"] in unknown]
 
     def wrap(self, request: ToolCallRequest, execute: Callable[[ToolCallRequest], Any]) -> Any:
         """Journal each call's result the moment it returns (ToolNode runs calls in threads)."""
-        thread_id = str(request.runtime.config["configurable"]["thread_id"])
+        config = request.runtime.config
         cid = cast(str, request.tool_call["id"])
-        try:
+        with gate.attempt(self._ledger, config, cid):
             result = execute(request)
-        except GraphBubbleUp:  # the tool itself asked for input: it runs again from the start
-            self._ledger.unbegin(thread_id, cid)
-            raise
-        except BaseException:
-            self._ledger.abandon(thread_id, cid)  # no result: a replay finds it outcome_unknown
-            raise
-        message = _message_for(result, cid)
-        try:
-            self._ledger.finish(
-                thread_id,
-                cid,
-                ok=message is None or message.status != "error",
-                result=str(message.content) if message else "(the tool returned no message)",
-            )
-        except Exception as e:
-            raise JournalUnavailable(cid, e) from e
+        gate.finish(self._ledger, config, cid, result)
         return result
-
-
-def _message_for(result: Any, tool_call_id: str) -> ToolMessage | None:
-    """The tool message a tool's result carries: itself, or inside a `Command`'s update."""
-    if isinstance(result, ToolMessage):
-        return result
-    update = getattr(result, "update", None)
-    messages = update.get("messages", []) if isinstance(update, dict) else []
-    return next(
-        (m for m in messages if isinstance(m, ToolMessage) and m.tool_call_id == tool_call_id),
-        None,
-    )
 
 
 def _run(tool_node: ToolNode, calls: list[ToolCall], config: RunnableConfig) -> list[ToolMessage]:
@@ -339,41 +302,6 @@ def _run(tool_node: ToolNode, calls: list[ToolCall], config: RunnableConfig) -> 
         return []
     request = AIMessage(content="", tool_calls=calls)
     return list(tool_node.invoke({"messages": [request]}, config)["messages"])
-
-
-def _journaled(call: ToolCall, record: LedgerRecord) -> ToolMessage:
-    return ToolMessage(
-        content=record.result or "",
-        name=call["name"],
-        tool_call_id=cast(str, call["id"]),
-        status="error" if record.result_status == "error" else "success",
-    )
-
-
-def _outcome_unknown_request(
-    approved: list[tuple[ToolCall, Review]], unknown: list[str]
-) -> dict[str, Any]:
-    return {
-        "type": "outcome_unknown",
-        "tool_calls": [
-            {"tool_call_id": c["id"], "name": c["name"], "args": c["args"]}
-            for c, _ in approved
-            if c["id"] in unknown
-        ],
-        "description": "These calls started but their process died before they finished; "
-        "whether they took effect is unknown. Settle each with `hitl reconcile THREAD --call "
-        "ID --retry | --mark-done [--result TEXT] | --skip`, or answer "
-        '{"tool_call_id": ..., "action": "retry" | "mark_done" | "skip", "result": ...}.',
-    }
-
-
-def _reconcile_answers(answer: object, unknown: list[str]) -> list[tuple[str, str, str | None]]:
-    items = answer if isinstance(answer, list) else [answer]
-    found = []
-    for item in items:
-        if isinstance(item, dict) and item.get("tool_call_id") in unknown:
-            found.append((str(item["tool_call_id"]), str(item.get("action")), item.get("result")))
-    return found
 
 
 def _request(task: ApprovalTask, record: LedgerRecord | None) -> ToolApprovalRequest:

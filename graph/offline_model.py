@@ -16,6 +16,8 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 
+from hitl.graph.errors import ModelConfigError
+
 _COUNT = re.compile(
     r"(?:how many emails|count (?:my |the )?emails)\D*?(?:last|past)\s+(\d+)\s+days?", re.I
 )
@@ -52,7 +54,7 @@ def summarize(results: Sequence[ToolMessage]) -> str:
     """The final answer after a turn of tool calls: one line per call."""
     lines = []
     for r in results:
-        text = str(r.content)
+        text = r.text
         if r.status == "error" and "rejected" in text:
             lines.append(f"- {r.name}: not done, a reviewer rejected it. {text}")
         elif r.status == "error":
@@ -65,6 +67,10 @@ def summarize(results: Sequence[ToolMessage]) -> str:
 class OfflineChatModel(BaseChatModel):
     """Turns the demo requests into tool calls, and tool results into an answer."""
 
+    tool_names: frozenset[str] | None = None
+    """The tools bound (`bind_tools`): asking for any other is a clear error, not a call the
+    agent cannot run."""
+
     @property
     def _llm_type(self) -> str:
         return "hitl-offline"
@@ -74,8 +80,9 @@ class OfflineChatModel(BaseChatModel):
         tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Accept any tools: the offline model knows the demo tools by name."""
-        return self
+        """Remember the tools' names: the offline model knows the demo tools by name."""
+        names = {t.name for t in tools if isinstance(t, BaseTool)}
+        return self.model_copy(update={"tool_names": frozenset(names)})
 
     def _generate(
         self,
@@ -95,7 +102,16 @@ class OfflineChatModel(BaseChatModel):
         if trailing_results:
             return AIMessage(content=summarize(trailing_results))
         last_human = next((m for m in reversed(messages) if isinstance(m, HumanMessage)), None)
-        calls = parse_requests(str(last_human.content)) if last_human else []
+        calls = parse_requests(last_human.text) if last_human else []  # a string or text blocks
+        missing = sorted(
+            {c["name"] for c in calls} - (self.tool_names or {c["name"] for c in calls})
+        )
+        if missing:
+            raise ModelConfigError(
+                f"the offline demo model asks for {', '.join(missing)}, which the agent does not "
+                f"have (its tools: {', '.join(sorted(self.tool_names or [])) or 'none'}); it only "
+                "knows the demo tools: use a script (HITL_MODEL=script:FILE) or a real model"
+            )
         if calls:
             return AIMessage(content="", tool_calls=calls)
         return AIMessage(content=CAPABILITIES)

@@ -1,35 +1,28 @@
 """Loading user tools and policy from `module:attribute` settings, without editing this package.
 
-`HITL_TOOLS=my_pkg.tools:TOOLS` names a list of tools (or a function returning one);
+`HITL_TOOLS=my_pkg.tools:TOOLS` names a list of tools (or a function returning one), looked
+up from the current folder first;
 `HITL_POLICY=my_pkg.policy:POLICY` names a `Policy` (or a function returning one).
 """
 
-import importlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from langchain_core.tools import BaseTool
 
+from hitl.graph import loading
 from hitl.graph.demo_tools import make_demo_tools
+from hitl.graph.errors import PluginError
 from hitl.graph.policy import Policy, default_policy
 
 DEFAULT_OUTBOX = "checkpoints/outbox.jsonl"
 
 
-class PluginError(ValueError):
-    """A `module:attribute` setting that cannot be loaded or has the wrong type."""
-
-
 def load_object(spec: str, setting: str) -> Any:
-    """Import `module:attribute`; call it if it is a function of no arguments."""
-    module_name, sep, attribute = spec.partition(":")
-    if not sep or not module_name or not attribute:
-        raise PluginError(f"{setting}={spec!r} must look like package.module:attribute")
-    try:
-        obj = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as e:
-        raise PluginError(f"{setting}={spec!r} cannot be loaded: {e}") from e
+    """Import `module:attribute` (or `./file.py:attribute`, from the current folder, as
+    `langgraph.json` resolves it); call it if it is a function of no arguments."""
+    obj = loading.load_object(spec, setting)
     return obj() if callable(obj) and not isinstance(obj, (BaseTool, type)) else obj
 
 

@@ -6,34 +6,44 @@ server builds the graph, never at import time.
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
-from hitl.checkpoints.database import DEFAULT_DB
-from hitl.checkpoints.ledger import Ledger, make_ledger
-from hitl.checkpoints.urls import parse_database
+from hitl.checkpoints.ledger import make_ledger
+from hitl.checkpoints.studio import studio_database
 from hitl.graph.builder import build_graph
+from hitl.graph.loading import load_graph, require_gate, serve
 from hitl.graph.plugins import load_policy, load_tools
 
-_ledgers: dict[str, Ledger] = {}  # one per database for the server's life
 
+@asynccontextmanager
+async def make_graph() -> AsyncIterator[CompiledStateGraph[Any]]:
+    """The graph `HITL_GRAPH` names (the user's own, with its gates bound to the ledger), or
+    the demo agent built from the `HITL_*` settings of the server's environment.
 
-async def make_graph() -> CompiledStateGraph[Any]:
-    """Build the approval graph from the `HITL_*` settings of the server's environment.
-
-    The ledger is opened on the same file as the checkpointer (`HITL_DB`), once, off the
-    event loop: Studio's runs register, decide and journal calls like the CLI's.
+    The server enters this for each run or read of a thread; the ledger it opens on the
+    checkpointer's database (`HITL_DB`, off the event loop) is closed when the run ends, so
+    Studio's runs register, decide and journal calls like the CLI's and leave nothing open.
     """
     from hitl.graph.model import make_model
 
     environ = dict(os.environ)
-    db = str(parse_database(environ.get("HITL_DB") or DEFAULT_DB))
-    if db not in _ledgers:
-        _ledgers[db] = await asyncio.to_thread(make_ledger, db)
-    return build_graph(
-        model=make_model(environ.get("HITL_MODEL")),
-        tools=load_tools(environ),
-        policy=load_policy(environ),
-        ledger=_ledgers[db],
-    )
+    db = studio_database(environ)  # with its pool size, as the checkpointer's
+    ledger = await asyncio.to_thread(make_ledger, db)
+    try:
+        if spec := environ.get("HITL_GRAPH"):
+            users = load_graph(spec)
+            require_gate(users, spec, allow_ungated=environ.get("HITL_ALLOW_UNGATED") == "1")
+            yield serve(users, checkpointer=None, ledger=ledger)
+        else:
+            yield build_graph(
+                model=make_model(environ.get("HITL_MODEL")),
+                tools=load_tools(environ),
+                policy=load_policy(environ),
+                ledger=ledger,
+            )
+    finally:
+        await asyncio.to_thread(ledger.close)

@@ -1,18 +1,102 @@
-"""The composition root: settings in, a ready `ApprovalService` out."""
+"""The composition root: settings in, a ready `ApprovalService` out (or every part, with
+`assemble`)."""
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
-from hitl.checkpoints.ledger import Clock, open_ledger
-from hitl.checkpoints.savers import open_saver
+from langchain_core.tools import BaseTool
+from langgraph.graph.state import CompiledStateGraph
+
+from hitl.checkpoints.database import LOCK_WAIT_SECONDS
+from hitl.checkpoints.ledger import Clock, Ledger, open_ledger
+from hitl.checkpoints.savers import Saver, open_saver
 from hitl.graph.builder import build_graph
 from hitl.graph.decisions import DecisionSchemas
-from hitl.graph.model import ModelConfigError, make_model
-from hitl.graph.plugins import PluginError, load_policy, load_tools
+from hitl.graph.errors import ModelConfigError, PluginError
+from hitl.graph.loading import load_graph, require_gate, serve, tools_of
+from hitl.graph.model import make_model
+from hitl.graph.plugins import load_policy, load_tools
+from hitl.graph.policy import Policy
 from hitl.service.errors import InvalidSettings
 from hitl.service.settings import Settings
 from hitl.service.workflow import ApprovalService, MovesOn, Observer
+
+
+@dataclass(frozen=True)
+class Assembly:
+    """What the composition root built from one `Settings`: the service and the parts under it.
+
+    Front ends use `service`; the parts are there for what sits beside the service (an
+    embedding application, a diagnostic, the test harness), and are closed with it.
+    """
+
+    service: ApprovalService
+    graph: CompiledStateGraph[Any]
+    """The compiled graph, on `saver` and `ledger` (what Studio's runtime would run)."""
+    saver: Saver
+    ledger: Ledger
+    clock: Clock
+    """The UNIX seconds the ledger stamps and judges deadlines by."""
+
+
+@contextmanager
+def assemble(
+    settings: Settings,
+    *,
+    create: bool = True,
+    clock: Clock | None = None,
+    moves_on: MovesOn | None = None,
+    observer: Observer | None = None,
+    tools: Sequence[BaseTool] | None = None,
+    policy: Policy | None = None,
+    lock_wait: float = LOCK_WAIT_SECONDS,
+) -> Iterator[Assembly]:
+    """Open the database and build the graph and the service from `settings`; close the
+    database after.
+
+    With `create=False` a missing database file is an error (a mistyped path), not a new file.
+    `clock` (UNIX seconds) replaces the system clock for deadlines and times (tests);
+    `moves_on` says how a thread moves on after a decision or a message (default: in this
+    process, before the call returns); `observer` receives each step of every run (the HTTP
+    service streams them). `tools` and `policy` replace the ones the settings name
+    (`HITL_TOOLS`, `HITL_POLICY`): an application that embeds the service hands in its own
+    objects. `lock_wait` bounds how long a ledger write waits for another writer's lock.
+    """
+    environ = settings.environ or {}
+    try:
+        if settings.graph and tools is None and policy is None:
+            users = load_graph(settings.graph)
+            require_gate(
+                users, settings.graph, allow_ungated=environ.get("HITL_ALLOW_UNGATED") == "1"
+            )
+            tools = tools_of(users)
+
+            def build(saver: Saver, ledger: Ledger) -> CompiledStateGraph[Any]:
+                return serve(users, checkpointer=saver, ledger=ledger)
+        else:
+            tools = list(tools) if tools is not None else load_tools(environ)
+            demo_policy = policy if policy is not None else load_policy(environ)
+            model = make_model(settings.model)
+
+            def build(saver: Saver, ledger: Ledger) -> CompiledStateGraph[Any]:
+                return build_graph(
+                    model=model, tools=tools, policy=demo_policy, checkpointer=saver, ledger=ledger
+                )
+    except (PluginError, ModelConfigError) as e:
+        raise InvalidSettings(str(e)) from e
+    clock = clock or time.time
+    with (
+        open_saver(settings.db, create=create) as saver,
+        open_ledger(settings.db, clock=clock, lock_wait=lock_wait) as ledger,
+    ):
+        graph = build(saver, ledger)
+        service = ApprovalService(
+            graph, saver, DecisionSchemas(tools), ledger, moves_on=moves_on, observer=observer
+        )
+        yield Assembly(service, graph, saver, ledger, clock)
 
 
 @contextmanager
@@ -24,28 +108,8 @@ def open_service(
     moves_on: MovesOn | None = None,
     observer: Observer | None = None,
 ) -> Iterator[ApprovalService]:
-    """Open the database and build the graph from `settings`; close the database after.
-
-    With `create=False` a missing database file is an error (a mistyped path), not a new file.
-    `clock` (UNIX seconds) replaces the system clock for deadlines and times (tests);
-    `moves_on` says how a thread moves on after a decision or a message (default: in this
-    process, before the call returns); `observer` receives each step of every run (the HTTP
-    service streams them).
-    """
-    environ = settings.environ or {}
-    try:
-        tools = load_tools(environ)
-        policy = load_policy(environ)
-        model = make_model(settings.model)
-    except (PluginError, ModelConfigError) as e:
-        raise InvalidSettings(str(e)) from e
-    with (
-        open_saver(settings.db, create=create) as saver,
-        open_ledger(settings.db, clock=clock or time.time) as ledger,
-    ):
-        graph = build_graph(
-            model=model, tools=tools, policy=policy, checkpointer=saver, ledger=ledger
-        )
-        yield ApprovalService(
-            graph, saver, DecisionSchemas(tools), ledger, moves_on=moves_on, observer=observer
-        )
+    """The service `assemble` builds from `settings` (see there); the database closes after."""
+    with assemble(
+        settings, create=create, clock=clock, moves_on=moves_on, observer=observer
+    ) as assembly:
+        yield assembly.service

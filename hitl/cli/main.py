@@ -14,12 +14,16 @@ from typing import NoReturn, cast
 import click
 
 from hitl.app import open_service
-from hitl.checkpoints.errors import DatabaseBusy, DatabaseError, UntrustedCheckpointError
+from hitl.checkpoints.errors import (
+    DatabaseBusy,
+    DatabaseError,
+    TokenError,
+    UntrustedCheckpointError,
+)
 from hitl.checkpoints.ledger import InboxQuery, SortKey
 from hitl.checkpoints.maintenance import PruneReport
 from hitl.checkpoints.maintenance import prune as prune_database
 from hitl.checkpoints.records import iso
-from hitl.checkpoints.stores import TokenStore
 from hitl.checkpoints.urls import display
 from hitl.cli.db import db
 from hitl.cli.output import emit, fail, json_option
@@ -76,7 +80,17 @@ seen_option = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Hitl(click.Group):
+    """`hitl` itself: it reads the settings before the command's own options are parsed, so
+    it notes whether the command asked for `--json`, and a settings error prints as the
+    command's errors do."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["as_json"] = "--json" in args
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_Hitl, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--db",
     envvar="HITL_DB",
@@ -95,6 +109,8 @@ def cli(ctx: click.Context, db: str | None, url: str | None, token: str | None) 
         raise click.UsageError("--url needs --token (or HITL_TOKEN): the service's API token")
     try:
         ctx.obj = Settings.from_env(os.environ, db=db)
+    except errors.InvalidSettings as e:  # a pool size (HITL_PG_POOL_SIZE) that is no number
+        _fail(e, ctx.meta["as_json"])
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--db / HITL_DB") from e
     ctx.meta["remote"] = (url, token) if url else None
@@ -173,7 +189,7 @@ def _act(as_json: bool, thread_id: str, action: Callable[[Operations], object]) 
         try:
             action(service)
             view = service.show(thread_id)
-        except errors.HitlError as e:
+        except errors.DOMAIN_ERRORS as e:
             _fail(e, as_json)
         _show_view(view, as_json)
 
@@ -200,7 +216,7 @@ def run(
                 prompt, thread_id, actor=_actor(actor), cancel_pending=cancel_pending
             )
             view = service.show(sent.thread_id)
-        except errors.HitlError as e:
+        except errors.DOMAIN_ERRORS as e:
             _fail(e, as_json)
         _show_view(view, as_json)
 
@@ -289,7 +305,7 @@ def show(thread_id: str, as_json: bool) -> None:
     with _service(as_json) as service:
         try:
             view = service.show(thread_id)
-        except errors.HitlError as e:
+        except errors.DOMAIN_ERRORS as e:
             _fail(e, as_json)
 
     def human() -> None:
@@ -300,7 +316,7 @@ def show(thread_id: str, as_json: bool) -> None:
                 f"\n      → {c['tool']}({json.dumps(c['args'])}) [{c['tool_call_id']}]"
                 for c in m.get("tool_calls", [])
             )
-            click.echo(f"  [{m['type']}] {m['content']}{calls}")
+            click.echo(f"  [{m['type']}] {m.get('text', m['content'])}{calls}")
 
     emit(as_json, view.to_json(), human)
 
@@ -317,7 +333,7 @@ def history(thread_id: str, limit: int | None, before: str | None, as_json: bool
     with _service(as_json) as service:
         try:
             entries = service.history(thread_id, limit=limit, before=before)
-        except errors.HitlError as e:
+        except errors.DOMAIN_ERRORS as e:
             _fail(e, as_json)
     older = entries[0].checkpoint_id if limit is not None and len(entries) == limit else None
 
@@ -522,7 +538,7 @@ def sweep(as_json: bool) -> None:
     with _service(as_json) as service:
         try:
             report = service.sweep()
-        except errors.HitlError as e:
+        except errors.DOMAIN_ERRORS as e:
             _fail(e, as_json)
 
     def human() -> None:
@@ -559,7 +575,7 @@ def audit(thread_id: str | None, verify: bool, as_json: bool) -> None:
                 report = service.verify_audit()
             else:
                 entries = service.audit(cast(str, thread_id))
-        except errors.HitlError as e:
+        except errors.DOMAIN_ERRORS as e:
             _fail(e, as_json)
     if verify:
         data = report.to_json()
@@ -687,7 +703,7 @@ def serve(
     )
     try:
         with open_token_store(settings.db) as tokens:
-            first = None if tokens.has_admin() else _first_admin(tokens)
+            first = tokens.create_first_admin(created_by="hitl serve")
     except DatabaseError as e:
         _fail(e, False)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
@@ -713,24 +729,6 @@ def serve(
     )
 
 
-def _first_admin(tokens: TokenStore) -> str | None:
-    """A first admin token; None if another process made one meanwhile (services started
-    together on one database: only one of them prints it)."""
-    from hitl.checkpoints.stores import TokenExists
-
-    active = tokens.list()
-    if any(t.role == "admin" for t in active):
-        return None
-    names = {t.name for t in active}
-    name = next(n for n in ("admin", *(f"admin-{i}" for i in range(2, 100))) if n not in names)
-    try:
-        return tokens.create(name, "admin", created_by="hitl serve")[1]
-    except TokenExists:  # another process took the name between our read and our write
-        if tokens.has_admin():
-            return None
-        raise
-
-
 @cli.group()
 def token() -> None:
     """Create, list and revoke the HTTP service's API tokens."""
@@ -747,7 +745,7 @@ def token() -> None:
 @json_option
 def token_create(name: str, role: str, as_json: bool) -> None:
     """Make a token for NAME (the identity its decisions are recorded as); shown once."""
-    from hitl.checkpoints.stores import TokenError, open_token_store
+    from hitl.checkpoints.stores import open_token_store
 
     settings: Settings = click.get_current_context().obj
     try:
@@ -787,7 +785,7 @@ def token_list(as_json: bool) -> None:
 @json_option
 def token_revoke(name: str, as_json: bool) -> None:
     """Revoke NAME's token; it stops working at once."""
-    from hitl.checkpoints.stores import TokenError, open_token_store
+    from hitl.checkpoints.stores import open_token_store
 
     settings: Settings = click.get_current_context().obj
     try:

@@ -265,7 +265,7 @@ def _message(message: Mapping[str, Any]) -> dict[str, Any]:
     content = message.get("content")
     return {
         **message,
-        "text": content if isinstance(content, str) else _json(content),
+        "text": message.get("text") or (content if isinstance(content, str) else _json(content)),
         "calls": [{**c, "args_text": _json(c.get("args"))} for c in message.get("tool_calls", [])],
     }
 

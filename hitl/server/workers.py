@@ -21,7 +21,7 @@ from hitl.checkpoints.ledger import Ledger, mark_done, mark_live, new_token
 from hitl.checkpoints.maintenance import PruneReport
 from hitl.checkpoints.stores import Run, RunKind, RunQueue
 from hitl.server.events import INBOX, EventBus, run_topic, thread_topic
-from hitl.service.errors import Busy, HitlError
+from hitl.service.errors import DOMAIN_ERRORS, Busy
 from hitl.service.settings import Settings
 from hitl.service.views import SweepReport
 from hitl.service.workflow import SWEEP_ACTOR, ApprovalService, MovesOn
@@ -101,15 +101,17 @@ class ServicePool:
             self._stack.close()
 
 
-class PerThreadService:
-    """Forwards attribute access to `pool.get()` of the thread that asks, so one object can
-    be handed out on the event loop and used safely from any worker thread."""
+class PerThreadService(ApprovalService):
+    """An `ApprovalService` whose every attribute is the calling thread's service's
+    (`pool.get()`), so one object can be handed out on the event loop and used safely from
+    any worker thread (each thread has its own connections)."""
 
-    def __init__(self, pool: ServicePool) -> None:
-        self._pool = pool
+    def __init__(self, pool: ServicePool) -> None:  # no super().__init__: it owns nothing
+        object.__setattr__(self, "_pool", pool)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._pool.get(), name)
+    def __getattribute__(self, name: str) -> Any:
+        pool: ServicePool = object.__getattribute__(self, "_pool")
+        return getattr(pool.get(), name)
 
 
 @dataclass
@@ -245,7 +247,7 @@ class Background:
         except Busy as e:  # another process runs the thread: try again shortly
             self._queue.postpone(run.run_id, run.runner, BUSY_RETRY_SECONDS, str(e))
             return
-        except HitlError as e:
+        except DOMAIN_ERRORS as e:
             error = e
         except BaseException as e:  # a bug, or a tool that calls sys.exit(): keep serving
             log.exception("run %s of thread %s failed", run.run_id, run.thread_id)
@@ -257,7 +259,7 @@ class Background:
         self._bus.publish(topic, "run", finished.to_json())
         self._bus.publish(run_topic(run.run_id), "run", finished.to_json())
         if self._bus.has_subscribers(topic):
-            with suppress(HitlError):
+            with suppress(*DOMAIN_ERRORS):
                 self._bus.publish(topic, "state", service.show(run.thread_id).to_json())
 
     def _open_service(self) -> ApprovalService | None:

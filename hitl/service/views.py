@@ -174,8 +174,9 @@ class HistoryEntry:
 
 
 def message_to_json(message: BaseMessage) -> dict[str, Any]:
-    """A message as JSON, with the fields a reviewer needs."""
-    data: dict[str, Any] = {"type": message.type, "content": message.content}
+    """A message as JSON, with the fields a reviewer needs: `content` as it was sent (a string
+    or content blocks) and `text`, its text alone, for display."""
+    data: dict[str, Any] = {"type": message.type, "content": message.content, "text": message.text}
     if isinstance(message, AIMessage) and message.tool_calls:
         data["tool_calls"] = [
             {"tool_call_id": c["id"], "tool": c["name"], "args": c["args"]}

@@ -3,9 +3,10 @@
 Deciding is a compare-and-set in the ledger (the first valid decision wins, whoever else
 answers at the same moment), checked before anything is written: an unknown thread or call,
 nothing pending, an already decided call, a decision the tool or the policy does not allow,
-or an invalid edit raise a `HitlError` and leave the database untouched. The thread is then
-resumed under its lease, so only one process runs it at a time; the graph's nodes apply what
-the ledger recorded and journal every tool call (see `checkpoints/ledger.py`).
+or an invalid edit raise a domain error (`errors.DOMAIN_ERRORS`) and leave the database
+untouched. The thread is then resumed under its lease, so only one process runs it at a time;
+the graph's nodes apply what the ledger recorded and journal every tool call (see
+`checkpoints/ledger.py`).
 """
 
 import json
@@ -17,33 +18,36 @@ from datetime import datetime
 from functools import partial
 from typing import Any, Literal, Protocol, cast
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StateSnapshot
 from pydantic import ValidationError
 
-from hitl.checkpoints import errors as ledger_errors
-from hitl.checkpoints.errors import DatabaseBusy
+from hitl.checkpoints.errors import CallNotFound, DatabaseBusy, NotPending, ThreadBusy
 from hitl.checkpoints.ledger import ROLE_PREFIX, Ledger
 from hitl.checkpoints.ledger import InboxQuery as InboxQuery  # the inbox's query, for front ends
 from hitl.checkpoints.records import NEEDS_A_PERSON, ApprovalRecord, AuditEntry, AuditReport, iso
 from hitl.checkpoints.savers import Saver
 from hitl.checkpoints.stores import Run
-from hitl.graph.decisions import DecisionNotAllowedError, DecisionSchemas, DecisionType
-from hitl.graph.ledger import CallInProgress, JournalUnavailable
+from hitl.graph.decisions import DecisionSchemas, DecisionType
+from hitl.graph.errors import (
+    CallInProgress,
+    DecisionNotAllowedError,
+    JournalUnavailable,
+    ModelConfigError,
+)
+from hitl.graph.gate import REQUESTER_KEY
 from hitl.graph.message_log import MessageHistory
 from hitl.graph.nodes import last_tool_turn
 from hitl.service.errors import (
     AlreadyDecided,
-    ArgsChanged,
     Busy,
     DecisionNotAllowed,
     InvalidDecision,
-    LedgerTampered,
+    InvalidSettings,
     NothingPending,
     NotPermitted,
-    NotReconcilable,
     PendingApprovalsExist,
     ThreadExists,
     ThreadNotFound,
@@ -300,7 +304,7 @@ class ApprovalService:
                 if still := [r.tool_call_id for r in self._waiting(thread_id)]:
                     raise PendingApprovalsExist(thread_id, still)
             messages = [HumanMessage(p, id=i) for p, i in zip(prompts, ids, strict=True)]
-            self._invoke({"messages": messages, "requester": actor}, thread_id)
+            self._invoke({"messages": messages, "requester": actor}, thread_id, requester=actor)
         return self.show(thread_id)
 
     def check_can_send(self, thread_id: str, *, cancel_pending: bool) -> list[ApprovalRecord]:
@@ -584,47 +588,56 @@ class ApprovalService:
         with _translated(thread_id), self._ledger.lease(thread_id, **kwargs):
             yield
 
-    def _invoke(self, payload: Any, thread_id: str) -> None:
+    def _invoke(self, payload: Any, thread_id: str, *, requester: str | None = None) -> None:
         """Run the thread (the caller holds its lease), then record which decisions its state
         now holds, so `sweep` knows they need no resume. Each node's update goes to the
-        observer, if any (the HTTP service streams them)."""
+        observer, if any (the HTTP service streams them). `requester` (who sent the message)
+        also reaches gates whose graph state has no `requester` key (a user's `StateGraph`)."""
+        config = _config(thread_id)
+        if requester is not None:
+            config["configurable"][REQUESTER_KEY] = requester
         state: Any = None
         reviewed: set[str] = set()  # the state resets reviews at each turn: gather them all
+        interrupted = False
+        began = self._ledger.clock()
         try:
             with _translated(thread_id):
                 for mode, chunk in self._graph.stream(
                     payload,
-                    _config(thread_id),
+                    config,
                     durability="sync",
                     stream_mode=["updates", "values"],
                 ):
                     if mode == "values":
                         state = chunk
                         continue
-                    for update in cast(dict[str, Any], chunk or {}).values():
-                        reviewed |= _reviews(update)
+                    for node, update in cast(dict[str, Any], chunk or {}).items():
+                        reviewed |= _reviews(update) | _answered(update)
+                        interrupted = interrupted or node == "__interrupt__"
                     if self._observer is not None:
                         self._observer(thread_id, partial(_updates_to_json, chunk))
         finally:
             self._saver.flush()
+        if interrupted:  # waiting on other calls: it saw the turn's decisions made before it
+            turn = _turn_call_ids(state)
+            reviewed |= {
+                r.tool_call_id
+                for r in self._ledger.thread_records(thread_id)
+                if r.tool_call_id in turn and r.decided_at is not None and r.decided_at <= began
+            }
         with _translated(thread_id):
             self._ledger.mark_applied(thread_id, reviewed | _reviews(state))
 
 
 @contextmanager
 def _translated(thread_id: str = "", ledger: Ledger | None = None) -> Iterator[None]:
-    """The ledger's and the database's refusals as the service's domain errors."""
+    """The lower layers' refusals the service words its own way; the ledger's others (see
+    `PASSED_ON` in `errors`) pass through as they are."""
     try:
         yield
-    except ledger_errors.NotPending as e:
+    except NotPending as e:
         raise _already_decided(e.record) from None
-    except ledger_errors.ArgsChanged as e:
-        raise ArgsChanged(thread_id, e.record.tool_call_id, e.record.args_hash) from None
-    except ledger_errors.NotPermitted as e:
-        raise NotPermitted(str(e)) from None
-    except ledger_errors.NotReconcilable as e:
-        raise NotReconcilable(thread_id, e.record.tool_call_id, e.record.status) from None
-    except ledger_errors.CallNotFound as e:
+    except CallNotFound as e:
         pending = []
         if ledger is not None:
             pending = [
@@ -633,19 +646,10 @@ def _translated(thread_id: str = "", ledger: Ledger | None = None) -> Iterator[N
                 if r.status in NEEDS_A_PERSON
             ]
         raise UnknownToolCall(thread_id, e.tool_call_id, pending, e.elsewhere) from None
-    except ledger_errors.ThreadBusy as e:
-        raise Busy(
-            f"thread {e.thread_id!r} is being run by another process ({e.holder}); "
-            "try again when it has finished."
-        ) from None
-    except DatabaseBusy as e:
+    except (ThreadBusy, DatabaseBusy, CallInProgress, JournalUnavailable) as e:
         raise Busy(str(e)) from None
-    except CallInProgress as e:
-        raise Busy(str(e)) from None
-    except JournalUnavailable as e:
-        raise Busy(str(e)) from None
-    except ledger_errors.LedgerTampered as e:
-        raise LedgerTampered(str(e)) from None
+    except ModelConfigError as e:  # the model asked for a tool the agent lacks, mid-run
+        raise InvalidSettings(str(e)) from None
 
 
 def _already_decided(record: ApprovalRecord) -> AlreadyDecided:
@@ -690,6 +694,15 @@ def _reviews(values: Any) -> set[str]:
     return set(reviews) if isinstance(reviews, dict) else set()
 
 
+def _answered(update: Any) -> set[str]:
+    """The calls a node's update answers with a tool message (their decisions are applied,
+    in any graph: a user's gate keeps no `reviews`)."""
+    messages = update.get("messages") if isinstance(update, dict) else None
+    if not isinstance(messages, list):
+        return set()
+    return {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
+
+
 def _turn_call_ids(values: Any) -> set[str]:
     """The calls of the model's latest turn (read from the newest messages only)."""
     turn = last_tool_turn(values.get("messages", [])) if isinstance(values, dict) else None
@@ -728,7 +741,7 @@ def _view(thread_id: str, snapshot: StateSnapshot, waiting: list[ApprovalRecord]
     status = _status(snapshot)
     last = messages[-1] if messages else None
     answer = (
-        str(last.content)
+        last.text
         if status == "done" and isinstance(last, AIMessage) and not last.tool_calls
         else None
     )

@@ -52,3 +52,10 @@ def test_retention_benchmark_prunes_and_every_pending_approval_still_resumes() -
     assert re.search(r"after `hitl prune` \(ratio 0\.\d\d\)", out), out
     assert "3/3 pending approvals resumed to the end, 3 emails sent for 3 distinct calls" in out
     assert "every chain verifies" in out
+
+
+@pytest.mark.slow
+def test_middleware_benchmark_prints_both_agents_rates_commits_and_bytes() -> None:
+    out = _bench("middleware_cycle", "--cycles", "5", "--rounds", "1", "--target", "0")
+    assert re.search(r"ApprovalMiddleware .* ratio \d+\.\d\d   commits/cycle \d", out), out
+    assert "bytes written/cycle" in out

@@ -8,9 +8,22 @@ from hitl.server.api.common import THREAD_ID_PATTERN
 from hitl.service.timespec import parse_duration
 
 
+class TextBlock(BaseModel):
+    """LangChain's standard text content block, as Agent Chat UI sends it."""
+
+    type: Literal["text"]
+    text: str
+
+
 class UserMessage(BaseModel):
     role: Literal["user", "human"] = "user"
-    content: str = Field(min_length=1)
+    content: str | list[TextBlock] = Field(min_length=1)
+
+    def text(self) -> str:
+        """The message's text: the string, or its text blocks joined."""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(block.text for block in self.content)
 
 
 class MessageInput(BaseModel):
@@ -26,9 +39,7 @@ class MessageInput(BaseModel):
         return self
 
     def texts(self) -> list[str]:
-        return (
-            [self.prompt] if self.prompt is not None else [m.content for m in self.messages or []]
-        )
+        return [self.prompt] if self.prompt is not None else [m.text() for m in self.messages or []]
 
 
 class StartThread(MessageInput):

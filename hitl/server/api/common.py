@@ -29,7 +29,7 @@ async def service(request: Request) -> ApprovalService:
     """The approval service of whichever worker thread runs the endpoint (resolved there:
     each thread has its own connections), without a thread hop for the dependency itself."""
     pool: ServicePool = request.app.state.pool
-    return cast(ApprovalService, pool.per_thread)
+    return pool.per_thread
 
 
 def queue(request: Request) -> RunQueue:
@@ -78,7 +78,7 @@ def acting(role: Role) -> Callable[..., Awaitable[Acting]]:
         who: Token = Depends(require(role)),  # noqa: B008
     ) -> Acting:
         pool: ServicePool = request.app.state.pool
-        service = cast(ApprovalService, pool.per_thread)
+        service = pool.per_thread
         return Acting(request, response, service, queue(request), who)
 
     return bundle
