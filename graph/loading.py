@@ -32,8 +32,8 @@ def load_object(spec: str, setting: str) -> Any:
     target, sep, attribute = spec.rpartition(":")
     if not sep or not target or not attribute:
         raise PluginError(
-            f"{setting}={spec!r} must look like ./path/file.py:attribute "
-            "or package.module:attribute"
+            f"{setting}={spec!r} must look like package.module:attribute "
+            "or ./path/file.py:attribute"
         )
     try:
         module = _import(target)

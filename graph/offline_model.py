@@ -64,25 +64,31 @@ def summarize(results: Sequence[ToolMessage]) -> str:
     return "Here is what happened:\n" + "\n".join(lines)
 
 
-class OfflineChatModel(BaseChatModel):
-    """Turns the demo requests into tool calls, and tool results into an answer."""
+class ToolAwareChatModel(BaseChatModel):
+    """A chat model of ours that knows the tools it is bound to, so a reply asking for any
+    other is a clear error (`tools_it_lacks`), not a call the agent cannot run."""
 
     tool_names: frozenset[str] | None = None
-    """The tools bound (`bind_tools`): asking for any other is a clear error, not a call the
-    agent cannot run."""
-
-    @property
-    def _llm_type(self) -> str:
-        return "hitl-offline"
+    """The tools bound (`bind_tools`); None: not bound, any tool name passes."""
 
     def bind_tools(
         self,
         tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Remember the tools' names: the offline model knows the demo tools by name."""
+        """A copy that remembers the tools' names."""
         names = {t.name for t in tools if isinstance(t, BaseTool)}
+        names |= {str(t["name"]) for t in tools if isinstance(t, dict) and "name" in t}
         return self.model_copy(update={"tool_names": frozenset(names)})
+
+    def tools_it_lacks(self, calls: Sequence[ToolCall]) -> str | None:
+        """The tools `calls` ask for that are not bound, with the ones that are, or None."""
+        asked = {c["name"] for c in calls}
+        missing = sorted(asked - (self.tool_names if self.tool_names is not None else asked))
+        if not missing:
+            return None
+        have = ", ".join(sorted(self.tool_names or [])) or "none"
+        return f"{', '.join(missing)}, which the agent does not have (its tools: {have})"
 
     def _generate(
         self,
@@ -94,6 +100,17 @@ class OfflineChatModel(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=self._reply(messages))])
 
     def _reply(self, messages: Sequence[BaseMessage]) -> AIMessage:
+        raise NotImplementedError
+
+
+class OfflineChatModel(ToolAwareChatModel):
+    """Turns the demo requests into tool calls, and tool results into an answer."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "hitl-offline"
+
+    def _reply(self, messages: Sequence[BaseMessage]) -> AIMessage:
         trailing_results: list[ToolMessage] = []
         for m in reversed(messages):
             if not isinstance(m, ToolMessage):
@@ -103,14 +120,10 @@ class OfflineChatModel(BaseChatModel):
             return AIMessage(content=summarize(trailing_results))
         last_human = next((m for m in reversed(messages) if isinstance(m, HumanMessage)), None)
         calls = parse_requests(last_human.text) if last_human else []  # a string or text blocks
-        missing = sorted(
-            {c["name"] for c in calls} - (self.tool_names or {c["name"] for c in calls})
-        )
-        if missing:
+        if lacking := self.tools_it_lacks(calls):
             raise ModelConfigError(
-                f"the offline demo model asks for {', '.join(missing)}, which the agent does not "
-                f"have (its tools: {', '.join(sorted(self.tool_names or [])) or 'none'}); it only "
-                "knows the demo tools: use a script (HITL_MODEL=script:FILE) or a real model"
+                f"the offline demo model asks for {lacking}; it only knows the demo tools: use "
+                "a script (HITL_MODEL=script:FILE) or a real model"
             )
         if calls:
             return AIMessage(content="", tool_calls=calls)

@@ -7,24 +7,22 @@ the n-th reply. A reply is a string (a final answer) or an object:
      "Done: I appended the line."]
 
 The reply depends only on how many turns the thread has had, so a thread resumed in another
-process, or replayed, gets the same reply. Tool call IDs are derived from the thread's turn
-(`call_<turn>_<index>`) unless the script gives them.
+process, or replayed, gets the same reply. Tool call IDs are derived from the conversation's
+first message and the turn (`call_<conversation>_<turn>_<index>`), so they differ between
+threads and turns and stay the same on a replay, unless the script gives them.
 """
 
+import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, ToolCall
-from langchain_core.outputs import ChatGeneration, ChatResult
-from langchain_core.runnables import Runnable
-from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field, ValidationError
 
 from hitl.graph.errors import ModelConfigError
+from hitl.graph.offline_model import ToolAwareChatModel
 
 SCRIPT_ENDED = "(the script has no more replies)"
 
@@ -44,12 +42,10 @@ class ScriptedReply(BaseModel):
     tool_calls: list[ScriptedCall] = Field(default_factory=list)
 
 
-class ScriptedChatModel(BaseChatModel):
+class ScriptedChatModel(ToolAwareChatModel):
     """Replies from a script, by turn; after the last reply, a final answer saying so."""
 
     replies: list[ScriptedReply]
-    tool_names: frozenset[str] | None = None
-    """The tools bound (`bind_tools`): a scripted call of any other tool is an error."""
 
     @classmethod
     def from_file(cls, path: str | Path) -> "ScriptedChatModel":
@@ -92,37 +88,26 @@ class ScriptedChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "hitl-scripted"
 
-    def bind_tools(
-        self,
-        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
-        **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, AIMessage]:
-        names = {t.name for t in tools if isinstance(t, BaseTool)}
-        names |= {str(t["name"]) for t in tools if isinstance(t, dict) and "name" in t}
-        return self.model_copy(update={"tool_names": frozenset(names)})
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
+    def _reply(self, messages: Sequence[BaseMessage]) -> AIMessage:
         turn = sum(isinstance(m, AIMessage) for m in messages)
         if turn >= len(self.replies):
-            return ChatResult(generations=[ChatGeneration(message=AIMessage(SCRIPT_ENDED))])
+            return AIMessage(SCRIPT_ENDED)
         reply = self.replies[turn]
+        thread = _conversation_key(messages)
         calls = [
-            ToolCall(name=c.name, args=c.args, id=c.id or f"call_{turn}_{n}", type="tool_call")
+            ToolCall(
+                name=c.name, args=c.args, id=c.id or f"call_{thread}_{turn}_{n}", type="tool_call"
+            )
             for n, c in enumerate(reply.tool_calls)
         ]
-        unknown = sorted(
-            {c["name"] for c in calls} - (self.tool_names or {c["name"] for c in calls})
-        )
-        if unknown:
-            raise ModelConfigError(
-                f"the script's reply {turn} calls {', '.join(unknown)}, which the agent does not "
-                f"have; its tools: {', '.join(sorted(self.tool_names or [])) or 'none'}"
-            )
-        message = AIMessage(content=reply.content, tool_calls=calls)
-        return ChatResult(generations=[ChatGeneration(message=message)])
+        if lacking := self.tools_it_lacks(calls):
+            raise ModelConfigError(f"the script's reply {turn} calls {lacking}")
+        return AIMessage(content=reply.content, tool_calls=calls)
+
+
+def _conversation_key(messages: Sequence[BaseMessage]) -> str:
+    """A short, stable name of the conversation: its first message's ID (set when the message
+    was saved), else its text."""
+    first = messages[0] if messages else None
+    seed = (first.id or first.text) if first is not None else ""
+    return hashlib.sha256(seed.encode("utf-8", "surrogatepass")).hexdigest()[:8]

@@ -14,8 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
+from tests.support.browser import card_of, needs_chromium, sign_in
 from tests.support.cli import calls_by_recipient
 from tests.support.environment import importable
 from tests.support.prompts import SALLY
@@ -27,33 +28,9 @@ from tests.support.services import (
     wait_run,
 )
 
-CHROMIUM = Path("/usr/bin/chromium")
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-EXPECT_TIMEOUT_MS = 15_000
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium); "
-        "the test never downloads a browser",
-    ),
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
-    playwright = sync_playwright().start()
-    try:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield chromium
-        chromium.close()
-    finally:
-        playwright.stop()
+pytestmark = [pytest.mark.slow, needs_chromium]
 
 
 @pytest.fixture(scope="module")
@@ -64,24 +41,6 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HitlService]:
         print(f"--- tail of the service log ---\n{running.log()[-6000:]}")
 
 
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    """A fresh browser profile (no cookie); fails the test if a page throws."""
-    context = browser.new_context(viewport={"width": 1100, "height": 900})
-    errors: list[str] = []
-    context.on("page", lambda page: page.on("pageerror", lambda e: errors.append(str(e))))
-    yield context
-    context.close()
-    assert errors == [], "uncaught errors in the page's script"
-
-
-def sign_in(page: Page, service: HitlService, token: str) -> None:
-    page.goto(f"{service.url}/login")
-    page.get_by_label("API token").fill(token)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(f"{service.url}/")
-
-
 def mark_document(page: Page) -> None:
     """Tag the loaded document; `assert_not_reloaded` fails if the page was loaded again."""
     page.evaluate("window.hitlTestMarker = true")
@@ -89,10 +48,6 @@ def mark_document(page: Page) -> None:
 
 def assert_not_reloaded(page: Page) -> None:
     assert page.evaluate("window.hitlTestMarker === true"), "the page was reloaded"
-
-
-def card_of(page: Page, call_id: str) -> Locator:
-    return page.locator(f'[data-card][data-call="{call_id}"]')
 
 
 def ask(service: HitlService, token: str, prompt: str = SALLY) -> tuple[str, list[str]]:

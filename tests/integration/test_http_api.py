@@ -607,3 +607,17 @@ def test_the_thread_stream_starts_with_its_state_and_shows_the_run_a_decision_ca
     assert seen[:2] == [("run", (run_id, "queued")), ("run", (run_id, "running"))]
     assert ("update", ["tools"]) in seen
     assert seen[-2:] == [("run", (run_id, "done")), ("state", "done")]
+
+
+def test_a_message_sent_as_content_blocks_is_read_like_a_string(api: Api) -> None:
+    """Agent Chat UI (and LangChain's standard content) sends text blocks, not a string."""
+    blocks = [{"type": "text", "text": COUNT}]
+    accepted = api.post("/threads", json={"messages": [{"role": "human", "content": blocks}]})
+    assert api.finished(accepted)["status"] == "done"
+    view = api.thread(accepted.json()["thread_id"])
+    assert view["status"] == "done"
+    first = view["messages"][0]
+    assert first["text"] == COUNT
+    assert "count_emails" in view["answer"]
+    refused = api.post("/threads", json={"messages": [{"content": [{"type": "image"}]}]})
+    assert refused.status_code == 422
