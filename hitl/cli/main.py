@@ -5,6 +5,7 @@ Commands only translate arguments and output; the work is done by `ApprovalServi
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -55,6 +56,7 @@ EXIT_CODES: dict[type[Exception], int] = {
     errors.Forbidden: 18,
     errors.ServiceUnavailable: 19,
     errors.UnknownCheckpoint: 20,
+    errors.AgentFailed: 21,
 }
 """Exit code of each error; 0 is success, 2 a usage error, 1 anything unexpected."""
 AUDIT_BROKEN_EXIT = 15
@@ -802,4 +804,18 @@ cli.add_command(db)
 
 def main() -> None:
     """Entry point of the `hitl` command."""
-    cli()
+    try:
+        cli()
+    except Exception as e:  # a traceback only for our own bugs, not for the agent's code
+        node = failed_node(e)
+        if node is None:
+            raise
+        _fail(errors.AgentFailed(node, e), "--json" in sys.argv[1:])
+
+
+def failed_node(error: BaseException) -> str | None:
+    """The graph node an exception came from, as LangGraph notes it, if it came from one."""
+    for note in getattr(error, "__notes__", []):
+        if found := re.match(r"During task with name '([^']+)'", note):
+            return found.group(1)
+    return None

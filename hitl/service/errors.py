@@ -132,6 +132,18 @@ class PendingApprovalsExist(HitlError):
         )
 
 
+class AgentFailed(HitlError):
+    """The agent's own code (a tool, its model, a node, a policy predicate) raised mid-run."""
+
+    def __init__(self, node: str, error: BaseException) -> None:
+        super().__init__(
+            f"the agent's node {node!r} raised {type(error).__name__}: {error}. The thread "
+            "keeps its last checkpoint: fix the cause, then `hitl resume THREAD` continues it "
+            "(a tool that had started waits as outcome_unknown)"
+        )
+        self.node = node
+
+
 class InvalidSettings(HitlError):
     """A setting (model, tools, policy, database) that cannot be used."""
 

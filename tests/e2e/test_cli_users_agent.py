@@ -99,3 +99,22 @@ def test_eight_processes_deciding_one_call_of_a_users_agent_one_wins_the_tool_ru
     while time.monotonic() < deadline and len(side_lines(env)) > 1:
         time.sleep(0.1)
     assert len(side_lines(env)) <= 1
+
+
+def test_a_users_tool_that_raises_is_a_clear_error_naming_the_node_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    env = environment(tmp_path, one_append(), TOOL_FAILS="disk full")
+    ok("run", "--thread", "t1", "please append", env=env, cwd=tmp_path)
+    failed = hitl("approve", "t1", env=env, cwd=tmp_path)
+    assert failed.returncode == 21, failed.stderr + failed.stdout
+    assert "Traceback" not in failed.stderr
+    assert "node 'tools' raised RuntimeError: disk full" in failed.stderr
+    assert "hitl resume" in failed.stderr
+    (unknown,) = ok("pending", env=env, cwd=tmp_path)["pending"]
+    assert unknown["status"] == "outcome_unknown"  # it raised mid-run: not run again unasked
+    retry = ("reconcile", "t1", "--call", unknown["tool_call_id"], "--retry", "--json")
+    failed = hitl(*retry, env=env, cwd=tmp_path)
+    assert failed.returncode == 21, failed.stderr + failed.stdout
+    error = json.loads(failed.stdout)["error"]
+    assert (error["type"], error["exit_code"]) == ("AgentFailed", 21)

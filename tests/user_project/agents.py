@@ -1,7 +1,8 @@
 """A user's own agents, as `HITL_GRAPH` names them (`tests/user_project/agents.py:agent`).
 
 Each tool call appends a line to the file `SIDE_FILE` names: the side effect the tests count
-(`HOLD_FILE` keeps the tool waiting after it, for a test to kill the process there).
+(`HOLD_FILE` keeps the tool waiting after it, for a test to kill the process there;
+`TOOL_FAILS` makes it raise instead).
 The chat model is the one `HITL_MODEL` names (a script, in the tests); `GATE_MODE` chooses
 `ApprovalMiddleware`'s interrupt mode.
 """
@@ -23,6 +24,8 @@ from hitl import ApprovalMiddleware, ApprovalToolNode, chat_model, route_to_tool
 @tool
 def append_line(line: str) -> str:
     """Append a line to the side-effect file."""
+    if os.environ.get("TOOL_FAILS"):
+        raise RuntimeError(os.environ["TOOL_FAILS"])
     with Path(os.environ["SIDE_FILE"]).open("a", encoding="utf-8") as out:
         out.write(line + "\n")
     _hold()
