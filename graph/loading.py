@@ -101,6 +101,12 @@ def load_graph(spec: str) -> CompiledStateGraph[Any]:
             f"HITL_GRAPH={spec!r} is compiled with its own checkpointer; compile it without one "
             "(hitl supplies the checkpointer, as langgraph dev does)"
         )
+    if obj.interrupt_before_nodes or obj.interrupt_after_nodes:
+        raise PluginError(
+            f"HITL_GRAPH={spec!r} is compiled with static breakpoints (interrupt_before/after): "
+            "they pause the thread with nothing for a person to decide, so it would wait "
+            "forever; compile it without them (the approval gate does the pausing)"
+        )
     if "messages" not in obj.channels:
         raise PluginError(
             f"HITL_GRAPH={spec!r}: its state has no 'messages' key; hitl serves graphs whose "
@@ -119,34 +125,56 @@ def _built(spec: str, doing: str, make: Callable[[], Any]) -> Any:
 
 
 def require_gate(graph: CompiledStateGraph[Any], spec: str, *, allow_ungated: bool) -> None:
-    """Refuse a graph with no approval gate: serving it would run every tool unasked, behind
-    an approval service that looks as if it guarded them (`allow_ungated` serves it, with a
-    warning, for a graph whose gate is of another kind)."""
-    if has_gate(graph):
+    """Refuse a graph with tools no approval gate guards: serving it would run them unasked,
+    behind an approval service that looks as if it guarded them (`allow_ungated` serves it,
+    with a warning, for a graph whose gate is of another kind)."""
+    ungated = ungated_tools(graph)
+    if not ungated:
         return
     message = (
-        f"HITL_GRAPH={spec!r} has no approval gate, so its tools would run without anyone "
-        "being asked: add ApprovalMiddleware to create_agent's middleware, or use "
-        "ApprovalToolNode in place of ToolNode (see docs/your-own-agent.md)"
+        f"HITL_GRAPH={spec!r} has no approval gate in front of {', '.join(ungated)}, so those "
+        "tools would run without anyone being asked: add ApprovalMiddleware to create_agent's "
+        "middleware, or use ApprovalToolNode in place of ToolNode (see docs/your-own-agent.md)"
     )
     if not allow_ungated:
         raise PluginError(message + "; HITL_ALLOW_UNGATED=1 serves it anyway")
     warnings.warn(message, stacklevel=2)
 
 
-def has_gate(graph: CompiledStateGraph[Any]) -> bool:
-    """Whether any approval gate of ours is in the graph (or a subgraph node of it)."""
+def ungated_tools(graph: CompiledStateGraph[Any]) -> list[str]:
+    """What runs tools with no gate of ours: each `ToolNode` that is not an `ApprovalToolNode`,
+    in a graph (or subgraph, `outer/inner`) without `ApprovalMiddleware`; and a graph with no
+    tools node and no gate at all, whose tools (if any) we cannot see."""
+    found = _ungated(graph, "")
+    if found is None:
+        return ["its tools (no tools node and no gate: the tools it calls cannot be seen)"]
+    return found
+
+
+def _ungated(graph: CompiledStateGraph[Any], prefix: str) -> list[str] | None:
+    """The ungated tools nodes, or None when the graph has neither a tools node nor a gate."""
     from hitl.graph.middleware import ApprovalMiddleware
     from hitl.graph.tool_node import ApprovalToolNode
 
-    for node in graph.nodes.values():
-        bound = node.bound
-        owner = getattr(getattr(bound, "func", None), "__self__", None)  # a middleware's hook
-        if isinstance(owner, ApprovalMiddleware) or isinstance(bound, ApprovalToolNode):
-            return True
-        if isinstance(bound, CompiledStateGraph) and has_gate(bound):
-            return True
-    return False
+    owners = [
+        getattr(getattr(n.bound, "func", None), "__self__", None) for n in graph.nodes.values()
+    ]
+    middleware = any(isinstance(o, ApprovalMiddleware) for o in owners)  # wraps its ToolNode
+    seen_any = middleware
+    ungated: list[str] = []
+    for name, node in graph.nodes.items():
+        if isinstance(node.bound, ApprovalToolNode):
+            seen_any = True
+        elif isinstance(node.bound, ToolNode):
+            seen_any = True
+            if not middleware:
+                ungated.append(prefix + name)
+        elif isinstance(node.bound, CompiledStateGraph):
+            inner = _ungated(node.bound, f"{prefix}{name}/")
+            if inner is not None:
+                seen_any = True
+                ungated += inner
+    return ungated if seen_any else None
 
 
 def serve(

@@ -147,6 +147,7 @@ def test_a_graph_without_a_gate_is_refused_with_what_to_do(
         ("no_messages", "no 'messages' key"),
         ("missing", "has no attribute 'missing'"),
         ("broken", "failed while calling it: RuntimeError: OPENAI_API_KEY is not set"),
+        ("with_breakpoint", "static breakpoints"),
     ],
 )
 def test_a_graph_the_service_cannot_serve_is_a_clear_error(
@@ -217,3 +218,12 @@ def test_a_decided_call_of_a_turn_still_waiting_on_another_is_not_resumed_by_eve
         parts.service.decide("t1", {first: "approve"}, actor="bob")
         assert parts.service.show("t1").status == "interrupted"
         assert parts.ledger.unapplied_calls("t1") == set()  # the graph saw the decision
+
+
+def test_a_plain_tools_node_beside_a_gated_one_is_refused_by_name(
+    db: DatabaseName, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = user_settings(tmp_path, "mixed", one_append())
+    refused = pytest.raises(InvalidSettings, match="no approval gate in front of admin_tools,")
+    with refused, serving(db, settings, monkeypatch):
+        pass

@@ -17,6 +17,7 @@ from langchain_core.messages import AnyMessage, SystemMessage
 from langchain_core.tools import tool
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.prebuilt import ToolNode
 
 from hitl import ApprovalMiddleware, ApprovalToolNode, chat_model, route_to_tools
 
@@ -113,3 +114,16 @@ def no_messages() -> StateGraph[Any]:
 def broken() -> CompiledStateGraph[Any]:
     """A factory that fails, as one missing its model's API key does."""
     raise RuntimeError("OPENAI_API_KEY is not set")
+
+
+def mixed() -> StateGraph[Any]:
+    """A gated tools node, and beside it a plain `ToolNode` nobody guards."""
+    builder = handmade()
+    builder.add_node("admin_tools", ToolNode([read_lines]))
+    builder.add_edge("admin_tools", "agent")
+    return builder
+
+
+def with_breakpoint() -> CompiledStateGraph[Any]:
+    """A gated graph compiled with a static breakpoint before its tools."""
+    return handmade().compile(interrupt_before=["tools"])
