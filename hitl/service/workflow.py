@@ -728,12 +728,32 @@ def _unfinished(snapshot: StateSnapshot) -> bool:
 
 
 def _interrupted_calls(snapshot: StateSnapshot) -> list[str]:
-    return [
-        intr.value["tool_call_id"]
-        for task in snapshot.tasks
-        for intr in task.interrupts
-        if isinstance(intr.value, dict) and intr.value.get("type") == "tool_approval"
-    ]
+    """The calls a checkpoint's interrupts ask about: per call (`tool_approval`), or in one
+    batched `HITLRequest` (matched to the model's latest turn by tool and arguments)."""
+    found: list[str] = []
+    for task in snapshot.tasks:
+        for intr in task.interrupts:
+            value = intr.value
+            if not isinstance(value, dict):
+                continue
+            if value.get("type") == "tool_approval":
+                found.append(value["tool_call_id"])
+            elif isinstance(value.get("action_requests"), list):
+                values = snapshot.values if isinstance(snapshot.values, dict) else {}
+                turn = last_tool_turn(values.get("messages", []))
+                for action in value["action_requests"]:
+                    match = next(
+                        (
+                            str(c["id"])
+                            for c in (turn.tool_calls if turn else [])
+                            if (c["name"], c["args"]) == (action.get("name"), action.get("args"))
+                            and c["id"] not in found
+                        ),
+                        None,
+                    )
+                    if match is not None:
+                        found.append(match)
+    return found
 
 
 def _view(thread_id: str, snapshot: StateSnapshot, waiting: list[ApprovalRecord]) -> ThreadView:

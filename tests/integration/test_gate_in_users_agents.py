@@ -227,3 +227,13 @@ def test_a_plain_tools_node_beside_a_gated_one_is_refused_by_name(
     refused = pytest.raises(InvalidSettings, match="no approval gate in front of admin_tools,")
     with refused, serving(db, settings, monkeypatch):
         pass
+
+
+def test_history_shows_the_calls_a_batched_interrupt_waits_on(
+    db: DatabaseName, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = user_settings(tmp_path, "agent", two_appends())
+    with serving(db, settings, monkeypatch) as parts:
+        view = parts.service.run("append two", "t1", actor="alice")
+        newest = parts.service.history("t1")[-1]
+        assert sorted(newest.pending) == sorted(p.tool_call_id for p in view.pending)
