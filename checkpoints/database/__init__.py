@@ -2,6 +2,7 @@
 SQLite as PostgreSQL reads it, and the two kinds of transaction a store runs."""
 
 from hitl.checkpoints.database._db import (
+    MAX_OFFSET,
     Cursor,
     PgConnection,
     PgCursor,
@@ -20,6 +21,7 @@ from hitl.checkpoints.database._store import WRITE_LOCK, Store, store_connection
 __all__ = [
     "DEFAULT_DB",
     "LOCK_WAIT_SECONDS",
+    "MAX_OFFSET",
     "WRITE_LOCK",
     "Cursor",
     "PgConnection",

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
 Row = tuple[Any, ...]
 """One row of a result, its columns in the order the statement selected them."""
+MAX_OFFSET = 2**63 - 1
+"""The largest row offset a page may start at: both backends take a signed 64-bit integer
+(a larger one is an `OverflowError` on SQLite, "bigint out of range" on PostgreSQL)."""
 
 
 class Cursor(Protocol):

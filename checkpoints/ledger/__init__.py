@@ -1,6 +1,7 @@
 """The approvals ledger: one row per gated tool call, its state machine, journal, leases and
 the hash-chained audit trail."""
 
+from hitl.checkpoints.database import MAX_OFFSET
 from hitl.checkpoints.ledger._leases import (
     alive_on_this_host,
     host_id,
@@ -23,6 +24,7 @@ from hitl.checkpoints.ledger._schema import (
 __all__ = [
     "AUDIT_COLUMNS",
     "COLUMNS",
+    "MAX_OFFSET",
     "ROLE_PREFIX",
     "SCHEMA_VERSION",
     "Clock",

@@ -48,6 +48,7 @@ class InboxQuery:
     descending: bool = False
     limit: int = 50
     offset: int = 0
+    """Rows to skip; at most `MAX_OFFSET`, which front ends check."""
 
 
 class LedgerReads(Store):

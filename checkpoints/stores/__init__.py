@@ -1,5 +1,6 @@
 """The HTTP service's own stores: the run queue, API tokens, the webhook outbox."""
 
+from hitl.checkpoints.database import MAX_OFFSET
 from hitl.checkpoints.stores._runs import (
     FINISHED,
     MAX_ATTEMPTS,
@@ -32,6 +33,7 @@ __all__ = [
     "EVENT_TYPES",
     "FINISHED",
     "MAX_ATTEMPTS",
+    "MAX_OFFSET",
     "OTHER_HOST_SILENCE_SECONDS",
     "Claim",
     "Delivery",

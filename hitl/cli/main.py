@@ -21,7 +21,7 @@ from hitl.checkpoints.errors import (
     TokenError,
     UntrustedCheckpointError,
 )
-from hitl.checkpoints.ledger import InboxQuery, SortKey
+from hitl.checkpoints.ledger import MAX_OFFSET, InboxQuery, SortKey
 from hitl.checkpoints.maintenance import PruneReport
 from hitl.checkpoints.maintenance import prune as prune_database
 from hitl.checkpoints.records import iso
@@ -239,7 +239,7 @@ def run(
 )
 @click.option("--desc", is_flag=True, help="Newest (or last) first.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
-@click.option("--offset", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--offset", type=click.IntRange(0, MAX_OFFSET), default=0, show_default=True)
 @json_option
 def pending(
     tool: str | None,

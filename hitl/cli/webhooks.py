@@ -16,6 +16,7 @@ from hitl.checkpoints.records import iso
 from hitl.checkpoints.stores import (
     DELIVERY_STATUSES,
     EVENT_TYPES,
+    MAX_OFFSET,
     Delivery,
     DeliveryStatus,
     Endpoint,
@@ -136,7 +137,7 @@ def remove(webhook_id: str, as_json: bool) -> None:
 )
 @click.option("--webhook", "webhook_id", help="Only deliveries to this endpoint.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
-@click.option("--offset", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--offset", type=click.IntRange(0, MAX_OFFSET), default=0, show_default=True)
 @json_option
 def deliveries(
     status: str | None, webhook_id: str | None, limit: int, offset: int, as_json: bool

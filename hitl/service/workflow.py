@@ -25,6 +25,7 @@ from langgraph.types import StateSnapshot
 from pydantic import ValidationError
 
 from hitl.checkpoints.errors import CallNotFound, DatabaseBusy, NotPending, ThreadBusy
+from hitl.checkpoints.ledger import MAX_OFFSET as MAX_OFFSET  # the inbox's largest offset
 from hitl.checkpoints.ledger import ROLE_PREFIX, Ledger
 from hitl.checkpoints.ledger import InboxQuery as InboxQuery  # the inbox's query, for front ends
 from hitl.checkpoints.records import NEEDS_A_PERSON, ApprovalRecord, AuditEntry, AuditReport, iso

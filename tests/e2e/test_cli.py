@@ -410,6 +410,29 @@ def test_edit_args_that_are_not_a_json_object_are_a_usage_error(
     )
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("pending", "--offset"),
+        ("pending", "--limit"),
+        ("webhook", "deliveries", "--offset"),
+        ("webhook", "deliveries", "--limit"),
+    ],
+    ids=" ".join,
+)
+def test_a_page_past_the_databases_integers_is_a_usage_error_naming_the_option(
+    seeded: Workspace, command: tuple[str, ...]
+) -> None:
+    assert_refused(
+        seeded,
+        *command,
+        str(2**63),
+        exit_code=2,
+        says=[f"Invalid value for '{command[-1]}'", f"{2**63} is not in the range"],
+        as_json=False,
+    )
+
+
 def test_a_decision_the_policy_does_not_allow_is_refused_with_exit_7(
     workspace: Workspace,
 ) -> None:

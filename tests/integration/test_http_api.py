@@ -92,6 +92,8 @@ def test_the_inbox_lists_pending_approvals_by_filter_and_page(api: Api) -> None:
         ({"expiring_before": "whenever"}, "expiring_before"),
         ({"limit": 0}, "limit"),
         ({"offset": -1}, "offset"),
+        ({"offset": 2**63}, "offset"),  # past the database's integers
+        ({"limit": 2**63}, "limit"),
         ({"sort": "colour"}, "sort"),
     ],
 )
@@ -99,6 +101,16 @@ def test_a_bad_inbox_parameter_is_422_naming_it(
     api: Api, params: dict[str, Any], field: str
 ) -> None:
     answer = api.get("/approvals", params=params)
+
+    error = assert_error(answer, 422, "InvalidRequest", field)
+    assert [f["field"] for f in error["fields"]] == [f"query.{field}"]
+
+
+@pytest.mark.parametrize("field", ["offset", "limit"])
+def test_a_delivery_log_page_past_the_databases_integers_is_422_naming_it(
+    api: Api, field: str
+) -> None:
+    answer = api.get("/webhooks/deliveries", params={field: 2**63}, by="root")
 
     error = assert_error(answer, 422, "InvalidRequest", field)
     assert [f["field"] for f in error["fields"]] == [f"query.{field}"]

@@ -7,7 +7,7 @@ from fastapi.responses import PlainTextResponse
 
 from hitl.checkpoints import maintenance
 from hitl.checkpoints.errors import WebhookError
-from hitl.checkpoints.stores import Token, TokenStore, WebhookStore
+from hitl.checkpoints.stores import MAX_OFFSET, Token, TokenStore, WebhookStore
 from hitl.server.api.bodies import NewToken, NewWebhook, Prune, Reconcile
 from hitl.server.api.common import AsAdmin, Queue, Service, admin, queue, viewer
 from hitl.server.auth import principal, token_summary
@@ -160,7 +160,7 @@ def webhook_deliveries(
     status: Literal["pending", "delivered", "dead"] | None = None,
     webhook_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     who: Token = admin,
 ) -> dict[str, Any]:
     """The delivery log, newest first: attempts, last status code and error."""

@@ -15,7 +15,7 @@ from hitl.server.api.common import Acting, AsApprover, Service, sse, viewer
 from hitl.server.events import INBOX, Event, EventBus
 from hitl.server.workers import ServicePool
 from hitl.service.timespec import parse_duration, parse_moment
-from hitl.service.workflow import EveryPending, InboxQuery
+from hitl.service.workflow import MAX_OFFSET, EveryPending, InboxQuery
 
 router = APIRouter()
 
@@ -31,7 +31,7 @@ def list_approvals(
     sort: Literal["requested_at", "expires_at", "tool", "thread_id"] = "requested_at",
     desc: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     who: Token = viewer,
 ) -> dict[str, Any]:
     """The approvals waiting for a person, across all threads (the ledger's inbox)."""
