@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import NoReturn, cast
+from typing import Any, NoReturn, cast
 
 import click
 
@@ -800,6 +800,45 @@ def token_revoke(name: str, as_json: bool) -> None:
 
 cli.add_command(webhook)
 cli.add_command(db)
+
+
+class _Utf8Text(click.types.StringParamType):
+    """Text that must be UTF-8: it reaches the database, which stores UTF-8 only.
+
+    A shell passes bytes; Python turns one that does not decode into a lone surrogate, which
+    would fail deep in a driver, as a traceback."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = super().convert(value, param, ctx)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = text.encode("utf-8", "surrogateescape") if _escaped_bytes(text) else text
+            self.fail(f"{shown!r} is not valid UTF-8; give it in UTF-8", param, ctx)
+        return text
+
+
+def _escaped_bytes(text: str) -> bool:
+    """Whether every surrogate in `text` stands for a byte the shell passed (`surrogateescape`)."""
+    return all(not 0xD800 <= ord(c) <= 0xDFFF or 0xDC80 <= ord(c) <= 0xDCFF for c in text)
+
+
+_DATABASE_PARAMETERS = frozenset({"db", "source", "target"})
+"""Parameters that name a database: a file name may be any bytes the file system takes."""
+
+
+def _require_utf8(command: click.Command) -> None:
+    """Make every text argument and option of `command` and its subcommands UTF-8 only, but
+    database paths: one rule, so that no new option can forget it."""
+    for param in command.params:
+        if param.type is click.STRING and param.name not in _DATABASE_PARAMETERS:
+            param.type = _Utf8Text()
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _require_utf8(sub)
+
+
+_require_utf8(cli)
 
 
 def main() -> None:

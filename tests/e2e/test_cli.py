@@ -433,6 +433,27 @@ def test_a_page_past_the_databases_integers_is_a_usage_error_naming_the_option(
     )
 
 
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("show", "\udcff"), "'THREAD_ID'"),  # what Python makes of the shell's $'\\xff'
+        (("pending", "--tool", "send_\udcff"), "'--tool'"),
+        (("reject", "{sally}", "--reason", "caf\udce9"), "'--reason'"),
+    ],
+    ids=["thread ID", "filter", "reason"],
+)
+def test_an_argument_that_is_not_utf8_is_a_usage_error_naming_it(
+    seeded: Workspace, seed: Seed, args: tuple[str, ...], named: str
+) -> None:
+    assert_refused(
+        seeded,
+        *(a.format(sally=seed.sally) for a in args),
+        exit_code=2,
+        says=[f"Invalid value for {named}", "is not valid UTF-8", "give it in UTF-8"],
+        as_json=False,
+    )
+
+
 def test_a_decision_the_policy_does_not_allow_is_refused_with_exit_7(
     workspace: Workspace,
 ) -> None:
