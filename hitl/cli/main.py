@@ -62,6 +62,8 @@ EXIT_CODES: dict[type[Exception], int] = {
 AUDIT_BROKEN_EXIT = 15
 """`hitl audit --verify` found a chain that does not verify."""
 
+DISTRIBUTION = "hitl-approvals"
+"""The name we are installed under: `hitl --version` prints its version."""
 DEMO_PROMPT = "Send sally@example.com an email saying 'hi'"
 """What `hitl serve --demo` asks the (offline) model, so the inbox has something to decide."""
 
@@ -93,6 +95,9 @@ class _Hitl(click.Group):
 
 
 @click.group(cls=_Hitl, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(
+    package_name=DISTRIBUTION, prog_name=DISTRIBUTION, message="%(prog)s %(version)s"
+)
 @click.option(
     "--db",
     envvar="HITL_DB",

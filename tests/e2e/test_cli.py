@@ -6,6 +6,7 @@ import sqlite3
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -285,6 +286,13 @@ def test_a_response_answers_in_the_tools_place_and_nothing_is_sent(
     assert (answered["status"], answered["content"]) == ("success", "I emailed her myself")
     assert "I emailed her myself" in done["answer"]
     assert seeded.sent() == []
+
+
+def test_version_prints_the_installed_package_version(workspace: Workspace) -> None:
+    result = workspace.run("--version")
+
+    assert result.returncode == 0, describe(result)
+    assert result.stdout == f"hitl-approvals {version('hitl-approvals')}\n"
 
 
 # refused commands: the exit code, a message saying what was wrong, and nothing written
