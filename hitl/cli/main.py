@@ -3,13 +3,15 @@
 Commands only translate arguments and output; the work is done by `ApprovalService`.
 """
 
+import errno
 import json
 import os
 import re
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, NoReturn, cast
 
 import click
@@ -708,32 +710,65 @@ def serve(
     older_than = (
         None if prune_older_than is None else _duration(prune_older_than, "--prune-older-than")
     )
+    # the port first: a start that cannot listen must not make (and lose) the first admin token
     try:
-        with open_token_store(settings.db) as tokens:
-            first = tokens.create_first_admin(created_by="hitl serve")
-    except DatabaseError as e:
-        _fail(e, False)
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    click.echo(f"hitl: database {display(settings.db)}")
-    click.echo(f"hitl: web inbox at http://{shown}:{port}/  (API docs at /docs)")
-    if first is not None:
-        click.echo(f"hitl: first admin token (shown once, keep it safe): {first}")
-    else:
-        click.echo("hitl: sign in with a token from `hitl token create NAME --role admin`")
-    options = ServerOptions(
-        workers=workers,
-        sweep_interval=sweep_interval,
-        prune_interval=prune_interval,
-        prune_older_than=older_than,
-        demo_prompt=DEMO_PROMPT if demo else None,
-    )
-    uvicorn.run(
-        create_app(settings, options),
-        host=host,
-        port=port,
-        log_level="info",
-        access_log=access_log,
-    )
+        listener = _listen(host, port)
+    except OSError as e:
+        _fail(errors.InvalidSettings(_cannot_listen(host, port, e)), False)
+    with listener:
+        port = listener.getsockname()[1]  # the one the system chose, for --port 0
+        try:
+            with open_token_store(settings.db) as tokens:
+                first = tokens.create_first_admin(created_by="hitl serve")
+        except DatabaseError as e:
+            _fail(e, False)
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        click.echo(f"hitl: database {display(settings.db)}")
+        click.echo(f"hitl: web inbox at http://{shown}:{port}/  (API docs at /docs)")
+        if first is not None:
+            click.echo(f"hitl: first admin token (shown once, keep it safe): {first}")
+        else:
+            click.echo("hitl: sign in with a token from `hitl token create NAME --role admin`")
+        options = ServerOptions(
+            workers=workers,
+            sweep_interval=sweep_interval,
+            prune_interval=prune_interval,
+            prune_older_than=older_than,
+            demo_prompt=DEMO_PROMPT if demo else None,
+        )
+        config = uvicorn.Config(
+            create_app(settings, options),
+            host=host,
+            port=port,
+            log_level="info",
+            access_log=access_log,
+        )
+        with suppress(KeyboardInterrupt):  # uvicorn raises the Ctrl-C it handled once it stops
+            uvicorn.Server(config).run(sockets=[listener])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to `host:port`, as uvicorn binds one (it listens once serving)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def _cannot_listen(host: str, port: int, error: OSError) -> str:
+    where = f"cannot listen on {host}:{port}"
+    if error.errno == errno.EADDRINUSE:
+        return (
+            f"{where}: the port is in use (another `hitl serve`?); stop what uses it, or choose "
+            "another port with --port"
+        )
+    return f"{where}: {error.strerror or error}; choose another address with --host or --port"
 
 
 @cli.group()

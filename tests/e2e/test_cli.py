@@ -2,6 +2,7 @@
 
 import getpass
 import json
+import socket
 import sqlite3
 from contextlib import closing
 from dataclasses import dataclass
@@ -544,6 +545,27 @@ def test_an_unusable_database_is_refused_with_exit_10_naming_the_file_and_the_se
     assert f"cannot use the database {str(db)!r}" in message, describe(result)
     assert "--db or HITL_DB" in message, describe(result)
     assert file_tree(workspace.folder) == before
+
+
+def test_serving_on_a_port_in_use_is_refused_with_exit_10_before_the_banner(
+    seeded: Workspace,
+) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        message = assert_refused(  # no banner, and no first admin token made and lost
+            seeded,
+            "serve",
+            "--port",
+            str(port),
+            exit_code=10,
+            says=[f"127.0.0.1:{port}", "in use", "--port"],
+            as_json=False,
+        )
+
+    assert "Traceback" not in message
 
 
 @pytest.mark.parametrize(
