@@ -4,7 +4,6 @@ Commands only translate arguments and output; the work is done in `checkpoints.s
 `checkpoints.copy`.
 """
 
-import os
 from typing import NoReturn
 
 import click
@@ -19,7 +18,7 @@ from hitl.checkpoints.maintenance import (
 )
 from hitl.checkpoints.urls import parse_database
 from hitl.cli.output import emit, fail, json_option
-from hitl.service.settings import Settings
+from hitl.cli.settings import settings
 
 EXIT_CODES: dict[type[Exception], int] = {
     CopyError: 10,
@@ -41,9 +40,8 @@ def db() -> None:
 @json_option
 def migrate_command(as_json: bool) -> None:
     """Create the missing tables and apply pending migrations (safe while services run)."""
-    settings = _settings()
     try:
-        found = migrate(settings.db)
+        found = migrate(settings(as_json).db)
     except tuple(EXIT_CODES) as e:
         _fail(e, as_json)
     emit(as_json, found.to_json(), lambda: _print_status(found))
@@ -53,9 +51,8 @@ def migrate_command(as_json: bool) -> None:
 @json_option
 def status_command(as_json: bool) -> None:
     """Show the schema's versions and every table's row count; changes nothing."""
-    settings = _settings()
     try:
-        found = status(settings.db)
+        found = status(settings(as_json).db)
     except tuple(EXIT_CODES) as e:
         _fail(e, as_json)
     emit(as_json, found.to_json(), lambda: _print_status(found))
@@ -79,11 +76,6 @@ def copy_command(source: str, target: str, as_json: bool) -> None:
     emit(as_json, report.to_json(), lambda: _print_copy(report))
     if not report.verified:
         raise SystemExit(COPY_MISMATCH_EXIT)
-
-
-def _settings() -> Settings:
-    ctx = click.get_current_context()
-    return ctx.find_object(Settings) or Settings.from_env(os.environ)
 
 
 def _fail(error: Exception, as_json: bool) -> NoReturn:

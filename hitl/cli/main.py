@@ -5,7 +5,6 @@ Commands only translate arguments and output; the work is done by `ApprovalServi
 
 import errno
 import json
-import os
 import re
 import socket
 import sys
@@ -31,9 +30,10 @@ from hitl.checkpoints.urls import display
 from hitl.cli.db import db
 from hitl.cli.output import emit, fail, json_option
 from hitl.cli.remote import RemoteService
+from hitl.cli.settings import DB_OPTION, settings, typed_db_option
 from hitl.cli.webhooks import webhook
 from hitl.service import errors
-from hitl.service.settings import Settings, default_actor
+from hitl.service.settings import default_actor
 from hitl.service.timespec import parse_duration, parse_moment
 from hitl.service.views import HistoryEntry, PendingApproval, ThreadView
 from hitl.service.workflow import ApprovalService, EveryPending, ReconcileAction
@@ -86,25 +86,11 @@ seen_option = click.option(
 )
 
 
-class _Hitl(click.Group):
-    """`hitl` itself: it reads the settings before the command's own options are parsed, so
-    it notes whether the command asked for `--json`, and a settings error prints as the
-    command's errors do."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        ctx.meta["as_json"] = "--json" in args
-        return super().parse_args(ctx, args)
-
-
-@click.group(cls=_Hitl, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(
     package_name=DISTRIBUTION, prog_name=DISTRIBUTION, message="%(prog)s %(version)s"
 )
-@click.option(
-    "--db",
-    envvar="HITL_DB",
-    help="SQLite file or postgresql:// URL [env HITL_DB; default checkpoints/hitl.sqlite].",
-)
+@click.option("--db", **DB_OPTION)
 @click.option(
     "--url",
     envvar="HITL_URL",
@@ -112,16 +98,10 @@ class _Hitl(click.Group):
 )
 @click.option("--token", envvar="HITL_TOKEN", help="The API token for --url [env HITL_TOKEN].")
 @click.pass_context
-def cli(ctx: click.Context, db: str | None, url: str | None, token: str | None) -> None:
+def cli(ctx: click.Context, url: str | None, token: str | None) -> None:
     """Durable human approval of an agent's tool calls."""
     if url and not token:
         raise click.UsageError("--url needs --token (or HITL_TOKEN): the service's API token")
-    try:
-        ctx.obj = Settings.from_env(os.environ, db=db)
-    except errors.InvalidSettings as e:  # a pool size (HITL_PG_POOL_SIZE) that is no number
-        _fail(e, ctx.meta["as_json"])
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--db / HITL_DB") from e
     ctx.meta["remote"] = (url, token) if url else None
 
 
@@ -138,7 +118,6 @@ def _service(as_json: bool, *, create: bool = False) -> Iterator[Operations]:
         raise click.UsageError(
             "--as does not apply with --url: the service records you as your token's name"
         )
-    settings: Settings = ctx.obj
     try:
         if remote is not None:
             client = RemoteService(*remote)
@@ -147,7 +126,7 @@ def _service(as_json: bool, *, create: bool = False) -> Iterator[Operations]:
             finally:
                 client.close()
         else:
-            with open_service(settings, create=create) as service:
+            with open_service(settings(as_json), create=create) as service:
                 yield service
     except tuple(EXIT_CODES) as e:
         _fail(e, as_json)
@@ -163,8 +142,9 @@ def _print_pending(items: list[PendingApproval], with_thread: bool) -> None:
         click.echo(f"  {where}call {p.tool_call_id}  {p.tool}({json.dumps(p.args)})")
         if p.status == "outcome_unknown":
             click.echo(
-                f"      OUTCOME UNKNOWN: it started but never finished; settle it with "
-                f"hitl reconcile {p.thread_id} --call {p.tool_call_id} --retry|--mark-done|--skip"
+                f"      OUTCOME UNKNOWN: it started but never finished; settle it with hitl "
+                f"{typed_db_option()}reconcile {p.thread_id} --call {p.tool_call_id} "
+                "--retry|--mark-done|--skip"
             )
             continue
         line = f"      requested {p.requested_at}"
@@ -180,8 +160,9 @@ def _print_view(view: ThreadView) -> None:
     if view.pending:
         click.echo("pending approvals:")
         _print_pending(view.pending, with_thread=False)
+        hitl = f"hitl {typed_db_option()}"
         click.echo(
-            f"decide with: hitl approve {view.thread_id}  |  hitl reject {view.thread_id} "
+            f"decide with: {hitl}approve {view.thread_id}  |  {hitl}reject {view.thread_id} "
             "--reason TEXT  (add --call ID for one call)"
         )
     if view.answer is not None:
@@ -627,9 +608,10 @@ def prune(older_than: str | None, dry_run: bool, no_vacuum: bool, as_json: bool)
     if ctx.meta.get("remote") is not None:
         raise click.UsageError("prune works on the database file; on a service, POST /prune")
     age = None if older_than is None else _duration(older_than, "--older-than")
-    settings: Settings = ctx.obj
     try:
-        report = prune_database(settings.db, older_than=age, dry_run=dry_run, vacuum=not no_vacuum)
+        report = prune_database(
+            settings(as_json).db, older_than=age, dry_run=dry_run, vacuum=not no_vacuum
+        )
     except DatabaseBusy as e:
         _fail(errors.Busy(str(e)), as_json)
     except DatabaseError as e:
@@ -704,7 +686,7 @@ def serve(
     from hitl.checkpoints.stores import open_token_store
     from hitl.server.app import ServerOptions, create_app
 
-    settings: Settings = click.get_current_context().obj
+    chosen = settings(False)
     if prune_older_than is not None and not prune_interval:
         raise click.UsageError("--prune-older-than needs --prune-interval: how often to prune")
     older_than = (
@@ -718,12 +700,12 @@ def serve(
     with listener:
         port = listener.getsockname()[1]  # the one the system chose, for --port 0
         try:
-            with open_token_store(settings.db) as tokens:
+            with open_token_store(chosen.db) as tokens:
                 first = tokens.create_first_admin(created_by="hitl serve")
         except DatabaseError as e:
             _fail(e, False)
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        click.echo(f"hitl: database {display(settings.db)}")
+        click.echo(f"hitl: database {display(chosen.db)}")
         click.echo(f"hitl: web inbox at http://{shown}:{port}/  (API docs at /docs)")
         if first is not None:
             click.echo(f"hitl: first admin token (shown once, keep it safe): {first}")
@@ -737,7 +719,7 @@ def serve(
             demo_prompt=DEMO_PROMPT if demo else None,
         )
         config = uvicorn.Config(
-            create_app(settings, options),
+            create_app(chosen, options),
             host=host,
             port=port,
             log_level="info",
@@ -789,9 +771,8 @@ def token_create(name: str, role: str, as_json: bool) -> None:
     """Make a token for NAME (the identity its decisions are recorded as); shown once."""
     from hitl.checkpoints.stores import open_token_store
 
-    settings: Settings = click.get_current_context().obj
     try:
-        with open_token_store(settings.db) as tokens:
+        with open_token_store(settings(as_json).db) as tokens:
             made, secret = tokens.create(name, role, created_by=_actor(None))
     except (TokenError, DatabaseError) as e:
         _fail(errors.InvalidSettings(str(e)), as_json)
@@ -808,9 +789,8 @@ def token_list(as_json: bool) -> None:
     """List the active tokens (never their secrets)."""
     from hitl.checkpoints.stores import open_token_store
 
-    settings: Settings = click.get_current_context().obj
     try:
-        with open_token_store(settings.db) as tokens:
+        with open_token_store(settings(as_json).db) as tokens:
             active = tokens.list()
     except DatabaseError as e:
         _fail(e, as_json)
@@ -829,9 +809,8 @@ def token_revoke(name: str, as_json: bool) -> None:
     """Revoke NAME's token; it stops working at once."""
     from hitl.checkpoints.stores import open_token_store
 
-    settings: Settings = click.get_current_context().obj
     try:
-        with open_token_store(settings.db) as tokens:
+        with open_token_store(settings(as_json).db) as tokens:
             revoked = tokens.revoke(name)
     except (TokenError, DatabaseError) as e:
         _fail(errors.InvalidSettings(str(e)), as_json)
@@ -878,6 +857,17 @@ def _require_utf8(command: click.Command) -> None:
             _require_utf8(sub)
 
 
+def _take_db_after_the_name(command: click.Command) -> None:
+    """Give every command that reads the database `--db` after its name too (`hitl pending
+    --db X`, as people type it), but those that name their databases otherwise (`db copy`)."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _take_db_after_the_name(sub)
+    elif not any(p.name in _DATABASE_PARAMETERS for p in command.params):
+        command.params.append(click.Option(["--db"], **DB_OPTION))
+
+
+_take_db_after_the_name(cli)
 _require_utf8(cli)
 
 

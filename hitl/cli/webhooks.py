@@ -4,7 +4,6 @@ Commands only translate arguments and output; the work is done by `WebhookStore`
 `WebhookDispatcher`.
 """
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn, cast
@@ -24,7 +23,8 @@ from hitl.checkpoints.stores import (
     open_webhook_store,
 )
 from hitl.cli.output import emit, fail, json_option
-from hitl.service.settings import Settings, default_actor
+from hitl.cli.settings import settings
+from hitl.service.settings import default_actor
 from hitl.service.webhooks import WebhookDispatcher
 
 EXIT_CODES: dict[type[Exception], int] = {
@@ -43,10 +43,9 @@ def webhook() -> None:
 @contextmanager
 def _store(as_json: bool, *, create: bool = False) -> Iterator[WebhookStore]:
     """The store of the `--db` file; an error of the block exits with its code."""
-    ctx = click.get_current_context()
-    settings = ctx.find_object(Settings) or Settings.from_env(os.environ)
+    db = settings(as_json).db
     try:
-        with open_webhook_store(settings.db, create=create) as store:
+        with open_webhook_store(db, create=create) as store:
             yield store
     except tuple(EXIT_CODES) as e:
         _fail(e, as_json)

@@ -2,6 +2,7 @@
 
 import getpass
 import json
+import shlex
 import socket
 import sqlite3
 from contextlib import closing
@@ -22,6 +23,7 @@ from tests.support.cli import (
     describe,
     error_message,
     file_tree,
+    hitl,
 )
 from tests.support.prompts import COUNT, PAIR, SALLY
 
@@ -294,6 +296,50 @@ def test_version_prints_the_installed_package_version(workspace: Workspace) -> N
 
     assert result.returncode == 0, describe(result)
     assert result.stdout == f"hitl-approvals {version('hitl-approvals')}\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "key"),
+    [
+        (("pending",), "pending"),
+        (("show", "{sally}"), "pending"),
+        (("approve", "{sally}", "--as", "alice"), "answer"),
+        (("token", "list"), "tokens"),
+        (("webhook", "list"), "endpoints"),
+        (("db", "status"), "rows"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, tuple) else None,
+)
+def test_db_may_follow_the_command_name_and_wins_over_hitl_db_and_an_earlier_db(
+    seeded: Workspace, seed: Seed, tmp_path: Path, command: tuple[str, ...], key: str
+) -> None:
+    elsewhere = str(tmp_path / "elsewhere.sqlite")  # missing: using it fails with exit 10
+    args = [a.format(sally=seed.sally) for a in command]
+
+    shown = seeded.json(
+        "--db", elsewhere, *args, "--db", str(seeded.db), extra_env={"HITL_DB": elsewhere}
+    )
+
+    assert key in shown
+    if command[0] == "pending":
+        assert shown["total"] == 2
+
+
+def test_the_decide_hint_of_run_names_the_db_it_was_given_and_works_as_printed(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    db = tmp_path / "my approvals.sqlite"
+    env = workspace.env({"HITL_DB": str(tmp_path / "elsewhere.sqlite")})
+
+    started = hitl("run", SALLY, "--db", str(db), env=env, cwd=tmp_path)
+
+    assert started.returncode == 0, describe(started)
+    hint = next(line for line in started.stdout.splitlines() if line.startswith("decide with:"))
+    approve = hint.removeprefix("decide with: ").split("  |  ")[0]
+    assert approve.startswith(f"hitl --db {shlex.quote(str(db))} approve "), hint
+    approved = hitl(*shlex.split(approve)[1:], "--json", env=env, cwd=tmp_path)
+    assert approved.returncode == 0, describe(approved)
+    assert json.loads(approved.stdout)["status"] == "done"
 
 
 # refused commands: the exit code, a message saying what was wrong, and nothing written

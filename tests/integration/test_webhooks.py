@@ -11,19 +11,17 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 from click.testing import CliRunner
 
 from hitl.checkpoints.errors import WebhookError
 from hitl.checkpoints.stores import WebhookStore, open_webhook_store
-from hitl.checkpoints.urls import parse_database
-from hitl.cli.webhooks import webhook
+from hitl.cli.main import cli as hitl_cli
 from hitl.graph.policy import Policy, ToolRule
 from hitl.service.webhooks import WebhookDispatcher
 from hitl.service.workflow import SWEEP_ACTOR
 from tests.support.fakes import FakeClock, ToolLog
-from tests.support.harness import hitl_settings, open_test_service
+from tests.support.harness import open_test_service
 from tests.support.prompts import SALLY
 from tests.support.webhooks import Receiver, serving
 
@@ -367,23 +365,13 @@ def test_dispatchers_racing_in_several_processes_deliver_each_event_exactly_once
         assert store.counts() == {"pending": 0, "delivered": 18, "dead": 0}
 
 
-@click.group()
-@click.option("--db", required=True)
-@click.pass_context
-def _hitl(ctx: click.Context, db: str) -> None:
-    ctx.obj = hitl_settings(parse_database(db))
-
-
-_hitl.add_command(webhook)
-
-
 def test_the_webhook_commands_register_list_dispatch_and_show_the_log(
     db: Path, log: ToolLog, tmp_path: Path
 ) -> None:
     runner = CliRunner()
 
     def hitl(*args: str) -> Any:
-        return runner.invoke(_hitl, ["--db", str(db), "webhook", *args])
+        return runner.invoke(hitl_cli, ["--db", str(db), "webhook", *args])
 
     bad = hitl("add", "ftp://example.com/hook")
     assert bad.exit_code == 10 and "error: 'ftp://example.com/hook' is not an http(s) URL" in (
@@ -391,7 +379,7 @@ def test_the_webhook_commands_register_list_dispatch_and_show_the_log(
     )
     short = hitl("add", "https://example.com/hook", "--secret", "short", "--json")
     assert short.exit_code == 10 and json.loads(short.stdout)["error"]["type"] == "WebhookError"
-    missing = runner.invoke(_hitl, ["--db", str(tmp_path / "nope.sqlite"), "webhook", "list"])
+    missing = runner.invoke(hitl_cli, ["--db", str(tmp_path / "nope.sqlite"), "webhook", "list"])
     assert missing.exit_code == 10 and "no such database file" in missing.stderr
 
     with serving() as receiver:
