@@ -7,7 +7,8 @@ LangGraph refuses a bad answer before anything is saved.
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from functools import partial
 from typing import (
     Annotated,
     Any,
@@ -19,7 +20,16 @@ from typing import (
 
 from langchain_core.messages import ToolCall
 from langchain_core.tools import BaseTool
-from pydantic import BaseModel, Discriminator, TypeAdapter, WithJsonSchema, create_model
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    TypeAdapter,
+    WithJsonSchema,
+    create_model,
+)
+from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
 from hitl.graph.errors import DecisionNotAllowedError
@@ -113,12 +123,57 @@ def normalize(answer: Decision | Shorthand | dict[str, Any] | str) -> Decision:
 
 
 def _edit_args_type(tool: BaseTool | None) -> object:
-    """The tool's own argument model (what the model sees), or any object if it has none."""
+    """The tool's own argument model (what the model sees), or any object if it has none.
+
+    Closed, unless the tool's schema takes any argument: pydantic would drop an argument the
+    tool does not declare, and the reviewer's edit would run without it, silently."""
     schema = tool.tool_call_schema if tool else None
+    name = tool.name if tool else ""
     if isinstance(schema, type) and issubclass(schema, BaseModel):
-        return schema
+        if schema.model_config.get("extra") == "allow":
+            return schema
+        closed = type(
+            schema.__name__,
+            (schema,),
+            {
+                "model_config": ConfigDict(extra="forbid"),  # merged into the tool's own
+                "__module__": schema.__module__,
+                "__doc__": schema.__doc__,
+            },
+        )
+        declared = {
+            key
+            for field_name, field in schema.model_fields.items()
+            for key in (field_name, field.alias)
+            if key
+        }
+        return Annotated[closed, BeforeValidator(partial(_declared_only, name, declared))]
     shown = schema if isinstance(schema, dict) else {"type": "object"}
-    return Annotated[dict[str, Any], WithJsonSchema(shown)]
+    properties = shown.get("properties")
+    if not isinstance(properties, dict) or shown.get("additionalProperties", False) is not False:
+        return Annotated[dict[str, Any], WithJsonSchema(shown)]
+    check = partial(_declared_only, name, set(properties))
+    closed_schema = shown | {"additionalProperties": False}
+    return Annotated[dict[str, Any], WithJsonSchema(closed_schema), BeforeValidator(check)]
+
+
+def _declared_only(tool: str, declared: Collection[str], args: object) -> object:
+    """`args` if every key of it is an argument the tool declares; else one error naming the
+    others (pydantic's own "extra inputs" error would come once per key, without the tool)."""
+    if not isinstance(args, dict):
+        return args  # the type's own check says what is wrong
+    unknown = sorted(str(k) for k in args if k not in declared)
+    if not unknown:
+        return args
+    raise PydanticCustomError(
+        "unknown_argument",
+        "{tool} takes no argument {unknown}; its arguments are {declared}: leave the others out",
+        {
+            "tool": tool or "the tool",
+            "unknown": ", ".join(map(repr, unknown)),
+            "declared": ", ".join(sorted(declared)) or "none",
+        },
+    )
 
 
 class DecisionSchemas:
@@ -131,12 +186,18 @@ class DecisionSchemas:
     def __init__(self, tools: Sequence[BaseTool]) -> None:
         self._tools = {t.name: t for t in tools}
         self._by_type: dict[str, dict[DecisionType, object]] = {}
+        self._args: dict[str, object] = {}
+
+    def _args_type(self, name: str) -> object:
+        if name not in self._args:
+            self._args[name] = _edit_args_type(self._tools.get(name))
+        return self._args[name]
 
     def _members(self, name: str) -> dict[DecisionType, object]:
         if name not in self._by_type:
             fields: dict[str, Any] = {
                 "name": (Literal[name], ...),  # an edit may not switch tools
-                "args": (_edit_args_type(self._tools.get(name)), ...),
+                "args": (self._args_type(name), ...),
             }
             edited_action = create_model(f"{name}_EditedAction", **fields)
             edit_fields: dict[str, Any] = {
@@ -175,7 +236,7 @@ class DecisionSchemas:
 
     def args_json_schema(self, name: str) -> dict[str, Any]:
         """The JSON schema of the tool's arguments: what an edit must fit."""
-        adapter: TypeAdapter[Any] = TypeAdapter(cast(Any, _edit_args_type(self._tools.get(name))))
+        adapter: TypeAdapter[Any] = TypeAdapter(cast(Any, self._args_type(name)))
         schema: dict[str, Any] = adapter.json_schema()
         return schema
 

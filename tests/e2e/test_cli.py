@@ -422,8 +422,12 @@ def test_a_call_decided_earlier_cannot_be_decided_again_exit_6(
     [
         ('{"recipient": 42, "message": "hi"}', "edited_action.args.recipient: Input should be"),
         ('{"message": "hi"}', "edited_action.args.recipient: Field required"),
+        (
+            '{"recipient": "a@b.c", "message": "hi", "cc": "z"}',
+            "edited_action.args: send_email takes no argument 'cc'",
+        ),
     ],
-    ids=["wrong type", "missing argument"],
+    ids=["wrong type", "missing argument", "unknown argument"],
 )
 def test_an_edit_that_does_not_fit_the_tool_is_refused_with_exit_8(
     seeded: Workspace, seed: Seed, args: str, problem: str

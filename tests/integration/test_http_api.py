@@ -234,8 +234,14 @@ def test_an_invalid_edit_is_422_naming_the_field_and_records_nothing(api: Api) -
         json={"call": call, "args": {"message": "hello", "recipient": 42}},
     )
 
+    unknown = api.post(
+        f"/threads/{thread_id}/edit",
+        json={"call": call, "args": {"message": "hello", "recipient": "a@b.c", "cc": "z"}},
+    )
+
     assert_error(missing, 422, "InvalidDecision", "recipient", "Field required")
     assert_error(wrong_type, 422, "InvalidDecision", "recipient", "valid string")
+    assert_error(unknown, 422, "InvalidDecision", "send_email takes no argument 'cc'")
     assert api.state() == before
     assert api.get(f"/approvals/{thread_id}/{call}").json()["status"] == "pending"
 

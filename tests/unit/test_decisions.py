@@ -1,9 +1,11 @@
 """Applying a reviewer's decision to a tool call: pure logic."""
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from langchain_core.messages import ToolCall
+from langchain_core.tools import StructuredTool
 from pydantic import ValidationError
 
 from hitl.graph.decisions import (
@@ -73,6 +75,41 @@ def test_edit_args_are_checked_against_the_tools_own_schema(schemas: DecisionSch
     with pytest.raises(ValidationError) as error:
         schemas.validate("send_email", ALL_DECISIONS, edit)
     assert [e["loc"] for e in error.value.errors()] == [("edited_action", "args", "recipient")]
+
+
+def json_schema_tool() -> StructuredTool:
+    """A tool described by a JSON schema, as MCP tools are."""
+    schema = {
+        "type": "object",
+        "properties": {"title": {"type": "string"}, "body": {"type": "string"}},
+        "required": ["title"],
+    }
+    return StructuredTool(
+        name="add_note", description="Add a note.", args_schema=schema, func=lambda **_: "ok"
+    )
+
+
+@pytest.mark.parametrize(
+    ("tool", "args"),
+    [
+        ("send_email", {"recipient": "a@b.c", "message": "hi", "cc": "z"}),
+        ("add_note", {"title": "t", "cc": "z"}),
+    ],
+    ids=["pydantic model", "JSON schema"],
+)
+def test_an_edit_with_an_argument_the_tool_does_not_declare_is_refused_naming_it(
+    tmp_path: Path, tool: str, args: dict[str, Any]
+) -> None:
+    schemas = DecisionSchemas([make_send_email(tmp_path / "outbox"), json_schema_tool()])
+    edit = {"type": "edit", "edited_action": {"name": tool, "args": args}}
+
+    with pytest.raises(ValidationError) as error:
+        schemas.validate(tool, ALL_DECISIONS, edit)
+
+    [problem] = error.value.errors()
+    assert problem["loc"] == ("edited_action", "args")
+    assert f"{tool} takes no argument 'cc'" in problem["msg"]
+    assert schemas.args_json_schema(tool)["additionalProperties"] is False
 
 
 def test_the_published_schema_offers_only_allowed_decisions(schemas: DecisionSchemas) -> None:
