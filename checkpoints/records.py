@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -42,6 +43,17 @@ def canonical_json(value: Any) -> str:
 def args_hash(args: Any) -> str:
     """The SHA-256 of a call's arguments in canonical JSON: what an approval is bound to."""
     return hashlib.sha256(canonical_json(args).encode()).hexdigest()
+
+
+def parse_args_hash(text: str) -> str:
+    """An `args_hash` a decider gives back (any case), as `args_hash` writes it; `ValueError`
+    if it cannot be one, which is not the same as args that changed since they were seen."""
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
+        raise ValueError(
+            f"{text!r} is not a valid args hash: give the call's `args_hash` as listed with "
+            "its pending approval (64 hex digits, a SHA-256), whole"
+        )
+    return text.lower()
 
 
 def digest(text: str) -> str:

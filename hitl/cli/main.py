@@ -25,7 +25,7 @@ from hitl.checkpoints.errors import (
 from hitl.checkpoints.ledger import MAX_OFFSET, InboxQuery, SortKey
 from hitl.checkpoints.maintenance import PruneReport
 from hitl.checkpoints.maintenance import prune as prune_database
-from hitl.checkpoints.records import iso
+from hitl.checkpoints.records import iso, parse_args_hash
 from hitl.checkpoints.urls import display
 from hitl.cli.db import db
 from hitl.cli.output import emit, fail, json_option
@@ -79,9 +79,19 @@ actor_option = click.option(
     help="Who is acting, as recorded in the ledger [env HITL_ACTOR; default: the OS user].",
 )
 comment_option = click.option("--comment", help="A note recorded with the decision.")
+
+
+def _args_hash(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    try:
+        return None if value is None else parse_args_hash(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx, param) from None
+
+
 seen_option = click.option(
     "--if-args-hash",
     "seen_args_hash",
+    callback=_args_hash,
     help="Only if the call's args still have this hash (its `args_hash`): what you reviewed.",
 )
 

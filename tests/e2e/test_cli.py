@@ -513,6 +513,30 @@ def test_an_argument_that_is_not_utf8_is_a_usage_error_naming_it(
     )
 
 
+def test_an_args_hash_that_is_no_sha256_digest_is_a_usage_error_not_a_change_of_args(
+    seeded: Workspace, seed: Seed
+) -> None:
+    decide = ("approve", seed.sally, "--call", seed.sally_call, "--if-args-hash")
+
+    assert_refused(
+        seeded,
+        *decide,
+        "deadbeef",
+        exit_code=2,
+        says=["--if-args-hash", "'deadbeef' is not a valid args hash", "64 hex digits"],
+        as_json=False,
+    )
+    assert_refused(  # well-formed but not the args': they changed, as before
+        seeded,
+        *decide,
+        "0" * 64,
+        exit_code=16,
+        error_type="ArgsChanged",
+        says=["changed since you looked"],
+        as_json=True,
+    )
+
+
 def test_a_decision_the_policy_does_not_allow_is_refused_with_exit_7(
     workspace: Workspace,
 ) -> None:

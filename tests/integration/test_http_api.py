@@ -302,6 +302,20 @@ def test_a_decision_on_args_that_changed_since_they_were_seen_is_409(api: Api) -
     assert api.sent_ids() == [pending["tool_call_id"]]
 
 
+def test_an_args_hash_that_is_no_sha256_digest_is_422_saying_so_and_records_nothing(
+    api: Api,
+) -> None:
+    view = api.start(SALLY)
+    thread_id, call = view["thread_id"], only_call(view)
+    before = api.state()
+
+    answer = api.post(f"/threads/{thread_id}/approve", json={"call": call, "args_hash": "deadbeef"})
+
+    error = assert_error(answer, 422, "InvalidRequest", "'deadbeef' is not a valid args hash")
+    assert [f["field"] for f in error["fields"]] == ["body.args_hash"]
+    assert api.state() == before
+
+
 def test_a_rejection_reason_reaches_the_model_and_the_tool_never_runs(api: Api) -> None:
     view = api.start(SALLY)
     thread_id, call = view["thread_id"], only_call(view)

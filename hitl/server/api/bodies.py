@@ -4,6 +4,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hitl.checkpoints.records import parse_args_hash
 from hitl.server.api.common import THREAD_ID_PATTERN
 from hitl.service.timespec import parse_duration
 
@@ -61,8 +62,15 @@ class Decision(BaseModel):
     call: str | None = Field(default=None, description="The tool call ID (default: all pending).")
     comment: str | None = None
     args_hash: str | None = Field(
-        default=None, description="Only if the call's args still hash to this (what you saw)."
+        default=None,
+        description="Only if the call's args still hash to this (what you saw).",
+        json_schema_extra={"pattern": "^[0-9a-fA-F]{64}$"},
     )
+
+    @field_validator("args_hash")
+    @classmethod
+    def well_formed_hash(cls, value: str | None) -> str | None:
+        return None if value is None else parse_args_hash(value)
 
     @model_validator(mode="after")
     def hash_names_a_call(self) -> "Decision":
