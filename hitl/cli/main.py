@@ -709,6 +709,13 @@ def serve(
         _fail(errors.InvalidSettings(_cannot_listen(host, port, e)), False)
     with listener:
         port = listener.getsockname()[1]  # the one the system chose, for --port 0
+        try:  # the settings too, before anything is printed: not a failure inside uvicorn
+            with open_service(chosen):
+                pass
+        except errors.DOMAIN_ERRORS as e:
+            _fail(e, False)
+        except DatabaseError as e:
+            _fail(e, False)
         try:
             with open_token_store(chosen.db) as tokens:
                 first = tokens.create_first_admin(created_by="hitl serve")

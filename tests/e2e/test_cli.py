@@ -642,6 +642,22 @@ def test_serving_on_a_port_in_use_is_refused_with_exit_10_before_the_banner(
     assert "Traceback" not in message
 
 
+def test_serving_with_a_bad_setting_is_refused_with_exit_10_before_the_banner(
+    seeded: Workspace,
+) -> None:
+    message = assert_refused(  # not a failure inside the server's start-up, exit 3
+        seeded,
+        "serve",
+        "--port",
+        "0",
+        exit_code=10,
+        says=["HITL_POLICY='nope'", "must look like package.module:attribute"],
+        as_json=False,
+        extra_env={"HITL_POLICY": "nope"},
+    )
+    assert "Traceback" not in message and "web inbox at" not in message
+
+
 @pytest.mark.parametrize(
     ("setting", "problem"),
     [
