@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
-from langchain_core.messages import ToolCall, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, ToolCall, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphBubbleUp
 from langgraph.pregel import Pregel
@@ -344,6 +344,28 @@ def reconcile_answers(answer: object, unknown: Sequence[str]) -> list[tuple[str,
         if isinstance(item, dict) and item.get("tool_call_id") in unknown:
             found.append((str(item["tool_call_id"]), str(item.get("action")), item.get("result")))
     return found
+
+
+def current_turn(messages: Sequence[AnyMessage]) -> tuple[AIMessage | None, set[str]]:
+    """The newest model message if it asked for tools, and the IDs of its calls that already
+    have a result (or an answer in place of one).
+
+    Reads from the newest message back to that turn only: the approval path never reads the
+    whole conversation.
+    """
+    answered: set[str] = set()
+    for m in reversed(messages):
+        if isinstance(m, ToolMessage):
+            answered.add(m.tool_call_id)
+        elif isinstance(m, AIMessage):
+            return (m if m.tool_calls else None), answered
+    return None, answered
+
+
+def unanswered_calls(messages: Sequence[AnyMessage]) -> list[ToolCall]:
+    """The calls of the model's newest turn that have no result (or answer) yet."""
+    turn, answered = current_turn(messages)
+    return [c for c in (turn.tool_calls if turn else []) if c["id"] not in answered]
 
 
 def _text(message: ToolMessage) -> str:

@@ -151,7 +151,7 @@ class ApprovalMiddleware(AgentMiddleware[ApprovalState, Any, Any]):
         if ledger is None:
             self._refuse_unlisted_without_ledger()
             return self._stock.after_model(state, runtime)
-        calls = _unanswered_calls(state["messages"])
+        calls = gate.unanswered_calls(state["messages"])
         if not calls:
             return None
         _refuse_reused_ids(state["messages"], calls)
@@ -377,17 +377,6 @@ def _check_ledger_options(name: str, config: Mapping[str, Any]) -> None:
         problems.append("allow_self_approval must be True or False")
     if problems:
         raise ValueError(f"Invalid `interrupt_on` config for tool '{name}': {'; '.join(problems)}")
-
-
-def _unanswered_calls(messages: list[Any]) -> list[ToolCall]:
-    """The calls of the model's latest turn that have no tool message yet."""
-    answered: set[str] = set()
-    for message in reversed(messages):
-        if isinstance(message, ToolMessage):
-            answered.add(message.tool_call_id)
-        elif isinstance(message, AIMessage):
-            return [c for c in message.tool_calls if c["id"] not in answered]
-    return []
 
 
 def _batched_request(calls: list[ToolCall], records: Mapping[str, LedgerRecord]) -> HITLRequest:

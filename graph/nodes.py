@@ -57,23 +57,7 @@ Router = Callable[[State], list[Send] | str]
 
 def last_tool_turn(messages: Sequence[AnyMessage]) -> AIMessage | None:
     """The newest model message, if it asked for tools."""
-    return current_turn(messages)[0]
-
-
-def current_turn(messages: Sequence[AnyMessage]) -> tuple[AIMessage | None, set[str]]:
-    """The newest model message if it asked for tools, and the IDs of its calls that already
-    have a result (or an answer in place of one).
-
-    Reads from the newest message back to that turn only: the approval path never reads the
-    whole conversation.
-    """
-    answered: set[str] = set()
-    for m in reversed(messages):
-        if isinstance(m, ToolMessage):
-            answered.add(m.tool_call_id)
-        elif isinstance(m, AIMessage):
-            return (m if m.tool_calls else None), answered
-    return None, answered
+    return gate.current_turn(messages)[0]
 
 
 def make_agent_node(model: BaseChatModel, tools: Sequence[BaseTool]) -> StateNode:
@@ -115,7 +99,7 @@ def make_route_after_tools(policy: Policy, tools: Sequence[BaseTool]) -> Router:
     known = {t.name for t in tools}
 
     def route_after_tools(state: State) -> list[Send] | str:
-        turn, done = current_turn(state["messages"])
+        turn, done = gate.current_turn(state["messages"])
         unanswered = [c for c in (turn.tool_calls if turn else []) if c["id"] not in done]
         if not unanswered:
             return "agent"
@@ -218,7 +202,7 @@ def make_tools_node(tools: Sequence[BaseTool], ledger: ApprovalLedger | None) ->
     )
 
     def tools_(state: State, config: RunnableConfig) -> dict[str, Any]:
-        turn, done = current_turn(state["messages"])
+        turn, done = gate.current_turn(state["messages"])
         if turn is None:
             return {}
         reviews = state.get("reviews", {})

@@ -14,12 +14,13 @@ mode, with the same options and the same guarantees when a ledger is bound.
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
+from langchain_core.messages import AnyMessage
 from langchain_core.tools import BaseTool
 from langgraph.graph import END
 from langgraph.prebuilt import ToolNode
 from langgraph.types import Send
 
+from hitl.graph import gate
 from hitl.graph.middleware import ApprovalMiddleware, InterruptOnConfig
 
 TOOLS_NODE = "tools"
@@ -59,11 +60,5 @@ def route_to_tools(
 ) -> list[Send] | str:
     """After the model: one `tools` task per unanswered call of its latest turn, or the end."""
     messages = state if isinstance(state, Sequence) else state.get("messages", [])
-    answered: set[str] = set()
-    for message in reversed(messages):
-        if isinstance(message, ToolMessage):
-            answered.add(message.tool_call_id)
-        elif isinstance(message, AIMessage):
-            calls = [c for c in message.tool_calls if c["id"] not in answered]
-            return [Send(node, [call]) for call in calls] if calls else END
-    return END
+    calls = gate.unanswered_calls(messages)
+    return [Send(node, [call]) for call in calls] if calls else END
