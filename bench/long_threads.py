@@ -139,7 +139,7 @@ def config(thread_id: str) -> Any:
 def seed(rig: Rig, thread_id: str, messages: int) -> None:
     """A thread holding `messages` earlier messages, as the model's last word (no model call)."""
     rig.graph.update_state(
-        config(thread_id), {"messages": earlier_conversation(messages)}, as_node="agent"
+        config(thread_id), {"messages": earlier_conversation(messages)}, as_node="model"
     )
 
 

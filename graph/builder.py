@@ -1,30 +1,39 @@
-"""`build_graph`: the one place the approval graph is assembled.
+"""`build_graph`: the demo agent, built from the public parts a user's agent uses.
 
-START → agent ─(tool calls)→ approval ×N (one per call, Send) → tools ─→ agent
-              └─(no tool calls)→ END                     └─(args changed since approved)→ approval
+It is LangChain's `create_agent` with `ApprovalMiddleware` in batched mode (the shape Agent
+Chat UI acts on; `hitl` decides call by call in either mode), the policy (`HITL_POLICY`)
+turned into its `interrupt_on`, and the conversation kept in the message log:
+
+START → model ─(tool calls)→ approval (one interrupt per turn) → tools ─→ model
+              └─(no tool calls)→ END
 """
 
 from collections.abc import Sequence
-from typing import Any
+from functools import partial
+from typing import Annotated, Any
 
+from langchain.agents import create_agent
 from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AnyMessage, ToolCall
 from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.prebuilt.tool_node import ToolCallRequest
 
+from hitl.graph.gate import bind_ledger
 from hitl.graph.ledger import ApprovalLedger
-from hitl.graph.nodes import (
-    make_agent_node,
-    make_approval_node,
-    make_route_after_agent,
-    make_route_after_tools,
-    make_tools_node,
-)
-from hitl.graph.policy import Policy
-from hitl.graph.state import ApprovalTask, State
+from hitl.graph.message_log import MessageLogChannel
+from hitl.graph.middleware import ApprovalMiddleware, ApprovalState, InterruptOnConfig
+from hitl.graph.policy import Policy, ToolRule
 
 GRAPH_ID = "agent"
+
+
+class DemoState(ApprovalState):
+    """`create_agent`'s state, with the conversation stored once per message, not once per
+    checkpoint (`add_messages` semantics otherwise)."""
+
+    messages: Annotated[list[AnyMessage], MessageLogChannel]
 
 
 def build_graph(
@@ -35,19 +44,49 @@ def build_graph(
     checkpointer: BaseCheckpointSaver[Any] | None = None,
     ledger: ApprovalLedger | None = None,
 ) -> CompiledStateGraph[Any]:
-    """Compile agent → approval → tools; run it with `durability="sync"` to keep decisions safe.
+    """Compile the demo agent; run it with `durability="sync"` to keep decisions safe.
 
     With a `ledger` (the project's), decisions are one-wins and tools run exactly once; without
-    one the graph is plain LangGraph (used as the baseline of the benchmarks).
+    one the gate is LangChain's middleware (used as the baseline of the benchmarks).
     """
-    builder = StateGraph(State)
-    builder.add_node("agent", make_agent_node(model, tools))
-    builder.add_node("approval", make_approval_node(tools, ledger), input_schema=ApprovalTask)
-    builder.add_node("tools", make_tools_node(tools, ledger))
-    builder.add_edge(START, "agent")
-    builder.add_conditional_edges("agent", make_route_after_agent(policy, tools), ["approval", END])
-    builder.add_edge("approval", "tools")
-    builder.add_conditional_edges(
-        "tools", make_route_after_tools(policy, tools), ["agent", "approval"]
+    gate = ApprovalMiddleware(interrupt_on(policy, tools), interrupt_mode="batched")
+    agent: CompiledStateGraph[Any] = create_agent(
+        model,
+        list(tools),
+        middleware=[gate],
+        state_schema=DemoState,
+        checkpointer=checkpointer,
+        name=GRAPH_ID,
     )
-    return builder.compile(checkpointer=checkpointer, name=GRAPH_ID)
+    return bind_ledger(agent, ledger) if ledger is not None else agent
+
+
+def interrupt_on(policy: Policy, tools: Sequence[BaseTool]) -> dict[str, bool | InterruptOnConfig]:
+    """The middleware's `interrupt_on` for a policy: one entry per tool, so none is unlisted."""
+    return {tool.name: _config(policy.rule_for(tool.name)) for tool in tools}
+
+
+def _config(rule: ToolRule) -> bool | InterruptOnConfig:
+    if rule.ask == "never":
+        return False
+    config = InterruptOnConfig(
+        allowed_decisions=list(rule.allowed_decisions),
+        description=partial(_describe, rule),
+        on_expire=rule.on_expire,
+        allow_self_approval=rule.allow_self_approval,
+    )
+    if callable(rule.ask):
+        config["when"] = partial(_asks, rule)
+    if rule.expires_after is not None:
+        config["expires_after"] = rule.expires_after
+    if rule.approvers is not None:
+        config["approvers"] = sorted(rule.approvers)
+    return config
+
+
+def _describe(rule: ToolRule, call: ToolCall, state: Any, runtime: Any) -> str:
+    return rule.describe(call)
+
+
+def _asks(rule: ToolRule, request: ToolCallRequest) -> bool:
+    return rule.needs_review(request.tool_call["args"])

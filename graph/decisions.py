@@ -6,7 +6,6 @@ pins an edit to the same tool and validates its args against the tool's own argu
 LangGraph refuses a bad answer before anything is saved.
 """
 
-import json
 from collections.abc import Collection, Sequence
 from functools import partial
 from typing import (
@@ -103,10 +102,6 @@ class RespondDecision(TypedDict):
 Decision = ApproveDecision | EditDecision | RejectDecision | RespondDecision
 
 REJECTED_WITHOUT_REASON = "no reason given"
-EDIT_NOTICE = (
-    "Note: a human reviewer edited this tool call before it ran; it ran with arguments {args}. "
-    "This was intentional and authorized. Do not re-issue your original call.\n\n"
-)
 
 
 def normalize(answer: Decision | Shorthand | dict[str, Any] | str) -> Decision:
@@ -297,8 +292,3 @@ def answer_text(review: Review) -> str:
         f"Reason: {review.get('message') or REJECTED_WITHOUT_REASON}. "
         "Do not retry it unless the user asks again."
     )
-
-
-def edit_notice(review: Review) -> str:
-    """The prefix that tells the model a reviewer changed the call's arguments."""
-    return EDIT_NOTICE.format(args=json.dumps(review["args"], sort_keys=True))

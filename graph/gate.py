@@ -32,10 +32,9 @@ from hitl.graph.decisions import (
     answer_text,
     apply_decision,
     as_decision,
-    edit_notice,
 )
 from hitl.graph.errors import CallInProgress, JournalUnavailable
-from hitl.graph.ledger import ApprovalLedger, LedgerRecord
+from hitl.graph.ledger import POLICY_ACTOR, ApprovalLedger, LedgerRecord
 from hitl.graph.state import Review, runs_tool
 
 LEDGER_KEY = "__hitl_ledger__"
@@ -204,6 +203,8 @@ def review_of(call: ToolCall, record: LedgerRecord) -> Review:
     # an expiry or a cancellation need not be among the reviewer's choices
     review = apply_decision(call, as_decision(record.decision), ALL_DECISIONS)
     review["decided_by"] = record.decided_by or ""
+    if record.decided_by == POLICY_ACTOR and review["decision"] == "approve":
+        review["decision"] = "auto"  # nobody was asked
     if record.status == "expired":
         review["expired"] = True
     return review
@@ -290,9 +291,8 @@ def finish(ledger: ApprovalLedger, config: RunnableConfig, call_id: str, result:
         raise JournalUnavailable(call_id, e) from e
 
 
-def with_edit_notice(result: ToolMessage, review: Review, notice: str | None = None) -> ToolMessage:
+def with_edit_notice(result: ToolMessage, notice: str) -> ToolMessage:
     """The tool's result, prefixed with the notice that a reviewer changed its arguments."""
-    notice = edit_notice(review) if notice is None else notice
     if isinstance(result.content, str):
         return result.model_copy(update={"content": notice + result.content})
     return result.model_copy(

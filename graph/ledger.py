@@ -9,6 +9,9 @@ What stops a run on the ledger's word (`CallInProgress`, `JournalUnavailable`) i
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+POLICY_ACTOR = "policy"
+"""Who a record says decided a call the policy let through (`checkpoints.records` writes it)."""
+
 
 class LedgerRecord(Protocol):
     """What the nodes read of one call's row."""

@@ -154,7 +154,6 @@ class ApprovalMiddleware(AgentMiddleware[ApprovalState, Any, Any]):
         calls = gate.unanswered_calls(state["messages"])
         if not calls:
             return None
-        _refuse_reused_ids(state["messages"], calls)
         requester = gate.requester_of(state, config, ledger)
         # every verdict first: a predicate that raises leaves nothing half-registered
         verdicts = {cast(str, c["id"]): self._verdict(c, state, runtime, None) for c in calls}
@@ -168,6 +167,7 @@ class ApprovalMiddleware(AgentMiddleware[ApprovalState, Any, Any]):
             )
             for call in calls
         }
+        _refuse_reused_ids(state["messages"], records)
         while waiting := [c for c in calls if records[cast(str, c["id"])].status == "pending"]:
             reply = interrupt(_batched_request(waiting, records))
             decisions = _decisions(reply, len(waiting))
@@ -254,7 +254,6 @@ class ApprovalMiddleware(AgentMiddleware[ApprovalState, Any, Any]):
         config = request.runtime.config
         call = request.tool_call
         state = request.state if isinstance(request.state, Mapping) else {}
-        _refuse_reused_ids(state.get("messages", []), [call])
         record = gate.register(
             ledger,
             config,
@@ -262,6 +261,7 @@ class ApprovalMiddleware(AgentMiddleware[ApprovalState, Any, Any]):
             lambda: self._verdict(call, cast(ApprovalState, state), None, request),
             gate.requester_of(state, config, ledger),
         )
+        _refuse_reused_ids(state.get("messages", []), {cast(str, call["id"]): record})
         schemas = self._schemas_for(request.tool)
         while record.status == "pending":
             schema = schemas.for_call(
@@ -286,7 +286,7 @@ class ApprovalMiddleware(AgentMiddleware[ApprovalState, Any, Any]):
             return result
         executed = f"{review['name']} with arguments {json.dumps(review['args'], default=str)}"
         notice = f"{self.edit_notice} Executed instead: {executed}.\n\nTool response:\n"
-        return gate.with_edit_notice(result, review, notice)
+        return gate.with_edit_notice(result, notice)
 
     def _verdict(
         self,
@@ -420,9 +420,21 @@ def _with_args(decision: object) -> object:
     return decision
 
 
-def _refuse_reused_ids(messages: Sequence[Any], calls: Sequence[ToolCall]) -> None:
+SETTLED = frozenset({"rejected", "responded", "succeeded", "failed", "outcome_unknown"})
+"""Statuses of a call that was answered or ran: the only ones an ID reused from an earlier turn
+can find (the ledger re-asks a call that has not run, with its new arguments)."""
+
+
+def _refuse_reused_ids(messages: Sequence[Any], records: Mapping[str, LedgerRecord]) -> None:
     """A call ID the thread already answered in an earlier turn: the ledger keys calls by ID,
-    so it would be taken for that call (never asked, or its old result given back)."""
+    so it would be taken for that call (never asked, or its old result given back).
+
+    Only a settled row can be such a call, so the conversation is read (all of it) only then:
+    a fresh turn or a resume reads none of it.
+    """
+    suspects = {cid for cid, record in records.items() if record.status in SETTLED}
+    if not suspects:
+        return
     latest = next((m for m in reversed(messages) if isinstance(m, AIMessage)), None)
     earlier = set()
     for message in messages:
@@ -430,7 +442,7 @@ def _refuse_reused_ids(messages: Sequence[Any], calls: Sequence[ToolCall]) -> No
             break
         if isinstance(message, ToolMessage):
             earlier.add(message.tool_call_id)
-    if reused := sorted(str(c["id"]) for c in calls if c["id"] in earlier):
+    if reused := sorted(suspects & earlier):
         raise ValueError(
             f"the model reused the tool call ID(s) {', '.join(reused)} of an earlier turn of "
             "this thread; each call needs an ID of its own (the ledger records calls by ID)"

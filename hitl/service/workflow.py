@@ -38,9 +38,8 @@ from hitl.graph.errors import (
     JournalUnavailable,
     ModelConfigError,
 )
-from hitl.graph.gate import REQUESTER_KEY
+from hitl.graph.gate import REQUESTER_KEY, current_turn
 from hitl.graph.message_log import MessageHistory
-from hitl.graph.nodes import last_tool_turn
 from hitl.service.errors import (
     AlreadyDecided,
     Busy,
@@ -236,10 +235,8 @@ class ApprovalService:
             previous, snapshots = snapshots[0], snapshots[1:]
         entries: list[HistoryEntry] = []
         for snap in snapshots:
-            reviews = snap.values.get("reviews", {}) if snap.values else {}
-            before_reviews = (
-                previous.values.get("reviews", {}) if previous and previous.values else {}
-            )
+            reviews = _review_map(snap.values)
+            before_reviews = _review_map(previous.values) if previous else {}
             metadata = snap.metadata or {}
             entries.append(
                 HistoryEntry(
@@ -688,11 +685,22 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
+REVIEW_KEYS = ("hitl_reviews", "reviews")
+"""Where a state keeps the latest turn's reviews: `ApprovalMiddleware`'s key, or a graph's own."""
+
+
+def _review_map(values: Any) -> dict[str, Any]:
+    """The reviews a thread's state (or a node's update) holds, by call ID."""
+    if not isinstance(values, dict):
+        return {}
+    found = next((values[k] for k in REVIEW_KEYS if isinstance(values.get(k), dict)), None)
+    return dict(found) if found else {}
+
+
 def _reviews(values: Any) -> set[str]:
     """The calls a thread's state (or a node's update) holds a review of (their decisions
     are applied)."""
-    reviews = values.get("reviews") if isinstance(values, dict) else None
-    return set(reviews) if isinstance(reviews, dict) else set()
+    return set(_review_map(values))
 
 
 def _answered(update: Any) -> set[str]:
@@ -706,7 +714,7 @@ def _answered(update: Any) -> set[str]:
 
 def _turn_call_ids(values: Any) -> set[str]:
     """The calls of the model's latest turn (read from the newest messages only)."""
-    turn = last_tool_turn(values.get("messages", [])) if isinstance(values, dict) else None
+    turn = current_turn(values.get("messages", []))[0] if isinstance(values, dict) else None
     return {cast(str, c["id"]) for c in turn.tool_calls} if turn else set()
 
 
@@ -741,7 +749,7 @@ def _interrupted_calls(snapshot: StateSnapshot) -> list[str]:
                 found.append(value["tool_call_id"])
             elif isinstance(value.get("action_requests"), list):
                 values = snapshot.values if isinstance(snapshot.values, dict) else {}
-                turn = last_tool_turn(values.get("messages", []))
+                turn = current_turn(values.get("messages", []))[0]
                 for action in value["action_requests"]:
                     match = next(
                         (

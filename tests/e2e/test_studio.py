@@ -1,4 +1,5 @@
-"""`langgraph dev` serves the approval graph to SDK clients and keeps its state in our database."""
+"""`langgraph dev` serves the demo agent (langgraph.json's default graph) to SDK clients, in the
+shape Agent Chat UI acts on, and keeps its state in our database."""
 
 import json
 import time
@@ -7,12 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from langchain.agents.middleware.human_in_the_loop import HITLRequest
 from langgraph_sdk.client import SyncLangGraphClient, get_sync_client
+from pydantic import TypeAdapter
 
 from hitl.checkpoints.urls import DatabaseName
 from tests.support.environment import REPO_ROOT
 from tests.support.sql import execute
-from tests.support.studio import E2E_METADATA, StudioServer, run_studio_server
+from tests.support.studio import (
+    E2E_METADATA,
+    StudioServer,
+    agent_chat_ui_acts_on,
+    run_studio_server,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +28,6 @@ GRAPH_ID = "agent"
 EMAIL_REQUEST: dict[str, Any] = {
     "messages": [{"role": "user", "content": "Send sally@example.com an email saying 'hi'"}]
 }
-SHORTHANDS = {"type": "string", "enum": ["approve", "reject"]}
 WATCHER_SETTLE_SECONDS = 2.0
 
 
@@ -31,19 +38,27 @@ def start_email_run(client: SyncLangGraphClient) -> str:
     return thread_id
 
 
-def pending_approval(client: SyncLangGraphClient, thread_id: str) -> dict[str, Any]:
-    """The thread's one pending interrupt, checked to be the approval of the email to Sally."""
+def pending_approval(client: SyncLangGraphClient, thread_id: str) -> str:
+    """The thread's one pending interrupt, checked to be LangChain's batched request for the
+    email to Sally that Agent Chat UI shows with its buttons; the call's ID."""
     state = client.threads.get_state(thread_id)
     interrupts = state["interrupts"]
     assert len(interrupts) == 1, interrupts
-    interrupt: dict[str, Any] = dict(interrupts[0])
-    value = interrupt["value"]
-    assert value["type"] == "tool_approval"
-    assert value["name"] == "send_email"
-    assert value["args"] == {"recipient": "sally@example.com", "message": "hi"}
-    assert value["tool_call_id"]
+    value = interrupts[0]["value"]
+    TypeAdapter(HITLRequest).validate_python(value)
+    assert agent_chat_ui_acts_on(value), value
+    (action,) = value["action_requests"]
+    assert action["name"] == "send_email"
+    assert action["args"] == {"recipient": "sally@example.com", "message": "hi"}
+    assert value["review_configs"][0]["allowed_decisions"] == [
+        "approve",
+        "edit",
+        "reject",
+        "respond",
+    ]
     assert client.threads.get(thread_id)["status"] == "interrupted"
-    return interrupt
+    (call,) = state["values"]["messages"][-1]["tool_calls"]
+    return str(call["id"])
 
 
 def resume(client: SyncLangGraphClient, thread_id: str, answer: object) -> list[dict[str, Any]]:
@@ -101,16 +116,10 @@ def test_studio_run_pauses_for_approval_and_resumes_from_the_sdk(studio: StudioS
     workers_at_start = studio.worker_pids()
 
     approved = start_email_run(client)
-    approval = pending_approval(client, approved)
-    # Studio renders its answer form from this schema; it must offer the shorthands and edits
-    schema = approval.get("response_schema")
-    assert schema, f"the server does not publish the interrupt's response schema: {approval}"
-    assert SHORTHANDS in schema["anyOf"]
-    assert "send_email_EditDecision" in schema["$defs"]
+    call_id = pending_approval(client, approved)
     assert outbox(studio.outbox_path) == [], "the email was sent before it was approved"
 
-    messages = resume(client, approved, "approve")
-    call_id = approval["value"]["tool_call_id"]
+    messages = resume(client, approved, {"decisions": [{"type": "approve"}]})
     assert tool_result(messages, call_id)["status"] == "success"
     assert "sally@example.com" in final_answer(messages)
     sent = outbox(studio.outbox_path)
@@ -119,9 +128,10 @@ def test_studio_run_pauses_for_approval_and_resumes_from_the_sdk(studio: StudioS
     ]
 
     rejected = start_email_run(client)
-    approval = pending_approval(client, rejected)
-    messages = resume(client, rejected, {"type": "reject", "message": "not today"})
-    result = tool_result(messages, approval["value"]["tool_call_id"])
+    rejected_call = pending_approval(client, rejected)
+    no = {"decisions": [{"type": "reject", "message": "not today"}]}
+    messages = resume(client, rejected, no)
+    result = tool_result(messages, rejected_call)
     assert result["status"] == "error"
     assert "not today" in result["content"]
     answer = final_answer(messages)
@@ -134,7 +144,7 @@ def test_studio_run_pauses_for_approval_and_resumes_from_the_sdk(studio: StudioS
     # and Studio's answers went through the ledger like the CLI's: recorded, journaled
     rows = ledger_rows(studio.db_path)
     assert rows[call_id] == ("succeeded", "studio")
-    assert rows[approval["value"]["tool_call_id"]] == ("rejected", "studio")
+    assert rows[rejected_call] == ("rejected", "studio")
     assert_no_reload(studio, workers_at_start)
 
 
@@ -148,7 +158,7 @@ def test_a_database_inside_the_watched_project_does_not_trigger_reloads(tmp_path
             workers_at_start = server.worker_pids()
             thread_id = start_email_run(client)
             pending_approval(client, thread_id)
-            final_answer(resume(client, thread_id, "approve"))
+            final_answer(resume(client, thread_id, {"decisions": [{"type": "approve"}]}))
             assert len(outbox(server.outbox_path)) == 1
             assert thread_id in checkpointed_threads(db)
             # the watcher debounces changes for up to 1.6 s before it decides to reload

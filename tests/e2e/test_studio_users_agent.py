@@ -14,7 +14,7 @@ from pydantic import TypeAdapter
 
 from tests.support.cli import hitl
 from tests.support.environment import hitl_environment, process_environment
-from tests.support.studio import E2E_METADATA, run_studio_server
+from tests.support.studio import E2E_METADATA, agent_chat_ui_acts_on, run_studio_server
 from tests.support.user_agents import side_lines, two_appends, user_settings
 
 pytestmark = pytest.mark.slow
@@ -27,20 +27,6 @@ def started(client: SyncLangGraphClient) -> str:
     thread_id: str = client.threads.create(metadata=E2E_METADATA)["thread_id"]
     client.runs.wait(thread_id, GRAPH_ID, input=REQUEST)
     return thread_id
-
-
-def agent_chat_ui_acts_on(value: Any) -> bool:
-    """The checks Agent Chat UI makes before it shows buttons for an interrupt."""
-    actions, configs = value.get("action_requests"), value.get("review_configs")
-    return (
-        bool(actions)
-        and all(isinstance(a["name"], str) and isinstance(a["args"], dict) for a in actions)
-        and bool(configs)
-        and all(
-            isinstance(c["action_name"], str) and isinstance(c["allowed_decisions"], list)
-            for c in configs
-        )
-    )
 
 
 def test_batched_mode_is_one_interrupt_resumed_with_a_scalar_decisions_list(

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from langgraph.types import Command
-from pydantic import ValidationError
 
 from hitl.checkpoints.savers import open_saver
 from hitl.checkpoints.urls import DatabaseName
@@ -22,12 +21,12 @@ from tests.support.sql import checkpoint_table, execute
 
 
 def _latest_reviews_on_disk(db: DatabaseName, thread_id: str) -> dict[str, dict[str, object]]:
-    """The `reviews` of the newest committed checkpoint, read by a saver of its own (its own
-    connection, as another process would)."""
+    """The reviews (`hitl_reviews`) of the newest committed checkpoint, read by a saver of its
+    own (its own connection, as another process would)."""
     with open_saver(db) as saver:
         found = saver.get_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
     assert found is not None
-    return dict(found.checkpoint["channel_values"].get("reviews", {}))
+    return dict(found.checkpoint["channel_values"].get("hitl_reviews", {}))
 
 
 def _rows_of(db: DatabaseName, thread_id: str) -> list[int]:
@@ -105,7 +104,9 @@ def test_edited_call_runs_with_exactly_the_edited_args_and_the_model_is_told(
         done = service.show(view.thread_id)
     assert log.calls == [("send_email", call_id, {"message": "hello", "recipient": "s@x.org"})]
     result = next(m for m in done.messages if m.get("tool_call_id") == call_id)
-    assert "reviewer edited" in str(result["content"])
+    told = str(result["content"])
+    assert "reviewer replaced this tool call" in told
+    assert 'Executed instead: send_email with arguments {"message": "hello"' in told
 
 
 def test_respond_answer_becomes_the_tool_result_without_running_it(db: Path, log: ToolLog) -> None:
@@ -136,18 +137,20 @@ def test_a_second_answer_to_a_decided_call_is_refused_and_nothing_reruns(
     assert sorted(log.ids("send_email")) == sorted(p.tool_call_id for p in view.pending)
 
 
-def test_an_invalid_resume_sent_straight_to_langgraph_saves_nothing(db: Path, log: ToolLog) -> None:
+def test_an_invalid_resume_sent_straight_to_langgraph_decides_nothing_and_asks_again(
+    db: Path, log: ToolLog
+) -> None:
     with open_harness(db, log) as parts:
         view = parts.service.run(SALLY, actor="alice")
         graph = parts.graph
         config = {"configurable": {"thread_id": view.thread_id}}
-        before = len(list(graph.get_state_history(config)))
         bad = {"type": "edit", "edited_action": {"name": "delete_everything", "args": {}}}
-        with pytest.raises(ValidationError):
-            graph.invoke(Command(resume={view.pending[0].interrupt_id: bad}), config)
+        graph.invoke(Command(resume={"decisions": [bad]}), config, durability="sync")
         after = parts.service.show(view.thread_id)
-        assert len(list(graph.get_state_history(config))) == before
+        record = parts.ledger.get(view.thread_id, view.pending[0].tool_call_id)
     assert after.status == "interrupted" and log.calls == []
+    assert [p.tool_call_id for p in after.pending] == [view.pending[0].tool_call_id]
+    assert record is not None and record.status == "pending"
 
 
 @pytest.mark.sqlite_only

@@ -166,7 +166,7 @@ def test_an_answer_given_in_studio_reaches_the_same_ledger_operation(
         pending = view.pending[0]
         config = {"configurable": {"thread_id": view.thread_id}}
         parts.graph.invoke(
-            Command(resume={pending.interrupt_id: "approve"}), config, durability="sync"
+            Command(resume={"decisions": [{"type": "approve"}]}), config, durability="sync"
         )
         record = parts.ledger.get(view.thread_id, pending.tool_call_id)
     assert calls.service == [] and calls.ledger == [view.thread_id]

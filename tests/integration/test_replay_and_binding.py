@@ -10,7 +10,6 @@ from langchain_core.runnables import RunnableConfig
 
 from hitl.app import Assembly
 from hitl.graph.errors import CallInProgress
-from hitl.graph.state import Review
 from hitl.service.errors import ArgsChanged
 from tests.support.fakes import ToolLog
 from tests.support.harness import open_harness
@@ -44,9 +43,12 @@ def _interrupted_with_changed_args(parts: Assembly, changed: dict[str, Any]) -> 
     view = parts.service.run(SALLY, actor="alice")
     call_id = view.pending[0].tool_call_id
     parts.ledger.decide(view.thread_id, {call_id: {"type": "approve"}}, actor="bob")
-    review = Review(tool_call_id=call_id, name="send_email", decision="approve", args=changed)
+    turn = parts.graph.get_state(_config(view.thread_id)).values["messages"][-1]
+    calls = [call | {"args": changed} for call in turn.tool_calls]
     parts.graph.update_state(
-        _config(view.thread_id), {"reviews": {call_id: review}}, as_node="approval"
+        _config(view.thread_id),
+        {"messages": [turn.model_copy(update={"tool_calls": calls})]},
+        as_node="model",
     )
     return view.thread_id, call_id
 

@@ -77,8 +77,10 @@ def test_a_tool_step_whose_writes_fail_is_resumed_with_the_journaled_result_not_
     with open_test_service(db, log) as service:
         view = service.run(SALLY, actor="alice")
         call_id = view.pending[0].tool_call_id
-        with sqlite3.connect(db) as conn:  # the tools step's writes fail after the first row
-            conn.execute(FAIL_SECOND_WRITE.replace("WHEN", "WHEN NEW.task_path LIKE '%tools%' AND"))
+        with sqlite3.connect(db) as conn:  # the tools task's writes fail after the first row
+            # (create_agent sends each tool call to `tools` as a task of its own, a push)
+            tools_task = "NEW.task_path LIKE '~__pregel_push%' AND"
+            conn.execute(FAIL_SECOND_WRITE.replace("WHEN", f"WHEN {tools_task}"))
         with pytest.raises(sqlite3.IntegrityError):
             service.decide(view.thread_id, {call_id: "approve"}, actor="bob")
         with sqlite3.connect(db) as conn:

@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langgraph_sdk.client import get_sync_client
@@ -158,3 +159,22 @@ def run_studio_server(
                 _delete_test_threads(url)
             _stop(process)
             print(f"--- tail of {log_path} ---\n{read_log(log_path)[-LOG_TAIL_CHARS:]}")
+
+
+def agent_chat_ui_acts_on(value: Any) -> bool:
+    """The checks Agent Chat UI makes before it shows buttons for an interrupt (its
+    `isHumanInterruptSchema`: batched `action_requests` and `review_configs`)."""
+    if not isinstance(value, dict):
+        return False
+    actions, configs = value.get("action_requests"), value.get("review_configs")
+    return (
+        isinstance(actions, list)
+        and bool(actions)
+        and all(isinstance(a["name"], str) and isinstance(a["args"], dict) for a in actions)
+        and isinstance(configs, list)
+        and bool(configs)
+        and all(
+            isinstance(c["action_name"], str) and isinstance(c["allowed_decisions"], list)
+            for c in configs
+        )
+    )
