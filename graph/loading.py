@@ -2,9 +2,9 @@
 
 `HITL_GRAPH=./path/file.py:attr` (a file, relative to the current folder) or
 `package.module:attr` (importable from the current folder, as `langgraph.json` resolves it)
-names a compiled graph without a checkpointer, a `StateGraph`, or a function of no arguments
-returning either. The service supplies the checkpointer and binds its ledger to the graph's
-gates (`ApprovalMiddleware`, `ApprovalToolNode`).
+names a compiled graph without a checkpointer, a `StateGraph`, or a function (plain or async)
+of no arguments returning either. The service supplies the checkpointer and binds its ledger to
+the graph's gates (`ApprovalMiddleware`, `ApprovalToolNode`).
 """
 
 import importlib
@@ -22,6 +22,7 @@ from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode
 
+from hitl.graph.blocking import run_to_completion
 from hitl.graph.errors import PluginError
 from hitl.graph.gate import bind_ledger
 from hitl.graph.ledger import ApprovalLedger
@@ -83,12 +84,16 @@ def load_graph(spec: str) -> CompiledStateGraph[Any]:
     anything else."""
     obj = load_object(spec, "HITL_GRAPH")
     if callable(obj) and not isinstance(obj, StateGraph | CompiledStateGraph):
-        if inspect.iscoroutinefunction(obj) or len(inspect.signature(obj).parameters) > 0:
+        if len(inspect.signature(obj).parameters) > 0:
             raise PluginError(
-                f"HITL_GRAPH={spec!r} names a function that takes arguments or is async; "
-                "name a graph, or a plain function of no arguments that returns one"
+                f"HITL_GRAPH={spec!r} names a function that takes arguments; name a graph, "
+                "or a function (plain or async) of no arguments that returns one"
             )
-        obj = _built(spec, "calling it", obj)
+        factory = obj
+        if inspect.iscoroutinefunction(factory):  # e.g. one that loads MCP tools first
+            obj = _built(spec, "calling it", lambda: run_to_completion(factory))
+        else:
+            obj = _built(spec, "calling it", factory)
     if isinstance(obj, StateGraph):
         obj = _built(spec, "compiling it", obj.compile)
     if not isinstance(obj, CompiledStateGraph):

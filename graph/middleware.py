@@ -32,13 +32,14 @@ from langchain.agents.middleware.human_in_the_loop import (
 )
 from langchain.agents.middleware.types import PrivateStateAttr, ToolCallRequest
 from langchain_core.messages import AIMessage, ToolCall, ToolMessage
-from langchain_core.tools import BaseTool
+from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.config import get_config
 from langgraph.prebuilt.tool_node import ToolRuntime
 from langgraph.runtime import Runtime, get_runtime
 from langgraph.types import Command, interrupt
 
 from hitl.graph import gate
+from hitl.graph.blocking import blocking
 from hitl.graph.decisions import ALL_DECISIONS, DecisionSchemas, DecisionType
 from hitl.graph.ledger import ApprovalLedger, LedgerRecord
 from hitl.graph.state import Review, runs_tool
@@ -208,7 +209,7 @@ class ApprovalMiddleware(AgentMiddleware[ApprovalState, Any, Any]):
         to_run, review = started
         call_id = cast(str, to_run.tool_call["id"])
         with gate.attempt(ledger, config, call_id):
-            result = handler(to_run)
+            result = handler(_sync_capable(to_run))
         gate.finish(ledger, config, call_id, result)
         return self._noticed(result, review)
 
@@ -347,6 +348,16 @@ class ApprovalMiddleware(AgentMiddleware[ApprovalState, Any, Any]):
         if key not in self._schemas:
             self._schemas[key] = DecisionSchemas([tool] if tool is not None else [])
         return self._schemas[key]
+
+
+def _sync_capable(request: ToolCallRequest) -> ToolCallRequest:
+    """A tool with only an async implementation (MCP tools, `StructuredTool(coroutine=...)`)
+    in a sync run (the `hitl` CLI and service run graphs synchronously): its coroutine, run to
+    completion on an event loop of its own, so it is gated and run like any other tool."""
+    tool = request.tool
+    if not isinstance(tool, StructuredTool) or tool.func is not None or tool.coroutine is None:
+        return request
+    return request.override(tool=tool.model_copy(update={"func": blocking(tool.coroutine)}))
 
 
 def _check_decisions(name: str, allowed: object) -> None:

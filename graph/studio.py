@@ -35,7 +35,7 @@ async def make_graph() -> AsyncIterator[CompiledStateGraph[Any]]:
     ledger = await asyncio.to_thread(make_ledger, db)
     try:
         if spec := environ.get("HITL_GRAPH"):
-            users = load_graph(spec)
+            users = await asyncio.to_thread(load_graph, spec)  # an async factory runs there
             require_gate(users, spec, allow_ungated=environ.get("HITL_ALLOW_UNGATED") == "1")
             yield serve(users, checkpointer=None, ledger=ledger)
         else:

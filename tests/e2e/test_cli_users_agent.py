@@ -15,7 +15,7 @@ import pytest
 from tests.support.cli import hitl
 from tests.support.environment import HITL, hitl_environment, process_environment
 from tests.support.processes import eventually
-from tests.support.user_agents import one_append, side_lines, user_settings
+from tests.support.user_agents import graph_spec, one_append, side_lines, user_settings
 
 pytestmark = pytest.mark.slow
 
@@ -118,3 +118,29 @@ def test_a_users_tool_that_raises_is_a_clear_error_naming_the_node_not_a_traceba
     assert failed.returncode == 21, failed.stderr + failed.stdout
     error = json.loads(failed.stdout)["error"]
     assert (error["type"], error["exit_code"]) == ("AgentFailed", 21)
+
+
+def test_an_agent_with_mcp_tools_is_served_by_the_cli_and_its_destructive_tool_waits(
+    tmp_path: Path,
+) -> None:
+    """An async factory loading MCP tools (stdio server), run by the sync CLI: the read-only
+    tool runs unasked, the destructive one waits and runs once, approved by another process."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me\n", encoding="utf-8")
+    calls = [{"name": "list_notes", "args": {}}, {"name": "delete_notes", "args": {}}]
+    env = environment(tmp_path, [{"tool_calls": calls}, "Done."], NOTES_FILE=str(notes)) | {
+        "HITL_GRAPH": graph_spec("mcp_agent")
+    }
+    started = ok("run", "--thread", "t1", "tidy up", env=env, cwd=tmp_path)
+    assert started["status"] == "interrupted"
+    (waiting,) = ok("pending", env=env, cwd=tmp_path)["pending"]
+    assert waiting["tool"] == "delete_notes" and "may change or delete" in waiting["description"]
+    assert notes.exists()
+    done = ok("approve", "t1", "--as", "bob", env=env, cwd=tmp_path)
+    assert done["status"] == "done"
+    assert not notes.exists()
+    results = {m["tool"]: m["text"] for m in done["messages"] if m["type"] == "tool"}
+    assert results["delete_notes"] == "deleted"
+    assert results["list_notes"] in ("keep me\n", "(no notes)")  # the turn's calls run at once
+    audit = ok("audit", "t1", env=env, cwd=tmp_path)["audit"]
+    assert [e["event"] for e in audit].count("tool_finished") == 2

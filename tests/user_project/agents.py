@@ -4,10 +4,12 @@ Each tool call appends a line to the file `SIDE_FILE` names: the side effect the
 (`HOLD_FILE` keeps the tool waiting after it, for a test to kill the process there;
 `TOOL_FAILS` makes it raise instead).
 The chat model is the one `HITL_MODEL` names (a script, in the tests); `GATE_MODE` chooses
-`ApprovalMiddleware`'s interrupt mode.
+`ApprovalMiddleware`'s interrupt mode. `mcp_agent` takes its tools from the MCP server in
+`notes_server.py` (notes in the file `NOTES_FILE` names).
 """
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, TypedDict
@@ -19,7 +21,13 @@ from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode
 
-from hitl import ApprovalMiddleware, ApprovalToolNode, chat_model, route_to_tools
+from hitl import (
+    ApprovalMiddleware,
+    ApprovalToolNode,
+    chat_model,
+    mcp_interrupt_on,
+    route_to_tools,
+)
 
 
 @tool
@@ -67,6 +75,23 @@ def agent() -> CompiledStateGraph[Any]:
                 interrupt_mode=mode,  # type: ignore[arg-type]
             )
         ],
+    )
+
+
+async def mcp_agent() -> CompiledStateGraph[Any]:
+    """An async factory, as MCP tools need: the server's tools, gated by their annotations."""
+    from langchain_mcp_adapters.client import MultiServerMCPClient
+    from langchain_mcp_adapters.sessions import StdioConnection
+
+    server: StdioConnection = {
+        "command": sys.executable,
+        "args": [str(Path(__file__).with_name("notes_server.py"))],
+        "transport": "stdio",
+        "env": {"NOTES_FILE": os.environ["NOTES_FILE"]},
+    }
+    tools = await MultiServerMCPClient({"notes": server}).get_tools()
+    return create_agent(
+        chat_model(), tools=tools, middleware=[ApprovalMiddleware(mcp_interrupt_on(tools))]
     )
 
 
