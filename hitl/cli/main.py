@@ -5,7 +5,6 @@ Commands only translate arguments and output; the work is done by `ApprovalServi
 
 import errno
 import json
-import re
 import socket
 import sys
 import time
@@ -893,15 +892,7 @@ def main() -> None:
     try:
         cli()
     except Exception as e:  # a traceback only for our own bugs, not for the agent's code
-        node = failed_node(e)
-        if node is None:
+        failed = errors.AgentFailed.of(e)
+        if failed is None:
             raise
-        _fail(errors.AgentFailed(node, e), "--json" in sys.argv[1:])
-
-
-def failed_node(error: BaseException) -> str | None:
-    """The graph node an exception came from, as LangGraph notes it, if it came from one."""
-    for note in getattr(error, "__notes__", []):
-        if found := re.match(r"During task with name '([^']+)'", note):
-            return found.group(1)
-    return None
+        _fail(failed, "--json" in sys.argv[1:])

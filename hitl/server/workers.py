@@ -21,7 +21,7 @@ from hitl.checkpoints.ledger import Ledger, mark_done, mark_live, new_token
 from hitl.checkpoints.maintenance import PruneReport
 from hitl.checkpoints.stores import Run, RunKind, RunQueue
 from hitl.server.events import INBOX, EventBus, run_topic, thread_topic
-from hitl.service.errors import DOMAIN_ERRORS, Busy
+from hitl.service.errors import DOMAIN_ERRORS, AgentFailed, Busy
 from hitl.service.settings import Settings
 from hitl.service.views import SweepReport
 from hitl.service.workflow import SWEEP_ACTOR, ApprovalService, MovesOn
@@ -249,7 +249,14 @@ class Background:
             return
         except DOMAIN_ERRORS as e:
             error = e
-        except BaseException as e:  # a bug, or a tool that calls sys.exit(): keep serving
+        except Exception as e:  # the agent's own code failed, or (with a traceback) ours
+            error = AgentFailed.of(e)
+            if error is None:
+                log.exception("run %s of thread %s failed", run.run_id, run.thread_id)
+                error = e
+            else:
+                log.warning("run %s of thread %s: %s", run.run_id, run.thread_id, error)
+        except BaseException as e:  # a tool that calls sys.exit(): keep serving
             log.exception("run %s of thread %s failed", run.run_id, run.thread_id)
             error = e
         finished = self._queue.finish(run.run_id, run.runner, error=error)

@@ -15,6 +15,7 @@ Front ends import errors from this module, and map each to an exit code (`EXIT_C
 Raised before anything is written, so a refused request leaves the database as it was.
 """
 
+import re
 from collections.abc import Sequence
 
 from hitl.checkpoints.errors import ArgsChanged as ArgsChanged
@@ -142,6 +143,15 @@ class AgentFailed(HitlError):
             "(a tool that had started waits as outcome_unknown)"
         )
         self.node = node
+
+    @classmethod
+    def of(cls, error: BaseException) -> "AgentFailed | None":
+        """`error` as the agent's failure, if it came from a graph node (LangGraph notes the
+        node on it); None for anything else (our own bugs keep their traceback)."""
+        for note in getattr(error, "__notes__", []):
+            if found := re.match(r"During task with name '([^']+)'", note):
+                return cls(found.group(1), error)
+        return None
 
 
 class InvalidSettings(HitlError):
