@@ -182,6 +182,8 @@ class DecisionSchemas:
         self._tools = {t.name: t for t in tools}
         self._by_type: dict[str, dict[DecisionType, object]] = {}
         self._args: dict[str, object] = {}
+        self._for_call: dict[tuple[str, tuple[DecisionType, ...]], object] = {}
+        self._adapters: dict[tuple[str, DecisionType], TypeAdapter[Any]] = {}
 
     def _args_type(self, name: str) -> object:
         if name not in self._args:
@@ -214,14 +216,19 @@ class DecisionSchemas:
         A type, not a JSON schema, because LangGraph validates answers only against Python
         types; it publishes the type's JSON schema to clients such as Studio.
         """
-        members = tuple(self._members(name)[d] for d in dict.fromkeys(allowed))
-        objects: object = (
-            members[0] if len(members) == 1 else Annotated[Union[members], Discriminator("type")]  # noqa: UP007
-        )
-        shorthands = tuple(s for s in ("approve", "reject") if s in allowed)
-        if not shorthands:
-            return objects
-        return Union[Literal[shorthands], objects]  # noqa: UP007
+        key = (name, tuple(dict.fromkeys(allowed)))
+        if key not in self._for_call:  # the same object each time: LangGraph caches by it
+            members = tuple(self._members(name)[d] for d in key[1])
+            objects: object = (
+                members[0]
+                if len(members) == 1
+                else Annotated[Union[members], Discriminator("type")]  # noqa: UP007
+            )
+            shorthands = tuple(s for s in ("approve", "reject") if s in allowed)
+            self._for_call[key] = (
+                Union[Literal[shorthands], objects] if shorthands else objects  # noqa: UP007
+            )
+        return self._for_call[key]
 
     def json_schema(self, name: str, allowed: Sequence[DecisionType]) -> dict[str, Any]:
         """The JSON schema of `for_call`, as clients (Studio, the web inbox) see it."""
@@ -243,8 +250,10 @@ class DecisionSchemas:
             raise DecisionNotAllowedError(
                 f"{kind!r} is not allowed for {name}; allowed: {', '.join(allowed)}"
             )
-        member: Any = self._members(name)[kind]
-        return as_decision(TypeAdapter(member).validate_python(decision))
+        if (name, kind) not in self._adapters:
+            member: Any = self._members(name)[kind]
+            self._adapters[(name, kind)] = TypeAdapter(member)
+        return as_decision(self._adapters[(name, kind)].validate_python(decision))
 
 
 def as_decision(validated: object) -> Decision:
