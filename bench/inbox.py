@@ -175,11 +175,11 @@ def naive_scan(stack: Stack, deadline: float) -> tuple[int, int, int]:
         if time.perf_counter() > deadline:
             return len(thread_ids), done, found
         snapshot = stack.graph.get_state({"configurable": {"thread_id": thread_id}})
-        found += sum(
-            1
+        found += sum(  # the calls each interrupt asks about (one batched request per turn)
+            len(intr.value.get("action_requests", []))
             for task in snapshot.tasks
             for intr in task.interrupts
-            if isinstance(intr.value, dict) and intr.value.get("type") == "tool_approval"
+            if isinstance(intr.value, dict)
         )
     return len(thread_ids), len(thread_ids), found
 

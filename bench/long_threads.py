@@ -146,11 +146,9 @@ def seed(rig: Rig, thread_id: str, messages: int) -> None:
 def cycle(rig: Rig, thread_id: str) -> float:
     """One approval cycle; returns the seconds from the resume to the tool's start."""
     rig.graph.invoke({"messages": [("user", PROMPT)]}, config(thread_id), durability="sync")
-    pending = rig.graph.get_state(config(thread_id)).interrupts
     start = time.perf_counter()
-    rig.graph.invoke(
-        Command(resume={pending[0].id: "approve"}), config(thread_id), durability="sync"
-    )
+    approve = {"decisions": [{"type": "approve"}]}
+    rig.graph.invoke(Command(resume=approve), config(thread_id), durability="sync")
     return rig.tool_started[-1] - start
 
 

@@ -256,8 +256,8 @@ def test_history_shows_the_pending_call_and_then_its_decision(workspace: Workspa
     asked = next(i for i, e in enumerate(entries) if call_id in e["pending"])
     decided = next(i for i, e in enumerate(entries) if e["decided"].get(call_id) == "approve")
     assert asked < decided
-    assert entries[asked]["node"] == "agent"
-    assert entries[decided]["node"] == "approval"
+    assert entries[asked]["node"] == "model"
+    assert entries[decided]["node"] == "ApprovalMiddleware.after_model"
 
 
 def test_an_edited_call_runs_once_with_the_reviewers_arguments(
@@ -274,7 +274,8 @@ def test_an_edited_call_runs_once_with_the_reviewers_arguments(
     assert sent.keys() == {seed.pair_decided_call, seed.pair_pending_call}
     carol = sent[seed.pair_pending_call]
     assert {"recipient": carol["recipient"], "message": carol["message"]} == edited_args
-    assert "edited this tool call" in tool_results(done)[seed.pair_pending_call]["content"]
+    told = tool_results(done)[seed.pair_pending_call]["content"]
+    assert "reviewer replaced this tool call" in told and "Executed instead" in told
 
 
 def test_a_response_answers_in_the_tools_place_and_nothing_is_sent(
