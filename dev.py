@@ -104,6 +104,7 @@ BENCHMARKS = (
     "service_load",
     "long_threads",
     "retention",
+    "cli_startup",
 )
 """Modules of `bench/`, run in this order by `python3 dev.py bench`."""
 

@@ -1,28 +1,32 @@
 """The composition root: settings in, a ready `ApprovalService` out (or every part, with
-`assemble`)."""
+`assemble`), or a `Reader` for the commands that only read the ledger.
+
+The graph's modules (LangGraph, LangChain, the tools) load when a service is assembled, not
+when this module is imported: `hitl pending` never needs them.
+"""
 
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
-
-from langchain_core.tools import BaseTool
-from langgraph.graph.state import CompiledStateGraph
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hitl.checkpoints.database import LOCK_WAIT_SECONDS
+from hitl.checkpoints.errors import DatabaseError
 from hitl.checkpoints.ledger import Clock, Ledger, open_ledger
-from hitl.checkpoints.savers import Saver, open_saver
-from hitl.graph.builder import build_graph
-from hitl.graph.decisions import DecisionSchemas
-from hitl.graph.errors import ModelConfigError, PluginError
-from hitl.graph.loading import load_graph, require_gate, serve, tools_of
-from hitl.graph.model import make_model
-from hitl.graph.plugins import load_policy, load_tools
-from hitl.graph.policy import Policy
+from hitl.checkpoints.urls import is_postgres
 from hitl.service.errors import InvalidSettings
+from hitl.service.reading import Reader
 from hitl.service.settings import Settings
-from hitl.service.workflow import ApprovalService, MovesOn, Observer
+
+if TYPE_CHECKING:
+    from langchain_core.tools import BaseTool
+    from langgraph.graph.state import CompiledStateGraph
+
+    from hitl.checkpoints.savers import Saver
+    from hitl.graph.policy import Policy
+    from hitl.service.workflow import ApprovalService, MovesOn, Observer
 
 
 @dataclass(frozen=True)
@@ -33,10 +37,10 @@ class Assembly:
     embedding application, a diagnostic, the test harness), and are closed with it.
     """
 
-    service: ApprovalService
-    graph: CompiledStateGraph[Any]
+    service: "ApprovalService"
+    graph: "CompiledStateGraph[Any]"
     """The compiled graph, on `saver` and `ledger` (what Studio's runtime would run)."""
-    saver: Saver
+    saver: "Saver"
     ledger: Ledger
     clock: Clock
     """The UNIX seconds the ledger stamps and judges deadlines by."""
@@ -48,10 +52,10 @@ def assemble(
     *,
     create: bool = True,
     clock: Clock | None = None,
-    moves_on: MovesOn | None = None,
-    observer: Observer | None = None,
-    tools: Sequence[BaseTool] | None = None,
-    policy: Policy | None = None,
+    moves_on: "MovesOn | None" = None,
+    observer: "Observer | None" = None,
+    tools: "Sequence[BaseTool] | None" = None,
+    policy: "Policy | None" = None,
     lock_wait: float = LOCK_WAIT_SECONDS,
 ) -> Iterator[Assembly]:
     """Open the database and build the graph and the service from `settings`; close the
@@ -65,6 +69,15 @@ def assemble(
     (`HITL_TOOLS`, `HITL_POLICY`): an application that embeds the service hands in its own
     objects. `lock_wait` bounds how long a ledger write waits for another writer's lock.
     """
+    from hitl.checkpoints.savers import open_saver
+    from hitl.graph.builder import build_graph
+    from hitl.graph.decisions import DecisionSchemas
+    from hitl.graph.errors import ModelConfigError, PluginError
+    from hitl.graph.loading import load_graph, require_gate, serve, tools_of
+    from hitl.graph.model import make_model
+    from hitl.graph.plugins import load_policy, load_tools
+    from hitl.service.workflow import ApprovalService
+
     environ = settings.environ or {}
     try:
         if settings.graph and tools is None and policy is None:
@@ -74,14 +87,14 @@ def assemble(
             )
             tools = tools_of(users)
 
-            def build(saver: Saver, ledger: Ledger) -> CompiledStateGraph[Any]:
+            def build(saver: "Saver", ledger: Ledger) -> "CompiledStateGraph[Any]":
                 return serve(users, checkpointer=saver, ledger=ledger)
         else:
             tools = list(tools) if tools is not None else load_tools(environ)
             demo_policy = policy if policy is not None else load_policy(environ)
             model = make_model(settings.model)
 
-            def build(saver: Saver, ledger: Ledger) -> CompiledStateGraph[Any]:
+            def build(saver: "Saver", ledger: Ledger) -> "CompiledStateGraph[Any]":
                 return build_graph(
                     model=model, tools=tools, policy=demo_policy, checkpointer=saver, ledger=ledger
                 )
@@ -105,11 +118,24 @@ def open_service(
     *,
     create: bool = True,
     clock: Clock | None = None,
-    moves_on: MovesOn | None = None,
-    observer: Observer | None = None,
-) -> Iterator[ApprovalService]:
+    moves_on: "MovesOn | None" = None,
+    observer: "Observer | None" = None,
+) -> Iterator["ApprovalService"]:
     """The service `assemble` builds from `settings` (see there); the database closes after."""
     with assemble(
         settings, create=create, clock=clock, moves_on=moves_on, observer=observer
     ) as assembly:
         yield assembly.service
+
+
+@contextmanager
+def open_reader(settings: Settings) -> Iterator[Reader]:
+    """The ledger alone, for the commands that only read it (`hitl pending`): no graph, no
+    model, no LangGraph. A missing SQLite file is an error, as `open_service(create=False)`."""
+    if not is_postgres(settings.db) and not Path(settings.db).exists():
+        raise DatabaseError(settings.db, FileNotFoundError(_NO_FILE))
+    with open_ledger(settings.db) as ledger:
+        yield Reader(ledger, settings.db)
+
+
+_NO_FILE = "no such database file; nothing was created"

@@ -4,21 +4,17 @@ Commands only translate arguments and output; the work is done in `checkpoints.s
 `checkpoints.copy`.
 """
 
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from hitl.checkpoints.errors import CopyError, DatabaseBusy, DatabaseError
-from hitl.checkpoints.maintenance import (
-    CopyReport,
-    SchemaStatus,
-    copy_database,
-    migrate,
-    status,
-)
 from hitl.checkpoints.urls import parse_database
 from hitl.cli.output import emit, fail, json_option
 from hitl.cli.settings import settings
+
+if TYPE_CHECKING:  # LangGraph's savers load with the command that needs them, not with `hitl`
+    from hitl.checkpoints.maintenance import CopyReport, SchemaStatus
 
 EXIT_CODES: dict[type[Exception], int] = {
     CopyError: 10,
@@ -41,6 +37,8 @@ def db() -> None:
 def migrate_command(as_json: bool) -> None:
     """Create the missing tables and apply pending migrations (safe while services run)."""
     try:
+        from hitl.checkpoints.maintenance import migrate
+
         found = migrate(settings(as_json).db)
     except tuple(EXIT_CODES) as e:
         _fail(e, as_json)
@@ -52,6 +50,8 @@ def migrate_command(as_json: bool) -> None:
 def status_command(as_json: bool) -> None:
     """Show the schema's versions and every table's row count; changes nothing."""
     try:
+        from hitl.checkpoints.maintenance import status
+
         found = status(settings(as_json).db)
     except tuple(EXIT_CODES) as e:
         _fail(e, as_json)
@@ -70,6 +70,8 @@ def copy_command(source: str, target: str, as_json: bool) -> None:
     Stop the services using the source first; the target must be empty.
     """
     try:
+        from hitl.checkpoints.maintenance import copy_database
+
         report = copy_database(parse_database(source), parse_database(target))
     except tuple(EXIT_CODES) as e:
         _fail(e, as_json)
@@ -82,7 +84,7 @@ def _fail(error: Exception, as_json: bool) -> NoReturn:
     fail(error, next(c for kind, c in EXIT_CODES.items() if isinstance(error, kind)), as_json)
 
 
-def _print_status(found: SchemaStatus) -> None:
+def _print_status(found: "SchemaStatus") -> None:
     click.echo(f"database {found.database} ({found.backend})")
     click.echo(f"  ledger schema: version {found.ledger_version} of {found.ledger_target}")
     if found.checkpoint_target is not None:
@@ -95,7 +97,7 @@ def _print_status(found: SchemaStatus) -> None:
     click.echo("up to date" if found.up_to_date else "not up to date: run `hitl db migrate`")
 
 
-def _print_copy(report: CopyReport) -> None:
+def _print_copy(report: "CopyReport") -> None:
     click.echo(f"copied {report.source} → {report.target}")
     click.echo(
         f"  {report.threads} threads, {report.checkpoints} checkpoints, "

@@ -9,12 +9,11 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
-from typing import Any, NoReturn, cast
+from contextlib import AbstractContextManager, contextmanager, suppress
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, TypeVar, cast
 
 import click
 
-from hitl.app import open_service
 from hitl.checkpoints.errors import (
     DatabaseBusy,
     DatabaseError,
@@ -22,20 +21,22 @@ from hitl.checkpoints.errors import (
     UntrustedCheckpointError,
 )
 from hitl.checkpoints.ledger import MAX_OFFSET, InboxQuery, SortKey
-from hitl.checkpoints.maintenance import PruneReport
-from hitl.checkpoints.maintenance import prune as prune_database
 from hitl.checkpoints.records import iso, parse_args_hash
 from hitl.checkpoints.urls import display
 from hitl.cli.db import db
 from hitl.cli.output import emit, fail, json_option
-from hitl.cli.remote import RemoteService
 from hitl.cli.settings import DB_OPTION, settings, typed_db_option
 from hitl.cli.webhooks import webhook
 from hitl.service import errors
 from hitl.service.settings import default_actor
 from hitl.service.timespec import parse_duration, parse_moment
-from hitl.service.views import HistoryEntry, PendingApproval, ThreadView
-from hitl.service.workflow import ApprovalService, EveryPending, ReconcileAction
+from hitl.service.views import EveryPending, HistoryEntry, PendingApproval, ThreadView
+
+if TYPE_CHECKING:  # each command imports what it needs: `hitl --help` loads no LangGraph
+    from hitl.checkpoints.maintenance import PruneReport
+    from hitl.cli.remote import RemoteService
+    from hitl.service.reading import Reader
+    from hitl.service.workflow import ApprovalService, ReconcileAction
 
 EXIT_CODES: dict[type[Exception], int] = {
     errors.ThreadNotFound: 3,
@@ -114,12 +115,41 @@ def cli(ctx: click.Context, url: str | None, token: str | None) -> None:
     ctx.meta["remote"] = (url, token) if url else None
 
 
-Operations = ApprovalService | RemoteService
+Operations: TypeAlias = "ApprovalService | RemoteService"
 """What a command acts on: the database (local mode) or a running service (--url)."""
+Reading: TypeAlias = "Reader | RemoteService"
+"""What a command that only reads the ledger acts on: no graph is built for it."""
+L = TypeVar("L")
 
 
 @contextmanager
 def _service(as_json: bool, *, create: bool = False) -> Iterator[Operations]:
+    def local() -> AbstractContextManager["ApprovalService"]:
+        from hitl.app import open_service
+
+        return open_service(settings(as_json), create=create)
+
+    with _connected(as_json, local) as service:
+        yield service
+
+
+@contextmanager
+def _reader(as_json: bool) -> Iterator[Reading]:
+    def local() -> AbstractContextManager["Reader"]:
+        from hitl.app import open_reader
+
+        return open_reader(settings(as_json))
+
+    with _connected(as_json, local) as reader:
+        yield reader
+
+
+@contextmanager
+def _connected(
+    as_json: bool, local: "Callable[[], AbstractContextManager[L]]"
+) -> "Iterator[L | RemoteService]":
+    """The running service (--url), else what `local` opens on the database; the modules
+    each side needs are imported here, once the command knows which one it uses."""
     ctx = click.get_current_context()
     remote = ctx.meta.get("remote")
     explicit = ctx.get_parameter_source("actor") == click.core.ParameterSource.COMMANDLINE
@@ -129,14 +159,16 @@ def _service(as_json: bool, *, create: bool = False) -> Iterator[Operations]:
         )
     try:
         if remote is not None:
+            from hitl.cli.remote import RemoteService
+
             client = RemoteService(*remote)
             try:
                 yield client
             finally:
                 client.close()
         else:
-            with open_service(settings(as_json), create=create) as service:
-                yield service
+            with local() as opened:
+                yield opened
     except tuple(EXIT_CODES) as e:
         _fail(e, as_json)
 
@@ -265,8 +297,8 @@ def pending(
         limit=limit,
         offset=offset,
     )
-    with _service(as_json) as service:
-        page = service.pending(query)
+    with _reader(as_json) as reader:
+        page = reader.pending(query)
 
     def human() -> None:
         if not page.items:
@@ -301,11 +333,18 @@ def _actor(actor: str | None) -> str:
 @json_option
 def show(thread_id: str, as_json: bool) -> None:
     """Show a thread: status, messages, pending approvals."""
-    with _service(as_json) as service:
+    with _reader(as_json) as reader:  # the stored rows, else (None) the graph reads them
         try:
-            view = service.show(thread_id)
+            found = reader.show(thread_id)
         except errors.DOMAIN_ERRORS as e:
             _fail(e, as_json)
+    if found is None:
+        with _service(as_json) as service:
+            try:
+                found = service.show(thread_id)
+            except errors.DOMAIN_ERRORS as e:
+                _fail(e, as_json)
+    view = found
 
     def human() -> None:
         _print_view(view)
@@ -514,7 +553,7 @@ def reconcile(
         lambda service: service.reconcile(
             thread_id,
             tool_call_id,
-            cast(ReconcileAction, action),
+            cast("ReconcileAction", action),
             actor=_actor(actor),
             result=result,
         ),
@@ -617,6 +656,8 @@ def prune(older_than: str | None, dry_run: bool, no_vacuum: bool, as_json: bool)
     if ctx.meta.get("remote") is not None:
         raise click.UsageError("prune works on the database file; on a service, POST /prune")
     age = None if older_than is None else _duration(older_than, "--older-than")
+    from hitl.checkpoints.maintenance import prune as prune_database
+
     try:
         report = prune_database(
             settings(as_json).db, older_than=age, dry_run=dry_run, vacuum=not no_vacuum
@@ -628,7 +669,7 @@ def prune(older_than: str | None, dry_run: bool, no_vacuum: bool, as_json: bool)
     emit(as_json, report.to_json(), lambda: click.echo(_prune_summary(report)))
 
 
-def _prune_summary(report: PruneReport) -> str:
+def _prune_summary(report: "PruneReport") -> str:
     dry = report.dry_run
     kept = ", ".join(f"{n} {why}" for why, n in sorted(report.kept.items()))
     size = f"{_megabytes(report.bytes_before)}"
@@ -692,6 +733,7 @@ def serve(
     """Start the HTTP service and web inbox (first start: prints an admin token)."""
     import uvicorn
 
+    from hitl.app import open_service
     from hitl.checkpoints.stores import open_token_store
     from hitl.server.app import ServerOptions, create_app
 

@@ -16,8 +16,16 @@ import httpx
 from hitl.checkpoints.ledger import InboxQuery
 from hitl.checkpoints.records import ApprovalRecord, AuditEntry, AuditReport, iso
 from hitl.service.errors import InvalidDecision, ServiceUnavailable, from_wire
-from hitl.service.views import HistoryEntry, InboxPage, SweepReport, ThreadView
-from hitl.service.workflow import Decided, EveryPending, Reconciled, Sent
+from hitl.service.views import (
+    Decided,
+    EveryPending,
+    HistoryEntry,
+    InboxPage,
+    Reconciled,
+    Sent,
+    SweepReport,
+    ThreadView,
+)
 
 RUN_WAIT_SECONDS = 30.0
 """How long one long-poll waits; the client polls again until the run ends."""

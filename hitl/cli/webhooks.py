@@ -25,7 +25,6 @@ from hitl.checkpoints.stores import (
 from hitl.cli.output import emit, fail, json_option
 from hitl.cli.settings import settings
 from hitl.service.settings import default_actor
-from hitl.service.webhooks import WebhookDispatcher
 
 EXIT_CODES: dict[type[Exception], int] = {
     WebhookError: 10,
@@ -189,6 +188,8 @@ def redeliver(delivery_id: int, as_json: bool) -> None:
 @json_option
 def dispatch(as_json: bool) -> None:
     """Send what is due now. Enqueues new events, then attempts every due delivery (cron)."""
+    from hitl.service.webhooks import WebhookDispatcher  # httpx, for this command only
+
     with _store(as_json) as store, WebhookDispatcher(store) as dispatcher:
         attempted = 0
         while True:  # until a pass finds less than a full batch due: the backlog is drained

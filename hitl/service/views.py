@@ -1,13 +1,48 @@
 """What the service returns: plain data the CLI prints and `--json` serializes as is."""
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
-
-from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from typing import TYPE_CHECKING, Any, Literal
 
 from hitl.checkpoints.records import ApprovalRecord, iso
+from hitl.checkpoints.stores import Run
+
+if TYPE_CHECKING:
+    from langchain_core.messages import BaseMessage
 
 Status = Literal["interrupted", "done", "incomplete"]
+
+
+@dataclass(frozen=True)
+class EveryPending:
+    """One answer for every call of the thread that waits for a decision."""
+
+    answer: object
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A message accepted for a thread; `run` is the queued run that carries it (None: it
+    ran in this process)."""
+
+    thread_id: str
+    run: Run | None
+
+
+@dataclass(frozen=True)
+class Decided:
+    """What a decision recorded, and the queued run that applies it (None: applied here)."""
+
+    thread_id: str
+    records: list[ApprovalRecord]
+    run: Run | None
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """How a call of unknown outcome was settled, and the queued run that continues."""
+
+    record: ApprovalRecord
+    run: Run | None
 
 
 @dataclass(frozen=True)
@@ -173,9 +208,11 @@ class HistoryEntry:
         return cls(**data)
 
 
-def message_to_json(message: BaseMessage) -> dict[str, Any]:
+def message_to_json(message: "BaseMessage") -> dict[str, Any]:
     """A message as JSON, with the fields a reviewer needs: `content` as it was sent (a string
     or content blocks) and `text`, its text alone, for display."""
+    from langchain_core.messages import AIMessage, ToolMessage  # not for a view without messages
+
     data: dict[str, Any] = {"type": message.type, "content": message.content, "text": message.text}
     if isinstance(message, AIMessage) and message.tool_calls:
         data["tool_calls"] = [
@@ -189,3 +226,62 @@ def message_to_json(message: BaseMessage) -> dict[str, Any]:
             "status": message.status,
         }
     return data
+
+
+def thread_view(
+    thread_id: str, status: Status, messages: list[dict[str, Any]], waiting: list[ApprovalRecord]
+) -> ThreadView:
+    """The view of a thread from its messages as JSON (`message_to_json`) and its calls that
+    need a person, in the order of the model's turn (not the order its concurrent approval
+    tasks registered in)."""
+    last = messages[-1] if messages else None
+    answer = (
+        str(last["text"])
+        if status == "done"
+        and last is not None
+        and last["type"] in ("ai", "AIMessageChunk")
+        and not last.get("tool_calls")
+        else None
+    )
+    position = {
+        call["tool_call_id"]: n
+        for n, call in enumerate(c for m in messages for c in m.get("tool_calls", []))
+    }
+    waiting = sorted(waiting, key=lambda r: position.get(r.tool_call_id, len(position)))
+    return ThreadView(
+        thread_id=thread_id,
+        status=status,
+        pending=[PendingApproval.of(r) for r in waiting],
+        messages=messages,
+        answer=answer,
+    )
+
+
+def stored_message_to_json(fields: dict[str, Any]) -> dict[str, Any]:
+    """`message_to_json` of a message of LangChain's four classes, from its stored fields,
+    without building it (its `text` as LangChain's `BaseMessage.text` computes it)."""
+    content = fields["content"]
+    data: dict[str, Any] = {"type": fields["type"], "content": content, "text": _text(content)}
+    if fields["type"] == "ai" and fields.get("tool_calls"):
+        data["tool_calls"] = [
+            {"tool_call_id": c["id"], "tool": c["name"], "args": c["args"]}
+            for c in fields["tool_calls"]
+        ]
+    if fields["type"] == "tool":
+        data |= {
+            "tool_call_id": fields["tool_call_id"],
+            "tool": fields.get("name"),
+            "status": fields.get("status", "success"),
+        }
+    return data
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(
+        block if isinstance(block, str) else block["text"]
+        for block in content
+        if isinstance(block, str)
+        or (block.get("type") == "text" and isinstance(block.get("text"), str))
+    )

@@ -13,12 +13,11 @@ import json
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any, Literal, Protocol, cast
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StateSnapshot
@@ -54,15 +53,20 @@ from hitl.service.errors import (
     UnknownCheckpoint,
     UnknownToolCall,
 )
+from hitl.service.reading import read_inbox
+from hitl.service.views import Decided as Decided  # what `decide` returns, for front ends
+from hitl.service.views import EveryPending as EveryPending
 from hitl.service.views import (
     HistoryEntry,
     InboxPage,
-    PendingApproval,
     Status,
     SweepReport,
     ThreadView,
     message_to_json,
+    thread_view,
 )
+from hitl.service.views import Reconciled as Reconciled
+from hitl.service.views import Sent as Sent
 
 CANCELLED_REASON = "cancelled: the user sent a new message instead of deciding"
 SWEEP_ACTOR = "hitl sweep"
@@ -70,39 +74,6 @@ ReconcileAction = Literal["retry", "mark_done", "skip"]
 Observer = Callable[[str, Callable[[], dict[str, Any]]], None]
 """Called with (thread_id, update) after each step of a run; `update()` gives what the nodes
 changed, as JSON (built only if the observer asks: nobody may be listening)."""
-
-
-@dataclass(frozen=True)
-class EveryPending:
-    """One answer for every call of the thread that waits for a decision."""
-
-    answer: object
-
-
-@dataclass(frozen=True)
-class Sent:
-    """A message accepted for a thread; `run` is the queued run that carries it (None: it
-    ran in this process)."""
-
-    thread_id: str
-    run: Run | None
-
-
-@dataclass(frozen=True)
-class Decided:
-    """What a decision recorded, and the queued run that applies it (None: applied here)."""
-
-    thread_id: str
-    records: list[ApprovalRecord]
-    run: Run | None
-
-
-@dataclass(frozen=True)
-class Reconciled:
-    """How a call of unknown outcome was settled, and the queued run that continues."""
-
-    record: ApprovalRecord
-    run: Run | None
 
 
 class MovesOn(Protocol):
@@ -198,16 +169,7 @@ class ApprovalService:
 
         A call whose runner died mid-call is recorded as `outcome_unknown` first, so it shows.
         """
-        query = query or InboxQuery()
-        with _translated():
-            self._ledger.mark_orphaned_runs()
-            records, total = self._ledger.inbox(query)
-        return InboxPage(
-            items=[PendingApproval.of(r) for r in records],
-            total=total,
-            offset=query.offset,
-            limit=query.limit,
-        )
+        return read_inbox(self._ledger, query)
 
     def history(
         self, thread_id: str, *, limit: int | None = None, before: str | None = None
@@ -767,27 +729,8 @@ def _interrupted_calls(snapshot: StateSnapshot) -> list[str]:
 
 def _view(thread_id: str, snapshot: StateSnapshot, waiting: list[ApprovalRecord]) -> ThreadView:
     messages = snapshot.values.get("messages", []) if snapshot.values else []
-    status = _status(snapshot)
-    last = messages[-1] if messages else None
-    answer = (
-        last.text
-        if status == "done" and isinstance(last, AIMessage) and not last.tool_calls
-        else None
-    )
-    # the order of the model's turn, not the order its concurrent approval tasks registered in
-    position = {
-        call["id"]: n
-        for n, call in enumerate(
-            c for m in messages if isinstance(m, AIMessage) for c in m.tool_calls
-        )
-    }
-    waiting = sorted(waiting, key=lambda r: position.get(r.tool_call_id, len(position)))
-    return ThreadView(
-        thread_id=thread_id,
-        status=status,
-        pending=[PendingApproval.of(r) for r in waiting],
-        messages=[message_to_json(m) for m in messages],
-        answer=answer,
+    return thread_view(
+        thread_id, _status(snapshot), [message_to_json(m) for m in messages], waiting
     )
 
 

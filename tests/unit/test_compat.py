@@ -363,3 +363,18 @@ def test_the_scan_finds_private_names_however_they_are_imported() -> None:
         "print(Send.__name__, self._private)\n"
     )
     assert sorted(set(_private_langgraph_uses(source))) == [1, 2, 3, 8, 9, 10]
+
+
+def test_the_plain_checkpoint_reader_mirrors_langgraphs_and_our_serializers_names() -> None:
+    from langgraph._internal import _constants
+    from langgraph.pregel._task_status import CONTROL_WRITES
+
+    from hitl.checkpoints import stored
+    from hitl.checkpoints.savers import COMPRESSED, LOG_REF_KEY
+
+    assert stored.EXT_PYDANTIC_V2 == jsonplus.EXT_PYDANTIC_V2
+    assert stored.NULL_TASK_ID == _constants.NULL_TASK_ID
+    assert frozenset(CONTROL_WRITES) == stored.CONTROL_CHANNELS
+    assert (stored.COMPRESSED, stored.LOG_REF_KEY) == (COMPRESSED, LOG_REF_KEY)
+    for message in (AIMessage("a"), HumanMessage("h"), ToolMessage("t", tool_call_id="c")):
+        assert (type(message).__module__, type(message).__name__) in stored.MESSAGE_CLASSES

@@ -1,0 +1,178 @@
+"""A thread's newest checkpoint read as plain data, without LangGraph or LangChain.
+
+`hitl show` needs three things from a checkpoint: its conversation, whether steps are left
+to run, and whether a task waits at an interrupt. LangGraph answers through the compiled graph
+(`get_state`), which costs the import of LangGraph and LangChain and the graph's build — most
+of a second — for a read of a few rows. This module reads those rows itself, decoding msgpack
+into plain values (`StoredObject`: a class's module, name and fields; nothing is imported or
+built from what a row names), and gives up (`NotPlain`) on anything it would have to guess:
+a value a finished task wrote to the conversation in the open step, an object other than
+LangChain's four message classes, a database other than a SQLite file. The caller then asks
+the graph, as before.
+
+What it mirrors (LangGraph 1.2, `_prepare_state_snapshot` with `live=True`): the step's tasks
+are the nodes the checkpoint schedules (`branch:to:*` channels, `Send` packets, `__start__`,
+as `scheduled_nodes` in the SQLite saver reads them); a task waits at an interrupt when it
+wrote one and no output since.
+"""
+
+import sqlite3
+import zlib
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ormsgpack
+
+EXT_PYDANTIC_V2 = 5
+"""LangGraph's msgpack extension code for a pydantic model (`jsonplus.EXT_PYDANTIC_V2`)."""
+COMPRESSED = "msgpack+zlib"
+"""The serializer's compressed format (`hitl.checkpoints.savers`' `COMPRESSED`)."""
+NULL_TASK_ID = "00000000-0000-0000-0000-000000000000"
+"""The task ID of writes that are input to the step, not a task's (LangGraph's)."""
+CONTROL_CHANNELS = frozenset({"__error__", "__error_source_node__", "__interrupt__", "__resume__"})
+"""Writes that say what happened to a task rather than what it produced (LangGraph's)."""
+MESSAGE_CLASSES = frozenset(
+    {
+        ("langchain_core.messages.human", "HumanMessage"),
+        ("langchain_core.messages.ai", "AIMessage"),
+        ("langchain_core.messages.tool", "ToolMessage"),
+        ("langchain_core.messages.system", "SystemMessage"),
+    }
+)
+LOG_REF_KEY = "__hitl_log__"
+"""The message log's reference in a checkpoint (`hitl.checkpoints.savers.LOG_REF_KEY`)."""
+_MAX_INFLATED = 1 << 30
+_CHAIN = """
+WITH RECURSIVE chain(node_id, parent_id, type, value, n) AS (
+    SELECT node_id, parent_id, type, value, 1 FROM hitl_messages
+    WHERE thread_id = ? AND checkpoint_ns = '' AND node_id = ?
+    UNION ALL
+    SELECT m.node_id, m.parent_id, m.type, m.value, c.n + 1
+    FROM hitl_messages m JOIN chain c
+      ON m.thread_id = ? AND m.checkpoint_ns = '' AND m.node_id = c.parent_id
+    WHERE c.n < ?
+)
+SELECT type, value FROM chain
+"""
+
+
+class NotPlain(Exception):
+    """The checkpoint holds something only the graph can read faithfully; ask the graph."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An object as a row stores it: its class's module and name, and its fields."""
+
+    module: str
+    name: str
+    fields: Any
+
+
+@dataclass(frozen=True)
+class StoredThread:
+    """What a thread's newest checkpoint says, as plain data."""
+
+    messages: list[StoredObject]
+    """The conversation, oldest first: each a LangChain message's fields."""
+    scheduled: bool
+    """Whether the step after the checkpoint has tasks (the run has not ended)."""
+    interrupted: bool
+    """Whether a task of that step waits at an interrupt."""
+
+
+def read_stored_thread(path: Path | str, thread_id: str) -> StoredThread | None:
+    """The newest checkpoint of `thread_id` in the SQLite file at `path`; None if it has none.
+
+    `NotPlain` if it cannot be read without the graph (see the module's docstring)."""
+    if not Path(path).is_file():
+        raise NotPlain("no SQLite file")
+    try:
+        conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as e:
+        raise NotPlain(str(e)) from None
+    with closing(conn):
+        try:
+            return _read(conn, thread_id)
+        except (sqlite3.Error, ValueError, TypeError, KeyError, zlib.error) as e:
+            raise NotPlain(str(e)) from None
+
+
+def _read(conn: sqlite3.Connection, thread_id: str) -> StoredThread | None:
+    row = conn.execute(
+        "SELECT checkpoint_id, type, checkpoint FROM checkpoints WHERE thread_id = ? AND "
+        "checkpoint_ns = '' ORDER BY checkpoint_id DESC LIMIT 1",
+        (thread_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    checkpoint_id, type_, data = row
+    checkpoint = _loads(type_, data)
+    values = checkpoint["channel_values"]
+    interrupted = _read_writes(conn, thread_id, checkpoint_id)
+    scheduled = (
+        "__start__" in values
+        or bool(values.get("__pregel_tasks"))
+        or any(key.startswith("branch:to:") for key in values)
+    )
+    return StoredThread(_messages(conn, thread_id, values.get("messages")), scheduled, interrupted)
+
+
+def _read_writes(conn: sqlite3.Connection, thread_id: str, checkpoint_id: str) -> bool:
+    """Whether a task of the open step waits at an interrupt; `NotPlain` if the step's writes
+    change the conversation before the next checkpoint (the graph's reducer applies them)."""
+    finished: set[str] = set()
+    asked: set[str] = set()
+    for task_id, channel, type_, data in conn.execute(
+        "SELECT task_id, channel, type, value FROM writes WHERE thread_id = ? AND "
+        "checkpoint_ns = '' AND checkpoint_id = ?",
+        (thread_id, checkpoint_id),
+    ):
+        if channel == "messages":
+            raise NotPlain("the open step wrote to the conversation")
+        if task_id == NULL_TASK_ID:
+            continue
+        if channel == "__interrupt__":
+            if _loads(type_, data):
+                asked.add(task_id)
+        elif channel not in CONTROL_CHANNELS:
+            finished.add(task_id)
+    return bool(asked - finished)
+
+
+def _messages(conn: sqlite3.Connection, thread_id: str, value: Any) -> list[StoredObject]:
+    if value is None:
+        return []
+    if not isinstance(value, dict) or LOG_REF_KEY not in value:
+        raise NotPlain("a conversation outside the message log")
+    tail, length = value[LOG_REF_KEY], int(value["length"])
+    if tail is None:
+        return []
+    rows = conn.execute(_CHAIN, (thread_id, tail, thread_id, length)).fetchall()
+    if len(rows) != length:
+        raise NotPlain("a message of the log is missing")
+    messages = [_loads(type_, data) for type_, data in reversed(rows)]
+    for m in messages:
+        if not isinstance(m, StoredObject) or (m.module, m.name) not in MESSAGE_CLASSES:
+            raise NotPlain("a conversation holding something else than a message")
+    return messages
+
+
+def _loads(type_: str, data: bytes) -> Any:
+    if type_ == COMPRESSED:
+        inflater = zlib.decompressobj()
+        data, type_ = inflater.decompress(data, _MAX_INFLATED), "msgpack"
+        if inflater.unconsumed_tail or not inflater.eof:
+            raise NotPlain("compressed data that does not inflate")
+    if type_ != "msgpack":
+        raise NotPlain(f"the format {type_!r}")
+    return ormsgpack.unpackb(data, ext_hook=_plain, option=ormsgpack.OPT_NON_STR_KEYS)
+
+
+def _plain(code: int, data: bytes) -> StoredObject:
+    unpacked = ormsgpack.unpackb(data, ext_hook=_plain, option=ormsgpack.OPT_NON_STR_KEYS)
+    return StoredObject(
+        str(unpacked[0]), str(unpacked[1]), unpacked[2] if code == EXT_PYDANTIC_V2 else None
+    )
