@@ -62,13 +62,14 @@ class ThreadBusy(LedgerError):
 
 
 class LedgerTampered(LedgerError):
-    """A row says a call may run, but its audit trail does not record that approval."""
+    """A call's row contradicts its audit trail (say, it may run without a recorded approval)."""
 
-    def __init__(self, thread_id: str, tool_call_id: str) -> None:
+    def __init__(self, thread_id: str, tool_call_id: str, problem: str | None = None) -> None:
+        said = problem or "was approved, but its audit trail records no such approval"
         super().__init__(
-            f"the ledger says tool call {tool_call_id!r} of thread {thread_id!r} was approved, "
-            "but its audit trail records no such approval: the database was changed outside "
-            "this program. Nothing was run. Check it with `hitl audit --verify`."
+            f"the ledger's row of tool call {tool_call_id!r} of thread {thread_id!r} {said}: "
+            "the database was changed outside this program. Nothing was run. Check it with "
+            "`hitl audit --verify`."
         )
         self.thread_id, self.tool_call_id = thread_id, tool_call_id
 

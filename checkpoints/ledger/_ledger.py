@@ -39,7 +39,14 @@ from hitl.checkpoints.errors import (
     NotPermitted,
     NotReconcilable,
 )
-from hitl.checkpoints.ledger._audit import append_entry, args_diff, chain_approves
+from hitl.checkpoints.ledger._audit import (
+    append_entry,
+    args_diff,
+    chain_approves,
+    disagreement,
+    newest_decision,
+    run_args,
+)
 from hitl.checkpoints.ledger._leases import (
     ThreadLeases,
     mark_done,
@@ -283,7 +290,7 @@ class Ledger(LedgerReads, ThreadLeases, Store):
             for tool_call_id, decision in decisions.items():
                 row = rows[tool_call_id]
                 kind = str(decision["type"])
-                run_args = _run_args(row, decision)
+                approved = run_args(row, decision)
                 reason = decision.get("message") if kind in ("reject", "respond") else None
                 _update(
                     cur,
@@ -295,19 +302,19 @@ class Ledger(LedgerReads, ThreadLeases, Store):
                         "decided_by": actor,
                         "decision": canonical_json(dict(decision)),
                         "reason": comment or reason,
-                        "approved_args_hash": None if run_args is None else args_hash(run_args),
+                        "approved_args_hash": None if approved is None else args_hash(approved),
                         "applied": 0,
                     },
                 )
                 detail: dict[str, Any] = {"decision": kind}
-                if run_args is not None:
-                    detail["approved_args_hash"] = args_hash(run_args)
+                if approved is not None:
+                    detail["approved_args_hash"] = args_hash(approved)
                 if reason:
                     detail["message"] = reason
                 if comment:
                     detail["comment"] = comment
-                if kind == "edit" and run_args is not None:
-                    detail["args"] = args_diff(row.args, run_args)
+                if kind == "edit" and approved is not None:
+                    detail["args"] = args_diff(row.args, approved)
                 self._audit(cur, thread_id, "decided", actor, tool_call_id, detail)
                 decided.append(_require(cur, thread_id, tool_call_id))
             return decided
@@ -460,6 +467,11 @@ class Ledger(LedgerReads, ThreadLeases, Store):
             _update(cur, thread_id, tool_call_id, fields)
             self._audit(cur, thread_id, "tool_started", attempt, tool_call_id, {"args_hash": h})
             return Begin("run", _require(cur, thread_id, tool_call_id))
+        # a row that contradicts its chain (or itself) would be asked about and approved again
+        # with the same answer, for ever: name it instead
+        problem = disagreement(row, newest_decision(cur, thread_id, tool_call_id))
+        if problem is not None:
+            raise LedgerTampered(thread_id, tool_call_id, problem)
         return Begin("ask", row)
 
     def unbegin(self, thread_id: str, tool_call_id: str) -> None:
@@ -719,15 +731,6 @@ def _check_permitted(
             f"{actor!r} asked for this call and may not {kind} it too (separation of duties): "
             "another person must approve it; you may still reject it."
         )
-
-
-def _run_args(row: ApprovalRecord, decision: Mapping[str, Any]) -> dict[str, Any] | None:
-    kind = decision["type"]
-    if kind == "approve":
-        return row.args
-    if kind == "edit":
-        return dict(decision["edited_action"]["args"])
-    return None
 
 
 __all__ = ["EXPIRY_ACTOR", "ROLE_PREFIX", "Begin", "Ledger", "make_ledger", "open_ledger"]

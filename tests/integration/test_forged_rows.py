@@ -8,9 +8,10 @@ import ormsgpack
 import pytest
 
 from hitl.checkpoints.errors import UntrustedCheckpointError
+from hitl.checkpoints.urls import DatabaseName
 from hitl.service.errors import LedgerTampered
 from tests.support.fakes import ToolLog
-from tests.support.harness import open_test_service
+from tests.support.harness import open_harness, open_test_service
 from tests.support.prompts import SALLY
 from tests.support.sql import execute
 
@@ -99,3 +100,42 @@ def test_a_row_forged_to_approved_is_refused_and_reported(db: Path, log: ToolLog
         (view.thread_id, True)
     ]
     assert call_id in report.broken[0].problem
+
+
+_FLIP_REJECTED_TO_APPROVED = (
+    "UPDATE hitl_approvals SET status = 'approved', decision = '{\"type\":\"approve\"}' "
+    "WHERE status = 'rejected'"
+)
+"""What a hand edit of a rejected call makes of it: approved, its approved hash left empty."""
+
+
+def test_a_rejected_call_flipped_to_approved_is_named_and_its_resume_stops(
+    db: DatabaseName, log: ToolLog
+) -> None:
+    with open_harness(db, log) as parts:
+        view = parts.service.run(SALLY, actor="alice")
+        call_id = view.pending[0].tool_call_id
+        reject = {"type": "reject", "message": "no"}
+        parts.ledger.decide(view.thread_id, {call_id: reject}, actor="bob")  # not resumed yet
+    execute(db, _FLIP_REJECTED_TO_APPROVED)
+    with open_test_service(db, log) as service:
+        report = service.verify_audit()
+        with pytest.raises(LedgerTampered, match=call_id):
+            service.resume(view.thread_id)
+    assert log.calls == []
+    assert [b.thread_id for b in report.broken] == [view.thread_id]
+    assert call_id in report.broken[0].problem
+
+
+def test_a_rejected_call_flipped_to_approved_after_it_was_applied_is_named(
+    db: DatabaseName, log: ToolLog
+) -> None:
+    with open_test_service(db, log) as service:
+        view = service.run(SALLY, actor="alice")
+        call_id = view.pending[0].tool_call_id
+        service.decide(view.thread_id, {call_id: {"type": "reject", "message": "no"}}, actor="bob")
+    execute(db, _FLIP_REJECTED_TO_APPROVED)
+    with open_test_service(db, log) as service:
+        report = service.verify_audit()
+    assert [b.thread_id for b in report.broken] == [view.thread_id]
+    assert call_id in report.broken[0].problem and "rejected" in report.broken[0].problem
