@@ -64,6 +64,39 @@ def test_a_forged_row_naming_os_system_is_refused_and_nothing_runs(
     assert not marker.exists()
 
 
+EXT_DELTA_SNAPSHOT = 7  # LangGraph's msgpack tag for "a channel's value, kept whole"
+
+
+def _newest_checkpoint_blob(db: Path, thread_id: str) -> bytes:
+    (blob,) = execute(
+        db,
+        "SELECT checkpoint FROM checkpoints WHERE thread_id = ? AND type = 'msgpack' "
+        "ORDER BY checkpoint_id DESC LIMIT 1",
+        (thread_id,),
+    )[0]
+    return bytes(blob)
+
+
+@pytest.mark.sqlite_only  # forges the SQLite file's checkpoint rows
+@pytest.mark.parametrize("wrapped", ["a call of os.system", "a whole checkpoint"])
+def test_a_forged_row_wrapped_in_a_delta_snapshot_is_refused_and_nothing_runs(
+    tmp_path: Path, db: Path, log: ToolLog, wrapped: str
+) -> None:
+    marker = tmp_path / "pwned"
+    with open_test_service(db, log) as service:
+        thread_id = service.run(SALLY, actor="alice").thread_id
+    if wrapped == "a call of os.system":
+        inner = _checkpoint_calling("os", "system", [f"touch {marker}"])
+    else:
+        inner = _newest_checkpoint_blob(db, thread_id)
+    forged = ormsgpack.packb(ormsgpack.Ext(EXT_DELTA_SNAPSHOT, inner))
+    _forge_newest_checkpoint(db, thread_id, ("msgpack", forged))
+    with open_test_service(db, log) as service, pytest.raises(UntrustedCheckpointError) as error:
+        service.show(thread_id)
+    assert not marker.exists() and log.calls == []
+    assert ("os.system" if "os.system" in wrapped else "delta snapshot") in str(error.value)
+
+
 @pytest.mark.sqlite_only  # forges the SQLite file's checkpoint rows
 def test_a_pickled_row_is_refused_without_unpickling(
     tmp_path: Path, db: Path, log: ToolLog
