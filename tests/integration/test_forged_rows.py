@@ -13,7 +13,7 @@ from hitl.service.errors import LedgerTampered
 from tests.support.fakes import ToolLog
 from tests.support.harness import open_harness, open_test_service
 from tests.support.prompts import SALLY
-from tests.support.sql import execute
+from tests.support.sql import database_fingerprint, execute
 
 EXT_CONSTRUCTOR_POS_ARGS = 1  # LangGraph's msgpack tag for "import module.name, call it with args"
 
@@ -172,3 +172,21 @@ def test_a_rejected_call_flipped_to_approved_after_it_was_applied_is_named(
         report = service.verify_audit()
     assert [b.thread_id for b in report.broken] == [view.thread_id]
     assert call_id in report.broken[0].problem and "rejected" in report.broken[0].problem
+
+
+@pytest.mark.sqlite_only  # forges the SQLite file's checkpoint rows
+def test_a_decision_on_a_thread_whose_checkpoint_is_refused_records_nothing(
+    tmp_path: Path, db: Path, log: ToolLog
+) -> None:
+    marker = tmp_path / "pwned"
+    with open_test_service(db, log) as service:
+        view = service.run(SALLY, actor="alice")
+    forged = _checkpoint_calling("os", "system", [f"touch {marker}"])
+    _forge_newest_checkpoint(db, view.thread_id, ("msgpack", forged))
+    before = database_fingerprint(db)
+    with open_test_service(db, log) as service, pytest.raises(UntrustedCheckpointError):
+        service.decide(
+            view.thread_id, {view.pending[0].tool_call_id: {"type": "approve"}}, actor="bob"
+        )
+    assert database_fingerprint(db) == before
+    assert not marker.exists() and log.calls == []
