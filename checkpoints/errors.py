@@ -103,6 +103,20 @@ class DatabaseError(RuntimeError):
         self.path = display(path)
 
 
+class DatabaseCorrupt(DatabaseError):
+    """SQLite found the file damaged: a page it cannot read, or no database at all."""
+
+    def __init__(self, path: Path | str, cause: BaseException) -> None:
+        RuntimeError.__init__(
+            self,
+            f"the database {display(path)!r} is damaged ({str(cause).strip()}); this command "
+            "stopped. Stop every process that uses it and restore it from a backup (see "
+            "docs/operations.md, Backups); `sqlite3 FILE .recover` can rescue what is still "
+            "readable into a new file, to check with `hitl audit --verify` before use.",
+        )
+        self.path = display(path)
+
+
 class DatabaseBusy(RuntimeError):
     """Another process held the database's write lock for longer than we wait."""
 

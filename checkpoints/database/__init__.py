@@ -15,7 +15,14 @@ from hitl.checkpoints.database._db import (
     table_exists,
     to_postgres,
 )
-from hitl.checkpoints.database._sqlite import DEFAULT_DB, LOCK_WAIT_SECONDS, connect, is_busy
+from hitl.checkpoints.database._sqlite import (
+    DEFAULT_DB,
+    LOCK_WAIT_SECONDS,
+    connect,
+    damage_named,
+    is_busy,
+    refused,
+)
 from hitl.checkpoints.database._store import WRITE_LOCK, Store, store_connection
 
 __all__ = [
@@ -31,9 +38,11 @@ __all__ = [
     "Row",
     "Store",
     "connect",
+    "damage_named",
     "is_busy",
     "notify",
     "one",
+    "refused",
     "scalar",
     "store_connection",
     "table_exists",

@@ -2,9 +2,11 @@
 a busy timeout, checked to be writable."""
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from hitl.checkpoints.errors import DatabaseError
+from hitl.checkpoints.errors import DatabaseCorrupt, DatabaseError
 
 DEFAULT_DB = Path("checkpoints/hitl.sqlite")
 """Where the database lives unless `--db` / `HITL_DB` says otherwise (relative to the cwd)."""
@@ -24,6 +26,35 @@ def is_busy(error: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+_DAMAGED = (11, 26)
+"""SQLite's primary result codes for a damaged file: SQLITE_CORRUPT, SQLITE_NOTADB."""
+
+
+def is_damaged(error: sqlite3.Error) -> bool:
+    """Whether SQLite refused because the file is damaged ("database disk image is
+    malformed", "file is not a database"): no retry or setting will help."""
+    return getattr(error, "sqlite_errorcode", 0) & 0xFF in _DAMAGED
+
+
+def refused(path: Path | str, error: BaseException) -> DatabaseError:
+    """What we raise for an error SQLite gave on `path`: `DatabaseCorrupt` if it is damage."""
+    if isinstance(error, sqlite3.Error) and is_damaged(error):
+        return DatabaseCorrupt(path, error)
+    return DatabaseError(path, error)
+
+
+@contextmanager
+def damage_named(path: Path | str) -> Iterator[None]:
+    """Inside it, SQLite's word that the file is damaged is raised as `DatabaseCorrupt`
+    (a statement fails with a bare `sqlite3.DatabaseError` when it reads a broken page)."""
+    try:
+        yield
+    except sqlite3.DatabaseError as e:
+        if not is_damaged(e):
+            raise
+        raise DatabaseCorrupt(path, e) from e
+
+
 def connect(path: Path | str) -> sqlite3.Connection:
     """A connection with the project's pragmas, checked to be writable; `DatabaseError` if not."""
     if str(path).startswith(("postgresql:", "postgres:")):  # a URL that lost its "//" to Path
@@ -35,7 +66,7 @@ def connect(path: Path | str) -> sqlite3.Connection:
         parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, check_same_thread=False, timeout=BUSY_TIMEOUT_SECONDS)
     except (OSError, sqlite3.Error) as e:
-        raise DatabaseError(path, e) from e
+        raise refused(path, e) from e
     try:
         if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
             # a new file: pruning can then give pages back without a VACUUM of the whole file
@@ -46,5 +77,5 @@ def connect(path: Path | str) -> sqlite3.Connection:
         conn.execute("ROLLBACK")
     except sqlite3.Error as e:
         conn.close()
-        raise DatabaseError(path, e) from e
+        raise refused(path, e) from e
     return conn

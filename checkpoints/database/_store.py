@@ -24,6 +24,7 @@ from hitl.checkpoints.database._sqlite import (
     BUSY_TIMEOUT_SECONDS,
     LOCK_WAIT_SECONDS,
     connect,
+    damage_named,
     is_busy,
 )
 from hitl.checkpoints.errors import DatabaseBusy, DatabaseError, PoolExhausted
@@ -107,7 +108,7 @@ class Store:
         deadline = time.monotonic() + self._lock_wait
         delay = 0.01
         while True:
-            with self._lock:
+            with self._lock, damage_named(self._path):
                 cur = self._conn.cursor()
                 try:
                     cur.execute("BEGIN IMMEDIATE")
@@ -132,7 +133,7 @@ class Store:
         """Run `work` in one read transaction: every statement sees the same snapshot."""
         if isinstance(self._conn, PgConnection):
             return self._pg_transaction(work, write=False)
-        with self._lock, closing(self._conn.cursor()) as cur:
+        with self._lock, damage_named(self._path), closing(self._conn.cursor()) as cur:
             cur.execute("BEGIN")
             try:
                 return work(cur)

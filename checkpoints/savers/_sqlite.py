@@ -28,7 +28,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.checkpoint.sqlite.utils import load_pending_writes, search_where
 
-from hitl.checkpoints.database import LOCK_WAIT_SECONDS, connect, is_busy
+from hitl.checkpoints.database import LOCK_WAIT_SECONDS, connect, damage_named, is_busy, refused
 from hitl.checkpoints.errors import DatabaseBusy, DatabaseError
 from hitl.checkpoints.savers import _message_log as message_log
 from hitl.checkpoints.savers._message_log import Node
@@ -89,7 +89,7 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
         The buffered rows are other steps' (maybe another run's): if the caller's own work
         fails, only it is rolled back (to a savepoint) and the buffered rows still commit.
         """
-        with self.lock:
+        with self.lock, damage_named(self._path):
             self.setup()
             cur = self.conn.cursor()
             buffered: list[tuple[str, list[tuple[Any, ...]]]] = []
@@ -128,7 +128,7 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
         """A cursor for reading stored messages, without first committing the buffer (a
         commit, with its fsync): the messages a loaded checkpoint refers to were committed
         before it was read, in its transaction or an earlier one."""
-        with self.lock:
+        with self.lock, damage_named(self._path):
             self.setup()
             cur = self.conn.cursor()
             try:
@@ -457,7 +457,7 @@ def open_saver(path: Path | str, *, create: bool = True) -> Iterator[BatchingSql
         try:
             saver.setup()
         except sqlite3.Error as e:
-            raise DatabaseError(path, e) from e
+            raise refused(path, e) from e
         yield saver
         saver.flush()
 

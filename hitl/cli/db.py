@@ -8,7 +8,7 @@ from typing import NoReturn
 
 import click
 
-from hitl.checkpoints.errors import CopyError, DatabaseBusy, DatabaseError
+from hitl.checkpoints.errors import CopyError, DatabaseBusy, DatabaseCorrupt, DatabaseError
 from hitl.checkpoints.maintenance import (
     CopyReport,
     SchemaStatus,
@@ -23,6 +23,7 @@ from hitl.cli.settings import settings
 EXIT_CODES: dict[type[Exception], int] = {
     CopyError: 10,
     ValueError: 10,
+    DatabaseCorrupt: 22,  # before DatabaseError: the first kind that matches is taken
     DatabaseError: 10,
     DatabaseBusy: 13,
 }

@@ -18,6 +18,7 @@ import click
 from hitl.app import open_service
 from hitl.checkpoints.errors import (
     DatabaseBusy,
+    DatabaseCorrupt,
     DatabaseError,
     TokenError,
     UntrustedCheckpointError,
@@ -59,6 +60,7 @@ EXIT_CODES: dict[type[Exception], int] = {
     errors.ServiceUnavailable: 19,
     errors.UnknownCheckpoint: 20,
     errors.AgentFailed: 21,
+    DatabaseCorrupt: 22,
 }
 """Exit code of each error; 0 is success, 2 a usage error, 1 anything unexpected."""
 AUDIT_BROKEN_EXIT = 15
