@@ -104,6 +104,17 @@ def test_an_unreachable_postgresql_says_what_to_check_and_creates_nothing(
     assert not workspace.db.exists()
 
 
+def test_a_malformed_postgresql_url_is_refused_naming_what_is_wrong_and_reaches_no_server(
+    workspace: Workspace,
+) -> None:
+    refused = workspace.json("pending", exit_code=10, extra_env={"HITL_DB": "postgresql://::::@/"})[
+        "error"
+    ]
+    assert refused["type"] == "InvalidSettings"
+    assert "names no database" in refused["message"]
+    assert "no user name" in refused["message"]
+
+
 @pytest.mark.postgres
 def test_a_database_that_does_not_exist_is_named_at_once_without_the_password(
     workspace: Workspace,
