@@ -103,8 +103,34 @@ class DatabaseError(RuntimeError):
         self.path = display(path)
 
 
+class DatabaseReadOnly(DatabaseError):
+    """This user may not write the database: a backup, another user's file, a read-only folder."""
+
+    def __init__(self, path: Path | str, cause: BaseException) -> None:
+        RuntimeError.__init__(
+            self,
+            f"the database {display(path)!r} is read-only for this user ({str(cause).strip()}): "
+            "nothing was written. `hitl pending`, `show`, `history` and `audit` read it as it "
+            "is; to decide or run, use a database this user may write (--db or HITL_DB).",
+        )
+        self.path = display(path)
+
+
+class SchemaMissing(DatabaseError):
+    """The database has none of our tables, and this command may not create them."""
+
+    def __init__(self, path: Path | str) -> None:
+        RuntimeError.__init__(
+            self,
+            f"the database {display(path)!r} has no hitl tables: nothing was created there. "
+            "Check --db / HITL_DB; to start a new database, create them with `hitl db migrate` "
+            "(or start a thread with `hitl run`).",
+        )
+        self.path = display(path)
+
+
 class DatabaseCorrupt(DatabaseError):
-    """SQLite found the file damaged: a page it cannot read, or no database at all."""
+    """SQLite found the file damaged: a page it cannot read."""
 
     def __init__(self, path: Path | str, cause: BaseException) -> None:
         RuntimeError.__init__(

@@ -18,6 +18,7 @@ from hitl.checkpoints.database._db import (
 from hitl.checkpoints.database._sqlite import (
     DEFAULT_DB,
     LOCK_WAIT_SECONDS,
+    ReadOnlyConnection,
     connect,
     damage_named,
     is_busy,
@@ -35,6 +36,7 @@ __all__ = [
     "PgCursor",
     "PgListener",
     "PostgresOnly",
+    "ReadOnlyConnection",
     "Row",
     "Store",
     "connect",

@@ -34,10 +34,12 @@ from hitl.checkpoints.errors import (
     ArgsChanged,
     CallNotFound,
     DatabaseError,
+    DatabaseReadOnly,
     LedgerTampered,
     NotPending,
     NotPermitted,
     NotReconcilable,
+    SchemaMissing,
 )
 from hitl.checkpoints.ledger._audit import (
     append_entry,
@@ -113,7 +115,16 @@ class Ledger(LedgerReads, ThreadLeases, Store):
         self.clock = clock
 
     def migrate(self) -> int:
-        """Create or upgrade the ledger's tables; returns the schema version."""
+        """Create or upgrade the ledger's tables; returns the schema version.
+
+        Read-only, it only checks that they are current (an upgrade would write).
+        """
+        if self.read_only:
+            version = self.schema_version()
+            if version != SCHEMA_VERSION:
+                problem = f"its ledger tables are at version {version}, not {SCHEMA_VERSION}"
+                raise DatabaseReadOnly(self._path, RuntimeError(problem))
+            return version
 
         def work(cur: Cursor) -> int:
             cur.execute(
@@ -544,9 +555,10 @@ class Ledger(LedgerReads, ThreadLeases, Store):
         """Record as `outcome_unknown` every `running` call whose runner is gone.
 
         Looks first without the write lock: usually nothing is running, and an inbox read
-        should not wait behind writers for nothing.
+        should not wait behind writers for nothing. A read-only database shows its calls as
+        recorded.
         """
-        if not self._read(
+        if self.read_only or not self._read(
             lambda cur: cur.execute(
                 "SELECT 1 FROM hitl_approvals WHERE status = 'running' LIMIT 1"
             ).fetchone()
@@ -661,10 +673,18 @@ class Ledger(LedgerReads, ThreadLeases, Store):
 
 @contextmanager
 def open_ledger(
-    path: Path | str, *, clock: Clock = time.time, lock_wait: float = LOCK_WAIT_SECONDS
+    path: Path | str,
+    *,
+    clock: Clock = time.time,
+    lock_wait: float = LOCK_WAIT_SECONDS,
+    create: bool = True,
+    read_only_ok: bool = False,
 ) -> Iterator[Ledger]:
-    """Open (and create or migrate) the ledger in the database at `path` (file or URL)."""
-    ledger = make_ledger(path, clock=clock, lock_wait=lock_wait)
+    """Open (and create or migrate) the ledger in the database at `path` (file or URL); see
+    `make_ledger`."""
+    ledger = make_ledger(
+        path, clock=clock, lock_wait=lock_wait, create=create, read_only_ok=read_only_ok
+    )
     try:
         yield ledger
     finally:
@@ -672,11 +692,24 @@ def open_ledger(
 
 
 def make_ledger(
-    path: Path | str, *, clock: Clock = time.time, lock_wait: float = LOCK_WAIT_SECONDS
+    path: Path | str,
+    *,
+    clock: Clock = time.time,
+    lock_wait: float = LOCK_WAIT_SECONDS,
+    create: bool = True,
+    read_only_ok: bool = False,
 ) -> Ledger:
-    """A migrated ledger on `path`, open until `close()` (for long-lived runtimes)."""
-    ledger = Ledger(store_connection(path), path=str(path), clock=clock, lock_wait=lock_wait)
+    """A migrated ledger on `path`, open until `close()` (for long-lived runtimes).
+
+    Without `create`, a database without the ledger's tables is refused (`SchemaMissing`), not
+    given them; with `read_only_ok` (the caller only reads), a SQLite file this user may not
+    write is opened read-only.
+    """
+    connection = store_connection(path, read_only_ok=read_only_ok)
+    ledger = Ledger(connection, path=str(path), clock=clock, lock_wait=lock_wait)
     try:
+        if not create and ledger.schema_version() == 0:
+            raise SchemaMissing(path)
         ledger.migrate()
     except BaseException:
         ledger.close()

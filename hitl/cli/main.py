@@ -122,7 +122,11 @@ Operations = ApprovalService | RemoteService
 
 
 @contextmanager
-def _service(as_json: bool, *, create: bool = False) -> Iterator[Operations]:
+def _service(
+    as_json: bool, *, create: bool = False, read_only_ok: bool = False
+) -> Iterator[Operations]:
+    """The service the command acts on; `read_only_ok` for a command that only reads (a
+    backup or another user's file is read as it is)."""
     ctx = click.get_current_context()
     remote = ctx.meta.get("remote")
     explicit = ctx.get_parameter_source("actor") == click.core.ParameterSource.COMMANDLINE
@@ -138,14 +142,17 @@ def _service(as_json: bool, *, create: bool = False) -> Iterator[Operations]:
             finally:
                 client.close()
         else:
-            with open_service(settings(as_json), create=create) as service:
+            with open_service(
+                settings(as_json), create=create, read_only_ok=read_only_ok
+            ) as service:
                 yield service
     except tuple(EXIT_CODES) as e:
         _fail(e, as_json)
 
 
 def _fail(error: Exception, as_json: bool) -> NoReturn:
-    fail(error, EXIT_CODES[type(error)], as_json)
+    """End the command with `error`'s exit code: its class's, or its nearest base's."""
+    fail(error, next(EXIT_CODES[k] for k in type(error).__mro__ if k in EXIT_CODES), as_json)
 
 
 def _print_pending(items: list[PendingApproval], with_thread: bool) -> None:
@@ -268,7 +275,7 @@ def pending(
         limit=limit,
         offset=offset,
     )
-    with _service(as_json) as service:
+    with _service(as_json, read_only_ok=True) as service:
         page = service.pending(query)
 
     def human() -> None:
@@ -304,7 +311,7 @@ def _actor(actor: str | None) -> str:
 @json_option
 def show(thread_id: str, as_json: bool) -> None:
     """Show a thread: status, messages, pending approvals."""
-    with _service(as_json) as service:
+    with _service(as_json, read_only_ok=True) as service:
         try:
             view = service.show(thread_id)
         except errors.DOMAIN_ERRORS as e:
@@ -332,7 +339,7 @@ def show(thread_id: str, as_json: bool) -> None:
 @json_option
 def history(thread_id: str, limit: int | None, before: str | None, as_json: bool) -> None:
     """List a thread's checkpoints: step, node, time, what was pending or decided."""
-    with _service(as_json) as service:
+    with _service(as_json, read_only_ok=True) as service:
         try:
             entries = service.history(thread_id, limit=limit, before=before)
         except errors.DOMAIN_ERRORS as e:
@@ -571,7 +578,7 @@ def audit(thread_id: str | None, verify: bool, as_json: bool) -> None:
     """Print a thread's audit trail, or verify every chain (exit 15 if one is broken)."""
     if thread_id is None and not verify:
         raise click.UsageError("give a THREAD_ID, or --verify to check every chain")
-    with _service(as_json) as service:
+    with _service(as_json, read_only_ok=True) as service:
         try:
             if verify:
                 report = service.verify_audit()

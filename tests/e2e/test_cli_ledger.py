@@ -15,6 +15,7 @@ from tests.support.cli import (
     calls_by_recipient,
     describe,
     error_message,
+    read_only_copy,
 )
 from tests.support.prompts import PAIR, SALLY
 from tests.support.sql import damage_table
@@ -366,6 +367,23 @@ def test_a_damaged_table_is_named_as_damage_with_exit_22_and_what_to_do(
     message = error_message(result, exit_code=22, as_json=as_json)
     assert "Traceback" not in result.stderr
     assert "is damaged" in message and "restore it from a backup" in message
+
+
+@pytest.mark.parametrize("folder", ["read-only folder", "writable folder"])
+def test_a_read_only_database_is_read_and_verified_and_a_decision_on_it_says_it_is_read_only(
+    inbox: Inbox, folder: str
+) -> None:
+    with read_only_copy(inbox.db, folder_writable=folder == "writable folder") as backup:
+        listed = {p["thread_id"] for p in backup.json("pending")["pending"]}
+        assert listed == {inbox.alice, inbox.bob, inbox.carol}
+        assert [p["tool_call_id"] for p in backup.json("show", inbox.alice)["pending"]] == [
+            inbox.alice_call
+        ]
+        assert backup.json("audit", "--verify")["ok"] is True
+
+        refused = backup.json("approve", inbox.alice, "--as", "bob", exit_code=10)
+
+        assert "is read-only" in refused["error"]["message"]
 
 
 # reconcile and sweep
