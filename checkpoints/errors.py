@@ -62,13 +62,14 @@ class ThreadBusy(LedgerError):
 
 
 class LedgerTampered(LedgerError):
-    """A row says a call may run, but its audit trail does not record that approval."""
+    """A call's row contradicts its audit trail (say, it may run without a recorded approval)."""
 
-    def __init__(self, thread_id: str, tool_call_id: str) -> None:
+    def __init__(self, thread_id: str, tool_call_id: str, problem: str | None = None) -> None:
+        said = problem or "was approved, but its audit trail records no such approval"
         super().__init__(
-            f"the ledger says tool call {tool_call_id!r} of thread {thread_id!r} was approved, "
-            "but its audit trail records no such approval: the database was changed outside "
-            "this program. Nothing was run. Check it with `hitl audit --verify`."
+            f"the ledger's row of tool call {tool_call_id!r} of thread {thread_id!r} {said}: "
+            "the database was changed outside this program. Nothing was run. Check it with "
+            "`hitl audit --verify`."
         )
         self.thread_id, self.tool_call_id = thread_id, tool_call_id
 
@@ -99,6 +100,46 @@ class DatabaseError(RuntimeError):
         )
         said = scrub(str(cause).strip(), path)  # a driver's message may quote the URL's password
         super().__init__(f"cannot use the database {display(path)!r}: {said}. {check}")
+        self.path = display(path)
+
+
+class DatabaseReadOnly(DatabaseError):
+    """This user may not write the database: a backup, another user's file, a read-only folder."""
+
+    def __init__(self, path: Path | str, cause: BaseException) -> None:
+        RuntimeError.__init__(
+            self,
+            f"the database {display(path)!r} is read-only for this user ({str(cause).strip()}): "
+            "nothing was written. `hitl pending`, `show`, `history` and `audit` read it as it "
+            "is; to decide or run, use a database this user may write (--db or HITL_DB).",
+        )
+        self.path = display(path)
+
+
+class SchemaMissing(DatabaseError):
+    """The database has none of our tables, and this command may not create them."""
+
+    def __init__(self, path: Path | str) -> None:
+        RuntimeError.__init__(
+            self,
+            f"the database {display(path)!r} has no hitl tables: nothing was created there. "
+            "Check --db / HITL_DB; to start a new database, create them with `hitl db migrate` "
+            "(or start a thread with `hitl run`).",
+        )
+        self.path = display(path)
+
+
+class DatabaseCorrupt(DatabaseError):
+    """SQLite found the file damaged: a page it cannot read."""
+
+    def __init__(self, path: Path | str, cause: BaseException) -> None:
+        RuntimeError.__init__(
+            self,
+            f"the database {display(path)!r} is damaged ({str(cause).strip()}); this command "
+            "stopped. Stop every process that uses it and restore it from a backup (see "
+            "docs/operations.md, Backups); `sqlite3 FILE .recover` can rescue what is still "
+            "readable into a new file, to check with `hitl audit --verify` before use.",
+        )
         self.path = display(path)
 
 

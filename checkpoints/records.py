@@ -25,6 +25,8 @@ NOT_YET_RUN: tuple[Status, ...] = ("pending", "approved", "edited", "expired")
 """Statuses a re-request may reset: nothing has been executed for the call yet."""
 DECIDED_TO_RUN: tuple[Status, ...] = ("approved", "edited", "expired")
 """Statuses whose recorded decision may let the tool run (an expiry can approve)."""
+STARTED: tuple[Status, ...] = ("running", "succeeded", "failed", "outcome_unknown")
+"""Statuses of a call whose tool was started: only an approval can have let it get there."""
 STATUS_OF_DECISION: dict[str, Status] = {
     "approve": "approved",
     "edit": "edited",

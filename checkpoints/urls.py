@@ -78,6 +78,30 @@ def parse_database(value: str | Path, *, pool_size: int = POOL_SIZE) -> Database
     return Path(value)
 
 
+def check_postgres_url(url: str) -> None:
+    """`ValueError` naming what is wrong with a PostgreSQL URL that libpq would fill in with
+    its defaults (the local socket, the OS user's database) instead of refusing."""
+    problems = []
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- reading it checks it
+    except ValueError as e:
+        problems.append(f"its host or port cannot be read ({e})")
+    else:
+        if not parts.path.strip("/") and not re.search(r"(?i)(^|&)dbname=[^&]", parts.query):
+            problems.append("it names no database (the /dbname after the host)")
+        if "@" in parts.netloc and not parts.username:
+            problems.append(
+                "it has a password but no user name" if parts.password else "its user name is empty"
+            )
+    if problems:
+        raise ValueError(
+            f"{display(url)!r} is not a usable PostgreSQL URL: {'; '.join(problems)}. Give "
+            "postgresql://user[:password]@host[:port]/dbname (for a Unix socket: "
+            "postgresql://user@/dbname?host=/var/run/postgresql)"
+        )
+
+
 def display(db: DatabaseName) -> str:
     """`db` as it may be printed or logged: a URL's password is masked."""
     text = str(db)

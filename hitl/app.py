@@ -57,11 +57,15 @@ def assemble(
     tools: "Sequence[BaseTool] | None" = None,
     policy: "Policy | None" = None,
     lock_wait: float = LOCK_WAIT_SECONDS,
+    read_only_ok: bool = False,
 ) -> Iterator[Assembly]:
     """Open the database and build the graph and the service from `settings`; close the
     database after.
 
-    With `create=False` a missing database file is an error (a mistyped path), not a new file.
+    With `create=False` a missing database file, or a database without our tables, is an
+    error (a mistyped path or URL), not a new one. With `read_only_ok` (the caller only reads:
+    `hitl pending`, `show`, `audit`), a SQLite file this user may not write is opened
+    read-only instead of refused.
     `clock` (UNIX seconds) replaces the system clock for deadlines and times (tests);
     `moves_on` says how a thread moves on after a decision or a message (default: in this
     process, before the call returns); `observer` receives each step of every run (the HTTP
@@ -102,8 +106,14 @@ def assemble(
         raise InvalidSettings(str(e)) from e
     clock = clock or time.time
     with (
-        open_saver(settings.db, create=create) as saver,
-        open_ledger(settings.db, clock=clock, lock_wait=lock_wait) as ledger,
+        open_saver(settings.db, create=create, read_only_ok=read_only_ok) as saver,
+        open_ledger(
+            settings.db,
+            clock=clock,
+            lock_wait=lock_wait,
+            create=create,
+            read_only_ok=read_only_ok,
+        ) as ledger,
     ):
         graph = build(saver, ledger)
         service = ApprovalService(
@@ -120,10 +130,16 @@ def open_service(
     clock: Clock | None = None,
     moves_on: "MovesOn | None" = None,
     observer: "Observer | None" = None,
+    read_only_ok: bool = False,
 ) -> Iterator["ApprovalService"]:
     """The service `assemble` builds from `settings` (see there); the database closes after."""
     with assemble(
-        settings, create=create, clock=clock, moves_on=moves_on, observer=observer
+        settings,
+        create=create,
+        clock=clock,
+        moves_on=moves_on,
+        observer=observer,
+        read_only_ok=read_only_ok,
     ) as assembly:
         yield assembly.service
 
@@ -134,7 +150,7 @@ def open_reader(settings: Settings) -> Iterator[Reader]:
     model, no LangGraph. A missing SQLite file is an error, as `open_service(create=False)`."""
     if not is_postgres(settings.db) and not Path(settings.db).exists():
         raise DatabaseError(settings.db, FileNotFoundError(_NO_FILE))
-    with open_ledger(settings.db) as ledger:
+    with open_ledger(settings.db, create=False, read_only_ok=True) as ledger:
         yield Reader(ledger, settings.db)
 
 

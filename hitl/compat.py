@@ -9,12 +9,14 @@ from langgraph._internal._typing import MISSING
 from langgraph.channels.binop import _get_overwrite as get_overwrite
 from langgraph.checkpoint.serde import _msgpack as _lg_msgpack
 from langgraph.checkpoint.serde import jsonplus as _jsonplus
+from langgraph.checkpoint.serde.types import _DeltaSnapshot as DeltaSnapshot
 
 SAFE_MSGPACK_TYPES = _lg_msgpack.SAFE_MSGPACK_TYPES
 """(module, name) pairs LangGraph's own serializer rebuilds without asking."""
 SAFE_MSGPACK_METHODS = _lg_msgpack.SAFE_MSGPACK_METHODS
 """(module, name, method) triples LangGraph's serializer calls without asking."""
 create_msgpack_ext_hook = _jsonplus._create_msgpack_ext_hook
+# `DeltaSnapshot(value)`: a channel's whole value, as a `DeltaChannel` checkpoints it
 send_from_args = _jsonplus._send_from_args
 msgpack_option = _jsonplus._option
 msgpack_default = _jsonplus._msgpack_default
@@ -33,6 +35,7 @@ __all__ = [
     "SAFE_MSGPACK_TYPES",
     "START",
     "TASKS",
+    "DeltaSnapshot",
     "create_msgpack_ext_hook",
     "get_overwrite",
     "msgpack_default",

@@ -15,7 +15,15 @@ from hitl.checkpoints.database._db import (
     table_exists,
     to_postgres,
 )
-from hitl.checkpoints.database._sqlite import DEFAULT_DB, LOCK_WAIT_SECONDS, connect, is_busy
+from hitl.checkpoints.database._sqlite import (
+    DEFAULT_DB,
+    LOCK_WAIT_SECONDS,
+    ReadOnlyConnection,
+    connect,
+    damage_named,
+    is_busy,
+    refused,
+)
 from hitl.checkpoints.database._store import WRITE_LOCK, Store, store_connection
 
 __all__ = [
@@ -28,12 +36,15 @@ __all__ = [
     "PgCursor",
     "PgListener",
     "PostgresOnly",
+    "ReadOnlyConnection",
     "Row",
     "Store",
     "connect",
+    "damage_named",
     "is_busy",
     "notify",
     "one",
+    "refused",
     "scalar",
     "store_connection",
     "table_exists",

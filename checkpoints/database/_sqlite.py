@@ -1,10 +1,13 @@
 """SQLite connections as every store and saver of ours opens them: WAL, `synchronous=FULL`,
-a busy timeout, checked to be writable."""
+a busy timeout, checked to be writable (or, for a caller that only reads, opened read-only)."""
 
+import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from hitl.checkpoints.errors import DatabaseError
+from hitl.checkpoints.errors import DatabaseCorrupt, DatabaseError, DatabaseReadOnly
 
 DEFAULT_DB = Path("checkpoints/hitl.sqlite")
 """Where the database lives unless `--db` / `HITL_DB` says otherwise (relative to the cwd)."""
@@ -24,8 +27,55 @@ def is_busy(error: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-def connect(path: Path | str) -> sqlite3.Connection:
-    """A connection with the project's pragmas, checked to be writable; `DatabaseError` if not."""
+_DAMAGED = (11,)
+"""SQLite's primary result code for a damaged file, SQLITE_CORRUPT (not SQLITE_NOTADB: a
+file that is no database at all is more likely the wrong path than a damaged one)."""
+
+
+def is_damaged(error: sqlite3.Error) -> bool:
+    """Whether SQLite refused because the file is damaged ("database disk image is
+    malformed"): no retry or setting will help."""
+    return getattr(error, "sqlite_errorcode", 0) & 0xFF in _DAMAGED
+
+
+_READ_ONLY = 8
+"""SQLite's primary result code SQLITE_READONLY (a file, or its folder, this user cannot write)."""
+
+
+class ReadOnlyConnection(sqlite3.Connection):
+    """A connection opened read-only (`connect(..., read_only_ok=True)`): stores and the saver
+    skip their schema statements on it, and any write is refused as `DatabaseReadOnly`."""
+
+
+def refused(path: Path | str, error: BaseException) -> DatabaseError:
+    """What we raise for an error SQLite gave on `path`: `DatabaseCorrupt` if it is damage,
+    `DatabaseReadOnly` if this user may not write it."""
+    code = getattr(error, "sqlite_errorcode", 0) & 0xFF if isinstance(error, sqlite3.Error) else 0
+    if code in _DAMAGED:
+        return DatabaseCorrupt(path, error)
+    if code == _READ_ONLY:
+        return DatabaseReadOnly(path, error)
+    return DatabaseError(path, error)
+
+
+@contextmanager
+def damage_named(path: Path | str) -> Iterator[None]:
+    """Inside it, SQLite's word that the file is damaged is raised as `DatabaseCorrupt`
+    (a statement fails with a bare `sqlite3.DatabaseError` when it reads a broken page)."""
+    try:
+        yield
+    except sqlite3.DatabaseError as e:
+        if not is_damaged(e):
+            raise
+        raise DatabaseCorrupt(path, e) from e
+
+
+def connect(path: Path | str, *, read_only_ok: bool = False) -> sqlite3.Connection:
+    """A connection with the project's pragmas, checked to be writable; `DatabaseError` if not.
+
+    With `read_only_ok` (the caller only reads), a file this user may not write is opened
+    read-only instead: a `ReadOnlyConnection`.
+    """
     if str(path).startswith(("postgresql:", "postgres:")):  # a URL that lost its "//" to Path
         raise DatabaseError(path, ValueError("a PostgreSQL URL is not a SQLite file"))
     parent = Path(path).parent
@@ -35,7 +85,7 @@ def connect(path: Path | str) -> sqlite3.Connection:
         parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, check_same_thread=False, timeout=BUSY_TIMEOUT_SECONDS)
     except (OSError, sqlite3.Error) as e:
-        raise DatabaseError(path, e) from e
+        raise refused(path, e) from e
     try:
         if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
             # a new file: pruning can then give pages back without a VACUUM of the whole file
@@ -45,6 +95,34 @@ def connect(path: Path | str) -> sqlite3.Connection:
         conn.execute("BEGIN IMMEDIATE")  # fails now, not mid-run, if the file is read-only
         conn.execute("ROLLBACK")
     except sqlite3.Error as e:
-        conn.close()
-        raise DatabaseError(path, e) from e
-    return conn
+        failure = refused(path, e)
+    else:
+        if os.access(path, os.W_OK):  # in WAL mode that lock is taken in the -shm file only
+            return conn
+        failure = DatabaseReadOnly(path, PermissionError("this user may not write the file"))
+    conn.close()
+    if read_only_ok and isinstance(failure, DatabaseReadOnly):
+        return _connect_read_only(path)
+    raise failure
+
+
+def _connect_read_only(path: Path | str) -> ReadOnlyConnection:
+    """`path` opened read-only; in a folder where SQLite cannot make the WAL's shared-memory
+    file, as an immutable file (read as it is: SQLite then takes no lock, so a writer who may
+    write there could change it meanwhile)."""
+    uri = Path(path).resolve().as_uri()
+    for mode in ("mode=ro", "immutable=1"):
+        conn = sqlite3.connect(
+            f"{uri}?{mode}",
+            uri=True,
+            factory=ReadOnlyConnection,
+            check_same_thread=False,
+            timeout=BUSY_TIMEOUT_SECONDS,
+        )
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.Error as e:
+            conn.close()
+            error = e
+    raise refused(path, error) from error

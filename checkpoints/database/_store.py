@@ -23,8 +23,11 @@ from hitl.checkpoints.database._db import POOL_WAIT_SECONDS, Cursor, PgConnectio
 from hitl.checkpoints.database._sqlite import (
     BUSY_TIMEOUT_SECONDS,
     LOCK_WAIT_SECONDS,
+    ReadOnlyConnection,
     connect,
+    damage_named,
     is_busy,
+    refused,
 )
 from hitl.checkpoints.errors import DatabaseBusy, DatabaseError, PoolExhausted
 from hitl.checkpoints.urls import DatabaseName, as_postgres, is_postgres
@@ -39,11 +42,13 @@ WRITE_LOCK = f"{LOCK_CLASS}, hashtext('write:' || current_schema())"
 sharing a server do not wait for each other."""
 
 
-def store_connection(db: DatabaseName) -> sqlite3.Connection | PgConnection:
+def store_connection(
+    db: DatabaseName, *, read_only_ok: bool = False
+) -> sqlite3.Connection | PgConnection:
     """A connection for a store on `db` (a SQLite file, or a PostgreSQL URL on a pool of its
-    `pool_size`); `DatabaseError` if it cannot be opened."""
+    `pool_size`); `DatabaseError` if it cannot be opened. `read_only_ok`: see `connect`."""
     if not is_postgres(db):
-        return connect(db)
+        return connect(db, read_only_ok=read_only_ok)
     import psycopg
     from psycopg_pool import PoolTimeout
 
@@ -57,7 +62,7 @@ class Store:
     """A store on one connection (SQLite: one lock around it; PostgreSQL: the pool's). Thread-safe.
 
     `SCHEMA` holds the statements that create the store's tables if missing (idempotent);
-    they run in one write transaction when the store opens.
+    they run in one write transaction when the store opens (not on a read-only connection).
     """
 
     SCHEMA: tuple[str, ...] = ()
@@ -77,12 +82,17 @@ class Store:
         self._path = path
         self._lock = threading.RLock()
         self._lock_wait = lock_wait
-        if self.SCHEMA:
+        if self.SCHEMA and not self.read_only:
             self._write(lambda cur: [cur.execute(s) for s in self.SCHEMA])
 
     @property
     def on_postgres(self) -> bool:
         return isinstance(self._conn, PgConnection)
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the store was opened read-only (a file this user may not write)."""
+        return isinstance(self._conn, ReadOnlyConnection)
 
     @contextmanager
     def traced(self) -> Iterator[list[str]]:
@@ -107,7 +117,7 @@ class Store:
         deadline = time.monotonic() + self._lock_wait
         delay = 0.01
         while True:
-            with self._lock:
+            with self._lock, damage_named(self._path):
                 cur = self._conn.cursor()
                 try:
                     cur.execute("BEGIN IMMEDIATE")
@@ -120,7 +130,7 @@ class Store:
                         raise
                 except sqlite3.OperationalError as e:
                     if not is_busy(e):
-                        raise DatabaseError(self._path, e) from e
+                        raise refused(self._path, e) from e
                     if time.monotonic() >= deadline:
                         raise DatabaseBusy(self._path, self._lock_wait) from e
                 finally:
@@ -132,7 +142,7 @@ class Store:
         """Run `work` in one read transaction: every statement sees the same snapshot."""
         if isinstance(self._conn, PgConnection):
             return self._pg_transaction(work, write=False)
-        with self._lock, closing(self._conn.cursor()) as cur:
+        with self._lock, damage_named(self._path), closing(self._conn.cursor()) as cur:
             cur.execute("BEGIN")
             try:
                 return work(cur)

@@ -8,12 +8,21 @@ and `AuditReport.heads` can be anchored elsewhere.
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from hitl.checkpoints.database import Cursor, PgCursor, notify
-from hitl.checkpoints.ledger._schema import AUDIT_COLUMNS, audit_entry_of
-from hitl.checkpoints.records import AuditEntry, AuditReport, BrokenLink, canonical_json
+from hitl.checkpoints.ledger._schema import AUDIT_COLUMNS, COLUMNS, audit_entry_of, record_of
+from hitl.checkpoints.records import (
+    STARTED,
+    STATUS_OF_DECISION,
+    ApprovalRecord,
+    AuditEntry,
+    AuditReport,
+    BrokenLink,
+    args_hash,
+    canonical_json,
+)
 
 GENESIS = "0" * 64
 
@@ -105,28 +114,95 @@ DECISION_EVENTS = ("requested", "re-requested", "approved_by_policy", "decided",
 """The events after which a call may (or may not) run: the newest one says which args."""
 
 
-def chain_approves(cur: Cursor, thread_id: str, tool_call_id: str, args_hash: str) -> bool:
-    """Whether the call's newest decision in the audit trail lets `args_hash` run."""
+def newest_decision(cur: Cursor, thread_id: str, tool_call_id: str) -> AuditEntry | None:
+    """The call's newest entry among `DECISION_EVENTS`: what its row must agree with."""
     marks = ", ".join("?" for _ in DECISION_EVENTS)
     row = cur.execute(
-        f"SELECT event, detail FROM hitl_audit WHERE thread_id = ? AND tool_call_id = ? "
+        f"SELECT {AUDIT_COLUMNS} FROM hitl_audit WHERE thread_id = ? AND tool_call_id = ? "
         f"AND event IN ({marks}) ORDER BY seq DESC LIMIT 1",
         (thread_id, tool_call_id, *DECISION_EVENTS),
     ).fetchone()
-    if row is None:
-        return False
-    event, detail = row[0], json.loads(row[1])
-    key = "args_hash" if event == "approved_by_policy" else "approved_args_hash"
-    return event in ("approved_by_policy", "decided", "expired") and detail.get(key) == args_hash
+    return None if row is None else audit_entry_of(row)
+
+
+def approved_by(entry: AuditEntry | None) -> str | None:
+    """The args hash a call's newest decision lets run (None: none may run)."""
+    if entry is None or entry.event not in ("approved_by_policy", "decided", "expired"):
+        return None
+    key = "args_hash" if entry.event == "approved_by_policy" else "approved_args_hash"
+    approved = entry.detail.get(key)
+    return None if approved is None else str(approved)
+
+
+def chain_approves(cur: Cursor, thread_id: str, tool_call_id: str, args_hash: str) -> bool:
+    """Whether the call's newest decision in the audit trail lets `args_hash` run."""
+    return approved_by(newest_decision(cur, thread_id, tool_call_id)) == args_hash
+
+
+def run_args(row: ApprovalRecord, decision: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The args a decision lets the call run with (None: it does not run)."""
+    kind = decision["type"]
+    if kind == "approve":
+        return row.args
+    if kind == "edit":
+        return dict(decision["edited_action"]["args"])
+    return None
+
+
+def disagreement(row: ApprovalRecord, newest: AuditEntry | None) -> str | None:
+    """How a call's row contradicts its newest decision in the audit trail (`newest_decision`),
+    or its own decision; None if status, decision and approved args all agree.
+
+    The row is what the nodes act on; a row that contradicts itself can also send a call back
+    and forth between `approval` and `tools` for ever, so `Ledger.begin` refuses it.
+    """
+    approved = approved_by(newest)
+    if (row.approved_args_hash is not None or row.status in STARTED) and (
+        row.approved_args_hash is None or row.approved_args_hash != approved
+    ):
+        return f"is {row.status} but the chain records no approval of its arguments"
+    kind, statuses, said = _made_of(newest)
+    if row.status not in statuses or row.decision_type != kind:
+        decided = f" ({row.decision_type})" if row.decision_type else ""
+        return f"is {row.status}{decided} but the chain says {said}"
+    if approved is not None and _hash_of_run(row) != approved:
+        return "would run other arguments than the chain records as approved"
+    return None
+
+
+def _made_of(entry: AuditEntry | None) -> tuple[str | None, set[str], str]:
+    """The decision type, the statuses a row may have after `entry`, and what it says."""
+    started: set[str] = set(STARTED) if approved_by(entry) is not None else set()
+    if entry is None or entry.event in ("requested", "re-requested"):
+        return None, {"pending"}, "nobody has decided yet"
+    if entry.event == "approved_by_policy":
+        return "approve", {"approved"} | started, "the policy approved it"
+    if entry.event == "expired":
+        kind = "approve" if started else "reject"
+        return kind, {"expired"} | started, f"it expired ({kind})"
+    kind = str(entry.detail.get("decision"))
+    status = STATUS_OF_DECISION.get(kind, kind)
+    return kind, {status} | started, f"it was {status} by {entry.actor}"
+
+
+def _hash_of_run(row: ApprovalRecord) -> str | None:
+    try:
+        args = None if row.decision is None else run_args(row, row.decision)
+    except (KeyError, TypeError):  # an edit without its args
+        return None
+    return None if args is None else args_hash(args)
 
 
 def verify_all(cur: Cursor) -> AuditReport:
     """Check every thread's chain, that no chain ends before its calls' newest entry, and
-    that every call allowed to run has that approval in its chain."""
+    that every call's row agrees with its newest decision in the chain."""
     rows = cur.execute(f"SELECT {AUDIT_COLUMNS} FROM hitl_audit ORDER BY thread_id, seq").fetchall()
     by_thread: dict[str, list[AuditEntry]] = {}
     for r in rows:
         by_thread.setdefault(r[0], []).append(audit_entry_of(r))
+    calls: dict[str, list[ApprovalRecord]] = {}
+    for r in cur.execute(f"SELECT {COLUMNS} FROM hitl_approvals ORDER BY thread_id").fetchall():
+        calls.setdefault(r[0], []).append(record_of(r))
     expected: dict[str, int] = dict(
         cur.execute(
             "SELECT thread_id, MAX(audit_seq) FROM hitl_approvals GROUP BY thread_id"
@@ -141,27 +217,25 @@ def verify_all(cur: Cursor) -> AuditReport:
             problem = "the chain ends early: newer entries were deleted"
             link = BrokenLink(thread_id, newest + 1, problem)
         if link is None:
-            link = _unrecorded_approval(cur, thread_id)
+            link = _contradicted_row(entries, calls.get(thread_id, []))
         if link is not None:
             broken.append(link)
     heads = {thread_id: entries[-1].hash for thread_id, entries in by_thread.items()}
     return AuditReport(threads=len(by_thread), entries=len(rows), broken=broken, heads=heads)
 
 
-def _unrecorded_approval(cur: Cursor, thread_id: str) -> BrokenLink | None:
-    """A call whose row lets it run (or says it ran) without the approval in the chain."""
-    rows = cur.execute(
-        "SELECT tool_call_id, approved_args_hash, status FROM hitl_approvals "
-        "WHERE thread_id = ? AND (approved_args_hash IS NOT NULL OR status IN "
-        "('running', 'succeeded', 'failed', 'outcome_unknown'))",
-        (thread_id,),
-    ).fetchall()
-    for tool_call_id, approved, status in rows:
-        if approved is None or not chain_approves(cur, thread_id, tool_call_id, approved):
+def _contradicted_row(
+    entries: list[AuditEntry], records: list[ApprovalRecord]
+) -> BrokenLink | None:
+    """The first call of a thread whose row contradicts its chain (`disagreement`)."""
+    decisions = {e.tool_call_id: e for e in entries if e.event in DECISION_EVENTS}  # newest wins
+    for record in records:
+        problem = disagreement(record, decisions.get(record.tool_call_id))
+        if problem is not None:
             return BrokenLink(
-                thread_id,
+                record.thread_id,
                 0,
-                f"call {tool_call_id} is {status} but the chain records no approval of its "
-                "arguments: the approvals table was changed outside this program",
+                f"call {record.tool_call_id} {problem}: the approvals table was changed "
+                "outside this program",
             )
     return None

@@ -34,12 +34,21 @@ from hitl.checkpoints.errors import (
     ArgsChanged,
     CallNotFound,
     DatabaseError,
+    DatabaseReadOnly,
     LedgerTampered,
     NotPending,
     NotPermitted,
     NotReconcilable,
+    SchemaMissing,
 )
-from hitl.checkpoints.ledger._audit import append_entry, args_diff, chain_approves
+from hitl.checkpoints.ledger._audit import (
+    append_entry,
+    args_diff,
+    chain_approves,
+    disagreement,
+    newest_decision,
+    run_args,
+)
 from hitl.checkpoints.ledger._leases import (
     ThreadLeases,
     mark_done,
@@ -106,7 +115,16 @@ class Ledger(LedgerReads, ThreadLeases, Store):
         self.clock = clock
 
     def migrate(self) -> int:
-        """Create or upgrade the ledger's tables; returns the schema version."""
+        """Create or upgrade the ledger's tables; returns the schema version.
+
+        Read-only, it only checks that they are current (an upgrade would write).
+        """
+        if self.read_only:
+            version = self.schema_version()
+            if version != SCHEMA_VERSION:
+                problem = f"its ledger tables are at version {version}, not {SCHEMA_VERSION}"
+                raise DatabaseReadOnly(self._path, RuntimeError(problem))
+            return version
 
         def work(cur: Cursor) -> int:
             cur.execute(
@@ -283,7 +301,7 @@ class Ledger(LedgerReads, ThreadLeases, Store):
             for tool_call_id, decision in decisions.items():
                 row = rows[tool_call_id]
                 kind = str(decision["type"])
-                run_args = _run_args(row, decision)
+                approved = run_args(row, decision)
                 reason = decision.get("message") if kind in ("reject", "respond") else None
                 _update(
                     cur,
@@ -295,19 +313,19 @@ class Ledger(LedgerReads, ThreadLeases, Store):
                         "decided_by": actor,
                         "decision": canonical_json(dict(decision)),
                         "reason": comment or reason,
-                        "approved_args_hash": None if run_args is None else args_hash(run_args),
+                        "approved_args_hash": None if approved is None else args_hash(approved),
                         "applied": 0,
                     },
                 )
                 detail: dict[str, Any] = {"decision": kind}
-                if run_args is not None:
-                    detail["approved_args_hash"] = args_hash(run_args)
+                if approved is not None:
+                    detail["approved_args_hash"] = args_hash(approved)
                 if reason:
                     detail["message"] = reason
                 if comment:
                     detail["comment"] = comment
-                if kind == "edit" and run_args is not None:
-                    detail["args"] = args_diff(row.args, run_args)
+                if kind == "edit" and approved is not None:
+                    detail["args"] = args_diff(row.args, approved)
                 self._audit(cur, thread_id, "decided", actor, tool_call_id, detail)
                 decided.append(_require(cur, thread_id, tool_call_id))
             return decided
@@ -460,6 +478,11 @@ class Ledger(LedgerReads, ThreadLeases, Store):
             _update(cur, thread_id, tool_call_id, fields)
             self._audit(cur, thread_id, "tool_started", attempt, tool_call_id, {"args_hash": h})
             return Begin("run", _require(cur, thread_id, tool_call_id))
+        # a row that contradicts its chain (or itself) would be asked about and approved again
+        # with the same answer, for ever: name it instead
+        problem = disagreement(row, newest_decision(cur, thread_id, tool_call_id))
+        if problem is not None:
+            raise LedgerTampered(thread_id, tool_call_id, problem)
         return Begin("ask", row)
 
     def unbegin(self, thread_id: str, tool_call_id: str) -> None:
@@ -532,9 +555,10 @@ class Ledger(LedgerReads, ThreadLeases, Store):
         """Record as `outcome_unknown` every `running` call whose runner is gone.
 
         Looks first without the write lock: usually nothing is running, and an inbox read
-        should not wait behind writers for nothing.
+        should not wait behind writers for nothing. A read-only database shows its calls as
+        recorded.
         """
-        if not self._read(
+        if self.read_only or not self._read(
             lambda cur: cur.execute(
                 "SELECT 1 FROM hitl_approvals WHERE status = 'running' LIMIT 1"
             ).fetchone()
@@ -649,10 +673,18 @@ class Ledger(LedgerReads, ThreadLeases, Store):
 
 @contextmanager
 def open_ledger(
-    path: Path | str, *, clock: Clock = time.time, lock_wait: float = LOCK_WAIT_SECONDS
+    path: Path | str,
+    *,
+    clock: Clock = time.time,
+    lock_wait: float = LOCK_WAIT_SECONDS,
+    create: bool = True,
+    read_only_ok: bool = False,
 ) -> Iterator[Ledger]:
-    """Open (and create or migrate) the ledger in the database at `path` (file or URL)."""
-    ledger = make_ledger(path, clock=clock, lock_wait=lock_wait)
+    """Open (and create or migrate) the ledger in the database at `path` (file or URL); see
+    `make_ledger`."""
+    ledger = make_ledger(
+        path, clock=clock, lock_wait=lock_wait, create=create, read_only_ok=read_only_ok
+    )
     try:
         yield ledger
     finally:
@@ -660,11 +692,24 @@ def open_ledger(
 
 
 def make_ledger(
-    path: Path | str, *, clock: Clock = time.time, lock_wait: float = LOCK_WAIT_SECONDS
+    path: Path | str,
+    *,
+    clock: Clock = time.time,
+    lock_wait: float = LOCK_WAIT_SECONDS,
+    create: bool = True,
+    read_only_ok: bool = False,
 ) -> Ledger:
-    """A migrated ledger on `path`, open until `close()` (for long-lived runtimes)."""
-    ledger = Ledger(store_connection(path), path=str(path), clock=clock, lock_wait=lock_wait)
+    """A migrated ledger on `path`, open until `close()` (for long-lived runtimes).
+
+    Without `create`, a database without the ledger's tables is refused (`SchemaMissing`), not
+    given them; with `read_only_ok` (the caller only reads), a SQLite file this user may not
+    write is opened read-only.
+    """
+    connection = store_connection(path, read_only_ok=read_only_ok)
+    ledger = Ledger(connection, path=str(path), clock=clock, lock_wait=lock_wait)
     try:
+        if not create and ledger.schema_version() == 0:
+            raise SchemaMissing(path)
         ledger.migrate()
     except BaseException:
         ledger.close()
@@ -719,15 +764,6 @@ def _check_permitted(
             f"{actor!r} asked for this call and may not {kind} it too (separation of duties): "
             "another person must approve it; you may still reject it."
         )
-
-
-def _run_args(row: ApprovalRecord, decision: Mapping[str, Any]) -> dict[str, Any] | None:
-    kind = decision["type"]
-    if kind == "approve":
-        return row.args
-    if kind == "edit":
-        return dict(decision["edited_action"]["args"])
-    return None
 
 
 __all__ = ["EXPIRY_ACTOR", "ROLE_PREFIX", "Begin", "Ledger", "make_ledger", "open_ledger"]

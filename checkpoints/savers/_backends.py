@@ -17,15 +17,19 @@ Saver = Union[BatchingSqliteSaver, "HitlPostgresSaver"]
 
 
 @contextmanager
-def open_saver(db: DatabaseName, *, create: bool = True) -> Iterator[Saver]:
-    """The checkpoint saver on `db`, its tables created or migrated."""
+def open_saver(
+    db: DatabaseName, *, create: bool = True, read_only_ok: bool = False
+) -> Iterator[Saver]:
+    """The checkpoint saver on `db`, its tables created or migrated; without `create`, a
+    database without them is refused (`SchemaMissing`); `read_only_ok`: a SQLite file this
+    user may not write is opened read-only (the caller only reads)."""
     if is_postgres(db):
         from hitl.checkpoints.savers._postgres import open_postgres_saver  # psycopg only when used
 
-        with open_postgres_saver(as_postgres(db)) as saver:
+        with open_postgres_saver(as_postgres(db), create=create) as saver:
             yield saver
     else:
-        with open_sqlite_saver(db, create=create) as sqlite_saver:
+        with open_sqlite_saver(db, create=create, read_only_ok=read_only_ok) as sqlite_saver:
             yield sqlite_saver
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from langgraph.checkpoint.base import Checkpoint, CheckpointTuple
 
 from hitl.checkpoints.database import Cursor
-from hitl.checkpoints.errors import MissingMessage
+from hitl.checkpoints.errors import MissingMessage, UntrustedCheckpointError
 from hitl.checkpoints.savers import _message_log as message_log
 from hitl.checkpoints.savers._message_log import (
     LoggedMessages,
@@ -19,6 +19,7 @@ from hitl.checkpoints.savers._message_log import (
     SqliteMessageSource,
     is_log_ref,
 )
+from hitl.compat import DeltaSnapshot
 
 Writes = list[tuple[str, list[tuple[Any, ...]]]]
 """Statements with their rows, in order."""
@@ -77,7 +78,7 @@ class MessageLogSaver:
         `preload` (the nodes read so far), read now, for an async caller's event loop."""
         if found is None:
             return None
-        values = found.checkpoint["channel_values"]
+        values = _channel_values(found.checkpoint)
         if not any(is_log_ref(v) for v in values.values()):
             return found
         configurable = found.config["configurable"]
@@ -94,3 +95,13 @@ class MessageLogSaver:
             for k, v in values.items()
         }
         return found
+
+
+def _channel_values(checkpoint: Any) -> dict[str, Any]:
+    """A loaded checkpoint's values; `UntrustedCheckpointError` for a row that decoded to
+    something else (a forged one: say, a whole checkpoint wrapped in a delta snapshot)."""
+    values = checkpoint.get("channel_values") if isinstance(checkpoint, dict) else None
+    if not isinstance(values, dict):
+        what = "a delta snapshot" if isinstance(checkpoint, DeltaSnapshot) else "a value"
+        raise UntrustedCheckpointError(f"{what} where a checkpoint belongs")
+    return values

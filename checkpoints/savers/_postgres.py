@@ -26,7 +26,7 @@ from psycopg.rows import DictRow, dict_row, tuple_row
 from psycopg_pool import PoolTimeout
 
 from hitl.checkpoints.database import PgConnection, PgCursor, to_postgres
-from hitl.checkpoints.errors import DatabaseBusy, DatabaseError
+from hitl.checkpoints.errors import DatabaseBusy, DatabaseError, SchemaMissing
 from hitl.checkpoints.savers import _message_log as message_log
 from hitl.checkpoints.savers._message_log_saver import MessageLogSaver
 from hitl.checkpoints.savers._serde import make_strict_serializer
@@ -239,10 +239,11 @@ def _take_migration_lock(cur: psycopg.Cursor[DictRow], url: str) -> None:
 
 
 @contextmanager
-def open_postgres_saver(url: str) -> Iterator[HitlPostgresSaver]:
+def open_postgres_saver(url: str, *, create: bool = True) -> Iterator[HitlPostgresSaver]:
     """Open the checkpoint saver on the PostgreSQL database at `url` (tables created or
-    migrated first), on the process's pool for that database (of `url.pool_size` if it is a
-    `PostgresUrl`; see `checkpoints.database`)."""
+    migrated first; without `create`, a database without them is refused), on the process's
+    pool for that database (of `url.pool_size` if it is a `PostgresUrl`; see
+    `checkpoints.database`)."""
     try:
         handle = PgConnection(as_postgres(url))
     except (psycopg.Error, PoolTimeout) as e:
@@ -250,6 +251,11 @@ def open_postgres_saver(url: str) -> Iterator[HitlPostgresSaver]:
     try:
         saver = HitlPostgresSaver(handle.pool, url=url)
         try:
+            if not create:
+                with handle.connection() as conn:
+                    found = conn.execute("SELECT to_regclass('checkpoints')").fetchone()
+                if found is None or found[0] is None:
+                    raise SchemaMissing(url)
             saver.setup()
         except psycopg.Error as e:
             raise DatabaseError(url, e) from e

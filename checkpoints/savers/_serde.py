@@ -48,8 +48,10 @@ class StrictSerializer(JsonPlusSerializer):
         raise error
 
     def _checked_hook(self, code: int, data: bytes) -> Any:
-        if code == jsonplus.EXT_DELTA_SNAPSHOT:
-            return self._stock_hook(code, data)  # its nested objects get the stock strict check
+        if code == jsonplus.EXT_DELTA_SNAPSHOT:  # a channel's value, whole: checked like any
+            return compat.DeltaSnapshot(
+                ormsgpack.unpackb(data, ext_hook=self._checked_hook, option=_OPTION)
+            )
         if code not in _CHECKED_CODES:
             self._refuse(f"the extension type {code}")
         # decoding with this same hook checks every nested object before the outer one is built

@@ -28,8 +28,16 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.checkpoint.sqlite.utils import load_pending_writes, search_where
 
-from hitl.checkpoints.database import LOCK_WAIT_SECONDS, connect, is_busy
-from hitl.checkpoints.errors import DatabaseBusy, DatabaseError
+from hitl.checkpoints.database import (
+    LOCK_WAIT_SECONDS,
+    ReadOnlyConnection,
+    connect,
+    damage_named,
+    is_busy,
+    refused,
+    table_exists,
+)
+from hitl.checkpoints.errors import DatabaseBusy, DatabaseError, SchemaMissing
 from hitl.checkpoints.savers import _message_log as message_log
 from hitl.checkpoints.savers._message_log import Node
 from hitl.checkpoints.savers._message_log_saver import MessageLogSaver
@@ -89,7 +97,7 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
         The buffered rows are other steps' (maybe another run's): if the caller's own work
         fails, only it is rolled back (to a savepoint) and the buffered rows still commit.
         """
-        with self.lock:
+        with self.lock, damage_named(self._path):
             self.setup()
             cur = self.conn.cursor()
             buffered: list[tuple[str, list[tuple[Any, ...]]]] = []
@@ -128,7 +136,7 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
         """A cursor for reading stored messages, without first committing the buffer (a
         commit, with its fsync): the messages a loaded checkpoint refers to were committed
         before it was read, in its transaction or an earlier one."""
-        with self.lock:
+        with self.lock, damage_named(self._path):
             self.setup()
             cur = self.conn.cursor()
             try:
@@ -137,13 +145,25 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
                 cur.close()
 
     def setup(self) -> None:
-        """The stock tables, and the message log's."""
+        """The stock tables, and the message log's (read-only: checked to be there)."""
         if self.is_setup:
+            return
+        if isinstance(self.conn, ReadOnlyConnection):
+            self._check_tables()
             return
         super().setup()
         for statement in message_log.SCHEMA:
             self.conn.execute(statement)
         self.conn.commit()
+
+    def _check_tables(self) -> None:
+        """On a read-only file, the tables `setup` would have created, as they are."""
+        cur = self.conn.cursor()
+        if not all(table_exists(cur, t) for t in ("checkpoints", "writes", "hitl_messages")):
+            raise SchemaMissing(self._path)
+        columns = {row[1] for row in cur.execute("PRAGMA table_info(writes)")}
+        self._has_task_path = "task_path" in columns
+        self.is_setup = True
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         """The stock version (a 32-digit counter, then a random tie-break) with a six-digit
@@ -448,16 +468,22 @@ def _config_of(thread_id: str, checkpoint_ns: str, checkpoint_id: str) -> Runnab
 
 
 @contextmanager
-def open_saver(path: Path | str, *, create: bool = True) -> Iterator[BatchingSqliteSaver]:
-    """Open the checkpoint saver on the SQLite file at `path` (created if missing and `create`)."""
+def open_saver(
+    path: Path | str, *, create: bool = True, read_only_ok: bool = False
+) -> Iterator[BatchingSqliteSaver]:
+    """Open the checkpoint saver on the SQLite file at `path`: without `create`, a missing
+    file, or one without our tables, is refused instead of created; with `read_only_ok` (the
+    caller only reads), a file this user may not write is opened read-only."""
     if not create and not is_postgres(path) and not Path(path).exists():
         raise DatabaseError(path, FileNotFoundError("no such database file; nothing was created"))
-    with closing(connect(path)) as conn:
+    with closing(connect(path, read_only_ok=read_only_ok)) as conn:
         saver = BatchingSqliteSaver(conn, serde=make_strict_serializer(), path=path)
         try:
+            if not create and not table_exists(conn.cursor(), "checkpoints"):
+                raise SchemaMissing(path)
             saver.setup()
         except sqlite3.Error as e:
-            raise DatabaseError(path, e) from e
+            raise refused(path, e) from e
         yield saver
         saver.flush()
 

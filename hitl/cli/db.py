@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from hitl.checkpoints.errors import CopyError, DatabaseBusy, DatabaseError
-from hitl.checkpoints.urls import parse_database
+from hitl.checkpoints.errors import CopyError, DatabaseBusy, DatabaseCorrupt, DatabaseError
+from hitl.checkpoints.urls import DatabaseName, check_postgres_url, is_postgres, parse_database
 from hitl.cli.output import emit, fail, json_option
 from hitl.cli.settings import settings
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # LangGraph's savers load with the command that needs them, n
 EXIT_CODES: dict[type[Exception], int] = {
     CopyError: 10,
     ValueError: 10,
+    DatabaseCorrupt: 22,  # before DatabaseError: the first kind that matches is taken
     DatabaseError: 10,
     DatabaseBusy: 13,
 }
@@ -72,7 +73,7 @@ def copy_command(source: str, target: str, as_json: bool) -> None:
     try:
         from hitl.checkpoints.maintenance import copy_database
 
-        report = copy_database(parse_database(source), parse_database(target))
+        report = copy_database(_database(source), _database(target))
     except tuple(EXIT_CODES) as e:
         _fail(e, as_json)
     emit(as_json, report.to_json(), lambda: _print_copy(report))
@@ -82,6 +83,14 @@ def copy_command(source: str, target: str, as_json: bool) -> None:
 
 def _fail(error: Exception, as_json: bool) -> NoReturn:
     fail(error, next(c for kind, c in EXIT_CODES.items() if isinstance(error, kind)), as_json)
+
+
+def _database(value: str) -> DatabaseName:
+    """A `--from`/`--to` value, refused (`ValueError`) as the settings refuse `--db`."""
+    database = parse_database(value)
+    if is_postgres(database):
+        check_postgres_url(str(database))
+    return database
 
 
 def _print_status(found: "SchemaStatus") -> None:

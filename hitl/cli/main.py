@@ -16,6 +16,7 @@ import click
 
 from hitl.checkpoints.errors import (
     DatabaseBusy,
+    DatabaseCorrupt,
     DatabaseError,
     TokenError,
     UntrustedCheckpointError,
@@ -59,6 +60,7 @@ EXIT_CODES: dict[type[Exception], int] = {
     errors.ServiceUnavailable: 19,
     errors.UnknownCheckpoint: 20,
     errors.AgentFailed: 21,
+    DatabaseCorrupt: 22,
 }
 """Exit code of each error; 0 is success, 2 a usage error, 1 anything unexpected."""
 AUDIT_BROKEN_EXIT = 15
@@ -123,11 +125,16 @@ L = TypeVar("L")
 
 
 @contextmanager
-def _service(as_json: bool, *, create: bool = False) -> Iterator[Operations]:
+def _service(
+    as_json: bool, *, create: bool = False, read_only_ok: bool = False
+) -> Iterator[Operations]:
+    """The service the command acts on; `read_only_ok` for a command that only reads (a
+    backup or another user's file is read as it is)."""
+
     def local() -> AbstractContextManager["ApprovalService"]:
         from hitl.app import open_service
 
-        return open_service(settings(as_json), create=create)
+        return open_service(settings(as_json), create=create, read_only_ok=read_only_ok)
 
     with _connected(as_json, local) as service:
         yield service
@@ -174,7 +181,8 @@ def _connected(
 
 
 def _fail(error: Exception, as_json: bool) -> NoReturn:
-    fail(error, EXIT_CODES[type(error)], as_json)
+    """End the command with `error`'s exit code: its class's, or its nearest base's."""
+    fail(error, next(EXIT_CODES[k] for k in type(error).__mro__ if k in EXIT_CODES), as_json)
 
 
 def _print_pending(items: list[PendingApproval], with_thread: bool) -> None:
@@ -339,7 +347,7 @@ def show(thread_id: str, as_json: bool) -> None:
         except errors.DOMAIN_ERRORS as e:
             _fail(e, as_json)
     if found is None:
-        with _service(as_json) as service:
+        with _service(as_json, read_only_ok=True) as service:
             try:
                 found = service.show(thread_id)
             except errors.DOMAIN_ERRORS as e:
@@ -368,7 +376,7 @@ def show(thread_id: str, as_json: bool) -> None:
 @json_option
 def history(thread_id: str, limit: int | None, before: str | None, as_json: bool) -> None:
     """List a thread's checkpoints: step, node, time, what was pending or decided."""
-    with _service(as_json) as service:
+    with _service(as_json, read_only_ok=True) as service:
         try:
             entries = service.history(thread_id, limit=limit, before=before)
         except errors.DOMAIN_ERRORS as e:
@@ -607,7 +615,7 @@ def audit(thread_id: str | None, verify: bool, as_json: bool) -> None:
     """Print a thread's audit trail, or verify every chain (exit 15 if one is broken)."""
     if thread_id is None and not verify:
         raise click.UsageError("give a THREAD_ID, or --verify to check every chain")
-    with _service(as_json) as service:
+    with _service(as_json, read_only_ok=True) as service:
         try:
             if verify:
                 report = service.verify_audit()

@@ -10,7 +10,7 @@ from typing import NoReturn, cast
 
 import click
 
-from hitl.checkpoints.errors import DatabaseBusy, DatabaseError, WebhookError
+from hitl.checkpoints.errors import DatabaseBusy, DatabaseCorrupt, DatabaseError, WebhookError
 from hitl.checkpoints.records import iso
 from hitl.checkpoints.stores import (
     DELIVERY_STATUSES,
@@ -28,6 +28,7 @@ from hitl.service.settings import default_actor
 
 EXIT_CODES: dict[type[Exception], int] = {
     WebhookError: 10,
+    DatabaseCorrupt: 22,  # before DatabaseError: the first kind that matches is taken
     DatabaseError: 10,
     DatabaseBusy: 13,
 }

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hitl.checkpoints.errors import (
     DatabaseBusy,
+    DatabaseCorrupt,
     DatabaseError,
     TokenError,
     TokenExists,
@@ -38,6 +39,7 @@ STATUS: dict[type[Exception], int] = {
     errors.LedgerTampered: 500,
     errors.InvalidSettings: 500,
     DatabaseError: 500,
+    DatabaseCorrupt: 500,
     DatabaseBusy: 503,
     UntrustedCheckpointError: 500,
     TokenError: 422,

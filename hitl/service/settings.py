@@ -10,6 +10,7 @@ from hitl.checkpoints.database import DEFAULT_DB
 from hitl.checkpoints.urls import (
     DatabaseName,
     PostgresUrl,
+    check_postgres_url,
     is_postgres,
     parse_database,
     parse_pool_size,
@@ -35,11 +36,13 @@ class Settings:
         `HITL_TOOLS`, `HITL_POLICY`, ...
 
         `ValueError` if the database is neither a file nor a URL; `InvalidSettings` for a
-        pool size that is not a whole number of at least one.
+        PostgreSQL URL libpq would fill in with its defaults (no database, a password without
+        a user) or a pool size that is not a whole number of at least one.
         """
         database = parse_database(db or environ.get("HITL_DB") or DEFAULT_DB)
         if is_postgres(database):  # only PostgreSQL has a pool: a stray value never stops SQLite
             try:
+                check_postgres_url(str(database))
                 pool_size = parse_pool_size(environ.get("HITL_PG_POOL_SIZE"))
             except ValueError as e:
                 raise InvalidSettings(str(e)) from e

@@ -335,7 +335,8 @@ class ApprovalService:
         """Record decisions keyed by `tool_call_id` (any subset of the pending calls), or one
         answer for `EveryPending` call, then move the thread on (see `MovesOn`).
 
-        All or none: if one answer is refused, none is recorded, and nothing runs. The ledger's
+        All or none: if one answer is refused, none is recorded, and nothing runs; nor if the
+        thread's checkpoint is one this program refuses to load. The ledger's
         compare-and-set makes the first valid decision win. `seen_args_hashes` binds each
         decision to the args the decider saw; `roles` are the decider's roles, for policies
         that name `role:NAME` among a tool's approvers. A decision that comes too late for an
@@ -350,6 +351,7 @@ class ApprovalService:
         decisions = {cid: self._validated(thread_id, cid, a) for cid, a in answers.items()}
         if not decisions:
             raise NothingPending(thread_id, self._status(thread_id))
+        self._saver.get_tuple(_config(thread_id))  # a checkpoint we refuse to load: record nothing
         try:
             with _translated(thread_id, self._ledger):
                 records = self._ledger.decide(

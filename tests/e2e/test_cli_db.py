@@ -6,6 +6,7 @@ import pytest
 from tests.support.cli import Workspace, assert_refused, describe
 from tests.support.postgres import fresh_database, require_postgres, server_url
 from tests.support.prompts import COUNT, PAIR, SALLY
+from tests.support.sql import tables
 
 
 def _populated(workspace: Workspace) -> dict[str, str]:
@@ -102,6 +103,28 @@ def test_an_unreachable_postgresql_says_what_to_check_and_creates_nothing(
     assert "refused" in message.lower() or "failed" in message.lower()  # the server's words
     assert "secret" not in message  # the password is masked
     assert not workspace.db.exists()
+
+
+def test_a_malformed_postgresql_url_is_refused_naming_what_is_wrong_and_reaches_no_server(
+    workspace: Workspace,
+) -> None:
+    refused = workspace.json("pending", exit_code=10, extra_env={"HITL_DB": "postgresql://::::@/"})[
+        "error"
+    ]
+    assert refused["type"] == "InvalidSettings"
+    assert "names no database" in refused["message"]
+    assert "no user name" in refused["message"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("command", [("pending",), ("show", "t-1"), ("audit", "--verify")])
+def test_a_read_command_on_a_postgresql_database_without_our_tables_creates_none(
+    workspace: Workspace, command: tuple[str, ...]
+) -> None:
+    with fresh_database() as url:
+        refused = workspace.json(*command, exit_code=10, extra_env={"HITL_DB": url})
+        assert "hitl db migrate" in refused["error"]["message"]
+        assert tables(url) == set()
 
 
 @pytest.mark.postgres

@@ -9,8 +9,16 @@ from typing import Any
 
 import pytest
 
-from tests.support.cli import Workspace, assert_refused, calls_by_recipient, describe
+from tests.support.cli import (
+    Workspace,
+    assert_refused,
+    calls_by_recipient,
+    describe,
+    error_message,
+    read_only_copy,
+)
 from tests.support.prompts import PAIR, SALLY
+from tests.support.sql import damage_table
 
 
 @dataclass(frozen=True)
@@ -344,6 +352,38 @@ def test_audit_verify_exits_15_when_an_entry_no_longer_holds_json(
     report = copied.json("audit", "--verify", exit_code=15)
 
     assert [(b["thread_id"], b["seq"]) for b in report["broken"]] == [(inbox.decided, 2)]
+
+
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "human"])
+@pytest.mark.parametrize("command", ["audit --verify", "approve"])
+def test_a_damaged_table_is_named_as_damage_with_exit_22_and_what_to_do(
+    copied: Workspace, inbox: Inbox, command: str, as_json: bool
+) -> None:
+    damage_table(copied.db, "hitl_audit")
+    args = command.split() if command != "approve" else ["approve", inbox.alice, "--as", "bob"]
+
+    result = copied.run(*args, *(["--json"] if as_json else []))
+
+    message = error_message(result, exit_code=22, as_json=as_json)
+    assert "Traceback" not in result.stderr
+    assert "is damaged" in message and "restore it from a backup" in message
+
+
+@pytest.mark.parametrize("folder", ["read-only folder", "writable folder"])
+def test_a_read_only_database_is_read_and_verified_and_a_decision_on_it_says_it_is_read_only(
+    inbox: Inbox, folder: str
+) -> None:
+    with read_only_copy(inbox.db, folder_writable=folder == "writable folder") as backup:
+        listed = {p["thread_id"] for p in backup.json("pending")["pending"]}
+        assert listed == {inbox.alice, inbox.bob, inbox.carol}
+        assert [p["tool_call_id"] for p in backup.json("show", inbox.alice)["pending"]] == [
+            inbox.alice_call
+        ]
+        assert backup.json("audit", "--verify")["ok"] is True
+
+        refused = backup.json("approve", inbox.alice, "--as", "bob", exit_code=10)
+
+        assert "is read-only" in refused["error"]["message"]
 
 
 # reconcile and sweep

@@ -8,11 +8,12 @@ import ormsgpack
 import pytest
 
 from hitl.checkpoints.errors import UntrustedCheckpointError
+from hitl.checkpoints.urls import DatabaseName
 from hitl.service.errors import LedgerTampered
 from tests.support.fakes import ToolLog
-from tests.support.harness import open_test_service
+from tests.support.harness import open_harness, open_test_service
 from tests.support.prompts import SALLY
-from tests.support.sql import execute
+from tests.support.sql import database_fingerprint, execute
 
 EXT_CONSTRUCTOR_POS_ARGS = 1  # LangGraph's msgpack tag for "import module.name, call it with args"
 
@@ -63,6 +64,39 @@ def test_a_forged_row_naming_os_system_is_refused_and_nothing_runs(
     assert not marker.exists()
 
 
+EXT_DELTA_SNAPSHOT = 7  # LangGraph's msgpack tag for "a channel's value, kept whole"
+
+
+def _newest_checkpoint_blob(db: Path, thread_id: str) -> bytes:
+    (blob,) = execute(
+        db,
+        "SELECT checkpoint FROM checkpoints WHERE thread_id = ? AND type = 'msgpack' "
+        "ORDER BY checkpoint_id DESC LIMIT 1",
+        (thread_id,),
+    )[0]
+    return bytes(blob)
+
+
+@pytest.mark.sqlite_only  # forges the SQLite file's checkpoint rows
+@pytest.mark.parametrize("wrapped", ["a call of os.system", "a whole checkpoint"])
+def test_a_forged_row_wrapped_in_a_delta_snapshot_is_refused_and_nothing_runs(
+    tmp_path: Path, db: Path, log: ToolLog, wrapped: str
+) -> None:
+    marker = tmp_path / "pwned"
+    with open_test_service(db, log) as service:
+        thread_id = service.run(SALLY, actor="alice").thread_id
+    if wrapped == "a call of os.system":
+        inner = _checkpoint_calling("os", "system", [f"touch {marker}"])
+    else:
+        inner = _newest_checkpoint_blob(db, thread_id)
+    forged = ormsgpack.packb(ormsgpack.Ext(EXT_DELTA_SNAPSHOT, inner))
+    _forge_newest_checkpoint(db, thread_id, ("msgpack", forged))
+    with open_test_service(db, log) as service, pytest.raises(UntrustedCheckpointError) as error:
+        service.show(thread_id)
+    assert not marker.exists() and log.calls == []
+    assert ("os.system" if "os.system" in wrapped else "delta snapshot") in str(error.value)
+
+
 @pytest.mark.sqlite_only  # forges the SQLite file's checkpoint rows
 def test_a_pickled_row_is_refused_without_unpickling(
     tmp_path: Path, db: Path, log: ToolLog
@@ -99,3 +133,60 @@ def test_a_row_forged_to_approved_is_refused_and_reported(db: Path, log: ToolLog
         (view.thread_id, True)
     ]
     assert call_id in report.broken[0].problem
+
+
+_FLIP_REJECTED_TO_APPROVED = (
+    "UPDATE hitl_approvals SET status = 'approved', decision = '{\"type\":\"approve\"}' "
+    "WHERE status = 'rejected'"
+)
+"""What a hand edit of a rejected call makes of it: approved, its approved hash left empty."""
+
+
+def test_a_rejected_call_flipped_to_approved_is_named_and_its_resume_stops(
+    db: DatabaseName, log: ToolLog
+) -> None:
+    with open_harness(db, log) as parts:
+        view = parts.service.run(SALLY, actor="alice")
+        call_id = view.pending[0].tool_call_id
+        reject = {"type": "reject", "message": "no"}
+        parts.ledger.decide(view.thread_id, {call_id: reject}, actor="bob")  # not resumed yet
+    execute(db, _FLIP_REJECTED_TO_APPROVED)
+    with open_test_service(db, log) as service:
+        report = service.verify_audit()
+        with pytest.raises(LedgerTampered, match=call_id):
+            service.resume(view.thread_id)
+    assert log.calls == []
+    assert [b.thread_id for b in report.broken] == [view.thread_id]
+    assert call_id in report.broken[0].problem
+
+
+def test_a_rejected_call_flipped_to_approved_after_it_was_applied_is_named(
+    db: DatabaseName, log: ToolLog
+) -> None:
+    with open_test_service(db, log) as service:
+        view = service.run(SALLY, actor="alice")
+        call_id = view.pending[0].tool_call_id
+        service.decide(view.thread_id, {call_id: {"type": "reject", "message": "no"}}, actor="bob")
+    execute(db, _FLIP_REJECTED_TO_APPROVED)
+    with open_test_service(db, log) as service:
+        report = service.verify_audit()
+    assert [b.thread_id for b in report.broken] == [view.thread_id]
+    assert call_id in report.broken[0].problem and "rejected" in report.broken[0].problem
+
+
+@pytest.mark.sqlite_only  # forges the SQLite file's checkpoint rows
+def test_a_decision_on_a_thread_whose_checkpoint_is_refused_records_nothing(
+    tmp_path: Path, db: Path, log: ToolLog
+) -> None:
+    marker = tmp_path / "pwned"
+    with open_test_service(db, log) as service:
+        view = service.run(SALLY, actor="alice")
+    forged = _checkpoint_calling("os", "system", [f"touch {marker}"])
+    _forge_newest_checkpoint(db, view.thread_id, ("msgpack", forged))
+    before = database_fingerprint(db)
+    with open_test_service(db, log) as service, pytest.raises(UntrustedCheckpointError):
+        service.decide(
+            view.thread_id, {view.pending[0].tool_call_id: {"type": "approve"}}, actor="bob"
+        )
+    assert database_fingerprint(db) == before
+    assert not marker.exists() and log.calls == []

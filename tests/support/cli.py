@@ -2,16 +2,25 @@
 
 import hashlib
 import json
+import os
+import pwd
+import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.support.environment import HITL, hitl_environment, importable, process_environment
 from tests.support.sql import copy_database, database_fingerprint
 
 TIMEOUT_SECONDS = 60
+SETPRIV = "setpriv"
+"""util-linux's command that runs another command as another user."""
 
 LEDGER_TABLES = frozenset({"hitl_schema", "hitl_approvals", "hitl_audit", "hitl_leases"})
 """The approvals ledger's tables: a refused command must leave them as they were too."""
@@ -22,11 +31,15 @@ RELAXED_RULE = 'ToolRule(ask="never")'
 """send_email runs without asking anyone."""
 
 
-def hitl(*args: str, env: Mapping[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run `hitl ARGS` in a new process and capture its output."""
+def hitl(
+    *args: str, env: Mapping[str, str], cwd: Path, run_as: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `hitl ARGS` in a new process and capture its output (as user ID `run_as`, if
+    given: the tests run as root, whom no file permission stops)."""
     assert HITL.exists(), f"{HITL} is missing; install the project in this virtualenv"
+    as_user = [] if run_as is None else [SETPRIV, f"--reuid={run_as}", f"--regid={run_as}"]
     return subprocess.run(
-        [str(HITL), *args],
+        [*as_user, *(["--clear-groups"] if as_user else []), str(HITL), *args],
         env=dict(env),
         cwd=cwd,
         capture_output=True,
@@ -59,6 +72,8 @@ class Workspace:
     """One database and one outbox in a folder of their own, and `hitl` run on them."""
 
     folder: Path
+    run_as: int | None = None
+    """The user ID `hitl` runs as (None: this process's)."""
 
     @classmethod
     def copy_of(cls, source_db: Path, folder: Path) -> "Workspace":
@@ -83,7 +98,7 @@ class Workspace:
         self, *args: str, extra_env: Mapping[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
         """`hitl ARGS` on this workspace."""
-        return hitl(*args, env=self.env(extra_env), cwd=self.folder)
+        return hitl(*args, env=self.env(extra_env), cwd=self.folder, run_as=self.run_as)
 
     def json(
         self, *args: str, exit_code: int = 0, extra_env: Mapping[str, str] | None = None
@@ -123,6 +138,29 @@ class Workspace:
             f"POLICY = Policy(rules={{'send_email': {send_email_rule}}})\n"
         )
         return {"HITL_POLICY": f"{module}:POLICY", **importable(self.folder)}
+
+
+@contextmanager
+def read_only_copy(source_db: Path, *, folder_writable: bool = False) -> Iterator[Workspace]:
+    """A workspace on a copy of `source_db` that its `hitl` may read but not write, as a backup
+    or another user's file: the file is read-only, and so is its folder unless
+    `folder_writable`; as root (whom no permission stops) `hitl` runs as `nobody`. Skips the
+    test where that cannot be arranged."""
+    run_as = None
+    if os.geteuid() == 0:
+        if shutil.which(SETPRIV) is None:
+            pytest.skip(f"running as root without {SETPRIV}: cannot make a file root may not write")
+        run_as = pwd.getpwnam("nobody").pw_uid
+    # not under pytest's tmp_path: its folder is root's alone, and nobody must reach this one
+    with tempfile.TemporaryDirectory(prefix="hitl-read-only-") as folder:
+        workspace = Workspace(Path(folder), run_as=run_as)
+        copy_database(source_db, workspace.db)
+        workspace.db.chmod(0o444)
+        workspace.folder.chmod(0o777 if folder_writable else 0o555)
+        try:
+            yield workspace
+        finally:
+            workspace.folder.chmod(0o755)
 
 
 def calls_by_recipient(view: dict[str, Any]) -> dict[str, str]:

@@ -99,3 +99,17 @@ def copy_database(source: Path, target: Path) -> None:
         closing(sqlite3.connect(target)) as dst,
     ):
         src.backup(dst)
+
+
+def damage_table(db: Path, table: str) -> None:
+    """Overwrite the first page of one table of a SQLite file with bytes SQLite cannot read, as
+    a failing disk would: the file opens, and its other tables still read."""
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every page in the file itself
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        (root,) = conn.execute(
+            "SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+        ).fetchone()
+    with db.open("r+b") as file:
+        file.seek((root - 1) * page_size)
+        file.write(b"\xff" * page_size)

@@ -188,6 +188,17 @@ def _create_msgpack_ext_hook() -> None:
     assert not isinstance(unlisted, _Unlisted), "the strict hook built an unlisted type"
 
 
+@_checks("DeltaSnapshot", "langgraph.checkpoint.serde.types._DeltaSnapshot")
+def _delta_snapshot() -> None:
+    snapshot = _compat().DeltaSnapshot([1, 2])
+    assert snapshot.value == [1, 2], "it no longer holds the channel's value as `value`"
+    # our serializer decodes this extension code itself, checking what it holds
+    data = _pack(snapshot)
+    code = ormsgpack.unpackb(data, ext_hook=lambda code, _: code)
+    assert code == jsonplus.EXT_DELTA_SNAPSHOT, f"written as extension {code}, not as ours"
+    assert _unpack(data) == snapshot, "it no longer reads back as itself"
+
+
 @_checks("send_from_args", "langgraph.checkpoint.serde.jsonplus._send_from_args")
 def _send_from_args() -> None:
     send_from_args = _compat().send_from_args
