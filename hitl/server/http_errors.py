@@ -69,6 +69,8 @@ def install(app: FastAPI) -> None:
 
     async def http(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, StarletteHTTPException)
+        if unreadable := _unreadable_body(error):
+            return _invalid_request([{"field": "body", "problem": unreadable}])
         body = {
             "type": _NAMES.get(error.status_code, "HTTPError"),
             "message": str(error.detail),
@@ -78,15 +80,38 @@ def install(app: FastAPI) -> None:
 
     async def invalid(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)
-        fields = [
-            {"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]}
-            for e in error.errors()
-        ]
-        message = "; ".join(f"{f['field']}: {f['problem']}" for f in fields)
-        body = {"type": "InvalidRequest", "message": message, "status": 422, "fields": fields}
-        return JSONResponse({"error": body}, status_code=422)
+        return _invalid_request(
+            [
+                {"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]}
+                for e in error.errors()
+            ]
+        )
 
     for error_type in (*STATUS, *errors.DOMAIN_ERRORS):
         app.add_exception_handler(error_type, domain)
     app.add_exception_handler(StarletteHTTPException, http)
     app.add_exception_handler(RequestValidationError, invalid)
+
+
+def _invalid_request(fields: list[dict[str, str]]) -> JSONResponse:
+    message = "; ".join(f"{f['field']}: {f['problem']}" for f in fields)
+    body = {"type": "InvalidRequest", "message": message, "status": 422, "fields": fields}
+    return JSONResponse({"error": body}, status_code=422)
+
+
+def _unreadable_body(error: StarletteHTTPException) -> str | None:
+    """What was wrong with a JSON body FastAPI could not decode, if that is the error.
+
+    FastAPI answers `422` for malformed JSON but a bare `400` when decoding fails otherwise
+    (bytes that are not UTF-8, nesting deeper than the parser's recursion), with the cause
+    chained: both are an invalid request like any other.
+    """
+    if error.status_code != 400:
+        return None
+    if isinstance(error.__cause__, UnicodeDecodeError):
+        return "not UTF-8 text; a JSON body must be UTF-8"
+    if isinstance(error.__cause__, RecursionError):
+        return "JSON nested too deeply to read"
+    if isinstance(error.__cause__, ValueError):
+        return f"not valid JSON: {error.__cause__}"
+    return None

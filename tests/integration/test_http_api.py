@@ -553,6 +553,26 @@ def test_a_body_over_one_mebibyte_is_413_whether_declared_or_streamed(api: Api) 
     assert api.state() == before
 
 
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        pytest.param(b'{"prompt": "caf\xe9"}', "not UTF-8", id="latin-1"),
+        pytest.param(b"[" * 100_000 + b"]" * 100_000, "nested", id="deeply-nested"),
+        pytest.param(b'{"prompt": ', "JSON decode error", id="truncated"),
+    ],
+)
+def test_a_body_that_is_not_readable_json_is_422_in_the_error_shape_and_starts_nothing(
+    api: Api, body: bytes, problem: str
+) -> None:
+    before = api.state()
+
+    answer = api.post("/threads", content=body, headers={"Content-Type": "application/json"})
+
+    error = assert_error(answer, 422, "InvalidRequest", problem)
+    assert error["fields"][0]["field"].startswith("body")
+    assert api.state() == before
+
+
 # live streams, from a real `hitl serve`
 
 
