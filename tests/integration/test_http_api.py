@@ -3,6 +3,7 @@ real graph on a file database): 202s with runs to follow, decisions recorded und
 name, refusals that change nothing, and, against a real `hitl serve`, the SSE streams."""
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,7 +17,7 @@ from hitl.server.app import MAX_BODY_BYTES
 from hitl.service.workflow import CANCELLED_REASON
 from tests.support.http import WAIT_SECONDS, Api, assert_error, only_call, tool_message
 from tests.support.prompts import COUNT, PAIR, SALLY
-from tests.support.services import HitlService, running_service, start_and_wait
+from tests.support.services import HitlService, make_token, running_service, start_and_wait
 
 # starting threads and following runs
 
@@ -602,9 +603,9 @@ def sse_events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]
 
 @contextmanager
 def stream(
-    service: HitlService, path: str
+    service: HitlService, path: str, token: str | None = None
 ) -> Iterator[tuple[httpx.Response, Iterator[tuple[str, dict[str, Any]]]]]:
-    headers = {"Authorization": f"Bearer {service.admin_token}"}
+    headers = {"Authorization": f"Bearer {token or service.admin_token}"}
     with (
         httpx.Client(base_url=service.url, headers=headers, timeout=10) as client,
         client.stream("GET", path) as response,
@@ -630,6 +631,23 @@ def test_the_inbox_stream_starts_with_the_inbox_and_follows_new_requests(
             assert name == "inbox"
             if call in {p["tool_call_id"] for p in data["pending"]}:
                 break
+
+
+def test_revoking_a_token_ends_its_open_inbox_stream_within_seconds(live: HitlService) -> None:
+    secret = make_token(live, "stream-reader", "viewer")
+    with live.client() as admin, stream(live, "/approvals/stream", secret) as (_, events):
+        assert next(events)[0] == "inbox"
+        revoked = time.monotonic()
+        assert admin.delete("/tokens/stream-reader").status_code == 200
+        call = only_call(start_and_wait(admin, SALLY))
+
+        for _, data in events:  # until the service ends the stream
+            pending = {p["tool_call_id"] for p in data["pending"]}
+            assert call not in pending, "a revoked token's stream still receives new approvals"
+        ended_after = time.monotonic() - revoked
+
+    assert ended_after < 10
+    assert live.client(secret).get("/approvals/stream").status_code == 401
 
 
 def test_the_thread_stream_starts_with_its_state_and_shows_the_run_a_decision_causes(
