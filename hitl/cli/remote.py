@@ -17,7 +17,7 @@ from hitl.checkpoints.ledger import InboxQuery
 from hitl.checkpoints.records import ApprovalRecord, AuditEntry, AuditReport, iso
 from hitl.service.errors import InvalidDecision, ServiceUnavailable, from_wire
 from hitl.service.views import HistoryEntry, InboxPage, SweepReport, ThreadView
-from hitl.service.workflow import Decided, EveryPending, Reconciled, Sent
+from hitl.service.workflow import Decided, EveryPending, Reconciled, Sent, check_thread_id
 
 RUN_WAIT_SECONDS = 30.0
 """How long one long-poll waits; the client polls again until the run ends."""
@@ -95,8 +95,8 @@ class RemoteService:
         elif self._client.get(f"/threads/{_q(thread_id)}").status_code != 404:
             body["cancel_pending"] = cancel_pending
             accepted = self._post(f"/threads/{_q(thread_id)}/runs", body)
-        else:
-            accepted = self._post("/threads", body | {"thread_id": thread_id})
+        else:  # refused here as locally: the service's 422 would not say which error it is
+            accepted = self._post("/threads", body | {"thread_id": check_thread_id(thread_id)})
         self._wait(accepted)
         return Sent(accepted["thread_id"], None)
 

@@ -10,6 +10,7 @@ the graph's nodes apply what the ledger recorded and journal every tool call (se
 """
 
 import json
+import re
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -47,6 +48,7 @@ from hitl.service.errors import (
     DecisionNotAllowed,
     InvalidDecision,
     InvalidSettings,
+    InvalidThreadId,
     NothingPending,
     NotPermitted,
     PendingApprovalsExist,
@@ -67,6 +69,8 @@ from hitl.service.views import (
 
 CANCELLED_REASON = "cancelled: the user sent a new message instead of deciding"
 SWEEP_ACTOR = "hitl sweep"
+THREAD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$"
+"""The IDs a new thread may take: safe in a URL path as they are (`check_thread_id`)."""
 ReconcileAction = Literal["retry", "mark_done", "skip"]
 Observer = Callable[[str, Callable[[], dict[str, Any]]], None]
 """Called with (thread_id, update) after each step of a run; `update()` gives what the nodes
@@ -349,8 +353,11 @@ class ApprovalService:
         """
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         _check_message(prompts, actor)
-        if thread_id is not None and expect == "new" and self._known(thread_id):
-            raise ThreadExists(thread_id)
+        if thread_id is not None and expect != "existing":
+            if not self._known(thread_id):
+                check_thread_id(thread_id)
+            elif expect == "new":
+                raise ThreadExists(thread_id)
         if thread_id is not None and expect == "existing":
             if self.exists(thread_id):
                 self.check_can_send(thread_id, cancel_pending=cancel_pending)
@@ -628,6 +635,16 @@ class ApprovalService:
             }
         with _translated(thread_id):
             self._ledger.mark_applied(thread_id, reviewed | _reviews(state))
+
+
+def check_thread_id(thread_id: str) -> str:
+    """`thread_id` if a new thread may take it; `InvalidThreadId` if not.
+
+    Only new threads are checked: a thread made before this rule keeps its ID.
+    """
+    if re.fullmatch(THREAD_ID_PATTERN, thread_id) is None:
+        raise InvalidThreadId(thread_id)
+    return thread_id
 
 
 @contextmanager

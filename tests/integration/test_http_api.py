@@ -45,6 +45,19 @@ def test_starting_a_thread_answers_202_with_where_to_follow_its_run(api: Api) ->
     assert [r["run_id"] for r in view["runs"]] == [run["run_id"]]
 
 
+@pytest.mark.parametrize("thread_id", ["a/b", ".", "..", "../etc", "with space"])
+def test_a_new_thread_id_that_would_not_survive_a_url_is_422_naming_the_rule(
+    api: Api, thread_id: str
+) -> None:
+    before = api.state()
+
+    answer = api.post("/threads", json={"prompt": SALLY, "thread_id": thread_id})
+
+    error = assert_error(answer, 422, "InvalidRequest", repr(thread_id), "letters, digits")
+    assert error["fields"][0]["field"] == "body.thread_id"
+    assert api.state() == before
+
+
 def test_an_unknown_run_is_404_and_a_wait_over_the_limit_is_422(api: Api) -> None:
     assert_error(api.get("/runs/no-such-run"), 404, "NotFound", "no-such-run")
     accepted = api.post("/threads", json={"prompt": COUNT})

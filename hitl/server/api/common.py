@@ -16,8 +16,6 @@ from hitl.server.events import Event, EventBus
 from hitl.server.workers import ServicePool
 from hitl.service.workflow import ApprovalService
 
-THREAD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$"
-"""Thread IDs the API creates or accepts for a new thread: safe in a URL path as they are."""
 HEARTBEAT_SECONDS = 15.0
 """An SSE stream sends a comment this often, so proxies do not close it."""
 RECHECK_SECONDS = 2.0
