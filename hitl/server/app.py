@@ -21,7 +21,7 @@ from hitl.checkpoints.database import store_connection
 from hitl.checkpoints.ledger import InboxQuery, make_ledger
 from hitl.checkpoints.maintenance import prune
 from hitl.checkpoints.stores import Run, RunQueue, TokenStore, WebhookStore, make_webhook_store
-from hitl.server import api, http_errors, ui
+from hitl.server import api, http_errors, reference, ui
 from hitl.server.events import EventBus, thread_topic
 from hitl.server.metrics import Metrics
 from hitl.server.workers import Background, QueueRuns, ServicePool, queue_sweep
@@ -116,10 +116,15 @@ def create_app(settings: Settings, options: ServerOptions = ServerOptions()) -> 
         version="0.1.0",
         lifespan=lifespan,
         description="Approve, reject, edit or respond to an agent's tool calls, durably. "
-        "Every endpoint but /healthz needs `Authorization: Bearer <token>`.",
+        "Every endpoint but /healthz needs `Authorization: Bearer <token>` (in a browser, "
+        "the web inbox's sign-in: this page too).",
+        docs_url=None,  # `reference` serves them to signed-in readers, without a CDN
+        redoc_url=None,
+        openapi_url=None,
     )
     http_errors.install(app)
     app.include_router(api.router)
+    reference.install(app)
     ui.install(app)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     return app
