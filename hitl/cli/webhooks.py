@@ -25,7 +25,7 @@ from hitl.checkpoints.stores import (
 from hitl.cli.output import emit, fail, json_option
 from hitl.cli.settings import settings
 from hitl.service.settings import default_actor
-from hitl.service.webhooks import WebhookDispatcher
+from hitl.service.webhooks import Destinations, WebhookDispatcher, add_endpoint
 
 EXIT_CODES: dict[type[Exception], int] = {
     WebhookError: 10,
@@ -53,6 +53,11 @@ def _store(as_json: bool, *, create: bool = False) -> Iterator[WebhookStore]:
 
 def _fail(error: Exception, as_json: bool) -> NoReturn:
     fail(error, next(c for kind, c in EXIT_CODES.items() if isinstance(error, kind)), as_json)
+
+
+def _destinations(as_json: bool) -> Destinations:
+    """Where webhooks may go, by `HITL_WEBHOOK_ALLOW_PRIVATE`."""
+    return Destinations.from_env(settings(as_json).environ or {})
 
 
 def _events(endpoint: Endpoint) -> str:
@@ -85,8 +90,13 @@ def add(
 ) -> None:
     """Send approval events to URL. Prints the signing secret, shown only this once."""
     with _store(as_json, create=True) as store:
-        endpoint, secret = store.add_endpoint(
-            url, events=list(events) or None, secret=secret, created_by=actor or default_actor({})
+        endpoint, secret = add_endpoint(
+            store,
+            _destinations(as_json),
+            url,
+            events=list(events) or None,
+            secret=secret,
+            created_by=actor or default_actor({}),
         )
 
     def human() -> None:
@@ -189,7 +199,10 @@ def redeliver(delivery_id: int, as_json: bool) -> None:
 @json_option
 def dispatch(as_json: bool) -> None:
     """Send what is due now. Enqueues new events, then attempts every due delivery (cron)."""
-    with _store(as_json) as store, WebhookDispatcher(store) as dispatcher:
+    with (
+        _store(as_json) as store,
+        WebhookDispatcher(store, destinations=_destinations(as_json)) as dispatcher,
+    ):
         attempted = 0
         while True:  # until a pass finds less than a full batch due: the backlog is drained
             done = dispatcher.run_once()

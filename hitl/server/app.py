@@ -26,7 +26,7 @@ from hitl.server.events import EventBus, thread_topic
 from hitl.server.metrics import Metrics
 from hitl.server.workers import Background, QueueRuns, ServicePool, queue_sweep
 from hitl.service.settings import Settings
-from hitl.service.webhooks import WebhookDispatcher
+from hitl.service.webhooks import Destinations, WebhookDispatcher
 
 log = logging.getLogger("hitl.server")
 MAX_BODY_BYTES = 1 << 20
@@ -68,7 +68,8 @@ def create_app(settings: Settings, options: ServerOptions = ServerOptions()) -> 
         pool = ServicePool(settings, bus, QueueRuns(queue, queued))
         pool.get()  # fail now, not at the first request, if the settings are wrong
         webhooks = make_webhook_store(settings.db)
-        extra = [_deliver_webhooks(webhooks)] if options.webhooks else []
+        destinations = Destinations.from_env(settings.environ or {})
+        extra = [_deliver_webhooks(webhooks, destinations)] if options.webhooks else []
         background = Background(
             pool,
             queue,
@@ -130,9 +131,11 @@ def create_app(settings: Settings, options: ServerOptions = ServerOptions()) -> 
     return app
 
 
-def _deliver_webhooks(store: WebhookStore) -> Callable[[threading.Event], None]:
+def _deliver_webhooks(
+    store: WebhookStore, destinations: Destinations
+) -> Callable[[threading.Event], None]:
     def deliver(stop: threading.Event) -> None:
-        with WebhookDispatcher(store) as dispatcher:
+        with WebhookDispatcher(store, destinations=destinations) as dispatcher:
             dispatcher.run_forever(stop)
 
     return deliver

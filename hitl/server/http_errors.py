@@ -18,6 +18,7 @@ from hitl.checkpoints.errors import (
     TokenExists,
     TokenNotFound,
     UntrustedCheckpointError,
+    WebhookError,
 )
 from hitl.service import errors
 
@@ -44,6 +45,7 @@ STATUS: dict[type[Exception], int] = {
     TokenError: 422,
     TokenExists: 409,
     TokenNotFound: 404,
+    WebhookError: 422,
 }
 _NAMES = {401: "Unauthenticated", 403: "Forbidden", 404: "NotFound", 413: "TooLarge"}
 
