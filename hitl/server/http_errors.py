@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hitl.checkpoints.errors import (
@@ -48,6 +49,44 @@ STATUS: dict[type[Exception], int] = {
     WebhookError: 422,
 }
 _NAMES = {401: "Unauthenticated", 403: "Forbidden", 404: "NotFound", 413: "TooLarge"}
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong, and what to do next."""
+
+    type: str
+    """The error's name: a domain error's (`ThreadNotFound`...), or `InvalidRequest`,
+    `Unauthenticated`, `Forbidden`, `NotFound`, `TooLarge`."""
+    message: str
+    """What happened and what to do next, for a person."""
+    status: int
+    """The HTTP status, repeated."""
+    recorded: dict[str, Any] | None = None
+    """A refused decision: the decision that stands (`decided_by`, `decided_at`, ...)."""
+    fields: list[dict[str, str]] | None = None
+    """An invalid request: each `field` and its `problem`."""
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of the API."""
+
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in {
+        401: "No token, or one that is not valid",
+        403: "The token's role, or the tool's policy, does not allow it",
+        404: "No such thread, call, run, checkpoint, token or webhook",
+        409: "A decision or message the ledger refuses in the thread's current state",
+        413: "A body over 1 MiB",
+        422: "An invalid request or answer, naming the field",
+        500: "A tampered ledger, an untrusted checkpoint, or a database error",
+        503: "Busy: retry after `Retry-After` seconds",
+    }.items()
+}
+"""The error answers every endpoint documents (in `{"error": {...}}`), for its OpenAPI."""
 
 
 def error_body(error: Exception, status: int) -> dict[str, Any]:
