@@ -44,7 +44,11 @@ def me(who: Token = Depends(principal)) -> dict[str, Any]:  # noqa: B008
     return token_summary(who)
 
 
-@router.get("/metrics", tags=["service"], response_class=PlainTextResponse)
+@router.get(  # not response_class: that would document its JSON errors as text too
+    "/metrics",
+    tags=["service"],
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 def metrics(request: Request, who: Token = viewer) -> PlainTextResponse:
     """Prometheus text: pending approvals, decisions, tool runs, run latency."""
     exposition = request.app.state.metrics.render()
