@@ -16,6 +16,7 @@ import httpx
 from hitl.checkpoints.ledger import InboxQuery
 from hitl.checkpoints.records import ApprovalRecord, AuditEntry, AuditReport, iso
 from hitl.service.errors import InvalidDecision, ServiceUnavailable, from_wire
+from hitl.service.thread_ids import check_thread_id
 from hitl.service.views import (
     Decided,
     EveryPending,
@@ -103,8 +104,8 @@ class RemoteService:
         elif self._client.get(f"/threads/{_q(thread_id)}").status_code != 404:
             body["cancel_pending"] = cancel_pending
             accepted = self._post(f"/threads/{_q(thread_id)}/runs", body)
-        else:
-            accepted = self._post("/threads", body | {"thread_id": thread_id})
+        else:  # refused here as locally: the service's 422 would not say which error it is
+            accepted = self._post("/threads", body | {"thread_id": check_thread_id(thread_id)})
         self._wait(accepted)
         return Sent(accepted["thread_id"], None)
 

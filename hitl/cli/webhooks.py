@@ -6,7 +6,7 @@ Commands only translate arguments and output; the work is done by `WebhookStore`
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NoReturn, cast
+from typing import TYPE_CHECKING, NoReturn, cast
 
 import click
 
@@ -25,6 +25,9 @@ from hitl.checkpoints.stores import (
 from hitl.cli.output import emit, fail, json_option
 from hitl.cli.settings import settings
 from hitl.service.settings import default_actor
+
+if TYPE_CHECKING:  # httpx loads with the commands that send or check, not with `hitl`
+    from hitl.service.webhooks import Destinations
 
 EXIT_CODES: dict[type[Exception], int] = {
     WebhookError: 10,
@@ -53,6 +56,13 @@ def _store(as_json: bool, *, create: bool = False) -> Iterator[WebhookStore]:
 
 def _fail(error: Exception, as_json: bool) -> NoReturn:
     fail(error, next(c for kind, c in EXIT_CODES.items() if isinstance(error, kind)), as_json)
+
+
+def _destinations(as_json: bool) -> "Destinations":
+    """Where webhooks may go, by `HITL_WEBHOOK_ALLOW_PRIVATE`."""
+    from hitl.service.webhooks import Destinations
+
+    return Destinations.from_env(settings(as_json).environ or {})
 
 
 def _events(endpoint: Endpoint) -> str:
@@ -84,9 +94,16 @@ def add(
     url: str, events: tuple[str, ...], secret: str | None, actor: str | None, as_json: bool
 ) -> None:
     """Send approval events to URL. Prints the signing secret, shown only this once."""
+    from hitl.service.webhooks import add_endpoint
+
     with _store(as_json, create=True) as store:
-        endpoint, secret = store.add_endpoint(
-            url, events=list(events) or None, secret=secret, created_by=actor or default_actor({})
+        endpoint, secret = add_endpoint(
+            store,
+            _destinations(as_json),
+            url,
+            events=list(events) or None,
+            secret=secret,
+            created_by=actor or default_actor({}),
         )
 
     def human() -> None:
@@ -191,7 +208,10 @@ def dispatch(as_json: bool) -> None:
     """Send what is due now. Enqueues new events, then attempts every due delivery (cron)."""
     from hitl.service.webhooks import WebhookDispatcher  # httpx, for this command only
 
-    with _store(as_json) as store, WebhookDispatcher(store) as dispatcher:
+    with (
+        _store(as_json) as store,
+        WebhookDispatcher(store, destinations=_destinations(as_json)) as dispatcher,
+    ):
         attempted = 0
         while True:  # until a pass finds less than a full batch due: the backlog is drained
             done = dispatcher.run_once()

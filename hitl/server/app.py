@@ -21,12 +21,12 @@ from hitl.checkpoints.database import store_connection
 from hitl.checkpoints.ledger import InboxQuery, make_ledger
 from hitl.checkpoints.maintenance import prune
 from hitl.checkpoints.stores import Run, RunQueue, TokenStore, WebhookStore, make_webhook_store
-from hitl.server import api, http_errors, ui
+from hitl.server import api, http_errors, reference, ui
 from hitl.server.events import EventBus, thread_topic
 from hitl.server.metrics import Metrics
 from hitl.server.workers import Background, QueueRuns, ServicePool, queue_sweep
 from hitl.service.settings import Settings
-from hitl.service.webhooks import WebhookDispatcher
+from hitl.service.webhooks import Destinations, WebhookDispatcher
 
 log = logging.getLogger("hitl.server")
 MAX_BODY_BYTES = 1 << 20
@@ -68,7 +68,8 @@ def create_app(settings: Settings, options: ServerOptions = ServerOptions()) -> 
         pool = ServicePool(settings, bus, QueueRuns(queue, queued))
         pool.get()  # fail now, not at the first request, if the settings are wrong
         webhooks = make_webhook_store(settings.db)
-        extra = [_deliver_webhooks(webhooks)] if options.webhooks else []
+        destinations = Destinations.from_env(settings.environ or {})
+        extra = [_deliver_webhooks(webhooks, destinations)] if options.webhooks else []
         background = Background(
             pool,
             queue,
@@ -116,18 +117,25 @@ def create_app(settings: Settings, options: ServerOptions = ServerOptions()) -> 
         version="0.1.0",
         lifespan=lifespan,
         description="Approve, reject, edit or respond to an agent's tool calls, durably. "
-        "Every endpoint but /healthz needs `Authorization: Bearer <token>`.",
+        "Every endpoint but /healthz needs `Authorization: Bearer <token>` (in a browser, "
+        "the web inbox's sign-in: this page too).",
+        docs_url=None,  # `reference` serves them to signed-in readers, without a CDN
+        redoc_url=None,
+        openapi_url=None,
     )
     http_errors.install(app)
     app.include_router(api.router)
+    reference.install(app)
     ui.install(app)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     return app
 
 
-def _deliver_webhooks(store: WebhookStore) -> Callable[[threading.Event], None]:
+def _deliver_webhooks(
+    store: WebhookStore, destinations: Destinations
+) -> Callable[[threading.Event], None]:
     def deliver(stop: threading.Event) -> None:
-        with WebhookDispatcher(store) as dispatcher:
+        with WebhookDispatcher(store, destinations=destinations) as dispatcher:
             dispatcher.run_forever(stop)
 
     return deliver

@@ -56,6 +56,15 @@ def principal(request: Request) -> Token:
     return token
 
 
+def signed_in(request: Request) -> Token | None:
+    """`principal`, or None where it would refuse: for pages that send a stranger to sign in,
+    and for streams that end when their token is revoked."""
+    try:
+        return principal(request)
+    except HTTPException:
+        return None
+
+
 async def authenticated(request: Request) -> Token:
     """`principal` as a dependency on the event loop: one indexed read of a small table costs
     less than the hop to a worker thread that a plain function dependency takes."""

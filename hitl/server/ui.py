@@ -28,7 +28,7 @@ from starlette.types import Scope
 
 from hitl.checkpoints.records import ApprovalRecord, iso
 from hitl.checkpoints.stores import RunQueue, Token, TokenStore
-from hitl.server.auth import COOKIE, CSRF_HEADER, principal, require
+from hitl.server.auth import COOKIE, CSRF_HEADER, require, signed_in
 from hitl.server.workers import ServicePool
 from hitl.service.errors import ThreadNotFound
 from hitl.service.views import InboxPage, PendingApproval
@@ -70,7 +70,7 @@ def install(app: FastAPI) -> None:
 
     @router.get("/login")
     def login_form(request: Request, next: str = "/") -> Response:
-        if _signed_in(request) is not None:
+        if signed_in(request) is not None:
             return _redirect(_local(next))
         return page(request, "login.html", {"me": None, "next": _local(next), "error": None})
 
@@ -103,7 +103,7 @@ def install(app: FastAPI) -> None:
 
     @router.get("/")
     def inbox_page(request: Request) -> Response:
-        who = _signed_in(request)
+        who = signed_in(request)
         if who is None:
             return _to_login(request)
         return page(request, "inbox.html", _inbox_context(request, who))
@@ -117,7 +117,7 @@ def install(app: FastAPI) -> None:
         return page(request, "_thread.html", _thread_context(request, who, thread_id))
 
     def thread_page(thread_id: str, request: Request) -> Response:
-        who = _signed_in(request)
+        who = signed_in(request)
         if who is None:
             return _to_login(request)
         try:
@@ -491,13 +491,6 @@ def _service(request: Request) -> ApprovalService:
 
 def _tokens(request: Request) -> TokenStore:
     return cast(TokenStore, request.app.state.tokens)
-
-
-def _signed_in(request: Request) -> Token | None:
-    try:
-        return principal(request)
-    except HTTPException:
-        return None
 
 
 def _to_login(request: Request) -> RedirectResponse:

@@ -45,6 +45,18 @@ class ThreadExists(HitlError):
         )
 
 
+class InvalidThreadId(HitlError, ValueError):
+    """A new thread's ID that a URL path would not carry as it is (`/`, `.`, `..`, a space):
+    refused where threads are made, so that every thread can be read and decided over HTTP,
+    in the inbox and in remote mode. (A `ValueError` too: request bodies validate with it.)"""
+
+    def __init__(self, thread_id: str) -> None:
+        super().__init__(
+            f"thread ID {thread_id!r} is not allowed: a new thread's ID has 1 to 200 letters, "
+            "digits and . _ : @ -, and starts with a letter or digit (it goes into URLs)."
+        )
+
+
 class UnknownCheckpoint(HitlError):
     def __init__(self, thread_id: str, checkpoint_id: str) -> None:
         super().__init__(

@@ -1,22 +1,36 @@
-"""Sending webhooks: how a body is signed and verified, and the dispatcher that POSTs the outbox.
+"""Sending webhooks: how a body is signed and verified, where one may be sent, and the
+dispatcher that POSTs the outbox.
 
 Each request carries `X-Hitl-Timestamp` (UNIX seconds) and `X-Hitl-Signature`, which is
 `sha256=` + the hex HMAC-SHA256, keyed with the endpoint's secret, of `"{timestamp}."` followed
 by the exact body bytes. Delivery is at least once (see `checkpoints/webhooks.py`); receivers
 de-duplicate by the body's `id`. Secrets are never logged.
+
+Whoever may add a webhook must not be able to make the service POST to the cloud's metadata
+service or to the machines behind its firewall (SSRF): `Destinations` refuses link-local and
+metadata addresses always, and private and loopback ones unless `HITL_WEBHOOK_ALLOW_PRIVATE`
+allows them; it checks the addresses a URL's host resolves to when the endpoint is added, and
+again before each delivery, which then connects to the address it checked (a name that
+resolves elsewhere a moment later is not followed).
 """
 
 import hashlib
 import hmac
+import ipaddress
 import logging
+import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from hitl.checkpoints.stores import Claim, WebhookStore
+from hitl.checkpoints.errors import WebhookError
+from hitl.checkpoints.stores import Claim, Endpoint, WebhookStore
 
 Clock = Callable[[], float]
 
@@ -60,6 +74,110 @@ def verify(
     return hmac.compare_digest(sign(secret, text, body), signature)
 
 
+ALLOW_PRIVATE_SETTING = "HITL_WEBHOOK_ALLOW_PRIVATE"
+"""`1`: webhooks may go to private and loopback addresses (receivers on this machine or
+network); link-local and metadata addresses stay refused."""
+NEVER = tuple(
+    ipaddress.ip_network(n)
+    for n in ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32")
+)
+"""Link-local networks and cloud metadata addresses (AWS's IPv6 one, Alibaba's): refused even
+where private addresses are allowed."""
+METADATA_HOSTS = frozenset(
+    {"metadata.google.internal", "metadata.goog", "metadata", "instance-data.ec2.internal"}
+)
+"""Names of metadata services, refused whatever they resolve to."""
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], Sequence[str]]
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    return [str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one delivery connects: `url` names the checked address; `host` is the URL's own
+    host, sent as `Host` and (for https) as the TLS server name the certificate must match."""
+
+    url: str
+    host: str
+
+
+@dataclass(frozen=True)
+class Destinations:
+    """Which addresses webhooks may be sent to, checked after DNS resolution."""
+
+    allow_private: bool = False
+    """Private and loopback addresses too (`HITL_WEBHOOK_ALLOW_PRIVATE=1`)."""
+    resolve: Resolver = _resolve
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "Destinations":
+        allow = environ.get(ALLOW_PRIVATE_SETTING, "").strip().lower()
+        return cls(allow_private=allow in ("1", "true", "yes"))
+
+    def check(self, url: str, *, unresolved_ok: bool = False) -> list[Address]:
+        """The addresses `url`'s host resolves to, each one allowed; `WebhookError` saying why
+        not. With `unresolved_ok` (a new endpoint), a name that does not resolve yet passes:
+        each delivery checks again."""
+        parts = urlsplit(url)
+        host = (parts.hostname or "").rstrip(".").lower()
+        if parts.scheme not in ("http", "https") or not host:
+            return []  # not a webhook URL at all: the store says so
+        if host in METADATA_HOSTS:
+            raise WebhookError(f"{url!r} names a cloud metadata service; webhooks never go there")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            found = [ipaddress.ip_address(a.partition("%")[0]) for a in self.resolve(host, port)]
+        except (OSError, UnicodeError, ValueError) as e:
+            if unresolved_ok:
+                return []
+            raise WebhookError(f"cannot resolve the host of {url!r}: {e}") from None
+        for address in found:
+            self._check_address(url, address)
+        return found
+
+    def target(self, url: str) -> Target:
+        """Where to send a delivery to `url`: its host's first address, once every one of
+        them passed `check` (connecting to it, not to the name, keeps a DNS answer that
+        changes in between from taking the request elsewhere)."""
+        address = self.check(url)[0]
+        parts = urlsplit(url)
+        shown = f"[{address}]" if address.version == 6 else str(address)
+        netloc = shown if parts.port is None else f"{shown}:{parts.port}"
+        host = parts.netloc.rpartition("@")[2]
+        return Target(urlunsplit(parts._replace(netloc=netloc)), host)
+
+    def _check_address(self, url: str, address: Address) -> None:
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if address.is_link_local or any(address in network for network in NEVER):
+            raise WebhookError(
+                f"{url!r} points to {address}, a link-local or cloud metadata address; "
+                "webhooks never go there"
+            )
+        if not self.allow_private and (not address.is_global or address.is_multicast):
+            raise WebhookError(
+                f"{url!r} points to {address}, a private or loopback address; to send webhooks "
+                f"to this machine or network, set {ALLOW_PRIVATE_SETTING}=1 where hitl runs"
+            )
+
+
+def add_endpoint(
+    store: WebhookStore,
+    destinations: Destinations,
+    url: str,
+    *,
+    events: Sequence[str] | None,
+    secret: str | None,
+    created_by: str,
+) -> tuple[Endpoint, str]:
+    """`store.add_endpoint`, unless `url` points where webhooks may not go (`WebhookError`)."""
+    destinations.check(url, unresolved_ok=True)
+    return store.add_endpoint(url, events=events, secret=secret, created_by=created_by)
+
+
 def headers_for(claim: Claim, timestamp: int) -> dict[str, str]:
     """The headers of one attempt of a claimed delivery."""
     body = claim.delivery.payload.encode()
@@ -85,12 +203,14 @@ class WebhookDispatcher:
         self,
         store: WebhookStore,
         *,
+        destinations: Destinations,
         client: httpx.Client | None = None,
         timeout: float = TIMEOUT_SECONDS,
         batch: int = BATCH,
         clock: Clock = time.time,
     ) -> None:
         self._store = store
+        self._destinations = destinations
         self._owns_client = client is None
         self._client = client or httpx.Client(timeout=timeout, follow_redirects=False)
         self._timeout = timeout
@@ -126,12 +246,15 @@ class WebhookDispatcher:
         timestamp = int(self._clock())
         status_code: int | None = None
         try:
+            target = self._destinations.target(claim.url)  # checked again: DNS may have moved
+            sni: dict[str, Any] = {"sni_hostname": urlsplit(claim.url).hostname}
             with self._client.stream(
                 "POST",
-                claim.url,
+                target.url,
                 content=claim.delivery.payload.encode(),
-                headers=headers_for(claim, timestamp),
+                headers=headers_for(claim, timestamp) | {"Host": target.host},
                 timeout=self._timeout,
+                extensions=sni if target.url.startswith("https:") else None,
             ) as response:
                 status_code = response.status_code
                 ok = response.is_success

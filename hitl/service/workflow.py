@@ -54,6 +54,7 @@ from hitl.service.errors import (
     UnknownToolCall,
 )
 from hitl.service.reading import read_inbox
+from hitl.service.thread_ids import check_thread_id
 from hitl.service.views import Decided as Decided  # what `decide` returns, for front ends
 from hitl.service.views import EveryPending as EveryPending
 from hitl.service.views import (
@@ -308,8 +309,11 @@ class ApprovalService:
         """
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         _check_message(prompts, actor)
-        if thread_id is not None and expect == "new" and self._known(thread_id):
-            raise ThreadExists(thread_id)
+        if thread_id is not None and expect != "existing":
+            if not self._known(thread_id):
+                check_thread_id(thread_id)
+            elif expect == "new":
+                raise ThreadExists(thread_id)
         if thread_id is not None and expect == "existing":
             if self.exists(thread_id):
                 self.check_can_send(thread_id, cancel_pending=cancel_pending)

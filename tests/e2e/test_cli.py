@@ -366,6 +366,21 @@ def test_an_unknown_thread_is_refused_with_exit_3(seeded: Workspace) -> None:
     )
 
 
+@pytest.mark.parametrize("thread_id", ["a/b", ".", "..", "../etc", "with space"])
+def test_a_new_thread_id_that_would_not_survive_a_url_is_a_usage_error_naming_the_rule(
+    seeded: Workspace, thread_id: str
+) -> None:
+    """The HTTP API, the inbox and remote mode put thread IDs into URL paths as they are."""
+    assert_refused(
+        seeded,
+        *("run", SALLY, "--thread", thread_id),
+        exit_code=2,
+        error_type="InvalidThreadId",
+        says=[repr(thread_id), "letters, digits and . _ : @ -"],
+        as_json=True,
+    )
+
+
 def test_deciding_a_finished_thread_is_refused_with_exit_4(seeded: Workspace, seed: Seed) -> None:
     assert_refused(
         seeded,

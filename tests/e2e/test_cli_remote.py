@@ -100,6 +100,16 @@ def test_a_refused_decision_has_the_local_exit_code_and_message(
     assert "already decided by bob" in there.stderr
 
 
+def test_a_new_thread_id_that_would_not_survive_a_url_is_refused_remotely_as_locally(
+    service: HitlService, bob: str
+) -> None:
+    here = local(service, "run", SALLY, "--thread", "a/b")
+    there = remote(service, bob, "run", SALLY, "--thread", "a/b")
+    assert here.returncode == there.returncode == 2, describe(there)
+    assert there.stderr == here.stderr
+    assert "letters, digits and . _ : @ -" in there.stderr
+
+
 def test_remote_mode_says_what_is_wrong_with_the_token_the_role_or_the_address(
     service: HitlService,
 ) -> None:

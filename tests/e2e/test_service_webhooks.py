@@ -8,7 +8,7 @@ import pytest
 from tests.support.processes import eventually
 from tests.support.prompts import SALLY
 from tests.support.services import make_token, running_service, start_and_wait
-from tests.support.webhooks import Receiver, serving
+from tests.support.webhooks import ALLOW_LOCAL_RECEIVERS, Receiver, serving
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ def test_the_service_delivers_each_event_signed_and_retries_a_failing_receiver(
 ) -> None:
     with (
         serving(lambda n: 503 if n == 1 else 204) as receiver,
-        running_service(tmp_path) as service,
+        running_service(tmp_path, env=ALLOW_LOCAL_RECEIVERS) as service,
         service.client() as admin,
     ):
         added = admin.post("/webhooks", json={"url": receiver.url("/hook")})

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
 from tests.support.browser import card_of, needs_chromium, sign_in
 from tests.support.cli import calls_by_recipient
@@ -352,3 +352,25 @@ def test_deadlines_tick_and_the_inbox_fits_a_phone(tmp_path: Path, browser: Brow
                 page.screenshot(path=DOCS / "inbox-phone.png")
         finally:
             context.close()
+
+
+def test_the_api_reference_renders_for_a_signed_in_reader_with_no_other_site_reachable(
+    service: HitlService, context: BrowserContext
+) -> None:
+    elsewhere: list[str] = []
+
+    def only_this_service(route: Route) -> None:
+        if route.request.url.startswith(service.url):
+            route.continue_()
+        else:  # as on a machine without internet: nothing but the service answers
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_this_service)
+    page = context.new_page()
+    sign_in(page, service, service.admin_token)
+    page.goto(f"{service.url}/docs")
+
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("hitl")
+    expect(page.locator(".opblock-summary-path", has_text="/approvals").first).to_be_visible()
+    assert elsewhere == []

@@ -3,6 +3,7 @@ real graph on a file database): 202s with runs to follow, decisions recorded und
 name, refusals that change nothing, and, against a real `hitl serve`, the SSE streams."""
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,7 +17,7 @@ from hitl.server.app import MAX_BODY_BYTES
 from hitl.service.workflow import CANCELLED_REASON
 from tests.support.http import WAIT_SECONDS, Api, assert_error, only_call, tool_message
 from tests.support.prompts import COUNT, PAIR, SALLY
-from tests.support.services import HitlService, running_service, start_and_wait
+from tests.support.services import HitlService, make_token, running_service, start_and_wait
 
 # starting threads and following runs
 
@@ -42,6 +43,19 @@ def test_starting_a_thread_answers_202_with_where_to_follow_its_run(api: Api) ->
     [pending] = view["pending"]
     assert (pending["tool"], pending["requester"]) == ("send_email", "alice")
     assert [r["run_id"] for r in view["runs"]] == [run["run_id"]]
+
+
+@pytest.mark.parametrize("thread_id", ["a/b", ".", "..", "../etc", "with space"])
+def test_a_new_thread_id_that_would_not_survive_a_url_is_422_naming_the_rule(
+    api: Api, thread_id: str
+) -> None:
+    before = api.state()
+
+    answer = api.post("/threads", json={"prompt": SALLY, "thread_id": thread_id})
+
+    error = assert_error(answer, 422, "InvalidRequest", repr(thread_id), "letters, digits")
+    assert error["fields"][0]["field"] == "body.thread_id"
+    assert api.state() == before
 
 
 def test_an_unknown_run_is_404_and_a_wait_over_the_limit_is_422(api: Api) -> None:
@@ -553,6 +567,26 @@ def test_a_body_over_one_mebibyte_is_413_whether_declared_or_streamed(api: Api) 
     assert api.state() == before
 
 
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        pytest.param(b'{"prompt": "caf\xe9"}', "not UTF-8", id="latin-1"),
+        pytest.param(b"[" * 100_000 + b"]" * 100_000, "nested", id="deeply-nested"),
+        pytest.param(b'{"prompt": ', "JSON decode error", id="truncated"),
+    ],
+)
+def test_a_body_that_is_not_readable_json_is_422_in_the_error_shape_and_starts_nothing(
+    api: Api, body: bytes, problem: str
+) -> None:
+    before = api.state()
+
+    answer = api.post("/threads", content=body, headers={"Content-Type": "application/json"})
+
+    error = assert_error(answer, 422, "InvalidRequest", problem)
+    assert error["fields"][0]["field"].startswith("body")
+    assert api.state() == before
+
+
 # live streams, from a real `hitl serve`
 
 
@@ -582,9 +616,9 @@ def sse_events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]
 
 @contextmanager
 def stream(
-    service: HitlService, path: str
+    service: HitlService, path: str, token: str | None = None
 ) -> Iterator[tuple[httpx.Response, Iterator[tuple[str, dict[str, Any]]]]]:
-    headers = {"Authorization": f"Bearer {service.admin_token}"}
+    headers = {"Authorization": f"Bearer {token or service.admin_token}"}
     with (
         httpx.Client(base_url=service.url, headers=headers, timeout=10) as client,
         client.stream("GET", path) as response,
@@ -610,6 +644,23 @@ def test_the_inbox_stream_starts_with_the_inbox_and_follows_new_requests(
             assert name == "inbox"
             if call in {p["tool_call_id"] for p in data["pending"]}:
                 break
+
+
+def test_revoking_a_token_ends_its_open_inbox_stream_within_seconds(live: HitlService) -> None:
+    secret = make_token(live, "stream-reader", "viewer")
+    with live.client() as admin, stream(live, "/approvals/stream", secret) as (_, events):
+        assert next(events)[0] == "inbox"
+        revoked = time.monotonic()
+        assert admin.delete("/tokens/stream-reader").status_code == 200
+        call = only_call(start_and_wait(admin, SALLY))
+
+        for _, data in events:  # until the service ends the stream
+            pending = {p["tool_call_id"] for p in data["pending"]}
+            assert call not in pending, "a revoked token's stream still receives new approvals"
+        ended_after = time.monotonic() - revoked
+
+    assert ended_after < 10
+    assert live.client(secret).get("/approvals/stream").status_code == 401
 
 
 def test_the_thread_stream_starts_with_its_state_and_shows_the_run_a_decision_causes(

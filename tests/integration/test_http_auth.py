@@ -4,6 +4,7 @@ CSRF header to act; a policy can ask for a role; tokens are shown once and store
 
 import hashlib
 import json
+import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -157,6 +158,32 @@ def test_an_acting_endpoint_lets_its_least_role_through(
     assert answer.status_code in endpoint.let_through, answer.text
     if answer.status_code == 202:
         assert api.finished(answer)["status"] == "done"
+
+
+# what is open
+
+
+def test_the_api_reference_needs_a_token_and_its_page_uses_only_assets_served_here(
+    api: Api,
+) -> None:
+    """Only `/healthz` and the sign-in page (with its static files) answer a stranger."""
+    assert_error(api.get("/openapi.json", by=None), 401, "Unauthenticated")
+    browsing = {"Accept": "text/html"}
+    docs = api.get("/docs", by=None, headers=browsing, follow_redirects=False)
+    assert (docs.status_code, docs.headers["location"]) == (303, "/login?next=%2Fdocs")
+    assert api.get("/redoc", by=None).status_code == 404
+
+    schema = api.get("/openapi.json", by="victor")
+    page = api.get("/docs", by="victor", headers=browsing)
+
+    assert schema.json()["info"]["title"].startswith("hitl")
+    assert page.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert len(assets) == 3, assets  # the script, the style sheet, the icon
+    for asset in assets:
+        assert asset.startswith("/"), f"{asset} is not served here"
+        assert api.get(asset, by=None).status_code == 200, asset
+    assert "url: '/openapi.json'" in page.text
 
 
 # the web inbox's cookie

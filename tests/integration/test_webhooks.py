@@ -18,12 +18,13 @@ from hitl.checkpoints.errors import WebhookError
 from hitl.checkpoints.stores import WebhookStore, open_webhook_store
 from hitl.cli.main import cli as hitl_cli
 from hitl.graph.policy import Policy, ToolRule
-from hitl.service.webhooks import WebhookDispatcher
+from hitl.service.webhooks import Destinations, WebhookDispatcher
 from hitl.service.workflow import SWEEP_ACTOR
 from tests.support.fakes import FakeClock, ToolLog
 from tests.support.harness import open_test_service
+from tests.support.http import assert_error, open_api
 from tests.support.prompts import SALLY
-from tests.support.webhooks import Receiver, serving
+from tests.support.webhooks import ALLOW_LOCAL_RECEIVERS, LOCAL_RECEIVERS, Receiver, serving
 
 SECRET = "receiver-secret-0123456789"
 
@@ -54,7 +55,7 @@ def test_an_approval_cycle_is_delivered_in_order_signed_and_as_documented(
         _add(store, receiver)
         thread_id, call_id = _ask(db, log)
         _approve(db, log, thread_id, call_id)
-        with WebhookDispatcher(store) as dispatcher:
+        with WebhookDispatcher(store, destinations=LOCAL_RECEIVERS) as dispatcher:
             assert dispatcher.run_once() == 3
             assert dispatcher.run_once() == 0  # nothing is sent twice
         sent_log = store.deliveries()
@@ -93,7 +94,7 @@ def test_a_failing_receiver_gets_the_delivery_on_the_third_attempt_after_growing
     with (
         serving(lambda n: 500 if n <= 2 else 204) as receiver,
         open_webhook_store(db, clock=clock) as store,
-        WebhookDispatcher(store, clock=clock) as dispatcher,
+        WebhookDispatcher(store, destinations=LOCAL_RECEIVERS, clock=clock) as dispatcher,
         caplog.at_level(logging.WARNING),
     ):
         _add(store, receiver, events=["approval.requested"])
@@ -141,7 +142,9 @@ def test_a_delivery_to_a_receiver_that_is_down_survives_a_restart(db: Path, log:
 
     with (
         open_webhook_store(db, clock=clock) as store,
-        WebhookDispatcher(store, clock=clock, timeout=2) as dispatcher,
+        WebhookDispatcher(
+            store, destinations=LOCAL_RECEIVERS, clock=clock, timeout=2
+        ) as dispatcher,
     ):
         assert dispatcher.run_once() == 1
         (failed,) = store.deliveries()
@@ -153,7 +156,7 @@ def test_a_delivery_to_a_receiver_that_is_down_survives_a_restart(db: Path, log:
     with (
         serving(port=port) as receiver,
         open_webhook_store(db, clock=clock) as store,  # a restarted process
-        WebhookDispatcher(store, clock=clock) as dispatcher,
+        WebhookDispatcher(store, destinations=LOCAL_RECEIVERS, clock=clock) as dispatcher,
     ):
         receiver.secrets["/hook"] = secret
         assert dispatcher.run_once() == 1
@@ -173,7 +176,7 @@ def test_a_delivery_is_dead_after_max_attempts_until_it_is_sent_again_by_hand(
     with (
         serving(lambda n: answers["code"]) as receiver,
         open_webhook_store(db, clock=clock, max_attempts=3) as store,
-        WebhookDispatcher(store, clock=clock) as dispatcher,
+        WebhookDispatcher(store, destinations=LOCAL_RECEIVERS, clock=clock) as dispatcher,
     ):
         _add(store, receiver, events=["approval.requested"])
         _ask(db, log)
@@ -218,7 +221,7 @@ def test_the_background_dispatcher_delivers_until_it_is_stopped(db: Path, log: T
     with serving() as receiver, open_webhook_store(db) as store:
         _add(store, receiver)
         stop = threading.Event()
-        with WebhookDispatcher(store) as dispatcher:
+        with WebhookDispatcher(store, destinations=LOCAL_RECEIVERS) as dispatcher:
             worker = threading.Thread(target=dispatcher.run_forever, args=(stop, 0.02))
             worker.start()
             try:
@@ -241,7 +244,7 @@ def test_a_removed_endpoint_gets_nothing_more_and_its_pending_deliveries_die(
         serving(lambda n: 200) as good,
         serving(lambda n: 500) as bad,
         open_webhook_store(db, clock=clock) as store,
-        WebhookDispatcher(store, clock=clock) as dispatcher,
+        WebhookDispatcher(store, destinations=LOCAL_RECEIVERS, clock=clock) as dispatcher,
     ):
         kept, removed = _add(store, good), _add(store, bad)
         thread_id, call_id = _ask(db, log)
@@ -277,7 +280,7 @@ def test_an_endpoint_added_later_gets_only_the_events_after_it_was_added(
         first_thread, first_call = _ask(db, log)
         _add(store, receiver, "/late")  # before any dispatch: the backlog is not its business
         _approve(db, log, first_thread, first_call)
-        with WebhookDispatcher(store) as dispatcher:
+        with WebhookDispatcher(store, destinations=LOCAL_RECEIVERS) as dispatcher:
             dispatcher.run_once()
     by_path = Counter(r.path for r in receiver.received)
     assert by_path == {"/early": 3, "/late": 2}  # /late missed the request it came after
@@ -290,7 +293,7 @@ def test_an_outbox_created_on_a_database_with_history_does_not_replay_it(
     old_thread, _ = _ask(db, log)
     with serving() as receiver, open_webhook_store(db) as store:
         _add(store, receiver)
-        with WebhookDispatcher(store) as dispatcher:
+        with WebhookDispatcher(store, destinations=LOCAL_RECEIVERS) as dispatcher:
             assert dispatcher.run_once() == 0
             new_thread, _ = _ask(db, log)
             assert dispatcher.run_once() == 1
@@ -307,7 +310,7 @@ def test_an_expired_approval_is_delivered_as_approval_expired(db: Path, log: Too
             view = service.run(SALLY, actor="alice")
             ledger_clock.advance(3601)
             service.sweep()
-        with WebhookDispatcher(store) as dispatcher:
+        with WebhookDispatcher(store, destinations=LOCAL_RECEIVERS) as dispatcher:
             assert dispatcher.run_once() == 1
     (expired,) = (r.payload for r in receiver.received)
     assert expired["type"] == "approval.expired" and expired["actor"] == SWEEP_ACTOR
@@ -325,7 +328,7 @@ RACERS = 3
 def _dispatch_until_done(db: str, barrier: Barrier) -> None:
     with (
         open_webhook_store(db) as store,
-        WebhookDispatcher(store, batch=1) as dispatcher,
+        WebhookDispatcher(store, destinations=LOCAL_RECEIVERS, batch=1) as dispatcher,
     ):
         barrier.wait(timeout=60)  # everyone is connected: now race
         deadline = time.monotonic() + 60
@@ -371,7 +374,9 @@ def test_the_webhook_commands_register_list_dispatch_and_show_the_log(
     runner = CliRunner()
 
     def hitl(*args: str) -> Any:
-        return runner.invoke(hitl_cli, ["--db", str(db), "webhook", *args])
+        return runner.invoke(
+            hitl_cli, ["--db", str(db), "webhook", *args], env=ALLOW_LOCAL_RECEIVERS
+        )
 
     bad = hitl("add", "ftp://example.com/hook")
     assert bad.exit_code == 10 and "error: 'ftp://example.com/hook' is not an http(s) URL" in (
@@ -410,3 +415,45 @@ def test_the_webhook_commands_register_list_dispatch_and_show_the_log(
     assert removed.exit_code == 0 and "removed webhook" in removed.stdout
     assert hitl("remove", "wh_nope").exit_code == 10
     assert "no webhooks" in hitl("list").stdout
+
+
+METADATA = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
+
+
+def test_a_webhook_to_a_metadata_or_private_address_is_refused_over_http_and_by_the_cli(
+    tmp_path: Path,
+) -> None:
+    with open_api(tmp_path / "default") as api:
+        before = api.state()
+        metadata = api.post("/webhooks", by="root", json={"url": METADATA})
+        loopback = api.post("/webhooks", by="root", json={"url": "http://127.0.0.1:9/hook"})
+        assert api.state() == before
+    with open_api(tmp_path / "local", ALLOW_LOCAL_RECEIVERS) as api:
+        still = api.post("/webhooks", by="root", json={"url": METADATA})
+        allowed = api.post("/webhooks", by="root", json={"url": "http://127.0.0.1:9/hook"})
+    cli = CliRunner().invoke(
+        hitl_cli, ["--db", str(tmp_path / "cli.sqlite"), "webhook", "add", METADATA, "--json"]
+    )
+
+    for refused in (metadata, still):
+        assert_error(refused, 422, "WebhookError", "169.254.169.254", "never go there")
+    assert_error(loopback, 422, "WebhookError", "HITL_WEBHOOK_ALLOW_PRIVATE=1")
+    assert allowed.status_code == 201, allowed.text
+    assert cli.exit_code == 10, cli.output
+    assert "never go there" in json.loads(cli.stdout)["error"]["message"]
+
+
+def test_a_delivery_to_a_private_address_is_refused_when_sent_and_nothing_is_posted(
+    db: Path, log: ToolLog
+) -> None:
+    """An endpoint added where it was allowed, or whose name resolved elsewhere then."""
+    with serving() as receiver, open_webhook_store(db) as store:
+        _add(store, receiver)
+        _ask(db, log)
+        with WebhookDispatcher(store, destinations=Destinations()) as dispatcher:
+            assert dispatcher.run_once() == 1
+        (refused,) = store.deliveries()
+
+    assert receiver.received == []
+    assert refused.status == "pending" and refused.attempts == 1
+    assert "a private or loopback address" in (refused.last_error or "")

@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from hitl.service.webhooks import verify
+from hitl.service.webhooks import ALLOW_PRIVATE_SETTING, Destinations, verify
+
+ALLOW_LOCAL_RECEIVERS = {ALLOW_PRIVATE_SETTING: "1"}
+"""The setting a hitl process needs to send webhooks to a `Receiver`, which listens on the
+loopback address (refused by default)."""
+LOCAL_RECEIVERS = Destinations.from_env(ALLOW_LOCAL_RECEIVERS)
+"""Where a dispatcher in this process may send webhooks: `Receiver`s too."""
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ and `GET /threads/{id}/stream` shows it live.
 from fastapi import APIRouter
 
 from hitl.server.api import admin, approvals, threads
+from hitl.server.http_errors import ERROR_RESPONSES
 
-router = APIRouter()
+router = APIRouter(responses=ERROR_RESPONSES)
 for part in (threads, approvals, admin):
     router.include_router(part.router)

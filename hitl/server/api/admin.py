@@ -12,6 +12,7 @@ from hitl.server.api.bodies import NewToken, NewWebhook, Prune, Reconcile
 from hitl.server.api.common import AsAdmin, Queue, Service, admin, queue, viewer
 from hitl.server.auth import principal, token_summary
 from hitl.server.workers import Background, queue_sweep
+from hitl.service import webhooks
 from hitl.service.settings import Settings
 
 router = APIRouter()
@@ -43,7 +44,11 @@ def me(who: Token = Depends(principal)) -> dict[str, Any]:  # noqa: B008
     return token_summary(who)
 
 
-@router.get("/metrics", tags=["service"], response_class=PlainTextResponse)
+@router.get(  # not response_class: that would document its JSON errors as text too
+    "/metrics",
+    tags=["service"],
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 def metrics(request: Request, who: Token = viewer) -> PlainTextResponse:
     """Prometheus text: pending approvals, decisions, tool runs, run latency."""
     exposition = request.app.state.metrics.render()
@@ -136,12 +141,15 @@ def list_webhooks(request: Request, who: Token = admin) -> dict[str, Any]:
 def add_webhook(body: NewWebhook, request: Request, who: Token = admin) -> dict[str, Any]:
     """Add an endpoint; its signing secret is in this answer only."""
     store: WebhookStore = request.app.state.webhooks
-    try:
-        endpoint, secret = store.add_endpoint(
-            body.url, events=body.events, secret=body.secret, created_by=who.name
-        )
-    except WebhookError as e:
-        raise HTTPException(422, str(e)) from None
+    settings: Settings = request.app.state.settings
+    endpoint, secret = webhooks.add_endpoint(
+        store,
+        webhooks.Destinations.from_env(settings.environ or {}),
+        body.url,
+        events=body.events,
+        secret=body.secret,
+        created_by=who.name,
+    )
     return endpoint.to_json() | {"secret": secret}
 
 

@@ -5,7 +5,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hitl.checkpoints.records import parse_args_hash
-from hitl.server.api.common import THREAD_ID_PATTERN
+from hitl.service.thread_ids import THREAD_ID_PATTERN, check_thread_id
 from hitl.service.timespec import parse_duration
 
 
@@ -46,9 +46,14 @@ class MessageInput(BaseModel):
 class StartThread(MessageInput):
     thread_id: str | None = Field(
         default=None,
-        pattern=THREAD_ID_PATTERN,
         description="A new thread's ID (default: a UUID): letters, digits and . _ : @ -",
+        json_schema_extra={"pattern": THREAD_ID_PATTERN},
     )
+
+    @field_validator("thread_id")
+    @classmethod
+    def safe_in_a_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_thread_id(value)
 
 
 class ContinueThread(MessageInput):

@@ -2,6 +2,7 @@
 the `202` answer, server-sent events."""
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, cast
@@ -10,15 +11,16 @@ from fastapi import Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
 from hitl.checkpoints.stores import Role, Run, RunQueue, Token
-from hitl.server.auth import require
+from hitl.server.auth import require, signed_in
 from hitl.server.events import Event, EventBus
 from hitl.server.workers import ServicePool
 from hitl.service.workflow import ApprovalService
 
-THREAD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$"
-"""Thread IDs the API creates or accepts for a new thread: safe in a URL path as they are."""
 HEARTBEAT_SECONDS = 15.0
 """An SSE stream sends a comment this often, so proxies do not close it."""
+RECHECK_SECONDS = 2.0
+"""An SSE stream reads its token again this often, and before each event: a revoked token's
+streams end within this time (its reader's reconnection is then refused with `401`)."""
 
 viewer = Depends(require("viewer"))
 approver = Depends(require("approver"))
@@ -96,22 +98,31 @@ def sse(
     refresh: Callable[[], Awaitable[Event]] | None,
 ) -> StreamingResponse:
     """Stream `first`, then the topic's events (or, with `refresh`, a fresh `refresh()` for
-    each), with a comment line every few seconds to keep proxies from closing the stream."""
+    each), with a comment line every few seconds to keep proxies from closing the stream,
+    until the reader leaves or its token stops being valid."""
 
     async def events() -> AsyncIterator[str]:
         with bus.subscription(topic) as queue:
             yield "retry: 2000\n\n" + first.sse()
+            sent = time.monotonic()
             while not await request.is_disconnected():
                 try:
-                    event = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
+                    event: Event | None = await asyncio.wait_for(queue.get(), RECHECK_SECONDS)
                 except TimeoutError:
-                    yield ": keep-alive\n\n"
+                    event = None
+                if signed_in(request) is None:  # revoked while the stream was open
+                    return
+                if event is None:
+                    if time.monotonic() - sent >= HEARTBEAT_SECONDS:
+                        yield ": keep-alive\n\n"
+                        sent = time.monotonic()
                     continue
                 if refresh is not None:
                     while not queue.empty():  # many changes at once: one refresh
                         queue.get_nowait()
                     event = await refresh()
                 yield event.sse()
+                sent = time.monotonic()
 
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
