@@ -137,10 +137,16 @@ def config(thread_id: str) -> Any:
 
 
 def seed(rig: Rig, thread_id: str, messages: int) -> None:
-    """A thread holding `messages` earlier messages, as the model's last word (no model call)."""
+    """A finished thread holding `messages` earlier messages (as if the last step of the model's
+    turn wrote them; no model call), on disk before the cycle is measured."""
     rig.graph.update_state(
-        config(thread_id), {"messages": earlier_conversation(messages)}, as_node="model"
+        config(thread_id),
+        {"messages": earlier_conversation(messages)},
+        as_node="ApprovalMiddleware.after_model",
     )
+    flush = getattr(rig.saver, "flush", None)
+    if flush is not None:  # this saver buffers an update until the next durable step
+        flush()
 
 
 def cycle(rig: Rig, thread_id: str) -> float:

@@ -208,3 +208,8 @@ class WebhookError(ValueError):
 
 class CopyError(RuntimeError):
     """The copy cannot start, or the counts differ after it; the message says what to do."""
+
+
+class NotPlain(Exception):
+    """A checkpoint holds something only the graph can read faithfully (`stored`): ask the
+    graph."""

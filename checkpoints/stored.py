@@ -25,6 +25,8 @@ from typing import Any
 
 import ormsgpack
 
+from hitl.checkpoints.errors import NotPlain
+
 EXT_PYDANTIC_V2 = 5
 """LangGraph's msgpack extension code for a pydantic model (`jsonplus.EXT_PYDANTIC_V2`)."""
 COMPRESSED = "msgpack+zlib"
@@ -56,10 +58,6 @@ WITH RECURSIVE chain(node_id, parent_id, type, value, n) AS (
 )
 SELECT type, value FROM chain
 """
-
-
-class NotPlain(Exception):
-    """The checkpoint holds something only the graph can read faithfully; ask the graph."""
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ what only the graph reads faithfully, it returns None and the caller asks the se
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from hitl.checkpoints.errors import DatabaseBusy, ThreadBusy
+from hitl.checkpoints.errors import DatabaseBusy, NotPlain, ThreadBusy
 from hitl.checkpoints.ledger import InboxQuery, Ledger
 from hitl.checkpoints.records import NEEDS_A_PERSON
-from hitl.checkpoints.stored import NotPlain, read_stored_thread
+from hitl.checkpoints.stored import read_stored_thread
 from hitl.checkpoints.urls import DatabaseName, is_postgres
 from hitl.service.errors import Busy, ThreadNotFound
 from hitl.service.views import (
