@@ -122,8 +122,8 @@ def install(app: FastAPI) -> None:
             return _to_login(request)
         try:
             context = _thread_context(request, who, thread_id)
-        except ThreadNotFound as missing:
-            context = {"me": who, "thread_id": thread_id, "message": str(missing)}
+        except ThreadNotFound:  # its message advises the CLI; the page words its own
+            context = {"me": who, "thread_id": thread_id}
             return page(request, "not_found.html", context, status_code=404)
         return page(request, "thread.html", context)
 
