@@ -9,6 +9,7 @@ from hitl.checkpoints.ledger._leases import (
     mark_done,
     mark_live,
     new_token,
+    runner_process,
     runner_token,
 )
 from hitl.checkpoints.ledger._ledger import ROLE_PREFIX, Ledger, make_ledger, open_ledger
@@ -41,5 +42,6 @@ __all__ = [
     "new_token",
     "open_ledger",
     "record_of",
+    "runner_process",
     "runner_token",
 ]

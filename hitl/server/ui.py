@@ -31,7 +31,7 @@ from hitl.checkpoints.stores import RunQueue, Token, TokenStore
 from hitl.server.auth import COOKIE, CSRF_HEADER, require, signed_in
 from hitl.server.workers import ServicePool
 from hitl.service.errors import ThreadNotFound
-from hitl.service.views import InboxPage, PendingApproval
+from hitl.service.views import InboxPage, PendingApproval, actor_label
 from hitl.service.workflow import ApprovalService, InboxQuery
 
 HERE = Path(__file__).parent
@@ -282,17 +282,20 @@ def _decision_row(record: ApprovalRecord) -> dict[str, Any]:
 
 
 def _audit_row(entry: dict[str, Any]) -> dict[str, Any]:
-    """An audit entry with its detail as (key, shown, full value when shortened) triples."""
+    """An audit entry with its actor for a person to read, and its detail as (key, shown,
+    full value when shortened) triples."""
     pairs = []
     for key, value in (entry.get("detail") or {}).items():
         text = value if isinstance(value, str) else _json(value, indent=None)
-        if key.endswith(("hash", "digest")) and len(text) > 16:
+        if key == "runner" and isinstance(value, str) and actor_label(value) != value:
+            pairs.append((key, actor_label(value), value))
+        elif key.endswith(("hash", "digest")) and len(text) > 16:
             pairs.append((key, text[:12] + "…", text))
         elif key.endswith("_at") and isinstance(value, int | float):
             pairs.append((key, _local_time(iso(value)), text))
         else:
             pairs.append((key, text, ""))
-    return entry | {"pairs": pairs}
+    return entry | {"actor_label": actor_label(entry["actor"]), "pairs": pairs}
 
 
 def edit_fields(schema: Mapping[str, Any], args: Mapping[str, Any]) -> list[FormField]:

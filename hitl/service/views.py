@@ -3,6 +3,7 @@
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from hitl.checkpoints.ledger import runner_process
 from hitl.checkpoints.records import ApprovalRecord, iso
 from hitl.checkpoints.stores import Run
 
@@ -206,6 +207,15 @@ class HistoryEntry:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "HistoryEntry":
         return cls(**data)
+
+
+def actor_label(actor: str) -> str:
+    """Who an audit entry names, for a person to read: a runner token (`host~id:pid:…`, which
+    the JSON keeps) as `tool runner (process PID on HOST)`; a name as it is."""
+    process = runner_process(actor)
+    if process is None:
+        return actor
+    return f"tool runner (process {process.pid} on {process.host})"
 
 
 def message_to_json(message: "BaseMessage") -> dict[str, Any]:
