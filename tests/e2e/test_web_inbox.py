@@ -354,6 +354,77 @@ def test_deadlines_tick_and_the_inbox_fits_a_phone(tmp_path: Path, browser: Brow
             context.close()
 
 
+WORDS_BROKEN_ACROSS_LINES = r"""(root) => {
+    // IDs, hashes and code may break anywhere; a word of prose must not.
+    const tokens = "code, pre, .id, .code, .args-inline, time";
+    const broken = [];
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        const parent = node.parentElement;
+        if (parent.closest(tokens) || !parent.checkVisibility()) continue;
+        for (const word of node.textContent.matchAll(/[^\s\-\u2013\u2014\/]+/g)) {
+            const range = document.createRange();
+            range.setStart(node, word.index);
+            range.setEnd(node, word.index + word[0].length);
+            const lines = new Set(
+                [...range.getClientRects()].filter((r) => r.width > 0).map((r) => Math.round(r.top))
+            );
+            if (lines.size > 1) broken.push(`${word[0]} (in ${parent.className || parent.tagName})`);
+        }
+    }
+    return broken;
+}"""
+
+
+def test_at_phone_width_prose_wraps_between_words_and_only_ids_break_anywhere(
+    service: HitlService, browser: Browser
+) -> None:
+    pat = make_token(service, "pat", "approver")
+    with service.client(pat) as api:
+        thread = start_and_wait(api, PHONE_PROMPT)
+        story, calls = thread["thread_id"], calls_by_recipient(thread)
+        api.post(
+            f"/threads/{story}/approve",
+            json={"call": calls["ann@example.com"], "comment": PHONE_COMMENT},
+        ).raise_for_status()
+        answer = api.post(
+            f"/threads/{story}/reject",
+            json={"call": calls["tom@example.com"], "reason": PHONE_REASON},
+        )
+        answer.raise_for_status()
+        wait_run(api, answer.json()["run"]["run_id"])
+    context = browser.new_context(viewport={"width": 375, "height": 812})
+    try:
+        page = context.new_page()
+        sign_in(page, service, pat)
+        page.goto(f"{service.url}/threads/{story}")
+        expect(page.locator("[data-region=status]")).to_contain_text("done")
+        expect(page.locator("[data-region=decisions]")).to_contain_text("whatsoever")
+
+        broken = page.locator("#main").evaluate(WORDS_BROKEN_ACROSS_LINES)
+
+        assert broken == [], f"words of prose split across lines at 375 px: {broken}"
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+        prose = page.locator(".msg__text, td.wrap, .alert, .summary").evaluate_all(
+            "es => es.map(e => [getComputedStyle(e).wordBreak, getComputedStyle(e).overflowWrap])"
+        )
+        assert prose and set(map(tuple, prose)) == {("normal", "break-word")}, prose
+        thread_id = page.locator("h1 .id")
+        assert thread_id.evaluate("e => getComputedStyle(e).overflowWrap") == "anywhere"
+    finally:
+        context.close()
+
+
+PHONE_PROMPT = (
+    "Send ann@example.com an email saying 'Unfortunately the quarterly reconciliation "
+    "spreadsheet is incomplete; please double-check the departmental expenditures.' "
+    "and send tom@example.com an email saying 'Congratulations on your extraordinarily "
+    "successful presentation yesterday afternoon!'"
+)
+PHONE_COMMENT = "Verified the recipient's responsibilities with accounting beforehand"
+PHONE_REASON = "Unnecessary congratulations; no communication whatsoever today"
+
+
 def test_the_api_reference_renders_for_a_signed_in_reader_with_no_other_site_reachable(
     service: HitlService, context: BrowserContext
 ) -> None:
