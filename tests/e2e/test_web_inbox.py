@@ -366,10 +366,10 @@ WORDS_BROKEN_ACROSS_LINES = r"""(root) => {
             const range = document.createRange();
             range.setStart(node, word.index);
             range.setEnd(node, word.index + word[0].length);
-            const lines = new Set(
-                [...range.getClientRects()].filter((r) => r.width > 0).map((r) => Math.round(r.top))
-            );
-            if (lines.size > 1) broken.push(`${word[0]} (in ${parent.className || parent.tagName})`);
+            const rects = [...range.getClientRects()].filter((r) => r.width > 0);
+            const lines = new Set(rects.map((r) => Math.round(r.top)));
+            const where = parent.className || parent.tagName;
+            if (lines.size > 1) broken.push(`${word[0]} (in ${where})`);
         }
     }
     return broken;
