@@ -21,6 +21,13 @@ from hitl.checkpoints.ledger._schema import (
     audit_entry_of,
     record_of,
 )
+from hitl.checkpoints.ledger._threads import (
+    ThreadFilter,
+    ThreadQuery,
+    ThreadStatus,
+    ThreadSummary,
+    checkpoint_time,
+)
 
 __all__ = [
     "AUDIT_COLUMNS",
@@ -32,8 +39,13 @@ __all__ = [
     "InboxQuery",
     "Ledger",
     "SortKey",
+    "ThreadFilter",
+    "ThreadQuery",
+    "ThreadStatus",
+    "ThreadSummary",
     "alive_on_this_host",
     "audit_entry_of",
+    "checkpoint_time",
     "host_id",
     "lease_holder",
     "make_ledger",

@@ -3,7 +3,7 @@
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from hitl.checkpoints.ledger import runner_process
+from hitl.checkpoints.ledger import ThreadStatus, ThreadSummary, runner_process
 from hitl.checkpoints.records import ApprovalRecord, iso
 from hitl.checkpoints.stores import Run
 
@@ -117,6 +117,46 @@ class InboxPage:
             offset=data["offset"],
             limit=data["limit"],
         )
+
+
+@dataclass(frozen=True)
+class ThreadEntry:
+    """One thread in the list of threads."""
+
+    thread_id: str
+    status: ThreadStatus
+    """`waiting` (a call waits for a person), `running` (a run is queued or running) or
+    `finished` (neither: done, or stopped before its end)."""
+    waiting: int
+    """How many of its calls wait for a person."""
+    updated_at: str | None
+    """When its newest checkpoint was written (ISO 8601, UTC)."""
+
+    @classmethod
+    def of(cls, summary: ThreadSummary) -> "ThreadEntry":
+        return cls(summary.thread_id, summary.status, summary.waiting, iso(summary.updated_at))
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ThreadPage:
+    """One page of the list of threads, newest activity first."""
+
+    threads: list[ThreadEntry]
+    total: int
+    """How many threads match the filter and search in all."""
+    offset: int
+    limit: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "threads": [t.to_json() for t in self.threads],
+            "total": self.total,
+            "offset": self.offset,
+            "limit": self.limit,
+        }
 
 
 @dataclass(frozen=True)
