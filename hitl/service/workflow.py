@@ -27,7 +27,8 @@ from hitl.checkpoints.errors import CallNotFound, DatabaseBusy, NotPending, Thre
 from hitl.checkpoints.ledger import MAX_OFFSET as MAX_OFFSET  # the inbox's largest offset
 from hitl.checkpoints.ledger import ROLE_PREFIX, Ledger
 from hitl.checkpoints.ledger import InboxQuery as InboxQuery  # the inbox's query, for front ends
-from hitl.checkpoints.ledger import ThreadQuery as ThreadQuery  # the thread list's, likewise
+from hitl.checkpoints.ledger import ThreadFilter as ThreadFilter  # the thread list's filter
+from hitl.checkpoints.ledger import ThreadQuery as ThreadQuery  # and query, likewise
 from hitl.checkpoints.records import NEEDS_A_PERSON, ApprovalRecord, AuditEntry, AuditReport, iso
 from hitl.checkpoints.savers import Saver
 from hitl.checkpoints.stores import Run

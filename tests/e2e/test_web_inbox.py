@@ -8,6 +8,7 @@ saves the pictures in `docs/`.
 import json
 import os
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -352,6 +353,44 @@ def test_deadlines_tick_and_the_inbox_fits_a_phone(tmp_path: Path, browser: Brow
                 page.screenshot(path=DOCS / "inbox-phone.png")
         finally:
             context.close()
+
+
+def test_the_thread_list_shows_a_finished_thread_and_finds_it_by_an_id_prefix(
+    service: HitlService, context: BrowserContext
+) -> None:
+    lena = make_token(service, "lena", "approver")
+    finished = f"refund-{uuid.uuid4().hex[:8]}"
+    with service.client(lena) as api:
+        thread = start_and_wait(api, SALLY, thread_id=finished)
+        (call,) = [p["tool_call_id"] for p in thread["pending"]]
+        answer = api.post(f"/threads/{finished}/approve", json={"call": call})
+        answer.raise_for_status()
+        wait_run(api, answer.json()["run"]["run_id"])
+    ask(service, lena)  # a newer thread, still waiting
+    page = context.new_page()
+    sign_in(page, service, lena)
+
+    page.get_by_role("link", name="All threads").click()
+    expect(page).to_have_url(f"{service.url}/threads")
+    row = page.locator(f'[data-thread-row="{finished}"]')
+    expect(row).to_contain_text("finished")
+    expect(page.locator("[data-thread-row]").first).to_contain_text("waiting for a decision")
+
+    page.get_by_label("Thread ID starts with").fill(finished[:10])
+    page.get_by_label("Status").select_option("finished")
+    page.get_by_role("button", name="Find").click()
+
+    expect(page.locator("[data-thread-row]")).to_have_count(1)
+    expect(row).to_contain_text("finished")
+    expect(page.get_by_label("Thread ID starts with")).to_have_value(finished[:10])
+    row.get_by_role("link").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text(finished)
+    expect(page.locator("[data-region=status]")).to_contain_text("done")
+
+    page.set_viewport_size({"width": 375, "height": 812})
+    page.goto(f"{service.url}/threads")
+    expect(row).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
 
 
 WORDS_BROKEN_ACROSS_LINES = r"""(root) => {

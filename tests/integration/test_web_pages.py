@@ -22,7 +22,7 @@ def test_the_unknown_thread_page_gives_advice_for_the_web_without_raw_markdown(a
     assert "no-such-thread" in shown
     assert "`" not in shown, shown
     assert "--db" not in shown  # CLI advice: a browser has no command line
-    assert 'href="/"' in page.text  # where to look instead
+    assert 'href="/threads?prefix=no-such-' in page.text  # where to look instead
 
 
 RUNNER_TOKEN = re.compile(r"[^\s:]+~[0-9a-f]{8}:\d+:[0-9a-f]{8}:[0-9a-f]{8}")

@@ -2,7 +2,7 @@
 
 import asyncio
 import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
@@ -13,7 +13,7 @@ from hitl.server.api.common import AsApprover, Queue, Service, queue, sse, viewe
 from hitl.server.events import Event, EventBus, run_topic, thread_topic
 from hitl.server.workers import ServicePool
 from hitl.service.errors import ThreadNotFound
-from hitl.service.workflow import MAX_OFFSET, ApprovalService, ThreadQuery
+from hitl.service.workflow import MAX_OFFSET, ApprovalService, ThreadFilter, ThreadQuery
 
 router = APIRouter()
 MAX_WAIT_SECONDS = 60.0
@@ -28,7 +28,7 @@ MAX_PREFIX = 200
 def list_threads(
     svc: Service,
     status: Annotated[
-        Literal["all", "waiting", "running", "finished"],
+        ThreadFilter,
         Query(description="waiting: a call waits for a person; running: a run is open"),
     ] = "all",
     prefix: Annotated[
