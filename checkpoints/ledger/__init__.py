@@ -9,6 +9,7 @@ from hitl.checkpoints.ledger._leases import (
     mark_done,
     mark_live,
     new_token,
+    runner_process,
     runner_token,
 )
 from hitl.checkpoints.ledger._ledger import ROLE_PREFIX, Ledger, make_ledger, open_ledger
@@ -19,6 +20,13 @@ from hitl.checkpoints.ledger._schema import (
     SCHEMA_VERSION,
     audit_entry_of,
     record_of,
+)
+from hitl.checkpoints.ledger._threads import (
+    ThreadFilter,
+    ThreadQuery,
+    ThreadStatus,
+    ThreadSummary,
+    checkpoint_time,
 )
 
 __all__ = [
@@ -31,8 +39,13 @@ __all__ = [
     "InboxQuery",
     "Ledger",
     "SortKey",
+    "ThreadFilter",
+    "ThreadQuery",
+    "ThreadStatus",
+    "ThreadSummary",
     "alive_on_this_host",
     "audit_entry_of",
+    "checkpoint_time",
     "host_id",
     "lease_holder",
     "make_ledger",
@@ -41,5 +54,6 @@ __all__ = [
     "new_token",
     "open_ledger",
     "record_of",
+    "runner_process",
     "runner_token",
 ]

@@ -14,12 +14,14 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import socket
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -45,6 +47,27 @@ def runner_token() -> str:
 def new_token() -> str:
     """A token for one lease hold or one execution attempt."""
     return f"{runner_token()}:{uuid.uuid4().hex[:8]}"
+
+
+_TOKEN = re.compile(r"(?P<host>[^:~]+)~[0-9a-f]{8}:(?P<pid>\d+):[0-9a-f]{8}:[0-9a-f]{8}")
+
+
+@dataclass(frozen=True)
+class RunnerProcess:
+    """Which process a token names: what a person needs of it (the nonces say nothing)."""
+
+    host: str
+    """The host name, without the id of its lock folder."""
+    pid: int
+
+
+def runner_process(token: str) -> RunnerProcess | None:
+    """The host and process of a token made by `new_token`; None for any other text (a
+    person's name, `policy`, `deadline`)."""
+    found = _TOKEN.fullmatch(token)
+    if found is None:
+        return None
+    return RunnerProcess(found["host"], int(found["pid"]))
 
 
 def mark_live(token: str) -> None:

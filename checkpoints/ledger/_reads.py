@@ -1,5 +1,5 @@
-"""The ledger's reads: one call's row, a thread's rows, the inbox, what waits to be applied,
-counts for monitoring, and the audit trail.
+"""The ledger's reads: one call's row, a thread's rows, the inbox, the list of threads, what
+waits to be applied, counts for monitoring, and the audit trail.
 
 Every method is one read transaction (one snapshot), and none changes a row: the state
 machine that does lives in `_ledger.py`.
@@ -13,6 +13,7 @@ from hitl.checkpoints.database import Cursor, PgConnection, PgListener, Store, s
 from hitl.checkpoints.ledger._audit import read_trail, verify_all
 from hitl.checkpoints.ledger._leases import lease_holder
 from hitl.checkpoints.ledger._schema import COLUMNS, WAITING, record_of
+from hitl.checkpoints.ledger._threads import ThreadQuery, ThreadSummary, list_threads
 from hitl.checkpoints.records import (
     NEEDS_A_PERSON,
     ApprovalRecord,
@@ -127,6 +128,11 @@ class LedgerReads(Store):
             return [record_of(r) for r in rows], int(total)
 
         return self._read(work)
+
+    def threads(self, query: ThreadQuery) -> tuple[list[ThreadSummary], int]:
+        """One page of every thread, newest activity first, and how many match in all
+        (`_threads`: from indexes, without reading a checkpoint)."""
+        return self._read(lambda cur: list_threads(cur, query, on_postgres=self.on_postgres))
 
     def unapplied_threads(self, *, older_than: float = RESUME_GRACE_SECONDS) -> list[str]:
         """Threads with a decision older than `older_than` seconds that no run has been seen

@@ -31,7 +31,13 @@ from hitl.cli.webhooks import webhook
 from hitl.service import errors
 from hitl.service.settings import default_actor
 from hitl.service.timespec import parse_duration, parse_moment
-from hitl.service.views import EveryPending, HistoryEntry, PendingApproval, ThreadView
+from hitl.service.views import (
+    EveryPending,
+    HistoryEntry,
+    PendingApproval,
+    ThreadView,
+    actor_label,
+)
 
 if TYPE_CHECKING:  # each command imports what it needs: `hitl --help` loads no LangGraph
     from hitl.checkpoints.maintenance import PruneReport
@@ -641,7 +647,7 @@ def audit(thread_id: str | None, verify: bool, as_json: bool) -> None:
 
     def human() -> None:
         for e in entries:
-            who = f" by {e.actor}" if e.actor else ""
+            who = f" by {actor_label(e.actor)}" if e.actor else ""
             call = f" call {e.tool_call_id}" if e.tool_call_id else ""
             detail = json.dumps(e.detail, sort_keys=True)
             click.echo(f"{e.seq:>4}  {iso(e.at)}  {e.event}{call}{who}  {detail}")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, cast
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import jinja2
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
@@ -31,12 +31,24 @@ from hitl.checkpoints.stores import RunQueue, Token, TokenStore
 from hitl.server.auth import COOKIE, CSRF_HEADER, require, signed_in
 from hitl.server.workers import ServicePool
 from hitl.service.errors import ThreadNotFound
-from hitl.service.views import InboxPage, PendingApproval
-from hitl.service.workflow import ApprovalService, InboxQuery
+from hitl.service.views import InboxPage, PendingApproval, actor_label
+from hitl.service.workflow import (
+    MAX_OFFSET,
+    ApprovalService,
+    InboxQuery,
+    ThreadFilter,
+    ThreadQuery,
+)
 
 HERE = Path(__file__).parent
 INBOX_LIMIT = 100
 """Cards on the inbox page: the first page `/approvals/stream` sends, so both agree."""
+THREADS_PER_PAGE = 50
+"""Rows on a page of `/threads`."""
+THREAD_FILTERS = {"all": "All", "waiting": "Waiting", "running": "Running", "finished": "Finished"}
+"""The thread list's status filters, as the API spells them, and their labels."""
+MAX_PREFIX = 200
+"""The longest ID prefix a search takes (a thread ID's longest)."""
 URGENT_SECONDS = 5 * 60
 """A deadline closer than this is shown in red."""
 PROSE_NAMES = frozenset({"message", "body", "content", "text", "description", "comment", "prompt"})
@@ -122,24 +134,31 @@ def install(app: FastAPI) -> None:
             return _to_login(request)
         try:
             context = _thread_context(request, who, thread_id)
-        except ThreadNotFound as missing:
-            context = {"me": who, "thread_id": thread_id, "message": str(missing)}
+        except ThreadNotFound:  # its message advises the CLI; the page words its own
+            context = {"me": who, "thread_id": thread_id}
             return page(request, "not_found.html", context, status_code=404)
         return page(request, "thread.html", context)
 
+    def threads_page(request: Request) -> Response:
+        who = signed_in(request)
+        if who is None:
+            return _to_login(request)
+        return page(request, "threads.html", _threads_context(request, who))
+
     app.include_router(router)
-    # The API answers GET /threads/{id} with JSON; a browser asking for HTML gets the page.
-    # Routes match in order, so the page goes first and declines any other request.
-    app.router.routes.insert(
-        0,
-        _BrowserRoute(
-            "/threads/{thread_id}",
-            thread_page,
-            methods=["GET"],
-            include_in_schema=False,
-            response_class=HTMLResponse,
-        ),
-    )
+    # The API answers GET /threads and /threads/{id} with JSON; a browser asking for HTML gets
+    # the page. Routes match in order, so the pages go first and decline any other request.
+    for path, endpoint in (("/threads/{thread_id}", thread_page), ("/threads", threads_page)):
+        app.router.routes.insert(
+            0,
+            _BrowserRoute(
+                path,
+                endpoint,
+                methods=["GET"],
+                include_in_schema=False,
+                response_class=HTMLResponse,
+            ),
+        )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
 
@@ -219,6 +238,40 @@ def _thread_context(request: Request, who: Token, thread_id: str) -> dict[str, A
     }
 
 
+def _threads_context(request: Request, who: Token) -> dict[str, Any]:
+    """A page of the thread list; a bad filter, search or offset (a hand-edited address) is
+    read as the nearest good one rather than refused."""
+    params = request.query_params
+    status = params.get("status", "all")
+    status = status if status in THREAD_FILTERS else "all"
+    prefix = params.get("prefix", "").strip()[:MAX_PREFIX]
+    offset = params.get("offset", "0")
+    start = min(int(offset), MAX_OFFSET) if offset.isdigit() else 0
+    query = ThreadQuery(
+        status=cast(ThreadFilter, status), prefix=prefix, limit=THREADS_PER_PAGE, offset=start
+    )
+    listing = _service(request).list_threads(query)
+
+    def link(offset: int) -> str:
+        kept = {"status": status} if status != "all" else {}
+        kept |= {"prefix": prefix} if prefix else {}
+        kept |= {"offset": str(offset)} if offset else {}
+        return "/threads" + ("?" + urlencode(kept) if kept else "")
+
+    end = start + len(listing.threads)
+    return {
+        "me": who,
+        "listing": listing,
+        "status": status,
+        "prefix": prefix,
+        "filters": THREAD_FILTERS,
+        "first": start + 1 if listing.threads else 0,
+        "last": end,
+        "newer": link(max(0, start - THREADS_PER_PAGE)) if start else None,
+        "older": link(end) if end < listing.total else None,
+    }
+
+
 def _cards(svc: ApprovalService, items: Sequence[PendingApproval], who: Token) -> list[Card]:
     now = time.time()
     schemas: dict[str, dict[str, Any]] = {}
@@ -282,17 +335,20 @@ def _decision_row(record: ApprovalRecord) -> dict[str, Any]:
 
 
 def _audit_row(entry: dict[str, Any]) -> dict[str, Any]:
-    """An audit entry with its detail as (key, shown, full value when shortened) triples."""
+    """An audit entry with its actor for a person to read, and its detail as (key, shown,
+    full value when shortened) triples."""
     pairs = []
     for key, value in (entry.get("detail") or {}).items():
         text = value if isinstance(value, str) else _json(value, indent=None)
-        if key.endswith(("hash", "digest")) and len(text) > 16:
+        if key == "runner" and isinstance(value, str) and actor_label(value) != value:
+            pairs.append((key, actor_label(value), value))
+        elif key.endswith(("hash", "digest")) and len(text) > 16:
             pairs.append((key, text[:12] + "…", text))
         elif key.endswith("_at") and isinstance(value, int | float):
             pairs.append((key, _local_time(iso(value)), text))
         else:
             pairs.append((key, text, ""))
-    return entry | {"pairs": pairs}
+    return entry | {"actor_label": actor_label(entry["actor"]), "pairs": pairs}
 
 
 def edit_fields(schema: Mapping[str, Any], args: Mapping[str, Any]) -> list[FormField]:

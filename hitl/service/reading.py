@@ -2,7 +2,8 @@
 stored rows, for the commands that only read and must answer at once.
 
 `hitl pending` needs no model, no tools and no LangGraph: it reads the ledger's index. The
-service's `pending` and the CLI's `Reader` both call `read_inbox`, so there is one inbox.
+service's `pending` and the CLI's `Reader` both call `read_inbox`, so there is one inbox; the
+list of threads (`read_threads`) reads indexes the same way.
 `Reader.show` reads the newest checkpoint as plain data (`hitl.checkpoints.stored`) and builds
 the same `ThreadView` as `ApprovalService.show` (`thread_view`); when the checkpoint holds
 what only the graph reads faithfully, it returns None and the caller asks the service.
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from hitl.checkpoints.errors import DatabaseBusy, NotPlain, ThreadBusy
-from hitl.checkpoints.ledger import InboxQuery, Ledger
+from hitl.checkpoints.ledger import InboxQuery, Ledger, ThreadQuery
 from hitl.checkpoints.records import NEEDS_A_PERSON
 from hitl.checkpoints.stored import read_stored_thread
 from hitl.checkpoints.urls import DatabaseName, is_postgres
@@ -21,6 +22,8 @@ from hitl.service.views import (
     InboxPage,
     PendingApproval,
     Status,
+    ThreadEntry,
+    ThreadPage,
     ThreadView,
     stored_message_to_json,
     thread_view,
@@ -38,6 +41,20 @@ def read_inbox(ledger: Ledger, query: InboxQuery | None = None) -> InboxPage:
         records, total = ledger.inbox(query)
     return InboxPage(
         items=[PendingApproval.of(r) for r in records],
+        total=total,
+        offset=query.offset,
+        limit=query.limit,
+    )
+
+
+def read_threads(ledger: Ledger, query: ThreadQuery | None = None) -> ThreadPage:
+    """One page of every thread, newest activity first, from indexes only (no checkpoint is
+    read: see `hitl.checkpoints.ledger._threads`)."""
+    query = query or ThreadQuery()
+    with _busy_as_domain_error():
+        summaries, total = ledger.threads(query)
+    return ThreadPage(
+        threads=[ThreadEntry.of(s) for s in summaries],
         total=total,
         offset=query.offset,
         limit=query.limit,

@@ -3,6 +3,7 @@
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from hitl.checkpoints.ledger import ThreadStatus, ThreadSummary, runner_process
 from hitl.checkpoints.records import ApprovalRecord, iso
 from hitl.checkpoints.stores import Run
 
@@ -119,6 +120,46 @@ class InboxPage:
 
 
 @dataclass(frozen=True)
+class ThreadEntry:
+    """One thread in the list of threads."""
+
+    thread_id: str
+    status: ThreadStatus
+    """`waiting` (a call waits for a person), `running` (a run is queued or running) or
+    `finished` (neither: done, or stopped before its end)."""
+    waiting: int
+    """How many of its calls wait for a person."""
+    updated_at: str | None
+    """When its newest checkpoint was written (ISO 8601, UTC)."""
+
+    @classmethod
+    def of(cls, summary: ThreadSummary) -> "ThreadEntry":
+        return cls(summary.thread_id, summary.status, summary.waiting, iso(summary.updated_at))
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ThreadPage:
+    """One page of the list of threads, newest activity first."""
+
+    threads: list[ThreadEntry]
+    total: int
+    """How many threads match the filter and search in all."""
+    offset: int
+    limit: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "threads": [t.to_json() for t in self.threads],
+            "total": self.total,
+            "offset": self.offset,
+            "limit": self.limit,
+        }
+
+
+@dataclass(frozen=True)
 class SweepReport:
     """What one `hitl sweep` settled."""
 
@@ -206,6 +247,15 @@ class HistoryEntry:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "HistoryEntry":
         return cls(**data)
+
+
+def actor_label(actor: str) -> str:
+    """Who an audit entry names, for a person to read: a runner token (`host~id:pid:…`, which
+    the JSON keeps) as `tool runner (process PID on HOST)`; a name as it is."""
+    process = runner_process(actor)
+    if process is None:
+        return actor
+    return f"tool runner (process {process.pid} on {process.host})"
 
 
 def message_to_json(message: "BaseMessage") -> dict[str, Any]:

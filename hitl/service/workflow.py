@@ -27,6 +27,8 @@ from hitl.checkpoints.errors import CallNotFound, DatabaseBusy, NotPending, Thre
 from hitl.checkpoints.ledger import MAX_OFFSET as MAX_OFFSET  # the inbox's largest offset
 from hitl.checkpoints.ledger import ROLE_PREFIX, Ledger
 from hitl.checkpoints.ledger import InboxQuery as InboxQuery  # the inbox's query, for front ends
+from hitl.checkpoints.ledger import ThreadFilter as ThreadFilter  # the thread list's filter
+from hitl.checkpoints.ledger import ThreadQuery as ThreadQuery  # and query, likewise
 from hitl.checkpoints.records import NEEDS_A_PERSON, ApprovalRecord, AuditEntry, AuditReport, iso
 from hitl.checkpoints.savers import Saver
 from hitl.checkpoints.stores import Run
@@ -53,7 +55,7 @@ from hitl.service.errors import (
     UnknownCheckpoint,
     UnknownToolCall,
 )
-from hitl.service.reading import read_inbox
+from hitl.service.reading import read_inbox, read_threads
 from hitl.service.thread_ids import check_thread_id
 from hitl.service.views import Decided as Decided  # what `decide` returns, for front ends
 from hitl.service.views import EveryPending as EveryPending
@@ -62,6 +64,7 @@ from hitl.service.views import (
     InboxPage,
     Status,
     SweepReport,
+    ThreadPage,
     ThreadView,
     message_to_json,
     thread_view,
@@ -171,6 +174,11 @@ class ApprovalService:
         A call whose runner died mid-call is recorded as `outcome_unknown` first, so it shows.
         """
         return read_inbox(self._ledger, query)
+
+    def list_threads(self, query: ThreadQuery | None = None) -> ThreadPage:
+        """One page of every thread, newest activity first, with its status: from indexes
+        (the checkpoints' keys, the ledger, the run queue), never reading a checkpoint."""
+        return read_threads(self._ledger, query)
 
     def history(
         self, thread_id: str, *, limit: int | None = None, before: str | None = None

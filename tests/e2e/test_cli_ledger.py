@@ -121,6 +121,21 @@ def test_the_audit_trail_names_the_requester_and_the_decider_with_their_comment(
     assert decided["detail"]["approved_args_hash"] == requested["detail"]["args_hash"]
 
 
+def test_the_human_audit_trail_names_the_tool_runner_as_a_process_not_by_its_token(
+    copied: Workspace, inbox: Inbox
+) -> None:
+    entries = copied.json("audit", inbox.decided)["audit"]
+    token = next(e["actor"] for e in entries if e["event"] == "tool_started")
+    host, pid = token.split("~")[0], token.split(":")[1]
+
+    result = copied.run("audit", inbox.decided)
+
+    assert result.returncode == 0, describe(result)
+    started = next(line for line in result.stdout.splitlines() if "tool_started" in line)
+    assert f"by tool runner (process {pid} on {host})" in started, started
+    assert token not in result.stdout
+
+
 def test_pending_shows_who_asked_for_each_call_and_pages_through_them(
     copied: Workspace, inbox: Inbox
 ) -> None:

@@ -8,6 +8,7 @@ saves the pictures in `docs/`.
 import json
 import os
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -352,6 +353,115 @@ def test_deadlines_tick_and_the_inbox_fits_a_phone(tmp_path: Path, browser: Brow
                 page.screenshot(path=DOCS / "inbox-phone.png")
         finally:
             context.close()
+
+
+def test_the_thread_list_shows_a_finished_thread_and_finds_it_by_an_id_prefix(
+    service: HitlService, context: BrowserContext
+) -> None:
+    lena = make_token(service, "lena", "approver")
+    finished = f"refund-{uuid.uuid4().hex[:8]}"
+    with service.client(lena) as api:
+        thread = start_and_wait(api, SALLY, thread_id=finished)
+        (call,) = [p["tool_call_id"] for p in thread["pending"]]
+        answer = api.post(f"/threads/{finished}/approve", json={"call": call})
+        answer.raise_for_status()
+        wait_run(api, answer.json()["run"]["run_id"])
+    ask(service, lena)  # a newer thread, still waiting
+    page = context.new_page()
+    sign_in(page, service, lena)
+
+    page.get_by_role("link", name="All threads").click()
+    expect(page).to_have_url(f"{service.url}/threads")
+    row = page.locator(f'[data-thread-row="{finished}"]')
+    expect(row).to_contain_text("finished")
+    expect(page.locator("[data-thread-row]").first).to_contain_text("waiting for a decision")
+
+    page.get_by_label("Thread ID starts with").fill(finished[:10])
+    page.get_by_label("Status").select_option("finished")
+    page.get_by_role("button", name="Find").click()
+
+    expect(page.locator("[data-thread-row]")).to_have_count(1)
+    expect(row).to_contain_text("finished")
+    expect(page.get_by_label("Thread ID starts with")).to_have_value(finished[:10])
+    row.get_by_role("link").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text(finished)
+    expect(page.locator("[data-region=status]")).to_contain_text("done")
+
+    page.set_viewport_size({"width": 375, "height": 812})
+    page.goto(f"{service.url}/threads")
+    expect(row).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+
+
+WORDS_BROKEN_ACROSS_LINES = r"""(root) => {
+    // IDs, hashes and code may break anywhere; a word of prose must not.
+    const tokens = "code, pre, .id, .code, .args-inline, time";
+    const broken = [];
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        const parent = node.parentElement;
+        if (parent.closest(tokens) || !parent.checkVisibility()) continue;
+        for (const word of node.textContent.matchAll(/[^\s\-\u2013\u2014\/]+/g)) {
+            const range = document.createRange();
+            range.setStart(node, word.index);
+            range.setEnd(node, word.index + word[0].length);
+            const rects = [...range.getClientRects()].filter((r) => r.width > 0);
+            const lines = new Set(rects.map((r) => Math.round(r.top)));
+            const where = parent.className || parent.tagName;
+            if (lines.size > 1) broken.push(`${word[0]} (in ${where})`);
+        }
+    }
+    return broken;
+}"""
+
+
+def test_at_phone_width_prose_wraps_between_words_and_only_ids_break_anywhere(
+    service: HitlService, browser: Browser
+) -> None:
+    pat = make_token(service, "pat", "approver")
+    with service.client(pat) as api:
+        thread = start_and_wait(api, PHONE_PROMPT)
+        story, calls = thread["thread_id"], calls_by_recipient(thread)
+        api.post(
+            f"/threads/{story}/approve",
+            json={"call": calls["ann@example.com"], "comment": PHONE_COMMENT},
+        ).raise_for_status()
+        answer = api.post(
+            f"/threads/{story}/reject",
+            json={"call": calls["tom@example.com"], "reason": PHONE_REASON},
+        )
+        answer.raise_for_status()
+        wait_run(api, answer.json()["run"]["run_id"])
+    context = browser.new_context(viewport={"width": 375, "height": 812})
+    try:
+        page = context.new_page()
+        sign_in(page, service, pat)
+        page.goto(f"{service.url}/threads/{story}")
+        expect(page.locator("[data-region=status]")).to_contain_text("done")
+        expect(page.locator("[data-region=decisions]")).to_contain_text("whatsoever")
+
+        broken = page.locator("#main").evaluate(WORDS_BROKEN_ACROSS_LINES)
+
+        assert broken == [], f"words of prose split across lines at 375 px: {broken}"
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+        prose = page.locator(".msg__text, td.wrap, .alert, .summary").evaluate_all(
+            "es => es.map(e => [getComputedStyle(e).wordBreak, getComputedStyle(e).overflowWrap])"
+        )
+        assert prose and set(map(tuple, prose)) == {("normal", "break-word")}, prose
+        thread_id = page.locator("h1 .id")
+        assert thread_id.evaluate("e => getComputedStyle(e).overflowWrap") == "anywhere"
+    finally:
+        context.close()
+
+
+PHONE_PROMPT = (
+    "Send ann@example.com an email saying 'Unfortunately the quarterly reconciliation "
+    "spreadsheet is incomplete; please double-check the departmental expenditures.' "
+    "and send tom@example.com an email saying 'Congratulations on your extraordinarily "
+    "successful presentation yesterday afternoon!'"
+)
+PHONE_COMMENT = "Verified the recipient's responsibilities with accounting beforehand"
+PHONE_REASON = "Unnecessary congratulations; no communication whatsoever today"
 
 
 def test_the_api_reference_renders_for_a_signed_in_reader_with_no_other_site_reachable(

@@ -13,11 +13,35 @@ from hitl.server.api.common import AsApprover, Queue, Service, queue, sse, viewe
 from hitl.server.events import Event, EventBus, run_topic, thread_topic
 from hitl.server.workers import ServicePool
 from hitl.service.errors import ThreadNotFound
-from hitl.service.workflow import ApprovalService
+from hitl.service.workflow import MAX_OFFSET, ApprovalService, ThreadFilter, ThreadQuery
 
 router = APIRouter()
 MAX_WAIT_SECONDS = 60.0
 """The longest long-poll of `GET /runs/{id}?wait=`."""
+
+
+MAX_PREFIX = 200
+"""The longest ID prefix a search takes: a thread ID's longest."""
+
+
+@router.get("/threads", tags=["threads"])
+def list_threads(
+    svc: Service,
+    status: Annotated[
+        ThreadFilter,
+        Query(description="waiting: a call waits for a person; running: a run is open"),
+    ] = "all",
+    prefix: Annotated[
+        str, Query(max_length=MAX_PREFIX, description="only IDs that start with this")
+    ] = "",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    who: Token = viewer,
+) -> dict[str, Any]:
+    """Every thread, newest activity first, with its status and how many of its calls wait
+    for a person; filtered by status, searched by an ID prefix, paged."""
+    query = ThreadQuery(status=status, prefix=prefix, limit=limit, offset=offset)
+    return svc.list_threads(query).to_json()
 
 
 @router.post("/threads", tags=["threads"], status_code=202)
