@@ -99,6 +99,7 @@ def test(extra: list[str]) -> None:
 BENCHMARKS = (
     "approval_cycle",
     "middleware_cycle",
+    "peers",
     "inbox",
     "concurrency",
     "service_load",

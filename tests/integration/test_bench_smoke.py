@@ -59,3 +59,12 @@ def test_middleware_benchmark_prints_both_agents_rates_commits_and_bytes() -> No
     out = _bench("middleware_cycle", "--cycles", "5", "--rounds", "1", "--target", "0")
     assert re.search(r"ApprovalMiddleware .* ratio \d+\.\d\d   commits/cycle \d", out), out
     assert "bytes written/cycle" in out
+
+
+@pytest.mark.slow
+def test_peers_benchmark_prints_every_setup_and_target() -> None:
+    loose = ("--vs-peer", "0", "--vs-memory", "0", "--cpu", "99", "--service", "0")
+    limits = ("--commits", "99", "--service-commits", "99", "--bytes", "99")
+    out = _bench("peers", "--cycles", "3", "--rounds", "1", *loose, *limits)
+    assert out.count("/s  ÷ peer") == 5, out
+    assert re.search(r"commits per cycle, service +\d+\.\d\d +target <= 99", out), out
