@@ -427,7 +427,7 @@ class Ledger(LedgerReads, ThreadLeases, Store):
         finished (its process died); a person must settle it. `busy`: a live runner is
         executing it right now. `ask`: the args to run are not the approved ones (or nothing
         was approved): ask again. All or nothing: if one call is busy (or anything fails),
-        no call of the turn is started.
+        no call of the turn is started, and those it would have started are `busy` too.
         """
         attempts = {cid: new_token() for cid, _ in calls}
 
@@ -447,8 +447,11 @@ class Ledger(LedgerReads, ThreadLeases, Store):
         except BaseException as stopped:  # rolled back: nothing of the turn started
             for attempt in attempts.values():
                 mark_done(attempt)
-            if isinstance(stopped, _TurnBusy):
-                return stopped.begun
+            if isinstance(stopped, _TurnBusy):  # a call it would have run must not run either
+                return {
+                    cid: Begin("busy", b.record) if b.action == "run" else b
+                    for cid, b in stopped.begun.items()
+                }
             raise
         for cid, b in begun.items():
             if b.action == "run":

@@ -58,3 +58,14 @@ def test_a_finished_call_set_back_by_sql_is_named_and_does_not_run_again(
         with pytest.raises(LedgerTampered):
             ledger.begin("t", [("a", args)])  # approved, before: `run`, a second time
     assert [b.thread_id for b in report.broken] == ["t"]
+
+
+def test_a_turn_with_a_call_busy_elsewhere_tells_no_call_to_run(tmp_path: Path) -> None:
+    with open_ledger(tmp_path / "hitl.sqlite") as ledger:
+        request_call(ledger, "t", "a", args={"n": 1}, needs_review=False)
+        request_call(ledger, "t", "b", args={"n": 2}, needs_review=False)
+        ledger.begin("t", [("b", {"n": 2})])  # b runs (this process, still live)
+        turn = ledger.begin("t", [("a", {"n": 1}), ("b", {"n": 2})])
+        a = ledger.get("t", "a")
+    assert a is not None and a.status == "approved"  # not started: the turn was rolled back
+    assert turn["a"].action == "busy"  # before: `run`, for a start that was never recorded
