@@ -106,6 +106,7 @@ BENCHMARKS = (
     "long_threads",
     "retention",
     "cli_startup",
+    "ledger_soak",
 )
 """Modules of `bench/`, run in this order by `python3 dev.py bench`."""
 

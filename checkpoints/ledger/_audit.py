@@ -125,6 +125,20 @@ def newest_decision(cur: Cursor, thread_id: str, tool_call_id: str) -> AuditEntr
     return None if row is None else audit_entry_of(row)
 
 
+JOURNAL_EVENTS = ("tool_started", "tool_paused", "tool_finished", "outcome_unknown", "reconciled")
+"""The events of a call's runs: the newest one, if newer than its decision, says its status."""
+
+
+def newest_entry(cur: Cursor, thread_id: str, tool_call_id: str) -> AuditEntry | None:
+    """The call's newest entry, whatever its event."""
+    row = cur.execute(
+        f"SELECT {AUDIT_COLUMNS} FROM hitl_audit WHERE thread_id = ? AND tool_call_id = ? "
+        "ORDER BY seq DESC LIMIT 1",
+        (thread_id, tool_call_id),
+    ).fetchone()
+    return None if row is None else audit_entry_of(row)
+
+
 def approved_by(entry: AuditEntry | None) -> str | None:
     """The args hash a call's newest decision lets run (None: none may run)."""
     if entry is None or entry.event not in ("approved_by_policy", "decided", "expired"):
@@ -132,11 +146,6 @@ def approved_by(entry: AuditEntry | None) -> str | None:
     key = "args_hash" if entry.event == "approved_by_policy" else "approved_args_hash"
     approved = entry.detail.get(key)
     return None if approved is None else str(approved)
-
-
-def chain_approves(cur: Cursor, thread_id: str, tool_call_id: str, args_hash: str) -> bool:
-    """Whether the call's newest decision in the audit trail lets `args_hash` run."""
-    return approved_by(newest_decision(cur, thread_id, tool_call_id)) == args_hash
 
 
 def run_args(row: ApprovalRecord, decision: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -149,19 +158,25 @@ def run_args(row: ApprovalRecord, decision: Mapping[str, Any]) -> dict[str, Any]
     return None
 
 
-def disagreement(row: ApprovalRecord, newest: AuditEntry | None) -> str | None:
-    """How a call's row contradicts its newest decision in the audit trail (`newest_decision`),
-    or its own decision; None if status, decision and approved args all agree.
+def disagreement(
+    row: ApprovalRecord, newest: AuditEntry | None, latest: AuditEntry | None
+) -> str | None:
+    """How a call's row contradicts its audit trail (its newest decision, `newest_decision`,
+    and its newest entry, `newest_entry`), or itself; None if args, status, decision and
+    approved args all agree.
 
     The row is what the nodes act on; a row that contradicts itself can also send a call back
-    and forth between `approval` and `tools` for ever, so `Ledger.begin` refuses it.
+    and forth between `approval` and `tools` for ever, and one set back from a finished status
+    would run again, so `Ledger.begin` refuses it.
     """
+    if args_hash(row.args) != row.args_hash:
+        return "holds other arguments than the ones it was asked about"
     approved = approved_by(newest)
     if (row.approved_args_hash is not None or row.status in STARTED) and (
         row.approved_args_hash is None or row.approved_args_hash != approved
     ):
         return f"is {row.status} but the chain records no approval of its arguments"
-    kind, statuses, said = _made_of(newest)
+    kind, statuses, said = _made_of(newest, latest)
     if row.status not in statuses or row.decision_type != kind:
         decided = f" ({row.decision_type})" if row.decision_type else ""
         return f"is {row.status}{decided} but the chain says {said}"
@@ -170,19 +185,49 @@ def disagreement(row: ApprovalRecord, newest: AuditEntry | None) -> str | None:
     return None
 
 
-def _made_of(entry: AuditEntry | None) -> tuple[str | None, set[str], str]:
-    """The decision type, the statuses a row may have after `entry`, and what it says."""
-    started: set[str] = set(STARTED) if approved_by(entry) is not None else set()
+def _made_of(
+    entry: AuditEntry | None, latest: AuditEntry | None
+) -> tuple[str | None, set[str], str]:
+    """The decision type, the status a row may have after `entry` (its newest decision) and
+    `latest` (its newest entry), and what they say."""
+    ran = _status_of_run(latest) if approved_by(entry) is not None else None
+    if ran is not None:
+        said = _RUN_SAYS[ran]
     if entry is None or entry.event in ("requested", "re-requested"):
         return None, {"pending"}, "nobody has decided yet"
     if entry.event == "approved_by_policy":
-        return "approve", {"approved"} | started, "the policy approved it"
+        return "approve", {ran or "approved"}, said if ran else "the policy approved it"
     if entry.event == "expired":
-        kind = "approve" if started else "reject"
-        return kind, {"expired"} | started, f"it expired ({kind})"
+        kind = "approve" if approved_by(entry) is not None else "reject"
+        return kind, {ran or "expired"}, said if ran else f"it expired ({kind})"
     kind = str(entry.detail.get("decision"))
     status = STATUS_OF_DECISION.get(kind, kind)
-    return kind, {status} | started, f"it was {status} by {entry.actor}"
+    return kind, {ran or status}, said if ran else f"it was {status} by {entry.actor}"
+
+
+_RUN_SAYS = {
+    "running": "its tool was started",
+    "succeeded": "its tool succeeded",
+    "failed": "its tool failed",
+    "outcome_unknown": "its tool's outcome is unknown",
+}
+
+
+def _status_of_run(latest: AuditEntry | None) -> str | None:
+    """The status a call's newest entry gives it, if it is about a run (None: a paused or
+    retried run, or none since the decision, leaves the status the decision gave)."""
+    if latest is None or latest.event not in JOURNAL_EVENTS:
+        return None
+    if latest.event == "tool_started":
+        return "running"
+    if latest.event == "tool_finished":
+        return str(latest.detail.get("status"))
+    if latest.event == "outcome_unknown":
+        return "outcome_unknown"
+    action = latest.detail.get("action")
+    if latest.event == "reconciled" and action in ("mark_done", "skip"):
+        return "succeeded" if action == "mark_done" else "failed"
+    return None
 
 
 def _hash_of_run(row: ApprovalRecord) -> str | None:
@@ -229,8 +274,10 @@ def _contradicted_row(
 ) -> BrokenLink | None:
     """The first call of a thread whose row contradicts its chain (`disagreement`)."""
     decisions = {e.tool_call_id: e for e in entries if e.event in DECISION_EVENTS}  # newest wins
+    latest = {e.tool_call_id: e for e in entries}
     for record in records:
-        problem = disagreement(record, decisions.get(record.tool_call_id))
+        cid = record.tool_call_id
+        problem = disagreement(record, decisions.get(cid), latest.get(cid))
         if problem is not None:
             return BrokenLink(
                 record.thread_id,

@@ -44,9 +44,9 @@ from hitl.checkpoints.errors import (
 from hitl.checkpoints.ledger._audit import (
     append_entry,
     args_diff,
-    chain_approves,
     disagreement,
     newest_decision,
+    newest_entry,
     run_args,
 )
 from hitl.checkpoints.ledger._leases import (
@@ -427,7 +427,7 @@ class Ledger(LedgerReads, ThreadLeases, Store):
         finished (its process died); a person must settle it. `busy`: a live runner is
         executing it right now. `ask`: the args to run are not the approved ones (or nothing
         was approved): ask again. All or nothing: if one call is busy (or anything fails),
-        no call of the turn is started.
+        no call of the turn is started, and those it would have started are `busy` too.
         """
         attempts = {cid: new_token() for cid, _ in calls}
 
@@ -447,8 +447,11 @@ class Ledger(LedgerReads, ThreadLeases, Store):
         except BaseException as stopped:  # rolled back: nothing of the turn started
             for attempt in attempts.values():
                 mark_done(attempt)
-            if isinstance(stopped, _TurnBusy):
-                return stopped.begun
+            if isinstance(stopped, _TurnBusy):  # a call it would have run must not run either
+                return {
+                    cid: Begin("busy", b.record) if b.action == "run" else b
+                    for cid, b in stopped.begun.items()
+                }
             raise
         for cid, b in begun.items():
             if b.action == "run":
@@ -463,6 +466,12 @@ class Ledger(LedgerReads, ThreadLeases, Store):
         row = find_record(cur, thread_id, tool_call_id)
         if row is None:
             return Begin("ask", None)
+        # a row that contradicts its chain (or itself) would be asked about and approved again
+        # with the same answer, for ever, or run again: name it instead
+        newest, latest = (f(cur, thread_id, tool_call_id) for f in (newest_decision, newest_entry))
+        problem = disagreement(row, newest, latest)
+        if problem is not None:
+            raise LedgerTampered(thread_id, tool_call_id, problem)
         if row.status in ("succeeded", "failed"):
             return Begin("done", row)
         if row.status == "outcome_unknown":
@@ -472,17 +481,10 @@ class Ledger(LedgerReads, ThreadLeases, Store):
                 return Begin("busy", row)
             return Begin("unknown", self._mark_unknown(cur, row))
         if row.status in DECIDED_TO_RUN and row.approved_args_hash == h:
-            if not chain_approves(cur, thread_id, tool_call_id, h):
-                raise LedgerTampered(thread_id, tool_call_id)
             fields = {"status": "running", "runner": attempt, "started_at": self.clock()}
             _update(cur, thread_id, tool_call_id, fields)
             self._audit(cur, thread_id, "tool_started", attempt, tool_call_id, {"args_hash": h})
             return Begin("run", _require(cur, thread_id, tool_call_id))
-        # a row that contradicts its chain (or itself) would be asked about and approved again
-        # with the same answer, for ever: name it instead
-        problem = disagreement(row, newest_decision(cur, thread_id, tool_call_id))
-        if problem is not None:
-            raise LedgerTampered(thread_id, tool_call_id, problem)
         return Begin("ask", row)
 
     def unbegin(self, thread_id: str, tool_call_id: str) -> None:
