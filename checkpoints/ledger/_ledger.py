@@ -466,12 +466,7 @@ class Ledger(LedgerReads, ThreadLeases, Store):
         row = find_record(cur, thread_id, tool_call_id)
         if row is None:
             return Begin("ask", None)
-        # a row that contradicts its chain (or itself) would be asked about and approved again
-        # with the same answer, for ever, or run again: name it instead
-        newest, latest = (f(cur, thread_id, tool_call_id) for f in (newest_decision, newest_entry))
-        problem = disagreement(row, newest, latest)
-        if problem is not None:
-            raise LedgerTampered(thread_id, tool_call_id, problem)
+        self._refuse_tampered(cur, row)
         if row.status in ("succeeded", "failed"):
             return Begin("done", row)
         if row.status == "outcome_unknown":
@@ -582,6 +577,15 @@ class Ledger(LedgerReads, ThreadLeases, Store):
 
         return self._write(work)
 
+    def _refuse_tampered(self, cur: Cursor, row: ApprovalRecord) -> None:
+        """A row that contradicts its chain (or itself) would be asked about and approved again
+        with the same answer, for ever, or run again: name it instead."""
+        thread_id, tool_call_id = row.thread_id, row.tool_call_id
+        newest, latest = (f(cur, thread_id, tool_call_id) for f in (newest_decision, newest_entry))
+        problem = disagreement(row, newest, latest)
+        if problem is not None:
+            raise LedgerTampered(thread_id, tool_call_id, problem)
+
     def reconcile(
         self,
         thread_id: str,
@@ -597,6 +601,7 @@ class Ledger(LedgerReads, ThreadLeases, Store):
             row = find_record(cur, thread_id, tool_call_id)
             if row is None:
                 raise CallNotFound(thread_id, tool_call_id, threads_of(cur, tool_call_id))
+            self._refuse_tampered(cur, row)  # a forged "unknown" would run a finished call
             if row.status != "outcome_unknown":
                 raise NotReconcilable(row)
             now = self.clock()

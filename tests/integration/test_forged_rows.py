@@ -190,3 +190,21 @@ def test_a_decision_on_a_thread_whose_checkpoint_is_refused_records_nothing(
         )
     assert database_fingerprint(db) == before
     assert not marker.exists() and log.calls == []
+
+
+def test_a_finished_call_set_to_outcome_unknown_by_sql_is_not_retried_by_a_reconcile(
+    db: DatabaseName, log: ToolLog
+) -> None:
+    """A forged "outcome unknown" would have a person retry, and so run again, a call that
+    finished: the reconcile checks the row against its chain first, as a start does."""
+    with open_test_service(db, log) as service:
+        view = service.run(SALLY, actor="alice")
+        call_id = view.pending[0].tool_call_id
+        service.decide(view.thread_id, {call_id: "approve"}, actor="bob")
+    execute(db, "UPDATE hitl_approvals SET status = 'outcome_unknown' WHERE status = 'succeeded'")
+    with open_test_service(db, log) as service:
+        with pytest.raises(LedgerTampered, match=call_id):
+            service.reconcile(view.thread_id, call_id, "retry", actor="carol")
+        report = service.verify_audit()
+    assert log.ids("send_email") == [call_id]  # once, before the forgery
+    assert [b.thread_id for b in report.broken] == [view.thread_id]
