@@ -5,6 +5,7 @@ Commands only translate arguments and output; the work is done by `ApprovalServi
 
 import errno
 import json
+import os
 import socket
 import sys
 import time
@@ -25,7 +26,7 @@ from hitl.checkpoints.ledger import MAX_OFFSET, InboxQuery, SortKey
 from hitl.checkpoints.records import iso, parse_args_hash
 from hitl.checkpoints.urls import display
 from hitl.cli.db import db
-from hitl.cli.output import emit, fail, json_option
+from hitl.cli.output import emit, fail, fail_usage, json_option, wants_json
 from hitl.cli.settings import DB_OPTION, settings, typed_db_option
 from hitl.cli.webhooks import webhook
 from hitl.service import errors
@@ -940,10 +941,21 @@ _require_utf8(cli)
 
 def main() -> None:
     """Entry point of the `hitl` command."""
+    as_json = wants_json(sys.argv[1:])
     try:
-        cli()
+        # not click's standalone mode, which prints every usage error as text
+        outcome = cli.main(standalone_mode=False)
+    except click.ClickException as e:
+        fail_usage(e, as_json)
+    except click.Abort:  # Ctrl-C or end of input at a prompt, as click reports them
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    except BrokenPipeError:  # `hitl pending | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     except Exception as e:  # a traceback only for our own bugs, not for the agent's code
         failed = errors.AgentFailed.of(e)
         if failed is None:
             raise
-        _fail(failed, "--json" in sys.argv[1:])
+        _fail(failed, as_json)
+    sys.exit(outcome if isinstance(outcome, int) else 0)  # `--help`, `--version`: 0
