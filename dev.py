@@ -85,10 +85,11 @@ def demo() -> None:
 
 def serve(extra: list[str]) -> None:
     """The main job: the HTTP service and web inbox on the embedded default (SQLite file,
-    offline model), with one demo approval waiting so the inbox is not empty."""
-    args = extra or ["--demo"]
+    offline model), with one demo approval waiting so the inbox is not empty; `extra` goes to
+    `hitl serve` (`--port 8101`)."""
+    command = [str(BIN / "hitl"), "serve", "--demo", *extra]
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how the service is stopped
-        subprocess.run([str(BIN / "hitl"), "serve", *args], cwd=ROOT, check=True)
+        subprocess.run(command, cwd=ROOT, check=True)
 
 
 def test(extra: list[str]) -> None:
