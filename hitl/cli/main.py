@@ -204,6 +204,7 @@ def _print_pending(items: list[PendingApproval], with_thread: bool) -> None:
         if p.expires_at:
             line += f"; expires {p.expires_at}"
         click.echo(f"{line}; allowed: {', '.join(p.allowed_decisions)}")
+        click.echo(f"      args_hash {p.args_hash}")  # what --if-args-hash takes
 
 
 def _print_view(view: ThreadView) -> None:
@@ -631,6 +632,8 @@ def audit(thread_id: str | None, verify: bool, as_json: bool) -> None:
         def human_report() -> None:
             for b in report.broken:
                 click.echo(f"BROKEN  thread {b.thread_id}  entry {b.seq}: {b.problem}")
+            for thread_id, head in sorted(report.heads.items()):  # to keep elsewhere
+                click.echo(f"head  thread {thread_id}  {head}")
             verdict = "every chain verifies" if report.ok else f"{len(report.broken)} broken"
             threads = f"{report.threads} thread{'' if report.threads == 1 else 's'}"
             click.echo(f"{threads}, {report.entries} entries: {verdict}")
