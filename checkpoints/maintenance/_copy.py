@@ -108,7 +108,11 @@ def copy_database(source: DatabaseName, target: DatabaseName) -> CopyReport:
             if table != "hitl_messages" and before.rows.get(table) is not None:
                 report.rows[table] = _copy_table(src, dst, table, new_rowids)
         _renumber_audit_cursors(dst, new_rowids.get("hitl_audit", []))
-        report.mismatches = _compare(src, dst, source, target, report.converted_messages)
+        if before.rows.get("hitl_webhook_cursor") is None:
+            _cursor_after_the_history(dst)
+        report.mismatches = _compare(
+            src, dst, source, target, report.converted_messages, before.rows
+        )
     finally:
         src.close()
         dst.close()
@@ -228,14 +232,33 @@ def _renumber_audit_cursors(dst: _Tables, mapping: list[tuple[int, int]]) -> Non
     dst._write(work)
 
 
+def _cursor_after_the_history(dst: _Tables) -> None:
+    """The source never had a webhook outbox: the target's (made by `migrate`, before the
+    audit rows came) starts after the copied history, as a new outbox's does."""
+    dst._write(
+        lambda cur: cur.execute(
+            "UPDATE hitl_webhook_cursor SET audit_rowid = "
+            "(SELECT COALESCE(MAX(rowid), 0) FROM hitl_audit)"
+        )
+    )
+
+
 def _compare(
-    src: _Tables, dst: _Tables, source: DatabaseName, target: DatabaseName, converted: int
+    src: _Tables,
+    dst: _Tables,
+    source: DatabaseName,
+    target: DatabaseName,
+    converted: int,
+    source_tables: dict[str, int | None],
 ) -> list[str]:
     """Every count that differs: rows per table (the target's messages: the source's plus
-    those its lists became), checkpoints per thread, pending writes."""
+    those its lists became; not the target's own rows of a table the source lacks),
+    checkpoints per thread, pending writes."""
     differ = []
     before, after = status(source).rows, status(target).rows
     for table in COPIED_TABLES:
+        if table in _OWN_ROWS and source_tables.get(table) is None:
+            continue
         expected = (before.get(table) or 0) + (converted if table == "hitl_messages" else 0)
         if expected != (after.get(table) or 0):
             differ.append(
