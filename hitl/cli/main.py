@@ -26,7 +26,14 @@ from hitl.checkpoints.ledger import MAX_OFFSET, InboxQuery, SortKey
 from hitl.checkpoints.records import iso, parse_args_hash
 from hitl.checkpoints.urls import display
 from hitl.cli.db import db
-from hitl.cli.output import emit, fail, fail_usage, json_option, wants_json
+from hitl.cli.output import (
+    emit,
+    fail,
+    fail_usage,
+    json_option,
+    progress_on_terminal,
+    wants_json,
+)
 from hitl.cli.settings import DB_OPTION, settings, typed_db_option
 from hitl.cli.webhooks import webhook
 from hitl.service import errors
@@ -672,9 +679,14 @@ def prune(older_than: str | None, dry_run: bool, no_vacuum: bool, as_json: bool)
     from hitl.checkpoints.maintenance import prune as prune_database
 
     try:
-        report = prune_database(
-            settings(as_json).db, older_than=age, dry_run=dry_run, vacuum=not no_vacuum
-        )
+        with progress_on_terminal(as_json) as progress:
+            report = prune_database(
+                settings(as_json).db,
+                older_than=age,
+                dry_run=dry_run,
+                vacuum=not no_vacuum,
+                progress=progress,
+            )
     except DatabaseBusy as e:
         _fail(errors.Busy(str(e)), as_json)
     except DatabaseError as e:
