@@ -32,6 +32,8 @@ from hitl.graph.model import make_model
 from hitl.graph.policy import default_policy
 
 PROMPT = "Send sally@example.com an email saying 'hi'"
+APPROVE = {"decisions": [{"type": "approve"}]}
+"""The answer to the turn's one interrupt (LangChain's batched `HITLRequest`)."""
 
 
 class CommitCounter:
@@ -65,8 +67,7 @@ def run_cycles(
     for i in range(cycles):
         config = {"configurable": {"thread_id": f"{tag}-{i}"}}
         graph.invoke({"messages": [("user", PROMPT)]}, config, durability="sync")
-        pending = graph.get_state(config).interrupts
-        graph.invoke(Command(resume={pending[0].id: "approve"}), config, durability="sync")
+        graph.invoke(Command(resume=APPROVE), config, durability="sync")
     return cycles / (time.perf_counter() - start)
 
 
