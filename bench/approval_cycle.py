@@ -76,7 +76,12 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="hitl-bench-"))
+    with tempfile.TemporaryDirectory(prefix="hitl-bench-") as work:  # a run leaves nothing behind
+        measure(args, Path(work))
+
+
+def measure(args: argparse.Namespace, work: Path) -> None:
+    """Every rate and commit count, on databases in `work`."""
     outbox = work / "outbox.jsonl"
 
     ours = BatchingSqliteSaver(connect(work / "ours.sqlite"), serde=make_strict_serializer())
