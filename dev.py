@@ -110,6 +110,17 @@ BENCHMARKS = (
 """Modules of `bench/`, run in this order by `python3 dev.py bench`."""
 
 
+def bench_help() -> str:
+    """What `dev.py bench --help` prints: how to run the benchmarks, and which there are."""
+    return (
+        "usage: python3 dev.py bench [NAME [OPTIONS]]\n\n"
+        "Runs every benchmark in bench/, in this order, or the one NAME with its own options\n"
+        "(see docs/performance.md):\n"
+        + "".join(f"  {name}\n" for name in BENCHMARKS)
+        + "\nA benchmark's options: python3 dev.py bench NAME --help"
+    )
+
+
 def bench(extra: list[str]) -> None:
     """Every benchmark, or one with its own options: `dev.py bench inbox --sizes 200 2000`."""
     if extra and extra[0] not in BENCHMARKS:
@@ -127,8 +138,15 @@ def bench(extra: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("command", choices=["setup", "serve", "demo", "test", "bench", "lint"])
-    parser.add_argument("extra", nargs=argparse.REMAINDER, help="passed on (e.g. to pytest)")
+    parser.add_argument(
+        "extra",
+        nargs=argparse.REMAINDER,
+        help="passed on: to hitl serve, pytest, or the benchmark named first (bench --help)",
+    )
     args = parser.parse_args()
+    if args.command == "bench" and args.extra[:1] in (["-h"], ["--help"]):
+        print(bench_help())  # before the set-up: asking how to run it installs nothing
+        return
     setup()
     python = str(BIN / "python")
     try:

@@ -73,8 +73,8 @@ def run_cycles(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cycles", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--cycles", type=int, default=200, help="cycles per round and saver")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hitl-bench-") as work:  # a run leaves nothing behind
         measure(args, Path(work))

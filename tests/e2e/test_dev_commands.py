@@ -1,6 +1,7 @@
 """`dev.py`, the README's commands, as a new user types them."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -78,3 +79,52 @@ def test_dev_py_serve_on_another_port_still_leaves_the_demo_approval_waiting(
                 return 0
 
         eventually(lambda: waiting() == 1, "the demo approval waits in the inbox", timeout=30)
+
+
+def test_dev_py_bench_help_names_every_benchmark_and_exits_0() -> None:
+    shown = subprocess.run(
+        [sys.executable, str(DEV_PY), "bench", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    benchmarks = sorted(p.stem for p in (REPO_ROOT / "bench").glob("*.py") if p.stem[0] != "_")
+    for name in benchmarks:
+        assert name in shown.stdout, shown.stdout
+    assert "python3 dev.py bench NAME --help" in shown.stdout
+
+
+def options_without_help(help_text: str) -> list[str]:
+    """The options an argparse `--help` lists with no text after them (nor under them)."""
+    lines = help_text.splitlines()
+    missing = []
+    for i, line in enumerate(lines):
+        if not re.match(r"  -", line):
+            continue
+        said_here = re.match(r"  \S.*?\s{2,}\S", line)
+        below = lines[i + 1] if i + 1 < len(lines) else ""
+        said_below = re.match(r"\s{8,}[^\s-]", below)
+        if not (said_here or said_below):
+            missing.append(line.strip())
+    return missing
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name", sorted(p.stem for p in (REPO_ROOT / "bench").glob("*.py") if p.stem[0] != "_")
+)
+def test_every_benchmark_option_says_what_it_does(name: str) -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", f"bench.{name}", "--help"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert options_without_help(shown.stdout) == [], shown.stdout
