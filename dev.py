@@ -85,10 +85,11 @@ def demo() -> None:
 
 def serve(extra: list[str]) -> None:
     """The main job: the HTTP service and web inbox on the embedded default (SQLite file,
-    offline model), with one demo approval waiting so the inbox is not empty."""
-    args = extra or ["--demo"]
+    offline model), with one demo approval waiting so the inbox is not empty; `extra` goes to
+    `hitl serve` (`--port 8101`)."""
+    command = [str(BIN / "hitl"), "serve", "--demo", *extra]
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how the service is stopped
-        subprocess.run([str(BIN / "hitl"), "serve", *args], cwd=ROOT, check=True)
+        subprocess.run(command, cwd=ROOT, check=True)
 
 
 def test(extra: list[str]) -> None:
@@ -111,6 +112,17 @@ BENCHMARKS = (
 """Modules of `bench/`, run in this order by `python3 dev.py bench`."""
 
 
+def bench_help() -> str:
+    """What `dev.py bench --help` prints: how to run the benchmarks, and which there are."""
+    return (
+        "usage: python3 dev.py bench [NAME [OPTIONS]]\n\n"
+        "Runs every benchmark in bench/, in this order, or the one NAME with its own options\n"
+        "(see docs/performance.md):\n"
+        + "".join(f"  {name}\n" for name in BENCHMARKS)
+        + "\nA benchmark's options: python3 dev.py bench NAME --help"
+    )
+
+
 def bench(extra: list[str]) -> None:
     """Every benchmark, or one with its own options: `dev.py bench inbox --sizes 200 2000`."""
     if extra and extra[0] not in BENCHMARKS:
@@ -128,8 +140,15 @@ def bench(extra: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("command", choices=["setup", "serve", "demo", "test", "bench", "lint"])
-    parser.add_argument("extra", nargs=argparse.REMAINDER, help="passed on (e.g. to pytest)")
+    parser.add_argument(
+        "extra",
+        nargs=argparse.REMAINDER,
+        help="passed on: to hitl serve, pytest, or the benchmark named first (bench --help)",
+    )
     args = parser.parse_args()
+    if args.command == "bench" and args.extra[:1] in (["-h"], ["--help"]):
+        print(bench_help())  # before the set-up: asking how to run it installs nothing
+        return
     setup()
     python = str(BIN / "python")
     try:

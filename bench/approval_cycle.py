@@ -32,6 +32,8 @@ from hitl.graph.model import make_model
 from hitl.graph.policy import default_policy
 
 PROMPT = "Send sally@example.com an email saying 'hi'"
+APPROVE = {"decisions": [{"type": "approve"}]}
+"""The answer to the turn's one interrupt (LangChain's batched `HITLRequest`)."""
 
 
 class CommitCounter:
@@ -65,17 +67,21 @@ def run_cycles(
     for i in range(cycles):
         config = {"configurable": {"thread_id": f"{tag}-{i}"}}
         graph.invoke({"messages": [("user", PROMPT)]}, config, durability="sync")
-        pending = graph.get_state(config).interrupts
-        graph.invoke(Command(resume={pending[0].id: "approve"}), config, durability="sync")
+        graph.invoke(Command(resume=APPROVE), config, durability="sync")
     return cycles / (time.perf_counter() - start)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cycles", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--cycles", type=int, default=200, help="cycles per round and saver")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="hitl-bench-"))
+    with tempfile.TemporaryDirectory(prefix="hitl-bench-") as work:  # a run leaves nothing behind
+        measure(args, Path(work))
+
+
+def measure(args: argparse.Namespace, work: Path) -> None:
+    """Every rate and commit count, on databases in `work`."""
     outbox = work / "outbox.jsonl"
 
     ours = BatchingSqliteSaver(connect(work / "ours.sqlite"), serde=make_strict_serializer())

@@ -183,8 +183,10 @@ def _sent_call_ids(outbox: Path) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--threads", type=int, default=200, help="pending threads per round")
-    parser.add_argument("--procs", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--procs", type=int, nargs="+", default=[1, 2, 4], help="process counts (1 is added)"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     args = parser.parse_args()
     procs = sorted(set(args.procs) | {1})  # one process is the baseline
 

@@ -240,11 +240,17 @@ def inbox_statements(db: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--pending-percent", type=float, default=1.0)
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[10_000, 100_000], help="threads per database"
+    )
+    parser.add_argument(
+        "--pending-percent", type=float, default=1.0, help="share of the threads pending (%%)"
+    )
     parser.add_argument("--repeats", type=int, default=1000, help="timed inbox calls per size")
-    parser.add_argument("--naive-budget", type=float, default=120.0, help="seconds per size")
-    parser.add_argument("--naive-runs", type=int, default=3)
+    parser.add_argument(
+        "--naive-budget", type=float, default=120.0, help="seconds of naive scans per size"
+    )
+    parser.add_argument("--naive-runs", type=int, default=3, help="naive scans per size, at most")
     args = parser.parse_args()
     sizes = sorted(set(args.sizes))
 

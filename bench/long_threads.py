@@ -313,7 +313,14 @@ def main() -> None:
         "--no-check", action="store_true", help="exit 0 even if a target is missed (tiny runs)"
     )
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="hitl-bench-long-"))
+    with tempfile.TemporaryDirectory(
+        prefix="hitl-bench-long-"
+    ) as work:  # a run leaves nothing behind
+        measure(args, Path(work))
+
+
+def measure(args: argparse.Namespace, work: Path) -> None:
+    """Every figure, on databases in `work`; exits non-zero if a target is missed."""
     commit = raw_commit_seconds(work)
     print(f"baseline: one raw SQLite commit (WAL, synchronous=FULL): {commit * 1e3:.2f} ms")
 

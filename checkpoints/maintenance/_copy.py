@@ -19,6 +19,7 @@ from langgraph.checkpoint.base import CheckpointTuple
 
 from hitl.checkpoints.database import Cursor, Store, scalar, store_connection
 from hitl.checkpoints.errors import CopyError
+from hitl.checkpoints.maintenance._progress import Progress, no_progress
 from hitl.checkpoints.maintenance._schema import HITL_TABLES, migrate, status
 from hitl.checkpoints.savers import SavedLog, Saver, log_ref, open_saver
 from hitl.checkpoints.urls import DatabaseName, display, is_postgres, writes_table
@@ -69,8 +70,11 @@ class CopyReport:
         }
 
 
-def copy_database(source: DatabaseName, target: DatabaseName) -> CopyReport:
-    """Copy everything in `source` to the empty database `target`, then verify the counts."""
+def copy_database(
+    source: DatabaseName, target: DatabaseName, progress: Progress = no_progress
+) -> CopyReport:
+    """Copy everything in `source` to the empty database `target`, then verify the counts;
+    `progress` is told the rows of each table and the threads copied."""
     if display(source) == display(target):
         raise CopyError("the source and the target are the same database; name two")
     before = status(source)  # also: the source must exist
@@ -88,7 +92,7 @@ def copy_database(source: DatabaseName, target: DatabaseName) -> CopyReport:
     try:
         if before.rows.get("hitl_messages") is not None:
             # stored messages first: the checkpoints copied next refer to them
-            report.rows["hitl_messages"] = _copy_table(src, dst, "hitl_messages")
+            report.rows["hitl_messages"] = _copy_table(src, dst, "hitl_messages", progress)
         logged = _count(dst, "hitl_messages")
         with open_saver(source, create=False) as reader, open_saver(target) as writer:
             thread_ids = src._read(
@@ -99,16 +103,20 @@ def copy_database(source: DatabaseName, target: DatabaseName) -> CopyReport:
                     ).fetchall()
                 ]
             )
-            _copy_checkpoints(thread_ids, reader, writer, report)
+            _copy_checkpoints(thread_ids, reader, writer, report, progress)
         # an older database's checkpoints hold their conversation as a list: the target's
         # saver stores it as a log, so the target has these rows more than the source
         report.converted_messages = _count(dst, "hitl_messages") - logged
         new_rowids: dict[str, list[tuple[int, int]]] = {}
         for table in COPIED_TABLES:
             if table != "hitl_messages" and before.rows.get(table) is not None:
-                report.rows[table] = _copy_table(src, dst, table, new_rowids)
+                report.rows[table] = _copy_table(src, dst, table, progress, new_rowids)
         _renumber_audit_cursors(dst, new_rowids.get("hitl_audit", []))
-        report.mismatches = _compare(src, dst, source, target, report.converted_messages)
+        if before.rows.get("hitl_webhook_cursor") is None:
+            _cursor_after_the_history(dst)
+        report.mismatches = _compare(
+            src, dst, source, target, report.converted_messages, before.rows
+        )
     finally:
         src.close()
         dst.close()
@@ -120,9 +128,10 @@ class _Tables(Store):
 
 
 def _copy_checkpoints(
-    thread_ids: list[str], reader: Saver, writer: Saver, report: CopyReport
+    thread_ids: list[str], reader: Saver, writer: Saver, report: CopyReport, progress: Progress
 ) -> None:
-    for thread_id in thread_ids:
+    progress("threads", 0, len(thread_ids))
+    for done, thread_id in enumerate(thread_ids, 1):
         report.threads += 1
         for found in _oldest_first(reader, thread_id):
             configurable = found.config["configurable"]
@@ -152,6 +161,7 @@ def _copy_checkpoints(
                 writer.put_writes(saved, writes, task_id)
                 report.writes += len(writes)
         writer.flush()
+        progress("threads", done, len(thread_ids))
 
 
 def _oldest_first(saver: Saver, thread_id: str) -> list[CheckpointTuple]:
@@ -164,6 +174,7 @@ def _copy_table(
     src: _Tables,
     dst: _Tables,
     table: str,
+    progress: Progress,
     new_rowids: dict[str, list[tuple[int, int]]] | None = None,
 ) -> int:
     """Copy every row; for a numbered table, remember each old rowid's new one."""
@@ -184,8 +195,10 @@ def _copy_table(
         if table in _OWN_ROWS:
             cur.execute(f"DELETE FROM {table}")
         values = [tuple(r[1:]) if numbered else tuple(r) for r in rows]
+        progress(f"rows of {table}", 0, len(values))
         for start in range(0, len(values), BATCH):
             cur.executemany(insert, values[start : start + BATCH])
+            progress(f"rows of {table}", min(start + BATCH, len(values)), len(values))
         if numbered and new_rowids is not None:
             fresh = [r[0] for r in cur.execute(f"SELECT rowid FROM {table} ORDER BY rowid")]
             new_rowids[table] = list(zip([r[0] for r in rows], fresh, strict=True))
@@ -228,14 +241,33 @@ def _renumber_audit_cursors(dst: _Tables, mapping: list[tuple[int, int]]) -> Non
     dst._write(work)
 
 
+def _cursor_after_the_history(dst: _Tables) -> None:
+    """The source never had a webhook outbox: the target's (made by `migrate`, before the
+    audit rows came) starts after the copied history, as a new outbox's does."""
+    dst._write(
+        lambda cur: cur.execute(
+            "UPDATE hitl_webhook_cursor SET audit_rowid = "
+            "(SELECT COALESCE(MAX(rowid), 0) FROM hitl_audit)"
+        )
+    )
+
+
 def _compare(
-    src: _Tables, dst: _Tables, source: DatabaseName, target: DatabaseName, converted: int
+    src: _Tables,
+    dst: _Tables,
+    source: DatabaseName,
+    target: DatabaseName,
+    converted: int,
+    source_tables: dict[str, int | None],
 ) -> list[str]:
     """Every count that differs: rows per table (the target's messages: the source's plus
-    those its lists became), checkpoints per thread, pending writes."""
+    those its lists became; not the target's own rows of a table the source lacks),
+    checkpoints per thread, pending writes."""
     differ = []
     before, after = status(source).rows, status(target).rows
     for table in COPIED_TABLES:
+        if table in _OWN_ROWS and source_tables.get(table) is None:
+            continue
         expected = (before.get(table) or 0) + (converted if table == "hitl_messages" else 0)
         if expected != (after.get(table) or 0):
             differ.append(

@@ -43,6 +43,7 @@ from hitl.checkpoints.database import (
 )
 from hitl.checkpoints.errors import DatabaseBusy, DatabaseError
 from hitl.checkpoints.ledger import lease_holder
+from hitl.checkpoints.maintenance._progress import Progress, no_progress
 from hitl.checkpoints.savers import (
     delete_unreachable,
     make_strict_serializer,
@@ -62,6 +63,8 @@ wait, long enough that 10,000 threads take 50 transactions."""
 RUNS_PER_DELETE = 1000
 FINISHED_RUNS = ("done", "failed")
 _AUTO_VACUUM_INCREMENTAL = 2
+_RECLAIMING = "free space given back to the file system"
+"""The progress stage of `Pruner.reclaim` (one step: a `VACUUM` cannot say how far it got)."""
 
 Reason = Literal[
     "pending",
@@ -193,8 +196,10 @@ def prune(
     clock: Clock = time.time,
     serde: SerializerProtocol | None = None,
     lock_wait: float = LOCK_WAIT_SECONDS,
+    progress: Progress = no_progress,
 ) -> PruneReport:
-    """Prune the finished threads of the database at `path` (see the module doc).
+    """Prune the finished threads of the database at `path` (see the module doc); `progress`
+    is told the threads judged (and pruned), then the space given back.
 
     Without `older_than`, each finished thread keeps only its newest checkpoint per namespace;
     with it, threads finished more than `older_than` seconds ago are deleted (checkpoints,
@@ -214,19 +219,24 @@ def prune(
         tally = Tally()
         loads = (serde or make_strict_serializer()).loads_typed
         thread_ids = pruner.thread_ids()
+        progress("threads", 0, len(thread_ids))
         for start in range(0, len(thread_ids), batch):
             chunk = thread_ids[start : start + batch]
             judged, kept = pruner.judge(chunk, loads, older_than=older_than, now=clock())
             tally.kept.update(kept)
             if judged:
                 tally.add(pruner.apply(judged, dry_run=dry_run))
+            progress("threads", start + len(chunk), len(thread_ids))
         runs = 0 if older_than is None else pruner.delete_runs(clock() - older_than, dry_run)
-        if vacuum and not dry_run and not pruner.reclaim(full_vacuum=full_vacuum):
-            log.warning(
-                "%s predates incremental vacuum: its free pages stay in the file until one "
-                "`hitl prune` from the command line rewrites it (a service never does)",
-                path,
-            )
+        if vacuum and not dry_run:
+            progress(_RECLAIMING, 0, 1)
+            if not pruner.reclaim(full_vacuum=full_vacuum):
+                log.warning(
+                    "%s predates incremental vacuum: its free pages stay in the file until one "
+                    "`hitl prune` from the command line rewrites it (a service never does)",
+                    path,
+                )
+            progress(_RECLAIMING, 1, 1)
         after = pruner.size()
     finally:
         pruner.close()

@@ -7,6 +7,7 @@ token, webhook and message tables are created if missing when their store opens,
 service processes start (and without racing each other to it).
 """
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from hitl.checkpoints.database import Cursor, Store, scalar, store_connection, table_exists
 from hitl.checkpoints.errors import DatabaseError
 from hitl.checkpoints.ledger import SCHEMA_VERSION, make_ledger
+from hitl.checkpoints.maintenance._progress import Progress, no_progress
 from hitl.checkpoints.savers import open_saver
 from hitl.checkpoints.stores import RunQueue, TokenStore, make_webhook_store
 from hitl.checkpoints.urls import DatabaseName, display, is_postgres
@@ -34,6 +36,9 @@ HITL_TABLES = (
     "hitl_webhook_deliveries",
     "hitl_webhook_cursor",
 )
+
+_MIGRATING = "parts of the schema created or migrated"
+_COUNTING = "tables counted"
 
 
 @dataclass(frozen=True)
@@ -63,39 +68,56 @@ class SchemaStatus:
         return {**asdict(self), "up_to_date": self.up_to_date}
 
 
-def migrate(db: DatabaseName) -> SchemaStatus:
+def migrate(db: DatabaseName, progress: Progress = no_progress) -> SchemaStatus:
     """Create every table that is missing and apply every pending migration; the status after.
+    `progress` is told the parts of the schema done, then the tables counted.
 
     Safe to run while services use the database, and from several processes at once.
     """
-    with open_saver(db):
-        pass
-    ledger = make_ledger(db)
-    ledger.close()
-    for store in (RunQueue, TokenStore):
-        store(store_connection(db), path=display(db)).close()
-    make_webhook_store(db).close()
-    return status(db)
+
+    def checkpoint_tables() -> None:
+        with open_saver(db):
+            pass
+
+    def stores() -> None:
+        for store in (RunQueue, TokenStore):
+            store(store_connection(db), path=display(db)).close()
+
+    parts: tuple[Callable[[], None], ...] = (
+        checkpoint_tables,
+        lambda: make_ledger(db).close(),
+        stores,
+        lambda: make_webhook_store(db).close(),
+    )
+    progress(_MIGRATING, 0, len(parts))
+    for done, part in enumerate(parts, 1):
+        part()
+        progress(_MIGRATING, done, len(parts))
+    return status(db, progress)
 
 
-def status(db: DatabaseName) -> SchemaStatus:
-    """The schema's versions and every table's row count; creates nothing."""
+def status(db: DatabaseName, progress: Progress = no_progress) -> SchemaStatus:
+    """The schema's versions and every table's row count; creates nothing. `progress` is told
+    the tables counted (a count reads a whole table)."""
     if not is_postgres(db) and not Path(db).exists():
         raise DatabaseError(db, FileNotFoundError("no such database file; nothing was created"))
     backend = "postgres" if is_postgres(db) else "sqlite"
     reader = _Reader(store_connection(db), path=display(db))
     try:
-        return reader._read(lambda cur: _status(cur, db, backend))
+        return reader._read(lambda cur: _status(cur, db, backend, progress))
     finally:
         reader.close()
 
 
-def _status(cur: Cursor, db: DatabaseName, backend: str) -> SchemaStatus:
+def _status(cur: Cursor, db: DatabaseName, backend: str, progress: Progress) -> SchemaStatus:
     rows: dict[str, int | None] = {}
-    for table in (*CHECKPOINT_TABLES[backend], *HITL_TABLES):
+    counted = (*CHECKPOINT_TABLES[backend], *HITL_TABLES)
+    progress(_COUNTING, 0, len(counted))
+    for done, table in enumerate(counted, 1):
         exists = table_exists(cur, table)
         count = cur.execute(f"SELECT COUNT(*) FROM {table}").fetchone() if exists else None
         rows[table] = None if count is None else int(count[0])
+        progress(_COUNTING, done, len(counted))
     ledger_version = 0
     if rows["hitl_schema"]:
         ledger_version = int(scalar(cur.execute("SELECT version FROM hitl_schema")))

@@ -10,7 +10,7 @@ import click
 
 from hitl.checkpoints.errors import CopyError, DatabaseBusy, DatabaseCorrupt, DatabaseError
 from hitl.checkpoints.urls import DatabaseName, check_postgres_url, is_postgres, parse_database
-from hitl.cli.output import emit, fail, json_option
+from hitl.cli.output import emit, fail, json_option, progress_on_terminal
 from hitl.cli.settings import settings
 
 if TYPE_CHECKING:  # LangGraph's savers load with the command that needs them, not with `hitl`
@@ -40,7 +40,8 @@ def migrate_command(as_json: bool) -> None:
     try:
         from hitl.checkpoints.maintenance import migrate
 
-        found = migrate(settings(as_json).db)
+        with progress_on_terminal(as_json) as progress:
+            found = migrate(settings(as_json).db, progress)
     except tuple(EXIT_CODES) as e:
         _fail(e, as_json)
     emit(as_json, found.to_json(), lambda: _print_status(found))
@@ -53,7 +54,8 @@ def status_command(as_json: bool) -> None:
     try:
         from hitl.checkpoints.maintenance import status
 
-        found = status(settings(as_json).db)
+        with progress_on_terminal(as_json) as progress:
+            found = status(settings(as_json).db, progress)
     except tuple(EXIT_CODES) as e:
         _fail(e, as_json)
     emit(as_json, found.to_json(), lambda: _print_status(found))
@@ -73,7 +75,8 @@ def copy_command(source: str, target: str, as_json: bool) -> None:
     try:
         from hitl.checkpoints.maintenance import copy_database
 
-        report = copy_database(_database(source), _database(target))
+        with progress_on_terminal(as_json) as progress:
+            report = copy_database(_database(source), _database(target), progress)
     except tuple(EXIT_CODES) as e:
         _fail(e, as_json)
     emit(as_json, report.to_json(), lambda: _print_copy(report))

@@ -5,6 +5,7 @@ Commands only translate arguments and output; the work is done by `ApprovalServi
 
 import errno
 import json
+import os
 import socket
 import sys
 import time
@@ -25,7 +26,14 @@ from hitl.checkpoints.ledger import MAX_OFFSET, InboxQuery, SortKey
 from hitl.checkpoints.records import iso, parse_args_hash
 from hitl.checkpoints.urls import display
 from hitl.cli.db import db
-from hitl.cli.output import emit, fail, json_option
+from hitl.cli.output import (
+    emit,
+    fail,
+    fail_usage,
+    json_option,
+    progress_on_terminal,
+    wants_json,
+)
 from hitl.cli.settings import DB_OPTION, settings, typed_db_option
 from hitl.cli.webhooks import webhook
 from hitl.service import errors
@@ -209,6 +217,7 @@ def _print_pending(items: list[PendingApproval], with_thread: bool) -> None:
         if p.expires_at:
             line += f"; expires {p.expires_at}"
         click.echo(f"{line}; allowed: {', '.join(p.allowed_decisions)}")
+        click.echo(f"      args_hash {p.args_hash}")  # what --if-args-hash takes
 
 
 def _print_view(view: ThreadView) -> None:
@@ -636,6 +645,8 @@ def audit(thread_id: str | None, verify: bool, as_json: bool) -> None:
         def human_report() -> None:
             for b in report.broken:
                 click.echo(f"BROKEN  thread {b.thread_id}  entry {b.seq}: {b.problem}")
+            for thread_id, head in sorted(report.heads.items()):  # to keep elsewhere
+                click.echo(f"head  thread {thread_id}  {head}")
             verdict = "every chain verifies" if report.ok else f"{len(report.broken)} broken"
             threads = f"{report.threads} thread{'' if report.threads == 1 else 's'}"
             click.echo(f"{threads}, {report.entries} entries: {verdict}")
@@ -674,9 +685,14 @@ def prune(older_than: str | None, dry_run: bool, no_vacuum: bool, as_json: bool)
     from hitl.checkpoints.maintenance import prune as prune_database
 
     try:
-        report = prune_database(
-            settings(as_json).db, older_than=age, dry_run=dry_run, vacuum=not no_vacuum
-        )
+        with progress_on_terminal(as_json) as progress:
+            report = prune_database(
+                settings(as_json).db,
+                older_than=age,
+                dry_run=dry_run,
+                vacuum=not no_vacuum,
+                progress=progress,
+            )
     except DatabaseBusy as e:
         _fail(errors.Busy(str(e)), as_json)
     except DatabaseError as e:
@@ -946,10 +962,21 @@ _require_utf8(cli)
 
 def main() -> None:
     """Entry point of the `hitl` command."""
+    as_json = wants_json(sys.argv[1:])
     try:
-        cli()
+        # not click's standalone mode, which prints every usage error as text
+        outcome = cli.main(standalone_mode=False)
+    except click.ClickException as e:
+        fail_usage(e, as_json)
+    except click.Abort:  # Ctrl-C or end of input at a prompt, as click reports them
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    except BrokenPipeError:  # `hitl pending | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     except Exception as e:  # a traceback only for our own bugs, not for the agent's code
         failed = errors.AgentFailed.of(e)
         if failed is None:
             raise
-        _fail(failed, "--json" in sys.argv[1:])
+        _fail(failed, as_json)
+    sys.exit(outcome if isinstance(outcome, int) else 0)  # `--help`, `--version`: 0

@@ -529,6 +529,43 @@ def test_an_argument_that_is_not_utf8_is_a_usage_error_naming_it(
     )
 
 
+@pytest.mark.parametrize(
+    ("args", "error_type", "says"),
+    [
+        (
+            ("pending", "--bogus", "--json"),
+            "NoSuchOption",
+            ["No such option '--bogus'", "See `hitl pending --help`."],
+        ),
+        (("--json", "pending"), "NoSuchOption", ["No such option '--json'", "`hitl --help`"]),
+        (
+            ("show", "--json"),
+            "MissingParameter",
+            ["Missing argument 'THREAD_ID'", "`hitl show --help`"],
+        ),
+        (
+            ("pending", "--limit", "0", "--json"),
+            "BadParameter",
+            ["Invalid value for '--limit'", "0 is not in the range", "`hitl pending --help`"],
+        ),
+        (
+            ("audit", "--json"),
+            "UsageError",
+            ["give a THREAD_ID, or --verify", "`hitl audit --help`"],
+        ),
+    ],
+    ids=["unknown option", "json before the command", "missing argument", "bad value", "usage"],
+)
+def test_a_usage_error_with_json_anywhere_is_the_json_error_shape_with_exit_2(
+    workspace: Workspace, args: tuple[str, ...], error_type: str, says: list[str]
+) -> None:
+    result = workspace.run(*args)
+    message = error_message(result, exit_code=2, as_json=True, error_type=error_type)
+    for fragment in says:
+        assert fragment in message, describe(result)
+    assert result.stderr == "", describe(result)
+
+
 def test_an_args_hash_that_is_no_sha256_digest_is_a_usage_error_not_a_change_of_args(
     seeded: Workspace, seed: Seed
 ) -> None:

@@ -60,6 +60,24 @@ def test_db_copy_moves_every_thread_and_a_migrated_pending_call_is_approved_on_p
         assert "is not empty" in again["error"]["message"]
 
 
+def test_db_copy_of_a_file_that_never_had_webhooks_verifies_and_the_copy_is_usable(
+    workspace: Workspace,
+) -> None:
+    """A file only the CLI used has no webhook tables: the target's, made by `migrate`, are
+    its own (a cursor row the source lacks is no difference between them)."""
+    done = workspace.json("run", COUNT)["thread_id"]
+    waiting = workspace.json("run", SALLY)
+    target = workspace.folder / "copy.sqlite"
+
+    copied = workspace.json("db", "copy", "--from", str(workspace.db), "--to", str(target))
+
+    assert (copied["verified"], copied["mismatches"], copied["threads"]) == (True, [], 2)
+    on_copy = {"HITL_DB": str(target)}
+    assert workspace.json("show", done, extra_env=on_copy)["status"] == "done"
+    approved = workspace.json("approve", waiting["thread_id"], extra_env=on_copy)
+    assert approved["status"] == "done"
+
+
 def test_db_status_shows_a_missing_schema_and_migrate_creates_it(workspace: Workspace) -> None:
     assert_refused(
         workspace, "db", "status", exit_code=10, says=["no such database file"], as_json=True

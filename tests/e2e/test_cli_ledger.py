@@ -320,6 +320,38 @@ def test_audit_verify_passes_on_an_untouched_database(copied: Workspace, inbox: 
     assert report["heads"].keys() == {inbox.alice, inbox.bob, inbox.carol, inbox.decided}
 
 
+def test_audit_verify_prints_each_chains_head_hash_for_people_too(
+    copied: Workspace, inbox: Inbox
+) -> None:
+    """The heads are what an operator keeps elsewhere, to detect a truncated chain."""
+    heads = copied.json("audit", "--verify")["heads"]
+
+    result = copied.run("audit", "--verify")
+
+    assert result.returncode == 0, describe(result)
+    printed = [line.split() for line in result.stdout.splitlines() if line.startswith("head ")]
+    assert printed == [["head", "thread", t, heads[t]] for t in sorted(heads)], describe(result)
+
+
+def test_the_args_hash_pending_and_show_print_binds_a_decision_as_printed(
+    copied: Workspace, inbox: Inbox
+) -> None:
+    """`--if-args-hash` takes the `args_hash` people read in `pending` and `show`."""
+    args_hash = copied.json("show", inbox.alice)["pending"][0]["args_hash"]
+    for command in (("pending", "--thread", inbox.alice), ("show", inbox.alice)):
+        result = copied.run(*command)
+        assert f"args_hash {args_hash}" in result.stdout, describe(result)
+    printed = (
+        copied.run("pending", "--thread", inbox.alice).stdout.split("args_hash ")[1].split()[0]
+    )
+
+    decided = copied.json(
+        "approve", inbox.alice, "--call", inbox.alice_call, "--if-args-hash", printed
+    )
+
+    assert decided["status"] == "done"
+
+
 def tamper(db: Path, sql: str, thread_id: str) -> None:
     """Change the audit trail behind the program's back, as someone with the file could."""
     with closing(sqlite3.connect(db)) as conn, conn:

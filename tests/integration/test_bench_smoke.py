@@ -1,5 +1,6 @@
 """The benchmarks run end to end at a tiny size; what they measure is not checked here."""
 
+import os
 import re
 import subprocess
 import sys
@@ -8,37 +9,58 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+HOST_WIDE = {"hitl-live", "hitl-live/.host-id"}
+"""What any hitl process leaves in the temp folder by design: the host's folder of runner
+locks, shared by its processes, with the host's ID (a few bytes, made once, not per run)."""
 
 
-def _bench(name: str, *args: str) -> str:
-    """Run `bench/<name>.py` as `dev.py bench` does; its output, after checking it exited 0."""
+def _bench(tmp_path: Path, name: str, *args: str) -> str:
+    """Run `bench/<name>.py` as `dev.py bench` does, with a temp folder of its own; its
+    output, after checking it exited 0 and left that folder empty."""
+    temp = tmp_path / "tmpdir"
+    temp.mkdir()
     done = subprocess.run(
         [sys.executable, "-m", f"bench.{name}", *args],
         cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(temp)},
         capture_output=True,
         text=True,
         timeout=240,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    left = sorted(str(p.relative_to(temp)) for p in temp.rglob("*"))
+    assert set(left) <= HOST_WIDE, f"bench/{name}.py left files in the temp folder: {left}"
     return done.stdout
 
 
 @pytest.mark.slow
-def test_inbox_benchmark_builds_both_sizes_and_prints_the_ratio_and_the_query_plan() -> None:
-    out = _bench("inbox", "--sizes", "200", "1000", "--repeats", "50", "--naive-runs", "1")
+def test_approval_cycle_benchmark_prints_every_savers_rate_and_cleans_up(tmp_path: Path) -> None:
+    out = _bench(tmp_path, "approval_cycle", "--cycles", "3", "--rounds", "1")
+    assert re.search(r"InMemorySaver \(baseline\) +[\d.]+/s", out), out
+
+
+@pytest.mark.slow
+def test_inbox_benchmark_builds_both_sizes_and_prints_the_ratio_and_the_query_plan(
+    tmp_path: Path,
+) -> None:
+    out = _bench(
+        tmp_path, "inbox", "--sizes", "200", "1000", "--repeats", "50", "--naive-runs", "1"
+    )
     assert re.search(r"inbox first page ratio 1000/200 threads: \d+\.\d\d", out), out
     assert "EXPLAIN QUERY PLAN" in out
 
 
 @pytest.mark.slow
-def test_concurrency_benchmark_runs_two_deciders_without_lost_or_repeated_calls() -> None:
-    out = _bench("concurrency", "--threads", "10", "--procs", "1", "2", "--rounds", "1")
+def test_concurrency_benchmark_runs_two_deciders_without_lost_or_repeated_calls(
+    tmp_path: Path,
+) -> None:
+    out = _bench(tmp_path, "concurrency", "--threads", "10", "--procs", "1", "2", "--rounds", "1")
     assert re.search(r"throughput ratio 2/1 processes: \d+\.\d\d", out), out
 
 
 @pytest.mark.slow
-def test_long_threads_benchmark_prints_every_ratio_against_its_baselines() -> None:
-    out = _bench("long_threads", "--cycles", "12", "--samples", "2", "--no-check")
+def test_long_threads_benchmark_prints_every_ratio_against_its_baselines(tmp_path: Path) -> None:
+    out = _bench(tmp_path, "long_threads", "--cycles", "12", "--samples", "2", "--no-check")
     assert "one raw SQLite commit" in out
     ratios = ("ratio bytes/cycle 1000÷10", "ratio resume → tool 1000÷10")
     for figure in (*ratios, "stock ÷ ours", "delta ÷ ours"):
@@ -47,16 +69,18 @@ def test_long_threads_benchmark_prints_every_ratio_against_its_baselines() -> No
 
 
 @pytest.mark.slow
-def test_retention_benchmark_prunes_and_every_pending_approval_still_resumes() -> None:
-    out = _bench("retention", "--finished", "200", "--real", "2", "--pending", "3")
+def test_retention_benchmark_prunes_and_every_pending_approval_still_resumes(
+    tmp_path: Path,
+) -> None:
+    out = _bench(tmp_path, "retention", "--finished", "200", "--real", "2", "--pending", "3")
     assert re.search(r"after `hitl prune` \(ratio 0\.\d\d\)", out), out
     assert "3/3 pending approvals resumed to the end, 3 emails sent for 3 distinct calls" in out
     assert "every chain verifies" in out
 
 
 @pytest.mark.slow
-def test_middleware_benchmark_prints_both_agents_rates_commits_and_bytes() -> None:
-    out = _bench("middleware_cycle", "--cycles", "5", "--rounds", "1", "--target", "0")
+def test_middleware_benchmark_prints_both_agents_rates_commits_and_bytes(tmp_path: Path) -> None:
+    out = _bench(tmp_path, "middleware_cycle", "--cycles", "5", "--rounds", "1", "--target", "0")
     assert re.search(r"ApprovalMiddleware .* ratio \d+\.\d\d   commits/cycle \d", out), out
     assert "bytes written/cycle" in out
 

@@ -3,10 +3,12 @@
 import hashlib
 import json
 import os
+import pty
 import pwd
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,6 +49,44 @@ def hitl(
         timeout=TIMEOUT_SECONDS,
         check=False,
     )
+
+
+def hitl_at_a_terminal(
+    *args: str, env: Mapping[str, str], cwd: Path
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Run `hitl ARGS` with its stderr on a pseudo-terminal, as a person at a terminal runs it
+    (stdout captured as `hitl` captures it); also what the terminal showed."""
+    leader, follower = pty.openpty()
+    shown: list[bytes] = []
+
+    def read_the_terminal() -> None:  # while it runs: a full terminal would block the writer
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: every writer has closed the terminal
+                return
+            if not chunk:
+                return
+            shown.append(chunk)
+
+    reader = threading.Thread(target=read_the_terminal, daemon=True)
+    reader.start()
+    try:
+        result = subprocess.run(
+            [str(HITL), *args],
+            env=dict(env),
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            text=True,
+            timeout=TIMEOUT_SECONDS,
+            check=False,
+        )
+    finally:
+        os.close(follower)
+        reader.join(TIMEOUT_SECONDS)
+        os.close(leader)
+    return result, b"".join(shown).decode("utf-8", "replace")
 
 
 def describe(result: subprocess.CompletedProcess[str]) -> str:
