@@ -117,14 +117,15 @@ class Ledger(LedgerReads, ThreadLeases, Store):
     def migrate(self) -> int:
         """Create or upgrade the ledger's tables; returns the schema version.
 
-        Read-only, it only checks that they are current (an upgrade would write).
+        Takes the write lock only when they are not current (opening the ledger then waits
+        for no writer); read-only, it only checks that they are current.
         """
-        if self.read_only:
-            version = self.schema_version()
-            if version != SCHEMA_VERSION:
-                problem = f"its ledger tables are at version {version}, not {SCHEMA_VERSION}"
-                raise DatabaseReadOnly(self._path, RuntimeError(problem))
+        version = self.schema_version()  # first without the write lock: usually current
+        if version == SCHEMA_VERSION:
             return version
+        if self.read_only:
+            problem = f"its ledger tables are at version {version}, not {SCHEMA_VERSION}"
+            raise DatabaseReadOnly(self._path, RuntimeError(problem))
 
         def work(cur: Cursor) -> int:
             cur.execute(
