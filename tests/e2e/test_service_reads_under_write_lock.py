@@ -107,3 +107,51 @@ def test_inbox_thread_metrics_and_healthz_answer_while_another_process_holds_the
         assert max(figures.values()) < P99_LIMIT_SECONDS, figures
         # the write waited the lock out, and then went through
         wait_run(client, accepted(started_during_hold[0])["run"]["run_id"])
+
+
+WAITING_WRITES = 50
+"""More writes than the server has request threads (40): all of them wait for the lock."""
+
+
+@pytest.mark.slow
+@pytest.mark.sqlite_only
+def test_healthz_answers_while_every_request_thread_waits_for_the_write_lock(
+    tmp_path: Path,
+) -> None:
+    with running_service(tmp_path) as service:
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLD_WRITE_LOCK, str(service.db), "15"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        answers: list[int] = []
+
+        def write() -> None:
+            with client_of(service, 60) as own:
+                answers.append(own.post("/threads", json={"prompt": SALLY}).status_code)
+
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+            writes = [threading.Thread(target=write) for _ in range(WAITING_WRITES)]
+            for t in writes:
+                t.start()
+            time.sleep(2)  # they have taken every request thread
+            latencies = []
+            with httpx.Client(base_url=service.url, timeout=60) as anyone:
+                for _ in range(10):
+                    sent = time.monotonic()
+                    health = anyone.get("/healthz")
+                    latencies.append(time.monotonic() - sent)
+                    assert health.status_code == 200 and health.json()["ok"]
+                    time.sleep(0.5)
+            for t in writes:
+                t.join()
+        finally:
+            holder.wait(timeout=30)
+    print(
+        f"/healthz behind {WAITING_WRITES} waiting writes: "
+        + ", ".join(f"{seconds:.3f}" for seconds in latencies)
+        + " s"
+    )
+    assert max(latencies) < P99_LIMIT_SECONDS
+    assert len(answers) == WAITING_WRITES
