@@ -24,7 +24,7 @@ from hitl.checkpoints.database._sqlite import (
     is_busy,
     refused,
 )
-from hitl.checkpoints.database._store import WRITE_LOCK, Store, store_connection
+from hitl.checkpoints.database._store import WRITE_LOCK, Store, schema_in_place, store_connection
 
 __all__ = [
     "DEFAULT_DB",
@@ -46,6 +46,7 @@ __all__ = [
     "one",
     "refused",
     "scalar",
+    "schema_in_place",
     "store_connection",
     "table_exists",
     "to_postgres",

@@ -92,8 +92,7 @@ def connect(path: Path | str, *, read_only_ok: bool = False) -> sqlite3.Connecti
             conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         for pragma in PRAGMAS:
             conn.execute(pragma)
-        conn.execute("BEGIN IMMEDIATE")  # fails now, not mid-run, if the file is read-only
-        conn.execute("ROLLBACK")
+        _check_writable(conn)
     except sqlite3.Error as e:
         failure = refused(path, e)
     else:
@@ -104,6 +103,22 @@ def connect(path: Path | str, *, read_only_ok: bool = False) -> sqlite3.Connecti
     if read_only_ok and isinstance(failure, DatabaseReadOnly):
         return _connect_read_only(path)
     raise failure
+
+
+def _check_writable(conn: sqlite3.Connection) -> None:
+    """Fail now, not mid-run, if the file is read-only: take the write lock and give it back
+    at once. Another process holding it (a `VACUUM`, a migration) is no answer either way,
+    and not worth waiting for: opening a store must not wait behind a writer (the file's
+    permission is checked after)."""
+    conn.execute("PRAGMA busy_timeout=0")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+    except sqlite3.OperationalError as e:
+        if not is_busy(e):
+            raise
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
 
 
 def _connect_read_only(path: Path | str) -> ReadOnlyConnection:

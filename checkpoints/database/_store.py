@@ -10,16 +10,30 @@ write sees every write committed before it (a compare-and-set is a plain read, t
 update), and the audit rows' ids are allocated in commit order (the webhook outbox and the
 inbox streams follow them as a cursor that only grows). Store writes are short; the
 checkpoint saver, which writes the large rows, does not take the lock.
+
+Reads never wait for a writer. In WAL mode SQLite lets readers read while another
+connection, or another process, holds the write lock (a `VACUUM`, a migration); so a store
+reads on connections of its own, never on the one a write may be waiting on (a write
+waits inside SQLite for up to the busy timeout, holding the store's lock), and opening a
+store takes the write lock only when a table is missing.
 """
 
+import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from typing import TypeVar
 
-from hitl.checkpoints.database._db import POOL_WAIT_SECONDS, Cursor, PgConnection, PgCursor
+from hitl.checkpoints.database._db import (
+    POOL_WAIT_SECONDS,
+    Cursor,
+    PgConnection,
+    PgCursor,
+    PostgresOnly,
+    scalar,
+)
 from hitl.checkpoints.database._sqlite import (
     BUSY_TIMEOUT_SECONDS,
     LOCK_WAIT_SECONDS,
@@ -40,6 +54,10 @@ another application's one-key locks on the same database."""
 WRITE_LOCK = f"{LOCK_CLASS}, hashtext('write:' || current_schema())"
 """The advisory lock key of store writes: one per schema, so databases (and test schemas)
 sharing a server do not wait for each other."""
+IDLE_READERS = 4
+"""Read connections a SQLite store keeps open between reads (more are opened while more
+threads read at once, and closed after)."""
+_CREATES = re.compile(r"^\s*CREATE\s+(?:UNIQUE\s+)?(TABLE|INDEX)\s+IF\s+NOT\s+EXISTS\s+(\w+)", re.I)
 
 
 def store_connection(
@@ -74,16 +92,32 @@ class Store:
         path: str = "",
         lock_wait: float = LOCK_WAIT_SECONDS,
     ) -> None:
+        self._file = ""  # SQLite: the file reads open their own connections on ("": none)
+        self._busy_ms = max(1, int(min(lock_wait, BUSY_TIMEOUT_SECONDS) * 1000))
         if isinstance(conn, sqlite3.Connection):
             conn.isolation_level = None  # transactions are explicit: BEGIN IMMEDIATE ... COMMIT
             if lock_wait < BUSY_TIMEOUT_SECONDS:  # one statement never waits past the whole write
-                conn.execute(f"PRAGMA busy_timeout={max(1, int(lock_wait * 1000))}")
+                conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+            if not isinstance(conn, ReadOnlyConnection):  # (no writer here to keep clear of)
+                self._file = next(
+                    (row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main"),
+                    "",
+                )
         self._conn = conn
         self._path = path
         self._lock = threading.RLock()
         self._lock_wait = lock_wait
-        if self.SCHEMA and not self.read_only:
+        self._writing: int | None = None  # the thread inside `_write`, if any
+        self._readers: list[sqlite3.Connection] = []  # idle read connections
+        self._readers_lock = threading.Lock()  # held only to take one or give it back
+        self._trace: Callable[[str], object] | None = None
+        if self.SCHEMA and not self.read_only and not self._read(self._schema_in_place):
             self._write(lambda cur: [cur.execute(s) for s in self.SCHEMA])
+
+    def _schema_in_place(self, cur: Cursor) -> bool:
+        """Whether `SCHEMA` would change nothing (checked by a read: then opening the store
+        does not wait for another process's write lock)."""
+        return schema_in_place(cur, self.SCHEMA)
 
     @property
     def on_postgres(self) -> bool:
@@ -105,9 +139,11 @@ class Store:
             raise NotImplementedError("tracing is SQLite's; on PostgreSQL set log_statement")
         seen: list[str] = []
         self._conn.set_trace_callback(seen.append)
+        self._trace = seen.append  # and on the read connections, as each is lent
         try:
             yield seen
         finally:
+            self._trace = None
             self._conn.set_trace_callback(None)
 
     def _write(self, work: Callable[[Cursor], T]) -> T:
@@ -119,6 +155,7 @@ class Store:
         while True:
             with self._lock, damage_named(self._path):
                 cur = self._conn.cursor()
+                outer, self._writing = self._writing, threading.get_ident()
                 try:
                     cur.execute("BEGIN IMMEDIATE")
                     try:
@@ -134,20 +171,57 @@ class Store:
                     if time.monotonic() >= deadline:
                         raise DatabaseBusy(self._path, self._lock_wait) from e
                 finally:
+                    self._writing = outer
                     cur.close()
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
 
     def _read(self, work: Callable[[Cursor], T]) -> T:
-        """Run `work` in one read transaction: every statement sees the same snapshot."""
+        """Run `work` in one read transaction: every statement sees the same snapshot.
+
+        On SQLite it runs on a read connection of its own, without the store's lock, so it
+        never waits behind a write (this process's or another's); inside a write of this
+        thread, on the write's connection, so it sees what the write has done so far.
+        """
         if isinstance(self._conn, PgConnection):
             return self._pg_transaction(work, write=False)
-        with self._lock, damage_named(self._path), closing(self._conn.cursor()) as cur:
-            cur.execute("BEGIN")
+        if not self._file or self._writing == threading.get_ident():
+            with self._lock, damage_named(self._path), closing(self._conn.cursor()) as cur:
+                return _in_read_transaction(cur, work)  # (`_file` only on SQLite)
+        conn = self._lend_reader()
+        try:
+            with damage_named(self._path), closing(conn.cursor()) as cur:
+                result = _in_read_transaction(cur, work)
+        except BaseException:
+            conn.close()  # in whatever state the failure left it
+            raise
+        self._give_back(conn)
+        return result
+
+    def _lend_reader(self) -> sqlite3.Connection:
+        with self._readers_lock:
+            conn = self._readers.pop() if self._readers else None
+        if conn is None:
             try:
-                return work(cur)
-            finally:
-                cur.execute("COMMIT")
+                conn = sqlite3.connect(
+                    self._file,
+                    check_same_thread=False,
+                    isolation_level=None,
+                    timeout=self._busy_ms / 1000,
+                )
+                conn.execute("PRAGMA query_only=1")  # a read that tried to write would wait
+            except sqlite3.Error as e:
+                raise refused(self._path, e) from e
+        conn.set_trace_callback(self._trace)
+        return conn
+
+    def _give_back(self, conn: sqlite3.Connection) -> None:
+        conn.set_trace_callback(None)
+        with self._readers_lock:
+            if len(self._readers) < IDLE_READERS:
+                self._readers.append(conn)
+                return
+        conn.close()
 
     def _pg_transaction(self, work: Callable[[Cursor], T], *, write: bool) -> T:
         """`work` in one transaction on a pooled connection of its own (no lock of ours: the
@@ -187,5 +261,39 @@ class Store:
         raise AssertionError("unreachable")
 
     def close(self) -> None:
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for reader in readers:
+            reader.close()
         with self._lock:
             self._conn.close()
+
+
+def _in_read_transaction(cur: sqlite3.Cursor, work: Callable[[Cursor], T]) -> T:
+    cur.execute("BEGIN")
+    try:
+        return work(cur)
+    finally:
+        cur.execute("COMMIT")
+
+
+def schema_in_place(cur: Cursor, statements: Sequence[str]) -> bool:
+    """Whether running `statements` (`CREATE ... IF NOT EXISTS`) would change nothing: every
+    table and index they create exists. False for a statement it cannot judge (run them)."""
+    on_postgres = isinstance(cur, PgCursor)
+    for statement in statements:
+        if isinstance(statement, PostgresOnly) and not on_postgres:
+            continue
+        created = _CREATES.match(statement)
+        if created is None:
+            return False
+        kind, name = created.group(1).lower(), created.group(2)
+        if on_postgres:
+            found = scalar(cur.execute("SELECT to_regclass(?) IS NOT NULL", (name,)))
+        else:
+            found = cur.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = ? AND name = ?", (kind, name)
+            ).fetchone()
+        if not found:
+            return False
+    return True

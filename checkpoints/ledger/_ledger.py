@@ -117,14 +117,15 @@ class Ledger(LedgerReads, ThreadLeases, Store):
     def migrate(self) -> int:
         """Create or upgrade the ledger's tables; returns the schema version.
 
-        Read-only, it only checks that they are current (an upgrade would write).
+        Takes the write lock only when they are not current (opening the ledger then waits
+        for no writer); read-only, it only checks that they are current.
         """
-        if self.read_only:
-            version = self.schema_version()
-            if version != SCHEMA_VERSION:
-                problem = f"its ledger tables are at version {version}, not {SCHEMA_VERSION}"
-                raise DatabaseReadOnly(self._path, RuntimeError(problem))
+        version = self.schema_version()  # first without the write lock: usually current
+        if version == SCHEMA_VERSION:
             return version
+        if self.read_only:
+            problem = f"its ledger tables are at version {version}, not {SCHEMA_VERSION}"
+            raise DatabaseReadOnly(self._path, RuntimeError(problem))
 
         def work(cur: Cursor) -> int:
             cur.execute(
@@ -551,15 +552,20 @@ class Ledger(LedgerReads, ThreadLeases, Store):
     def mark_orphaned_runs(self) -> list[ApprovalRecord]:
         """Record as `outcome_unknown` every `running` call whose runner is gone.
 
-        Looks first without the write lock: usually nothing is running, and an inbox read
-        should not wait behind writers for nothing. A read-only database shows its calls as
-        recorded.
+        Looks first without the write lock: usually nothing is running, or what runs has
+        a live runner, and an inbox read should not wait behind writers for nothing. A
+        read-only database shows its calls as recorded.
         """
-        if self.read_only or not self._read(
-            lambda cur: cur.execute(
-                "SELECT 1 FROM hitl_approvals WHERE status = 'running' LIMIT 1"
-            ).fetchone()
-        ):
+
+        def any_orphaned(cur: Cursor) -> bool:
+            return any(
+                not (row[1] and runner_alive(cur, row[0], row[1]))
+                for row in cur.execute(
+                    "SELECT thread_id, runner FROM hitl_approvals WHERE status = 'running'"
+                ).fetchall()
+            )
+
+        if self.read_only or not self._read(any_orphaned):
             return []
 
         def work(cur: Cursor) -> list[ApprovalRecord]:

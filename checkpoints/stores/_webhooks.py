@@ -31,6 +31,7 @@ from hitl.checkpoints.database import (
     PostgresOnly,
     Store,
     scalar,
+    schema_in_place,
     store_connection,
     table_exists,
 )
@@ -202,7 +203,18 @@ class WebhookStore(Store):
         self.max_attempts = max_attempts
 
     def setup(self) -> None:
-        """Create the tables if missing; a new cursor starts after the audit rows that exist."""
+        """Create the tables if missing; a new cursor starts after the audit rows that exist.
+
+        Looks first without the write lock: opening a set-up store waits for no writer.
+        """
+
+        def in_place(cur: Cursor) -> bool:
+            return schema_in_place(cur, _TABLES) and bool(
+                cur.execute("SELECT 1 FROM hitl_webhook_cursor WHERE id = 1").fetchone()
+            )
+
+        if self._read(in_place):
+            return
 
         def work(cur: Cursor) -> None:
             for statement in _TABLES:

@@ -80,9 +80,13 @@ class ServicePool:
     def get(self) -> ApprovalService:
         service: ApprovalService | None = getattr(self._local, "service", None)
         if service is None:
-            opened = open_service(self._settings, moves_on=self._moves_on, observer=self._observe)
-            with self._lock:
-                service = self._stack.enter_context(opened)
+            # opened outside the lock: one thread's slow open must not hold up the others'
+            with ExitStack() as opening:
+                service = opening.enter_context(
+                    open_service(self._settings, moves_on=self._moves_on, observer=self._observe)
+                )
+                with self._lock:
+                    self._stack.push(opening.pop_all())
             self._local.service = service
         return service
 

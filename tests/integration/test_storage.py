@@ -1,21 +1,28 @@
-"""The saver on disk: the conformance suite, all-or-nothing batches, waiting out a held lock."""
+"""The saver on disk: the conformance suite, all-or-nothing batches; another process's
+write lock, which writes wait out and reads (and opening the stores) do not wait for."""
 
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 from langgraph.checkpoint.conformance import checkpointer_test
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from hitl.checkpoints.database import Store, store_connection
+from hitl.checkpoints.ledger import InboxQuery, make_ledger, open_ledger
+from hitl.checkpoints.maintenance import migrate
 from hitl.checkpoints.savers import BatchingSqliteSaver, open_saver
+from hitl.checkpoints.stores import RunQueue, TokenStore, make_webhook_store
 from hitl.service.workflow import EveryPending
 from tests.support.conformance import assert_conformant
 from tests.support.fakes import ToolLog
 from tests.support.harness import open_test_service
+from tests.support.ledger import request_call
 from tests.support.prompts import SALLY
 
 pytestmark = pytest.mark.sqlite_only  # reads and writes the SQLite file itself
@@ -127,3 +134,61 @@ def test_approvals_wait_out_a_write_lock_held_for_ten_seconds_by_another_process
     assert done == ["done"] * 3
     assert sorted(log.ids("send_email")) == sorted(v.pending[0].tool_call_id for v in views)
     assert waited >= 5  # they really waited for the lock, and then went on
+
+
+def test_stores_open_and_read_at_once_while_another_process_holds_the_write_lock(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "hitl.sqlite"
+    migrate(db)
+    took: dict[str, float] = {}
+
+    def timed(what: str, step: Callable[[], object]) -> None:
+        started = time.monotonic()
+        step()
+        took[what] = time.monotonic() - started
+
+    def opened(make: Callable[[], Store]) -> Callable[[], None]:
+        return lambda: make().close()
+
+    def open_and_close_saver() -> None:
+        with open_saver(db):
+            pass
+
+    def inbox() -> None:
+        ledger.mark_orphaned_runs()  # as every inbox read does first
+        ledger.inbox(InboxQuery())
+
+    with open_ledger(db) as ledger:
+        request_call(ledger, "t", "a")
+        request_call(ledger, "t", "b")
+        ledger.decide("t", {"b": {"type": "approve"}}, actor="bob")
+        ledger.begin("t", [("b", {"recipient": "b@x.org"})])  # running, its runner alive
+        queue = RunQueue(store_connection(db), path=str(db))
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLD_WRITE_LOCK, str(db), "8"], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+            # a write of the queue waits for the lock, holding the queue's own lock meanwhile
+            write = threading.Thread(
+                target=timed,
+                args=("a write of the queue", lambda: queue.enqueue("t2", "resume", {}, actor="x")),
+            )
+            write.start()
+            time.sleep(0.5)
+            timed("a read of the queue", queue.counts)
+            timed("the inbox", inbox)
+            timed("opening the saver", open_and_close_saver)
+            timed("opening the ledger", opened(lambda: make_ledger(db)))
+            timed("opening the run queue", opened(lambda: RunQueue(store_connection(db))))
+            timed("opening the tokens", opened(lambda: TokenStore(store_connection(db))))
+            timed("opening the webhooks", opened(lambda: make_webhook_store(db)))
+        finally:
+            holder.wait(timeout=30)
+        write.join()
+        queue.close()
+    assert holder.returncode == 0
+    waited = took.pop("a write of the queue")
+    assert {what: seconds for what, seconds in took.items() if seconds > 1.0} == {}
+    assert waited >= 5  # the write really waited for the other process

@@ -1,5 +1,7 @@
 """Health, metrics and what admins do: reconcile, resume, sweep, prune, tokens, webhooks."""
 
+import asyncio
+from contextlib import suppress
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -16,16 +18,27 @@ from hitl.service import webhooks
 from hitl.service.settings import Settings
 
 router = APIRouter()
+HEALTH_READ_SECONDS = 1.0
+"""How long `/healthz` waits for the queue's counts before it answers without them."""
 
 
 # who am I, health, metrics
 
 
 @router.get("/healthz", tags=["service"])
-def healthz(request: Request, response: Response) -> dict[str, Any]:
-    """Liveness and readiness: no token needed; 503 if no worker thread is left to run runs."""
+async def healthz(request: Request, response: Response) -> dict[str, Any]:
+    """Liveness and readiness: no token needed; 503 if no worker thread is left to run runs.
+
+    Answered on the event loop, so never behind the request threads (they may all be waiting
+    for another process's write lock); the queue's counts are `null` if they cannot be read
+    within a second.
+    """
     background: Background = request.app.state.background
-    counts = queue(request).open_counts()
+    counts: dict[str, int | None] = {"queued": None, "running": None}
+    with suppress(TimeoutError):  # off the request threads, and bounded
+        counts |= await asyncio.wait_for(
+            asyncio.to_thread(queue(request).open_counts), HEALTH_READ_SECONDS
+        )
     alive = background.alive_workers
     if not alive:
         response.status_code = 503
@@ -33,8 +46,7 @@ def healthz(request: Request, response: Response) -> dict[str, Any]:
         "ok": alive > 0,
         "workers_alive": alive,
         "busy_workers": background.busy_workers,
-        "queued": counts.get("queued", 0),
-        "running": counts.get("running", 0),
+        **counts,
     }
 
 
