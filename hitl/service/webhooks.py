@@ -146,22 +146,48 @@ class Destinations:
         parts = urlsplit(url)
         shown = f"[{address}]" if address.version == 6 else str(address)
         netloc = shown if parts.port is None else f"{shown}:{parts.port}"
-        host = parts.netloc.rpartition("@")[2]
+        userinfo, at, host = parts.netloc.rpartition("@")
+        netloc = f"{userinfo}{at}{netloc}"  # a user and password in the URL are still sent
         return Target(urlunsplit(parts._replace(netloc=netloc)), host)
 
     def _check_address(self, url: str, address: Address) -> None:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        if address.is_link_local or any(address in network for network in NEVER):
-            raise WebhookError(
-                f"{url!r} points to {address}, a link-local or cloud metadata address; "
-                "webhooks never go there"
-            )
-        if not self.allow_private and (not address.is_global or address.is_multicast):
-            raise WebhookError(
-                f"{url!r} points to {address}, a private or loopback address; to send webhooks "
-                f"to this machine or network, set {ALLOW_PRIVATE_SETTING}=1 where hitl runs"
-            )
+        reached = (address, *_embedded_ipv4(address))  # NAT64, 6to4, ... reach IPv4
+        for each in reached:
+            if each.is_link_local or any(each in network for network in NEVER):
+                raise WebhookError(
+                    f"{url!r} points to {each}, a link-local or cloud metadata address; "
+                    "webhooks never go there"
+                )
+        if self.allow_private:
+            return
+        for each in reached:
+            site_local = isinstance(each, ipaddress.IPv6Address) and each.is_site_local
+            if not each.is_global or each.is_multicast or site_local:
+                raise WebhookError(
+                    f"{url!r} points to {each}, a private or loopback address; to send "
+                    f"webhooks to this machine or network, set {ALLOW_PRIVATE_SETTING}=1 "
+                    "where hitl runs"
+                )
+
+
+_LOW_32_BITS_ARE_IPV4 = (
+    ipaddress.IPv6Network("64:ff9b::/96"),  # NAT64, well-known prefix (RFC 6052)
+    ipaddress.IPv6Network("64:ff9b:1::/48"),  # NAT64, local use (RFC 8215)
+    ipaddress.IPv6Network("::/96"),  # IPv4-compatible (deprecated, still routed by some)
+)
+
+
+def _embedded_ipv4(address: Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address reaches (mapped, 6to4, Teredo, NAT64): each must
+    pass the same checks, or `[64:ff9b::a9fe:a9fe]` would reach the metadata address."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return []
+    found = [a for a in (address.ipv4_mapped, address.sixtofour) if a is not None]
+    if address.teredo is not None:
+        found += list(address.teredo)
+    if any(address in network for network in _LOW_32_BITS_ARE_IPV4):
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return found
 
 
 def add_endpoint(

@@ -31,6 +31,10 @@ NEVER = [
     "http://[fe80::1]/hook",
     "http://[fd00:ec2::254]/latest/meta-data/",
     "http://[::ffff:169.254.169.254]/hook",
+    "http://[64:ff9b::a9fe:a9fe]/hook",  # NAT64 of 169.254.169.254
+    "http://[64:ff9b:1::a9fe:a9fe]/hook",  # NAT64, local-use prefix
+    "http://[2002:a9fe:a9fe::1]/hook",  # 6to4 of it
+    "http://[::a9fe:a9fe]/hook",  # IPv4-compatible
     "http://metadata.google.internal/computeMetadata/v1/",
     "http://METADATA.google.internal./computeMetadata/v1/",
     "https://sneaky.example.com/hook",
@@ -45,6 +49,8 @@ PRIVATE = [
     "http://[::1]/hook",
     "http://0.0.0.0/hook",
     "https://intranet.example.com/hook",
+    "http://[64:ff9b::a01:203]/hook",  # NAT64 of 10.1.2.3
+    "http://[fec0::1]/hook",  # site-local
 ]
 
 
@@ -92,3 +98,11 @@ def test_the_setting_is_read_from_the_environment_given() -> None:
     assert Destinations.from_env({ALLOW_PRIVATE_SETTING: "1"}).allow_private
     assert not Destinations.from_env({ALLOW_PRIVATE_SETTING: "0"}).allow_private
     assert not Destinations.from_env({}).allow_private
+
+
+def test_a_user_and_password_in_the_url_are_kept_for_the_delivery() -> None:
+    target = destinations(allow_private=False).target("https://u:p@hooks.example.com:8443/h")
+    assert (target.url, target.host) == (
+        "https://u:p@93.184.215.14:8443/h",
+        "hooks.example.com:8443",
+    )
