@@ -246,7 +246,7 @@ def _threads_context(request: Request, who: Token) -> dict[str, Any]:
     status = status if status in THREAD_FILTERS else "all"
     prefix = params.get("prefix", "").strip()[:MAX_PREFIX]
     offset = params.get("offset", "0")
-    start = min(int(offset), MAX_OFFSET) if offset.isdigit() else 0
+    start = min(int(offset), MAX_OFFSET) if offset.isascii() and offset.isdigit() else 0
     query = ThreadQuery(
         status=cast(ThreadFilter, status), prefix=prefix, limit=THREADS_PER_PAGE, offset=start
     )

@@ -45,3 +45,10 @@ def test_the_audit_table_names_the_tool_runner_as_a_process_not_by_its_token(api
     assert f"tool runner (process {pid} on {runner.split('~')[0]})" in shown, shown
     assert not [a for a in shown if RUNNER_TOKEN.search(a)], shown
     assert "alice" in shown
+
+
+def test_a_thread_list_offset_that_only_looks_like_digits_is_read_as_the_first_page(
+    api: Api,
+) -> None:
+    page = api.get("/threads", params={"offset": "²"}, headers=BROWSING)  # str.isdigit() says yes
+    assert page.status_code == 200, page.text
