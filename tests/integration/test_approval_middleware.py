@@ -19,7 +19,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 from pydantic import TypeAdapter, ValidationError
 
-from hitl import ApprovalMiddleware, ScriptedChatModel, bind_ledger
+from hitl import ApprovalMiddleware, InterruptOnConfig, ScriptedChatModel, bind_ledger
 from hitl.app import Assembly, assemble
 from tests.support.harness import hitl_settings
 
@@ -328,6 +328,26 @@ def test_a_call_id_the_model_reuses_from_an_earlier_turn_is_a_clear_error(
     with pytest.raises(ValueError, match="reused the tool call ID"):
         start(agent)
     assert ran == ["a"]
+
+
+def test_a_call_id_reused_from_a_call_that_expired_earlier_is_a_clear_error(
+    parts: Assembly,
+) -> None:
+    """An expired call is settled too: its ID reused in a later turn is not taken for it."""
+    same = {"tool_calls": [{"name": "append_line", "args": {"line": "a"}, "id": "X"}]}
+    model = ScriptedChatModel.from_replies([same, "Done.", same, "Done again."])
+    ran: Ran = []
+    gate = ApprovalMiddleware(
+        {"append_line": InterruptOnConfig(allowed_decisions=["approve"], expires_after=0)}
+    )
+    agent = create_agent(model, tools=[recording_tool(ran)], middleware=[gate])
+    agent = bind_ledger(agent.copy(update={"checkpointer": parts.saver}), parts.ledger)
+    start(agent)
+    assert [r.tool_call_id for r in parts.ledger.expire_overdue(actor="hitl sweep")] == ["X"]
+    resume(agent, {"decisions": [{"type": "approve"}]})  # the expiry stands
+    with pytest.raises(ValueError, match="reused the tool call ID"):
+        start(agent)
+    assert ran == []
 
 
 def test_ask_unlisted_without_a_ledger_refuses_rather_than_run_unasked() -> None:
