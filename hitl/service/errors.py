@@ -17,6 +17,7 @@ Raised before anything is written, so a refused request leaves the database as i
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 from hitl.checkpoints.errors import ArgsChanged as ArgsChanged
 from hitl.checkpoints.errors import LedgerError
@@ -159,11 +160,36 @@ class AgentFailed(HitlError):
     @classmethod
     def of(cls, error: BaseException) -> "AgentFailed | None":
         """`error` as the agent's failure, if it came from a graph node (LangGraph notes the
-        node on it); None for anything else (our own bugs keep their traceback)."""
+        node on it); None for anything else, and for a bug of ours inside a node (raised by
+        this package's code, other than its deliberate refusals and the demo's tools): those
+        keep their traceback."""
+        if _raised_by_a_bug_of_ours(error):
+            return None
         for note in getattr(error, "__notes__", []):
             if found := re.match(r"During task with name '([^']+)'", note):
                 return cls(found.group(1), error)
         return None
+
+
+_OUR_CODE = tuple(
+    {
+        (Path(__file__).resolve().parents[1] / part).resolve()
+        for part in ("", "graph", "checkpoints")
+    }
+)
+"""Where this package's modules are (`graph/` and `checkpoints/` may be folders of their own)."""
+
+
+def _raised_by_a_bug_of_ours(error: BaseException) -> bool:
+    if isinstance(error, ValueError | HitlError):  # what our code raises on purpose
+        return False
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    if frame is None:
+        return False
+    where = Path(frame.tb_frame.f_code.co_filename).resolve()
+    return where.name != "demo_tools.py" and any(where.is_relative_to(r) for r in _OUR_CODE)
 
 
 class InvalidSettings(HitlError):

@@ -8,6 +8,7 @@ The exception classes are the ones the package's modules define when imported, f
 import importlib
 import pkgutil
 from collections import Counter
+from typing import Any
 
 import hitl
 from hitl.cli.main import EXIT_CODES
@@ -87,3 +88,27 @@ def test_an_error_from_the_service_comes_back_as_the_same_class_in_remote_mode()
         made = errors.from_wire({"type": kind.__name__, "message": "as the service said"}, status)
         assert type(made) is kind
         assert str(made) == "as the service said"
+
+
+def _raised_in_a_node(call: Any) -> BaseException:
+    try:
+        call()
+    except Exception as e:
+        e.add_note("During task with name 'tools' and id 'x'")  # as LangGraph notes it
+        return e
+    raise AssertionError("it did not raise")
+
+
+def test_a_failure_of_the_agents_own_code_is_agent_failed_and_a_bug_of_ours_is_not() -> None:
+    from hitl.graph import gate
+    from hitl.service.errors import AgentFailed
+
+    def users_tool() -> None:
+        raise KeyError("disk")
+
+    users = AgentFailed.of(_raised_in_a_node(users_tool))
+    assert users is not None and users.node == "tools"
+    refusal = _raised_in_a_node(lambda: gate.thread_of({}))  # a ValueError we raise on purpose
+    assert AgentFailed.of(refusal) is not None
+    ours = _raised_in_a_node(lambda: gate.bound_ledger(None))  # type: ignore[arg-type]
+    assert isinstance(ours, AttributeError) and AgentFailed.of(ours) is None  # keeps its traceback
