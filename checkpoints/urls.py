@@ -84,7 +84,8 @@ def check_postgres_url(url: str) -> None:
     problems = []
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 -- reading it checks it
+        for host in parts.netloc.rpartition("@")[2].split(","):  # libpq's h1:p1,h2:p2 failover
+            urlsplit(f"//{host}").port  # noqa: B018 -- reading it checks it
     except ValueError as e:
         problems.append(f"its host or port cannot be read ({e})")
     else:

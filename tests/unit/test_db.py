@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from hitl.checkpoints.database import to_postgres
-from hitl.checkpoints.urls import display, parse_database, scrub
+from hitl.checkpoints.urls import check_postgres_url, display, parse_database, scrub
 
 
 def test_placeholders_become_psycopgs_and_quoted_text_is_left_alone() -> None:
@@ -58,3 +58,29 @@ def test_a_database_is_a_path_a_sqlite_url_or_a_postgresql_url() -> None:
     assert parse_database("postgresql://u@h/db") == "postgresql://u@h/db"
     with pytest.raises(ValueError, match="neither a SQLite file nor a PostgreSQL URL"):
         parse_database("mysql://u@h/db")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u@db1:5432,db2:5433/app",  # libpq's failover list
+        "postgresql://u:pw@db1,db2/app?target_session_attrs=read-write",
+        "postgresql://u@/app?host=/var/run/postgresql",
+    ],
+)
+def test_a_postgresql_url_libpq_accepts_is_accepted(url: str) -> None:
+    check_postgres_url(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("postgresql://::::@/", "names no database"),
+        ("postgresql://u@db1:5432,db2:x/app", "host or port cannot be read"),
+        ("postgresql://u@db1/", "names no database"),
+        ("postgresql://:pw@db1/app", "password but no user"),
+    ],
+)
+def test_a_postgresql_url_libpq_would_fill_in_is_refused_naming_why(url: str, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        check_postgres_url(url)
