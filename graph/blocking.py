@@ -2,6 +2,7 @@
 user's graph may be built by an async factory or use async-only tools (MCP's)."""
 
 import asyncio
+import contextvars
 import functools
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +13,8 @@ T = TypeVar("T")
 
 def run_to_completion(make: Callable[[], Awaitable[T]]) -> T:
     """Await `make()` on an event loop of its own: in this thread, or in another one when this
-    thread already runs a loop (a notebook, `langgraph dev`)."""
+    thread already runs a loop (a notebook, `langgraph dev`). The loop is closed after: what
+    `make()` binds to it (a persistent MCP session, an `AsyncClient`) does not outlive it."""
 
     async def call() -> T:
         return await make()
@@ -21,8 +23,9 @@ def run_to_completion(make: Callable[[], Awaitable[T]]) -> T:
         asyncio.get_running_loop()
     except RuntimeError:  # the usual case: no loop in this thread
         return asyncio.run(call())
+    context = contextvars.copy_context()  # LangGraph's config and runtime travel in it
     with ThreadPoolExecutor(max_workers=1) as other:
-        return other.submit(asyncio.run, call()).result()
+        return other.submit(context.run, asyncio.run, call()).result()
 
 
 def blocking(coroutine_function: Callable[..., Awaitable[T]]) -> Callable[..., T]:
