@@ -2,6 +2,7 @@
 the `202` answer, server-sent events."""
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from hitl.server.auth import require, signed_in
 from hitl.server.events import Event, EventBus
 from hitl.server.workers import ServicePool
 from hitl.service.workflow import ApprovalService
+
+log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 15.0
 """An SSE stream sends a comment this often, so proxies do not close it."""
@@ -110,7 +113,7 @@ def sse(
                     event: Event | None = await asyncio.wait_for(queue.get(), RECHECK_SECONDS)
                 except TimeoutError:
                     event = None
-                if signed_in(request) is None:  # revoked while the stream was open
+                if not _still_signed_in(request):  # revoked while the stream was open
                     return
                 if event is None:
                     if time.monotonic() - sent >= HEARTBEAT_SECONDS:
@@ -126,3 +129,14 @@ def sse(
 
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+
+def _still_signed_in(request: Request) -> bool:
+    """Whether the stream's token is still valid; a token store that cannot answer right now
+    (busy, a lost connection) is asked again at the next check instead of ending the stream
+    with an error."""
+    try:
+        return signed_in(request) is not None
+    except Exception:
+        log.warning("could not re-check a stream's token; checking again shortly", exc_info=True)
+        return True
