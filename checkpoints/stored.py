@@ -93,6 +93,7 @@ def read_stored_thread(path: Path | str, thread_id: str) -> StoredThread | None:
         raise NotPlain(str(e)) from None
     with closing(conn):
         try:
+            conn.execute("BEGIN")  # one snapshot: a checkpoint with its own step's writes
             return _read(conn, thread_id)
         except (sqlite3.Error, ValueError, TypeError, KeyError, zlib.error) as e:
             raise NotPlain(str(e)) from None
