@@ -1,4 +1,5 @@
-"""The approval graph: `agent` proposes calls, `approval` asks a person, `tools` runs them."""
+"""The demo agent (`build_graph`): `create_agent` with `ApprovalMiddleware`; its `model` node
+proposes calls, the gate asks a person, `tools` runs what was approved."""
 
 from hitl.graph.builder import build_graph
 

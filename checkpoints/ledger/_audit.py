@@ -165,9 +165,9 @@ def disagreement(
     and its newest entry, `newest_entry`), or itself; None if args, status, decision and
     approved args all agree.
 
-    The row is what the nodes act on; a row that contradicts itself can also send a call back
-    and forth between `approval` and `tools` for ever, and one set back from a finished status
-    would run again, so `Ledger.begin` refuses it.
+    The row is what the gates act on; a row that contradicts itself would have a call asked
+    about and approved again for ever, and one set back from a finished status would run
+    again, so `Ledger.begin` and `Ledger.reconcile` refuse it.
     """
     if args_hash(row.args) != row.args_hash:
         return "holds other arguments than the ones it was asked about"
