@@ -9,8 +9,10 @@ runs (where the HTTP service made that table) which threads are being run. One p
 pass over the checkpoint index (grouped by thread, as SQLite and PostgreSQL read it in
 order), a sort of one row per thread, and the page's own lookups.
 
-A thread that stopped before its end (a crash, with no run queued to finish it) counts as
-`finished` here: only its checkpoint, which this list does not read, knows otherwise.
+A thread that stopped before its end (a crash, with no run queued to finish it), one a CLI
+process is running (the run queue is the service's), and one paused at a graph's own
+`interrupt()` that is not an approval count as `finished` here: only its checkpoint, which this
+list does not read, knows otherwise.
 """
 
 from dataclasses import dataclass
