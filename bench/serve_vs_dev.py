@@ -21,9 +21,10 @@ number of `--clients` on the peer, then on ours, for `--seconds` each: that many
 this process, each with its own client, doing whole cycles after one untimed cycle.
 
 It prints cycles per second (median of the rounds) and their ratio to the peer's at the same
-number of clients, p50/p99 latency of a cycle (all rounds), HTTP requests and the server's CPU
-per cycle, and checks that every approval ran the tool once (lines in each server's side file
-= approvals answered). Exits 1 if a target is missed:
+number of clients, p50/p99 latency of a cycle (all rounds), HTTP requests per cycle, CPU per
+cycle of the server and of the clients (this process: both share the machine's cores), and
+checks that every approval ran the tool once (lines in each server's side file = approvals
+answered). Exits 1 if a target is missed:
 
 - ours ≥ `--vs-dev` (1.2) × `langgraph dev` at the most clients;
 - ours: p99 ≤ `--tail` (2.5) × p50 of a cycle, at each number of clients;
@@ -326,6 +327,8 @@ class Phase:
     requests: int
     cpu: float
     """The server's CPU seconds in the span."""
+    client_cpu: float
+    """This process's CPU seconds in the span: the clients (and the idle main thread)."""
     approvals: int
     errors: list[str]
 
@@ -368,7 +371,7 @@ def measure(
     for t in threads:
         t.start()
     ready.wait()
-    cpu = server.cpu_seconds()
+    cpu, own = server.cpu_seconds(), time.process_time()
     start = time.monotonic()
     deadline[0] = start + seconds
     go.set()
@@ -382,6 +385,7 @@ def measure(
         latencies=[x for log in logs for x in log.latencies],
         requests=sum(log.requests for log in logs),
         cpu=server.cpu_seconds() - cpu,
+        client_cpu=time.process_time() - own,
         approvals=sum(log.approvals for log in logs),
         errors=[log.error for log in logs if log.error],
     )
@@ -487,7 +491,8 @@ def report(
     )
     print(
         f"  {'clients':>7}  {'server':<13} {'cycles/s':>9} {'÷ dev':>6} {'p50 ms':>8} "
-        f"{'p99 ms':>8} {'p99÷p50':>7} {'requests/cycle':>14} {'server CPU ms/cycle':>19}"
+        f"{'p99 ms':>8} {'p99÷p50':>7} {'requests/cycle':>14} {'CPU ms/cycle: server':>20} "
+        f"{'clients':>7}"
     )
     rate: dict[tuple[str, int], float] = {}
     tail: dict[tuple[str, int], float] = {}
@@ -501,11 +506,12 @@ def report(
             tail[name, n] = p99 / p50 if p50 > 0 else float("nan")
             requests = sum(p.requests for p in own) / cycles if cycles else float("nan")
             cpu = sum(p.cpu for p in own) / cycles * 1000 if cycles else float("nan")
+            mine = sum(p.client_cpu for p in own) / cycles * 1000 if cycles else float("nan")
             print(
                 f"  {n:>7}  {name:<13} {rate[name, n]:9.2f} "
                 f"{rate[name, n] / rate[DEV, n] if rate[DEV, n] else float('nan'):6.2f} "
                 f"{p50 * 1000:8.1f} {p99 * 1000:8.1f} {tail[name, n]:7.2f} "
-                f"{requests:14.2f} {cpu:19.1f}"
+                f"{requests:14.2f} {cpu:20.1f} {mine:7.1f}"
             )
     errors = [f"{p.server}, {p.clients} client(s): {e}" for p in phases for e in p.errors]
     for error in errors[:10]:
