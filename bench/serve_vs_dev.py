@@ -492,7 +492,7 @@ def report(
     print(
         f"  {'clients':>7}  {'server':<13} {'cycles/s':>9} {'÷ dev':>6} {'p50 ms':>8} "
         f"{'p99 ms':>8} {'p99÷p50':>7} {'requests/cycle':>14} {'CPU ms/cycle: server':>20} "
-        f"{'clients':>7}"
+        f"{'clients':>7}  rounds (cycles/s)"
     )
     rate: dict[tuple[str, int], float] = {}
     tail: dict[tuple[str, int], float] = {}
@@ -511,7 +511,8 @@ def report(
                 f"  {n:>7}  {name:<13} {rate[name, n]:9.2f} "
                 f"{rate[name, n] / rate[DEV, n] if rate[DEV, n] else float('nan'):6.2f} "
                 f"{p50 * 1000:8.1f} {p99 * 1000:8.1f} {tail[name, n]:7.2f} "
-                f"{requests:14.2f} {cpu:20.1f} {mine:7.1f}"
+                f"{requests:14.2f} {cpu:20.1f} {mine:7.1f}  "
+                + " ".join(f"{p.rate:.2f}" for p in own)
             )
     errors = [f"{p.server}, {p.clients} client(s): {e}" for p in phases for e in p.errors]
     for error in errors[:10]:
