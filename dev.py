@@ -104,6 +104,7 @@ BENCHMARKS = (
     "inbox",
     "concurrency",
     "service_load",
+    "serve_vs_dev",
     "long_threads",
     "retention",
     "cli_startup",

@@ -92,3 +92,13 @@ def test_peers_benchmark_prints_every_setup_and_target() -> None:
     out = _bench("peers", "--cycles", "3", "--rounds", "1", *loose, *limits)
     assert out.count("/s  ÷ peer") == 5, out
     assert re.search(r"commits per cycle, service +\d+\.\d\d +target <= 99", out), out
+
+
+@pytest.mark.slow
+def test_serve_vs_dev_benchmark_drives_both_servers_and_prints_every_target() -> None:
+    loose = ("--vs-dev", "0", "--tail", "999")
+    out = _bench("serve_vs_dev", "--clients", "1", "2", "--seconds", "1", "--rounds", "1", *loose)
+    for server in ("langgraph dev", "hitl serve"):
+        assert re.search(rf"^ +2  {server} +\d+\.\d\d +\d+\.\d\d ", out, re.M), out
+        assert re.search(rf"^  {server}: tool runs (\d+), approvals answered \1$", out, re.M), out
+    assert re.search(r"hitl serve ÷ langgraph dev, 2 client\(s\) +\d+\.\d\d +target >= 0", out)
