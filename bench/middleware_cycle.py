@@ -29,6 +29,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
+from bench.targets import written_bytes
 from hitl import ApprovalMiddleware, ScriptedChatModel, bind_ledger
 from hitl.checkpoints.ledger import Ledger, make_ledger
 from hitl.checkpoints.savers import Saver, open_saver
@@ -57,14 +58,6 @@ def run_cycles(graph: CompiledStateGraph[Any], cycles: int, tag: str) -> float:
             Command(resume={"decisions": [{"type": "approve"}]}), config, durability="sync"
         )
     return cycles / (time.perf_counter() - start)
-
-
-def written_bytes() -> int:
-    """Bytes this process has passed to `write` calls so far (Linux)."""
-    for line in Path("/proc/self/io").read_text().splitlines():
-        if line.startswith("wchar:"):
-            return int(line.split()[1])
-    return 0
 
 
 @contextmanager

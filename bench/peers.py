@@ -45,6 +45,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
+from bench.targets import Check, report_targets, written_bytes
 from hitl import ApprovalMiddleware, ScriptedChatModel
 from hitl.app import assemble
 from hitl.graph.policy import Policy, ToolRule
@@ -101,14 +102,6 @@ def timed(cycle: Cycle, cycles: int, tag: str) -> Timing:
     return Timing(
         cycles / (time.perf_counter() - wall), (time.process_time() - cpu) / cycles * 1000
     )
-
-
-def written_bytes() -> int:
-    """Bytes this process has passed to `write` calls so far (Linux)."""
-    for line in Path("/proc/self/io").read_text().splitlines():
-        if line.startswith("wchar:"):
-            return int(line.split()[1])
-    return 0
 
 
 @contextmanager
@@ -227,7 +220,7 @@ def report(
             f"  {label:58} {rate[name]:6.1f}/s  ÷ peer {rate[name] / rate['peer-sqlite']:4.2f}"
             f"  cpu {cpu[name]:5.1f} ms  commits {commits:4.1f}  bytes {written:9,.0f}"
         )
-    checks = [
+    checks: list[Check] = [
         ("ours ÷ peer on SQLite", rate["ours"] / rate["peer-sqlite"], ">=", args.vs_peer),
         ("ours ÷ ours in memory", rate["ours"] / rate["ours-memory"], ">=", args.vs_memory),
         ("cpu in memory ÷ peer's", cpu["ours-memory"] / cpu["peer-memory"], "<=", args.cpu),
@@ -236,16 +229,7 @@ def report(
         ("commits per cycle, service", costs["service"][0], "<=", args.service_commits),
         ("bytes per cycle ÷ peer's", costs["ours"][1] / costs["peer-sqlite"][1], "<=", args.bytes),
     ]
-    missed = []
-    for label, value, sense, target in checks:
-        ok = value >= target if sense == ">=" else value <= target
-        print(f"  {label:28} {value:6.2f}  target {sense} {target}  {'ok' if ok else 'MISSED'}")
-        if not ok:
-            missed.append(label)
-    if missed:
-        print(f"targets missed: {', '.join(missed)}")
-        return 1
-    return 0
+    return report_targets(checks)
 
 
 if __name__ == "__main__":

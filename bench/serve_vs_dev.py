@@ -56,6 +56,7 @@ import httpx
 from langgraph_sdk import get_sync_client
 
 from bench.service_load import machine, percentile
+from bench.targets import Check, report_targets
 
 REPLIES = [{"tool_calls": [{"name": "append_line", "args": {"line": "hello"}}]}, "Done."]
 PROMPT = "append hello"
@@ -521,7 +522,7 @@ def report(
         print(f"  {name}: tool runs {lines}, approvals answered {approvals}")
     most = clients[-1]
     versus = rate[OURS, most] / rate[DEV, most] if rate[DEV, most] else 0.0
-    checks = [(f"{OURS} ÷ {DEV}, {most} client(s)", versus, ">=", args.vs_dev)]
+    checks: list[Check] = [(f"{OURS} ÷ {DEV}, {most} client(s)", versus, ">=", args.vs_dev)]
     checks += [
         (f"{OURS} p99 ÷ p50, {n} client(s)", tail[OURS, n], "<=", args.tail) for n in clients
     ]
@@ -530,16 +531,7 @@ def report(
         (f"{name}: |tool runs − approvals|", float(abs(lines - approvals)), "<=", 0.0)
         for name, (lines, approvals) in sides.items()
     ]
-    missed = []
-    for label, value, sense, target in checks:
-        ok = value >= target if sense == ">=" else value <= target
-        print(f"  {label:38} {value:6.2f}  target {sense} {target:g}  {'ok' if ok else 'MISSED'}")
-        if not ok:
-            missed.append(label)
-    if missed:
-        print(f"targets missed: {', '.join(missed)}")
-        return 1
-    return 0
+    return report_targets(checks, width=38)
 
 
 def _progress(text: str) -> None:

@@ -86,18 +86,21 @@ def test_middleware_benchmark_prints_both_agents_rates_commits_and_bytes(tmp_pat
 
 
 @pytest.mark.slow
-def test_peers_benchmark_prints_every_setup_and_target() -> None:
+def test_peers_benchmark_prints_every_setup_and_target(tmp_path: Path) -> None:
     loose = ("--vs-peer", "0", "--vs-memory", "0", "--cpu", "99", "--service", "0")
     limits = ("--commits", "99", "--service-commits", "99", "--bytes", "99")
-    out = _bench("peers", "--cycles", "3", "--rounds", "1", *loose, *limits)
+    out = _bench(tmp_path, "peers", "--cycles", "3", "--rounds", "1", *loose, *limits)
     assert out.count("/s  ÷ peer") == 5, out
     assert re.search(r"commits per cycle, service +\d+\.\d\d +target <= 99", out), out
 
 
 @pytest.mark.slow
-def test_serve_vs_dev_benchmark_drives_both_servers_and_prints_every_target() -> None:
+def test_serve_vs_dev_benchmark_drives_both_servers_and_prints_every_target(
+    tmp_path: Path,
+) -> None:
     loose = ("--vs-dev", "0", "--tail", "999")
-    out = _bench("serve_vs_dev", "--clients", "1", "2", "--seconds", "1", "--rounds", "1", *loose)
+    tiny = ("--clients", "1", "2", "--seconds", "1", "--rounds", "1")
+    out = _bench(tmp_path, "serve_vs_dev", *tiny, *loose)
     for server in ("langgraph dev", "hitl serve"):
         assert re.search(rf"^ +2  {server} +\d+\.\d\d +\d+\.\d\d ", out, re.M), out
         assert re.search(rf"^  {server}: tool runs (\d+), approvals answered \1$", out, re.M), out
