@@ -431,9 +431,7 @@ def _with_args(decision: object) -> object:
     return decision
 
 
-SETTLED = frozenset(
-    {"rejected", "responded", "expired", "succeeded", "failed", "outcome_unknown"}
-)
+SETTLED = frozenset({"rejected", "responded", "expired", "succeeded", "failed", "outcome_unknown"})
 """Statuses of a call that was answered or ran: the only ones an ID reused from an earlier turn
 can find (the ledger re-asks a call that has not run, with its new arguments)."""
 
