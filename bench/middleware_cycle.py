@@ -29,7 +29,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
-from bench.targets import written_bytes
+from bench._targets import written_bytes
 from hitl import ApprovalMiddleware, ScriptedChatModel, bind_ledger
 from hitl.checkpoints.ledger import Ledger, make_ledger
 from hitl.checkpoints.savers import Saver, open_saver

@@ -45,7 +45,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
-from bench.targets import Check, report_targets, written_bytes
+from bench._targets import Check, report_targets, written_bytes
 from hitl import ApprovalMiddleware, ScriptedChatModel
 from hitl.app import assemble
 from hitl.graph.policy import Policy, ToolRule

@@ -55,8 +55,8 @@ from typing import Any
 import httpx
 from langgraph_sdk import get_sync_client
 
+from bench._targets import Check, report_targets
 from bench.service_load import machine, percentile
-from bench.targets import Check, report_targets
 
 REPLIES = [{"tool_calls": [{"name": "append_line", "args": {"line": "hello"}}]}, "Done."]
 PROMPT = "append hello"
