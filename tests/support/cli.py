@@ -4,7 +4,6 @@ import hashlib
 import json
 import os
 import pty
-import pwd
 import shutil
 import subprocess
 import tempfile
@@ -22,7 +21,11 @@ from tests.support.sql import copy_database, database_fingerprint
 
 TIMEOUT_SECONDS = 60
 SETPRIV = "setpriv"
-"""util-linux's command that runs another command as another user."""
+"""util-linux's command that runs another command with fewer privileges."""
+WITHOUT_FILE_PRIVILEGES = (SETPRIV, "--bounding-set=-dac_override,-dac_read_search,-fowner", "--")
+"""Root without the capabilities that let it read and write past file permissions: a file
+mode 0444 stops it as it stops any user (the checkout may sit in a folder only root enters,
+so running as another user would not do)."""
 
 LEDGER_TABLES = frozenset({"hitl_schema", "hitl_approvals", "hitl_audit", "hitl_leases"})
 """The approvals ledger's tables: a refused command must leave them as they were too."""
@@ -34,14 +37,15 @@ RELAXED_RULE = 'ToolRule(ask="never")'
 
 
 def hitl(
-    *args: str, env: Mapping[str, str], cwd: Path, run_as: int | None = None
+    *args: str, env: Mapping[str, str], cwd: Path, restricted: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    """Run `hitl ARGS` in a new process and capture its output (as user ID `run_as`, if
-    given: the tests run as root, whom no file permission stops)."""
+    """Run `hitl ARGS` in a new process and capture its output (`restricted`: as root without
+    the privileges that bypass file permissions, which would otherwise stop no test run as
+    root)."""
     assert HITL.exists(), f"{HITL} is missing; install the project in this virtualenv"
-    as_user = [] if run_as is None else [SETPRIV, f"--reuid={run_as}", f"--regid={run_as}"]
+    prefix = list(WITHOUT_FILE_PRIVILEGES) if restricted else []
     return subprocess.run(
-        [*as_user, *(["--clear-groups"] if as_user else []), str(HITL), *args],
+        [*prefix, str(HITL), *args],
         env=dict(env),
         cwd=cwd,
         capture_output=True,
@@ -112,8 +116,8 @@ class Workspace:
     """One database and one outbox in a folder of their own, and `hitl` run on them."""
 
     folder: Path
-    run_as: int | None = None
-    """The user ID `hitl` runs as (None: this process's)."""
+    restricted: bool = False
+    """`hitl` runs as root without the privileges that bypass file permissions."""
 
     @classmethod
     def copy_of(cls, source_db: Path, folder: Path) -> "Workspace":
@@ -138,7 +142,7 @@ class Workspace:
         self, *args: str, extra_env: Mapping[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
         """`hitl ARGS` on this workspace."""
-        return hitl(*args, env=self.env(extra_env), cwd=self.folder, run_as=self.run_as)
+        return hitl(*args, env=self.env(extra_env), cwd=self.folder, restricted=self.restricted)
 
     def json(
         self, *args: str, exit_code: int = 0, extra_env: Mapping[str, str] | None = None
@@ -184,16 +188,15 @@ class Workspace:
 def read_only_copy(source_db: Path, *, folder_writable: bool = False) -> Iterator[Workspace]:
     """A workspace on a copy of `source_db` that its `hitl` may read but not write, as a backup
     or another user's file: the file is read-only, and so is its folder unless
-    `folder_writable`; as root (whom no permission stops) `hitl` runs as `nobody`. Skips the
-    test where that cannot be arranged."""
-    run_as = None
+    `folder_writable`; as root (whom no permission stops) `hitl` runs without the privileges
+    that bypass permissions. Skips the test where that cannot be arranged."""
+    restricted = False
     if os.geteuid() == 0:
         if shutil.which(SETPRIV) is None:
             pytest.skip(f"running as root without {SETPRIV}: cannot make a file root may not write")
-        run_as = pwd.getpwnam("nobody").pw_uid
-    # not under pytest's tmp_path: its folder is root's alone, and nobody must reach this one
+        restricted = True
     with tempfile.TemporaryDirectory(prefix="hitl-read-only-") as folder:
-        workspace = Workspace(Path(folder), run_as=run_as)
+        workspace = Workspace(Path(folder), restricted=restricted)
         copy_database(source_db, workspace.db)
         workspace.db.chmod(0o444)
         workspace.folder.chmod(0o777 if folder_writable else 0o555)
