@@ -139,6 +139,55 @@ def newest_entry(cur: Cursor, thread_id: str, tool_call_id: str) -> AuditEntry |
     return None if row is None else audit_entry_of(row)
 
 
+REQUEST_EVENTS = ("requested", "re-requested")
+"""The events that ask a person about a call, under the rules recorded with them (`rules_of`)."""
+
+
+def rules_of(row: Mapping[str, Any] | ApprovalRecord) -> dict[str, Any]:
+    """Who may decide a call and what its deadline does, as its request entry records them: a
+    row whose rules were changed by SQL would let another person decide, or let the sweep
+    approve what was to be rejected."""
+
+    def get(key: str) -> Any:
+        return row.get(key) if isinstance(row, Mapping) else getattr(row, key)
+
+    allowed, approvers = get("allowed_decisions"), get("approvers")
+    if isinstance(allowed, str):  # a row's columns, as stored
+        allowed = json.loads(allowed)
+    if isinstance(approvers, str):
+        approvers = json.loads(approvers)
+    return {
+        "allowed_decisions": list(allowed),
+        "approvers": None if approvers is None else sorted(approvers),
+        "allow_self_approval": bool(get("allow_self_approval")),
+        "expires_at": get("expires_at"),
+        "on_expire": get("on_expire"),
+    }
+
+
+def newest_request(cur: Cursor, thread_id: str, tool_call_id: str) -> AuditEntry | None:
+    """The call's newest `REQUEST_EVENTS` entry: the rules its row must still hold."""
+    row = cur.execute(
+        f"SELECT {AUDIT_COLUMNS} FROM hitl_audit WHERE thread_id = ? AND tool_call_id = ? "
+        "AND event IN (?, ?) ORDER BY seq DESC LIMIT 1",
+        (thread_id, tool_call_id, *REQUEST_EVENTS),
+    ).fetchone()
+    return None if row is None else audit_entry_of(row)
+
+
+def rules_disagreement(row: ApprovalRecord, request: AuditEntry | None) -> str | None:
+    """Which of a call's rules its row holds otherwise than its request entry recorded; None
+    if they agree (or the entry predates recording them)."""
+    recorded = request.detail.get("rules") if request is not None else None
+    if not isinstance(recorded, dict):
+        return None
+    held = rules_of(row)
+    changed = sorted(k for k in recorded if recorded[k] != held.get(k))
+    if not changed:
+        return None
+    return f"holds other rules ({', '.join(changed)}) than it was asked under"
+
+
 def approved_by(entry: AuditEntry | None) -> str | None:
     """The args hash a call's newest decision lets run (None: none may run)."""
     if entry is None or entry.event not in ("approved_by_policy", "decided", "expired"):
@@ -274,10 +323,13 @@ def _contradicted_row(
 ) -> BrokenLink | None:
     """The first call of a thread whose row contradicts its chain (`disagreement`)."""
     decisions = {e.tool_call_id: e for e in entries if e.event in DECISION_EVENTS}  # newest wins
+    requests = {e.tool_call_id: e for e in entries if e.event in REQUEST_EVENTS}
     latest = {e.tool_call_id: e for e in entries}
     for record in records:
         cid = record.tool_call_id
         problem = disagreement(record, decisions.get(cid), latest.get(cid))
+        if problem is None and record.status == "pending":  # the rules of who decides, and how
+            problem = rules_disagreement(record, requests.get(cid))
         if problem is not None:
             return BrokenLink(
                 record.thread_id,

@@ -47,6 +47,9 @@ from hitl.checkpoints.ledger._audit import (
     disagreement,
     newest_decision,
     newest_entry,
+    newest_request,
+    rules_disagreement,
+    rules_of,
     run_args,
 )
 from hitl.checkpoints.ledger._leases import (
@@ -239,11 +242,15 @@ class Ledger(LedgerReads, ThreadLeases, Store):
                 detail = {"tool": tool, "args": dict(args), "args_hash": h}
                 if fields["expires_at"] is not None:
                     detail["expires_at"] = fields["expires_at"]
+                if needs_review:
+                    detail["rules"] = rules_of(fields)
                 event = "requested" if needs_review else "approved_by_policy"
                 self._audit(cur, thread_id, event, requester or "unknown", tool_call_id, detail)
             elif row.args_hash != h and row.status in NOT_YET_RUN:
                 _update(cur, thread_id, tool_call_id, fields)
                 detail = {"args": args_diff(row.args, dict(args)), "args_hash": h}
+                if needs_review:
+                    detail["rules"] = rules_of(fields)
                 event = "re-requested" if needs_review else "approved_by_policy"
                 self._audit(cur, thread_id, event, POLICY_ACTOR, tool_call_id, detail)
             elif row.args_hash == h and row.interrupt_id != interrupt_id:
@@ -284,6 +291,7 @@ class Ledger(LedgerReads, ThreadLeases, Store):
                 seen = (seen_args_hashes or {}).get(tool_call_id)
                 if seen is not None and seen != row.args_hash:
                     raise ArgsChanged(row)
+                self._refuse_tampered(cur, row)  # its rules say who may decide: the recorded ones
                 _check_permitted(row, str(decision["type"]), actor, roles)
                 rows[tool_call_id] = row
             # too late to let a call run: the deadline settles it, now, swept or not (a late
@@ -376,7 +384,14 @@ class Ledger(LedgerReads, ThreadLeases, Store):
                     (now,),
                 ).fetchall()
             ]
-            return [self._expire(cur, row, now, actor) for row in overdue]
+            # a row whose rules were changed by SQL (its on_expire, its deadline) is left
+            # pending for `audit --verify` to name, not settled by what the forgery says
+            return [
+                self._expire(cur, row, now, actor)
+                for row in overdue
+                if rules_disagreement(row, newest_request(cur, row.thread_id, row.tool_call_id))
+                is None
+            ]
 
         return self._write(work)
 
@@ -589,6 +604,8 @@ class Ledger(LedgerReads, ThreadLeases, Store):
         thread_id, tool_call_id = row.thread_id, row.tool_call_id
         newest, latest = (f(cur, thread_id, tool_call_id) for f in (newest_decision, newest_entry))
         problem = disagreement(row, newest, latest)
+        if problem is None and row.status == "pending":
+            problem = rules_disagreement(row, newest_request(cur, thread_id, tool_call_id))
         if problem is not None:
             raise LedgerTampered(thread_id, tool_call_id, problem)
 

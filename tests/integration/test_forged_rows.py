@@ -2,13 +2,16 @@
 checkpoint that names code to import or call, a pickle, an approval nobody gave."""
 
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import ormsgpack
 import pytest
 
 from hitl.checkpoints.errors import UntrustedCheckpointError
 from hitl.checkpoints.urls import DatabaseName
+from hitl.graph.policy import Policy, ToolRule
 from hitl.service.errors import LedgerTampered
 from tests.support.fakes import ToolLog
 from tests.support.harness import open_harness, open_test_service
@@ -208,3 +211,41 @@ def test_a_finished_call_set_to_outcome_unknown_by_sql_is_not_retried_by_a_recon
         report = service.verify_audit()
     assert log.ids("send_email") == [call_id]  # once, before the forgery
     assert [b.thread_id for b in report.broken] == [view.thread_id]
+
+
+def _asked_with_rules(service: Any) -> tuple[str, str]:
+    view = service.run(SALLY, actor="alice")
+    return view.thread_id, view.pending[0].tool_call_id
+
+
+def test_a_deadline_rule_flipped_to_approve_by_sql_is_named_and_the_sweep_does_not_approve(
+    db: DatabaseName, log: ToolLog
+) -> None:
+    rule = ToolRule(ask="always", expires_after=timedelta(seconds=0), on_expire="reject")
+    policy = Policy(rules={"send_email": rule})
+    with open_harness(db, log, policy) as parts:
+        thread_id, call_id = _asked_with_rules(parts.service)
+    execute(db, "UPDATE hitl_approvals SET on_expire = 'approve'")
+    with open_harness(db, log, policy) as parts:
+        parts.service.sweep()
+        record = parts.ledger.get(thread_id, call_id)
+        report = parts.service.verify_audit()
+    assert log.calls == []  # the forged rule approved nothing
+    assert record is not None and record.status == "pending"
+    assert [b.thread_id for b in report.broken] == [thread_id]
+    assert "on_expire" in report.broken[0].problem
+
+
+def test_approvers_widened_by_sql_are_named_and_a_decision_under_them_is_refused(
+    db: DatabaseName, log: ToolLog
+) -> None:
+    policy = Policy(rules={"send_email": ToolRule(ask="always", approvers=("bob",))})
+    with open_harness(db, log, policy) as parts:
+        thread_id, call_id = _asked_with_rules(parts.service)
+    execute(db, "UPDATE hitl_approvals SET approvers = NULL")  # anyone may now approve
+    with open_harness(db, log, policy) as parts:
+        with pytest.raises(LedgerTampered, match="approvers"):
+            parts.service.decide(thread_id, {call_id: "approve"}, actor="mallory")
+        report = parts.service.verify_audit()
+    assert log.calls == []
+    assert [b.thread_id for b in report.broken] == [thread_id]

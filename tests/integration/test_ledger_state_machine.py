@@ -842,7 +842,8 @@ def test_a_pending_call_whose_args_were_changed_by_sql_is_named_and_never_asked_
         request_call(ledger, "t", "a", args={"n": 1})
         execute(db, "UPDATE hitl_approvals SET args = '{\"n\":2}'")
         report = ledger.verify_audit()
-        ledger.decide("t", {"a": {"type": "approve"}}, actor="bob")  # what the person was shown
+        with pytest.raises(LedgerTampered, match="'a'"):  # nobody approves the forged args
+            ledger.decide("t", {"a": {"type": "approve"}}, actor="bob")
         # the graph runs the args it asked about; before, `ask` here and a request that
         # returned the row as it was sent the call back and forth for ever
         with pytest.raises(LedgerTampered, match="'a'"):
