@@ -1,9 +1,11 @@
-"""What the benches share: the bytes this process wrote, and the table of targets met or
-missed that decides a bench's exit status."""
+"""What the benches share: the bytes this process wrote, the SQL statements (and commits) a
+run made, and the table of targets met or missed that decides a bench's exit status."""
 
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 Check = tuple[str, float, Literal[">=", "<="], float]
 """A figure to check: (label, measured value, sense, target)."""
@@ -15,6 +17,28 @@ def written_bytes() -> int:
         if line.startswith("wchar:"):
             return int(line.split()[1])
     return 0
+
+
+@contextmanager
+def traced(connections: Sequence[sqlite3.Connection], ledger: Any = None) -> Iterator[list[str]]:
+    """The statements run on `connections` (and by `ledger`, through its own `traced()`)
+    inside the block, in one list once it ends."""
+    seen: list[str] = []
+    for conn in connections:
+        conn.set_trace_callback(seen.append)
+    with ExitStack() as stack:
+        by_ledger = stack.enter_context(ledger.traced()) if ledger is not None else []
+        try:
+            yield seen
+        finally:
+            for conn in connections:
+                conn.set_trace_callback(None)
+            seen.extend(by_ledger)
+
+
+def commit_count(statements: Sequence[str]) -> int:
+    """How many of `statements` commit a transaction."""
+    return sum(s.strip().upper().startswith("COMMIT") for s in statements)
 
 
 def report_targets(checks: Sequence[Check], *, width: int = 28) -> int:

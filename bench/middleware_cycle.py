@@ -17,8 +17,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
-from bench._targets import written_bytes
+from bench._targets import commit_count, traced, written_bytes
 from hitl import ApprovalMiddleware, ScriptedChatModel, bind_ledger
 from hitl.checkpoints.ledger import Ledger, make_ledger
 from hitl.checkpoints.savers import Saver, open_saver
@@ -58,18 +57,6 @@ def run_cycles(graph: CompiledStateGraph[Any], cycles: int, tag: str) -> float:
             Command(resume={"decisions": [{"type": "approve"}]}), config, durability="sync"
         )
     return cycles / (time.perf_counter() - start)
-
-
-@contextmanager
-def commits_of(connections: list[sqlite3.Connection]) -> Iterator[list[str]]:
-    seen: list[str] = []
-    for conn in connections:
-        conn.set_trace_callback(seen.append)
-    try:
-        yield seen
-    finally:
-        for conn in connections:
-            conn.set_trace_callback(None)
 
 
 def main() -> int:
@@ -103,20 +90,12 @@ def main() -> int:
                 for name, graph in setups.items():
                     rates[name].append(run_cycles(graph, args.cycles, f"{name}-{r}"))
             costs = {}
-            measured: dict[str, Callable[[], Any]] = {
-                "stock": lambda: commits_of([stock_conn]),
-                "ours": lambda: commits_of([saver.conn]),
-            }
+            measured = {"stock": ([stock_conn], None), "ours": ([saver.conn], ledger)}
             for name, graph in setups.items():  # untimed: tracing costs time
                 before = written_bytes()
-                with (
-                    measured[name]() as seen,
-                    ledger.traced() if name == "ours" else _nothing() as ledger_seen,
-                ):
+                with traced(*measured[name]) as seen:
                     run_cycles(graph, 50, f"count-{name}")
-                statements = seen + (ledger_seen or [])
-                commits = sum(s.strip().upper().startswith("COMMIT") for s in statements)
-                costs[name] = (commits / 50, (written_bytes() - before) / 50)
+                costs[name] = (commit_count(seen) / 50, (written_bytes() - before) / 50)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     median = {name: statistics.median(v) for name, v in rates.items()}
@@ -136,11 +115,6 @@ def main() -> int:
         return 1
     print(f"target met: {ratio:.2f} >= {args.target}")
     return 0
-
-
-@contextmanager
-def _nothing() -> Iterator[list[str]]:
-    yield []
 
 
 if __name__ == "__main__":

@@ -31,8 +31,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
-from bench._targets import Check, report_targets, written_bytes
+from bench._targets import Check, commit_count, report_targets, traced, written_bytes
 from hitl import ApprovalMiddleware, ScriptedChatModel
 from hitl.app import assemble
 from hitl.graph.policy import Policy, ToolRule
@@ -102,23 +102,6 @@ def timed(cycle: Cycle, cycles: int, tag: str) -> Timing:
     return Timing(
         cycles / (time.perf_counter() - wall), (time.process_time() - cpu) / cycles * 1000
     )
-
-
-@contextmanager
-def traced(connections: list[sqlite3.Connection], ledger: Any = None) -> Iterator[list[str]]:
-    seen: list[str] = []
-    for conn in connections:
-        conn.set_trace_callback(seen.append)
-    with ExitStack() as stack:
-        if ledger is not None:
-            seen_by_ledger = stack.enter_context(ledger.traced())
-        try:
-            yield seen
-        finally:
-            for conn in connections:
-                conn.set_trace_callback(None)
-            if ledger is not None:
-                seen.extend(seen_by_ledger)
 
 
 def main() -> int:
@@ -194,8 +177,7 @@ def main() -> int:
                 with traced(conns, ledger) as seen:
                     for i in range(20):
                         cycle(f"count-{name}-{i}")
-                commits = sum(s.strip().upper().startswith("COMMIT") for s in seen)
-                costs[name] = (commits / 20, (written_bytes() - before) / 20)
+                costs[name] = (commit_count(seen) / 20, (written_bytes() - before) / 20)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return report(timings, costs, args)
