@@ -38,6 +38,18 @@ class NotPermitted(LedgerError):
     """The policy saved with the call forbids this actor's decision (separation of duties)."""
 
 
+class AlreadyVoted(NotPermitted):
+    """This person already voted on this quorum call: one person, one vote."""
+
+
+class StandingNotFound(LedgerError):
+    """No standing approval has this ID (or it is already revoked)."""
+
+
+class InvalidStanding(LedgerError):
+    """A standing approval that cannot be created as asked (unknown tool, bad scope)."""
+
+
 class NotReconcilable(LedgerError):
     """Only a call whose outcome is unknown can be reconciled."""
 

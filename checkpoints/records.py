@@ -112,6 +112,12 @@ class ApprovalRecord:
     result: str | None = None
     result_status: str | None = None
     """`success` or `error`: how the journaled result is given back to the model."""
+    quorum: int = 1
+    """How many distinct people must approve before the call runs (1: the first decision)."""
+    quorum_distinct_roles: bool = False
+    """Each approval of a quorum must come from a role no other approval came from."""
+    reject_vetoes: bool = True
+    """A quorum call: one reject rejects it (False: it takes `quorum` rejects)."""
 
     @property
     def decision_type(self) -> str | None:
@@ -190,3 +196,69 @@ class AuditReport:
             broken=[BrokenLink(**b) for b in data["broken"]],
             heads=data["heads"],
         )
+
+
+STANDING_ACTOR_PREFIX = "standing:"
+"""`decided_by` of a call a standing approval let through: `standing:ID`."""
+
+
+@dataclass(frozen=True)
+class StandingApproval:
+    """A decision turned into a rule: calls of `tool` within its scope are approved in
+    `created_by`'s name, without asking, until it expires or is revoked (times: UNIX seconds).
+    """
+
+    id: str
+    tool: str
+    args_hash: str | None
+    """Only calls with exactly these args (their `args_hash`); None: any args."""
+    requester: str | None
+    """Only calls this person asked for; None: anyone's."""
+    thread_id: str | None
+    """Only calls of this thread; None: any thread."""
+    created_by: str
+    created_roles: list[str]
+    """The creator's roles when it was created: a policy's `role:NAME` approvers admit them."""
+    created_at: float
+    expires_at: float
+    revoked_at: float | None
+    revoked_by: str | None
+    source_thread_id: str
+    """The call it came from (its thread's audit chain records its creation and revocation)."""
+    source_tool_call_id: str
+
+    @property
+    def scope(self) -> dict[str, str | None]:
+        return {
+            "tool": self.tool,
+            "args_hash": self.args_hash,
+            "requester": self.requester,
+            "thread_id": self.thread_id,
+        }
+
+    def active(self, now: float) -> bool:
+        return self.revoked_at is None and now < self.expires_at
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("created_at", "expires_at", "revoked_at"):
+            data[key] = iso(data[key])
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "StandingApproval":
+        times = {k: unix(data.get(k)) for k in ("created_at", "expires_at", "revoked_at")}
+        return cls(**(data | times))
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One person's vote on a quorum call, for the args it was asked about."""
+
+    approver: str
+    role: str | None
+    vote: Literal["approve", "reject"]
+    at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self) | {"at": iso(self.at)}

@@ -13,6 +13,7 @@ from hitl.checkpoints.ledger._leases import (
     runner_token,
 )
 from hitl.checkpoints.ledger._ledger import ROLE_PREFIX, Ledger, make_ledger, open_ledger
+from hitl.checkpoints.ledger._quorum import progress
 from hitl.checkpoints.ledger._reads import Clock, InboxQuery, SortKey
 from hitl.checkpoints.ledger._schema import (
     AUDIT_COLUMNS,
@@ -21,6 +22,7 @@ from hitl.checkpoints.ledger._schema import (
     audit_entry_of,
     record_of,
 )
+from hitl.checkpoints.ledger._standing import Remember
 from hitl.checkpoints.ledger._threads import (
     ThreadFilter,
     ThreadQuery,
@@ -38,6 +40,7 @@ __all__ = [
     "Clock",
     "InboxQuery",
     "Ledger",
+    "Remember",
     "SortKey",
     "ThreadFilter",
     "ThreadQuery",
@@ -53,6 +56,7 @@ __all__ = [
     "mark_live",
     "new_token",
     "open_ledger",
+    "progress",
     "record_of",
     "runner_process",
     "runner_token",

@@ -110,7 +110,9 @@ def read_trail(cur: Cursor, thread_id: str) -> list[AuditEntry]:
     return [audit_entry_of(r) for r in rows]
 
 
-DECISION_EVENTS = ("requested", "re-requested", "approved_by_policy", "decided", "expired")
+AUTO_APPROVALS = ("approved_by_policy", "approved_by_standing")
+"""The events that record a call approved without asking anyone (their `args_hash` runs)."""
+DECISION_EVENTS = ("requested", "re-requested", *AUTO_APPROVALS, "decided", "expired")
 """The events after which a call may (or may not) run: the newest one says which args."""
 
 
@@ -162,6 +164,9 @@ def rules_of(row: Mapping[str, Any] | ApprovalRecord) -> dict[str, Any]:
         "allow_self_approval": bool(get("allow_self_approval")),
         "expires_at": get("expires_at"),
         "on_expire": get("on_expire"),
+        "quorum": int(get("quorum") or 1),
+        "quorum_distinct_roles": bool(get("quorum_distinct_roles")),
+        "reject_vetoes": bool(True if get("reject_vetoes") is None else get("reject_vetoes")),
     }
 
 
@@ -190,9 +195,9 @@ def rules_disagreement(row: ApprovalRecord, request: AuditEntry | None) -> str |
 
 def approved_by(entry: AuditEntry | None) -> str | None:
     """The args hash a call's newest decision lets run (None: none may run)."""
-    if entry is None or entry.event not in ("approved_by_policy", "decided", "expired"):
+    if entry is None or entry.event not in (*AUTO_APPROVALS, "decided", "expired"):
         return None
-    key = "args_hash" if entry.event == "approved_by_policy" else "approved_args_hash"
+    key = "args_hash" if entry.event in AUTO_APPROVALS else "approved_args_hash"
     approved = entry.detail.get(key)
     return None if approved is None else str(approved)
 
@@ -246,6 +251,9 @@ def _made_of(
         return None, {"pending"}, "nobody has decided yet"
     if entry.event == "approved_by_policy":
         return "approve", {ran or "approved"}, said if ran else "the policy approved it"
+    if entry.event == "approved_by_standing":
+        standing = entry.detail.get("standing_id")
+        return "approve", {ran or "approved"}, said if ran else f"standing approval {standing}"
     if entry.event == "expired":
         kind = "approve" if approved_by(entry) is not None else "reject"
         return kind, {ran or "expired"}, said if ran else f"it expired ({kind})"

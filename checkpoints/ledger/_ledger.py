@@ -59,14 +59,30 @@ from hitl.checkpoints.ledger._leases import (
     new_token,
     runner_alive,
 )
+from hitl.checkpoints.ledger._permits import ROLE_PREFIX, refusal
+from hitl.checkpoints.ledger._quorum import (
+    cast_vote,
+    clear_votes,
+    counts_as_vote,
+    refuse_unvoted,
+)
 from hitl.checkpoints.ledger._reads import Clock, LedgerReads, find_record, threads_of
 from hitl.checkpoints.ledger._schema import COLUMNS, MIGRATIONS, SCHEMA_VERSION, record_of
+from hitl.checkpoints.ledger._standing import (
+    APPROVED_EVENT,
+    Remember,
+    StandingApprovals,
+    matching_standing,
+    remember_approval,
+)
 from hitl.checkpoints.records import (
     DECIDED_TO_RUN,
     NOT_YET_RUN,
     POLICY_ACTOR,
+    STANDING_ACTOR_PREFIX,
     STATUS_OF_DECISION,
     ApprovalRecord,
+    StandingApproval,
     Status,
     args_hash,
     canonical_json,
@@ -76,8 +92,6 @@ from hitl.checkpoints.records import (
 
 EXPIRY_ACTOR = "deadline"
 """`decided_by` of a call that a late decision found already past its deadline."""
-ROLE_PREFIX = "role:"
-"""An approver entry `role:NAME` admits everyone acting with that role (HTTP tokens)."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +110,7 @@ class _TurnBusy(Exception):
         self.begun = begun
 
 
-class Ledger(LedgerReads, ThreadLeases, Store):
+class Ledger(LedgerReads, ThreadLeases, StandingApprovals, Store):
     """The ledger on one database. Thread-safe.
 
     Its parts are mixins on one `Store` (the reads, the leases, and here the state machine),
@@ -187,12 +201,17 @@ class Ledger(LedgerReads, ThreadLeases, Store):
         on_expire: str = "reject",
         approvers: Sequence[str] | None = None,
         allow_self_approval: bool = True,
+        quorum: int = 1,
+        quorum_distinct_roles: bool = False,
+        reject_vetoes: bool = True,
     ) -> ApprovalRecord:
         """Register a call (idempotent) and return its row, decided or not.
 
         A row that exists with the same args is returned as is. One whose args differ and
         that has not run yet is asked about again with the new args (the earlier decision was
-        for another action); a call that already ran keeps its row.
+        for another action, and so were its quorum votes); a call that already ran keeps its
+        row. A call needing review that an active standing approval covers is recorded
+        approved in its creator's name (`approved_by_standing`), in the same transaction.
         """
         h = args_hash(dict(args))
         existing = self.get(thread_id, tool_call_id)
@@ -222,7 +241,32 @@ class Ledger(LedgerReads, ThreadLeases, Store):
                 "approved_args_hash": None,
                 "status": "pending",
                 "applied": 0,
+                "quorum": quorum,
+                "quorum_distinct_roles": int(quorum_distinct_roles),
+                "reject_vetoes": int(reject_vetoes),
             }
+            rules = rules_of(fields)
+            standing = None
+            if needs_review and (row is None or (row.args_hash != h and row.status in NOT_YET_RUN)):
+                standing = matching_standing(
+                    cur,
+                    thread_id=thread_id,
+                    tool=tool,
+                    h=h,
+                    requester=requester,
+                    rules=rules,
+                    now=now,
+                )
+            if standing is not None:
+                fields |= {
+                    "status": "approved",
+                    "decided_at": now,
+                    "decided_by": f"{STANDING_ACTOR_PREFIX}{standing.id}",
+                    "decision": canonical_json({"type": "approve"}),
+                    "reason": f"standing approval {standing.id} by {standing.created_by}",
+                    "approved_args_hash": h,
+                    "expires_at": None,
+                }
             if not needs_review:
                 fields |= {
                     "status": "approved",
@@ -243,15 +287,20 @@ class Ledger(LedgerReads, ThreadLeases, Store):
                 if fields["expires_at"] is not None:
                     detail["expires_at"] = fields["expires_at"]
                 if needs_review:
-                    detail["rules"] = rules_of(fields)
+                    detail["rules"] = rules
                 event = "requested" if needs_review else "approved_by_policy"
+                if standing is not None:
+                    event, detail = APPROVED_EVENT, detail | _standing_detail(standing)
                 self._audit(cur, thread_id, event, requester or "unknown", tool_call_id, detail)
             elif row.args_hash != h and row.status in NOT_YET_RUN:
                 _update(cur, thread_id, tool_call_id, fields)
+                clear_votes(cur, thread_id, tool_call_id)
                 detail = {"args": args_diff(row.args, dict(args)), "args_hash": h}
                 if needs_review:
-                    detail["rules"] = rules_of(fields)
+                    detail["rules"] = rules
                 event = "re-requested" if needs_review else "approved_by_policy"
+                if standing is not None:
+                    event, detail = APPROVED_EVENT, detail | _standing_detail(standing)
                 self._audit(cur, thread_id, event, POLICY_ACTOR, tool_call_id, detail)
             elif row.args_hash == h and row.interrupt_id != interrupt_id:
                 _update(cur, thread_id, tool_call_id, {"interrupt_id": interrupt_id})
@@ -270,6 +319,7 @@ class Ledger(LedgerReads, ThreadLeases, Store):
         comment: str | None = None,
         seen_args_hashes: Mapping[str, str] | None = None,
         roles: Collection[str] = (),
+        remember: Remember | None = None,
     ) -> list[ApprovalRecord]:
         """Record decisions (LangChain wire format) keyed by `tool_call_id`: all or none.
 
@@ -277,6 +327,10 @@ class Ledger(LedgerReads, ThreadLeases, Store):
         raises `NotPending` with the recorded one. The policy saved with the call is enforced
         here (`NotPermitted`), whoever asks. With `seen_args_hashes`, a call whose args are not
         the ones the decider saw (it was asked about again since) raises `ArgsChanged`.
+
+        A call whose rules ask for a quorum records an approval as a vote (`approval_vote`)
+        and stays pending (returned as such) until the quorum's last vote decides it. With
+        `remember`, each approval also creates a standing approval (see `_standing.py`).
         """
 
         def work(cur: Cursor) -> list[ApprovalRecord] | ApprovalRecord:
@@ -293,6 +347,12 @@ class Ledger(LedgerReads, ThreadLeases, Store):
                     raise ArgsChanged(row)
                 self._refuse_tampered(cur, row)  # its rules say who may decide: the recorded ones
                 _check_permitted(row, str(decision["type"]), actor, roles)
+                refuse_unvoted(row, str(decision["type"]))
+                if remember is not None and decision["type"] != "approve":
+                    raise NotPermitted(
+                        f"only an approval can be remembered, not {decision['type']}: "
+                        "approve the call, or leave out the option to remember it"
+                    )
                 rows[tool_call_id] = row
             # too late to let a call run: the deadline settles it, now, swept or not (a late
             # reject or respond is still recorded: not running a call is always safe)
@@ -310,6 +370,20 @@ class Ledger(LedgerReads, ThreadLeases, Store):
             for tool_call_id, decision in decisions.items():
                 row = rows[tool_call_id]
                 kind = str(decision["type"])
+                detail: dict[str, Any] = {"decision": kind}
+                if counts_as_vote(row, kind):
+                    votes = cast_vote(
+                        cur, row, kind, actor=actor, roles=roles, now=now, audit=self._audit
+                    )
+                    if votes is None:  # not yet: the call waits for more votes
+                        decided.append(row)
+                        continue
+                    detail["votes"] = [v.approver for v in votes]
+                if remember is not None:
+                    standing = remember_approval(
+                        cur, row, remember, actor=actor, roles=roles, now=now
+                    )
+                    detail["standing_id"] = standing.id
                 approved = run_args(row, decision)
                 reason = decision.get("message") if kind in ("reject", "respond") else None
                 _update(
@@ -326,7 +400,6 @@ class Ledger(LedgerReads, ThreadLeases, Store):
                         "applied": 0,
                     },
                 )
-                detail: dict[str, Any] = {"decision": kind}
                 if approved is not None:
                     detail["approved_args_hash"] = args_hash(approved)
                 if reason:
@@ -747,11 +820,21 @@ def make_ledger(
     return ledger
 
 
+def _standing_detail(standing: StandingApproval) -> dict[str, Any]:
+    """What an `approved_by_standing` entry adds: which standing approval, whose, its scope."""
+    return {
+        "standing_id": standing.id,
+        "created_by": standing.created_by,
+        "scope": standing.scope,
+    }
+
+
 def _decided_status(cur: Cursor, row: ApprovalRecord) -> Status:
     """The status a started call had before it started: what its decision made of it."""
     last = cur.execute(
         "SELECT event FROM hitl_audit WHERE thread_id = ? AND tool_call_id = ? "
-        "AND event IN ('decided', 'expired', 'approved_by_policy') ORDER BY seq DESC LIMIT 1",
+        "AND event IN ('decided', 'expired', 'approved_by_policy', 'approved_by_standing') "
+        "ORDER BY seq DESC LIMIT 1",
         (row.thread_id, row.tool_call_id),
     ).fetchone()
     if last is not None and last[0] == "expired":
@@ -776,24 +859,18 @@ def _update(cur: Cursor, thread_id: str, tool_call_id: str, fields: Mapping[str,
 def _check_permitted(
     row: ApprovalRecord, kind: str, actor: str, roles: Collection[str] = ()
 ) -> None:
-    """Whether `actor` (with `roles`) may make this decision: approving, editing or
-    responding (the model then takes the person's word for the tool's result) needs the
-    actor's name, or one of its roles as `role:NAME`, among the call's approvers. Rejecting
-    is always allowed: not running a call is always safe."""
-    if kind not in ("approve", "edit", "respond"):
-        return
-    names = {actor, *(f"{ROLE_PREFIX}{r}" for r in roles)}
-    if row.approvers is not None and not names & set(row.approvers):
-        raise NotPermitted(
-            f"{actor!r} may not {kind} calls of {row.tool}: only "
-            f"{', '.join(row.approvers) or 'nobody'} may (policy). Ask one of them, "
-            "or reject it."
-        )
-    if not row.allow_self_approval and row.requester is not None and actor == row.requester:
-        raise NotPermitted(
-            f"{actor!r} asked for this call and may not {kind} it too (separation of duties): "
-            "another person must approve it; you may still reject it."
-        )
+    """Whether `actor` (with `roles`) may make this decision under the call's rules."""
+    problem = refusal(
+        tool=row.tool,
+        kind=kind,
+        actor=actor,
+        roles=roles,
+        approvers=row.approvers,
+        allow_self_approval=row.allow_self_approval,
+        requester=row.requester,
+    )
+    if problem is not None:
+        raise NotPermitted(problem)
 
 
 __all__ = ["EXPIRY_ACTOR", "ROLE_PREFIX", "Begin", "Ledger", "make_ledger", "open_ledger"]

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from hitl.checkpoints.database import Cursor, PgConnection, PgListener, Store, scalar
 from hitl.checkpoints.ledger._audit import read_trail, verify_all
 from hitl.checkpoints.ledger._leases import lease_holder
+from hitl.checkpoints.ledger._quorum import votes_of
 from hitl.checkpoints.ledger._schema import COLUMNS, WAITING, record_of
 from hitl.checkpoints.ledger._threads import ThreadQuery, ThreadSummary, list_threads
 from hitl.checkpoints.records import (
@@ -20,6 +21,7 @@ from hitl.checkpoints.records import (
     AuditEntry,
     AuditReport,
     Status,
+    Vote,
 )
 
 Clock = Callable[[], float]
@@ -164,6 +166,10 @@ class LedgerReads(Store):
                 ).fetchall()
             }
         )
+
+    def votes(self, thread_id: str, tool_call_id: str) -> list[Vote]:
+        """The votes on a quorum call's current args, oldest first (none for other calls)."""
+        return self._read(lambda cur: votes_of(cur, thread_id, tool_call_id))
 
     def audit_trail(self, thread_id: str) -> list[AuditEntry]:
         """A thread's audit entries, oldest first."""

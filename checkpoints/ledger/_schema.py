@@ -8,7 +8,7 @@ from hitl.checkpoints.records import ApprovalRecord, AuditEntry
 
 WAITING = "status IN ('pending', 'outcome_unknown')"
 """The inbox's condition, spelled once: SQLite uses a partial index only for this exact text."""
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 4
 MIGRATIONS: dict[int, tuple[str | PostgresOnly, ...]] = {
     1: (
         """CREATE TABLE hitl_approvals (
@@ -74,12 +74,49 @@ MIGRATIONS: dict[int, tuple[str | PostgresOnly, ...]] = {
             expires_at REAL NOT NULL
         )""",
     ),
+    2: (),  # other features' migrations (numbers assigned elsewhere)
+    3: (),
+    # quorum (a call that needs N distinct approvers) and standing approvals
+    4: (
+        "ALTER TABLE hitl_approvals ADD COLUMN quorum INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE hitl_approvals ADD COLUMN quorum_distinct_roles INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE hitl_approvals ADD COLUMN reject_vetoes INTEGER NOT NULL DEFAULT 1",
+        # one vote per person per call (the primary key); asking again with other args
+        # clears the call's votes (the audit trail keeps them)
+        """CREATE TABLE hitl_votes (
+            thread_id TEXT NOT NULL,
+            tool_call_id TEXT NOT NULL,
+            args_hash TEXT NOT NULL,
+            approver TEXT NOT NULL,
+            role TEXT,
+            vote TEXT NOT NULL,
+            at REAL NOT NULL,
+            PRIMARY KEY (thread_id, tool_call_id, approver)
+        )""",
+        """CREATE TABLE hitl_standing (
+            id TEXT PRIMARY KEY,
+            tool TEXT NOT NULL,
+            args_hash TEXT,
+            requester TEXT,
+            thread_id TEXT,
+            created_by TEXT NOT NULL,
+            created_roles TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            revoked_at REAL,
+            revoked_by TEXT,
+            source_thread_id TEXT NOT NULL,
+            source_tool_call_id TEXT NOT NULL
+        )""",
+        "CREATE INDEX hitl_standing_tool ON hitl_standing (tool, expires_at)",
+    ),
 }
 COLUMNS = (
     "thread_id, tool_call_id, interrupt_id, tool, args, args_hash, requester, status, "
     "allowed_decisions, description, requested_at, expires_at, on_expire, approvers, "
     "allow_self_approval, decided_at, decided_by, decision, reason, approved_args_hash, "
-    "runner, started_at, finished_at, result, result_status"
+    "runner, started_at, finished_at, result, result_status, "
+    "quorum, quorum_distinct_roles, reject_vetoes"
 )
 
 
@@ -89,7 +126,7 @@ def record_of(row: tuple[Any, ...]) -> ApprovalRecord:
         thread_id, tool_call_id, interrupt_id, tool, args, h, requester, status, allowed,
         description, requested_at, expires_at, on_expire, approvers, allow_self, decided_at,
         decided_by, decision, reason, approved_hash, runner, started_at, finished_at, result,
-        result_status,
+        result_status, quorum, quorum_distinct_roles, reject_vetoes,
     ) = row  # fmt: skip
     return ApprovalRecord(
         thread_id=thread_id,
@@ -117,6 +154,9 @@ def record_of(row: tuple[Any, ...]) -> ApprovalRecord:
         finished_at=finished_at,
         result=result,
         result_status=result_status,
+        quorum=int(quorum),
+        quorum_distinct_roles=bool(quorum_distinct_roles),
+        reject_vetoes=bool(reject_vetoes),
     )
 
 

@@ -29,6 +29,8 @@ HITL_TABLES = (
     "hitl_approvals",
     "hitl_audit",
     "hitl_leases",
+    "hitl_votes",
+    "hitl_standing",
     "hitl_messages",
     "hitl_runs",
     "hitl_tokens",
