@@ -3,6 +3,7 @@
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -262,3 +263,13 @@ class Vote:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self) | {"at": iso(self.at)}
+
+
+def quorum_progress(quorum: int, approvals: Sequence[str], rejections: Sequence[str]) -> str:
+    """How far a quorum call got: "1 of 2 approvals: alice" (and the rejects, if any count)."""
+    text = f"{len(approvals)} of {quorum} approvals"
+    if approvals:
+        text += f": {', '.join(approvals)}"
+    if rejections:
+        text += f"; {len(rejections)} of {quorum} rejects: {', '.join(rejections)}"
+    return text

@@ -81,6 +81,10 @@ def _config(rule: ToolRule) -> bool | InterruptOnConfig:
         config["expires_after"] = rule.expires_after
     if rule.approvers is not None:
         config["approvers"] = sorted(rule.approvers)
+    if rule.quorum != 1 or rule.quorum_distinct_roles or not rule.reject_vetoes:
+        config["quorum"] = rule.quorum
+        config["quorum_distinct_roles"] = rule.quorum_distinct_roles
+        config["reject_vetoes"] = rule.reject_vetoes
     return config
 
 

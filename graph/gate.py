@@ -90,6 +90,10 @@ class Verdict:
     on_expire: str = "reject"
     approvers: Sequence[str] | None = None
     allow_self_approval: bool = True
+    quorum: int = 1
+    """Distinct approvers needed before the call runs."""
+    quorum_distinct_roles: bool = False
+    reject_vetoes: bool = True
 
 
 def register(
@@ -120,6 +124,9 @@ def register(
         on_expire=taken.on_expire,
         approvers=list(taken.approvers) if taken.approvers is not None else None,
         allow_self_approval=taken.allow_self_approval,
+        quorum=taken.quorum,
+        quorum_distinct_roles=taken.quorum_distinct_roles,
+        reject_vetoes=taken.reject_vetoes,
     )
 
 

@@ -72,6 +72,9 @@ class ApprovalLedger(Protocol):
         on_expire: str = "reject",
         approvers: Sequence[str] | None = None,
         allow_self_approval: bool = True,
+        quorum: int = 1,
+        quorum_distinct_roles: bool = False,
+        reject_vetoes: bool = True,
     ) -> LedgerRecord: ...
 
     def answer_from_graph(

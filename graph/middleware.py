@@ -64,6 +64,14 @@ class InterruptOnConfig(_StockConfig, total=False):
     """Who may approve, edit or respond (`role:NAME` admits a role); anyone if absent."""
     allow_self_approval: bool
     """False: the person who started the run may not approve their own agent's call."""
+    quorum: int
+    """How many distinct people must approve a call before it runs (default 1). A quorum call
+    takes `approve` and `reject` only (an edit or a respond would be one person's say)."""
+    quorum_distinct_roles: bool
+    """With a quorum: each approval must come from a role no other approval came from."""
+    reject_vetoes: bool
+    """With a quorum: one reject rejects the call (default True); False: it takes `quorum`
+    rejects, like the approvals."""
 
 
 class ApprovalState(AgentState[Any]):
@@ -313,14 +321,21 @@ class ApprovalMiddleware(AgentMiddleware[ApprovalState, Any, Any]):
         else:
             text = description if description is not None else self._describe(call)
         expires = config.get("expires_after")
+        quorum = config.get("quorum", 1)
+        allowed = list(config["allowed_decisions"])
+        if quorum > 1:  # see `InterruptOnConfig.quorum`
+            allowed = [d for d in allowed if d in QUORUM_DECISIONS]
         return gate.Verdict(
             needs_review=needs,
-            allowed_decisions=list(config["allowed_decisions"]),
+            allowed_decisions=allowed,
             description=text,
             expires_after=expires.total_seconds() if isinstance(expires, timedelta) else expires,
             on_expire=config.get("on_expire", "reject"),
             approvers=sorted(config["approvers"]) if "approvers" in config else None,
             allow_self_approval=config.get("allow_self_approval", True),
+            quorum=quorum,
+            quorum_distinct_roles=config.get("quorum_distinct_roles", False),
+            reject_vetoes=config.get("reject_vetoes", True),
         )
 
     def _describe(self, call: ToolCall) -> str:
@@ -386,8 +401,28 @@ def _check_ledger_options(name: str, config: Mapping[str, Any]) -> None:
         problems.append(f"approvers={approvers!r} must be a list of names (or role:NAME)")
     if not isinstance(config.get("allow_self_approval", True), bool):
         problems.append("allow_self_approval must be True or False")
+    problems += _quorum_problems(config)
     if problems:
         raise ValueError(f"Invalid `interrupt_on` config for tool '{name}': {'; '.join(problems)}")
+
+
+QUORUM_DECISIONS = ("approve", "reject")
+"""The decisions a quorum call takes: one vote each (see `InterruptOnConfig.quorum`)."""
+
+
+def _quorum_problems(config: Mapping[str, Any]) -> list[str]:
+    quorum = config.get("quorum", 1)
+    if isinstance(quorum, bool) or not isinstance(quorum, int) or quorum < 1:
+        return [f"quorum={quorum!r} must be a whole number of approvers, 1 or more"]
+    problems = []
+    for option in ("quorum_distinct_roles", "reject_vetoes"):
+        if not isinstance(config.get(option, False), bool):
+            problems.append(f"{option} must be True or False")
+    if quorum > 1 and "approve" not in config.get("allowed_decisions", ()):
+        problems.append(f"quorum={quorum} needs 'approve' among allowed_decisions")
+    if quorum == 1 and config.get("quorum_distinct_roles"):
+        problems.append("quorum_distinct_roles needs a quorum of 2 or more")
+    return problems
 
 
 def _batched_request(calls: list[ToolCall], records: Mapping[str, LedgerRecord]) -> HITLRequest:

@@ -27,6 +27,9 @@ class ToolRule:
     then `hitl sweep` settles the call with `on_expire`. `approvers` names who may approve,
     edit or respond (None: anyone; `role:NAME` admits a role); `allow_self_approval=False`
     forbids the person who started the run from approving their own agent's call.
+    `quorum` asks for that many distinct approvers (`quorum_distinct_roles`: from distinct
+    roles; `reject_vetoes=False`: it takes as many rejects to reject), see
+    docs/standing-and-quorum.md.
     """
 
     ask: Ask = "always"
@@ -36,6 +39,9 @@ class ToolRule:
     on_expire: Literal["reject", "approve"] = "reject"
     approvers: Collection[str] | None = None
     allow_self_approval: bool = True
+    quorum: int = 1
+    quorum_distinct_roles: bool = False
+    reject_vetoes: bool = True
 
     def needs_review(self, args: Mapping[str, Any]) -> bool:
         """Whether a call with these arguments waits for a person."""

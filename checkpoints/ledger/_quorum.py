@@ -14,7 +14,7 @@ from typing import Any, Literal
 from hitl.checkpoints.database import Cursor
 from hitl.checkpoints.errors import AlreadyVoted, LedgerTampered, NotPermitted
 from hitl.checkpoints.ledger._audit import newest_request
-from hitl.checkpoints.records import ApprovalRecord, Vote
+from hitl.checkpoints.records import ApprovalRecord, Vote, quorum_progress
 
 Audit = Callable[[Cursor, str, str, str, str | None, dict[str, Any]], None]
 """`Ledger._audit`: append one entry to a thread's chain in the caller's transaction."""
@@ -101,15 +101,12 @@ def cast_vote(
 
 
 def progress(row: ApprovalRecord, votes: list[Vote]) -> str:
-    """ "1 of 2 approvals: alice" (and the rejects that count, if rejects do not veto)."""
-    approvals = [v.approver for v in votes if v.vote == "approve"]
-    text = f"{len(approvals)} of {row.quorum} approvals"
-    if approvals:
-        text += f": {', '.join(approvals)}"
-    rejects = [v.approver for v in votes if v.vote == "reject"]
-    if rejects:
-        text += f"; {len(rejects)} of {row.quorum} rejects: {', '.join(rejects)}"
-    return text
+    """ "1 of 2 approvals: alice" (and the rejects, if rejects do not veto)."""
+    return quorum_progress(
+        row.quorum,
+        [v.approver for v in votes if v.vote == "approve"],
+        [v.approver for v in votes if v.vote == "reject"],
+    )
 
 
 def _role_for(

@@ -76,6 +76,9 @@ EXIT_CODES: dict[type[Exception], int] = {
     errors.AgentFailed: 21,
     DatabaseCorrupt: 22,
     errors.InvalidThreadId: 2,  # a bad --thread, as a usage error
+    errors.AlreadyVoted: 6,  # like an already decided call: this person's say is recorded
+    errors.StandingNotFound: 23,
+    errors.InvalidStanding: 24,
 }
 """Exit code of each error; 0 is success, 2 a usage error, 1 anything unexpected."""
 AUDIT_BROKEN_EXIT = 15

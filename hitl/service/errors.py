@@ -19,11 +19,14 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from hitl.checkpoints.errors import AlreadyVoted as AlreadyVoted
 from hitl.checkpoints.errors import ArgsChanged as ArgsChanged
+from hitl.checkpoints.errors import InvalidStanding as InvalidStanding
 from hitl.checkpoints.errors import LedgerError
 from hitl.checkpoints.errors import LedgerTampered as LedgerTampered
 from hitl.checkpoints.errors import NotPermitted as NotPermitted
 from hitl.checkpoints.errors import NotReconcilable as NotReconcilable
+from hitl.checkpoints.errors import StandingNotFound as StandingNotFound
 
 
 class HitlError(Exception):
@@ -209,7 +212,10 @@ class ServiceUnavailable(HitlError):
 
 
 PASSED_ON: tuple[type[LedgerError], ...] = (
+    AlreadyVoted,
     ArgsChanged,
+    InvalidStanding,
+    StandingNotFound,
     LedgerTampered,
     NotPermitted,
     NotReconcilable,

@@ -9,12 +9,12 @@ the same `ThreadView` as `ApprovalService.show` (`thread_view`); when the checkp
 what only the graph reads faithfully, it returns None and the caller asks the service.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from hitl.checkpoints.errors import DatabaseBusy, NotPlain, ThreadBusy
 from hitl.checkpoints.ledger import InboxQuery, Ledger, ThreadQuery
-from hitl.checkpoints.records import NEEDS_A_PERSON
+from hitl.checkpoints.records import NEEDS_A_PERSON, ApprovalRecord, Vote
 from hitl.checkpoints.stored import read_stored_thread
 from hitl.checkpoints.urls import DatabaseName, is_postgres
 from hitl.service.errors import Busy, ThreadNotFound
@@ -39,12 +39,32 @@ def read_inbox(ledger: Ledger, query: InboxQuery | None = None) -> InboxPage:
     with _busy_as_domain_error():
         ledger.mark_orphaned_runs()
         records, total = ledger.inbox(query)
+        votes = votes_of_quorum_calls(ledger, records)
     return InboxPage(
-        items=[PendingApproval.of(r) for r in records],
+        items=[
+            PendingApproval.of(r, votes.get((r.thread_id, r.tool_call_id), ())) for r in records
+        ],
         total=total,
         offset=query.offset,
         limit=query.limit,
     )
+
+
+def votes_of_quorum_calls(
+    ledger: Ledger, records: Sequence[ApprovalRecord]
+) -> dict[tuple[str, str], list[Vote]]:
+    """The votes on each pending quorum call among `records` (one read each; other calls
+    have none), keyed by (thread_id, tool_call_id)."""
+    return {
+        (r.thread_id, r.tool_call_id): ledger.votes(r.thread_id, r.tool_call_id)
+        for r in records
+        if r.quorum > 1 and r.status == "pending"
+    }
+
+
+def by_call(votes: Mapping[tuple[str, str], list[Vote]]) -> dict[str, list[Vote]]:
+    """`votes_of_quorum_calls` of one thread, keyed by `tool_call_id`."""
+    return {call: found for (_thread, call), found in votes.items()}
 
 
 def read_threads(ledger: Ledger, query: ThreadQuery | None = None) -> ThreadPage:
@@ -88,9 +108,10 @@ class Reader:
         )
         with _busy_as_domain_error():
             records = self._ledger.thread_records(thread_id)
-        waiting = [r for r in records if r.status in NEEDS_A_PERSON]
+            waiting = [r for r in records if r.status in NEEDS_A_PERSON]
+            votes = votes_of_quorum_calls(self._ledger, waiting)
         messages = [stored_message_to_json(m.fields) for m in stored.messages]
-        return thread_view(thread_id, status, messages, waiting)
+        return thread_view(thread_id, status, messages, waiting, by_call(votes))
 
 
 @contextmanager

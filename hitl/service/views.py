@@ -1,10 +1,16 @@
 """What the service returns: plain data the CLI prints and `--json` serializes as is."""
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from hitl.checkpoints.ledger import ThreadStatus, ThreadSummary, runner_process
-from hitl.checkpoints.records import ApprovalRecord, iso
+from hitl.checkpoints.records import (
+    ApprovalRecord,
+    Vote,
+    iso,
+    quorum_progress,
+)
 from hitl.checkpoints.stores import Run
 
 if TYPE_CHECKING:
@@ -65,9 +71,15 @@ class PendingApproval:
     """When the call was asked about (ISO 8601, UTC)."""
     expires_at: str | None
     """When `hitl sweep` settles it if nobody decides (ISO 8601, UTC)."""
+    quorum: int = 1
+    """How many distinct people must approve it; the call stays pending until then."""
+    approvals: list[str] = field(default_factory=list)
+    """Who approved it so far (a quorum call): "1 of 2 approvals: alice"."""
+    rejections: list[str] = field(default_factory=list)
+    """Who rejected it so far (a quorum call whose rejects do not veto)."""
 
     @classmethod
-    def of(cls, record: ApprovalRecord) -> "PendingApproval":
+    def of(cls, record: ApprovalRecord, votes: Sequence[Vote] = ()) -> "PendingApproval":
         return cls(
             thread_id=record.thread_id,
             tool_call_id=record.tool_call_id,
@@ -81,7 +93,17 @@ class PendingApproval:
             requester=record.requester,
             requested_at=iso(record.requested_at) or "",
             expires_at=iso(record.expires_at),
+            quorum=record.quorum,
+            approvals=[v.approver for v in votes if v.vote == "approve"],
+            rejections=[v.approver for v in votes if v.vote == "reject"],
         )
+
+    @property
+    def progress(self) -> str | None:
+        """ "1 of 2 approvals: alice" for a quorum call; None for others."""
+        if self.quorum <= 1:
+            return None
+        return quorum_progress(self.quorum, self.approvals, self.rejections)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -279,7 +301,11 @@ def message_to_json(message: "BaseMessage") -> dict[str, Any]:
 
 
 def thread_view(
-    thread_id: str, status: Status, messages: list[dict[str, Any]], waiting: list[ApprovalRecord]
+    thread_id: str,
+    status: Status,
+    messages: list[dict[str, Any]],
+    waiting: list[ApprovalRecord],
+    votes: Mapping[str, Sequence[Vote]] | None = None,
 ) -> ThreadView:
     """The view of a thread from its messages as JSON (`message_to_json`) and its calls that
     need a person, in the order of the model's turn (not the order its concurrent approval
@@ -301,7 +327,7 @@ def thread_view(
     return ThreadView(
         thread_id=thread_id,
         status=status,
-        pending=[PendingApproval.of(r) for r in waiting],
+        pending=[PendingApproval.of(r, (votes or {}).get(r.tool_call_id, ())) for r in waiting],
         messages=messages,
         answer=answer,
     )

@@ -27,9 +27,18 @@ from hitl.checkpoints.errors import CallNotFound, DatabaseBusy, NotPending, Thre
 from hitl.checkpoints.ledger import MAX_OFFSET as MAX_OFFSET  # the inbox's largest offset
 from hitl.checkpoints.ledger import ROLE_PREFIX, Ledger
 from hitl.checkpoints.ledger import InboxQuery as InboxQuery  # the inbox's query, for front ends
+from hitl.checkpoints.ledger import Remember as Remember  # "approve and remember", for front ends
 from hitl.checkpoints.ledger import ThreadFilter as ThreadFilter  # the thread list's filter
 from hitl.checkpoints.ledger import ThreadQuery as ThreadQuery  # and query, likewise
-from hitl.checkpoints.records import NEEDS_A_PERSON, ApprovalRecord, AuditEntry, AuditReport, iso
+from hitl.checkpoints.records import (
+    NEEDS_A_PERSON,
+    ApprovalRecord,
+    AuditEntry,
+    AuditReport,
+    StandingApproval,
+    Vote,
+    iso,
+)
 from hitl.checkpoints.savers import Saver
 from hitl.checkpoints.stores import Run
 from hitl.graph.decisions import DecisionSchemas, DecisionType
@@ -55,7 +64,7 @@ from hitl.service.errors import (
     UnknownCheckpoint,
     UnknownToolCall,
 )
-from hitl.service.reading import read_inbox, read_threads
+from hitl.service.reading import by_call, read_inbox, read_threads, votes_of_quorum_calls
 from hitl.service.thread_ids import check_thread_id
 from hitl.service.views import Decided as Decided  # what `decide` returns, for front ends
 from hitl.service.views import EveryPending as EveryPending
@@ -166,7 +175,9 @@ class ApprovalService:
     def show(self, thread_id: str) -> ThreadView:
         """The thread's status, messages, pending approvals and final answer."""
         snapshot = self._snapshot(thread_id)
-        return _view(thread_id, snapshot, self._waiting(thread_id))
+        waiting = self._waiting(thread_id)
+        votes = by_call(votes_of_quorum_calls(self._ledger, waiting))
+        return _view(thread_id, snapshot, waiting, votes)
 
     def pending(self, query: InboxQuery | None = None) -> InboxPage:
         """One page of the approvals that need a person, from the ledger's index only.
@@ -343,6 +354,7 @@ class ApprovalService:
         comment: str | None = None,
         seen_args_hashes: Mapping[str, str] | None = None,
         roles: Collection[str] = (),
+        remember: Remember | None = None,
     ) -> Decided:
         """Record decisions keyed by `tool_call_id` (any subset of the pending calls), or one
         answer for `EveryPending` call, then move the thread on (see `MovesOn`).
@@ -353,6 +365,8 @@ class ApprovalService:
         decision to the args the decider saw; `roles` are the decider's roles, for policies
         that name `role:NAME` among a tool's approvers. A decision that comes too late for an
         expired call is refused, and the thread moves on so the model learns it expired.
+        An approval of a quorum call is a vote: the thread moves on only once a call is
+        decided. `remember` turns each approval into a standing approval.
         """
         if not _is_utf8(actor + (comment or "")):
             raise InvalidDecision("(the actor or comment)", _NOT_UTF8)
@@ -373,17 +387,54 @@ class ApprovalService:
                     comment=comment,
                     seen_args_hashes=seen_args_hashes,
                     roles=roles,
+                    remember=remember,
                 )
         except AlreadyDecided as refused:
             if refused.status == "expired":  # too late: let the model learn it expired, now
                 with suppress(Busy):
                     self._moves_on.resume(self, thread_id, actor=actor, after="decision")
             raise
+        if all(r.status == "pending" for r in records):  # votes only: nothing to apply yet
+            return Decided(thread_id, records, None)
         return Decided(
             thread_id,
             records,
             self._moves_on.resume(self, thread_id, actor=actor, after="decision"),
         )
+
+    def allow(
+        self,
+        tool: str,
+        *,
+        actor: str,
+        expires_after: float,
+        roles: Collection[str] = (),
+        args: Mapping[str, Any] | None = None,
+        requester: str | None = None,
+        thread_id: str | None = None,
+    ) -> StandingApproval:
+        """Create a standing approval for calls of `tool` (narrowed to exactly `args`, to
+        `requester`'s calls, to `thread_id`), checked against the rules recorded with the
+        tool's newest call asked about (see `Ledger.allow`)."""
+        if actor.startswith(ROLE_PREFIX):
+            raise NotPermitted(f"{actor!r} names a role, not a person; act under your own name")
+        return self._ledger.allow(
+            tool,
+            actor=actor,
+            roles=roles,
+            expires_after=expires_after,
+            args=args,
+            requester=requester,
+            thread_id=thread_id,
+        )
+
+    def standing_approvals(self, *, include_inactive: bool = False) -> list[StandingApproval]:
+        """The active standing approvals (or all, revoked and expired too), newest first."""
+        return self._ledger.standing_approvals(include_inactive=include_inactive)
+
+    def revoke_standing(self, standing_id: str, *, actor: str) -> StandingApproval:
+        """Revoke a standing approval: calls asked about from now on wait for a person."""
+        return self._ledger.revoke_standing(standing_id, actor=actor)
 
     def reconcile(
         self,
@@ -741,10 +792,15 @@ def _interrupted_calls(snapshot: StateSnapshot) -> list[str]:
     return found
 
 
-def _view(thread_id: str, snapshot: StateSnapshot, waiting: list[ApprovalRecord]) -> ThreadView:
+def _view(
+    thread_id: str,
+    snapshot: StateSnapshot,
+    waiting: list[ApprovalRecord],
+    votes: Mapping[str, Sequence[Vote]],
+) -> ThreadView:
     messages = snapshot.values.get("messages", []) if snapshot.values else []
     return thread_view(
-        thread_id, _status(snapshot), [message_to_json(m) for m in messages], waiting
+        thread_id, _status(snapshot), [message_to_json(m) for m in messages], waiting, votes
     )
 
 

@@ -27,6 +27,8 @@ EXPIRING = Policy(rules={"send_email": ToolRule(expires_after=timedelta(minutes=
 """`send_email` expires a minute after it is asked (the racing deciders and sweepers)."""
 ADMINS_ONLY = Policy(rules={"send_email": ToolRule(approvers=["role:admin"])})
 """Only a token with the admin role may approve or edit an email."""
+QUORUM_OF_TWO = Policy(rules={"send_email": ToolRule(quorum=2)})
+"""`send_email` runs once two distinct people approved it."""
 QUICK_DEADLINE = Policy(rules={"send_email": ToolRule(expires_after=timedelta(seconds=1))})
 """`send_email` expires a second after it is asked (the service's periodic sweep)."""
 
