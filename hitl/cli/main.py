@@ -25,6 +25,7 @@ from hitl.checkpoints.errors import (
 from hitl.checkpoints.ledger import MAX_OFFSET, InboxQuery, SortKey
 from hitl.checkpoints.records import iso, parse_args_hash
 from hitl.checkpoints.urls import display
+from hitl.cli.allow import allow
 from hitl.cli.db import db
 from hitl.cli.output import (
     emit,
@@ -48,6 +49,7 @@ from hitl.service.views import (
 )
 
 if TYPE_CHECKING:  # each command imports what it needs: `hitl --help` loads no LangGraph
+    from hitl.checkpoints.ledger import Remember
     from hitl.checkpoints.maintenance import PruneReport
     from hitl.cli.remote import RemoteService
     from hitl.service.reading import Reader
@@ -220,6 +222,8 @@ def _print_pending(items: list[PendingApproval], with_thread: bool) -> None:
         if p.expires_at:
             line += f"; expires {p.expires_at}"
         click.echo(f"{line}; allowed: {', '.join(p.allowed_decisions)}")
+        if p.progress:
+            click.echo(f"      {p.progress}")
         click.echo(f"      args_hash {p.args_hash}")  # what --if-args-hash takes
 
 
@@ -429,6 +433,7 @@ def _decide(
     comment: str | None,
     seen_args_hash: str | None,
     as_json: bool,
+    remember: "Remember | None" = None,
 ) -> None:
     who = _actor(actor)
     if seen_args_hash is not None and tool_call_id is None:
@@ -445,8 +450,16 @@ def _decide(
             actor=who,
             comment=comment,
             seen_args_hashes=seen,
+            remember=remember,
         ),
     )
+
+
+def _remember_for(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    try:
+        return None if value is None else parse_duration(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx, param) from None
 
 
 @cli.command()
@@ -455,6 +468,20 @@ def _decide(
 @actor_option
 @comment_option
 @seen_option
+@click.option(
+    "--remember",
+    "remember_for",
+    callback=_remember_for,
+    help="Also approve the tool's later calls without asking, for this long (e.g. 8h, 7d).",
+)
+@click.option(
+    "--remember-scope",
+    "scopes",
+    multiple=True,
+    type=click.Choice(["args", "requester", "thread"]),
+    help="With --remember: only calls with these args / of this requester / of this thread "
+    "(repeat to narrow further; default: every call of the tool).",
+)
 @json_option
 def approve(
     thread_id: str,
@@ -462,11 +489,34 @@ def approve(
     actor: str | None,
     comment: str | None,
     seen_args_hash: str | None,
+    remember_for: float | None,
+    scopes: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Approve one pending call (--call) or all of a thread's pending calls."""
+    from hitl.checkpoints.ledger import Remember
+
+    if scopes and remember_for is None:
+        raise click.UsageError("--remember-scope needs --remember DURATION")
+    remember = None
+    if remember_for is not None:
+        remember = Remember(
+            remember_for,
+            args="args" in scopes,
+            requester="requester" in scopes,
+            thread="thread" in scopes,
+        )
     answer = {"type": "approve"}
-    _decide(thread_id, tool_call_id, lambda _: answer, actor, comment, seen_args_hash, as_json)
+    _decide(
+        thread_id,
+        tool_call_id,
+        lambda _: answer,
+        actor,
+        comment,
+        seen_args_hash,
+        as_json,
+        remember,
+    )
 
 
 @cli.command()
@@ -911,6 +961,7 @@ def token_revoke(name: str, as_json: bool) -> None:
 
 cli.add_command(webhook)
 cli.add_command(db)
+cli.add_command(allow)
 
 
 class _Utf8Text(click.types.StringParamType):

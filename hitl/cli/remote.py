@@ -13,8 +13,14 @@ from urllib.parse import quote
 
 import httpx
 
-from hitl.checkpoints.ledger import InboxQuery
-from hitl.checkpoints.records import ApprovalRecord, AuditEntry, AuditReport, iso
+from hitl.checkpoints.ledger import InboxQuery, Remember
+from hitl.checkpoints.records import (
+    ApprovalRecord,
+    AuditEntry,
+    AuditReport,
+    StandingApproval,
+    iso,
+)
 from hitl.service.errors import InvalidDecision, ServiceUnavailable, from_wire
 from hitl.service.thread_ids import check_thread_id
 from hitl.service.views import (
@@ -117,17 +123,46 @@ class RemoteService:
         actor: str,
         comment: str | None = None,
         seen_args_hashes: Mapping[str, str] | None = None,
+        remember: Remember | None = None,
     ) -> Decided:
         """One request per call (the API decides one call, or every pending one, at a time)."""
         if isinstance(answers, EveryPending):
-            return self._decide_one(thread_id, None, answers.answer, comment, None)
+            return self._decide_one(thread_id, None, answers.answer, comment, None, remember)
         if not answers:
             raise InvalidDecision("(none)", "no decision given")
         records: list[ApprovalRecord] = []
         for tool_call_id, answer in answers.items():
             seen = (seen_args_hashes or {}).get(tool_call_id)
-            records += self._decide_one(thread_id, tool_call_id, answer, comment, seen).records
+            decided = self._decide_one(thread_id, tool_call_id, answer, comment, seen, remember)
+            records += decided.records
         return Decided(thread_id, records, None)
+
+    def allow(
+        self,
+        tool: str,
+        *,
+        actor: str,
+        expires_after: float,
+        args: Mapping[str, Any] | None = None,
+        requester: str | None = None,
+        thread_id: str | None = None,
+    ) -> StandingApproval:
+        body = {
+            "tool": tool,
+            "expires_in": f"{expires_after}s",
+            "args": None if args is None else dict(args),
+            "requester": requester,
+            "thread_id": thread_id,
+        }
+        return StandingApproval.from_json(self._post("/standing", body))
+
+    def standing_approvals(self, *, include_inactive: bool = False) -> list[StandingApproval]:
+        found = self._get("/standing", params={"all": include_inactive})
+        return [StandingApproval.from_json(s) for s in found["standing"]]
+
+    def revoke_standing(self, standing_id: str, *, actor: str) -> StandingApproval:
+        revoked = self._answer(lambda: self._client.delete(f"/standing/{_q(standing_id)}"))
+        return StandingApproval.from_json(revoked)
 
     def edit_answer(self, thread_id: str, tool_call_id: str, args: Mapping[str, Any]) -> object:
         """The `edit` answer; the service checks it against the tool's schema."""
@@ -162,6 +197,7 @@ class RemoteService:
         answer: object,
         comment: str | None,
         seen: str | None,
+        remember: Remember | None = None,
     ) -> Decided:
         decision: dict[str, Any] = (
             {"type": answer} if isinstance(answer, str) else dict(answer)  # type: ignore[call-overload]
@@ -178,14 +214,24 @@ class RemoteService:
             body["args"] = decision.get("edited_action", {}).get("args")
         elif kind != "approve" and kind != "reject":
             raise InvalidDecision(tool_call_id or "(all)", f"unknown decision type {kind!r}")
+        if remember is not None:
+            body["remember"] = {
+                "expires_in": f"{remember.expires_after}s",
+                "args": remember.args,
+                "requester": remember.requester,
+                "thread": remember.thread,
+            }
         accepted = self._post(f"/threads/{_q(thread_id)}/{kind}", body)
         self._wait(accepted)
         records = [ApprovalRecord.from_json(r) for r in accepted.get("decided", [])]
         return Decided(thread_id, records, None)
 
     def _wait(self, accepted: dict[str, Any]) -> None:
-        """Wait for the accepted run to end; its error, if it failed, as a domain error."""
+        """Wait for the accepted run to end; its error, if it failed, as a domain error (a
+        vote that left its quorum call pending queued no run)."""
         run = accepted["run"]
+        if run is None:
+            return
         while run["status"] not in ("done", "failed"):
             run = self._get(f"/runs/{run['run_id']}", params={"wait": RUN_WAIT_SECONDS})
         if run["status"] == "failed" and run.get("error"):

@@ -10,12 +10,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 
 from hitl.checkpoints.stores import Token
-from hitl.server.api.bodies import Decision, Edit, Reject, Respond
+from hitl.server.api.bodies import Approve, Decision, Edit, Reject, Respond
 from hitl.server.api.common import Acting, AsApprover, Service, sse, viewer
 from hitl.server.events import INBOX, Event, EventBus
 from hitl.server.workers import ServicePool
 from hitl.service.timespec import parse_duration, parse_moment
-from hitl.service.workflow import MAX_OFFSET, EveryPending, InboxQuery
+from hitl.service.workflow import MAX_OFFSET, EveryPending, InboxQuery, Remember
 
 router = APIRouter()
 
@@ -80,8 +80,15 @@ def get_approval(
     return data
 
 
-def _decided(act: Acting, thread_id: str, body: Decision, answer: object) -> dict[str, Any]:
-    """Decide through the service (recorded, then queued for a worker), answer `202`."""
+def _decided(
+    act: Acting,
+    thread_id: str,
+    body: Decision,
+    answer: object,
+    remember: Remember | None = None,
+) -> dict[str, Any]:
+    """Decide through the service (recorded, then queued for a worker), answer `202`; a vote
+    that leaves its quorum call pending queues nothing and answers `200` with `run: null`."""
     seen = {body.call: body.args_hash} if body.call and body.args_hash else None
     decided = act.service.decide(
         thread_id,
@@ -90,14 +97,31 @@ def _decided(act: Acting, thread_id: str, body: Decision, answer: object) -> dic
         comment=body.comment,
         seen_args_hashes=seen,
         roles=act.who.roles,
+        remember=remember,
     )
-    return act.accepted(decided.run, decided=[r.to_json() for r in decided.records])
+    if decided.run is None and all(r.status == "pending" for r in decided.records):
+        act.response.status_code = 200
+    records = [r.to_json() for r in decided.records]
+    if act.response.status_code == 200:
+        return {"thread_id": thread_id, "run": None, "decided": records}
+    return act.accepted(decided.run, decided=records)
 
 
 @router.post("/threads/{thread_id}/approve", tags=["approvals"], status_code=202)
-def approve(thread_id: str, body: Decision, act: AsApprover) -> dict[str, Any]:
-    """Approve one pending call (`call`) or all of the thread's pending calls."""
-    return _decided(act, thread_id, body, {"type": "approve"})
+def approve(thread_id: str, body: Approve, act: AsApprover) -> dict[str, Any]:
+    """Approve one pending call (`call`) or all of the thread's pending calls; a quorum
+    call's approval is a vote (`200`, nothing queued, until the last one). With `remember`,
+    also create a standing approval (see `/standing`)."""
+    remember = None
+    if body.remember is not None:
+        wish = body.remember
+        remember = Remember(
+            expires_after=parse_duration(wish.expires_in),
+            args=wish.args,
+            requester=wish.requester,
+            thread=wish.thread,
+        )
+    return _decided(act, thread_id, body, {"type": "approve"}, remember)
 
 
 @router.post("/threads/{thread_id}/reject", tags=["approvals"], status_code=202)

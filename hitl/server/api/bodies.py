@@ -84,6 +84,47 @@ class Decision(BaseModel):
         return self
 
 
+class RememberApproval(BaseModel):
+    """ "Approve and remember": a standing approval for later calls of the same tool."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    expires_in: str = Field(description="How long it stands, e.g. 8h, 7d.")
+    args: bool = Field(default=False, description="Only calls with exactly these args.")
+    requester: bool = Field(default=False, description="Only calls this call's requester asks.")
+    thread: bool = Field(default=False, description="Only calls of this thread.")
+
+    @field_validator("expires_in")
+    @classmethod
+    def duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
+class Approve(Decision):
+    remember: RememberApproval | None = Field(
+        default=None, description="Also approve later calls in this scope, until it expires."
+    )
+
+
+class NewStanding(BaseModel):
+    """A standing approval created directly (not from a decision)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tool: str = Field(min_length=1)
+    expires_in: str = Field(description="How long it stands, e.g. 8h, 7d.")
+    args: dict[str, Any] | None = Field(default=None, description="Only calls with these args.")
+    requester: str | None = Field(default=None, description="Only calls this person asks.")
+    thread_id: str | None = Field(default=None, description="Only calls of this thread.")
+
+    @field_validator("expires_in")
+    @classmethod
+    def duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
 class Reject(Decision):
     reason: str | None = None
 
