@@ -27,7 +27,9 @@ WITHOUT_FILE_PRIVILEGES = (SETPRIV, "--bounding-set=-dac_override,-dac_read_sear
 mode 0444 stops it as it stops any user (the checkout may sit in a folder only root enters,
 so running as another user would not do)."""
 
-LEDGER_TABLES = frozenset({"hitl_schema", "hitl_approvals", "hitl_audit", "hitl_leases"})
+LEDGER_TABLES = frozenset(
+    {"hitl_schema", "hitl_approvals", "hitl_audit", "hitl_leases", "hitl_votes", "hitl_standing"}
+)
 """The approvals ledger's tables: a refused command must leave them as they were too."""
 
 STRICT_RULE = 'ToolRule(ask="always", allowed_decisions=("approve", "reject"))'
