@@ -48,13 +48,20 @@ EVENT_TYPES: tuple[str, ...] = (
     "approval.decided",
     "approval.expired",
     "tool.finished",
+    "approval.voted",
+    "standing.created",
+    "standing.revoked",
 )
 EVENT_OF_AUDIT: dict[str, str] = {
     "requested": "approval.requested",
     "re-requested": "approval.requested",
     "decided": "approval.decided",
+    "approved_by_standing": "approval.decided",  # decided in the standing approval's name
     "expired": "approval.expired",
     "tool_finished": "tool.finished",
+    "approval_vote": "approval.voted",
+    "standing_created": "standing.created",
+    "standing_revoked": "standing.revoked",
 }
 """Audit events that become webhooks; every other audit event is skipped."""
 DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = ("pending", "delivered", "dead")
@@ -704,6 +711,23 @@ def _data(entry: AuditEntry, record: ApprovalRecord | None) -> dict[str, Any]:
                 data[key] = detail[key]
         if "args" in detail:  # an edit: what the reviewer changed
             data["args_changed"] = detail["args"]
+    elif entry.event == "approved_by_standing":
+        data |= {
+            "status": "approved",
+            "decision": "approve",
+            "approved_args_hash": detail.get("args_hash"),
+            "standing_id": detail.get("standing_id"),
+            "standing_created_by": detail.get("created_by"),
+        }
+    elif entry.event == "approval_vote":
+        data |= {"status": "pending", "vote": detail.get("vote"), "quorum": detail.get("quorum")}
+        data |= {"votes": detail.get("votes"), "args_hash": detail.get("args_hash")}
+        if "role" in detail:
+            data["role"] = detail["role"]
+    elif entry.event in ("standing_created", "standing_revoked"):
+        data |= {"standing_id": detail.get("standing_id"), "scope": detail.get("scope")}
+        if "expires_at" in detail:
+            data |= {"expires_at": iso(detail["expires_at"]), "from_call": detail.get("from_call")}
     elif entry.event == "expired":
         on_expire = detail.get("on_expire")
         data |= {

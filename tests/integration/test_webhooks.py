@@ -457,3 +457,54 @@ def test_a_delivery_to_a_private_address_is_refused_when_sent_and_nothing_is_pos
     assert receiver.received == []
     assert refused.status == "pending" and refused.attempts == 1
     assert "a private or loopback address" in (refused.last_error or "")
+
+
+def test_votes_standing_approvals_and_their_auto_approvals_are_delivered_as_documented(
+    db: Path, log: ToolLog
+) -> None:
+    from hitl.service.workflow import Remember
+
+    quorum = Policy(rules={"send_email": ToolRule(quorum=2)})
+    with serving() as receiver, open_webhook_store(db) as store:
+        with open_test_service(db, log) as service:
+            first = service.run(SALLY, actor="alice")
+            call_id = first.pending[0].tool_call_id
+            remember = Remember(expires_after=3600, requester=True)
+            _add(store, receiver)  # from here on
+            service.decide(first.thread_id, {call_id: "approve"}, actor="bob", remember=remember)
+            second = service.run(SALLY, actor="alice")
+            [standing] = service.standing_approvals()
+            service.revoke_standing(standing.id, actor="carol")
+        with WebhookDispatcher(store, destinations=LOCAL_RECEIVERS) as dispatcher:
+            dispatcher.run_once()
+    by_type = {r.event: r.payload for r in receiver.received}
+    assert [r.event for r in receiver.received] == [
+        "standing.created",
+        "approval.decided",
+        "tool.finished",
+        "approval.decided",  # the second call, in the standing approval's name
+        "tool.finished",
+        "standing.revoked",
+    ]
+    created = by_type["standing.created"]
+    assert (created["tool_call_id"], created["thread_id"]) == (None, first.thread_id)
+    assert created["data"]["scope"]["requester"] == "alice"
+    auto = receiver.received[3].payload
+    assert (auto["thread_id"], auto["data"]["standing_id"]) == (second.thread_id, standing.id)
+    assert auto["data"]["status"] == "approved"
+
+    with serving() as receiver, open_webhook_store(db) as store:
+        _add(store, receiver, events=["approval.voted"])
+        with open_test_service(db, log, quorum) as service:
+            again = service.run(SALLY, actor="alice")
+            service.decide(again.thread_id, {again.pending[0].tool_call_id: "approve"}, actor="bob")
+        with WebhookDispatcher(store, destinations=LOCAL_RECEIVERS) as dispatcher:
+            dispatcher.run_once()
+    [vote] = [r.payload for r in receiver.received]
+    assert vote["type"] == "approval.voted" and vote["actor"] == "bob"
+    assert {k: vote["data"][k] for k in ("status", "vote", "votes", "quorum")} == {
+        "status": "pending",
+        "vote": "approve",
+        "votes": 1,
+        "quorum": 2,
+    }
