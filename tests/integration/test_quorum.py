@@ -44,7 +44,8 @@ def test_the_same_approver_twice_counts_once(db: DatabaseName) -> None:
     with open_ledger(db) as ledger:
         _quorum_call(ledger)
         ledger.decide("t1", {"c1": APPROVE}, actor="bob")
-        with pytest.raises(AlreadyVoted, match=r"already voted on this call \(1 of 2 approvals: bob\)"):
+        voted_once = r"already voted on this call \(1 of 2 approvals: bob\)"
+        with pytest.raises(AlreadyVoted, match=voted_once):
             ledger.decide("t1", {"c1": APPROVE}, actor="bob")
         record = ledger.get("t1", "c1")
         assert record is not None and record.status == "pending"
