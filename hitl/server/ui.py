@@ -49,6 +49,9 @@ THREAD_FILTERS = {"all": "All", "waiting": "Waiting", "running": "Running", "fin
 """The thread list's status filters, as the API spells them, and their labels."""
 MAX_PREFIX = 200
 """The longest ID prefix a search takes (a thread ID's longest)."""
+STANDING_ENDED_SHOWN = 20
+"""Revoked or expired standing approvals listed below the active ones (`hitl allow list --all`
+lists them all)."""
 URGENT_SECONDS = 5 * 60
 """A deadline closer than this is shown in red."""
 PROSE_NAMES = frozenset({"message", "body", "content", "text", "description", "comment", "prompt"})
@@ -145,10 +148,28 @@ def install(app: FastAPI) -> None:
             return _to_login(request)
         return page(request, "threads.html", _threads_context(request, who))
 
+    def standing_page(request: Request) -> Response:
+        who = signed_in(request)
+        if who is None:
+            return _to_login(request)
+        found = _service(request).standing_approvals(include_inactive=True)
+        now = time.time()
+        context = {
+            "me": who,
+            "in_force": [s for s in found if s.active(now)],
+            "ended": [s for s in found if not s.active(now)][:STANDING_ENDED_SHOWN],
+            "can_revoke": who.may("approver"),
+        }
+        return page(request, "standing.html", context)
+
     app.include_router(router)
     # The API answers GET /threads and /threads/{id} with JSON; a browser asking for HTML gets
     # the page. Routes match in order, so the pages go first and decline any other request.
-    for path, endpoint in (("/threads/{thread_id}", thread_page), ("/threads", threads_page)):
+    for path, endpoint in (
+        ("/threads/{thread_id}", thread_page),
+        ("/threads", threads_page),
+        ("/standing", standing_page),
+    ):
         app.router.routes.insert(
             0,
             _BrowserRoute(
@@ -304,7 +325,10 @@ def _cards(svc: ApprovalService, items: Sequence[PendingApproval], who: Token) -
 def _signature(inbox: InboxPage) -> str:
     """What the inbox shows, as `inbox.js` computes it from an `inbox` event (to skip a fetch
     when nothing it shows changed)."""
-    rows = [f"{p.thread_id} {p.tool_call_id} {p.args_hash} {p.status}" for p in inbox.items]
+    rows = [
+        f"{p.thread_id} {p.tool_call_id} {p.args_hash} {p.status} {len(p.approvals)}"
+        for p in inbox.items
+    ]
     return "\n".join([*rows, str(inbox.total)])
 
 

@@ -135,7 +135,7 @@
         if (previous) previous.after(card);
         else list.prepend(card);
       } else if (card.dataset.version !== incoming.dataset.version && !("settled" in card.dataset)) {
-        if (inUse(card)) {
+        if (inUse(card) && !("voted" in card.dataset)) {
           card.dataset.outdated = "";
           say(card, "This call changed since you opened it; close it to see what it asks now.", "warn");
         } else {
@@ -199,7 +199,9 @@
   }
 
   function inboxSignature(page) {
-    const rows = page.pending.map((p) => [p.thread_id, p.tool_call_id, p.args_hash, p.status].join(" "));
+    const rows = page.pending.map((p) =>
+      [p.thread_id, p.tool_call_id, p.args_hash, p.status, (p.approvals || []).length].join(" "),
+    );
     return [...rows, String(page.total)].join("\n");
   }
 
@@ -321,6 +323,14 @@
       return;
     }
     delete card.dataset.busy;
+    if (response.ok && data && data.run === null) {
+      // a vote on a quorum call: counted, and the call still waits for the others
+      setEnabled(card, true);
+      say(card, "Your approval is counted; the call waits for the other approvers.", "ok");
+      card.dataset.voted = ""; // the refresh replaces it, with the votes so far
+      scheduleRefresh();
+      return;
+    }
     if (response.ok) {
       settle(card, `${done} — ${next}`, "ok", threadLink);
       follow(card, data?.run?.run_id, done, threadLink);
@@ -467,6 +477,17 @@
     if (kind === "reject" && text("reason")) body.reason = text("reason");
     if (kind === "respond") body.message = form.elements.namedItem("message").value;
     if (kind === "edit") body.args = argsOf(form);
+    if (kind === "remember") {
+      const ticked = (name) => form.elements.namedItem(name)?.checked || false;
+      body.remember = {
+        expires_in: form.elements.namedItem("expires_in").value,
+        args: ticked("scope_args"),
+        requester: ticked("scope_requester"),
+        thread: ticked("scope_thread"),
+      };
+      send(card, "approve", body);
+      return;
+    }
     if (kind === "reconcile") {
       body.action = event.submitter?.dataset.action || "retry";
       if (body.action === "mark_done" && text("result")) body.result = text("result");
@@ -483,6 +504,24 @@
     if (event.key !== "Escape") return;
     const form = event.target.closest?.("form.decide:not(.decide--shown)");
     if (form) close(form, form.closest("[data-card]"));
+  });
+
+  // the standing approvals page: revoke one, then show the list as it now is
+  document.addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-revoke]");
+    if (!button) return;
+    button.disabled = true;
+    const response = await fetch(`/standing/${encodeURIComponent(button.dataset.revoke)}`, {
+      method: "DELETE",
+      credentials: "same-origin",
+      headers: { [CSRF_HEADER]: "1" },
+    }).catch(() => null);
+    if (response?.status === 401) return toLogin();
+    if (response?.ok) return location.reload();
+    const data = await response?.json().catch(() => null);
+    button.disabled = false;
+    const status = button.closest("tr")?.querySelector("[data-revoke-status]");
+    if (status) status.textContent = data?.error?.message || "Could not reach the service; nothing changed.";
   });
 
   for (const type of ["focusin", "focusout", "pointerout"]) document.addEventListener(type, sweepSoon);
