@@ -1,5 +1,5 @@
 """The inbox's quorum progress and standing approvals in a real browser against a real
-`hitl serve`: a vote updates the card live ("1 of 2 approvals: alice"), "Approve & remember"
+`hitl serve`: a vote updates the card live ("1 of 2 approvals: alice"), "Always allow…"
 creates a standing approval, and the standing approvals page lists it and revokes it. With
 `HITL_SCREENSHOTS=1` it saves docs/inbox-quorum.png and docs/standing.png."""
 
@@ -45,7 +45,7 @@ def test_the_inbox_shows_quorum_progress_and_remembers_and_revokes_standing_appr
         sign_in(page, service, alice)
         card = card_of(page, email_call)
         expect(card).to_contain_text("0 of 2 approvals")
-        expect(card.get_by_role("button", name="Approve & remember…")).to_have_count(0)
+        expect(card.get_by_role("button", name="Always allow…")).to_have_count(0)
         card.get_by_role("button", name="Approve", exact=True).click()
         expect(card_of(page, email_call).locator("[data-quorum]")).to_contain_text(
             "1 of 2 approvals: alice"
@@ -61,9 +61,9 @@ def test_the_inbox_shows_quorum_progress_and_remembers_and_revokes_standing_appr
         expect(card_of(page, email_call)).to_have_count(0)  # decided: it leaves the inbox
 
         counting = card_of(page, count_call)
-        counting.get_by_role("button", name="Approve & remember…").click()
+        counting.get_by_role("button", name="Always allow…").click()
         counting.get_by_label("Remember for", exact=True).select_option("7d")
-        counting.get_by_role("button", name="Approve and remember").click()
+        counting.get_by_role("button", name="Allow this and later calls").click()
         expect(counting.locator("[data-result]")).to_contain_text("Approved")
 
         page.goto(f"{service.url}/standing")
