@@ -365,6 +365,11 @@ def test_ask_unlisted_without_a_ledger_refuses_rather_than_run_unasked() -> None
         ({"approvers": "alice"}, "approvers"),
         ({"on_expire": "ignore"}, "on_expire"),
         ({"allowed_decisions": ["approve", "maybe"]}, "allowed_decisions"),
+        ({"quorum": 0}, "quorum=0 must be a whole number of approvers, 1 or more"),
+        ({"quorum": True}, "quorum=True must be a whole number"),
+        ({"quorum": 2, "allowed_decisions": ["reject"]}, "quorum=2 needs 'approve'"),
+        ({"quorum_distinct_roles": True}, "quorum_distinct_roles needs a quorum of 2 or more"),
+        ({"quorum": 2, "reject_vetoes": "no"}, "reject_vetoes must be True or False"),
     ],
 )
 def test_ledger_options_of_the_wrong_type_are_refused_when_the_gate_is_built(
