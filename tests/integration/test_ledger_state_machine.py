@@ -74,6 +74,7 @@ class Call:
     on_expire: str
     approvers: list[str] | None
     allow_self_approval: bool
+    quorum: int = 1
     status: str = "pending"
     approved: str | None = None
     """The args hash the newest decision lets run (None: nothing may run)."""
@@ -89,6 +90,8 @@ class Call:
     runs: int = 0
     may_run: int = 1
     """Runs allowed so far: one, plus one per reconcile retry and per paused attempt."""
+    votes: list[str] = field(default_factory=list)
+    """Who approved a quorum call's current args so far."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -127,6 +130,7 @@ def model_request(model: Model, call: Call, args: dict[str, Any], now: float) ->
         current = model[call.key] = call
     current.args, current.edited_args = args, None
     current.seen.append(h)
+    current.votes = []  # votes were for the args asked about before
     if current.needs_review:
         current.status = current.decided_status = "pending"
         current.approved = None
@@ -162,6 +166,8 @@ def model_decide(
             or (not call.allow_self_approval and actor == REQUESTER)
         ):
             return "NotPermitted"
+        if call.quorum > 1 and decision["type"] in ("edit", "respond"):
+            return "NotPermitted"
         calls.append(call)
     overdue = [
         c
@@ -172,8 +178,15 @@ def model_decide(
         for call in overdue:
             _expire(call)
         return "NotPending"
+    voting = [c for c, d in zip(calls, decisions.values(), strict=True) if _votes(c, d)]
+    if any(actor in c.votes for c in voting):
+        return "AlreadyVoted"
     for call, decision in zip(calls, decisions.values(), strict=True):
         kind = decision["type"]
+        if call in voting:
+            call.votes.append(actor)
+            if len(call.votes) < call.quorum:
+                continue  # still pending
         call.status = call.decided_status = STATUS_OF_DECISION[kind]
         call.approved = None
         if kind == "approve":
@@ -182,6 +195,10 @@ def model_decide(
             call.edited_args = decision["edited_action"]["args"]
             call.approved = args_hash(call.edited_args)
     return ("ok", tuple(c.status for c in calls))
+
+
+def _votes(call: Call, decision: dict[str, Any]) -> bool:
+    return call.quorum > 1 and decision["type"] == "approve"
 
 
 def model_sweep(model: Model, now: float, frozen: set[tuple[str, str]]) -> Outcome:
@@ -288,6 +305,7 @@ def do_request(ledger: Ledger, call: Call, args: dict[str, Any]) -> Outcome:
         on_expire=call.on_expire,
         approvers=call.approvers,
         allow_self_approval=call.allow_self_approval,
+        quorum=call.quorum,
     )
     return record.status
 
@@ -397,6 +415,7 @@ class LedgerMachine(RuleBasedStateMachine):
         on_expire=st.sampled_from(["reject", "approve"]),
         approvers=st.sampled_from([None, ["bob"], ["bob", "carol"]]),
         allow_self_approval=st.booleans(),
+        quorum=st.sampled_from([1, 1, 2]),
         who=st.integers(0, 1),
     )
     def request(
@@ -408,6 +427,7 @@ class LedgerMachine(RuleBasedStateMachine):
         on_expire: str,
         approvers: list[str] | None,
         allow_self_approval: bool,
+        quorum: int,
         who: int,
     ) -> tuple[str, str]:
         self.next_call += 1
@@ -415,7 +435,7 @@ class LedgerMachine(RuleBasedStateMachine):
             thread_id = f"{thread_id}.{self.next_call}"
         call = Call(
             thread_id, f"c{self.next_call}", {"n": n}, needs_review, expires_after, on_expire,
-            approvers, allow_self_approval,
+            approvers, allow_self_approval, quorum,
         )  # fmt: skip
         self._touch(thread_id)
         outcome = do_request(self.ledgers[who], call, call.args)
@@ -488,6 +508,33 @@ class LedgerMachine(RuleBasedStateMachine):
                 )
                 for i in range(2)
             ]
+        )
+
+    @precondition(lambda self: self._pending_quorum_calls())
+    @rule(data=st.data(), actors=st.tuples(*[st.sampled_from(ACTORS)] * 2))
+    def race_two_approvers_of_a_quorum_call(
+        self, data: st.DataObject, actors: tuple[str, str]
+    ) -> None:
+        """Two processes approve a pending quorum call at once: two people's votes (the second
+        may decide it), or one person's, counted once."""
+        key = data.draw(st.sampled_from(self._pending_quorum_calls()))
+        now = self.clock()
+        decisions = {key[1]: _decision("approve", 0)}
+        self._race(
+            [
+                (
+                    lambda m, i=i: model_decide(m, key[0], decisions, actors[i], {}, now),
+                    lambda i=i: do_decide(self.ledgers[i], key[0], decisions, actors[i], {}),
+                )
+                for i in range(2)
+            ]
+        )
+
+    def _pending_quorum_calls(self) -> list[tuple[str, str]]:
+        return sorted(
+            k
+            for k, c in self.model.items()
+            if c.quorum > 1 and c.status == "pending" and self._fresh(k[0])
         )
 
     @rule(key=calls, kind=st.sampled_from(["approve", "reject"]), actor=st.sampled_from(ACTORS))
