@@ -2,6 +2,9 @@
 scope without asking, in the transaction that registers them, until it expires or is revoked;
 only someone who may approve the tool can create one, and the audit names it."""
 
+import threading
+import time
+
 import pytest
 
 from hitl.checkpoints.errors import InvalidStanding, NotPermitted, StandingNotFound
@@ -145,3 +148,50 @@ def test_standing_approvals_are_refused_for_quorum_tools(db: DatabaseName) -> No
         ledger.allow("send_email", actor="bob", expires_after=DAY)
         request_call(ledger, "t2", "quorum_again", quorum=2)
         assert _status(ledger, "t2", "quorum_again") == "pending"
+
+
+REQUESTS = 40
+
+
+def test_a_revocation_racing_requests_leaves_each_call_approved_before_it_or_asked_after_it(
+    db: DatabaseName,
+) -> None:
+    """Two ledgers on one database: one registers calls as fast as it can while the other
+    revokes the standing approval that covers them. Each call is either approved by it (and
+    registered before the revocation) or waits for a person (registered after): none is
+    approved by a revoked standing approval."""
+    with open_ledger(db) as asking, open_ledger(db) as revoking:
+        _asked_and_remembered(asking, Remember(expires_after=DAY))
+        [standing] = asking.standing_approvals()
+        started = threading.Barrier(2)
+
+        def ask() -> None:
+            started.wait(timeout=30)
+            for n in range(REQUESTS):
+                request_call(asking, "t2", f"c{n}")
+
+        def revoke() -> None:
+            started.wait(timeout=30)
+            time.sleep(0.01)  # let some calls in first
+            revoking.revoke_standing(standing.id, actor="carol")
+
+        threads = [threading.Thread(target=ask), threading.Thread(target=revoke)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        [revoked] = asking.standing_approvals(include_inactive=True)
+        assert revoked.revoked_at is not None
+        records = [asking.get("t2", f"c{n}") for n in range(REQUESTS)]
+        statuses = [r.status for r in records if r is not None]
+        assert len(statuses) == REQUESTS
+        # once one call waits, every later one waits: the revocation fell between two
+        first_waiting = statuses.index("pending") if "pending" in statuses else REQUESTS
+        assert statuses == ["approved"] * first_waiting + ["pending"] * (REQUESTS - first_waiting)
+        for record in records:
+            assert record is not None
+            if record.status == "approved":
+                assert record.decided_at is not None and record.decided_at <= revoked.revoked_at
+            else:
+                assert record.requested_at >= revoked.revoked_at
+        assert asking.verify_audit().ok
