@@ -112,6 +112,9 @@ class ApprovalRecord:
     result: str | None = None
     result_status: str | None = None
     """`success` or `error`: how the journaled result is given back to the model."""
+    why: dict[str, Any] | None = None
+    """Why the call was asked (or let through): the rule that matched and the policy's
+    version (`docs/policy-and-audit.md`); None for a call recorded before they were."""
 
     @property
     def decision_type(self) -> str | None:

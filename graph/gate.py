@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 from langchain_core.messages import AIMessage, AnyMessage, ToolCall, ToolMessage
 from langchain_core.runnables import RunnableConfig
@@ -78,6 +78,22 @@ def interrupt_id(config: RunnableConfig) -> str:
     return Interrupt.from_ns(None, config.get("configurable", {}).get("checkpoint_ns", "")).id
 
 
+OnPolicyChange = Literal["reask", "keep"]
+"""What a gate does with a call asked under another version of its tool's rule whose tool may
+still run: ask it again under its own rules, or apply the recorded decision under the rules it
+was asked under (and record that it did)."""
+
+
+@dataclass(frozen=True)
+class RuleCheck:
+    """The gate's rule for one call's tool now, to compare with the one the call was asked
+    under (its recorded `why`)."""
+
+    why: Mapping[str, Any]
+    """The rule that applies and its versions (`rule`, `rule_version`, `policy_version`)."""
+    on_change: OnPolicyChange = "reask"
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The policy's answer about one call, taken once and saved with it."""
@@ -90,6 +106,9 @@ class Verdict:
     on_expire: str = "reject"
     approvers: Sequence[str] | None = None
     allow_self_approval: bool = True
+    why: Mapping[str, Any] | None = None
+    """Why: the rule that matched (and a `when` predicate's answer), the versions of that rule
+    and of the whole policy; recorded with the request."""
 
 
 def register(
@@ -98,13 +117,23 @@ def register(
     call: ToolCall,
     verdict: Callable[[], Verdict],
     requester: str | None,
+    check: RuleCheck | None = None,
 ) -> LedgerRecord:
-    """The call's row: the one saved, or a new one with the verdict taken now (only then)."""
+    """The call's row: the one saved, or a new one with the verdict taken now (only then).
+
+    With `check`, a saved call whose tool's rule has changed since it was asked and whose tool
+    may still run is asked again under the rule now (`reask`: the verdict is taken again), or
+    recorded as applied under the rules it was asked under (`keep`).
+    """
     thread_id = thread_of(config)
     call_id = cast(str, call["id"])
     found = ledger.get(thread_id, call_id)
-    if found is not None and found.args == _as_json(call["args"]):
-        return found
+    same = found is not None and found.args == _as_json(call["args"])
+    if found is not None and same:
+        if check is None or not _rule_changed(found, check):
+            return found
+        if check.on_change == "keep":
+            return ledger.keep_recorded_rules(thread_id, call_id, current=check.why) or found
     taken = verdict()
     return ledger.request(
         thread_id=thread_id,
@@ -120,7 +149,21 @@ def register(
         on_expire=taken.on_expire,
         approvers=list(taken.approvers) if taken.approvers is not None else None,
         allow_self_approval=taken.allow_self_approval,
+        why=taken.why,
+        reask=same,
     )
+
+
+UNSTARTED = frozenset({"pending", "approved", "edited", "expired"})
+"""Statuses of a call whose tool has not started: a policy change may concern them (the ledger
+decides which: see `checkpoints/ledger/_policy.py`)."""
+
+
+def _rule_changed(record: LedgerRecord, check: RuleCheck) -> bool:
+    """Whether the call was asked under another version of its tool's rule (known to both)."""
+    recorded = (record.why or {}).get("rule_version")
+    current = check.why.get("rule_version")
+    return record.status in UNSTARTED and None not in (recorded, current) and recorded != current
 
 
 def answer(
