@@ -148,6 +148,11 @@ class AuditEntry:
     def to_json(self) -> dict[str, Any]:
         return asdict(self) | {"at": iso(self.at)}
 
+    def to_export(self) -> dict[str, Any]:
+        """The entry as `hitl audit --export` writes it: `at` as UNIX seconds, exactly (its
+        `repr` is hashed; ISO 8601 would lose digits), so that the chain can be recomputed."""
+        return asdict(self)
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "AuditEntry":
         return cls(**(data | {"at": unix(data["at"])}))

@@ -48,7 +48,9 @@ def fingerprint(value: Any, depth: int = 0) -> Any:
     if isinstance(value, set | frozenset):
         return sorted((fingerprint(v, deeper) for v in value), key=json.dumps)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = {f.name: fingerprint(getattr(value, f.name), deeper) for f in dataclasses.fields(value)}
+        fields = {
+            f.name: fingerprint(getattr(value, f.name), deeper) for f in dataclasses.fields(value)
+        }
         return {"dataclass": _name(type(value)), "fields": fields}
     if isinstance(value, functools.partial):
         return {
@@ -57,7 +59,10 @@ def fingerprint(value: Any, depth: int = 0) -> Any:
             "keywords": fingerprint(value.keywords, deeper),
         }
     if isinstance(value, types.MethodType):
-        return {"method": fingerprint(value.__func__, deeper), "of": fingerprint(value.__self__, deeper)}
+        return {
+            "method": fingerprint(value.__func__, deeper),
+            "of": fingerprint(value.__self__, deeper),
+        }
     if isinstance(value, types.FunctionType):
         return _function(value, deeper)
     return {"type": _name(type(value))}

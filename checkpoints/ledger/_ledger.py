@@ -54,7 +54,6 @@ from hitl.checkpoints.ledger._audit import (
     run_args,
     why_disagreement,
 )
-from hitl.checkpoints.ledger._policy import PolicyChanges, reask_detail, reasks
 from hitl.checkpoints.ledger._leases import (
     ThreadLeases,
     mark_done,
@@ -62,6 +61,7 @@ from hitl.checkpoints.ledger._leases import (
     new_token,
     runner_alive,
 )
+from hitl.checkpoints.ledger._policy import PolicyChanges, reask_detail, reasks
 from hitl.checkpoints.ledger._reads import Clock, LedgerReads, find_record, threads_of
 from hitl.checkpoints.ledger._schema import COLUMNS, MIGRATIONS, SCHEMA_VERSION, record_of
 from hitl.checkpoints.records import (

@@ -205,14 +205,14 @@ def test_two_processes_re_asking_the_same_call_at_once_re_ask_it_once(tmp_path: 
             record = first.get("t", call)
             assert record is not None
 
-            def reask(ledger: Any) -> None:
+            def reask(ledger: Any, call: str, args: dict[str, Any], barrier: Any) -> None:
                 barrier.wait()
                 ledger.request(
                     thread_id="t",
                     tool_call_id=call,
                     interrupt_id=None,
                     tool="send_email",
-                    args=record.args,
+                    args=args,
                     requester="alice",
                     needs_review=True,
                     allowed_decisions=["approve", "reject"],
@@ -221,7 +221,10 @@ def test_two_processes_re_asking_the_same_call_at_once_re_ask_it_once(tmp_path: 
                     reask=True,
                 )
 
-            threads = [threading.Thread(target=reask, args=(ledger,)) for ledger in (first, second)]
+            threads = [
+                threading.Thread(target=reask, args=(ledger, call, record.args, barrier))
+                for ledger in (first, second)
+            ]
             for t in threads:
                 t.start()
             for t in threads:
