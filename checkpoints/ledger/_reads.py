@@ -7,6 +7,7 @@ machine that does lives in `_ledger.py`.
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 from hitl.checkpoints.database import Cursor, PgConnection, PgListener, Store, scalar
@@ -187,7 +188,7 @@ class LedgerReads(Store):
         holds a read open while the caller writes."""
         after: tuple[str, int] = ("", 0)
         while True:
-            entries = self._read(lambda cur: _export_page(cur, thread_id, after, page))
+            entries = self._read(partial(_export_page, thread_id=thread_id, after=after, page=page))
             yield from entries
             if len(entries) < page:
                 return
@@ -230,7 +231,7 @@ class LedgerReads(Store):
 
 
 def _export_page(
-    cur: Cursor, thread_id: str | None, after: tuple[str, int], page: int
+    cur: Cursor, *, thread_id: str | None, after: tuple[str, int], page: int
 ) -> list[AuditEntry]:
     """The `page` entries that follow `after` (thread ID, seq) in export order."""
     if thread_id is not None:
