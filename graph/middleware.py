@@ -181,7 +181,7 @@ class ApprovalMiddleware(AgentMiddleware[ApprovalState, Any, Any]):
                 call,
                 partial(verdicts.__getitem__, cast(str, call["id"])),
                 requester,
-                self._check(call["name"]),
+                self.rule_check(call["name"]),
             )
             for call in calls
         }
@@ -278,7 +278,7 @@ class ApprovalMiddleware(AgentMiddleware[ApprovalState, Any, Any]):
             call,
             lambda: self._verdict(call, cast(ApprovalState, state), None, request),
             gate.requester_of(state, config, ledger),
-            self._check(call["name"]),
+            self.rule_check(call["name"]),
         )
         _refuse_reused_ids(state.get("messages", []), {cast(str, call["id"]): record})
         schemas = self._schemas_for(request.tool)
@@ -317,7 +317,7 @@ class ApprovalMiddleware(AgentMiddleware[ApprovalState, Any, Any]):
         """The policy's verdict on a call the ledger has not seen: taken here, once."""
         name = call["name"]
         config = self.interrupt_on.get(name)
-        why = dict(self._check(name).why)
+        why = dict(self.rule_check(name).why)
         if config is None:
             needs = self.ask_unlisted and name not in self._never
             return gate.Verdict(needs_review=needs, description=self._describe(call), why=why)
@@ -344,7 +344,7 @@ class ApprovalMiddleware(AgentMiddleware[ApprovalState, Any, Any]):
             why=why,
         )
 
-    def _check(self, name: str) -> gate.RuleCheck:
+    def rule_check(self, name: str) -> gate.RuleCheck:
         """The rule for `name` now: which entry applies (`interrupt_on`, `never` for a `False`
         entry, `ask_unlisted` or `unlisted` for a tool without one) and its version, which
         only a change to that entry (or, for a tool without one, to `ask_unlisted`) changes."""

@@ -2,6 +2,9 @@
 a deploy changed it: asked again under the new rule (`reask`, the default) or applied under the
 recorded one (`keep`), on a file database, with the service as a fresh process builds it."""
 
+import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,7 @@ from hitl.checkpoints.ledger import open_ledger
 from hitl.checkpoints.urls import DatabaseName
 from hitl.graph.policy import Policy, ToolRule, default_policy
 from hitl.service.errors import NotPermitted
+from tests.support.environment import REPO_ROOT
 from tests.support.fakes import ToolLog
 from tests.support.harness import open_harness
 from tests.support.ledger import request_call
@@ -34,6 +38,7 @@ OTHER_TOOL_CHANGED = Policy(
 )
 """The deploy changed count_emails' rule only."""
 KEEP = {"HITL_ON_POLICY_CHANGE": "keep"}
+VERIFIER = REPO_ROOT / "examples" / "verify_audit_export.py"
 
 
 def _asked(db: DatabaseName, log: ToolLog, policy: Policy = ASKED) -> tuple[str, str]:
@@ -234,3 +239,35 @@ def test_two_processes_re_asking_the_same_call_at_once_re_ask_it_once(tmp_path: 
             reasked = first.get("t", call)
             assert reasked is not None and reasked.status == "pending" and reasked.why == new
         assert first.verify_audit().ok
+
+
+def test_an_export_read_a_page_at_a_time_holds_every_entry_in_chain_order_and_verifies(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "hitl.sqlite"
+    with open_ledger(db) as ledger:
+        for thread in ("t-b", "t-a", "t-ü"):
+            for n in range(3):
+                request_call(ledger, thread, f"{thread}-{n}", args={"text": "ça, 東京", "x": 0.1})
+                ledger.decide(thread, {f"{thread}-{n}": {"type": "reject"}}, actor="bob")
+        exported = list(ledger.export_audit(page=4))
+        one = list(ledger.export_audit("t-a", page=4))
+    export = tmp_path / "audit.jsonl"
+    export.write_text(
+        "".join(json.dumps(e.to_export(), ensure_ascii=False) + "\n" for e in exported),
+        encoding="utf-8",
+    )
+    verified = subprocess.run(
+        [sys.executable, "-I", "-S", str(VERIFIER), str(export)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert [(e.thread_id, e.seq) for e in exported] == sorted(
+        (t, n) for t in ("t-a", "t-b", "t-ü") for n in range(1, 7)
+    )
+    assert [(e.thread_id, e.seq) for e in one] == [("t-a", n) for n in range(1, 7)]
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "3 threads: every chain verifies" in verified.stdout
