@@ -234,6 +234,7 @@ def _export_page(
     cur: Cursor, *, thread_id: str | None, after: tuple[str, int], page: int
 ) -> list[AuditEntry]:
     """The `page` entries that follow `after` (thread ID, seq) in export order."""
+    params: tuple[str | int, ...]
     if thread_id is not None:
         where, params = "thread_id = ? AND seq > ?", (thread_id, after[1])
     else:
