@@ -191,6 +191,38 @@ def test_a_row_whose_why_was_changed_by_sql_is_named_and_not_re_asked(
             )
 
 
+@pytest.mark.sqlite_only
+def test_a_ledger_from_before_why_upgrades_and_its_calls_are_applied_as_recorded(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "hitl.sqlite"
+    with open_ledger(db) as ledger:
+        request_call(ledger, "t", "old")  # asked before `why` was recorded
+        ledger.decide("t", {"old": {"type": "approve"}}, actor="bob")
+    execute(db, "ALTER TABLE hitl_approvals DROP COLUMN why")
+    execute(db, "UPDATE hitl_schema SET version = 1")
+
+    with open_ledger(db) as ledger:
+        record = ledger.get("t", "old")
+        assert record is not None and record.why is None and record.status == "approved"
+        again = ledger.request(
+            thread_id="t",
+            tool_call_id="old",
+            interrupt_id=None,
+            tool="send_email",
+            args=record.args,
+            requester="alice",
+            needs_review=True,
+            allowed_decisions=["approve"],
+            description="",
+            why={"rule": "interrupt_on", "rule_version": "new", "policy_version": "new"},
+            reask=True,
+        )
+        assert again.status == "approved"  # no recorded version: nothing to compare
+        assert [e.event for e in ledger.audit_trail("t")] == ["requested", "decided"]
+        assert ledger.verify_audit().ok
+
+
 REASKERS = 2
 ROUNDS = 10
 
