@@ -20,8 +20,8 @@ from langgraph.types import Command
 from pydantic import TypeAdapter, ValidationError
 
 from hitl import ApprovalMiddleware, InterruptOnConfig, ScriptedChatModel, bind_ledger
-from hitl.graph import decisions as decisions_module
 from hitl.app import Assembly, assemble
+from hitl.graph import decisions as decisions_module
 from tests.support.harness import hitl_settings
 
 Ran = list[str]
@@ -121,11 +121,12 @@ def test_batched_answers_build_each_tools_decision_types_once_not_per_answer(
 ) -> None:
     built: list[str] = []
     real = decisions_module.create_model
-    monkeypatch.setattr(
-        decisions_module,
-        "create_model",
-        lambda model, /, **fields: built.append(model) or real(model, **fields),
-    )
+
+    def counted(model: str, /, **fields: Any) -> Any:
+        built.append(model)
+        return real(model, **fields)
+
+    monkeypatch.setattr(decisions_module, "create_model", counted)
     middleware = ApprovalMiddleware({"append_line": True})
     for thread in ("t1", "t2", "t3"):
         agent = ours(parts, [], [middleware], "a")

@@ -3,6 +3,7 @@ connection the server dropped meanwhile is replaced, and one used moments ago co
 round trip."""
 
 import uuid
+from typing import Any
 
 import psycopg
 import pytest
@@ -44,9 +45,12 @@ def test_a_connection_used_moments_ago_is_lent_without_a_check(
 ) -> None:
     checks: list[object] = []
     real = ConnectionPool.check_connection
-    monkeypatch.setattr(
-        ConnectionPool, "check_connection", staticmethod(lambda c: checks.append(c) or real(c))
-    )
+
+    def counted(conn: psycopg.Connection[Any]) -> None:
+        checks.append(conn)
+        real(conn)
+
+    monkeypatch.setattr(ConnectionPool, "check_connection", staticmethod(counted))
     with fresh_database() as plain:
         url, _ = _named(plain)
         with open_ledger(url) as ledger:
