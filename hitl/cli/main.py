@@ -75,6 +75,8 @@ EXIT_CODES: dict[type[Exception], int] = {
     errors.UnknownCheckpoint: 20,
     errors.AgentFailed: 21,
     DatabaseCorrupt: 22,
+    errors.LinkNotFound: 23,
+    errors.LinkGone: 23,
     errors.InvalidThreadId: 2,  # a bad --thread, as a usage error
 }
 """Exit code of each error; 0 is success, 2 a usage error, 1 anything unexpected."""

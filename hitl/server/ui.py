@@ -520,6 +520,16 @@ def _templates() -> Jinja2Templates:
     return Jinja2Templates(env=env)
 
 
+def page_templates() -> Jinja2Templates:
+    """The inbox's templates with their filters and globals, for pages of their own."""
+    return _templates()
+
+
+def same_origin(request: Request) -> bool:
+    """Whether a form was posted from this site's own pages (see `_same_origin`)."""
+    return _same_origin(request)
+
+
 def _html_attrs(attrs: Mapping[str, str | bool]) -> Markup:
     """HTML attributes: `True` bare (`required`), `False` left out, text escaped."""
     parts = [
