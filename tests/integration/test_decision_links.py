@@ -14,6 +14,7 @@ import pytest
 
 from hitl.app import Assembly
 from hitl.checkpoints.ledger import Clock
+from hitl.checkpoints.maintenance import copy_database
 from hitl.checkpoints.stores import open_link_store, open_webhook_store
 from hitl.checkpoints.urls import DatabaseName
 from hitl.service.errors import AlreadyDecided, LinkGone, NotPermitted
@@ -345,3 +346,19 @@ def test_a_link_that_is_not_one_gets_a_plain_page_that_says_so(links_api: Api) -
         assert answer.status_code == 404 and "not valid" in answer.text
         assert "Traceback" not in answer.text
         assert answer.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_a_link_made_before_the_database_was_copied_still_decides_on_the_copy(
+    tmp_path: Path, log: ToolLog
+) -> None:
+    source, target = tmp_path / "source.sqlite", tmp_path / "copy.sqlite"
+    with _open(source, log) as (parts, links):
+        view = parts.service.run(SALLY, actor="alice")
+        call = view.pending[0].tool_call_id
+        made = links.make(view.thread_id, call, "bob", created_by="root")
+    copy_database(source, target)
+    with _open(target, log) as (parts, links):
+        again = links.make(view.thread_id, call, "bob", created_by="root")
+        links.decide(parts.service, _secret(made.url), "approve")
+    assert again.url == made.url  # the key moved with the links
+    assert log.ids("send_email") == [call]
