@@ -6,6 +6,8 @@ use the link. The form carries the link's secret in its body; the page is never 
 never sends the link on as a `Referer`.
 """
 
+import logging
+import re
 import time
 from typing import Any, cast
 
@@ -39,8 +41,29 @@ REFUSED: dict[type[Exception], int] = {
 OTHER_SITE = "This form can only be sent from its own page: open the link again."
 
 
+ACCESS_LOGGER = "uvicorn.access"
+_SECRET_IN_PATH = re.compile(re.escape(LINK_PATH) + r"[^/?#\s]+")
+
+
+class HideLinkSecrets(logging.Filter):
+    """Shows `/link/…` instead of a link's secret in the access log: a log is read by more
+    people than the link was sent to."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _SECRET_IN_PATH.sub(LINK_PATH + "…", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        return True
+
+
 def install(app: FastAPI) -> None:
-    """Add `GET|HEAD /link/{secret}` and `POST /link` to `app`."""
+    """Add `GET|HEAD /link/{secret}` and `POST /link` to `app`, and hide link secrets from
+    the access log."""
+    access = logging.getLogger(ACCESS_LOGGER)
+    if not any(isinstance(f, HideLinkSecrets) for f in access.filters):
+        access.addFilter(HideLinkSecrets())
     pages = page_templates()
     router = APIRouter(include_in_schema=False)
 

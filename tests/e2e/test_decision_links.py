@@ -97,6 +97,8 @@ def test_a_link_copied_in_the_inbox_survives_a_prefetch_and_approves_once_in_the
     assert (row["decided_by"], row["decision"]) == ("bob", {"type": "approve"})
     page.goto(url)  # again: used
     expect(page.locator("[data-link-problem]")).to_contain_text("used already")
+    secret = url.rsplit("/", 1)[1]
+    assert "GET /link/… HTTP" in service.log() and secret not in service.log()
 
 
 def _wait_sent(service: HitlService, call: str, seconds: float = 30) -> int:

@@ -362,3 +362,18 @@ def test_a_link_made_before_the_database_was_copied_still_decides_on_the_copy(
         links.decide(parts.service, _secret(made.url), "approve")
     assert again.url == made.url  # the key moved with the links
     assert log.ids("send_email") == [call]
+
+
+def test_a_link_whose_person_lost_the_role_that_admitted_them_is_refused_when_used(
+    db: Path, log: ToolLog
+) -> None:
+    roles = dict(ROLES)
+    with open_harness(db, log, NAMED_APPROVERS) as parts, open_link_store(db) as store:
+        links = DecisionLinks(parts.ledger, store, lambda n: roles.get(n, ()), public_url=PUBLIC)
+        view = parts.service.run(SALLY, actor="alice")
+        made = links.make(view.thread_id, view.pending[0].tool_call_id, "root", created_by="x")
+        roles["root"] = ("viewer",)  # root's admin token was revoked, a viewer's made
+        with pytest.raises(NotPermitted, match="only alice, bob, role:admin may"):
+            links.decide(parts.service, _secret(made.url), "approve")
+        state = links.view(_secret(made.url)).state
+    assert state == "ready" and log.calls == []  # refused by the ledger: the claim was given back
