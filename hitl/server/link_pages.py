@@ -14,6 +14,7 @@ from typing import Any, cast
 from fastapi import APIRouter, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse
 
+from hitl.checkpoints.errors import DatabaseBusy
 from hitl.checkpoints.records import iso
 from hitl.server.ui import PAGE_HEADERS, countdown, page_templates, same_origin
 from hitl.server.workers import ServicePool
@@ -36,6 +37,7 @@ REFUSED: dict[type[Exception], int] = {
     errors.DecisionNotAllowed: 422,
     errors.InvalidDecision: 422,
     errors.Busy: 503,
+    DatabaseBusy: 503,
 }
 """What a confirmation page may be refused with, and its status."""
 OTHER_SITE = "This form can only be sent from its own page: open the link again."

@@ -199,7 +199,7 @@ class DecisionLinks:
                 roles=tuple(self._roles_of(link.identity)),
             )
         except BaseException:
-            self._store.release(secret, claim)  # nothing recorded: the link may be used again
+            self._store.release(secret, claim)  # refused: the page then says what stands
             raise
 
     def add_to_payload(self, event_type: str, payload: str) -> str:
