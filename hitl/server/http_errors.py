@@ -38,6 +38,8 @@ STATUS: dict[type[Exception], int] = {
     errors.InvalidDecision: 422,
     errors.InvalidThreadId: 422,
     errors.NotPermitted: 403,
+    errors.LinkNotFound: 404,
+    errors.LinkGone: 410,
     errors.Busy: 503,
     errors.LedgerTampered: 500,
     errors.InvalidSettings: 500,
