@@ -154,16 +154,21 @@ def register(
     )
 
 
-UNSTARTED = frozenset({"pending", "approved", "edited", "expired"})
-"""Statuses of a call whose tool has not started: a policy change may concern them (the ledger
-decides which: see `checkpoints/ledger/_policy.py`)."""
+MAY_STILL_RUN = frozenset({"pending", "approved", "edited"})
+"""Statuses of a call whose tool may still run and has not started (and `expired` with an
+approval): a policy change concerns them (the ledger has the last word: see
+`checkpoints/ledger/_policy.py`); a call that will not run stands under any policy."""
 
 
 def _rule_changed(record: LedgerRecord, check: RuleCheck) -> bool:
-    """Whether the call was asked under another version of its tool's rule (known to both)."""
+    """Whether a call whose tool may still run was asked under another version of its tool's
+    rule (known to both)."""
+    may_run = record.status in MAY_STILL_RUN or (
+        record.status == "expired" and (record.decision or {}).get("type") == "approve"
+    )
     recorded = (record.why or {}).get("rule_version")
     current = check.why.get("rule_version")
-    return record.status in UNSTARTED and None not in (recorded, current) and recorded != current
+    return may_run and None not in (recorded, current) and recorded != current
 
 
 def answer(

@@ -15,7 +15,7 @@ from typing import Any
 
 from hitl.checkpoints.database import Cursor, Store
 from hitl.checkpoints.ledger._reads import Clock, find_record
-from hitl.checkpoints.records import DECIDED_TO_RUN, ApprovalRecord
+from hitl.checkpoints.records import DECIDED_TO_RUN, POLICY_ACTOR, ApprovalRecord
 
 POLICY_CHANGED = "policy_changed"
 """The audit event of a decision applied under the rules it was asked under, although the
@@ -82,7 +82,7 @@ class PolicyChanges(Store):
                 return row
             self._refuse_tampered(cur, row, why_too=True)  # its why decides: the chain's
             detail = {"on_policy_change": "keep", "recorded_why": row.why, "why": dict(current)}
-            self._audit(cur, thread_id, POLICY_CHANGED, "policy", tool_call_id, detail)
+            self._audit(cur, thread_id, POLICY_CHANGED, POLICY_ACTOR, tool_call_id, detail)
             return find_record(cur, thread_id, tool_call_id)
 
         return self._write(work)

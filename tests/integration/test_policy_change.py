@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from hitl.checkpoints.urls import DatabaseName
 from hitl.graph.policy import Policy, ToolRule, default_policy
 from hitl.service.errors import NotPermitted
 from tests.support.environment import REPO_ROOT
-from tests.support.fakes import ToolLog
+from tests.support.fakes import FakeClock, ToolLog
 from tests.support.harness import open_harness
 from tests.support.ledger import request_call
 from tests.support.prompts import SALLY, TWO_EMAILS
@@ -148,6 +149,23 @@ def test_a_call_re_asked_under_a_rule_that_never_asks_is_approved_by_the_policy_
     by_policy = next(e for e in trail if e.event == "approved_by_policy")
     assert by_policy.detail["why"]["rule"] == "never"
     assert by_policy.detail["voided"] == {"decision": "approve", "decided_by": "bob"}
+
+
+def test_a_call_its_deadline_approved_after_the_rule_changed_is_asked_again(
+    db: DatabaseName, log: ToolLog
+) -> None:
+    clock = FakeClock()
+    lenient = ToolRule(expires_after=timedelta(hours=1), on_expire="approve")
+    with open_harness(db, log, Policy(rules={"send_email": lenient}), clock) as parts:
+        view = parts.service.run(SALLY, actor="alice")
+    call = view.pending[0].tool_call_id
+    clock.advance(3601)
+    with open_harness(db, log, ONLY_CAROL, clock) as parts:  # the sweep runs the new deploy
+        parts.service.sweep()
+        events = _events(parts.service.audit(view.thread_id), call)
+        assert parts.service.show(view.thread_id).status == "interrupted"
+    assert events == ["requested", "expired", "re-requested"]
+    assert log.ids("send_email") == []
 
 
 def test_a_rejection_stands_whatever_the_new_rule_says(db: DatabaseName, log: ToolLog) -> None:
