@@ -685,8 +685,8 @@ def _export_audit(thread_id: str | None, verify: bool, export_to: str, as_json: 
 
     if verify:
         raise click.UsageError(
-            "--export and --verify are separate: export, then verify the file with "
-            "examples/verify_audit_export.py (or run hitl audit --verify)"
+            "--export and --verify are separate: export, then check the file with "
+            "examples/verify_audit_export.py; hitl audit --verify checks the database"
         )
     if export_to == STDOUT and as_json:
         raise click.UsageError("--export - writes JSON Lines to stdout: drop --json")

@@ -169,3 +169,21 @@ def test_an_export_of_an_unknown_thread_fails_with_exit_3_and_writes_no_file(
     )
     assert not export.exists()
     assert [p.name for p in workspace.folder.iterdir() if p.name.endswith(".partial")] == []
+
+
+def test_an_export_is_refused_with_verify_with_json_on_stdout_and_against_a_service(
+    workspace: Workspace,
+) -> None:
+    workspace.json("run", COUNT)
+    for args, says in [
+        (("audit", "--export", "a.jsonl", "--verify"), "--export and --verify are separate"),
+        (("audit", "--export", "-"), "writes JSON Lines to stdout: drop --json"),
+        (
+            ("--url", "http://127.0.0.1:9", "--token", "t", "audit", "--export", "a.jsonl"),
+            "run it without --url",
+        ),
+    ]:
+        assert_refused(
+            workspace, *args, exit_code=2, error_type="UsageError", says=[says], as_json=True
+        )
+    assert not (workspace.folder / "a.jsonl").exists()
