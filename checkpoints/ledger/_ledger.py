@@ -48,9 +48,11 @@ from hitl.checkpoints.ledger._audit import (
     newest_decision,
     newest_entry,
     newest_request,
+    newest_why,
     rules_disagreement,
     rules_of,
     run_args,
+    why_disagreement,
 )
 from hitl.checkpoints.ledger._leases import (
     ThreadLeases,
@@ -60,6 +62,7 @@ from hitl.checkpoints.ledger._leases import (
     runner_alive,
 )
 from hitl.checkpoints.ledger._permits import ROLE_PREFIX, refusal
+from hitl.checkpoints.ledger._policy import PolicyChanges, reask_detail, reasks
 from hitl.checkpoints.ledger._quorum import (
     cast_vote,
     clear_votes,
@@ -110,10 +113,11 @@ class _TurnBusy(Exception):
         self.begun = begun
 
 
-class Ledger(LedgerReads, ThreadLeases, StandingApprovals, Store):
+class Ledger(LedgerReads, ThreadLeases, PolicyChanges, StandingApprovals, Store):
     """The ledger on one database. Thread-safe.
 
-    Its parts are mixins on one `Store` (the reads, the leases, and here the state machine),
+    Its parts are mixins on one `Store` (the reads, the leases, what a policy change does,
+    and here the state machine),
     not objects it delegates to: each part runs its transactions on the same connection
     with the same write lock, callers keep one object with one API, and each file holds one
     job. The parts share nothing but the store and `clock`.
@@ -201,6 +205,8 @@ class Ledger(LedgerReads, ThreadLeases, StandingApprovals, Store):
         on_expire: str = "reject",
         approvers: Sequence[str] | None = None,
         allow_self_approval: bool = True,
+        why: Mapping[str, Any] | None = None,
+        reask: bool = False,
         quorum: int = 1,
         quorum_distinct_roles: bool = False,
         reject_vetoes: bool = True,
@@ -210,12 +216,21 @@ class Ledger(LedgerReads, ThreadLeases, StandingApprovals, Store):
         A row that exists with the same args is returned as is. One whose args differ and
         that has not run yet is asked about again with the new args (the earlier decision was
         for another action, and so were its quorum votes); a call that already ran keeps its
-        row. A call needing review that an active standing approval covers is recorded
-        approved in its creator's name (`approved_by_standing`), in the same transaction.
+        row. `why` (the rule that matched, the policy's version) is recorded with the request.
+        With `reask`, a row with the same args whose rule version differs from `why`'s is
+        asked again under these rules if its tool may still run (`reasks`): the policy changed
+        since it was asked. A call needing review that an active standing approval covers is
+        recorded approved in its creator's name (`approved_by_standing`), in the same
+        transaction.
         """
         h = args_hash(dict(args))
         existing = self.get(thread_id, tool_call_id)
-        if existing and existing.args_hash == h and existing.interrupt_id == interrupt_id:
+        if (
+            existing
+            and existing.args_hash == h
+            and existing.interrupt_id == interrupt_id
+            and not (reask and reasks(existing, why))
+        ):
             return existing
 
         def work(cur: Cursor) -> ApprovalRecord:
@@ -241,13 +256,16 @@ class Ledger(LedgerReads, ThreadLeases, StandingApprovals, Store):
                 "approved_args_hash": None,
                 "status": "pending",
                 "applied": 0,
+                "why": None if why is None else canonical_json(dict(why)),
                 "quorum": quorum,
                 "quorum_distinct_roles": int(quorum_distinct_roles),
                 "reject_vetoes": int(reject_vetoes),
             }
             rules = rules_of(fields)
             standing = None
-            if needs_review and (row is None or (row.args_hash != h and row.status in NOT_YET_RUN)):
+            reasked = reask and row is not None and row.args_hash == h and reasks(row, why)
+            asked = row is None or (row.args_hash != h and row.status in NOT_YET_RUN) or reasked
+            if needs_review and asked:
                 standing = matching_standing(
                     cur,
                     thread_id=thread_id,
@@ -288,6 +306,8 @@ class Ledger(LedgerReads, ThreadLeases, StandingApprovals, Store):
                     detail["expires_at"] = fields["expires_at"]
                 if needs_review:
                     detail["rules"] = rules
+                if why is not None:
+                    detail["why"] = dict(why)
                 event = "requested" if needs_review else "approved_by_policy"
                 if standing is not None:
                     event, detail = APPROVED_EVENT, detail | _standing_detail(standing)
@@ -296,6 +316,19 @@ class Ledger(LedgerReads, ThreadLeases, StandingApprovals, Store):
                 _update(cur, thread_id, tool_call_id, fields)
                 clear_votes(cur, thread_id, tool_call_id)
                 detail = {"args": args_diff(row.args, dict(args)), "args_hash": h}
+                if needs_review:
+                    detail["rules"] = rules
+                if why is not None:
+                    detail["why"] = dict(why)
+                event = "re-requested" if needs_review else "approved_by_policy"
+                if standing is not None:
+                    event, detail = APPROVED_EVENT, detail | _standing_detail(standing)
+                self._audit(cur, thread_id, event, POLICY_ACTOR, tool_call_id, detail)
+            elif reasked:
+                self._refuse_tampered(cur, row, why_too=True)  # its why decides: the chain's
+                _update(cur, thread_id, tool_call_id, fields | {"requester": row.requester})
+                clear_votes(cur, thread_id, tool_call_id)  # cast under the rules it replaces
+                detail = reask_detail(row, h, why)
                 if needs_review:
                     detail["rules"] = rules
                 event = "re-requested" if needs_review else "approved_by_policy"
@@ -671,14 +704,17 @@ class Ledger(LedgerReads, ThreadLeases, StandingApprovals, Store):
 
         return self._write(work)
 
-    def _refuse_tampered(self, cur: Cursor, row: ApprovalRecord) -> None:
+    def _refuse_tampered(self, cur: Cursor, row: ApprovalRecord, *, why_too: bool = False) -> None:
         """A row that contradicts its chain (or itself) would be asked about and approved again
-        with the same answer, for ever, or run again: name it instead."""
+        with the same answer, for ever, or run again: name it instead. `why_too` checks its
+        `why` as well (when a policy change is judged by it)."""
         thread_id, tool_call_id = row.thread_id, row.tool_call_id
         newest, latest = (f(cur, thread_id, tool_call_id) for f in (newest_decision, newest_entry))
         problem = disagreement(row, newest, latest)
         if problem is None and row.status == "pending":
             problem = rules_disagreement(row, newest_request(cur, thread_id, tool_call_id))
+        if problem is None and why_too:
+            problem = why_disagreement(row, newest_why(cur, thread_id, tool_call_id))
         if problem is not None:
             raise LedgerTampered(thread_id, tool_call_id, problem)
 
@@ -856,6 +892,15 @@ def _update(cur: Cursor, thread_id: str, tool_call_id: str, fields: Mapping[str,
     )
 
 
+def check_permitted(
+    row: ApprovalRecord, kind: str, actor: str, roles: Collection[str] = ()
+) -> None:
+    """`NotPermitted` unless `actor` (with `roles`) may make a `kind` decision on `row`: the
+    check `decide` makes, for a caller that must know before (a decision link is made only
+    for a person who may approve with it)."""
+    _check_permitted(row, kind, actor, roles)
+
+
 def _check_permitted(
     row: ApprovalRecord, kind: str, actor: str, roles: Collection[str] = ()
 ) -> None:
@@ -873,4 +918,12 @@ def _check_permitted(
         raise NotPermitted(problem)
 
 
-__all__ = ["EXPIRY_ACTOR", "ROLE_PREFIX", "Begin", "Ledger", "make_ledger", "open_ledger"]
+__all__ = [
+    "EXPIRY_ACTOR",
+    "ROLE_PREFIX",
+    "Begin",
+    "Ledger",
+    "check_permitted",
+    "make_ledger",
+    "open_ledger",
+]

@@ -8,7 +8,7 @@ from hitl.checkpoints.records import ApprovalRecord, AuditEntry
 
 WAITING = "status IN ('pending', 'outcome_unknown')"
 """The inbox's condition, spelled once: SQLite uses a partial index only for this exact text."""
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 MIGRATIONS: dict[int, tuple[str | PostgresOnly, ...]] = {
     1: (
         """CREATE TABLE hitl_approvals (
@@ -74,7 +74,7 @@ MIGRATIONS: dict[int, tuple[str | PostgresOnly, ...]] = {
             expires_at REAL NOT NULL
         )""",
     ),
-    2: (),  # other features' migrations (numbers assigned elsewhere)
+    2: (),
     3: (),
     # quorum (a call that needs N distinct approvers) and standing approvals
     4: (
@@ -110,12 +110,14 @@ MIGRATIONS: dict[int, tuple[str | PostgresOnly, ...]] = {
         )""",
         "CREATE INDEX hitl_standing_tool ON hitl_standing (tool, expires_at)",
     ),
+    # why each call was asked (or let through): the rule that matched, the policy's version
+    5: ("ALTER TABLE hitl_approvals ADD COLUMN why TEXT",),
 }
 COLUMNS = (
     "thread_id, tool_call_id, interrupt_id, tool, args, args_hash, requester, status, "
     "allowed_decisions, description, requested_at, expires_at, on_expire, approvers, "
     "allow_self_approval, decided_at, decided_by, decision, reason, approved_args_hash, "
-    "runner, started_at, finished_at, result, result_status, "
+    "runner, started_at, finished_at, result, result_status, why, "
     "quorum, quorum_distinct_roles, reject_vetoes"
 )
 
@@ -126,7 +128,7 @@ def record_of(row: tuple[Any, ...]) -> ApprovalRecord:
         thread_id, tool_call_id, interrupt_id, tool, args, h, requester, status, allowed,
         description, requested_at, expires_at, on_expire, approvers, allow_self, decided_at,
         decided_by, decision, reason, approved_hash, runner, started_at, finished_at, result,
-        result_status, quorum, quorum_distinct_roles, reject_vetoes,
+        result_status, why, quorum, quorum_distinct_roles, reject_vetoes,
     ) = row  # fmt: skip
     return ApprovalRecord(
         thread_id=thread_id,
@@ -154,6 +156,7 @@ def record_of(row: tuple[Any, ...]) -> ApprovalRecord:
         finished_at=finished_at,
         result=result,
         result_status=result_status,
+        why=None if why is None else json.loads(why),
         quorum=int(quorum),
         quorum_distinct_roles=bool(quorum_distinct_roles),
         reject_vetoes=bool(reject_vetoes),

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, TypeVar, cast
 
 import click
@@ -27,6 +28,7 @@ from hitl.checkpoints.records import iso, parse_args_hash
 from hitl.checkpoints.urls import display
 from hitl.cli.allow import allow
 from hitl.cli.db import db
+from hitl.cli.links import link
 from hitl.cli.output import (
     emit,
     fail,
@@ -38,7 +40,7 @@ from hitl.cli.output import (
 from hitl.cli.settings import DB_OPTION, settings, typed_db_option
 from hitl.cli.webhooks import webhook
 from hitl.service import errors
-from hitl.service.settings import default_actor
+from hitl.service.settings import check_public_url, default_actor
 from hitl.service.timespec import parse_duration, parse_moment
 from hitl.service.views import (
     EveryPending,
@@ -77,6 +79,8 @@ EXIT_CODES: dict[type[Exception], int] = {
     errors.UnknownCheckpoint: 20,
     errors.AgentFailed: 21,
     DatabaseCorrupt: 22,
+    errors.LinkNotFound: 23,
+    errors.LinkGone: 23,
     errors.InvalidThreadId: 2,  # a bad --thread, as a usage error
     errors.AlreadyVoted: 6,  # like an already decided call: this person's say is recorded
     errors.StandingNotFound: 23,
@@ -679,9 +683,19 @@ def sweep(as_json: bool) -> None:
 @cli.command()
 @click.argument("thread_id", required=False)
 @click.option("--verify", is_flag=True, help="Check every thread's hash chain.")
+@click.option(
+    "--export",
+    "export_to",
+    metavar="FILE|-",
+    help="Write every entry (or THREAD_ID's) as JSON Lines with its hashes, to verify offline.",
+)
 @json_option
-def audit(thread_id: str | None, verify: bool, as_json: bool) -> None:
-    """Print a thread's audit trail, or verify every chain (exit 15 if one is broken)."""
+def audit(thread_id: str | None, verify: bool, export_to: str | None, as_json: bool) -> None:
+    """Print a thread's audit trail, verify every chain (exit 15 if one is broken), or export
+    the trail to verify it elsewhere."""
+    if export_to is not None:
+        _export_audit(thread_id, verify, export_to, as_json)
+        return
     if thread_id is None and not verify:
         raise click.UsageError("give a THREAD_ID, or --verify to check every chain")
     with _service(as_json, read_only_ok=True) as service:
@@ -717,6 +731,31 @@ def audit(thread_id: str | None, verify: bool, as_json: bool) -> None:
             click.echo(f"{e.seq:>4}  {iso(e.at)}  {e.event}{call}{who}  {detail}")
 
     emit(as_json, {"thread_id": thread_id, "audit": [e.to_json() for e in entries]}, human)
+
+
+def _export_audit(thread_id: str | None, verify: bool, export_to: str, as_json: bool) -> None:
+    from hitl.cli.export import STDOUT, export_lines
+
+    if verify:
+        raise click.UsageError(
+            "--export and --verify are separate: export, then check the file with "
+            "examples/verify_audit_export.py; hitl audit --verify checks the database"
+        )
+    if export_to == STDOUT and as_json:
+        raise click.UsageError("--export - writes JSON Lines to stdout: drop --json")
+    if click.get_current_context().meta.get("remote") is not None:
+        raise click.UsageError("--export reads the database: run it without --url, on the database")
+    with _service(as_json, read_only_ok=True) as service:
+        try:
+            entries = cast("ApprovalService", service).export_audit(thread_id)
+            written = export_lines(entries, export_to)
+        except errors.DOMAIN_ERRORS as e:
+            _fail(e, as_json)
+    if export_to == STDOUT:
+        return
+    threads = f"{written.threads} thread{'' if written.threads == 1 else 's'}"
+    human = f"{written.entries} entries of {threads} written to {export_to}"
+    emit(as_json, written.to_json(), lambda: click.echo(human))
 
 
 @cli.command()
@@ -804,6 +843,11 @@ def _megabytes(size: int) -> str:
 @click.option(
     "--access-log/--no-access-log", default=True, help="Log every request (method, path, status)."
 )
+@click.option(
+    "--public-url",
+    envvar="HITL_PUBLIC_URL",
+    help="Where people open the service (decision links start with it) [env HITL_PUBLIC_URL].",
+)
 def serve(
     host: str,
     port: int,
@@ -813,6 +857,7 @@ def serve(
     prune_older_than: str | None,
     demo: bool,
     access_log: bool,
+    public_url: str | None,
 ) -> None:
     """Start the HTTP service and web inbox (first start: prints an admin token)."""
     import uvicorn
@@ -822,6 +867,11 @@ def serve(
     from hitl.server.app import ServerOptions, create_app
 
     chosen = settings(False)
+    if public_url:
+        try:
+            chosen = replace(chosen, public_url=check_public_url(public_url))
+        except errors.InvalidSettings as e:
+            _fail(e, False)
     if prune_older_than is not None and not prune_interval:
         raise click.UsageError("--prune-older-than needs --prune-interval: how often to prune")
     older_than = (
@@ -961,6 +1011,7 @@ def token_revoke(name: str, as_json: bool) -> None:
 
 cli.add_command(webhook)
 cli.add_command(db)
+cli.add_command(link)
 cli.add_command(allow)
 
 

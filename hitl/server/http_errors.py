@@ -38,6 +38,8 @@ STATUS: dict[type[Exception], int] = {
     errors.InvalidDecision: 422,
     errors.InvalidThreadId: 422,
     errors.NotPermitted: 403,
+    errors.LinkNotFound: 404,
+    errors.LinkGone: 410,
     errors.AlreadyVoted: 409,
     errors.StandingNotFound: 404,
     errors.InvalidStanding: 422,

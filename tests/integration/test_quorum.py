@@ -162,3 +162,16 @@ def test_approvers_racing_in_processes_decide_the_quorum_call_once_each_counting
         assert [e.event for e in trail].count("decided") == 1
         assert sorted(v.approver for v in ledger.votes("t1", "c1")) == ["bob", "carol", "dave"]
         assert ledger.verify_audit().ok
+
+
+def test_votes_cast_under_rules_a_policy_change_replaced_do_not_count(db: DatabaseName) -> None:
+    old = {"rule": "interrupt_on", "rule_version": "v1", "policy_version": "p1"}
+    new = {"rule": "interrupt_on", "rule_version": "v2", "policy_version": "p2"}
+    with open_ledger(db) as ledger:
+        _quorum_call(ledger, why=old)
+        ledger.decide("t1", {"c1": APPROVE}, actor="bob")
+        _quorum_call(ledger, why=new, reask=True)  # the rule changed: asked again
+        assert ledger.votes("t1", "c1") == []
+        [after] = ledger.decide("t1", {"c1": APPROVE}, actor="carol")
+        assert after.status == "pending"
+        assert ledger.verify_audit().ok
