@@ -53,6 +53,7 @@ def test_an_approval_remembered_with_the_cli_approves_the_next_call_until_revoke
         "7d",
         "--remember-scope",
         "requester",
+        extra_env=policy,
     )
     [standing] = workspace.json("allow", "list")["standing"]
     assert (standing["created_by"], standing["requester"]) == ("bob", "alice")
@@ -85,11 +86,10 @@ def test_a_quorum_call_shows_its_approvals_in_pending_and_runs_after_the_second(
     tmp_path: Path,
 ) -> None:
     workspace = Workspace(tmp_path)
-    started = workspace.json(
-        "run", SALLY, "--as", "alice", extra_env=workspace.write_policy(QUORUM)
-    )
+    policy = workspace.write_policy(QUORUM)  # every process runs under it: no re-ask
+    started = workspace.json("run", SALLY, "--as", "alice", extra_env=policy)
     thread = started["thread_id"]
-    workspace.json("approve", thread, "--as", "bob")
+    workspace.json("approve", thread, "--as", "bob", extra_env=policy)
     [waiting] = workspace.json("pending")["pending"]
     assert (waiting["quorum"], waiting["approvals"]) == (2, ["bob"])
     assert "1 of 2 approvals: bob" in workspace.run("pending").stdout
@@ -103,7 +103,8 @@ def test_a_quorum_call_shows_its_approvals_in_pending_and_runs_after_the_second(
         error_type="AlreadyVoted",
         says=["'bob' already voted on this call (1 of 2 approvals: bob)"],
         as_json=True,
+        extra_env=policy,
     )
     assert workspace.sent() == []
-    done = workspace.json("approve", thread, "--as", "carol")
+    done = workspace.json("approve", thread, "--as", "carol", extra_env=policy)
     assert done["status"] == "done" and len(workspace.sent()) == 1
