@@ -107,7 +107,12 @@ def _decided(
     return act.accepted(decided.run, decided=records)
 
 
-@router.post("/threads/{thread_id}/approve", tags=["approvals"], status_code=202)
+@router.post(
+    "/threads/{thread_id}/approve",
+    tags=["approvals"],
+    status_code=202,
+    responses={200: {"description": "A vote on a quorum call, recorded; nothing queued"}},
+)
 def approve(thread_id: str, body: Approve, act: AsApprover) -> dict[str, Any]:
     """Approve one pending call (`call`) or all of the thread's pending calls; a quorum
     call's approval is a vote (`200`, nothing queued, until the last one). With `remember`,
