@@ -125,3 +125,21 @@ def test_remote_mode_says_what_is_wrong_with_the_token_the_role_or_the_address(
     unreachable = hitl("--token", viewer, "pending", env=env, cwd=Path("/"))
     assert unreachable.returncode == 19 and "cannot reach the hitl service" in unreachable.stderr
     assert json.loads(local(service, "show", thread_id, "--json").stdout)["status"] == "interrupted"
+
+
+def test_standing_approvals_are_added_listed_and_revoked_remotely_under_the_tokens_name(
+    service: HitlService, bob: str
+) -> None:
+    started(service, bob)  # a call of send_email was asked about: its rules are known
+    scope = ("--tool", "send_email", "--thread", "x", "--expires-in", "1h")
+    added = remote(service, bob, "allow", "add", *scope, "--json")
+    assert added.returncode == 0, describe(added)
+    standing = json.loads(added.stdout)
+    assert (standing["created_by"], standing["thread_id"]) == ("bob", "x")
+    assert local(service, "allow", "list").stdout == remote(service, bob, "allow", "list").stdout
+    revoked = remote(service, bob, "allow", "revoke", standing["id"], "--json")
+    assert revoked.returncode == 0, describe(revoked)
+    assert json.loads(revoked.stdout)["revoked_by"] == "bob"
+    again = remote(service, bob, "allow", "revoke", standing["id"], "--json")
+    assert again.returncode == 23, describe(again)
+    assert json.loads(again.stdout)["error"]["type"] == "StandingNotFound"
