@@ -73,6 +73,7 @@ EXIT_CODES: dict[type[Exception], int] = {
     errors.Forbidden: 18,
     errors.ServiceUnavailable: 19,
     errors.UnknownCheckpoint: 20,
+    errors.MessagesOutOfRange: 20,
     errors.AgentFailed: 21,
     DatabaseCorrupt: 22,
     errors.InvalidThreadId: 2,  # a bad --thread, as a usage error
