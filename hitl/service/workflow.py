@@ -57,9 +57,8 @@ from hitl.service.errors import (
 )
 from hitl.service.reading import read_inbox, read_threads
 from hitl.service.thread_ids import check_thread_id
-from hitl.service.views import Decided as Decided  # what `decide` returns, for front ends
-from hitl.service.views import EveryPending as EveryPending
 from hitl.service.views import (
+    MESSAGES_PAGE,
     HistoryEntry,
     InboxPage,
     Status,
@@ -70,7 +69,8 @@ from hitl.service.views import (
     page_of_messages,
     thread_view,
 )
-from hitl.service.views import MESSAGES_PAGE as MESSAGES_PAGE  # a view's page, for front ends
+from hitl.service.views import Decided as Decided  # what `decide` returns, for front ends
+from hitl.service.views import EveryPending as EveryPending
 from hitl.service.views import Reconciled as Reconciled
 from hitl.service.views import Sent as Sent
 
