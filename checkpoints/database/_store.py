@@ -146,16 +146,24 @@ class Store:
             self._trace = None
             self._conn.set_trace_callback(None)
 
-    def _write(self, work: Callable[[Cursor], T]) -> T:
-        """Run `work` in one write transaction, waiting (bounded) for other writers."""
+    def _write(self, work: Callable[[Cursor], T], *, durable: bool = True) -> T:
+        """Run `work` in one write transaction, waiting (bounded) for other writers.
+
+        `durable=False` commits without waiting for the disk (SQLite: no fsync of the WAL;
+        PostgreSQL: `synchronous_commit = off`), for rows that mean nothing after a crash (a
+        lease names a process the crash ended). It is never lost behind a later durable
+        commit: the log is written in order, and that commit syncs it all.
+        """
         if isinstance(self._conn, PgConnection):
-            return self._pg_transaction(work, write=True)
+            return self._pg_transaction(work, write=True, durable=durable)
         deadline = time.monotonic() + self._lock_wait
         delay = 0.01
         while True:
             with self._lock, damage_named(self._path):
                 cur = self._conn.cursor()
                 outer, self._writing = self._writing, threading.get_ident()
+                if not durable:
+                    cur.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: no fsync at commit
                 try:
                     cur.execute("BEGIN IMMEDIATE")
                     try:
@@ -172,6 +180,8 @@ class Store:
                         raise DatabaseBusy(self._path, self._lock_wait) from e
                 finally:
                     self._writing = outer
+                    if not durable:
+                        cur.execute("PRAGMA synchronous=FULL")
                     cur.close()
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
@@ -223,7 +233,9 @@ class Store:
                 return
         conn.close()
 
-    def _pg_transaction(self, work: Callable[[Cursor], T], *, write: bool) -> T:
+    def _pg_transaction(
+        self, work: Callable[[Cursor], T], *, write: bool, durable: bool = True
+    ) -> T:
         """`work` in one transaction on a pooled connection of its own (no lock of ours: the
         pool is thread-safe, and the write lock is the database's)."""
         import psycopg
@@ -242,8 +254,12 @@ class Store:
                             if write:  # one round trip: the bounded wait, then the lock
                                 raw.execute(
                                     "SELECT set_config('lock_timeout', %s, true), "
+                                    "set_config('synchronous_commit', %s, true), "
                                     f"pg_advisory_xact_lock({WRITE_LOCK})",
-                                    (str(max(1, int(self._lock_wait * 1000))),),
+                                    (
+                                        str(max(1, int(self._lock_wait * 1000))),
+                                        "on" if durable else "off",
+                                    ),
                                 )
                             return work(PgCursor(raw))
                     finally:

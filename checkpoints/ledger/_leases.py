@@ -203,7 +203,8 @@ class ThreadLeases(Store):
         delay = 0.01
         while True:
             mark_live(holder)  # before the commit: anyone who reads the new row sees it alive
-            current = self._write(lambda cur: try_lease(cur, thread_id, holder, ttl))
+            # not synced: a crash ends the holder, and with it what the row says
+            current = self._write(lambda cur: try_lease(cur, thread_id, holder, ttl), durable=False)
             if current is None:
                 break
             mark_done(holder)
@@ -228,7 +229,8 @@ class ThreadLeases(Store):
                     lambda cur: cur.execute(
                         "DELETE FROM hitl_leases WHERE thread_id = ? AND holder = ?",
                         (thread_id, holder),
-                    )
+                    ),
+                    durable=False,
                 )
 
     def _renew(self, thread_id: str, holder: str, ttl: float, stop: threading.Event) -> None:
@@ -239,7 +241,8 @@ class ThreadLeases(Store):
                     lambda cur: cur.execute(
                         "UPDATE hitl_leases SET expires_at = ? WHERE thread_id = ? AND holder = ?",
                         (time.time() + ttl, thread_id, holder),
-                    )
+                    ),
+                    durable=False,
                 )
             except (DatabaseBusy, DatabaseError):
                 continue  # the next beat tries again; the lease outlives a few missed beats
