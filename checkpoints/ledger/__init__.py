@@ -14,6 +14,7 @@ from hitl.checkpoints.ledger._leases import (
 )
 from hitl.checkpoints.ledger._ledger import ROLE_PREFIX, Ledger, make_ledger, open_ledger
 from hitl.checkpoints.ledger._reads import Clock, InboxQuery, SortKey
+from hitl.checkpoints.ledger._renewal import LeaseRenewer
 from hitl.checkpoints.ledger._schema import (
     AUDIT_COLUMNS,
     COLUMNS,
@@ -37,6 +38,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Clock",
     "InboxQuery",
+    "LeaseRenewer",
     "Ledger",
     "SortKey",
     "ThreadFilter",
