@@ -252,14 +252,12 @@ class Store:
                     try:
                         with conn.transaction(), closing(conn.cursor()) as raw:
                             if write:  # one round trip: the bounded wait, then the lock
+                                # (not durable: this commit only; else the server's setting)
+                                unsynced = "" if durable else UNSYNCED_COMMIT
                                 raw.execute(
-                                    "SELECT set_config('lock_timeout', %s, true), "
-                                    "set_config('synchronous_commit', %s, true), "
+                                    f"SELECT set_config('lock_timeout', %s, true), {unsynced}"
                                     f"pg_advisory_xact_lock({WRITE_LOCK})",
-                                    (
-                                        str(max(1, int(self._lock_wait * 1000))),
-                                        "on" if durable else "off",
-                                    ),
+                                    (str(max(1, int(self._lock_wait * 1000))),),
                                 )
                             return work(PgCursor(raw))
                     finally:
@@ -283,6 +281,10 @@ class Store:
             reader.close()
         with self._lock:
             self._conn.close()
+
+
+UNSYNCED_COMMIT = "set_config('synchronous_commit', 'off', true), "
+"""PostgreSQL's per-transaction way of committing without waiting for the WAL's flush."""
 
 
 def _in_read_transaction(cur: sqlite3.Cursor, work: Callable[[Cursor], T]) -> T:
