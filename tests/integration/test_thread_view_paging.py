@@ -16,7 +16,7 @@ from hitl.service.errors import MessagesOutOfRange
 from hitl.service.views import MESSAGES_PAGE
 from hitl.service.workflow import ApprovalService, EveryPending
 from tests.support.fakes import ToolLog
-from tests.support.harness import hitl_settings, open_harness, open_test_service
+from tests.support.harness import hitl_settings, open_harness
 from tests.support.prompts import COUNT, SALLY
 
 pytestmark = pytest.mark.sqlite_only  # counts the SQLite saver's message reads
@@ -104,17 +104,13 @@ def test_pages_put_together_are_the_whole_conversation_from_the_graph_and_the_ro
             if page.messages_next_before is None:
                 break
             before = page.messages_next_before
-        with open_reader(hitl_settings(db)) as reader:
-            plain = [reader.show("t", messages=10, before=b) for b in (None, 17, 7)]
+        from_graph = [service.show("t", messages=10, before=b) for b in (None, 17, 7)]
+    with open_reader(hitl_settings(db)) as reader:
+        from_rows = [reader.show("t", messages=10, before=b) for b in (None, 17, 7)]
+
     assert [m for page in pages for m in page] == whole and len(whole) == 27
     assert [len(p) for p in pages] == [7, 10, 10]
-    graph_pages = [service_page.to_json() for service_page in _pages(db, log, (None, 17, 7))]
-    assert [p.to_json() if p else None for p in plain] == graph_pages
-
-
-def _pages(db: Path, log: ToolLog, befores: tuple[int | None, ...]) -> list[Any]:
-    with open_test_service(db, log) as service:
-        return [service.show("t", messages=10, before=b) for b in befores]
+    assert [v.to_json() if v else None for v in from_rows] == [v.to_json() for v in from_graph]
 
 
 def test_a_page_before_a_position_the_conversation_does_not_have_is_refused(
