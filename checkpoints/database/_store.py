@@ -149,13 +149,14 @@ class Store:
     def _write(self, work: Callable[[Cursor], T], *, durable: bool = True) -> T:
         """Run `work` in one write transaction, waiting (bounded) for other writers.
 
-        `durable=False` commits without waiting for the disk (SQLite: no fsync of the WAL;
-        PostgreSQL: `synchronous_commit = off`), for rows that mean nothing after a crash (a
-        lease names a process the crash ended). It is never lost behind a later durable
-        commit: the log is written in order, and that commit syncs it all.
+        `durable=False` commits without an fsync of SQLite's WAL, for rows that mean nothing
+        after the crash that could lose them: only the machine's crash loses such a commit,
+        and it ends every process that uses the file (a lease names one of them). It is never
+        lost behind a later durable commit: the WAL is written in order, and that commit syncs
+        it all. PostgreSQL ignores it: its server can crash while our processes live on.
         """
         if isinstance(self._conn, PgConnection):
-            return self._pg_transaction(work, write=True, durable=durable)
+            return self._pg_transaction(work, write=True)
         deadline = time.monotonic() + self._lock_wait
         delay = 0.01
         while True:
@@ -233,9 +234,7 @@ class Store:
                 return
         conn.close()
 
-    def _pg_transaction(
-        self, work: Callable[[Cursor], T], *, write: bool, durable: bool = True
-    ) -> T:
+    def _pg_transaction(self, work: Callable[[Cursor], T], *, write: bool) -> T:
         """`work` in one transaction on a pooled connection of its own (no lock of ours: the
         pool is thread-safe, and the write lock is the database's)."""
         import psycopg
@@ -252,10 +251,8 @@ class Store:
                     try:
                         with conn.transaction(), closing(conn.cursor()) as raw:
                             if write:  # one round trip: the bounded wait, then the lock
-                                # (not durable: this commit only; else the server's setting)
-                                unsynced = "" if durable else UNSYNCED_COMMIT
                                 raw.execute(
-                                    f"SELECT set_config('lock_timeout', %s, true), {unsynced}"
+                                    "SELECT set_config('lock_timeout', %s, true), "
                                     f"pg_advisory_xact_lock({WRITE_LOCK})",
                                     (str(max(1, int(self._lock_wait * 1000))),),
                                 )
@@ -281,10 +278,6 @@ class Store:
             reader.close()
         with self._lock:
             self._conn.close()
-
-
-UNSYNCED_COMMIT = "set_config('synchronous_commit', 'off', true), "
-"""PostgreSQL's per-transaction way of committing without waiting for the WAL's flush."""
 
 
 def _in_read_transaction(cur: sqlite3.Cursor, work: Callable[[Cursor], T]) -> T:

@@ -205,7 +205,7 @@ class ThreadLeases(Store):
         delay = 0.01
         while True:
             mark_live(holder)  # before the commit: anyone who reads the new row sees it alive
-            # not synced: a crash ends the holder, and with it what the row says
+            # unsynced on SQLite: the crash that could lose it ends the holder it names
             current = self._write(lambda cur: try_lease(cur, thread_id, holder, ttl), durable=False)
             if current is None:
                 break

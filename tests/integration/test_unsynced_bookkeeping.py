@@ -1,6 +1,7 @@
-"""What the ledger commits without waiting for the disk, and what it never does: a thread's
-lease and the `applied` mark mean nothing after a crash, so they skip the sync; a request,
-a decision, a tool's start and its result are each synced before the next step."""
+"""What the ledger commits to SQLite without an fsync, and what it never does: a thread's
+lease and the `applied` mark mean nothing after the machine's crash (the only one that loses
+such a commit), so they skip the sync; a request, a decision, a tool's start and its result
+are each synced before the next step."""
 
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 from hitl.checkpoints.ledger import open_ledger
 from tests.support.ledger import request_call
 
-pytestmark = pytest.mark.sqlite_only  # reads SQLite's statements (PostgreSQL: per transaction)
+pytestmark = pytest.mark.sqlite_only  # SQLite's sync setting (PostgreSQL syncs every commit)
 
 
 def transactions_by_sync(statements: list[str]) -> list[tuple[str, str]]:
