@@ -21,6 +21,7 @@ from hitl.checkpoints.ledger._ledger import (
 )
 from hitl.checkpoints.ledger._quorum import progress
 from hitl.checkpoints.ledger._reads import Clock, InboxQuery, SortKey
+from hitl.checkpoints.ledger._renewal import LeaseRenewer
 from hitl.checkpoints.ledger._schema import (
     AUDIT_COLUMNS,
     COLUMNS,
@@ -45,6 +46,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Clock",
     "InboxQuery",
+    "LeaseRenewer",
     "Ledger",
     "Remember",
     "SortKey",
