@@ -75,7 +75,18 @@ def unix(text: str | None) -> float | None:
     return None if text is None else datetime.fromisoformat(text).timestamp()
 
 
-_TIMES = ("requested_at", "expires_at", "decided_at", "started_at", "finished_at")
+_TIMES = (
+    "requested_at",
+    "expires_at",
+    "decided_at",
+    "started_at",
+    "finished_at",
+    "remind_at",
+    "escalate_at",
+    "reminded_at",
+    "escalated_at",
+    "snoozed_until",
+)
 
 
 @dataclass(frozen=True)
@@ -112,6 +123,18 @@ class ApprovalRecord:
     result: str | None = None
     result_status: str | None = None
     """`success` or `error`: how the journaled result is given back to the model."""
+    remind_at: float | None = None
+    """When the sweep sends one reminder that the call still waits (None: never)."""
+    escalate_at: float | None = None
+    """When the sweep escalates the call to `escalate_to` (None: never)."""
+    escalate_to: list[str] | None = None
+    """Who may also decide once the call is escalated (names, `role:NAME`)."""
+    reminded_at: float | None = None
+    escalated_at: float | None = None
+    assignee: str | None = None
+    """Who should look at the call (a name or `role:NAME`); not a permission."""
+    snoozed_until: float | None = None
+    """Hidden from the default inbox until then; still pending, still expiring."""
 
     @property
     def decision_type(self) -> str | None:

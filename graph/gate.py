@@ -90,6 +90,11 @@ class Verdict:
     on_expire: str = "reject"
     approvers: Sequence[str] | None = None
     allow_self_approval: bool = True
+    remind_after: float | None = None
+    """Seconds until the sweep sends one reminder (None: none)."""
+    escalate_after: float | None = None
+    """Seconds until the sweep lets `escalate_to` decide too (None: no escalation)."""
+    escalate_to: Sequence[str] | None = None
 
 
 def register(
@@ -120,6 +125,9 @@ def register(
         on_expire=taken.on_expire,
         approvers=list(taken.approvers) if taken.approvers is not None else None,
         allow_self_approval=taken.allow_self_approval,
+        remind_after=taken.remind_after,
+        escalate_after=taken.escalate_after,
+        escalate_to=list(taken.escalate_to) if taken.escalate_to is not None else None,
     )
 
 

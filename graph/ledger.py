@@ -72,6 +72,9 @@ class ApprovalLedger(Protocol):
         on_expire: str = "reject",
         approvers: Sequence[str] | None = None,
         allow_self_approval: bool = True,
+        remind_after: float | None = None,
+        escalate_after: float | None = None,
+        escalate_to: Sequence[str] | None = None,
     ) -> LedgerRecord: ...
 
     def answer_from_graph(

@@ -13,7 +13,7 @@ from hitl.checkpoints.ledger._leases import (
     runner_token,
 )
 from hitl.checkpoints.ledger._ledger import ROLE_PREFIX, Ledger, make_ledger, open_ledger
-from hitl.checkpoints.ledger._reads import Clock, InboxQuery, SortKey
+from hitl.checkpoints.ledger._reads import Clock, InboxQuery, SnoozeFilter, SortKey
 from hitl.checkpoints.ledger._schema import (
     AUDIT_COLUMNS,
     COLUMNS,
@@ -38,6 +38,7 @@ __all__ = [
     "Clock",
     "InboxQuery",
     "Ledger",
+    "SnoozeFilter",
     "SortKey",
     "ThreadFilter",
     "ThreadQuery",

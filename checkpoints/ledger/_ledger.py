@@ -61,6 +61,7 @@ from hitl.checkpoints.ledger._leases import (
 )
 from hitl.checkpoints.ledger._reads import Clock, LedgerReads, find_record, threads_of
 from hitl.checkpoints.ledger._schema import COLUMNS, MIGRATIONS, SCHEMA_VERSION, record_of
+from hitl.checkpoints.ledger._triage import ROLE_PREFIX, LedgerTriage
 from hitl.checkpoints.records import (
     DECIDED_TO_RUN,
     NOT_YET_RUN,
@@ -76,8 +77,6 @@ from hitl.checkpoints.records import (
 
 EXPIRY_ACTOR = "deadline"
 """`decided_by` of a call that a late decision found already past its deadline."""
-ROLE_PREFIX = "role:"
-"""An approver entry `role:NAME` admits everyone acting with that role (HTTP tokens)."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +95,7 @@ class _TurnBusy(Exception):
         self.begun = begun
 
 
-class Ledger(LedgerReads, ThreadLeases, Store):
+class Ledger(LedgerReads, ThreadLeases, LedgerTriage, Store):
     """The ledger on one database. Thread-safe.
 
     Its parts are mixins on one `Store` (the reads, the leases, and here the state machine),
@@ -187,12 +186,16 @@ class Ledger(LedgerReads, ThreadLeases, Store):
         on_expire: str = "reject",
         approvers: Sequence[str] | None = None,
         allow_self_approval: bool = True,
+        remind_after: float | None = None,
+        escalate_after: float | None = None,
+        escalate_to: Sequence[str] | None = None,
     ) -> ApprovalRecord:
         """Register a call (idempotent) and return its row, decided or not.
 
         A row that exists with the same args is returned as is. One whose args differ and
         that has not run yet is asked about again with the new args (the earlier decision was
-        for another action); a call that already ran keeps its row.
+        for another action); a call that already ran keeps its row. `remind_after` and
+        `escalate_after` (seconds from now) are for the sweep (see `_triage.py`).
         """
         h = args_hash(dict(args))
         existing = self.get(thread_id, tool_call_id)
@@ -222,7 +225,7 @@ class Ledger(LedgerReads, ThreadLeases, Store):
                 "approved_args_hash": None,
                 "status": "pending",
                 "applied": 0,
-            }
+            } | _triage_fields(now, remind_after, escalate_after, escalate_to)
             if not needs_review:
                 fields |= {
                     "status": "approved",
@@ -231,7 +234,7 @@ class Ledger(LedgerReads, ThreadLeases, Store):
                     "decision": canonical_json({"type": "approve"}),
                     "approved_args_hash": h,
                     "expires_at": None,
-                }
+                } | _triage_fields(now, None, None, None)
             if row is None:
                 columns = ["thread_id", "tool_call_id", *fields]
                 cur.execute(
@@ -757,6 +760,23 @@ def _decided_status(cur: Cursor, row: ApprovalRecord) -> Status:
     if last is not None and last[0] == "expired":
         return "expired"
     return STATUS_OF_DECISION.get(row.decision_type or "", "approved")
+
+
+def _triage_fields(
+    now: float,
+    remind_after: float | None,
+    escalate_after: float | None,
+    escalate_to: Sequence[str] | None,
+) -> dict[str, Any]:
+    """A (re-)requested call's reminder and escalation, none sent yet, and no snooze."""
+    return {
+        "remind_at": None if remind_after is None else now + remind_after,
+        "escalate_at": None if escalate_after is None else now + escalate_after,
+        "escalate_to": None if escalate_to is None else json.dumps(sorted(escalate_to)),
+        "reminded_at": None,
+        "escalated_at": None,
+        "snoozed_until": None,
+    }
 
 
 def _require(cur: Cursor, thread_id: str, tool_call_id: str) -> ApprovalRecord:

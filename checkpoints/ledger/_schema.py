@@ -8,7 +8,7 @@ from hitl.checkpoints.records import ApprovalRecord, AuditEntry
 
 WAITING = "status IN ('pending', 'outcome_unknown')"
 """The inbox's condition, spelled once: SQLite uses a partial index only for this exact text."""
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 MIGRATIONS: dict[int, tuple[str | PostgresOnly, ...]] = {
     1: (
         """CREATE TABLE hitl_approvals (
@@ -74,12 +74,36 @@ MIGRATIONS: dict[int, tuple[str | PostgresOnly, ...]] = {
             expires_at REAL NOT NULL
         )""",
     ),
+    2: (),  # another change's number
+    # triage: reminders, escalation, assignment and snooze (see `_triage.py`)
+    3: (
+        "ALTER TABLE hitl_approvals ADD COLUMN remind_at REAL",
+        "ALTER TABLE hitl_approvals ADD COLUMN escalate_at REAL",
+        "ALTER TABLE hitl_approvals ADD COLUMN escalate_to TEXT",
+        "ALTER TABLE hitl_approvals ADD COLUMN reminded_at REAL",
+        "ALTER TABLE hitl_approvals ADD COLUMN escalated_at REAL",
+        "ALTER TABLE hitl_approvals ADD COLUMN assignee TEXT",
+        "ALTER TABLE hitl_approvals ADD COLUMN snoozed_until REAL",
+        # the inbox's indexes also hold snoozed_until: hiding snoozed calls reads no table row
+        "DROP INDEX hitl_approvals_inbox",
+        "CREATE INDEX hitl_approvals_inbox ON hitl_approvals (requested_at, thread_id, "
+        f"tool_call_id, snoozed_until) WHERE {WAITING}",
+        "DROP INDEX hitl_approvals_inbox_by_deadline",
+        "CREATE INDEX hitl_approvals_inbox_by_deadline ON hitl_approvals ((expires_at IS NULL), "
+        f"expires_at, thread_id, tool_call_id, snoozed_until) WHERE {WAITING}",
+        # the sweep's nudges: only the pending calls with one still to send
+        "CREATE INDEX hitl_approvals_reminders ON hitl_approvals (remind_at) "
+        "WHERE status = 'pending' AND reminded_at IS NULL AND remind_at IS NOT NULL",
+        "CREATE INDEX hitl_approvals_escalations ON hitl_approvals (escalate_at) "
+        "WHERE status = 'pending' AND escalated_at IS NULL AND escalate_at IS NOT NULL",
+    ),
 }
 COLUMNS = (
     "thread_id, tool_call_id, interrupt_id, tool, args, args_hash, requester, status, "
     "allowed_decisions, description, requested_at, expires_at, on_expire, approvers, "
     "allow_self_approval, decided_at, decided_by, decision, reason, approved_args_hash, "
-    "runner, started_at, finished_at, result, result_status"
+    "runner, started_at, finished_at, result, result_status, "
+    "remind_at, escalate_at, escalate_to, reminded_at, escalated_at, assignee, snoozed_until"
 )
 
 
@@ -89,7 +113,8 @@ def record_of(row: tuple[Any, ...]) -> ApprovalRecord:
         thread_id, tool_call_id, interrupt_id, tool, args, h, requester, status, allowed,
         description, requested_at, expires_at, on_expire, approvers, allow_self, decided_at,
         decided_by, decision, reason, approved_hash, runner, started_at, finished_at, result,
-        result_status,
+        result_status, remind_at, escalate_at, escalate_to, reminded_at, escalated_at, assignee,
+        snoozed_until,
     ) = row  # fmt: skip
     return ApprovalRecord(
         thread_id=thread_id,
@@ -117,6 +142,13 @@ def record_of(row: tuple[Any, ...]) -> ApprovalRecord:
         finished_at=finished_at,
         result=result,
         result_status=result_status,
+        remind_at=remind_at,
+        escalate_at=escalate_at,
+        escalate_to=None if escalate_to is None else json.loads(escalate_to),
+        reminded_at=reminded_at,
+        escalated_at=escalated_at,
+        assignee=assignee,
+        snoozed_until=snoozed_until,
     )
 
 

@@ -48,6 +48,8 @@ EVENT_TYPES: tuple[str, ...] = (
     "approval.decided",
     "approval.expired",
     "tool.finished",
+    "approval.reminder",
+    "approval.escalated",
 )
 EVENT_OF_AUDIT: dict[str, str] = {
     "requested": "approval.requested",
@@ -55,6 +57,8 @@ EVENT_OF_AUDIT: dict[str, str] = {
     "decided": "approval.decided",
     "expired": "approval.expired",
     "tool_finished": "tool.finished",
+    "reminded": "approval.reminder",
+    "escalated": "approval.escalated",
 }
 """Audit events that become webhooks; every other audit event is skipped."""
 DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = ("pending", "delivered", "dead")
@@ -713,6 +717,13 @@ def _data(entry: AuditEntry, record: ApprovalRecord | None) -> dict[str, Any]:
             "deadline": iso(detail.get("deadline")),
             "approved_args_hash": detail.get("approved_args_hash"),
         }
+    elif entry.event == "reminded":
+        data |= {"status": "pending", "remind_at": iso(detail.get("remind_at"))}
+        data["assignee"] = detail.get("assignee")
+    elif entry.event == "escalated":
+        rules = detail.get("rules") or {}
+        data |= {"status": "pending", "escalate_to": detail.get("escalate_to")}
+        data |= {"approvers_added": detail.get("approvers_added"), "approvers": rules.get("approvers")}
     elif entry.event == "tool_finished":
         status = detail.get("status")
         data |= {

@@ -76,6 +76,7 @@ EXIT_CODES: dict[type[Exception], int] = {
     errors.AgentFailed: 21,
     DatabaseCorrupt: 22,
     errors.InvalidThreadId: 2,  # a bad --thread, as a usage error
+    errors.InvalidTriage: 23,
 }
 """Exit code of each error; 0 is success, 2 a usage error, 1 anything unexpected."""
 AUDIT_BROKEN_EXIT = 15
