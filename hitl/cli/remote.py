@@ -67,6 +67,9 @@ class RemoteService:
             params["older_than"] = f"{max(0.0, now - query.older_than):.3f}s"
         if query.expiring_before is not None:
             params["expiring_before"] = iso(query.expiring_before)
+        if query.assigned_to is not None:
+            params["assigned_to"] = list(query.assigned_to)
+        params["snoozed"] = query.snoozed
         return InboxPage.from_json(self._get("/approvals", params=params))
 
     def history(

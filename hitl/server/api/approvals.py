@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from hitl.checkpoints.stores import Token
 from hitl.server.api.bodies import Decision, Edit, Reject, Respond
-from hitl.server.api.common import Acting, AsApprover, Service, sse, viewer
+from hitl.server.api.common import Acting, AsApprover, Service, assignees, sse, viewer
 from hitl.server.events import INBOX, Event, EventBus
 from hitl.server.workers import ServicePool
 from hitl.service.timespec import parse_duration, parse_moment
@@ -32,6 +32,8 @@ def list_approvals(
     desc: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    assigned_to: Annotated[list[str] | None, Query(description="a name, role:NAME or me")] = None,
+    snoozed: Literal["hide", "show", "only"] = "hide",
     who: Token = viewer,
 ) -> dict[str, Any]:
     """The approvals waiting for a person, across all threads (the ledger's inbox)."""
@@ -50,6 +52,8 @@ def list_approvals(
         descending=desc,
         limit=limit,
         offset=offset,
+        assigned_to=assignees(assigned_to, who),
+        snoozed=snoozed,
     )
     return svc.pending(query).to_json()
 

@@ -93,6 +93,14 @@ AsApprover = Annotated[Acting, Depends(acting("approver"))]
 AsAdmin = Annotated[Acting, Depends(acting("admin"))]
 
 
+def assignees(names: list[str] | None, who: Token) -> tuple[str, ...] | None:
+    """An `assigned_to` filter with `me` standing for the caller: its name and roles."""
+    if names is None:
+        return None
+    mine = (who.name, *(f"role:{r}" for r in who.roles))
+    return tuple(dict.fromkeys(n for name in names for n in (mine if name == "me" else (name,))))
+
+
 def sse(
     request: Request,
     bus: EventBus,
