@@ -88,7 +88,11 @@ class LedgerTriage(Store):
                     continue
                 after = _require(cur, row)
                 added = sorted(set(widened or []) - set(row.approvers or []))
-                detail = {"escalate_to": targets, "approvers_added": added, "rules": rules_of(after)}
+                detail = {
+                    "escalate_to": targets,
+                    "approvers_added": added,
+                    "rules": rules_of(after),
+                }
                 self._entry(cur, row, "escalated", actor, detail)
                 escalated.append(_require(cur, row))
             return escalated

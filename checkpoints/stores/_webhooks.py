@@ -723,7 +723,10 @@ def _data(entry: AuditEntry, record: ApprovalRecord | None) -> dict[str, Any]:
     elif entry.event == "escalated":
         rules = detail.get("rules") or {}
         data |= {"status": "pending", "escalate_to": detail.get("escalate_to")}
-        data |= {"approvers_added": detail.get("approvers_added"), "approvers": rules.get("approvers")}
+        data |= {
+            "approvers_added": detail.get("approvers_added"),
+            "approvers": rules.get("approvers"),
+        }
     elif entry.event == "tool_finished":
         status = detail.get("status")
         data |= {

@@ -222,5 +222,3 @@ def _print_report(report: "BulkReport") -> None:
 
 
 __all__ = ["assign", "bulk", "snooze"]
-
-

@@ -125,7 +125,9 @@ def _decide_one(
     thread_id, cid = target.thread_id, target.tool_call_id
     seen = {cid: target.args_hash} if target.args_hash else None
 
-    def item(outcome: BulkOutcome, error: Exception | None = None, by: str | None = None) -> BulkItem:
+    def item(
+        outcome: BulkOutcome, error: Exception | None = None, by: str | None = None
+    ) -> BulkItem:
         return BulkItem(thread_id, cid, target.tool, outcome, str(error) if error else None, by)
 
     try:

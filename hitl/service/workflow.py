@@ -75,6 +75,8 @@ from hitl.service.views import Sent as Sent
 
 CANCELLED_REASON = "cancelled: the user sent a new message instead of deciding"
 SWEEP_ACTOR = "hitl sweep"
+MAX_SNOOZE_SECONDS = 366 * 86400.0
+"""The longest snooze: a call is put off, not forgotten."""
 ReconcileAction = Literal["retry", "mark_done", "skip"]
 Observer = Callable[[str, Callable[[], dict[str, Any]]], None]
 """Called with (thread_id, update) after each step of a run; `update()` gives what the nodes
@@ -503,10 +505,16 @@ class ApprovalService:
     ) -> ApprovalRecord:
         """Hide a pending call from the default inbox until `until` (None: unsnooze). It
         stays pending and still expires on its deadline; allowed to its approvers and admins."""
-        if until is not None and until <= self._ledger.clock():
+        now = self._ledger.clock()
+        if until is not None and until <= now:
             raise InvalidTriage(
                 f"cannot snooze until {iso(until)}: that is not in the future; give a "
                 "later time (e.g. 2h), or unsnooze the call"
+            )
+        if until is not None and until - now > MAX_SNOOZE_SECONDS:
+            raise InvalidTriage(
+                "cannot snooze a call for more than a year: give an earlier time "
+                "(its deadline, if any, still settles it)"
             )
         self._pending_record(thread_id, tool_call_id)
         with _translated(thread_id, self._ledger):

@@ -1,9 +1,13 @@
 """Triage over the JSON API: assignment and snooze (and their filters), bulk decisions with a
 report per call, and the refusals that change nothing."""
 
+import re
+import time
+from pathlib import Path
 from typing import Any
 
-from tests.support.http import Api, assert_error, only_call
+from tests.support.http import Api, assert_error, only_call, open_api
+from tests.support.plugins import plugin_spec
 
 
 def _ids(page: dict[str, Any]) -> list[str]:
@@ -60,9 +64,7 @@ def test_a_bad_snooze_is_422_naming_the_field_and_a_viewer_may_not_triage(api: A
 def test_a_bulk_approval_decides_each_call_and_reports_the_one_decided_before(api: Api) -> None:
     views = [api.start() for _ in range(3)]
     calls = [(v["thread_id"], only_call(v)) for v in views]
-    api.finished(
-        api.post(f"/threads/{calls[0][0]}/reject", json={"call": calls[0][1]}, by="bob")
-    )
+    api.finished(api.post(f"/threads/{calls[0][0]}/reject", json={"call": calls[0][1]}, by="bob"))
     body = {
         "decision": "approve",
         "calls": [{"thread_id": t, "call": c} for t, c in calls],
@@ -76,8 +78,8 @@ def test_a_bulk_approval_decides_each_call_and_reports_the_one_decided_before(ap
     assert (first["outcome"], first["decided_by"]) == ("already_decided", "bob")
     assert [i["outcome"] for i in rest] == ["decided", "decided"]
     for thread_id, _ in calls[1:]:
-        decided = [e for e in api.get(f"/threads/{thread_id}/audit").json()["audit"]]
-        assert [e["actor"] for e in decided if e["event"] == "decided"] == ["alice"]
+        audit = api.get(f"/threads/{thread_id}/audit").json()["audit"]
+        assert [e["actor"] for e in audit if e["event"] == "decided"] == ["alice"]
 
 
 def test_a_bulk_rejection_by_filter_takes_only_the_matching_calls(api: Api) -> None:
@@ -104,3 +106,16 @@ def test_a_bulk_body_with_both_or_neither_selection_is_422_and_decides_nothing(a
     ):
         assert_error(api.post("/approvals/bulk", json=body), 422, "InvalidRequest")
     assert api.state() == before
+
+
+def test_a_thread_page_says_a_call_expired_rather_than_that_someone_rejected_it(
+    tmp_path: Path,
+) -> None:
+    with open_api(tmp_path, {"HITL_POLICY": plugin_spec("QUICK_DEADLINE")}) as api:
+        view = api.start()
+        time.sleep(1.1)
+        assert api.post("/sweep", by="root").status_code == 200
+        page = api.get(f"/threads/{view['thread_id']}", headers={"Accept": "text/html"})
+
+    rows = re.findall(r'<td data-label="Decision"[^>]*>(.*?)</td>', page.text, re.S)
+    assert [r.strip() for r in rows] == ["expired: nobody decided before the deadline; not run"]

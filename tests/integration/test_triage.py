@@ -4,7 +4,9 @@ and bulk decisions racing single ones."""
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from hitl.graph.policy import Policy, ToolRule
 from hitl.service import errors
 from hitl.service.bulk import Target, decide_all, select
 from hitl.service.webhooks import WebhookDispatcher
-from hitl.service.workflow import SWEEP_ACTOR
+from hitl.service.workflow import SWEEP_ACTOR, ApprovalService
 from tests.support.fakes import FakeClock, ToolLog
 from tests.support.harness import open_test_service
 from tests.support.ledger import request_call
@@ -40,6 +42,26 @@ def _events(ledger: Ledger, thread_id: str) -> list[str]:
     return [e.event for e in ledger.audit_trail(thread_id)]
 
 
+def _race(*racers: Callable[[], None]) -> None:
+    """Run `racers` in threads released at the same instant; wait for all of them."""
+    barrier = threading.Barrier(len(racers))
+
+    def run(racer: Callable[[], None]) -> None:
+        barrier.wait(timeout=30)
+        racer()
+
+    threads = [threading.Thread(target=run, args=(racer,)) for racer in racers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+
+def _sweep(ledger: Ledger, sent: list[tuple[str, str]]) -> None:
+    sent.extend(("reminded", r.tool_call_id) for r in ledger.remind_due(actor="s"))
+    sent.extend(("escalated", r.tool_call_id) for r in ledger.escalate_due(actor="s"))
+
+
 def test_racing_sweeps_send_each_reminder_and_escalation_once(db: Path) -> None:
     clock = FakeClock()
     with open_ledger(db, clock=clock) as first, open_ledger(db, clock=clock) as second:
@@ -48,22 +70,8 @@ def test_racing_sweeps_send_each_reminder_and_escalation_once(db: Path) -> None:
             for thread_id, call in calls:
                 request_call(first, thread_id, call, **NUDGED)
             clock.advance(1800)  # both due at once
-            barrier = threading.Barrier(SWEEPERS)
             sent: list[tuple[str, str]] = []
-
-            def sweep(ledger: Ledger) -> None:
-                barrier.wait(timeout=30)
-                sent.extend(("reminded", r.tool_call_id) for r in ledger.remind_due(actor="s"))
-                sent.extend(("escalated", r.tool_call_id) for r in ledger.escalate_due(actor="s"))
-
-            racers = [
-                threading.Thread(target=sweep, args=(first if i % 2 else second,))
-                for i in range(SWEEPERS)
-            ]
-            for racer in racers:
-                racer.start()
-            for racer in racers:
-                racer.join(timeout=60)
+            _race(*(partial(_sweep, (first, second)[i % 2], sent) for i in range(SWEEPERS)))
             assert Counter(sent) == Counter(
                 (kind, call) for _, call in calls for kind in ("reminded", "escalated")
             )
@@ -222,12 +230,24 @@ def test_the_sweep_reminds_escalates_and_webhooks_carry_both(db: Path, log: Tool
     assert all(r.valid for r in receiver.received)
 
 
-def _ask_many(service: Any, count: int) -> list[tuple[str, str]]:
+def _ask_many(service: ApprovalService, count: int) -> list[tuple[str, str]]:
     calls = []
     for _ in range(count):
         view = service.run(SALLY, actor="alice")
         calls.append((view.thread_id, view.pending[0].tool_call_id))
     return calls
+
+
+def _bulk_approve(service: ApprovalService, targets: list[Target], out: dict[str, Any]) -> None:
+    out["report"] = decide_all(service, targets, {"type": "approve"}, actor="bulk-bob")
+
+
+def _reject_one(service: ApprovalService, thread_id: str, call: str, out: dict[str, Any]) -> None:
+    try:
+        service.decide(thread_id, {call: {"type": "reject"}}, actor="single-sue")
+        out["single"] = "won"
+    except errors.AlreadyDecided as e:
+        out["single"] = f"refused: {e.by}"
 
 
 def test_a_bulk_approval_racing_a_single_decision_decides_the_call_once(
@@ -239,36 +259,17 @@ def test_a_bulk_approval_racing_a_single_decision_decides_the_call_once(
             targets = select(bulk_side, InboxQuery(tool="send_email"))
             assert {(t.thread_id, t.tool_call_id) for t in targets} == set(calls)
             raced_thread, raced_call = calls[1]
-            barrier = threading.Barrier(2)
-            outcome: dict[str, Any] = {}
-
-            def bulk() -> None:
-                barrier.wait(timeout=30)
-                outcome["report"] = decide_all(
-                    bulk_side, targets, {"type": "approve"}, actor="bulk-bob"
-                )
-
-            def single() -> None:
-                barrier.wait(timeout=30)
-                try:
-                    single_side.decide(
-                        raced_thread, {raced_call: {"type": "reject"}}, actor="single-sue"
-                    )
-                    outcome["single"] = "won"
-                except errors.AlreadyDecided as e:
-                    outcome["single"] = f"refused: {e.by}"
-
-            racers = [threading.Thread(target=bulk), threading.Thread(target=single)]
-            for racer in racers:
-                racer.start()
-            for racer in racers:
-                racer.join(timeout=120)
-            items = {i.tool_call_id: i for i in outcome["report"].items}
+            out: dict[str, Any] = {}
+            _race(
+                partial(_bulk_approve, bulk_side, targets, out),
+                partial(_reject_one, single_side, raced_thread, raced_call, out),
+            )
+            items = {i.tool_call_id: i for i in out["report"].items}
             raced = items[raced_call]
-            if outcome["single"] == "won":
+            if out["single"] == "won":
                 assert (raced.outcome, raced.decided_by) == ("already_decided", "single-sue")
             else:
-                assert outcome["single"] == "refused: bulk-bob" and raced.outcome == "decided"
+                assert out["single"] == "refused: bulk-bob" and raced.outcome == "decided"
             others = [items[c] for _, c in calls if c != raced_call]
             assert [i.outcome for i in others] == ["decided", "decided"]
             decided = [

@@ -191,7 +191,9 @@ class Bulk(BaseModel):
     calls: list[BulkCall] | None = Field(
         default=None, min_length=1, description="The calls to decide (what the decider saw)."
     )
-    filter: BulkFilter | None = Field(default=None, description="Or: every pending call it matches.")
+    filter: BulkFilter | None = Field(
+        default=None, description="Or: every pending call it matches."
+    )
     reason: str | None = Field(default=None, description="With reject: told to the model.")
     comment: str | None = None
 
