@@ -119,7 +119,7 @@ class LedgerReads(Store):
         if query.assigned_to is not None:
             where.append(f"assignee IN ({', '.join('?' for _ in query.assigned_to) or 'NULL'})")
             params.extend(query.assigned_to)
-        if query.snoozed != "show":  # in the inbox indexes: a count still reads only them
+        if query.snoozed != "show":  # in the status index: a count still reads only it
             where.append(_SNOOZED[query.snoozed])
             params.append(self.clock())
         clause = " AND ".join(where)

@@ -4,7 +4,7 @@ import json
 from typing import Any
 
 from hitl.checkpoints.database import PostgresOnly
-from hitl.checkpoints.records import ApprovalRecord, AuditEntry
+from hitl.checkpoints.records import ApprovalRecord, AuditEntry, Triage
 
 WAITING = "status IN ('pending', 'outcome_unknown')"
 """The inbox's condition, spelled once: SQLite uses a partial index only for this exact text."""
@@ -84,13 +84,9 @@ MIGRATIONS: dict[int, tuple[str | PostgresOnly, ...]] = {
         "ALTER TABLE hitl_approvals ADD COLUMN escalated_at REAL",
         "ALTER TABLE hitl_approvals ADD COLUMN assignee TEXT",
         "ALTER TABLE hitl_approvals ADD COLUMN snoozed_until REAL",
-        # the inbox's indexes also hold snoozed_until: hiding snoozed calls reads no table row
-        "DROP INDEX hitl_approvals_inbox",
-        "CREATE INDEX hitl_approvals_inbox ON hitl_approvals (requested_at, thread_id, "
-        f"tool_call_id, snoozed_until) WHERE {WAITING}",
-        "DROP INDEX hitl_approvals_inbox_by_deadline",
-        "CREATE INDEX hitl_approvals_inbox_by_deadline ON hitl_approvals ((expires_at IS NULL), "
-        f"expires_at, thread_id, tool_call_id, snoozed_until) WHERE {WAITING}",
+        # the inbox's count reads snoozed_until from the index, not from each row
+        "DROP INDEX hitl_approvals_status",
+        "CREATE INDEX hitl_approvals_status ON hitl_approvals (status, requested_at, snoozed_until)",
         # the sweep's nudges: only the pending calls with one still to send
         "CREATE INDEX hitl_approvals_reminders ON hitl_approvals (remind_at) "
         "WHERE status = 'pending' AND reminded_at IS NULL AND remind_at IS NOT NULL",
@@ -142,13 +138,23 @@ def record_of(row: tuple[Any, ...]) -> ApprovalRecord:
         finished_at=finished_at,
         result=result,
         result_status=result_status,
-        remind_at=remind_at,
-        escalate_at=escalate_at,
-        escalate_to=None if escalate_to is None else json.loads(escalate_to),
-        reminded_at=reminded_at,
-        escalated_at=escalated_at,
-        assignee=assignee,
-        snoozed_until=snoozed_until,
+        triage=None
+        if remind_at is None
+        and escalate_at is None
+        and escalate_to is None
+        and reminded_at is None
+        and escalated_at is None
+        and assignee is None
+        and snoozed_until is None
+        else Triage(
+            remind_at=remind_at,
+            escalate_at=escalate_at,
+            escalate_to=None if escalate_to is None else json.loads(escalate_to),
+            reminded_at=reminded_at,
+            escalated_at=escalated_at,
+            assignee=assignee,
+            snoozed_until=snoozed_until,
+        ),
     )
 
 
