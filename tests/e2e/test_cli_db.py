@@ -3,6 +3,7 @@ from a SQLite file to PostgreSQL with its pending approvals."""
 
 import pytest
 
+from hitl.checkpoints.ledger import SCHEMA_VERSION
 from tests.support.cli import Workspace, assert_refused, describe
 from tests.support.postgres import fresh_database, require_postgres, server_url
 from tests.support.prompts import COUNT, PAIR, SALLY
@@ -83,7 +84,7 @@ def test_db_status_shows_a_missing_schema_and_migrate_creates_it(workspace: Work
         workspace, "db", "status", exit_code=10, says=["no such database file"], as_json=True
     )
     migrated = workspace.json("db", "migrate")
-    assert migrated["up_to_date"] is True and migrated["ledger_version"] == 1
+    assert migrated["up_to_date"] is True and migrated["ledger_version"] == SCHEMA_VERSION
     own = {"hitl_schema", "hitl_webhook_cursor"}  # a version row; the outbox's cursor
     assert all(rows == 0 for table, rows in migrated["rows"].items() if table not in own)
     workspace.json("run", SALLY)
@@ -100,7 +101,7 @@ def test_db_migrate_on_postgres_applies_every_migration_once(workspace: Workspac
     assert first == again
     assert first["up_to_date"] is True
     assert first["checkpoint_version"] == first["checkpoint_target"] > 0
-    assert first["ledger_version"] == first["ledger_target"] == 1
+    assert first["ledger_version"] == first["ledger_target"] == SCHEMA_VERSION
 
 
 def test_a_database_that_is_neither_a_file_nor_postgresql_is_a_usage_error(

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from hitl.checkpoints.errors import LedgerTampered, NotPending, NotPermitted
-from hitl.checkpoints.ledger import InboxQuery, Ledger, open_ledger
+from hitl.checkpoints.ledger import SCHEMA_VERSION, InboxQuery, Ledger, open_ledger
 from hitl.checkpoints.stores import open_webhook_store
 from hitl.graph.policy import Policy, ToolRule
 from hitl.service import errors
@@ -306,3 +306,33 @@ def test_snoozing_into_the_past_is_refused_with_what_to_do(db: Path, log: ToolLo
         with pytest.raises(errors.InvalidTriage, match="give a person's name"):
             service.assign(view.thread_id, call, "  ", actor="bob")
         assert [e.event for e in service.audit(view.thread_id)] == ["requested"]
+
+
+TRIAGE_COLUMNS = (
+    "remind_at",
+    "escalate_at",
+    "escalate_to",
+    "reminded_at",
+    "escalated_at",
+    "assignee",
+    "snoozed_until",
+)
+
+
+def test_a_ledger_at_the_first_schema_is_upgraded_keeping_its_pending_calls(db: Path) -> None:
+    with open_ledger(db) as ledger:
+        request_call(ledger, "t", "c")
+    for statement in (  # back to the tables of schema 1, with the call in them
+        "DROP INDEX hitl_approvals_reminders",
+        "DROP INDEX hitl_approvals_escalations",
+        "DROP INDEX hitl_approvals_status",
+        *(f"ALTER TABLE hitl_approvals DROP COLUMN {column}" for column in TRIAGE_COLUMNS),
+        "CREATE INDEX hitl_approvals_status ON hitl_approvals (status, requested_at)",
+        "UPDATE hitl_schema SET version = 1",
+    ):
+        execute(db, statement)
+    with open_ledger(db) as ledger:
+        assert ledger.schema_version() == SCHEMA_VERSION
+        assert ledger.assign("t", "c", "bob", actor="bob").assignee == "bob"
+        assert [r.tool_call_id for r in ledger.inbox(InboxQuery(assigned_to=("bob",)))[0]] == ["c"]
+        assert ledger.verify_audit().ok
