@@ -36,9 +36,26 @@ def traced(connections: Sequence[sqlite3.Connection], ledger: Any = None) -> Ite
             seen.extend(by_ledger)
 
 
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER")
+
+
 def commit_count(statements: Sequence[str]) -> int:
-    """How many of `statements` commit a transaction."""
-    return sum(s.strip().upper().startswith("COMMIT") for s in statements)
+    """How many of `statements` commit a transaction that wrote something.
+
+    A read transaction's COMMIT writes nothing and syncs nothing, so it is not counted: only
+    commits that make a change durable cost what this figure stands for.
+    """
+    commits, wrote = 0, False
+    for statement in statements:
+        verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else ""
+        if verb in _WRITES:
+            wrote = True
+        elif verb in ("COMMIT", "END"):
+            commits += wrote
+            wrote = False
+        elif verb in ("BEGIN", "ROLLBACK"):
+            wrote = False
+    return commits
 
 
 def report_targets(checks: Sequence[Check], *, width: int = 28) -> int:

@@ -102,6 +102,8 @@ BIN = Path(sys.executable).parent
 STARTUP_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 30.0
 REQUEST_TIMEOUT_SECONDS = 120.0
+WAIT = {"wait": 30}
+"""Each request that starts a run answers when the run has ended (`?wait=`)."""
 _ADMIN = re.compile(r"first admin token \(shown once, keep it safe\): (hitl_\S+)")
 
 
@@ -287,10 +289,17 @@ def ours_client(url: str, token: str) -> Callable[[ClientLog], Cycle]:
             event_hooks={"request": [log.sent]},
         )
 
-        def accepted(answer: httpx.Response) -> Any:
-            if answer.status_code != 202:
+        def ended(answer: httpx.Response) -> Any:
+            """The answer of a request that waited for its run (`200`), or the run followed
+            to its end if it outlasted the wait (`202`)."""
+            if answer.status_code not in (200, 202):
                 raise CycleFailed(f"{answer.request.url.path}: {answer.status_code} {answer.text}")
-            return answer.json()
+            body = answer.json()
+            if answer.status_code == 202:
+                finish(body["run"]["run_id"])
+            elif body["run"]["status"] != "done":
+                raise CycleFailed(f"run {body['run']['run_id']} failed: {body['run']}")
+            return body
 
         def finish(run_id: str) -> None:
             while True:  # each long-poll answers at the run's end, or after 10 s
@@ -304,12 +313,11 @@ def ours_client(url: str, token: str) -> Callable[[ClientLog], Cycle]:
                     raise CycleFailed(f"run {run_id} failed: {run.get('error')}")
 
         def cycle(log: ClientLog) -> None:
-            started = accepted(http.post("/threads", json={"prompt": PROMPT}))
-            finish(started["run"]["run_id"])
+            # each request waits for the run it starts: two requests a cycle (the SDK: three)
+            started = ended(http.post("/threads", json={"prompt": PROMPT}, params=WAIT))
             # no call named: every pending call, so no read of the thread first
-            approved = accepted(http.post(f"/threads/{started['thread_id']}/approve", json={}))
+            ended(http.post(f"/threads/{started['thread_id']}/approve", json={}, params=WAIT))
             log.approvals += 1
-            finish(approved["run"]["run_id"])
 
         return cycle
 

@@ -178,8 +178,11 @@ class ApprovalMiddleware(AgentMiddleware[ApprovalState, Any, Any]):
         while waiting := [c for c in calls if records[cast(str, c["id"])].status == "pending"]:
             reply = interrupt(_batched_request(waiting, records))
             decisions = _decisions(reply, len(waiting))
+            schemas = self._schemas_for(None)  # the tools are not known here: any args
             for call, decision in zip(waiting, decisions or [], strict=False):
-                records[cast(str, call["id"])] = gate.answer(ledger, config, call, decision)
+                records[cast(str, call["id"])] = gate.answer(
+                    ledger, config, call, decision, schemas
+                )
         reviews = {
             cast(str, c["id"]): gate.review_of(c, records[cast(str, c["id"])]) for c in calls
         }

@@ -9,6 +9,8 @@ and the same code.
 
 import re
 import threading
+import time
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol, Self
@@ -259,7 +261,8 @@ def _acquire_pool(url: str, size: int) -> Any:
             max_size=size,
             kwargs={"autocommit": True},
             configure=_configure,
-            check=ConnectionPool.check_connection,  # one the server dropped is replaced
+            check=_check_if_idle,  # one the server dropped is replaced
+            reset=_returned,
             open=False,
             name="hitl",
         )
@@ -280,6 +283,26 @@ def _release_pool(url: str) -> None:
             return
         del _pools[url]
     pool.close()
+
+
+IDLE_CHECK_SECONDS = 2.0
+"""A pooled connection idle this long is checked (a round trip) before it is lent again: one
+the server dropped meanwhile (a restart, an idle timeout) is replaced, not handed out. One
+used more recently is lent as is: checking it too cost a round trip per operation (14 an
+approval cycle), and a connection found broken in use is discarded when returned."""
+_last_returned: "weakref.WeakKeyDictionary[Any, float]" = weakref.WeakKeyDictionary()
+
+
+def _returned(conn: Any) -> None:
+    _last_returned[conn] = time.monotonic()
+
+
+def _check_if_idle(conn: Any) -> None:
+    returned = _last_returned.get(conn)
+    if returned is None or time.monotonic() - returned >= IDLE_CHECK_SECONDS:
+        from psycopg_pool import ConnectionPool
+
+        ConnectionPool.check_connection(conn)
 
 
 def _configure(conn: Any) -> None:

@@ -12,7 +12,13 @@ from hitl.checkpoints.ledger._leases import (
     runner_process,
     runner_token,
 )
-from hitl.checkpoints.ledger._ledger import ROLE_PREFIX, Ledger, make_ledger, open_ledger
+from hitl.checkpoints.ledger._ledger import (
+    ROLE_PREFIX,
+    Ledger,
+    check_permitted,
+    make_ledger,
+    open_ledger,
+)
 from hitl.checkpoints.ledger._reads import Clock, InboxQuery, SnoozeFilter, SortKey
 from hitl.checkpoints.ledger._schema import (
     AUDIT_COLUMNS,
@@ -46,6 +52,7 @@ __all__ = [
     "ThreadSummary",
     "alive_on_this_host",
     "audit_entry_of",
+    "check_permitted",
     "checkpoint_time",
     "host_id",
     "lease_holder",

@@ -793,6 +793,15 @@ def _update(cur: Cursor, thread_id: str, tool_call_id: str, fields: Mapping[str,
     )
 
 
+def check_permitted(
+    row: ApprovalRecord, kind: str, actor: str, roles: Collection[str] = ()
+) -> None:
+    """`NotPermitted` unless `actor` (with `roles`) may make a `kind` decision on `row`: the
+    check `decide` makes, for a caller that must know before (a decision link is made only
+    for a person who may approve with it)."""
+    _check_permitted(row, kind, actor, roles)
+
+
 def _check_permitted(
     row: ApprovalRecord, kind: str, actor: str, roles: Collection[str] = ()
 ) -> None:
@@ -816,4 +825,12 @@ def _check_permitted(
         )
 
 
-__all__ = ["EXPIRY_ACTOR", "ROLE_PREFIX", "Begin", "Ledger", "make_ledger", "open_ledger"]
+__all__ = [
+    "EXPIRY_ACTOR",
+    "ROLE_PREFIX",
+    "Begin",
+    "Ledger",
+    "check_permitted",
+    "make_ledger",
+    "open_ledger",
+]

@@ -86,7 +86,8 @@ MIGRATIONS: dict[int, tuple[str | PostgresOnly, ...]] = {
         "ALTER TABLE hitl_approvals ADD COLUMN snoozed_until REAL",
         # the inbox's count reads snoozed_until from the index, not from each row
         "DROP INDEX hitl_approvals_status",
-        "CREATE INDEX hitl_approvals_status ON hitl_approvals (status, requested_at, snoozed_until)",
+        "CREATE INDEX hitl_approvals_status ON hitl_approvals "
+        "(status, requested_at, snoozed_until)",
         # the sweep's nudges: only the pending calls with one still to send
         "CREATE INDEX hitl_approvals_reminders ON hitl_approvals (remind_at) "
         "WHERE status = 'pending' AND reminded_at IS NULL AND remind_at IS NOT NULL",

@@ -17,7 +17,7 @@ from hitl.checkpoints.errors import DatabaseError
 from hitl.checkpoints.ledger import SCHEMA_VERSION, make_ledger
 from hitl.checkpoints.maintenance._progress import Progress, no_progress
 from hitl.checkpoints.savers import open_saver
-from hitl.checkpoints.stores import RunQueue, TokenStore, make_webhook_store
+from hitl.checkpoints.stores import LinkStore, RunQueue, TokenStore, make_webhook_store
 from hitl.checkpoints.urls import DatabaseName, display, is_postgres
 
 CHECKPOINT_TABLES = {
@@ -35,6 +35,8 @@ HITL_TABLES = (
     "hitl_webhooks",
     "hitl_webhook_deliveries",
     "hitl_webhook_cursor",
+    "hitl_link_key",
+    "hitl_links",
 )
 
 _MIGRATING = "parts of the schema created or migrated"
@@ -80,7 +82,7 @@ def migrate(db: DatabaseName, progress: Progress = no_progress) -> SchemaStatus:
             pass
 
     def stores() -> None:
-        for store in (RunQueue, TokenStore):
+        for store in (RunQueue, TokenStore, LinkStore):
             store(store_connection(db), path=display(db)).close()
 
     parts: tuple[Callable[[], None], ...] = (

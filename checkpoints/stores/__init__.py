@@ -1,6 +1,7 @@
-"""The HTTP service's own stores: the run queue, API tokens, the webhook outbox."""
+"""The HTTP service's own stores: the run queue, API tokens, the webhook outbox, decision links."""
 
 from hitl.checkpoints.database import MAX_OFFSET
+from hitl.checkpoints.stores._links import Link, LinkStore, open_link_store
 from hitl.checkpoints.stores._runs import (
     FINISHED,
     MAX_ATTEMPTS,
@@ -39,6 +40,8 @@ __all__ = [
     "Delivery",
     "DeliveryStatus",
     "Endpoint",
+    "Link",
+    "LinkStore",
     "Role",
     "Run",
     "RunKind",
@@ -47,6 +50,7 @@ __all__ = [
     "TokenStore",
     "WebhookStore",
     "make_webhook_store",
+    "open_link_store",
     "open_run_queue",
     "open_token_store",
     "open_webhook_store",

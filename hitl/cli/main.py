@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, TypeVar, cast
 
 import click
@@ -26,6 +27,7 @@ from hitl.checkpoints.ledger import MAX_OFFSET, InboxQuery, SnoozeFilter, SortKe
 from hitl.checkpoints.records import iso, parse_args_hash
 from hitl.checkpoints.urls import display
 from hitl.cli.db import db
+from hitl.cli.links import link
 from hitl.cli.output import (
     emit,
     fail,
@@ -38,7 +40,7 @@ from hitl.cli.settings import DB_OPTION, settings, typed_db_option
 from hitl.cli.triage import assign, bulk, snooze
 from hitl.cli.webhooks import webhook
 from hitl.service import errors
-from hitl.service.settings import default_actor
+from hitl.service.settings import check_public_url, default_actor
 from hitl.service.timespec import parse_duration, parse_moment
 from hitl.service.views import (
     EveryPending,
@@ -76,8 +78,10 @@ EXIT_CODES: dict[type[Exception], int] = {
     errors.UnknownCheckpoint: 20,
     errors.AgentFailed: 21,
     DatabaseCorrupt: 22,
+    errors.LinkNotFound: 23,
+    errors.LinkGone: 23,
     errors.InvalidThreadId: 2,  # a bad --thread, as a usage error
-    errors.InvalidTriage: 23,
+    errors.InvalidTriage: 24,
 }
 """Exit code of each error; 0 is success, 2 a usage error, 1 anything unexpected."""
 AUDIT_BROKEN_EXIT = 15
@@ -783,6 +787,11 @@ def _megabytes(size: int) -> str:
 @click.option(
     "--access-log/--no-access-log", default=True, help="Log every request (method, path, status)."
 )
+@click.option(
+    "--public-url",
+    envvar="HITL_PUBLIC_URL",
+    help="Where people open the service (decision links start with it) [env HITL_PUBLIC_URL].",
+)
 def serve(
     host: str,
     port: int,
@@ -792,6 +801,7 @@ def serve(
     prune_older_than: str | None,
     demo: bool,
     access_log: bool,
+    public_url: str | None,
 ) -> None:
     """Start the HTTP service and web inbox (first start: prints an admin token)."""
     import uvicorn
@@ -801,6 +811,11 @@ def serve(
     from hitl.server.app import ServerOptions, create_app
 
     chosen = settings(False)
+    if public_url:
+        try:
+            chosen = replace(chosen, public_url=check_public_url(public_url))
+        except errors.InvalidSettings as e:
+            _fail(e, False)
     if prune_older_than is not None and not prune_interval:
         raise click.UsageError("--prune-older-than needs --prune-interval: how often to prune")
     older_than = (
@@ -942,6 +957,7 @@ cli.add_command(webhook)
 cli.add_command(db)
 for _triage_command in (assign, snooze, bulk):
     cli.add_command(_triage_command)
+cli.add_command(link)
 
 
 class _Utf8Text(click.types.StringParamType):

@@ -156,6 +156,11 @@ class RemoteService:
     def sweep(self) -> SweepReport:
         return SweepReport.from_json(self._post("/sweep", {}))
 
+    def make_link(self, thread_id: str, tool_call_id: str, identity: str) -> dict[str, Any]:
+        """A decision link for `identity` (yourself; anyone for an admin's token)."""
+        path = f"/approvals/{_q(thread_id)}/{_q(tool_call_id)}/links"
+        return self._post(path, {"for": identity})
+
     # plumbing
 
     def _decide_one(

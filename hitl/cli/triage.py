@@ -205,7 +205,7 @@ def _bulk(
         sys.exit(BULK_INCOMPLETE_EXIT)
 
 
-BULK_INCOMPLETE_EXIT = 24
+BULK_INCOMPLETE_EXIT = 25
 """`hitl bulk` recorded its decision for some calls only: the report says why not the others."""
 
 

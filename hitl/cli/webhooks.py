@@ -27,6 +27,7 @@ from hitl.cli.settings import settings
 from hitl.service.settings import default_actor
 
 if TYPE_CHECKING:  # httpx loads with the commands that send or check, not with `hitl`
+    from hitl.service.links import DecisionLinks
     from hitl.service.webhooks import Destinations
 
 EXIT_CODES: dict[type[Exception], int] = {
@@ -63,6 +64,29 @@ def _destinations(as_json: bool) -> "Destinations":
     from hitl.service.webhooks import Destinations
 
     return Destinations.from_env(settings(as_json).environ or {})
+
+
+@contextmanager
+def _links(as_json: bool) -> "Iterator[DecisionLinks | None]":
+    """What adds decision links to `approval.requested` bodies: None without a public URL
+    (`HITL_PUBLIC_URL`), as in the service."""
+    chosen = settings(as_json)
+    if chosen.public_url is None:
+        yield None
+        return
+    from hitl.checkpoints.ledger import open_ledger
+    from hitl.checkpoints.stores import open_link_store, open_token_store
+    from hitl.service.links import DecisionLinks, token_roles
+
+    try:
+        with (
+            open_ledger(chosen.db, create=False) as ledger,
+            open_link_store(chosen.db) as store,
+            open_token_store(chosen.db) as tokens,
+        ):
+            yield DecisionLinks(ledger, store, token_roles(tokens), public_url=chosen.public_url)
+    except tuple(EXIT_CODES) as e:
+        _fail(e, as_json)
 
 
 def _events(endpoint: Endpoint) -> str:
@@ -210,7 +234,12 @@ def dispatch(as_json: bool) -> None:
 
     with (
         _store(as_json) as store,
-        WebhookDispatcher(store, destinations=_destinations(as_json)) as dispatcher,
+        _links(as_json) as links,
+        WebhookDispatcher(
+            store,
+            destinations=_destinations(as_json),
+            body=None if links is None else links.add_to_payload,
+        ) as dispatcher,
     ):
         attempted = 0
         while True:  # until a pass finds less than a full batch due: the backlog is drained

@@ -20,11 +20,19 @@ from starlette.exceptions import HTTPException
 from hitl.checkpoints.database import store_connection
 from hitl.checkpoints.ledger import InboxQuery, make_ledger
 from hitl.checkpoints.maintenance import prune
-from hitl.checkpoints.stores import Run, RunQueue, TokenStore, WebhookStore, make_webhook_store
-from hitl.server import api, http_errors, reference, ui
+from hitl.checkpoints.stores import (
+    LinkStore,
+    Run,
+    RunQueue,
+    TokenStore,
+    WebhookStore,
+    make_webhook_store,
+)
+from hitl.server import api, http_errors, link_pages, reference, ui
 from hitl.server.events import EventBus, thread_topic
 from hitl.server.metrics import Metrics
 from hitl.server.workers import Background, QueueRuns, ServicePool, queue_sweep
+from hitl.service.links import DecisionLinks, token_roles
 from hitl.service.settings import Settings
 from hitl.service.webhooks import Destinations, WebhookDispatcher
 
@@ -60,6 +68,10 @@ def create_app(settings: Settings, options: ServerOptions = ServerOptions()) -> 
         ledger = make_ledger(settings.db)
         queue = RunQueue(store_connection(settings.db), path=str(settings.db))
         tokens = TokenStore(store_connection(settings.db), path=str(settings.db))
+        link_store = LinkStore(store_connection(settings.db), path=str(settings.db))
+        links = DecisionLinks(
+            ledger, link_store, token_roles(tokens), public_url=settings.public_url
+        )
 
         def queued(run: Run) -> None:  # a worker takes it now; streams of the thread hear of it
             background.wake()
@@ -69,7 +81,7 @@ def create_app(settings: Settings, options: ServerOptions = ServerOptions()) -> 
         pool.get()  # fail now, not at the first request, if the settings are wrong
         webhooks = make_webhook_store(settings.db)
         destinations = Destinations.from_env(settings.environ or {})
-        extra = [_deliver_webhooks(webhooks, destinations)] if options.webhooks else []
+        extra = [_deliver_webhooks(webhooks, destinations, links)] if options.webhooks else []
         background = Background(
             pool,
             queue,
@@ -90,6 +102,7 @@ def create_app(settings: Settings, options: ServerOptions = ServerOptions()) -> 
         app.state.bus, app.state.pool, app.state.queue = bus, pool, queue
         app.state.tokens, app.state.background = tokens, background
         app.state.webhooks, app.state.settings = webhooks, settings
+        app.state.links = links
         app.state.metrics = Metrics(ledger, queue, background.stats)
         background.start()
         # decisions recorded by a process that died before queuing their run: resume now
@@ -109,7 +122,7 @@ def create_app(settings: Settings, options: ServerOptions = ServerOptions()) -> 
         finally:
             background.stop()
             pool.close()
-            for store in (queue, tokens, ledger, webhooks):
+            for store in (queue, tokens, link_store, ledger, webhooks):
                 store.close()
 
     app = FastAPI(
@@ -127,15 +140,18 @@ def create_app(settings: Settings, options: ServerOptions = ServerOptions()) -> 
     app.include_router(api.router)
     reference.install(app)
     ui.install(app)
+    link_pages.install(app)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     return app
 
 
 def _deliver_webhooks(
-    store: WebhookStore, destinations: Destinations
+    store: WebhookStore, destinations: Destinations, links: DecisionLinks
 ) -> Callable[[threading.Event], None]:
     def deliver(stop: threading.Event) -> None:
-        with WebhookDispatcher(store, destinations=destinations) as dispatcher:
+        with WebhookDispatcher(
+            store, destinations=destinations, body=links.add_to_payload
+        ) as dispatcher:
             dispatcher.run_forever(stop)
 
     return deliver

@@ -39,6 +39,8 @@ STATUS: dict[type[Exception], int] = {
     errors.InvalidThreadId: 422,
     errors.InvalidTriage: 422,
     errors.NotPermitted: 403,
+    errors.LinkNotFound: 404,
+    errors.LinkGone: 410,
     errors.Busy: 503,
     errors.LedgerTampered: 500,
     errors.InvalidSettings: 500,

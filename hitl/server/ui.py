@@ -208,6 +208,9 @@ class Card:
     can_settle: bool
     fields: list[FormField]
     thread_url: str
+    link_for: str | None = None
+    """Whom "Copy link" makes a decision link for: the viewer (an approver), anyone they
+    name (`""`: an admin), or None: no such action."""
     mine: bool = False
     """Assigned to the viewer by name (its card offers no "Assign to me")."""
 
@@ -301,6 +304,7 @@ def _cards(svc: ApprovalService, items: Sequence[PendingApproval], who: Token) -
                 can_settle=p.status == "outcome_unknown" and who.may("admin"),
                 fields=edit_fields(schemas[p.tool], p.args) if editable and may_decide else [],
                 thread_url=thread_url(p.thread_id),
+                link_for=None if not may_decide else "" if who.may("admin") else who.name,
                 mine=p.assignee == who.name,
             )
         )
@@ -531,6 +535,16 @@ def _templates() -> Jinja2Templates:
     env.filters["local_time"] = _local_time
     env.filters["attrs"] = _html_attrs
     return Jinja2Templates(env=env)
+
+
+def page_templates() -> Jinja2Templates:
+    """The inbox's templates with their filters and globals, for pages of their own."""
+    return _templates()
+
+
+def same_origin(request: Request) -> bool:
+    """Whether a form was posted from this site's own pages (see `_same_origin`)."""
+    return _same_origin(request)
 
 
 def _html_attrs(attrs: Mapping[str, str | bool]) -> Markup:

@@ -192,6 +192,20 @@ def _raised_by_a_bug_of_ours(error: BaseException) -> bool:
     return where.name != "demo_tools.py" and any(where.is_relative_to(r) for r in _OUR_CODE)
 
 
+class LinkNotFound(HitlError):
+    """A decision link this database never made (mistyped, cut short, or another database's)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this decision link is not valid: it may be mistyped or cut short, or come from "
+            "another installation. Ask for a new one, or decide in the inbox."
+        )
+
+
+class LinkGone(HitlError):
+    """A decision link that can no longer decide: used, expired, or made for other args."""
+
+
 class InvalidSettings(HitlError):
     """A setting (model, tools, policy, database) that cannot be used."""
 

@@ -5,6 +5,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from hitl.checkpoints.database import DEFAULT_DB
 from hitl.checkpoints.urls import (
@@ -29,15 +30,19 @@ class Settings:
     environ: Mapping[str, str] | None = None
     graph: str | None = None
     """The user's graph (`./file.py:attr` or `package.module:attr`); None: the demo agent."""
+    public_url: str | None = None
+    """Where people reach the service (`HITL_PUBLIC_URL`): decision links start with it."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, db: str | None = None) -> "Settings":
-        """Read `HITL_DB` (or `db`), `HITL_PG_POOL_SIZE` and `HITL_MODEL`; the graph reads
+        """Read `HITL_DB` (or `db`), `HITL_PG_POOL_SIZE`, `HITL_MODEL` and `HITL_PUBLIC_URL`
+        (`check_public_url`); the graph reads
         `HITL_TOOLS`, `HITL_POLICY`, ...
 
         `ValueError` if the database is neither a file nor a URL; `InvalidSettings` for a
         PostgreSQL URL libpq would fill in with its defaults (no database, a password without
-        a user) or a pool size that is not a whole number of at least one.
+        a user), a pool size that is not a whole number of at least one, or a public URL that
+        is not one.
         """
         database = parse_database(db or environ.get("HITL_DB") or DEFAULT_DB)
         if is_postgres(database):  # only PostgreSQL has a pool: a stray value never stops SQLite
@@ -52,7 +57,25 @@ class Settings:
             model=environ.get("HITL_MODEL") or None,
             environ=dict(environ),
             graph=environ.get("HITL_GRAPH") or graph_in_langgraph_json(Path.cwd()),
+            public_url=check_public_url(public)
+            if (public := environ.get(PUBLIC_URL_SETTING))
+            else None,
         )
+
+
+PUBLIC_URL_SETTING = "HITL_PUBLIC_URL"
+
+
+def check_public_url(url: str) -> str:
+    """`url` without a trailing slash; `InvalidSettings` unless it is an http(s) URL with a
+    host and no query or fragment."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise InvalidSettings(
+            f"{PUBLIC_URL_SETTING} / --public-url {url!r} is not usable: give the http(s) URL "
+            "people open the inbox at, e.g. https://hitl.example.com (no query or fragment)"
+        )
+    return url.strip().rstrip("/")
 
 
 def default_actor(environ: Mapping[str, str]) -> str:

@@ -33,6 +33,9 @@ from hitl.checkpoints.errors import WebhookError
 from hitl.checkpoints.stores import Claim, Endpoint, WebhookStore
 
 Clock = Callable[[], float]
+BodyOf = Callable[[str, str], str]
+"""(event type, stored payload) -> the body sent: what is added when sent, never stored (a
+decision link)."""
 
 SIGNATURE_PREFIX = "sha256="
 TOLERANCE_SECONDS = 300
@@ -204,9 +207,10 @@ def add_endpoint(
     return store.add_endpoint(url, events=events, secret=secret, created_by=created_by)
 
 
-def headers_for(claim: Claim, timestamp: int) -> dict[str, str]:
-    """The headers of one attempt of a claimed delivery."""
-    body = claim.delivery.payload.encode()
+def headers_for(claim: Claim, timestamp: int, body: bytes | None = None) -> dict[str, str]:
+    """The headers of one attempt of a claimed delivery (whose body is its stored payload
+    unless `body` says otherwise)."""
+    body = claim.delivery.payload.encode() if body is None else body
     return {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
@@ -234,8 +238,10 @@ class WebhookDispatcher:
         timeout: float = TIMEOUT_SECONDS,
         batch: int = BATCH,
         clock: Clock = time.time,
+        body: BodyOf | None = None,
     ) -> None:
         self._store = store
+        self._body = body
         self._destinations = destinations
         self._owns_client = client is None
         self._client = client or httpx.Client(timeout=timeout, follow_redirects=False)
@@ -272,13 +278,17 @@ class WebhookDispatcher:
         timestamp = int(self._clock())
         status_code: int | None = None
         try:
+            payload = claim.delivery.payload
+            if self._body is not None:  # inside the try: a failure is this attempt's
+                payload = self._body(claim.delivery.event_type, payload)
+            body = payload.encode()
             target = self._destinations.target(claim.url)  # checked again: DNS may have moved
             sni: dict[str, Any] = {"sni_hostname": urlsplit(claim.url).hostname}
             with self._client.stream(
                 "POST",
                 target.url,
-                content=claim.delivery.payload.encode(),
-                headers=headers_for(claim, timestamp) | {"Host": target.host},
+                content=body,
+                headers=headers_for(claim, timestamp, body) | {"Host": target.host},
                 timeout=self._timeout,
                 extensions=sni if target.url.startswith("https:") else None,
             ) as response:

@@ -67,7 +67,7 @@ def test_a_snoozed_call_leaves_pending_until_it_is_unsnoozed(
     assert _ids(copied.json("pending")) == [c1, c2, c3]
 
 
-def test_snoozing_into_the_past_is_refused_with_exit_23_and_nothing_written(
+def test_snoozing_into_the_past_is_refused_with_exit_24_and_nothing_written(
     copied: Workspace, three: Calls
 ) -> None:
     (t1, c1), _, _ = three.calls
@@ -79,7 +79,7 @@ def test_snoozing_into_the_past_is_refused_with_exit_23_and_nothing_written(
         c1,
         "--until",
         "2001-01-01T00:00:00Z",
-        exit_code=23,
+        exit_code=24,
         says=["not in the future", "give a later time"],
         as_json=True,
         error_type="InvalidTriage",

@@ -21,6 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from hitl import ApprovalMiddleware, InterruptOnConfig, ScriptedChatModel, bind_ledger
 from hitl.app import Assembly, assemble
+from hitl.graph import decisions as decisions_module
 from tests.support.harness import hitl_settings
 
 Ran = list[str]
@@ -113,6 +114,28 @@ def test_batched_mode_raises_one_langchain_hitl_request_per_turn(parts: Assembly
     result = resume(agent, {"decisions": decisions})  # a scalar resume, as Agent Chat UI sends
     assert result.interrupts == ()
     assert ran == ["A"]  # langchain 1.0's `arguments` is read as `args`
+
+
+def test_batched_answers_build_each_tools_decision_types_once_not_per_answer(
+    parts: Assembly, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[str] = []
+    real = decisions_module.create_model
+
+    def counted(model: str, /, **fields: Any) -> Any:
+        built.append(model)
+        return real(model, **fields)
+
+    monkeypatch.setattr(decisions_module, "create_model", counted)
+    middleware = ApprovalMiddleware({"append_line": True})
+    for thread in ("t1", "t2", "t3"):
+        agent = ours(parts, [], [middleware], "a")
+        config: Any = {"configurable": {"thread_id": thread}}
+        agent.invoke({"messages": [{"role": "user", "content": "go"}]}, config, durability="sync")
+        resume_all = Command(resume={"decisions": [{"type": "approve"}]})
+        agent.invoke(resume_all, config, durability="sync")
+
+    assert built == ["append_line_EditedAction", "append_line_EditDecision"]  # pydantic is slow
 
 
 def test_batched_mode_asks_again_only_about_calls_decided_nowhere_else(parts: Assembly) -> None:

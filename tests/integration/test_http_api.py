@@ -45,6 +45,36 @@ def test_starting_a_thread_answers_202_with_where_to_follow_its_run(api: Api) ->
     assert [r["run_id"] for r in view["runs"]] == [run["run_id"]]
 
 
+def test_a_request_that_waits_answers_200_with_the_ended_run_in_one_round_trip(api: Api) -> None:
+    started = api.post("/threads", json={"prompt": SALLY}, params={"wait": WAIT_SECONDS})
+
+    assert started.status_code == 200, started.text
+    assert "Location" not in started.headers
+    body = started.json()
+    assert body["run"]["status"] == "done"  # it ran up to the approval, which now waits
+    thread_id = body["thread_id"]
+    approved = api.post(f"/threads/{thread_id}/approve", json={}, params={"wait": WAIT_SECONDS})
+
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["run"]["status"] == "done"
+    assert api.sent_ids() == [approved.json()["decided"][0]["tool_call_id"]]
+    assert api.thread(thread_id)["status"] == "done"
+
+
+def test_a_wait_too_short_for_the_run_still_answers_202_with_where_to_follow_it(
+    api: Api,
+) -> None:
+    started = api.post("/threads", json={"prompt": SALLY}, params={"wait": 0.001})
+
+    assert started.status_code == 202
+    assert started.headers["Location"] == f"/runs/{started.json()['run']['run_id']}"
+    assert api.finished(started)["status"] == "done"
+    error = assert_error(
+        api.post("/threads", json={"prompt": SALLY}, params={"wait": 61}), 422, "InvalidRequest"
+    )
+    assert [f["field"] for f in error["fields"]] == ["query.wait"]
+
+
 @pytest.mark.parametrize("thread_id", ["a/b", ".", "..", "../etc", "with space"])
 def test_a_new_thread_id_that_would_not_survive_a_url_is_422_naming_the_rule(
     api: Api, thread_id: str

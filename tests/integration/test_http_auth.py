@@ -64,6 +64,7 @@ ENDPOINTS = [
     Endpoint("POST", "/webhooks", {"url": "https://example.com/hooks/hitl"}, "admin"),
     Endpoint("DELETE", "/webhooks/no-such-webhook", None, "admin", (404,)),
     Endpoint("GET", "/webhooks/deliveries", None, "admin"),
+    Endpoint("POST", "/approvals/{thread}/{call}/links", {"for": "alice"}, "approver", (201,)),
 ]
 ROLE_OF = {"approver": "alice", "admin": "root"}
 """The token (of `test_http_api.TOKENS`) with just that role."""

@@ -137,3 +137,16 @@ def broken_tools() -> list[BaseTool]:
     """`count_emails` with a bug: it exits the process."""
     shutdown_switch.name = "count_emails"
     return [shutdown_switch]
+
+
+NAMED_APPROVERS = Policy(
+    rules={
+        "send_email": ToolRule(
+            approvers=["alice", "bob", "role:admin"],
+            allow_self_approval=False,
+            expires_after=timedelta(hours=1),
+        )
+    }
+)
+"""Alice or Bob by name, or an admin, approves an email, but not the one who asked for it;
+it expires after an hour (the decision links)."""

@@ -7,9 +7,9 @@ and `GET /threads/{id}/stream` shows it live.
 
 from fastapi import APIRouter
 
-from hitl.server.api import admin, approvals, threads, triage
+from hitl.server.api import admin, approvals, links, threads, triage
 from hitl.server.http_errors import ERROR_RESPONSES
 
 router = APIRouter(responses=ERROR_RESPONSES)
-for part in (threads, approvals, triage, admin):
+for part in (threads, approvals, triage, admin, links):
     router.include_router(part.router)

@@ -1,5 +1,6 @@
 """What the API's routes share: the roles they require, the service and queue they use,
-the `202` answer, server-sent events."""
+the answer to a request that starts a run (`202`, or `200` once it ended), long-polls of a
+run, server-sent events."""
 
 import asyncio
 import logging
@@ -8,12 +9,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, cast
 
-from fastapi import Depends, Request, Response
+import anyio.from_thread
+from fastapi import Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from hitl.checkpoints.stores import Role, Run, RunQueue, Token
+from hitl.checkpoints.stores import FINISHED, Role, Run, RunQueue, Token
 from hitl.server.auth import require, signed_in
-from hitl.server.events import Event, EventBus
+from hitl.server.events import Event, EventBus, run_topic
 from hitl.server.workers import ServicePool
 from hitl.service.workflow import ApprovalService
 
@@ -24,6 +26,9 @@ HEARTBEAT_SECONDS = 15.0
 RECHECK_SECONDS = 2.0
 """An SSE stream reads its token again this often, and before each event: a revoked token's
 streams end within this time (its reader's reconnection is then refused with `401`)."""
+
+MAX_WAIT_SECONDS = 60.0
+"""The longest long-poll: `GET /runs/{id}?wait=`, and `?wait=` on a request that starts a run."""
 
 viewer = Depends(require("viewer"))
 approver = Depends(require("approver"))
@@ -52,26 +57,62 @@ Queue = Annotated[RunQueue, Depends(_queue_dependency)]
 @dataclass(frozen=True)
 class Acting:
     """One request that changes something: who acts, the service and queue it acts on, and
-    how its `202` answer is made (a queued run, and where to follow it)."""
+    how its answer is made (the run it queued, and where to follow it)."""
 
     request: Request
     response: Response
     service: ApprovalService
     queue: RunQueue
     who: Token
+    wait: float = 0.0
+    """`?wait=S`: answer when the queued run has ended, or after S seconds at most."""
 
     def accepted(self, run: Run | None, **extra: Any) -> dict[str, Any]:
-        """The `202` answer: the run, and where to follow it."""
+        """`202` with the queued run and where to follow it; with `?wait=S`, `200` with the
+        ended run if it ended within S seconds (one request instead of two per step)."""
         if run is None:  # the pool's services queue every continuation (`QueueRuns`)
             raise RuntimeError("the service ran the thread in the request; expected a queued run")
-        self.response.status_code = 202
-        self.response.headers["Location"] = f"/runs/{run.run_id}"
+        state = run.to_json()
+        if self.wait > 0:  # endpoints run in worker threads; the wait is on the event loop
+            waited: dict[str, Any] | None
+            waited = anyio.from_thread.run(ended_run, self.request, run.run_id, self.wait)
+            state = waited or state
+        ended = state.get("status") in FINISHED
+        self.response.status_code = 200 if ended else 202
+        if not ended:
+            self.response.headers["Location"] = f"/runs/{run.run_id}"
         links = {
             "run": f"/runs/{run.run_id}",
             "thread": f"/threads/{run.thread_id}",
             "stream": f"/threads/{run.thread_id}/stream",
         }
-        return {"thread_id": run.thread_id, "run": run.to_json(), "links": links, **extra}
+        return {"thread_id": run.thread_id, "run": state, "links": links, **extra}
+
+
+async def ended_run(request: Request, run_id: str, wait: float) -> dict[str, Any] | None:
+    """The run as JSON once it has ended, or as it is after `wait` seconds (None: no such run).
+
+    Its end is heard from this process's workers and, on PostgreSQL, from the database when
+    another process ran it; without either, the queue is read again every second.
+    """
+    q = queue(request)
+    bus: EventBus = request.app.state.bus
+    with bus.subscription(run_topic(run_id)) as events:  # first, so no end is missed
+        run = await asyncio.to_thread(q.get, run_id)
+        if run is None:
+            return None
+        deadline = time.monotonic() + wait
+        while not run.finished and time.monotonic() < deadline:
+            left = deadline - time.monotonic()
+            try:
+                event = await asyncio.wait_for(events.get(), min(left, 1.0))
+            except TimeoutError:
+                run = await asyncio.to_thread(q.get, run_id) or run
+                continue
+            if event.data.get("status") in FINISHED:
+                return dict(event.data)
+            run = await asyncio.to_thread(q.get, run_id) or run  # another process's end
+    return run.to_json()
 
 
 def acting(role: Role) -> Callable[..., Awaitable[Acting]]:
@@ -81,10 +122,19 @@ def acting(role: Role) -> Callable[..., Awaitable[Acting]]:
         request: Request,
         response: Response,
         who: Token = Depends(require(role)),  # noqa: B008
+        wait: Annotated[
+            float,
+            Query(
+                ge=0,
+                le=MAX_WAIT_SECONDS,
+                description="seconds to wait for the run this starts to end: `200` with the "
+                "ended run, or `202` if it is still going",
+            ),
+        ] = 0,
     ) -> Acting:
         pool: ServicePool = request.app.state.pool
         service = pool.per_thread
-        return Acting(request, response, service, queue(request), who)
+        return Acting(request, response, service, queue(request), who, wait)
 
     return bundle
 

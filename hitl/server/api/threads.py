@@ -1,24 +1,29 @@
 """Threads and runs: start, continue, read, follow live."""
 
 import asyncio
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
-from hitl.checkpoints.stores import FINISHED, Token
+from hitl.checkpoints.stores import Token
 from hitl.server.api.bodies import ContinueThread, StartThread
-from hitl.server.api.common import AsApprover, Queue, Service, queue, sse, viewer
-from hitl.server.events import Event, EventBus, run_topic, thread_topic
+from hitl.server.api.common import (
+    MAX_WAIT_SECONDS,
+    AsApprover,
+    Queue,
+    Service,
+    ended_run,
+    queue,
+    sse,
+    viewer,
+)
+from hitl.server.events import Event, EventBus, thread_topic
 from hitl.server.workers import ServicePool
 from hitl.service.errors import ThreadNotFound
 from hitl.service.workflow import MAX_OFFSET, ApprovalService, ThreadFilter, ThreadQuery
 
 router = APIRouter()
-MAX_WAIT_SECONDS = 60.0
-"""The longest long-poll of `GET /runs/{id}?wait=`."""
-
 
 MAX_PREFIX = 200
 """The longest ID prefix a search takes: a thread ID's longest."""
@@ -124,25 +129,10 @@ async def get_run(
     who: Token = viewer,
 ) -> dict[str, Any]:
     """A run's status; with `wait=S`, answer when it has finished or after S seconds."""
-    q = queue(request)
-    bus: EventBus = request.app.state.bus
-    with bus.subscription(run_topic(run_id)) as events:  # first, so no end is missed
-        run = await asyncio.to_thread(q.get, run_id)
-        if run is None:
-            raise HTTPException(404, f"no run {run_id!r}; runs are listed in GET /threads/{{id}}")
-        deadline = time.monotonic() + wait
-        while not run.finished and time.monotonic() < deadline:
-            left = deadline - time.monotonic()
-            try:  # this process's workers say when it ends, and (on PostgreSQL) the database
-                # when another process's do; without that, the queue is read every second
-                event = await asyncio.wait_for(events.get(), min(left, 1.0))
-            except TimeoutError:
-                run = await asyncio.to_thread(q.get, run_id) or run
-                continue
-            if event.data.get("status") in FINISHED:
-                return event.data
-            run = await asyncio.to_thread(q.get, run_id) or run  # another process's end
-    return run.to_json()
+    run = await ended_run(request, run_id, wait)
+    if run is None:
+        raise HTTPException(404, f"no run {run_id!r}; runs are listed in GET /threads/{{id}}")
+    return run
 
 
 def _view_or_queued(

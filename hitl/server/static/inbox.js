@@ -351,6 +351,39 @@
     if (error.type === "ArgsChanged") card.dataset.outdated = "";
   }
 
+  // A decision link for one person (the API checks they may approve), shown and copied.
+  async function copyLink(card, form) {
+    const name = form.elements.namedItem("for").value.trim();
+    const path = `/approvals/${encodeURIComponent(card.dataset.thread)}/${encodeURIComponent(card.dataset.call)}/links`;
+    say(card, "Making the link…");
+    let response;
+    let data = null;
+    try {
+      response = await fetch(path, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", [CSRF_HEADER]: "1" },
+        body: JSON.stringify({ for: name }),
+      });
+      data = await response.json().catch(() => null);
+    } catch {
+      say(card, "Could not reach the service; no link was made. Try again.", "error");
+      return;
+    }
+    if (response.status === 401) return toLogin();
+    if (!response.ok) {
+      say(card, data?.error?.message || `The service answered ${response.status}; no link was made.`, "error");
+      return;
+    }
+    const out = form.querySelector("[data-link-url]");
+    out.value = data.url;
+    out.closest("[data-link-out]").hidden = false;
+    out.select();
+    const copied = await navigator.clipboard?.writeText(data.url).then(() => true, () => false);
+    const what = `Link for ${data.for}: it decides once, as them.`;
+    say(card, copied ? `Copied. ${what}` : `${what} Copy it from the box.`, "ok");
+  }
+
   // Short polls, not `?wait=`: a held request per card would use up the browser's few
   // connections to this host, and the next decision would wait behind them.
   async function follow(card, runId, done, link) {
@@ -546,6 +579,7 @@
       return;
     }
     const kind = form.dataset.form;
+    if (kind === "link") return copyLink(card, form);
     const text = (name) => form.elements.namedItem(name)?.value.trim() || "";
     const body = text("comment") ? { comment: text("comment") } : {};
     if (kind === "reject" && text("reason")) body.reason = text("reason");
