@@ -1,15 +1,15 @@
-"""`hitl assign`, `hitl snooze` and `hitl bulk`: triage of pending calls, on the database.
+"""`hitl assign`, `hitl snooze` and `hitl bulk`: triage of pending calls.
 
 Commands only translate arguments and output; the work is done by `ApprovalService.assign`,
 `ApprovalService.snooze` and `hitl.service.bulk` (each call decided on its own, through
-`ApprovalService.decide`). On a running service (`--url`), use its HTTP API instead.
+`ApprovalService.decide`), or by the same operations of a running service (`--url`).
 """
 
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import click
 
@@ -20,6 +20,7 @@ from hitl.service.settings import default_actor
 from hitl.service.timespec import parse_moment
 
 if TYPE_CHECKING:
+    from hitl.cli.remote import RemoteService
     from hitl.service.bulk import BulkReport
     from hitl.service.workflow import ApprovalService
 
@@ -33,22 +34,36 @@ call_option = click.option("--call", "tool_call_id", required=True, help="The to
 
 
 @contextmanager
-def _service(as_json: bool) -> "Iterator[ApprovalService]":
-    """The service on the `--db` database; a domain error of the block exits with its code."""
-    if click.get_current_context().find_root().meta.get("remote") is not None:
-        raise click.UsageError(
-            "assign, snooze and bulk work on the database; on a service, use its HTTP API "
-            "(POST /approvals/THREAD/CALL/assign, .../snooze, /approvals/bulk)"
-        )
-    from hitl.app import open_service
+def _service(as_json: bool) -> "Iterator[ApprovalService | RemoteService]":
+    """The service on the `--db` database, or the running one (`--url`); a domain error of
+    the block exits with its code (`hitl`'s table)."""
     from hitl.cli.main import EXIT_CODES
+
+    ctx = click.get_current_context()
+    remote = ctx.find_root().meta.get("remote")
+    explicit = ctx.get_parameter_source("actor") == click.core.ParameterSource.COMMANDLINE
+    if remote is not None and explicit:
+        raise click.UsageError(
+            "--as does not apply with --url: the service records you as your token's name"
+        )
 
     def failed(error: Exception) -> NoReturn:
         fail(error, next(EXIT_CODES[k] for k in type(error).__mro__ if k in EXIT_CODES), as_json)
 
     try:
-        with open_service(settings(as_json)) as service:
-            yield service
+        if remote is not None:
+            from hitl.cli.remote import RemoteService
+
+            client = RemoteService(*remote)
+            try:
+                yield client
+            finally:
+                client.close()
+        else:
+            from hitl.app import open_service
+
+            with open_service(settings(as_json)) as service:
+                yield service
     except tuple(EXIT_CODES) as e:
         failed(e)
 
@@ -76,7 +91,8 @@ def assign(
     if (assignee is None) == (not nobody):
         raise click.UsageError("give --to NAME (or role:NAME, or me), or --nobody")
     who = _who(actor)
-    target = who if assignee == "me" else assignee
+    remote = click.get_current_context().find_root().meta.get("remote") is not None
+    target = who if assignee == "me" and not remote else assignee  # else the service's "me"
     with _service(as_json) as service:
         record = service.assign(thread_id, tool_call_id, target, actor=who)
     emit(
@@ -179,6 +195,7 @@ def _bulk(
 ) -> None:
     from hitl.service.bulk import decide_all, select
 
+    remote = click.get_current_context().find_root().meta.get("remote") is not None
     if as_json and not yes:
         raise click.UsageError("--json needs --yes: there is no one to confirm")
     who = _who(actor)
@@ -186,7 +203,7 @@ def _bulk(
         tool=tool,
         thread_id=thread_id,
         requester=requester,
-        assigned_to=tuple(who if a == "me" else a for a in assigned_to) or None,
+        assigned_to=tuple(who if a == "me" and not remote else a for a in assigned_to) or None,
         snoozed="show" if include_snoozed else "hide",
     )
     with _service(as_json) as service:
@@ -199,7 +216,11 @@ def _bulk(
                 click.echo(f"  thread {t.thread_id}  call {t.tool_call_id}  {t.tool}")
             verb = "Approve" if answer["type"] == "approve" else "Reject"
             click.confirm(f"{verb} these {len(targets)} calls?", abort=True)
-        report = decide_all(service, targets, answer, actor=who, comment=comment)
+        if remote:  # the service decides each call as the token's owner
+            report = cast("RemoteService", service).decide_all(targets, answer, comment=comment)
+        else:
+            local = cast("ApprovalService", service)
+            report = decide_all(local, targets, answer, actor=who, comment=comment)
     emit(as_json, report.to_json(), lambda: _print_report(report))
     if any(i.outcome != "decided" for i in report.items):
         sys.exit(BULK_INCOMPLETE_EXIT)

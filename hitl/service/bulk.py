@@ -10,17 +10,26 @@ happened: `decided`, or why not (decided first by someone else, expired, not per
 import dataclasses
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from hitl.checkpoints.ledger import InboxQuery
 from hitl.service import errors
-from hitl.service.workflow import ApprovalService
+from hitl.service.views import InboxPage
+
+if TYPE_CHECKING:  # remote mode uses this module's views without loading the graph's code
+    from hitl.service.workflow import ApprovalService
 
 BulkOutcome = Literal[
     "decided", "already_decided", "expired", "not_permitted", "args_changed", "not_found", "refused"
 ]
 MAX_BULK = 500
 """The most calls one bulk decision takes: a selection that matches more is refused."""
+
+
+class Lister(Protocol):
+    """What lists the inbox: the service, or a running service over HTTP (`--url`)."""
+
+    def pending(self, query: InboxQuery | None = None) -> InboxPage: ...
 
 
 @dataclass(frozen=True)
@@ -77,22 +86,23 @@ class BulkReport:
         return cls(data["decision"], [BulkItem(**i) for i in data["items"]])
 
 
-def select(service: ApprovalService, query: InboxQuery) -> list[Target]:
+def select(service: "Lister", query: InboxQuery) -> list[Target]:
     """The pending calls of an inbox filter (its sort, not its page); `InvalidTriage` if more
     than `MAX_BULK` match: narrow the filter."""
     page = service.pending(
         dataclasses.replace(query, statuses=("pending",), limit=MAX_BULK, offset=0)
     )
+    items = [p for p in page.items if p.status == "pending"]  # a service lists both kinds
     if page.total > MAX_BULK:
         raise errors.InvalidTriage(
             f"{page.total} pending calls match; a bulk decision takes at most {MAX_BULK}: "
             "narrow the filter (--tool, --thread, --assigned-to)"
         )
-    return [Target(p.thread_id, p.tool_call_id, p.args_hash, p.tool) for p in page.items]
+    return [Target(p.thread_id, p.tool_call_id, p.args_hash, p.tool) for p in items]
 
 
 def decide_all(
-    service: ApprovalService,
+    service: "ApprovalService",
     targets: Sequence[Target],
     answer: dict[str, Any],
     *,
@@ -114,7 +124,7 @@ def decide_all(
 
 
 def _decide_one(
-    service: ApprovalService,
+    service: "ApprovalService",
     target: Target,
     answer: dict[str, Any],
     *,

@@ -1,6 +1,7 @@
 """Triage through the `hitl` CLI: assign and filter by assignee, snooze and unsnooze, and a
 bulk decision with one confirmation and a report per call — real processes on one file."""
 
+import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -8,8 +9,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.cli import HITL, Workspace, assert_refused, describe
+from tests.support.cli import HITL, Workspace, assert_refused, describe, hitl
+from tests.support.environment import hitl_environment, process_environment
 from tests.support.prompts import SALLY
+from tests.support.services import make_token, running_service
 
 
 @dataclass(frozen=True)
@@ -131,3 +134,41 @@ def _bulk(workspace: Workspace, answer: str, *filters: str) -> subprocess.Comple
         timeout=120,
         check=False,
     )
+
+
+def test_assign_snooze_and_bulk_work_against_a_running_service_as_the_token(
+    tmp_path: Path,
+) -> None:
+    with running_service(tmp_path) as service:
+        bob = make_token(service, "bob", "approver")
+        env = process_environment(
+            hitl_environment(service.db, service.outbox, {"HITL_URL": service.url})
+        )
+        env |= {"HITL_TOKEN": bob}
+        env.pop("HITL_DB")  # remote mode must not need the database
+
+        def remote(*args: str, exit_code: int = 0) -> dict[str, Any]:
+            done = hitl(*args, "--json", env=env, cwd=Path("/"))
+            assert done.returncode == exit_code, describe(done)
+            data: dict[str, Any] = json.loads(done.stdout)
+            return data
+
+        calls = []
+        for _ in range(2):
+            view = remote("run", SALLY)
+            calls.append((view["thread_id"], view["pending"][0]["tool_call_id"]))
+        (t1, c1), (t2, c2) = calls
+        assert remote("assign", t1, "--call", c1, "--to", "me")["assignee"] == "bob"
+        assert _ids(remote("pending", "--assigned-to", "me")) == [c1]
+        remote("snooze", t2, "--call", c2, "--until", "1h")
+        assert _ids(remote("pending")) == [c1]
+
+        report = remote("bulk", "approve", "--assigned-to", "me", "--yes")
+
+        assert [(i["tool_call_id"], i["outcome"]) for i in report["items"]] == [(c1, "decided")]
+        assert report["items"][0]["tool"] == "send_email"
+        audit = remote("audit", t1)["audit"]
+        assert [e["actor"] for e in audit if e["event"] in ("assigned", "decided")] == [
+            "bob",
+            "bob",
+        ]
