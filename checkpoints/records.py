@@ -134,6 +134,9 @@ class ApprovalRecord:
     result: str | None = None
     result_status: str | None = None
     """`success` or `error`: how the journaled result is given back to the model."""
+    why: dict[str, Any] | None = None
+    """Why the call was asked (or let through): the rule that matched and the policy's
+    version (`docs/policy-and-audit.md`); None for a call recorded before they were."""
     triage: Triage | None = None
     """Its reminder, escalation, assignment and snooze; None when it has none (most calls:
     an inbox page then builds one object per row, not two). Read through the properties."""
@@ -203,6 +206,11 @@ class AuditEntry:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self) | {"at": iso(self.at)}
+
+    def to_export(self) -> dict[str, Any]:
+        """The entry as `hitl audit --export` writes it: `at` as UNIX seconds, exactly (its
+        `repr` is hashed; ISO 8601 would lose digits), so that the chain can be recomputed."""
+        return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "AuditEntry":

@@ -20,7 +20,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt.tool_node import ToolCallRequest
 
-from hitl.graph.gate import bind_ledger
+from hitl.graph.gate import OnPolicyChange, bind_ledger
 from hitl.graph.ledger import ApprovalLedger
 from hitl.graph.message_log import MessageLogChannel
 from hitl.graph.middleware import ApprovalMiddleware, ApprovalState, InterruptOnConfig
@@ -43,13 +43,17 @@ def build_graph(
     policy: Policy,
     checkpointer: BaseCheckpointSaver[Any] | None = None,
     ledger: ApprovalLedger | None = None,
+    on_policy_change: OnPolicyChange = "reask",
 ) -> CompiledStateGraph[Any]:
     """Compile the demo agent; run it with `durability="sync"` to keep decisions safe.
 
     With a `ledger` (the project's), decisions are one-wins and tools run exactly once; without
     one the gate is LangChain's middleware (used as the baseline of the benchmarks).
+    `on_policy_change` says what becomes of a call asked under another version of its rule.
     """
-    gate = ApprovalMiddleware(interrupt_on(policy, tools), interrupt_mode="batched")
+    gate = ApprovalMiddleware(
+        interrupt_on(policy, tools), interrupt_mode="batched", on_policy_change=on_policy_change
+    )
     agent: CompiledStateGraph[Any] = create_agent(
         model,
         list(tools),

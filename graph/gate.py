@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 from langchain_core.messages import AIMessage, AnyMessage, ToolCall, ToolMessage
 from langchain_core.runnables import RunnableConfig
@@ -78,6 +78,22 @@ def interrupt_id(config: RunnableConfig) -> str:
     return Interrupt.from_ns(None, config.get("configurable", {}).get("checkpoint_ns", "")).id
 
 
+OnPolicyChange = Literal["reask", "keep"]
+"""What a gate does with a call asked under another version of its tool's rule whose tool may
+still run: ask it again under its own rules, or apply the recorded decision under the rules it
+was asked under (and record that it did)."""
+
+
+@dataclass(frozen=True)
+class RuleCheck:
+    """The gate's rule for one call's tool now, to compare with the one the call was asked
+    under (its recorded `why`)."""
+
+    why: Mapping[str, Any]
+    """The rule that applies and its versions (`rule`, `rule_version`, `policy_version`)."""
+    on_change: OnPolicyChange = "reask"
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The policy's answer about one call, taken once and saved with it."""
@@ -90,6 +106,9 @@ class Verdict:
     on_expire: str = "reject"
     approvers: Sequence[str] | None = None
     allow_self_approval: bool = True
+    why: Mapping[str, Any] | None = None
+    """Why: the rule that matched (and a `when` predicate's answer), the versions of that rule
+    and of the whole policy; recorded with the request."""
     remind_after: float | None = None
     """Seconds until the sweep sends one reminder (None: none)."""
     escalate_after: float | None = None
@@ -103,13 +122,23 @@ def register(
     call: ToolCall,
     verdict: Callable[[], Verdict],
     requester: str | None,
+    check: RuleCheck | None = None,
 ) -> LedgerRecord:
-    """The call's row: the one saved, or a new one with the verdict taken now (only then)."""
+    """The call's row: the one saved, or a new one with the verdict taken now (only then).
+
+    With `check`, a saved call whose tool's rule has changed since it was asked and whose tool
+    may still run is asked again under the rule now (`reask`: the verdict is taken again), or
+    recorded as applied under the rules it was asked under (`keep`).
+    """
     thread_id = thread_of(config)
     call_id = cast(str, call["id"])
     found = ledger.get(thread_id, call_id)
-    if found is not None and found.args == _as_json(call["args"]):
-        return found
+    same = found is not None and found.args == _as_json(call["args"])
+    if found is not None and same:
+        if check is None or not _rule_changed(found, check):
+            return found
+        if check.on_change == "keep":
+            return ledger.keep_recorded_rules(thread_id, call_id, current=check.why) or found
     taken = verdict()
     return ledger.request(
         thread_id=thread_id,
@@ -125,10 +154,29 @@ def register(
         on_expire=taken.on_expire,
         approvers=list(taken.approvers) if taken.approvers is not None else None,
         allow_self_approval=taken.allow_self_approval,
+        why=taken.why,
+        reask=same,
         remind_after=taken.remind_after,
         escalate_after=taken.escalate_after,
         escalate_to=list(taken.escalate_to) if taken.escalate_to is not None else None,
     )
+
+
+MAY_STILL_RUN = frozenset({"pending", "approved", "edited"})
+"""Statuses of a call whose tool may still run and has not started (and `expired` with an
+approval): a policy change concerns them (the ledger has the last word: see
+`checkpoints/ledger/_policy.py`); a call that will not run stands under any policy."""
+
+
+def _rule_changed(record: LedgerRecord, check: RuleCheck) -> bool:
+    """Whether a call whose tool may still run was asked under another version of its tool's
+    rule (known to both)."""
+    may_run = record.status in MAY_STILL_RUN or (
+        record.status == "expired" and (record.decision or {}).get("type") == "approve"
+    )
+    recorded = (record.why or {}).get("rule_version")
+    current = check.why.get("rule_version")
+    return may_run and None not in (recorded, current) and recorded != current
 
 
 def answer(

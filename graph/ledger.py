@@ -38,6 +38,8 @@ class LedgerRecord(Protocol):
     def requester(self) -> str | None: ...
     @property
     def allowed_decisions(self) -> list[str]: ...
+    @property
+    def why(self) -> dict[str, Any] | None: ...
 
 
 class BeginResult(Protocol):
@@ -72,10 +74,16 @@ class ApprovalLedger(Protocol):
         on_expire: str = "reject",
         approvers: Sequence[str] | None = None,
         allow_self_approval: bool = True,
+        why: Mapping[str, Any] | None = None,
+        reask: bool = False,
         remind_after: float | None = None,
         escalate_after: float | None = None,
         escalate_to: Sequence[str] | None = None,
     ) -> LedgerRecord: ...
+
+    def keep_recorded_rules(
+        self, thread_id: str, tool_call_id: str, *, current: Mapping[str, Any]
+    ) -> LedgerRecord | None: ...
 
     def answer_from_graph(
         self, thread_id: str, tool_call_id: str, decision: Mapping[str, Any], *, actor: str

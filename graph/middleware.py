@@ -42,6 +42,7 @@ from hitl.graph import gate
 from hitl.graph.blocking import blocking
 from hitl.graph.decisions import ALL_DECISIONS, DecisionSchemas, DecisionType
 from hitl.graph.ledger import ApprovalLedger, LedgerRecord
+from hitl.graph.policy_version import fingerprint, version_of
 from hitl.graph.state import Review, runs_tool
 
 InterruptMode = Literal["batched", "per_call"]
@@ -105,11 +106,16 @@ class ApprovalMiddleware(AgentMiddleware[ApprovalState, Any, Any]):
         edit_notice: str | None = DEFAULT_EDIT_NOTICE,
         interrupt_mode: InterruptMode = "batched",
         ask_unlisted: bool = False,
+        on_policy_change: gate.OnPolicyChange = "reask",
     ) -> None:
         super().__init__()
         if interrupt_mode not in (modes := get_args(InterruptMode)):
             allowed = " or ".join(repr(mode) for mode in modes)
             raise ValueError(f"`interrupt_mode` must be {allowed}, got {interrupt_mode!r}.")
+        if on_policy_change not in (changes := get_args(gate.OnPolicyChange)):
+            allowed = " or ".join(repr(change) for change in changes)
+            raise ValueError(f"`on_policy_change` must be {allowed}, got {on_policy_change!r}.")
+        self.on_policy_change: gate.OnPolicyChange = on_policy_change
         self.interrupt_mode: InterruptMode = interrupt_mode
         self.edit_notice = edit_notice
         self.description_prefix = description_prefix
@@ -140,6 +146,16 @@ class ApprovalMiddleware(AgentMiddleware[ApprovalState, Any, Any]):
             interrupt_mode=interrupt_mode,
         )
         self._schemas: dict[str, DecisionSchemas] = {}
+        self.policy_version = version_of(
+            {
+                "interrupt_on": {n: fingerprint(c) for n, c in self.interrupt_on.items()},
+                "never": sorted(self._never),
+                "ask_unlisted": ask_unlisted,
+                "description_prefix": description_prefix,
+            }
+        )
+        """The version of this gate's whole policy, recorded with each call (`why`)."""
+        self._checks: dict[str, gate.RuleCheck] = {}
 
     # the hooks
 
@@ -171,6 +187,7 @@ class ApprovalMiddleware(AgentMiddleware[ApprovalState, Any, Any]):
                 call,
                 partial(verdicts.__getitem__, cast(str, call["id"])),
                 requester,
+                self.rule_check(call["name"]),
             )
             for call in calls
         }
@@ -270,6 +287,7 @@ class ApprovalMiddleware(AgentMiddleware[ApprovalState, Any, Any]):
             call,
             lambda: self._verdict(call, cast(ApprovalState, state), None, request),
             gate.requester_of(state, config, ledger),
+            self.rule_check(call["name"]),
         )
         _refuse_reused_ids(state.get("messages", []), {cast(str, call["id"]): record})
         schemas = self._schemas_for(request.tool)
@@ -308,12 +326,14 @@ class ApprovalMiddleware(AgentMiddleware[ApprovalState, Any, Any]):
         """The policy's verdict on a call the ledger has not seen: taken here, once."""
         name = call["name"]
         config = self.interrupt_on.get(name)
+        why = dict(self.rule_check(name).why)
         if config is None:
             needs = self.ask_unlisted and name not in self._never
-            return gate.Verdict(needs_review=needs, description=self._describe(call))
+            return gate.Verdict(needs_review=needs, description=self._describe(call), why=why)
         when = config.get("when")
         if when is not None:
             needs = bool(when(request or self._when_request(call, state, runtime)))
+            why["when"] = needs
         else:
             needs = True
         description = config.get("description")
@@ -331,10 +351,36 @@ class ApprovalMiddleware(AgentMiddleware[ApprovalState, Any, Any]):
             on_expire=config.get("on_expire", "reject"),
             approvers=sorted(config["approvers"]) if "approvers" in config else None,
             allow_self_approval=config.get("allow_self_approval", True),
+            why=why,
             remind_after=_seconds(remind),
             escalate_after=_seconds(escalate),
             escalate_to=sorted(config["escalate_to"]) if "escalate_to" in config else None,
         )
+
+    def rule_check(self, name: str) -> gate.RuleCheck:
+        """The rule for `name` now: which entry applies (`interrupt_on`, `never` for a `False`
+        entry, `ask_unlisted` or `unlisted` for a tool without one) and its version, which
+        only a change to that entry (or, for a tool without one, to `ask_unlisted`) changes."""
+        if name in self._checks:
+            return self._checks[name]
+        entry: Any
+        if name in self.interrupt_on:
+            rule, entry = "interrupt_on", fingerprint(self.interrupt_on[name])
+            if "description" not in self.interrupt_on[name]:
+                entry["description_prefix"] = self.description_prefix
+        elif name in self._never:
+            rule, entry = "never", False
+        else:
+            rule = "ask_unlisted" if self.ask_unlisted else "unlisted"
+            entry = {"description_prefix": self.description_prefix} if self.ask_unlisted else None
+        why = {
+            "rule": rule,
+            "rule_version": version_of({"tool": name, "rule": rule, "entry": entry}),
+            "policy_version": self.policy_version,
+        }
+        check = gate.RuleCheck(why=why, on_change=self.on_policy_change)
+        self._checks[name] = check
+        return check
 
     def _describe(self, call: ToolCall) -> str:
         return f"{self.description_prefix}\n\nTool: {call['name']}\nArgs: {call['args']}"

@@ -18,7 +18,7 @@ from hitl.checkpoints.studio import studio_database
 from hitl.graph.builder import build_graph
 from hitl.graph.gate import bind_ledger
 from hitl.graph.loading import load_graph, require_gate
-from hitl.graph.plugins import load_policy, load_tools
+from hitl.graph.plugins import load_on_policy_change, load_policy, load_tools
 
 
 @asynccontextmanager
@@ -57,6 +57,7 @@ def unbound_graph(settings: tuple[tuple[str, str], ...]) -> CompiledStateGraph[A
         model=make_model(environ.get("HITL_MODEL")),
         tools=load_tools(environ),
         policy=load_policy(environ),
+        on_policy_change=load_on_policy_change(environ),
     )
 
 

@@ -21,6 +21,7 @@ from langgraph.prebuilt import ToolNode
 from langgraph.types import Send
 
 from hitl.graph import gate
+from hitl.graph.gate import OnPolicyChange
 from hitl.graph.middleware import ApprovalMiddleware, InterruptOnConfig
 
 TOOLS_NODE = "tools"
@@ -36,6 +37,7 @@ class ApprovalToolNode(ToolNode):
         interrupt_on: Mapping[str, bool | InterruptOnConfig],
         description_prefix: str = "Tool execution requires approval",
         ask_unlisted: bool = False,
+        on_policy_change: OnPolicyChange = "reask",
         name: str = TOOLS_NODE,
         **tool_node_options: Any,
     ) -> None:
@@ -44,6 +46,7 @@ class ApprovalToolNode(ToolNode):
             description_prefix=description_prefix,
             interrupt_mode="per_call",
             ask_unlisted=ask_unlisted,
+            on_policy_change=on_policy_change,
         )
         super().__init__(
             tools,

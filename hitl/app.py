@@ -79,7 +79,7 @@ def assemble(
     from hitl.graph.errors import ModelConfigError, PluginError
     from hitl.graph.loading import load_graph, require_gate, serve, tools_of
     from hitl.graph.model import make_model
-    from hitl.graph.plugins import load_policy, load_tools
+    from hitl.graph.plugins import load_on_policy_change, load_policy, load_tools
     from hitl.service.workflow import ApprovalService
 
     environ = settings.environ or {}
@@ -96,11 +96,17 @@ def assemble(
         else:
             tools = list(tools) if tools is not None else load_tools(environ)
             demo_policy = policy if policy is not None else load_policy(environ)
+            on_change = load_on_policy_change(environ)
             model = make_model(settings.model)
 
             def build(saver: "Saver", ledger: Ledger) -> "CompiledStateGraph[Any]":
                 return build_graph(
-                    model=model, tools=tools, policy=demo_policy, checkpointer=saver, ledger=ledger
+                    model=model,
+                    tools=tools,
+                    policy=demo_policy,
+                    checkpointer=saver,
+                    ledger=ledger,
+                    on_policy_change=on_change,
                 )
     except (PluginError, ModelConfigError) as e:
         raise InvalidSettings(str(e)) from e

@@ -198,6 +198,31 @@ def rules_disagreement(row: ApprovalRecord, request: AuditEntry | None) -> str |
     return f"holds other rules ({', '.join(changed)}) than it was asked under"
 
 
+WHY_EVENTS = ("requested", "re-requested", "approved_by_policy")
+"""The events that record why a call was asked or let through (`detail["why"]`): the newest
+one is what the row's `why` must hold."""
+
+
+def newest_why(cur: Cursor, thread_id: str, tool_call_id: str) -> AuditEntry | None:
+    """The call's newest `WHY_EVENTS` entry."""
+    marks = ", ".join("?" for _ in WHY_EVENTS)
+    row = cur.execute(
+        f"SELECT {AUDIT_COLUMNS} FROM hitl_audit WHERE thread_id = ? AND tool_call_id = ? "
+        f"AND event IN ({marks}) ORDER BY seq DESC LIMIT 1",
+        (thread_id, tool_call_id, *WHY_EVENTS),
+    ).fetchone()
+    return None if row is None else audit_entry_of(row)
+
+
+def why_disagreement(row: ApprovalRecord, entry: AuditEntry | None) -> str | None:
+    """How a row's `why` (which the gate compares with its policy) differs from the one its
+    newest `WHY_EVENTS` entry recorded; None if they agree."""
+    recorded = entry.detail.get("why") if entry is not None else None
+    if recorded == row.why:
+        return None
+    return "holds another reason it was asked (why: rule, policy version) than it was asked with"
+
+
 def approved_by(entry: AuditEntry | None) -> str | None:
     """The args hash a call's newest decision lets run (None: none may run)."""
     if entry is None or entry.event not in ("approved_by_policy", "decided", "expired"):
@@ -334,12 +359,15 @@ def _contradicted_row(
     """The first call of a thread whose row contradicts its chain (`disagreement`)."""
     decisions = {e.tool_call_id: e for e in entries if e.event in DECISION_EVENTS}  # newest wins
     requests = {e.tool_call_id: e for e in entries if e.event in RULES_EVENTS}
+    whys = {e.tool_call_id: e for e in entries if e.event in WHY_EVENTS}
     latest = {e.tool_call_id: e for e in entries}
     for record in records:
         cid = record.tool_call_id
         problem = disagreement(record, decisions.get(cid), latest.get(cid))
         if problem is None and record.status == "pending":  # the rules of who decides, and how
             problem = rules_disagreement(record, requests.get(cid))
+        if problem is None:
+            problem = why_disagreement(record, whys.get(cid))
         if problem is not None:
             return BrokenLink(
                 record.thread_id,

@@ -48,9 +48,11 @@ from hitl.checkpoints.ledger._audit import (
     newest_decision,
     newest_entry,
     newest_request,
+    newest_why,
     rules_disagreement,
     rules_of,
     run_args,
+    why_disagreement,
 )
 from hitl.checkpoints.ledger._leases import (
     ThreadLeases,
@@ -59,6 +61,7 @@ from hitl.checkpoints.ledger._leases import (
     new_token,
     runner_alive,
 )
+from hitl.checkpoints.ledger._policy import PolicyChanges, reask_detail, reasks
 from hitl.checkpoints.ledger._reads import Clock, LedgerReads, find_record, threads_of
 from hitl.checkpoints.ledger._schema import COLUMNS, MIGRATIONS, SCHEMA_VERSION, record_of
 from hitl.checkpoints.ledger._triage import ROLE_PREFIX, LedgerTriage
@@ -95,10 +98,11 @@ class _TurnBusy(Exception):
         self.begun = begun
 
 
-class Ledger(LedgerReads, ThreadLeases, LedgerTriage, Store):
+class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, Store):
     """The ledger on one database. Thread-safe.
 
-    Its parts are mixins on one `Store` (the reads, the leases, and here the state machine),
+    Its parts are mixins on one `Store` (the reads, the leases, what a policy change does,
+    and here the state machine),
     not objects it delegates to: each part runs its transactions on the same connection
     with the same write lock, callers keep one object with one API, and each file holds one
     job. The parts share nothing but the store and `clock`.
@@ -186,6 +190,8 @@ class Ledger(LedgerReads, ThreadLeases, LedgerTriage, Store):
         on_expire: str = "reject",
         approvers: Sequence[str] | None = None,
         allow_self_approval: bool = True,
+        why: Mapping[str, Any] | None = None,
+        reask: bool = False,
         remind_after: float | None = None,
         escalate_after: float | None = None,
         escalate_to: Sequence[str] | None = None,
@@ -194,12 +200,21 @@ class Ledger(LedgerReads, ThreadLeases, LedgerTriage, Store):
 
         A row that exists with the same args is returned as is. One whose args differ and
         that has not run yet is asked about again with the new args (the earlier decision was
-        for another action); a call that already ran keeps its row. `remind_after` and
-        `escalate_after` (seconds from now) are for the sweep (see `_triage.py`).
+        for another action); a call that already ran keeps its row. `why` (the rule that
+        matched, the policy's version) is recorded with the request. With `reask`, a row with
+        the same args whose rule version differs from `why`'s is asked again under these
+        rules if its tool may still run (`reasks`): the policy changed since it was asked.
+        `remind_after` and `escalate_after` (seconds from now) are for the sweep (see
+        `_triage.py`).
         """
         h = args_hash(dict(args))
         existing = self.get(thread_id, tool_call_id)
-        if existing and existing.args_hash == h and existing.interrupt_id == interrupt_id:
+        if (
+            existing
+            and existing.args_hash == h
+            and existing.interrupt_id == interrupt_id
+            and not (reask and reasks(existing, why))
+        ):
             return existing
 
         def work(cur: Cursor) -> ApprovalRecord:
@@ -225,6 +240,7 @@ class Ledger(LedgerReads, ThreadLeases, LedgerTriage, Store):
                 "approved_args_hash": None,
                 "status": "pending",
                 "applied": 0,
+                "why": None if why is None else canonical_json(dict(why)),
             } | _triage_fields(now, remind_after, escalate_after, escalate_to)
             if not needs_review:
                 fields |= {
@@ -247,11 +263,23 @@ class Ledger(LedgerReads, ThreadLeases, LedgerTriage, Store):
                     detail["expires_at"] = fields["expires_at"]
                 if needs_review:
                     detail["rules"] = rules_of(fields)
+                if why is not None:
+                    detail["why"] = dict(why)
                 event = "requested" if needs_review else "approved_by_policy"
                 self._audit(cur, thread_id, event, requester or "unknown", tool_call_id, detail)
             elif row.args_hash != h and row.status in NOT_YET_RUN:
                 _update(cur, thread_id, tool_call_id, fields)
                 detail = {"args": args_diff(row.args, dict(args)), "args_hash": h}
+                if needs_review:
+                    detail["rules"] = rules_of(fields)
+                if why is not None:
+                    detail["why"] = dict(why)
+                event = "re-requested" if needs_review else "approved_by_policy"
+                self._audit(cur, thread_id, event, POLICY_ACTOR, tool_call_id, detail)
+            elif reask and row.args_hash == h and reasks(row, why):
+                self._refuse_tampered(cur, row, why_too=True)  # its why decides: the chain's
+                _update(cur, thread_id, tool_call_id, fields | {"requester": row.requester})
+                detail = reask_detail(row, h, why)
                 if needs_review:
                     detail["rules"] = rules_of(fields)
                 event = "re-requested" if needs_review else "approved_by_policy"
@@ -601,14 +629,17 @@ class Ledger(LedgerReads, ThreadLeases, LedgerTriage, Store):
 
         return self._write(work)
 
-    def _refuse_tampered(self, cur: Cursor, row: ApprovalRecord) -> None:
+    def _refuse_tampered(self, cur: Cursor, row: ApprovalRecord, *, why_too: bool = False) -> None:
         """A row that contradicts its chain (or itself) would be asked about and approved again
-        with the same answer, for ever, or run again: name it instead."""
+        with the same answer, for ever, or run again: name it instead. `why_too` checks its
+        `why` as well (when a policy change is judged by it)."""
         thread_id, tool_call_id = row.thread_id, row.tool_call_id
         newest, latest = (f(cur, thread_id, tool_call_id) for f in (newest_decision, newest_entry))
         problem = disagreement(row, newest, latest)
         if problem is None and row.status == "pending":
             problem = rules_disagreement(row, newest_request(cur, thread_id, tool_call_id))
+        if problem is None and why_too:
+            problem = why_disagreement(row, newest_why(cur, thread_id, tool_call_id))
         if problem is not None:
             raise LedgerTampered(thread_id, tool_call_id, problem)
 

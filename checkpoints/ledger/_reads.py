@@ -5,14 +5,21 @@ Every method is one read transaction (one snapshot), and none changes a row: the
 machine that does lives in `_ledger.py`.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 from hitl.checkpoints.database import Cursor, PgConnection, PgListener, Store, scalar
 from hitl.checkpoints.ledger._audit import read_trail, verify_all
 from hitl.checkpoints.ledger._leases import lease_holder
-from hitl.checkpoints.ledger._schema import COLUMNS, WAITING, record_of
+from hitl.checkpoints.ledger._schema import (
+    AUDIT_COLUMNS,
+    COLUMNS,
+    WAITING,
+    audit_entry_of,
+    record_of,
+)
 from hitl.checkpoints.ledger._threads import ThreadQuery, ThreadSummary, list_threads
 from hitl.checkpoints.records import (
     NEEDS_A_PERSON,
@@ -61,6 +68,10 @@ _SNOOZED = {
     "hide": "(snoozed_until IS NULL OR snoozed_until <= ?)",
     "only": "snoozed_until > ?",
 }
+
+
+EXPORT_PAGE = 1000
+"""Audit entries `export_audit` reads at a time."""
 
 
 class LedgerReads(Store):
@@ -186,6 +197,20 @@ class LedgerReads(Store):
         """A thread's audit entries, oldest first."""
         return self._read(lambda cur: read_trail(cur, thread_id))
 
+    def export_audit(
+        self, thread_id: str | None = None, *, page: int = EXPORT_PAGE
+    ) -> Iterator[AuditEntry]:
+        """Every audit entry (or one thread's), by thread then `seq`, read `page` entries at a
+        time (each page one short read): an export of any size in bounded memory, which never
+        holds a read open while the caller writes."""
+        after: tuple[str, int] = ("", 0)
+        while True:
+            entries = self._read(partial(_export_page, thread_id=thread_id, after=after, page=page))
+            yield from entries
+            if len(entries) < page:
+                return
+            after = (entries[-1].thread_id, entries[-1].seq)
+
     def stats(self) -> dict[str, dict[str, int]]:
         """Counts for monitoring: calls by status, decisions by type, tool runs by outcome."""
 
@@ -220,6 +245,22 @@ class LedgerReads(Store):
     def verify_audit(self) -> AuditReport:
         """Check every thread's chain; report the first broken link of each broken chain."""
         return self._read(verify_all)
+
+
+def _export_page(
+    cur: Cursor, *, thread_id: str | None, after: tuple[str, int], page: int
+) -> list[AuditEntry]:
+    """The `page` entries that follow `after` (thread ID, seq) in export order."""
+    params: tuple[str | int, ...]
+    if thread_id is not None:
+        where, params = "thread_id = ? AND seq > ?", (thread_id, after[1])
+    else:
+        where, params = "thread_id > ? OR (thread_id = ? AND seq > ?)", (after[0], *after)
+    rows = cur.execute(
+        f"SELECT {AUDIT_COLUMNS} FROM hitl_audit WHERE {where} ORDER BY thread_id, seq LIMIT ?",
+        (*params, page),
+    ).fetchall()
+    return [audit_entry_of(r) for r in rows]
 
 
 def find_record(cur: Cursor, thread_id: str, tool_call_id: str) -> ApprovalRecord | None:

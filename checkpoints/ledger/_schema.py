@@ -8,7 +8,7 @@ from hitl.checkpoints.records import ApprovalRecord, AuditEntry, Triage
 
 WAITING = "status IN ('pending', 'outcome_unknown')"
 """The inbox's condition, spelled once: SQLite uses a partial index only for this exact text."""
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 MIGRATIONS: dict[int, tuple[str | PostgresOnly, ...]] = {
     1: (
         """CREATE TABLE hitl_approvals (
@@ -74,7 +74,7 @@ MIGRATIONS: dict[int, tuple[str | PostgresOnly, ...]] = {
             expires_at REAL NOT NULL
         )""",
     ),
-    2: (),  # another change's number
+    2: (),
     # triage: reminders, escalation, assignment and snooze (see `_triage.py`)
     3: (
         "ALTER TABLE hitl_approvals ADD COLUMN remind_at REAL",
@@ -94,12 +94,15 @@ MIGRATIONS: dict[int, tuple[str | PostgresOnly, ...]] = {
         "CREATE INDEX hitl_approvals_escalations ON hitl_approvals (escalate_at) "
         "WHERE status = 'pending' AND escalated_at IS NULL AND escalate_at IS NOT NULL",
     ),
+    4: (),
+    # why each call was asked (or let through): the rule that matched, the policy's version
+    5: ("ALTER TABLE hitl_approvals ADD COLUMN why TEXT",),
 }
 COLUMNS = (
     "thread_id, tool_call_id, interrupt_id, tool, args, args_hash, requester, status, "
     "allowed_decisions, description, requested_at, expires_at, on_expire, approvers, "
     "allow_self_approval, decided_at, decided_by, decision, reason, approved_args_hash, "
-    "runner, started_at, finished_at, result, result_status, "
+    "runner, started_at, finished_at, result, result_status, why, "
     "remind_at, escalate_at, escalate_to, reminded_at, escalated_at, assignee, snoozed_until"
 )
 
@@ -110,8 +113,8 @@ def record_of(row: tuple[Any, ...]) -> ApprovalRecord:
         thread_id, tool_call_id, interrupt_id, tool, args, h, requester, status, allowed,
         description, requested_at, expires_at, on_expire, approvers, allow_self, decided_at,
         decided_by, decision, reason, approved_hash, runner, started_at, finished_at, result,
-        result_status, remind_at, escalate_at, escalate_to, reminded_at, escalated_at, assignee,
-        snoozed_until,
+        result_status, why, remind_at, escalate_at, escalate_to, reminded_at, escalated_at,
+        assignee, snoozed_until,
     ) = row  # fmt: skip
     return ApprovalRecord(
         thread_id=thread_id,
@@ -139,6 +142,7 @@ def record_of(row: tuple[Any, ...]) -> ApprovalRecord:
         finished_at=finished_at,
         result=result,
         result_status=result_status,
+        why=None if why is None else json.loads(why),
         triage=None
         if remind_at is None
         and escalate_at is None

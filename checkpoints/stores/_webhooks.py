@@ -700,6 +700,10 @@ def _data(entry: AuditEntry, record: ApprovalRecord | None) -> dict[str, Any]:
     elif entry.event == "re-requested":
         data |= {"status": "pending", "args_hash": detail.get("args_hash")}
         data["args_changed"] = detail.get("args")
+        if "reason" in detail:  # asked again under a changed rule (docs/policy-and-audit.md)
+            data |= {"reason": detail["reason"], "voided": detail.get("voided")}
+    if entry.event in ("requested", "re-requested") and "why" in detail:
+        data["why"] = detail["why"]
     elif entry.event == "decided":
         decision = str(detail.get("decision"))
         data |= {"status": STATUS_OF_DECISION.get(decision, decision), "decision": decision}

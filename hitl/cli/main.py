@@ -662,9 +662,19 @@ def sweep(as_json: bool) -> None:
 @cli.command()
 @click.argument("thread_id", required=False)
 @click.option("--verify", is_flag=True, help="Check every thread's hash chain.")
+@click.option(
+    "--export",
+    "export_to",
+    metavar="FILE|-",
+    help="Write every entry (or THREAD_ID's) as JSON Lines with its hashes, to verify offline.",
+)
 @json_option
-def audit(thread_id: str | None, verify: bool, as_json: bool) -> None:
-    """Print a thread's audit trail, or verify every chain (exit 15 if one is broken)."""
+def audit(thread_id: str | None, verify: bool, export_to: str | None, as_json: bool) -> None:
+    """Print a thread's audit trail, verify every chain (exit 15 if one is broken), or export
+    the trail to verify it elsewhere."""
+    if export_to is not None:
+        _export_audit(thread_id, verify, export_to, as_json)
+        return
     if thread_id is None and not verify:
         raise click.UsageError("give a THREAD_ID, or --verify to check every chain")
     with _service(as_json, read_only_ok=True) as service:
@@ -700,6 +710,31 @@ def audit(thread_id: str | None, verify: bool, as_json: bool) -> None:
             click.echo(f"{e.seq:>4}  {iso(e.at)}  {e.event}{call}{who}  {detail}")
 
     emit(as_json, {"thread_id": thread_id, "audit": [e.to_json() for e in entries]}, human)
+
+
+def _export_audit(thread_id: str | None, verify: bool, export_to: str, as_json: bool) -> None:
+    from hitl.cli.export import STDOUT, export_lines
+
+    if verify:
+        raise click.UsageError(
+            "--export and --verify are separate: export, then check the file with "
+            "examples/verify_audit_export.py; hitl audit --verify checks the database"
+        )
+    if export_to == STDOUT and as_json:
+        raise click.UsageError("--export - writes JSON Lines to stdout: drop --json")
+    if click.get_current_context().meta.get("remote") is not None:
+        raise click.UsageError("--export reads the database: run it without --url, on the database")
+    with _service(as_json, read_only_ok=True) as service:
+        try:
+            entries = cast("ApprovalService", service).export_audit(thread_id)
+            written = export_lines(entries, export_to)
+        except errors.DOMAIN_ERRORS as e:
+            _fail(e, as_json)
+    if export_to == STDOUT:
+        return
+    threads = f"{written.threads} thread{'' if written.threads == 1 else 's'}"
+    human = f"{written.entries} entries of {threads} written to {export_to}"
+    emit(as_json, written.to_json(), lambda: click.echo(human))
 
 
 @cli.command()

@@ -9,6 +9,7 @@ the graph's nodes apply what the ledger recorded and journal every tool call (se
 `checkpoints/ledger.py`).
 """
 
+import itertools
 import json
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -235,6 +236,14 @@ class ApprovalService:
         if not entries:
             self._snapshot(thread_id)  # ThreadNotFound for an unknown thread
         return entries
+
+    def export_audit(self, thread_id: str | None = None) -> Iterator[AuditEntry]:
+        """Every audit entry (or one thread's), in chain order, read a page at a time."""
+        entries = self._ledger.export_audit(thread_id)
+        first = next(entries, None)
+        if first is None and thread_id is not None:
+            self._snapshot(thread_id)  # ThreadNotFound for an unknown thread
+        return itertools.chain([] if first is None else [first], entries)
 
     def verify_audit(self) -> AuditReport:
         """Check every thread's hash chain."""

@@ -248,7 +248,9 @@ def test_only_a_named_approver_who_did_not_start_the_run_may_approve(
     thread = started["thread_id"]
     to = calls_by_recipient(started)
     to_bob, to_carol = to["bob@example.com"], to["carol@example.org"]
-    # the rule was saved with the calls: the deciders below have no HITL_POLICY at all
+    # the rule was saved with the calls: the deciders below have no HITL_POLICY at all (and
+    # apply decisions under the recorded rule: the default re-asks them, see test_policy_change)
+    keep = {"HITL_ON_POLICY_CHANGE": "keep"}
 
     assert_refused(
         workspace,
@@ -274,12 +276,12 @@ def test_only_a_named_approver_who_did_not_start_the_run_may_approve(
         as_json=False,
     )
 
-    approved = workspace.json("approve", thread, "--call", to_bob, "--as", "carol")
+    approved = workspace.json("approve", thread, "--call", to_bob, "--as", "carol", extra_env=keep)
     assert approved["status"] == "interrupted"
     assert [p["tool_call_id"] for p in approved["pending"]] == [to_carol]
 
     # the requester may still say no to their own agent
-    done = workspace.json("reject", thread, "--call", to_carol, "--as", "alice")
+    done = workspace.json("reject", thread, "--call", to_carol, "--as", "alice", extra_env=keep)
     assert done["status"] == "done"
     assert workspace.sent_ids() == [to_bob]
 

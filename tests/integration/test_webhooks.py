@@ -322,6 +322,26 @@ def test_an_expired_approval_is_delivered_as_approval_expired(db: Path, log: Too
     assert log.calls == []
 
 
+def test_a_call_asked_again_under_a_changed_rule_is_delivered_with_why_and_what_was_voided(
+    db: Path, log: ToolLog
+) -> None:
+    only_carol = Policy(rules={"send_email": ToolRule(approvers=["carol"])})
+    with serving() as receiver, open_webhook_store(db) as store:
+        _add(store, receiver, events=["approval.requested"])
+        thread_id, call_id = _ask(db, log)
+        with open_test_service(db, log, only_carol) as service:  # the deploy changed the rule
+            service.decide(thread_id, {call_id: "approve"}, actor="bob")
+        with WebhookDispatcher(store, destinations=LOCAL_RECEIVERS) as dispatcher:
+            assert dispatcher.run_once() == 2
+    requested, reasked = (r.payload["data"] for r in receiver.received)
+    assert requested["why"]["rule"] == "interrupt_on" and "reason" not in requested
+    assert reasked["status"] == "pending"
+    assert reasked["reason"] == "policy_changed"
+    assert reasked["voided"] == {"decision": "approve", "decided_by": "bob"}
+    assert reasked["why"]["rule_version"] != requested["why"]["rule_version"]
+    assert log.calls == []
+
+
 RACERS = 3
 
 

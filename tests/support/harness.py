@@ -39,11 +39,12 @@ def open_harness(
     clock: Clock = time.time,
     *,
     lock_wait: float = LOCK_WAIT_SECONDS,
+    extra: Mapping[str, str] | None = None,
 ) -> Iterator[Assembly]:
     """The service and its parts as a fresh process would build them (new connections, a new
-    graph), with tools that record into `log`; closed after."""
+    graph), with tools that record into `log` (and `extra` settings); closed after."""
     tools = make_recording_tools(log)
-    settings = hitl_settings(db)
+    settings = hitl_settings(db, extra=extra)
     with assemble(settings, clock=clock, tools=tools, policy=policy, lock_wait=lock_wait) as parts:
         yield parts
 
