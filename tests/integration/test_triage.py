@@ -22,7 +22,7 @@ from hitl.service.webhooks import WebhookDispatcher
 from hitl.service.workflow import SWEEP_ACTOR, ApprovalService
 from tests.support.fakes import FakeClock, ToolLog
 from tests.support.harness import open_test_service
-from tests.support.ledger import request_call
+from tests.support.ledger import back_to_first_schema, request_call
 from tests.support.prompts import SALLY
 from tests.support.sql import execute
 from tests.support.webhooks import LOCAL_RECEIVERS, serving
@@ -308,32 +308,10 @@ def test_snoozing_into_the_past_is_refused_with_what_to_do(db: Path, log: ToolLo
         assert [e.event for e in service.audit(view.thread_id)] == ["requested"]
 
 
-TRIAGE_COLUMNS = (
-    "remind_at",
-    "escalate_at",
-    "escalate_to",
-    "reminded_at",
-    "escalated_at",
-    "assignee",
-    "snoozed_until",
-)
-
-LATER_COLUMNS = (*TRIAGE_COLUMNS, "why")
-"""Every column a migration after the first adds to `hitl_approvals` (a new one's go here)."""
-
-
 def test_a_ledger_at_the_first_schema_is_upgraded_keeping_its_pending_calls(db: Path) -> None:
     with open_ledger(db) as ledger:
         request_call(ledger, "t", "c")
-    for statement in (  # back to the tables of schema 1, with the call in them
-        "DROP INDEX hitl_approvals_reminders",
-        "DROP INDEX hitl_approvals_escalations",
-        "DROP INDEX hitl_approvals_status",
-        *(f"ALTER TABLE hitl_approvals DROP COLUMN {column}" for column in LATER_COLUMNS),
-        "CREATE INDEX hitl_approvals_status ON hitl_approvals (status, requested_at)",
-        "UPDATE hitl_schema SET version = 1",
-    ):
-        execute(db, statement)
+    back_to_first_schema(db)
     with open_ledger(db) as ledger:
         assert ledger.schema_version() == SCHEMA_VERSION
         assert ledger.assign("t", "c", "bob", actor="bob").assignee == "bob"
