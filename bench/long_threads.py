@@ -10,7 +10,10 @@ machine as a second baseline. Every figure is printed as a ratio:
   messages (target ≤ 1.5), also in raw commits;
 - a thread grown over 200 approval cycles: stored bytes ÷ its serialized messages (target
   ≤ 2, plus a small fixed cost per cycle; stock: about 40×);
-- a history page of 20 on a thread of ~1,000 checkpoints ÷ on one of ~50 (target ≤ 1.5).
+- a history page of 20 on a thread of ~1,000 checkpoints ÷ on one of ~50 (target ≤ 1.5);
+- the whole cycle through `ApprovalService` (`run`, `decide`, then `show`, as `hitl run` and
+  `hitl approve` do) at 1,000 ÷ 10 messages, against the same ratio of the graph's own cycle
+  (target: ≤ 1.1 × the graph's growth; the views carry a page of messages, not all of them).
 
     python -m bench.long_threads [--cycles 200] [--samples 15]
 """
@@ -37,6 +40,7 @@ from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
+from hitl.app import assemble
 from hitl.checkpoints.database import connect
 from hitl.checkpoints.ledger import Ledger, make_ledger
 from hitl.checkpoints.savers import BatchingSqliteSaver, make_strict_serializer
@@ -44,6 +48,8 @@ from hitl.graph import build_graph
 from hitl.graph.demo_tools import count_emails
 from hitl.graph.model import make_model
 from hitl.graph.policy import default_policy
+from hitl.service.settings import Settings
+from hitl.service.workflow import EveryPending
 
 PROMPT = "Send sally@example.com an email saying 'hi'"
 SHORT, LONG = 10, 1000
@@ -52,8 +58,16 @@ RIGS = ("ours", "stock", "delta")
 messages in LangGraph's `DeltaChannel` (beta in 1.2)."""
 PAGE = 20
 FEW_CYCLES = 10
-TARGETS = {"bytes": 1.1, "checkpoint": 4096, "resume": 1.5, "storage": 1.1, "page": 1.5}
-"""`storage`: a grown thread's cost per cycle beyond twice its messages ÷ a young thread's."""
+TARGETS = {
+    "bytes": 1.1,
+    "checkpoint": 4096,
+    "resume": 1.5,
+    "storage": 1.1,
+    "page": 1.5,
+    "service": 1.1,
+}
+"""`storage`: a grown thread's cost per cycle beyond twice its messages ÷ a young thread's;
+`service`: the service's 1,000 ÷ 10 cycle time ÷ the graph's."""
 
 
 @dataclass
@@ -294,6 +308,36 @@ def page_seconds(rig: Rig, thread_id: str, samples: int) -> float:
     return statistics.median(times)
 
 
+def service_cycles(work: Path, samples: int) -> dict[str, dict[int, float]]:
+    """Median seconds of a whole cycle, the graph's own and through `ApprovalService`, on
+    fresh threads seeded with `SHORT` and `LONG` messages, on one database; sizes and paths
+    interleaved, so each sees the same database size and machine noise."""
+    settings = Settings(db=work / "service.sqlite", environ={})
+    started: list[float] = []
+    tools = [count_emails, timed_send_email(started)]
+    with assemble(settings, tools=tools, policy=default_policy()) as parts:
+        rig = Rig("service", work / "service.sqlite", parts.saver, parts.graph, None, started)
+        service = parts.service
+
+        def through_service(thread_id: str) -> None:  # as `hitl run`, then `hitl approve`
+            service.run(PROMPT, thread_id, actor="alice")
+            service.decide(thread_id, EveryPending("approve"), actor="bob")
+            service.show(thread_id)
+
+        paths = {"graph": lambda thread_id: cycle(rig, thread_id), "service": through_service}
+        times: dict[str, dict[int, list[float]]] = {p: {SHORT: [], LONG: []} for p in paths}
+        for n in range(samples + 2):
+            for size in (SHORT, LONG):
+                for path, run in paths.items():
+                    thread_id = f"{path}-{size}-{n}"
+                    seed(rig, thread_id, size)
+                    start = time.perf_counter()
+                    run(thread_id)
+                    if n >= 2:  # warm-up
+                        times[path][size].append(time.perf_counter() - start)
+    return {p: {size: statistics.median(t) for size, t in ts.items()} for p, ts in times.items()}
+
+
 MISSED: list[str] = []
 
 
@@ -395,6 +439,23 @@ def measure(args: argparse.Namespace, work: Path) -> None:
             f"  {name:<6} {short * 1e3:7.2f} ms → {long * 1e3:7.2f} ms: ratio "
             f"{long / short:5.2f}   {target}"
         )
+    whole = service_cycles(work, args.samples)
+    print("\nwhole approval cycle, the graph's own and through ApprovalService (medians):")
+    for path, at in whole.items():
+        print(
+            f"  {path:<8} {at[SHORT] * 1e3:7.1f} ms @ {SHORT} → {at[LONG] * 1e3:7.1f} ms @ {LONG}: "
+            f"ratio {at[LONG] / at[SHORT]:5.2f}"
+        )
+    growth = (whole["service"][LONG] / whole["service"][SHORT]) / (
+        whole["graph"][LONG] / whole["graph"][SHORT]
+    )
+    for size in (SHORT, LONG):
+        rate = whole["graph"][size] / whole["service"][size]
+        print(f"  service ÷ graph, cycles per second @ {size}: {rate:.2f}")
+    print(
+        f"  service's growth ÷ the graph's: {growth:.2f}   ≤ {TARGETS['service']}  "
+        f"{verdict('service growth', growth, TARGETS['service'])}"
+    )
     if MISSED and not args.no_check:
         sys.exit("targets missed: " + "; ".join(MISSED))
 

@@ -18,6 +18,7 @@ wrote one and no output since.
 
 import sqlite3
 import zlib
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,18 +47,24 @@ MESSAGE_CLASSES = frozenset(
 LOG_REF_KEY = "__hitl_log__"
 """The message log's reference in a checkpoint (`hitl.checkpoints.savers.LOG_REF_KEY`)."""
 _MAX_INFLATED = 1 << 30
-_CHAIN = """
-WITH RECURSIVE chain(node_id, parent_id, type, value, n) AS (
-    SELECT node_id, parent_id, type, value, 1 FROM hitl_messages
+_WINDOW = """
+WITH RECURSIVE chain(node_id, parent_id, n) AS (
+    SELECT node_id, parent_id, 1 FROM hitl_messages
     WHERE thread_id = ? AND checkpoint_ns = '' AND node_id = ?
     UNION ALL
-    SELECT m.node_id, m.parent_id, m.type, m.value, c.n + 1
+    SELECT m.node_id, m.parent_id, c.n + 1
     FROM hitl_messages m JOIN chain c
       ON m.thread_id = ? AND m.checkpoint_ns = '' AND m.node_id = c.parent_id
     WHERE c.n < ?
 )
-SELECT type, value FROM chain
+SELECT c.n, m.type, m.value FROM chain c JOIN hitl_messages m
+  ON m.thread_id = ? AND m.checkpoint_ns = '' AND m.node_id = c.node_id
+WHERE c.n = 1 OR c.n > ?
 """
+"""The messages of a branch from its `n`th newest node back, and its newest: the walk up the
+parent links reads node IDs only; values are read for the messages returned."""
+Page = Callable[[int], range]
+"""Given a conversation's length, the positions of the messages to read."""
 
 
 @dataclass(frozen=True)
@@ -74,17 +81,28 @@ class StoredThread:
     """What a thread's newest checkpoint says, as plain data."""
 
     messages: list[StoredObject]
-    """The conversation, oldest first: each a LangChain message's fields."""
+    """The conversation, or the page of it asked for, oldest first: each a LangChain
+    message's fields."""
     scheduled: bool
     """Whether the step after the checkpoint has tasks (the run has not ended)."""
     interrupted: bool
     """Whether a task of that step waits at an interrupt."""
+    page: range = range(0)
+    """The positions of `messages` in the conversation."""
+    length: int = 0
+    """How many messages the conversation holds."""
+    newest: StoredObject | None = None
+    """Its last message, when the page does not end with it."""
 
 
-def read_stored_thread(path: Path | str, thread_id: str) -> StoredThread | None:
-    """The newest checkpoint of `thread_id` in the SQLite file at `path`; None if it has none.
+def read_stored_thread(
+    path: Path | str, thread_id: str, page: Page | None = None
+) -> StoredThread | None:
+    """The newest checkpoint of `thread_id` in the SQLite file at `path`, with its whole
+    conversation or the `page` of it; None if it has none.
 
-    `NotPlain` if it cannot be read without the graph (see the module's docstring)."""
+    `NotPlain` if it cannot be read without the graph (see the module's docstring); what
+    `page` raises passes through."""
     if not Path(path).is_file():
         raise NotPlain("no SQLite file")
     try:
@@ -94,12 +112,12 @@ def read_stored_thread(path: Path | str, thread_id: str) -> StoredThread | None:
     with closing(conn):
         try:
             conn.execute("BEGIN")  # one snapshot: a checkpoint with its own step's writes
-            return _read(conn, thread_id)
+            return _read(conn, thread_id, page or range)
         except (sqlite3.Error, ValueError, TypeError, KeyError, zlib.error) as e:
             raise NotPlain(str(e)) from None
 
 
-def _read(conn: sqlite3.Connection, thread_id: str) -> StoredThread | None:
+def _read(conn: sqlite3.Connection, thread_id: str, page: Page) -> StoredThread | None:
     row = conn.execute(
         "SELECT checkpoint_id, type, checkpoint FROM checkpoints WHERE thread_id = ? AND "
         "checkpoint_ns = '' ORDER BY checkpoint_id DESC LIMIT 1",
@@ -116,7 +134,8 @@ def _read(conn: sqlite3.Connection, thread_id: str) -> StoredThread | None:
         or bool(values.get("__pregel_tasks"))
         or any(key.startswith("branch:to:") for key in values)
     )
-    return StoredThread(_messages(conn, thread_id, values.get("messages")), scheduled, interrupted)
+    length, messages, newest, positions = _messages(conn, thread_id, values.get("messages"), page)
+    return StoredThread(messages, scheduled, interrupted, positions, length, newest)
 
 
 def _read_writes(conn: sqlite3.Connection, thread_id: str, checkpoint_id: str) -> bool:
@@ -141,22 +160,33 @@ def _read_writes(conn: sqlite3.Connection, thread_id: str, checkpoint_id: str) -
     return bool(asked - finished)
 
 
-def _messages(conn: sqlite3.Connection, thread_id: str, value: Any) -> list[StoredObject]:
+def _messages(
+    conn: sqlite3.Connection, thread_id: str, value: Any, page: Page
+) -> tuple[int, list[StoredObject], StoredObject | None, range]:
+    """The conversation's length, the page of its messages, its newest message if the page
+    does not end with it, and the page's positions."""
     if value is None:
-        return []
+        return 0, [], None, page(0)
     if not isinstance(value, dict) or LOG_REF_KEY not in value:
         raise NotPlain("a conversation outside the message log")
     tail, length = value[LOG_REF_KEY], int(value["length"])
-    if tail is None:
-        return []
-    rows = conn.execute(_CHAIN, (thread_id, tail, thread_id, length)).fetchall()
-    if len(rows) != length:
+    positions = page(length if tail is not None else 0)
+    if tail is None or not positions:
+        return 0 if tail is None else length, [], None, positions
+    skip = length - positions.stop  # the newer messages the walk passes over
+    rows = conn.execute(
+        _WINDOW, (thread_id, tail, thread_id, length - positions.start, thread_id, skip)
+    ).fetchall()
+    found = {n: _loads(type_, data) for n, type_, data in rows}
+    wanted = range(skip + 1, length - positions.start + 1)
+    if any(n not in found for n in wanted):
         raise NotPlain("a message of the log is missing")
-    messages = [_loads(type_, data) for type_, data in reversed(rows)]
-    for m in messages:
+    messages = [found[n] for n in reversed(wanted)]
+    newest = found[1] if skip else None
+    for m in [*messages, *([newest] if newest else [])]:
         if not isinstance(m, StoredObject) or (m.module, m.name) not in MESSAGE_CLASSES:
             raise NotPlain("a conversation holding something else than a message")
-    return messages
+    return length, messages, newest, positions
 
 
 def _loads(type_: str, data: bytes) -> Any:

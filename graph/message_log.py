@@ -9,7 +9,6 @@ each message once and a small reference per checkpoint; any other saver gets a p
 behaves exactly as with `add_messages`.
 """
 
-import itertools
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -169,8 +168,13 @@ class MessageHistory(Sequence[AnyMessage]):
     def __getitem__(self, index: int | slice) -> AnyMessage | list[AnyMessage]:
         if isinstance(index, slice):
             start, stop, step = index.indices(len(self))
-            if step == 1 and stop == len(self) and self._stored is not None:  # a tail: read it
-                return list(reversed(list(itertools.islice(reversed(self), stop - start))))
+            if step == 1 and self._stored is not None:  # read from the newest back to `start`
+                if stop <= start:
+                    return []
+                stored = self._stored.length
+                older = self._stored.newest(stored - start)[::-1] if start < stored else []
+                newer = [node[3] for node in self._appended[max(0, start - stored) :]]
+                return [*older, *newer][: stop - start]
             return list(self)[index]
         size = len(self)
         if index < 0:

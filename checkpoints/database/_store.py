@@ -146,8 +146,15 @@ class Store:
             self._trace = None
             self._conn.set_trace_callback(None)
 
-    def _write(self, work: Callable[[Cursor], T]) -> T:
-        """Run `work` in one write transaction, waiting (bounded) for other writers."""
+    def _write(self, work: Callable[[Cursor], T], *, durable: bool = True) -> T:
+        """Run `work` in one write transaction, waiting (bounded) for other writers.
+
+        `durable=False` commits without an fsync of SQLite's WAL, for rows that mean nothing
+        after the crash that could lose them: only the machine's crash loses such a commit,
+        and it ends every process that uses the file (a lease names one of them). It is never
+        lost behind a later durable commit: the WAL is written in order, and that commit syncs
+        it all. PostgreSQL ignores it: its server can crash while our processes live on.
+        """
         if isinstance(self._conn, PgConnection):
             return self._pg_transaction(work, write=True)
         deadline = time.monotonic() + self._lock_wait
@@ -156,6 +163,8 @@ class Store:
             with self._lock, damage_named(self._path):
                 cur = self._conn.cursor()
                 outer, self._writing = self._writing, threading.get_ident()
+                if not durable:
+                    cur.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: no fsync at commit
                 try:
                     cur.execute("BEGIN IMMEDIATE")
                     try:
@@ -172,6 +181,8 @@ class Store:
                         raise DatabaseBusy(self._path, self._lock_wait) from e
                 finally:
                     self._writing = outer
+                    if not durable:
+                        cur.execute("PRAGMA synchronous=FULL")
                     cur.close()
             time.sleep(delay)
             delay = min(delay * 2, 0.5)

@@ -20,6 +20,7 @@ from hitl.checkpoints.ledger._ledger import (
     open_ledger,
 )
 from hitl.checkpoints.ledger._reads import Clock, InboxQuery, SnoozeFilter, SortKey
+from hitl.checkpoints.ledger._renewal import LeaseRenewer
 from hitl.checkpoints.ledger._schema import (
     AUDIT_COLUMNS,
     COLUMNS,
@@ -43,6 +44,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Clock",
     "InboxQuery",
+    "LeaseRenewer",
     "Ledger",
     "SnoozeFilter",
     "SortKey",

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from hitl.checkpoints.database import LOCK_WAIT_SECONDS, Cursor, Store
 from hitl.checkpoints.errors import DatabaseBusy, DatabaseError, ThreadBusy
+from hitl.checkpoints.ledger._renewal import LeaseRenewer
 
 LEASE_TTL_SECONDS = 30.0
 """How long a lease lasts unless renewed (its holder renews it every third of that)."""
@@ -34,6 +35,7 @@ LEASE_TTL_SECONDS = 30.0
 _process_tokens: dict[int, str] = {}  # by pid, so a forked child makes its own
 _held: dict[str, int] = {}  # this process's live tokens → the descriptor holding their lock
 _held_lock = threading.Lock()
+_renewers_lock = threading.Lock()
 
 
 def runner_token() -> str:
@@ -203,7 +205,8 @@ class ThreadLeases(Store):
         delay = 0.01
         while True:
             mark_live(holder)  # before the commit: anyone who reads the new row sees it alive
-            current = self._write(lambda cur: try_lease(cur, thread_id, holder, ttl))
+            # unsynced on SQLite: the crash that could lose it ends the holder it names
+            current = self._write(lambda cur: try_lease(cur, thread_id, holder, ttl), durable=False)
             if current is None:
                 break
             mark_done(holder)
@@ -211,16 +214,12 @@ class ThreadLeases(Store):
                 raise ThreadBusy(thread_id, current)
             time.sleep(delay)
             delay = min(delay * 2, 0.25)
-        stop = threading.Event()
-        heartbeat = threading.Thread(
-            target=self._renew, args=(thread_id, holder, ttl, stop), daemon=True
-        )
-        heartbeat.start()
+        renewer = self._renewer()
+        renewer.hold(thread_id, holder, ttl)
         try:
             yield holder
         finally:
-            stop.set()
-            heartbeat.join()
+            renewer.drop(holder)
             mark_done(holder)  # from now on the row, if it stays, names a dead holder
             # never mask the block's own error
             with contextlib.suppress(DatabaseBusy, DatabaseError):
@@ -228,18 +227,24 @@ class ThreadLeases(Store):
                     lambda cur: cur.execute(
                         "DELETE FROM hitl_leases WHERE thread_id = ? AND holder = ?",
                         (thread_id, holder),
-                    )
+                    ),
+                    durable=False,
                 )
 
-    def _renew(self, thread_id: str, holder: str, ttl: float, stop: threading.Event) -> None:
-        """Push the lease's expiry on every third of `ttl` until `stop` (the heartbeat)."""
-        while not stop.wait(ttl / 3):
-            try:
-                self._write(
-                    lambda cur: cur.execute(
-                        "UPDATE hitl_leases SET expires_at = ? WHERE thread_id = ? AND holder = ?",
-                        (time.time() + ttl, thread_id, holder),
-                    )
-                )
-            except (DatabaseBusy, DatabaseError):
-                continue  # the next beat tries again; the lease outlives a few missed beats
+    def _renewer(self) -> LeaseRenewer:
+        """This ledger's renewer of held leases, made on first use."""
+        with _renewers_lock:
+            renewer: LeaseRenewer | None = self.__dict__.get("_lease_renewer")
+            if renewer is None:
+                renewer = self.__dict__["_lease_renewer"] = LeaseRenewer(self._renew)
+            return renewer
+
+    def _renew(self, thread_id: str, holder: str, ttl: float) -> None:
+        """Push the lease's expiry (the renewer's beat, every third of `ttl`)."""
+        self._write(
+            lambda cur: cur.execute(
+                "UPDATE hitl_leases SET expires_at = ? WHERE thread_id = ? AND holder = ?",
+                (time.time() + ttl, thread_id, holder),
+            ),
+            durable=False,
+        )

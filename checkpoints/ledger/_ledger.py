@@ -700,7 +700,11 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, Store):
     # applying: the thread's state has caught up with the decisions
 
     def mark_applied(self, thread_id: str, tool_call_ids: Iterable[str]) -> None:
-        """Record that the thread's state holds the decisions of these calls."""
+        """Record that the thread's state holds the decisions of these calls.
+
+        Not synced to disk (`durable=False`): a mark a crash loses only costs `sweep` a resume
+        that finds nothing left to apply; the decisions themselves were synced when recorded.
+        """
         ids = sorted(set(tool_call_ids) & self.unapplied_calls(thread_id))
         if not ids:
             return
@@ -710,7 +714,8 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, Store):
                 f"UPDATE hitl_approvals SET applied = 1 WHERE thread_id = ? "
                 f"AND tool_call_id IN ({marks}) AND status NOT IN ('pending', 'outcome_unknown')",
                 (thread_id, *ids),
-            )
+            ),
+            durable=False,
         )
 
     # the audit trail: every change appends its entry

@@ -43,6 +43,8 @@ from hitl.service import errors
 from hitl.service.settings import check_public_url, default_actor
 from hitl.service.timespec import parse_duration, parse_moment
 from hitl.service.views import (
+    MAX_MESSAGES_PAGE,
+    MESSAGES_PAGE,
     EveryPending,
     HistoryEntry,
     PendingApproval,
@@ -76,6 +78,7 @@ EXIT_CODES: dict[type[Exception], int] = {
     errors.Forbidden: 18,
     errors.ServiceUnavailable: 19,
     errors.UnknownCheckpoint: 20,
+    errors.MessagesOutOfRange: 20,
     errors.AgentFailed: 21,
     DatabaseCorrupt: 22,
     errors.LinkNotFound: 23,
@@ -385,18 +388,31 @@ def _actor(actor: str | None) -> str:
 
 @cli.command()
 @click.argument("thread_id")
+@click.option(
+    "--messages",
+    "count",
+    type=click.IntRange(1, MAX_MESSAGES_PAGE),
+    default=MESSAGES_PAGE,
+    show_default=True,
+    help="How many messages to show: the newest (a page).",
+)
+@click.option(
+    "--before",
+    type=click.IntRange(min=1),
+    help="Only messages older than this position (the next page, as the last one says).",
+)
 @json_option
-def show(thread_id: str, as_json: bool) -> None:
-    """Show a thread: status, messages, pending approvals."""
+def show(thread_id: str, count: int, before: int | None, as_json: bool) -> None:
+    """Show a thread: status, pending approvals and its newest messages (a page)."""
     with _reader(as_json) as reader:  # the stored rows, else (None) the graph reads them
         try:
-            found = reader.show(thread_id)
+            found = reader.show(thread_id, messages=count, before=before)
         except errors.DOMAIN_ERRORS as e:
             _fail(e, as_json)
     if found is None:
         with _service(as_json, read_only_ok=True) as service:
             try:
-                found = service.show(thread_id)
+                found = service.show(thread_id, messages=count, before=before)
             except errors.DOMAIN_ERRORS as e:
                 _fail(e, as_json)
     view = found
@@ -404,6 +420,11 @@ def show(thread_id: str, as_json: bool) -> None:
     def human() -> None:
         _print_view(view)
         click.echo("messages:")
+        if view.messages_next_before is not None:
+            click.echo(
+                f"  ({view.messages_next_before} earlier of {view.messages_total}: --before "
+                f"{view.messages_next_before})"
+            )
         for m in view.messages:
             calls = "".join(
                 f"\n      → {c['tool']}({json.dumps(c['args'])}) [{c['tool_call_id']}]"

@@ -20,6 +20,7 @@ from hitl.service.bulk import BulkReport, Target
 from hitl.service.errors import InvalidDecision, ServiceUnavailable, from_wire
 from hitl.service.thread_ids import check_thread_id
 from hitl.service.views import (
+    MESSAGES_PAGE,
     Decided,
     EveryPending,
     HistoryEntry,
@@ -50,8 +51,11 @@ class RemoteService:
 
     # reading
 
-    def show(self, thread_id: str) -> ThreadView:
-        return ThreadView.from_json(self._get(f"/threads/{_q(thread_id)}"))
+    def show(
+        self, thread_id: str, *, messages: int = MESSAGES_PAGE, before: int | None = None
+    ) -> ThreadView:
+        params = {"messages": messages} | ({} if before is None else {"before": before})
+        return ThreadView.from_json(self._get(f"/threads/{_q(thread_id)}", params=params))
 
     def pending(self, query: InboxQuery | None = None) -> InboxPage:
         query = query or InboxQuery()

@@ -29,6 +29,7 @@ STATUS: dict[type[Exception], int] = {
     errors.ThreadExists: 409,
     errors.UnknownToolCall: 404,
     errors.UnknownCheckpoint: 404,
+    errors.MessagesOutOfRange: 404,
     errors.NothingPending: 409,
     errors.AlreadyDecided: 409,
     errors.PendingApprovalsExist: 409,

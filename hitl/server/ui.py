@@ -32,7 +32,13 @@ from hitl.server.auth import COOKIE, CSRF_HEADER, require, signed_in
 from hitl.server.triage_ui import inbox_filter
 from hitl.server.workers import ServicePool
 from hitl.service.errors import ThreadNotFound
-from hitl.service.views import InboxPage, PendingApproval, actor_label
+from hitl.service.views import (
+    MAX_MESSAGES_PAGE,
+    MESSAGES_PAGE,
+    InboxPage,
+    PendingApproval,
+    actor_label,
+)
 from hitl.service.workflow import (
     MAX_OFFSET,
     ApprovalService,
@@ -230,13 +236,24 @@ def _inbox_context(request: Request, who: Token) -> dict[str, Any]:
 
 
 def _thread_context(request: Request, who: Token, thread_id: str) -> dict[str, Any]:
+    """A thread's page, with its newest messages: a page of them, or as many as `?messages=`
+    asks (the "load earlier messages" link adds a page; a bad value reads as the nearest good
+    one)."""
     svc = _service(request)
-    view = svc.show(thread_id)
+    asked = request.query_params.get("messages", "")
+    shown = int(asked) if asked.isascii() and asked.isdigit() else MESSAGES_PAGE
+    shown = min(max(shown, MESSAGES_PAGE), MAX_MESSAGES_PAGE)
+    view = svc.show(thread_id, messages=shown)
+    more = min(shown + MESSAGES_PAGE, MAX_MESSAGES_PAGE)
     queue = cast(RunQueue, request.app.state.queue)
     return {
         "me": who,
         "thread_id": thread_id,
         "view": view,
+        "shown_query": "" if shown == MESSAGES_PAGE else f"?messages={shown}",
+        "earlier_url": f"{thread_url(thread_id)}?messages={more}"
+        if view.messages_next_before is not None and more > shown
+        else None,
         "cards": _cards(svc, view.pending, who),
         "can_decide": who.may("approver"),
         "messages": [_message(m) for m in view.messages],

@@ -67,6 +67,18 @@ class UnknownCheckpoint(HitlError):
         )
 
 
+class MessagesOutOfRange(HitlError):
+    """A page of a thread's conversation it does not have (a stale or hand-made cursor)."""
+
+    def __init__(self, thread_id: str, total: int, count: int, before: int | None) -> None:
+        asked = f"{count} messages" + ("" if before is None else f" before position {before}")
+        super().__init__(
+            f"thread {thread_id!r} holds {total} messages, so it has no page of {asked}; ask "
+            f"for at least 1 message, before a position from 1 to {total} (the "
+            "`messages_next_before` of the page after it)."
+        )
+
+
 class NothingPending(HitlError):
     def __init__(self, thread_id: str, status: str) -> None:
         super().__init__(

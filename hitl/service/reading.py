@@ -11,6 +11,7 @@ what only the graph reads faithfully, it returns None and the caller asks the se
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 
 from hitl.checkpoints.errors import DatabaseBusy, NotPlain, ThreadBusy
 from hitl.checkpoints.ledger import InboxQuery, Ledger, ThreadQuery
@@ -19,12 +20,14 @@ from hitl.checkpoints.stored import read_stored_thread
 from hitl.checkpoints.urls import DatabaseName, is_postgres
 from hitl.service.errors import Busy, ThreadNotFound
 from hitl.service.views import (
+    MESSAGES_PAGE,
     InboxPage,
     PendingApproval,
     Status,
     ThreadEntry,
     ThreadPage,
     ThreadView,
+    page_of_messages,
     stored_message_to_json,
     thread_view,
 )
@@ -72,13 +75,20 @@ class Reader:
         """As `ApprovalService.pending`."""
         return read_inbox(self._ledger, query)
 
-    def show(self, thread_id: str) -> ThreadView | None:
-        """As `ApprovalService.show`, from the stored rows; None when only the graph can
-        read this thread's checkpoint faithfully (or the database is PostgreSQL)."""
+    def show(
+        self, thread_id: str, *, messages: int = MESSAGES_PAGE, before: int | None = None
+    ) -> ThreadView | None:
+        """As `ApprovalService.show`, from the stored rows (the page's and the newest
+        message's alone); None when only the graph can read this thread's checkpoint
+        faithfully (or the database is PostgreSQL)."""
         if is_postgres(self._db):
             return None
         try:
-            stored = read_stored_thread(self._db, thread_id)
+            stored = read_stored_thread(
+                self._db,
+                thread_id,
+                partial(page_of_messages, thread_id, count=messages, before=before),
+            )
         except NotPlain:
             return None
         if stored is None:
@@ -89,8 +99,15 @@ class Reader:
         with _busy_as_domain_error():
             records = self._ledger.thread_records(thread_id)
         waiting = [r for r in records if r.status in NEEDS_A_PERSON]
-        messages = [stored_message_to_json(m.fields) for m in stored.messages]
-        return thread_view(thread_id, status, messages, waiting)
+        return thread_view(
+            thread_id,
+            status,
+            [stored_message_to_json(m.fields) for m in stored.messages],
+            waiting,
+            page=stored.page,
+            total=stored.length,
+            newest=None if stored.newest is None else stored_message_to_json(stored.newest.fields),
+        )
 
 
 @contextmanager

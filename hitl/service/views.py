@@ -6,11 +6,17 @@ from typing import TYPE_CHECKING, Any, Literal
 from hitl.checkpoints.ledger import ThreadStatus, ThreadSummary, runner_process
 from hitl.checkpoints.records import ApprovalRecord, iso
 from hitl.checkpoints.stores import Run
+from hitl.service.errors import MessagesOutOfRange
 
 if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
 
 Status = Literal["interrupted", "done", "incomplete"]
+
+MESSAGES_PAGE = 20
+"""How many of the newest messages a thread's view carries unless asked for another page."""
+MAX_MESSAGES_PAGE = 10_000
+"""The largest page of messages a front end asks for."""
 
 
 @dataclass(frozen=True)
@@ -215,14 +221,21 @@ class SweepReport:
 
 @dataclass(frozen=True)
 class ThreadView:
-    """A thread's status, conversation and pending approvals."""
+    """A thread's status, a page of its conversation (the newest, unless asked for an older
+    one) and its pending approvals."""
 
     thread_id: str
     status: Status
     pending: list[PendingApproval] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
+    """A page of the conversation, oldest first: the newest `MESSAGES_PAGE` by default."""
     answer: str | None = None
     """The model's final answer, when the thread is done."""
+    messages_total: int = 0
+    """How many messages the whole conversation holds."""
+    messages_next_before: int | None = None
+    """The position of the page's first message: pass it as `before` for the page before
+    this one; None when the page starts the conversation."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -231,6 +244,8 @@ class ThreadView:
             "pending": [p.to_json() for p in self.pending],
             "messages": self.messages,
             "answer": self.answer,
+            "messages_total": self.messages_total,
+            "messages_next_before": self.messages_next_before,
         }
 
     @classmethod
@@ -241,6 +256,8 @@ class ThreadView:
             pending=[PendingApproval.from_json(p) for p in data["pending"]],
             messages=data["messages"],
             answer=data["answer"],
+            messages_total=data.get("messages_total", len(data["messages"])),
+            messages_next_before=data.get("messages_next_before"),
         )
 
 
@@ -295,13 +312,35 @@ def message_to_json(message: "BaseMessage") -> dict[str, Any]:
     return data
 
 
+def page_of_messages(
+    thread_id: str, total: int, count: int = MESSAGES_PAGE, before: int | None = None
+) -> range:
+    """The positions of the page of `count` messages before position `before` (the newest,
+    without it) of a conversation of `total`; `MessagesOutOfRange` for a page it lacks."""
+    if count < 1 or (before is not None and not 1 <= before <= total):
+        raise MessagesOutOfRange(thread_id, total, count, before)
+    stop = total if before is None else before
+    return range(max(0, stop - count), stop)
+
+
 def thread_view(
-    thread_id: str, status: Status, messages: list[dict[str, Any]], waiting: list[ApprovalRecord]
+    thread_id: str,
+    status: Status,
+    messages: list[dict[str, Any]],
+    waiting: list[ApprovalRecord],
+    *,
+    page: range | None = None,
+    total: int | None = None,
+    newest: dict[str, Any] | None = None,
 ) -> ThreadView:
-    """The view of a thread from its messages as JSON (`message_to_json`) and its calls that
-    need a person, in the order of the model's turn (not the order its concurrent approval
-    tasks registered in)."""
-    last = messages[-1] if messages else None
+    """The view of a thread from a page of its messages as JSON (`message_to_json`), at the
+    positions `page` of a conversation of `total` (default: the whole conversation), and its
+    calls that need a person, in the order of the model's turn where the page shows it (not
+    the order its concurrent approval tasks registered in). `newest`, the conversation's last
+    message, gives the answer when the page does not end with it."""
+    page = range(len(messages)) if page is None else page
+    total = page.stop if total is None else total
+    last = newest if page.stop < total else messages[-1] if messages else None
     answer = (
         str(last["text"])
         if status == "done"
@@ -321,6 +360,8 @@ def thread_view(
         pending=[PendingApproval.of(r) for r in waiting],
         messages=messages,
         answer=answer,
+        messages_total=total,
+        messages_next_before=page.start or None,
     )
 
 

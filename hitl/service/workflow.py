@@ -59,9 +59,8 @@ from hitl.service.errors import (
 )
 from hitl.service.reading import read_inbox, read_threads
 from hitl.service.thread_ids import check_thread_id
-from hitl.service.views import Decided as Decided  # what `decide` returns, for front ends
-from hitl.service.views import EveryPending as EveryPending
 from hitl.service.views import (
+    MESSAGES_PAGE,
     HistoryEntry,
     InboxPage,
     Status,
@@ -69,8 +68,11 @@ from hitl.service.views import (
     ThreadPage,
     ThreadView,
     message_to_json,
+    page_of_messages,
     thread_view,
 )
+from hitl.service.views import Decided as Decided  # what `decide` returns, for front ends
+from hitl.service.views import EveryPending as EveryPending
 from hitl.service.views import Reconciled as Reconciled
 from hitl.service.views import Sent as Sent
 
@@ -167,10 +169,17 @@ class ApprovalService:
 
     # reading
 
-    def show(self, thread_id: str) -> ThreadView:
-        """The thread's status, messages, pending approvals and final answer."""
+    def show(
+        self, thread_id: str, *, messages: int = MESSAGES_PAGE, before: int | None = None
+    ) -> ThreadView:
+        """The thread's status, pending approvals, final answer and a page of its messages:
+        the newest `messages`, or those before position `before` (to page back).
+
+        Of a stored conversation it reads the page and the newest message only, however long
+        the thread: a front end that shows the thread after each step costs what the step does.
+        """
         snapshot = self._snapshot(thread_id)
-        return _view(thread_id, snapshot, self._waiting(thread_id))
+        return _view(thread_id, snapshot, self._waiting(thread_id), messages, before)
 
     def pending(self, query: InboxQuery | None = None) -> InboxPage:
         """One page of the approvals that need a person, from the ledger's index only.
@@ -814,10 +823,24 @@ def _interrupted_calls(snapshot: StateSnapshot) -> list[str]:
     return found
 
 
-def _view(thread_id: str, snapshot: StateSnapshot, waiting: list[ApprovalRecord]) -> ThreadView:
-    messages = snapshot.values.get("messages", []) if snapshot.values else []
+def _view(
+    thread_id: str,
+    snapshot: StateSnapshot,
+    waiting: list[ApprovalRecord],
+    count: int,
+    before: int | None,
+) -> ThreadView:
+    history = snapshot.values.get("messages", []) if snapshot.values else []
+    page = page_of_messages(thread_id, len(history), count, before)
+    newest = message_to_json(history[-1]) if page.stop < len(history) else None
     return thread_view(
-        thread_id, _status(snapshot), [message_to_json(m) for m in messages], waiting
+        thread_id,
+        _status(snapshot),
+        [message_to_json(m) for m in history[page.start : page.stop]],  # a lazy history's tail
+        waiting,
+        page=page,
+        total=len(history),
+        newest=newest,
     )
 
 

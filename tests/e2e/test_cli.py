@@ -260,6 +260,25 @@ def test_history_shows_the_pending_call_and_then_its_decision(workspace: Workspa
     assert entries[decided]["node"] == "ApprovalMiddleware.after_model"
 
 
+def test_show_pages_back_through_the_messages_and_refuses_a_page_the_thread_lacks(
+    workspace: Workspace,
+) -> None:
+    thread = workspace.json("run", COUNT)["thread_id"]
+    whole = workspace.json("show", thread)
+
+    newest = workspace.json("show", thread, "--messages", "3")
+    older = workspace.json("show", thread, "--messages", "3", "--before", "1")
+    said = workspace.run("show", thread, "--messages", "3")
+    beyond = workspace.json("show", thread, "--before", "5", exit_code=20)
+
+    assert (whole["messages_total"], len(whole["messages"])) == (4, 4)
+    assert newest["messages"] == whole["messages"][1:] and newest["messages_next_before"] == 1
+    assert older["messages"] == whole["messages"][:1] and older["messages_next_before"] is None
+    assert "(1 earlier of 4: --before 1)" in said.stdout
+    assert beyond["error"]["type"] == "MessagesOutOfRange"
+    assert "holds 4 messages" in beyond["error"]["message"]
+
+
 def test_an_edited_call_runs_once_with_the_reviewers_arguments(
     seeded: Workspace, seed: Seed
 ) -> None:

@@ -61,6 +61,8 @@ def test_reading_commands_print_the_same_remotely_as_locally(
         ("pending", "--thread", thread_id, "--json"),
         ("show", thread_id),
         ("show", thread_id, "--json"),
+        ("show", thread_id, "--messages", "1", "--before", "1", "--json"),
+        ("show", thread_id, "--before", "9", "--json"),  # a page it lacks: exit 20
         ("history", thread_id),
         ("history", thread_id, "--limit", "2", "--json"),
         ("audit", thread_id),

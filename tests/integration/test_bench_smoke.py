@@ -66,6 +66,7 @@ def test_long_threads_benchmark_prints_every_ratio_against_its_baselines(tmp_pat
     for figure in (*ratios, "stock ÷ ours", "delta ÷ ours"):
         assert figure in out, out
     assert re.search(r"ours +[\d.]+ ms → +[\d.]+ ms: ratio +\d+\.\d\d", out), out
+    assert re.search(r"service's growth ÷ the graph's: \d+\.\d\d", out), out
 
 
 @pytest.mark.slow

@@ -527,6 +527,25 @@ def test_a_threads_history_audit_and_approvals_tell_what_happened(api: Api) -> N
         assert_error(api.get(f"/threads/no-such-thread/{what}"), 404, "ThreadNotFound")
 
 
+def test_a_threads_messages_come_a_page_at_a_time_and_a_page_it_lacks_is_refused(
+    api: Api,
+) -> None:
+    thread_id = api.start(COUNT)["thread_id"]
+    whole = api.get(f"/threads/{thread_id}", params={"messages": 100}).json()
+
+    newest = api.get(f"/threads/{thread_id}", params={"messages": 3}).json()
+    older = api.get(f"/threads/{thread_id}", params={"messages": 3, "before": 1}).json()
+
+    assert (whole["messages_total"], whole["messages_next_before"]) == (4, None)
+    assert api.thread(thread_id)["messages"] == whole["messages"]  # 4 fit the default page
+    assert newest["messages"] == whole["messages"][1:] and newest["messages_next_before"] == 1
+    assert older["messages"] == whole["messages"][:1] and older["messages_next_before"] is None
+    assert newest["answer"] == older["answer"] == whole["answer"] is not None
+    beyond = api.get(f"/threads/{thread_id}", params={"before": 5})
+    assert_error(beyond, 404, "MessagesOutOfRange", "holds 4 messages")
+    assert_error(api.get(f"/threads/{thread_id}", params={"messages": 0}), 422, "InvalidRequest")
+
+
 def test_healthz_answers_without_a_token(api: Api) -> None:
     answer = api.get("/healthz", by=None)
 

@@ -33,7 +33,7 @@ def test_a_long_conversation_is_stored_once_per_message_on_postgres() -> None:
             thread_id = service.run(COUNT, actor="a").thread_id
             for turn in range(15):
                 service.run(f"and again, turn {turn}", thread_id, actor="a")
-            messages = service.show(thread_id).messages
+            messages = service.show(thread_id).messages_total
         with psycopg.connect(url) as conn:
             stored = conn.execute(
                 "SELECT COUNT(*) FROM hitl_messages WHERE thread_id = %s", (thread_id,)
@@ -44,5 +44,5 @@ def test_a_long_conversation_is_stored_once_per_message_on_postgres() -> None:
                 (thread_id,),
             ).fetchone()
     assert stored is not None and biggest is not None
-    assert stored[0] == len(messages) > 30
+    assert stored[0] == messages > 30
     assert biggest[0] < 200  # a reference, not the list (which is several kB by now)

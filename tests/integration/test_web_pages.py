@@ -5,6 +5,7 @@ import re
 from html import unescape
 
 from tests.support.http import Api
+from tests.support.prompts import COUNT
 
 BROWSING = {"Accept": "text/html"}
 
@@ -52,3 +53,21 @@ def test_a_thread_list_offset_that_only_looks_like_digits_is_read_as_the_first_p
 ) -> None:
     page = api.get("/threads", params={"offset": "²"}, headers=BROWSING)  # str.isdigit() says yes
     assert page.status_code == 200, page.text
+
+
+def test_a_long_threads_page_shows_its_newest_messages_and_loads_earlier_ones_on_request(
+    api: Api,
+) -> None:
+    thread_id = api.start(COUNT)["thread_id"]
+    for _ in range(5):  # 24 messages: more than a page
+        api.finished(api.post(f"/threads/{thread_id}/runs", json={"prompt": COUNT}))
+
+    page = api.get(f"/threads/{thread_id}", headers=BROWSING)
+    earlier = re.search(r'<a href="([^"]+)" data-earlier>', page.text)
+    assert earlier is not None and "4 before these 20" in text_of(page.text)
+    assert page.text.count('<li class="msg ') == 20
+    longer = api.get(unescape(earlier.group(1)), headers=BROWSING)
+
+    assert longer.text.count('<li class="msg ') == 24
+    assert "data-earlier" not in longer.text
+    assert f'data-refresh="/ui/threads/{thread_id}?messages=40"' in longer.text

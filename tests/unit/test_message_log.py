@@ -182,3 +182,13 @@ def test_a_tail_slice_reads_only_the_tail() -> None:
     channel, saved = loaded(conversation(500))
     assert [m.id for m in channel.get()[-3:]] == ["a497", "h498", "a499"]
     assert saved.read < 50
+
+
+def test_a_slice_reads_from_the_newest_message_back_to_its_start_and_no_further() -> None:
+    channel, saved = loaded(conversation(500))
+    channel.update([AIMessage("new", id="x")])
+    history = channel.get()
+    everything = [*conversation(500), AIMessage("new", id="x")]
+    for start, stop in ((480, 490), (490, 501), (500, 501), (495, 495), (20, 10)):
+        assert [m.id for m in history[start:stop]] == [m.id for m in everything[start:stop]]
+    assert saved.read == 20  # positions 480 to 499, each read once

@@ -21,6 +21,7 @@ from hitl.server.api.common import (
 from hitl.server.events import Event, EventBus, thread_topic
 from hitl.server.workers import ServicePool
 from hitl.service.errors import ThreadNotFound
+from hitl.service.views import MAX_MESSAGES_PAGE, MESSAGES_PAGE
 from hitl.service.workflow import MAX_OFFSET, ApprovalService, ThreadFilter, ThreadQuery
 
 router = APIRouter()
@@ -72,11 +73,23 @@ def continue_thread(thread_id: str, body: ContinueThread, act: AsApprover) -> di
 
 
 @router.get("/threads/{thread_id}", tags=["threads"])
-def get_thread(thread_id: str, svc: Service, q: Queue, who: Token = viewer) -> dict[str, Any]:
-    """The thread's status, messages, pending approvals, and its latest runs (`queued`:
-    its first run has not started yet)."""
+def get_thread(
+    thread_id: str,
+    svc: Service,
+    q: Queue,
+    messages: Annotated[
+        int, Query(ge=1, le=MAX_MESSAGES_PAGE, description="how many messages: a page")
+    ] = MESSAGES_PAGE,
+    before: Annotated[
+        int | None, Query(ge=1, description="a position (`messages_next_before`): the page before")
+    ] = None,
+    who: Token = viewer,
+) -> dict[str, Any]:
+    """The thread's status, pending approvals, the newest `messages` of its conversation (or
+    those before position `before`), and its latest runs (`queued`: its first run has not
+    started yet)."""
     runs = [r.to_json() for r in q.of_thread(thread_id, limit=5)]
-    return _view_or_queued(svc, thread_id, runs) | {"runs": runs}
+    return _view_or_queued(svc, thread_id, runs, messages, before) | {"runs": runs}
 
 
 @router.get("/threads/{thread_id}/history", tags=["threads"])
@@ -136,12 +149,23 @@ async def get_run(
 
 
 def _view_or_queued(
-    svc: ApprovalService, thread_id: str, runs: list[dict[str, Any]]
+    svc: ApprovalService,
+    thread_id: str,
+    runs: list[dict[str, Any]],
+    messages: int = MESSAGES_PAGE,
+    before: int | None = None,
 ) -> dict[str, Any]:
     """The thread's view; for a thread whose first run is queued, a `queued` stand-in."""
     try:
-        return svc.show(thread_id).to_json()
+        return svc.show(thread_id, messages=messages, before=before).to_json()
     except ThreadNotFound:
         if not runs:
             raise
-        return {"thread_id": thread_id, "status": "queued", "pending": [], "messages": []}
+        return {
+            "thread_id": thread_id,
+            "status": "queued",
+            "pending": [],
+            "messages": [],
+            "messages_total": 0,
+            "messages_next_before": None,
+        }
