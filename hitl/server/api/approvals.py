@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from hitl.checkpoints.stores import Token
 from hitl.server.api.bodies import Decision, Edit, Reject, Respond
-from hitl.server.api.common import Acting, AsApprover, Service, assignees, sse, viewer
+from hitl.server.api.common import RUN_ENDED, Acting, AsApprover, Service, assignees, sse, viewer
 from hitl.server.events import INBOX, Event, EventBus
 from hitl.server.workers import ServicePool
 from hitl.service.timespec import parse_duration, parse_moment
@@ -98,27 +98,33 @@ def _decided(act: Acting, thread_id: str, body: Decision, answer: object) -> dic
     return act.accepted(decided.run, decided=[r.to_json() for r in decided.records])
 
 
-@router.post("/threads/{thread_id}/approve", tags=["approvals"], status_code=202)
+@router.post(
+    "/threads/{thread_id}/approve", tags=["approvals"], status_code=202, responses=RUN_ENDED
+)
 def approve(thread_id: str, body: Decision, act: AsApprover) -> dict[str, Any]:
     """Approve one pending call (`call`) or all of the thread's pending calls."""
     return _decided(act, thread_id, body, {"type": "approve"})
 
 
-@router.post("/threads/{thread_id}/reject", tags=["approvals"], status_code=202)
+@router.post(
+    "/threads/{thread_id}/reject", tags=["approvals"], status_code=202, responses=RUN_ENDED
+)
 def reject(thread_id: str, body: Reject, act: AsApprover) -> dict[str, Any]:
     """Reject one pending call or all of them; `reason` is told to the model."""
     answer = {"type": "reject"} | ({"message": body.reason} if body.reason else {})
     return _decided(act, thread_id, body, answer)
 
 
-@router.post("/threads/{thread_id}/edit", tags=["approvals"], status_code=202)
+@router.post("/threads/{thread_id}/edit", tags=["approvals"], status_code=202, responses=RUN_ENDED)
 def edit(thread_id: str, body: Edit, act: AsApprover) -> dict[str, Any]:
     """Run a pending call with other arguments, checked against the tool's schema first."""
     answer = act.service.edit_answer(thread_id, body.call, body.args)
     return _decided(act, thread_id, body, answer)
 
 
-@router.post("/threads/{thread_id}/respond", tags=["approvals"], status_code=202)
+@router.post(
+    "/threads/{thread_id}/respond", tags=["approvals"], status_code=202, responses=RUN_ENDED
+)
 def respond(thread_id: str, body: Respond, act: AsApprover) -> dict[str, Any]:
     """Answer a pending call in the tool's place, without running it."""
     answer = {"type": "respond", "message": body.message}

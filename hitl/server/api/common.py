@@ -30,6 +30,11 @@ streams end within this time (its reader's reconnection is then refused with `40
 MAX_WAIT_SECONDS = 60.0
 """The longest long-poll: `GET /runs/{id}?wait=`, and `?wait=` on a request that starts a run."""
 
+RUN_ENDED: dict[int | str, dict[str, Any]] = {
+    200: {"description": "With `?wait=`: the run ended within the wait (`run` says how)"}
+}
+"""The second answer of a request that starts a run, for its OpenAPI entry."""
+
 viewer = Depends(require("viewer"))
 approver = Depends(require("approver"))
 admin = Depends(require("admin"))
