@@ -4,7 +4,7 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -80,6 +80,28 @@ _TIMES = ("requested_at", "expires_at", "decided_at", "started_at", "finished_at
 
 
 @dataclass(frozen=True)
+class Triage:
+    """A pending call's reminder, escalation, assignment and snooze (docs/triage.md)."""
+
+    remind_at: float | None = None
+    """When the sweep sends one reminder that the call still waits (None: never)."""
+    escalate_at: float | None = None
+    """When the sweep escalates the call to `escalate_to` (None: never)."""
+    escalate_to: list[str] | None = None
+    """Who may also decide once the call is escalated (names, `role:NAME`)."""
+    reminded_at: float | None = None
+    escalated_at: float | None = None
+    assignee: str | None = None
+    """Who should look at the call (a name or `role:NAME`); not a permission."""
+    snoozed_until: float | None = None
+    """Hidden from the default inbox until then; still pending, still expiring."""
+
+
+_TRIAGE_FIELDS = tuple(f.name for f in fields(Triage))
+_TRIAGE_TIMES = ("remind_at", "escalate_at", "reminded_at", "escalated_at", "snoozed_until")
+
+
+@dataclass(frozen=True)
 class ApprovalRecord:
     """One gated tool call as the ledger knows it (times are UNIX seconds)."""
 
@@ -116,6 +138,9 @@ class ApprovalRecord:
     why: dict[str, Any] | None = None
     """Why the call was asked (or let through): the rule that matched and the policy's
     version (`docs/policy-and-audit.md`); None for a call recorded before they were."""
+    triage: Triage | None = None
+    """Its reminder, escalation, assignment and snooze; None when it has none (most calls:
+    an inbox page then builds one object per row, not two). Read through the properties."""
     quorum: int = 1
     """How many distinct people must approve before the call runs (1: the first decision)."""
     quorum_distinct_roles: bool = False
@@ -127,15 +152,49 @@ class ApprovalRecord:
     def decision_type(self) -> str | None:
         return None if self.decision is None else str(self.decision.get("type"))
 
+    @property
+    def remind_at(self) -> float | None:
+        return None if self.triage is None else self.triage.remind_at
+
+    @property
+    def escalate_at(self) -> float | None:
+        return None if self.triage is None else self.triage.escalate_at
+
+    @property
+    def escalate_to(self) -> list[str] | None:
+        return None if self.triage is None else self.triage.escalate_to
+
+    @property
+    def reminded_at(self) -> float | None:
+        return None if self.triage is None else self.triage.reminded_at
+
+    @property
+    def escalated_at(self) -> float | None:
+        return None if self.triage is None else self.triage.escalated_at
+
+    @property
+    def assignee(self) -> str | None:
+        return None if self.triage is None else self.triage.assignee
+
+    @property
+    def snoozed_until(self) -> float | None:
+        return None if self.triage is None else self.triage.snoozed_until
+
     def to_json(self) -> dict[str, Any]:
+        """The record as JSON, its triage fields flat beside the others."""
         data = asdict(self)
-        for key in _TIMES:
+        triage = data.pop("triage") or {}
+        data |= {key: triage.get(key) for key in _TRIAGE_FIELDS}
+        for key in (*_TIMES, *_TRIAGE_TIMES):
             data[key] = iso(data[key])
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ApprovalRecord":
-        return cls(**(data | {key: unix(data.get(key)) for key in _TIMES}))
+        data = data | {key: unix(data.get(key)) for key in (*_TIMES, *_TRIAGE_TIMES)}
+        triage = {key: data.pop(key, None) for key in _TRIAGE_FIELDS}
+        made = None if all(v is None for v in triage.values()) else Triage(**triage)
+        return cls(**data, triage=made)
 
 
 @dataclass(frozen=True)

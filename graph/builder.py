@@ -85,6 +85,12 @@ def _config(rule: ToolRule) -> bool | InterruptOnConfig:
         config["expires_after"] = rule.expires_after
     if rule.approvers is not None:
         config["approvers"] = sorted(rule.approvers)
+    if rule.remind_after is not None:
+        config["remind_after"] = rule.remind_after
+    if rule.escalate_after is not None:
+        config["escalate_after"] = rule.escalate_after
+    if rule.escalate_to is not None:
+        config["escalate_to"] = sorted(rule.escalate_to)
     if rule.quorum != 1 or rule.quorum_distinct_roles or not rule.reject_vetoes:
         config["quorum"] = rule.quorum
         config["quorum_distinct_roles"] = rule.quorum_distinct_roles

@@ -109,6 +109,11 @@ class Verdict:
     why: Mapping[str, Any] | None = None
     """Why: the rule that matched (and a `when` predicate's answer), the versions of that rule
     and of the whole policy; recorded with the request."""
+    remind_after: float | None = None
+    """Seconds until the sweep sends one reminder (None: none)."""
+    escalate_after: float | None = None
+    """Seconds until the sweep lets `escalate_to` decide too (None: no escalation)."""
+    escalate_to: Sequence[str] | None = None
     quorum: int = 1
     """Distinct approvers needed before the call runs."""
     quorum_distinct_roles: bool = False
@@ -155,6 +160,9 @@ def register(
         allow_self_approval=taken.allow_self_approval,
         why=taken.why,
         reask=same,
+        remind_after=taken.remind_after,
+        escalate_after=taken.escalate_after,
+        escalate_to=list(taken.escalate_to) if taken.escalate_to is not None else None,
         quorum=taken.quorum,
         quorum_distinct_roles=taken.quorum_distinct_roles,
         reject_vetoes=taken.reject_vetoes,

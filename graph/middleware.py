@@ -65,6 +65,12 @@ class InterruptOnConfig(_StockConfig, total=False):
     """Who may approve, edit or respond (`role:NAME` admits a role); anyone if absent."""
     allow_self_approval: bool
     """False: the person who started the run may not approve their own agent's call."""
+    remind_after: timedelta | float
+    """When the sweep reminds (webhook `approval.reminder`) that the call still waits."""
+    escalate_after: timedelta | float
+    """When the sweep escalates the call: `escalate_to` may decide it too from then on."""
+    escalate_to: Collection[str]
+    """Who the call escalates to (names, `role:NAME`); needs `escalate_after`."""
     quorum: int
     """How many distinct people must approve a call before it runs (default 1). A quorum call
     takes `approve` and `reject` only (an edit or a respond would be one person's say)."""
@@ -344,6 +350,7 @@ class ApprovalMiddleware(AgentMiddleware[ApprovalState, Any, Any]):
         else:
             text = description if description is not None else self._describe(call)
         expires = config.get("expires_after")
+        remind, escalate = config.get("remind_after"), config.get("escalate_after")
         quorum = config.get("quorum", 1)
         allowed = list(config["allowed_decisions"])
         if quorum > 1:  # see `InterruptOnConfig.quorum`
@@ -352,11 +359,14 @@ class ApprovalMiddleware(AgentMiddleware[ApprovalState, Any, Any]):
             needs_review=needs,
             allowed_decisions=allowed,
             description=text,
-            expires_after=expires.total_seconds() if isinstance(expires, timedelta) else expires,
+            expires_after=_seconds(expires),
             on_expire=config.get("on_expire", "reject"),
             approvers=sorted(config["approvers"]) if "approvers" in config else None,
             allow_self_approval=config.get("allow_self_approval", True),
             why=why,
+            remind_after=_seconds(remind),
+            escalate_after=_seconds(escalate),
+            escalate_to=sorted(config["escalate_to"]) if "escalate_to" in config else None,
             quorum=quorum,
             quorum_distinct_roles=config.get("quorum_distinct_roles", False),
             reject_vetoes=config.get("reject_vetoes", True),
@@ -450,6 +460,7 @@ def _check_ledger_options(name: str, config: Mapping[str, Any]) -> None:
         problems.append(f"approvers={approvers!r} must be a list of names (or role:NAME)")
     if not isinstance(config.get("allow_self_approval", True), bool):
         problems.append("allow_self_approval must be True or False")
+    problems += _triage_problems(config)
     problems += _quorum_problems(config)
     if problems:
         raise ValueError(f"Invalid `interrupt_on` config for tool '{name}': {'; '.join(problems)}")
@@ -472,6 +483,47 @@ def _quorum_problems(config: Mapping[str, Any]) -> list[str]:
     if quorum == 1 and config.get("quorum_distinct_roles"):
         problems.append("quorum_distinct_roles needs a quorum of 2 or more")
     return problems
+
+
+def _triage_problems(config: Mapping[str, Any]) -> list[str]:
+    """What is wrong with a config's reminder and escalation (before its deadline, if any)."""
+    problems = []
+    deadline = _duration(config.get("expires_after"))
+    for key in ("remind_after", "escalate_after"):
+        value = config.get(key)
+        seconds = _duration(value)
+        if value is not None and seconds is None:
+            problems.append(f"{key}={value!r} must be a positive timedelta or seconds")
+        elif seconds is not None and deadline is not None and seconds >= deadline:
+            problems.append(
+                f"{key}={value!r} is not before the deadline (expires_after="
+                f"{config['expires_after']!r}): it would never happen; make it shorter"
+            )
+    targets = config.get("escalate_to")
+    if targets is not None and (
+        isinstance(targets, str) or not targets or not all(isinstance(t, str) for t in targets)
+    ):
+        problems.append(f"escalate_to={targets!r} must be a non-empty list of names (or role:NAME)")
+    if config.get("escalate_after") is not None and targets is None:
+        problems.append("escalate_after needs escalate_to: say who the call escalates to")
+    if targets is not None and config.get("escalate_after") is None:
+        problems.append("escalate_to needs escalate_after: say when the call escalates")
+    return problems
+
+
+def _duration(value: object) -> float | None:
+    """Seconds of a positive timedelta or number; None for anything else."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        return None
+    return seconds if seconds > 0 else None
+
+
+def _seconds(value: timedelta | float | None) -> float | None:
+    return value.total_seconds() if isinstance(value, timedelta) else value
 
 
 def _batched_request(calls: list[ToolCall], records: Mapping[str, LedgerRecord]) -> HITLRequest:

@@ -27,6 +27,8 @@ class ToolRule:
     then `hitl sweep` settles the call with `on_expire`. `approvers` names who may approve,
     edit or respond (None: anyone; `role:NAME` admits a role); `allow_self_approval=False`
     forbids the person who started the run from approving their own agent's call.
+    `remind_after` and `escalate_after` (to `escalate_to`) nudge a call before its deadline
+    (see docs/triage.md).
     `quorum` asks for that many distinct approvers (`quorum_distinct_roles`: from distinct
     roles; `reject_vetoes=False`: it takes as many rejects to reject), see
     docs/standing-and-quorum.md.
@@ -39,6 +41,9 @@ class ToolRule:
     on_expire: Literal["reject", "approve"] = "reject"
     approvers: Collection[str] | None = None
     allow_self_approval: bool = True
+    remind_after: timedelta | None = None
+    escalate_after: timedelta | None = None
+    escalate_to: Collection[str] | None = None
     quorum: int = 1
     quorum_distinct_roles: bool = False
     reject_vetoes: bool = True

@@ -20,7 +20,7 @@ from hitl.checkpoints.ledger._ledger import (
     open_ledger,
 )
 from hitl.checkpoints.ledger._quorum import progress
-from hitl.checkpoints.ledger._reads import Clock, InboxQuery, SortKey
+from hitl.checkpoints.ledger._reads import Clock, InboxQuery, SnoozeFilter, SortKey
 from hitl.checkpoints.ledger._renewal import LeaseRenewer
 from hitl.checkpoints.ledger._schema import (
     AUDIT_COLUMNS,
@@ -49,6 +49,7 @@ __all__ = [
     "LeaseRenewer",
     "Ledger",
     "Remember",
+    "SnoozeFilter",
     "SortKey",
     "ThreadFilter",
     "ThreadQuery",

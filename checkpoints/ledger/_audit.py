@@ -154,28 +154,38 @@ def rules_of(row: Mapping[str, Any] | ApprovalRecord) -> dict[str, Any]:
         return row.get(key) if isinstance(row, Mapping) else getattr(row, key)
 
     allowed, approvers = get("allowed_decisions"), get("approvers")
+    escalate_to = get("escalate_to")
     if isinstance(allowed, str):  # a row's columns, as stored
         allowed = json.loads(allowed)
     if isinstance(approvers, str):
         approvers = json.loads(approvers)
+    if isinstance(escalate_to, str):
+        escalate_to = json.loads(escalate_to)
     return {
         "allowed_decisions": list(allowed),
         "approvers": None if approvers is None else sorted(approvers),
         "allow_self_approval": bool(get("allow_self_approval")),
         "expires_at": get("expires_at"),
         "on_expire": get("on_expire"),
+        "escalate_at": get("escalate_at"),
+        "escalate_to": None if escalate_to is None else sorted(escalate_to),
         "quorum": int(get("quorum") or 1),
         "quorum_distinct_roles": bool(get("quorum_distinct_roles")),
         "reject_vetoes": bool(True if get("reject_vetoes") is None else get("reject_vetoes")),
     }
 
 
+RULES_EVENTS = (*REQUEST_EVENTS, "escalated")
+"""The events that record a pending call's rules: its request, or an escalation that widened
+who may decide it (the rules it recorded are the ones the row must hold from then on)."""
+
+
 def newest_request(cur: Cursor, thread_id: str, tool_call_id: str) -> AuditEntry | None:
-    """The call's newest `REQUEST_EVENTS` entry: the rules its row must still hold."""
+    """The call's newest `RULES_EVENTS` entry: the rules its row must still hold."""
     row = cur.execute(
         f"SELECT {AUDIT_COLUMNS} FROM hitl_audit WHERE thread_id = ? AND tool_call_id = ? "
-        "AND event IN (?, ?) ORDER BY seq DESC LIMIT 1",
-        (thread_id, tool_call_id, *REQUEST_EVENTS),
+        "AND event IN (?, ?, ?) ORDER BY seq DESC LIMIT 1",
+        (thread_id, tool_call_id, *RULES_EVENTS),
     ).fetchone()
     return None if row is None else audit_entry_of(row)
 
@@ -356,7 +366,7 @@ def _contradicted_row(
 ) -> BrokenLink | None:
     """The first call of a thread whose row contradicts its chain (`disagreement`)."""
     decisions = {e.tool_call_id: e for e in entries if e.event in DECISION_EVENTS}  # newest wins
-    requests = {e.tool_call_id: e for e in entries if e.event in REQUEST_EVENTS}
+    requests = {e.tool_call_id: e for e in entries if e.event in RULES_EVENTS}
     whys = {e.tool_call_id: e for e in entries if e.event in WHY_EVENTS}
     latest = {e.tool_call_id: e for e in entries}
     for record in records:

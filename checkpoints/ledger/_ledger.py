@@ -61,7 +61,7 @@ from hitl.checkpoints.ledger._leases import (
     new_token,
     runner_alive,
 )
-from hitl.checkpoints.ledger._permits import ROLE_PREFIX, refusal
+from hitl.checkpoints.ledger._permits import refusal
 from hitl.checkpoints.ledger._policy import PolicyChanges, reask_detail, reasks
 from hitl.checkpoints.ledger._quorum import (
     cast_vote,
@@ -78,6 +78,7 @@ from hitl.checkpoints.ledger._standing import (
     matching_standing,
     remember_approval,
 )
+from hitl.checkpoints.ledger._triage import ROLE_PREFIX, LedgerTriage
 from hitl.checkpoints.records import (
     DECIDED_TO_RUN,
     NOT_YET_RUN,
@@ -113,7 +114,7 @@ class _TurnBusy(Exception):
         self.begun = begun
 
 
-class Ledger(LedgerReads, ThreadLeases, PolicyChanges, StandingApprovals, Store):
+class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApprovals, Store):
     """The ledger on one database. Thread-safe.
 
     Its parts are mixins on one `Store` (the reads, the leases, what a policy change does,
@@ -207,6 +208,9 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, StandingApprovals, Store)
         allow_self_approval: bool = True,
         why: Mapping[str, Any] | None = None,
         reask: bool = False,
+        remind_after: float | None = None,
+        escalate_after: float | None = None,
+        escalate_to: Sequence[str] | None = None,
         quorum: int = 1,
         quorum_distinct_roles: bool = False,
         reject_vetoes: bool = True,
@@ -219,9 +223,10 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, StandingApprovals, Store)
         row. `why` (the rule that matched, the policy's version) is recorded with the request.
         With `reask`, a row with the same args whose rule version differs from `why`'s is
         asked again under these rules if its tool may still run (`reasks`): the policy changed
-        since it was asked. A call needing review that an active standing approval covers is
-        recorded approved in its creator's name (`approved_by_standing`), in the same
-        transaction.
+        since it was asked. `remind_after` and `escalate_after` (seconds from now) are for the
+        sweep (see `_triage.py`). A call needing review that an active standing approval
+        covers is recorded approved in its creator's name (`approved_by_standing`), in the
+        same transaction.
         """
         h = args_hash(dict(args))
         existing = self.get(thread_id, tool_call_id)
@@ -260,7 +265,7 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, StandingApprovals, Store)
                 "quorum": quorum,
                 "quorum_distinct_roles": int(quorum_distinct_roles),
                 "reject_vetoes": int(reject_vetoes),
-            }
+            } | _triage_fields(now, remind_after, escalate_after, escalate_to)
             rules = rules_of(fields)
             standing = None
             reasked = reask and row is not None and row.args_hash == h and reasks(row, why)
@@ -293,7 +298,7 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, StandingApprovals, Store)
                     "decision": canonical_json({"type": "approve"}),
                     "approved_args_hash": h,
                     "expires_at": None,
-                }
+                } | _triage_fields(now, None, None, None)
             if row is None:
                 columns = ["thread_id", "tool_call_id", *fields]
                 cur.execute(
@@ -881,6 +886,23 @@ def _decided_status(cur: Cursor, row: ApprovalRecord) -> Status:
     if last is not None and last[0] == "expired":
         return "expired"
     return STATUS_OF_DECISION.get(row.decision_type or "", "approved")
+
+
+def _triage_fields(
+    now: float,
+    remind_after: float | None,
+    escalate_after: float | None,
+    escalate_to: Sequence[str] | None,
+) -> dict[str, Any]:
+    """A (re-)requested call's reminder and escalation, none sent yet, and no snooze."""
+    return {
+        "remind_at": None if remind_after is None else now + remind_after,
+        "escalate_at": None if escalate_after is None else now + escalate_after,
+        "escalate_to": None if escalate_to is None else json.dumps(sorted(escalate_to)),
+        "reminded_at": None,
+        "escalated_at": None,
+        "snoozed_until": None,
+    }
 
 
 def _require(cur: Cursor, thread_id: str, tool_call_id: str) -> ApprovalRecord:

@@ -3,8 +3,8 @@ standing approval that decides in its creator's name."""
 
 from collections.abc import Collection, Sequence
 
-ROLE_PREFIX = "role:"
-"""An approver entry `role:NAME` admits everyone acting with that role (HTTP tokens)."""
+from hitl.checkpoints.ledger._triage import ROLE_PREFIX
+
 RUNS_THE_TOOL = ("approve", "edit", "respond")
 """Decisions that need permission: approving, editing or responding (the model then takes
 the person's word for the tool's result). Rejecting is always allowed: not running a call

@@ -36,6 +36,7 @@ Clock = Callable[[], float]
 RESUME_GRACE_SECONDS = 60.0
 """How old a decision must be before `sweep` resumes a thread that nobody resumed."""
 SortKey = Literal["requested_at", "expires_at", "tool", "thread_id"]
+SnoozeFilter = Literal["hide", "show", "only"]
 _INBOX_INDEXES = {
     "requested_at": "hitl_approvals_inbox",
     "expires_at": "hitl_approvals_inbox_by_deadline",
@@ -59,6 +60,16 @@ class InboxQuery:
     limit: int = 50
     offset: int = 0
     """Rows to skip; at most `MAX_OFFSET`, which front ends check."""
+    assigned_to: tuple[str, ...] | None = None
+    """Only calls assigned to one of these (names, `role:NAME`; front ends resolve "me")."""
+    snoozed: SnoozeFilter = "hide"
+    """Calls snoozed until later: hidden (the default), shown with the others, or only them."""
+
+
+_SNOOZED = {
+    "hide": "(snoozed_until IS NULL OR snoozed_until <= ?)",
+    "only": "snoozed_until > ?",
+}
 
 
 EXPORT_PAGE = 1000
@@ -118,6 +129,12 @@ class LedgerReads(Store):
         if query.expiring_before is not None:
             where.append("expires_at IS NOT NULL AND expires_at < ?")
             params.append(query.expiring_before)
+        if query.assigned_to is not None:
+            where.append(f"assignee IN ({', '.join('?' for _ in query.assigned_to) or 'NULL'})")
+            params.extend(query.assigned_to)
+        if query.snoozed != "show":  # in the status index: a count still reads only it
+            where.append(_SNOOZED[query.snoozed])
+            params.append(self.clock())
         clause = " AND ".join(where)
         direction = "DESC" if query.descending else "ASC"
         order = ", ".join(

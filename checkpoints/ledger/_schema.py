@@ -4,7 +4,7 @@ import json
 from typing import Any
 
 from hitl.checkpoints.database import PostgresOnly
-from hitl.checkpoints.records import ApprovalRecord, AuditEntry
+from hitl.checkpoints.records import ApprovalRecord, AuditEntry, Triage
 
 WAITING = "status IN ('pending', 'outcome_unknown')"
 """The inbox's condition, spelled once: SQLite uses a partial index only for this exact text."""
@@ -75,7 +75,25 @@ MIGRATIONS: dict[int, tuple[str | PostgresOnly, ...]] = {
         )""",
     ),
     2: (),
-    3: (),
+    # triage: reminders, escalation, assignment and snooze (see `_triage.py`)
+    3: (
+        "ALTER TABLE hitl_approvals ADD COLUMN remind_at REAL",
+        "ALTER TABLE hitl_approvals ADD COLUMN escalate_at REAL",
+        "ALTER TABLE hitl_approvals ADD COLUMN escalate_to TEXT",
+        "ALTER TABLE hitl_approvals ADD COLUMN reminded_at REAL",
+        "ALTER TABLE hitl_approvals ADD COLUMN escalated_at REAL",
+        "ALTER TABLE hitl_approvals ADD COLUMN assignee TEXT",
+        "ALTER TABLE hitl_approvals ADD COLUMN snoozed_until REAL",
+        # the inbox's count reads snoozed_until from the index, not from each row
+        "DROP INDEX hitl_approvals_status",
+        "CREATE INDEX hitl_approvals_status ON hitl_approvals "
+        "(status, requested_at, snoozed_until)",
+        # the sweep's nudges: only the pending calls with one still to send
+        "CREATE INDEX hitl_approvals_reminders ON hitl_approvals (remind_at) "
+        "WHERE status = 'pending' AND reminded_at IS NULL AND remind_at IS NOT NULL",
+        "CREATE INDEX hitl_approvals_escalations ON hitl_approvals (escalate_at) "
+        "WHERE status = 'pending' AND escalated_at IS NULL AND escalate_at IS NOT NULL",
+    ),
     # quorum (a call that needs N distinct approvers) and standing approvals
     4: (
         "ALTER TABLE hitl_approvals ADD COLUMN quorum INTEGER NOT NULL DEFAULT 1",
@@ -118,6 +136,7 @@ COLUMNS = (
     "allowed_decisions, description, requested_at, expires_at, on_expire, approvers, "
     "allow_self_approval, decided_at, decided_by, decision, reason, approved_args_hash, "
     "runner, started_at, finished_at, result, result_status, why, "
+    "remind_at, escalate_at, escalate_to, reminded_at, escalated_at, assignee, snoozed_until, "
     "quorum, quorum_distinct_roles, reject_vetoes"
 )
 
@@ -128,7 +147,8 @@ def record_of(row: tuple[Any, ...]) -> ApprovalRecord:
         thread_id, tool_call_id, interrupt_id, tool, args, h, requester, status, allowed,
         description, requested_at, expires_at, on_expire, approvers, allow_self, decided_at,
         decided_by, decision, reason, approved_hash, runner, started_at, finished_at, result,
-        result_status, why, quorum, quorum_distinct_roles, reject_vetoes,
+        result_status, why, remind_at, escalate_at, escalate_to, reminded_at, escalated_at,
+        assignee, snoozed_until, quorum, quorum_distinct_roles, reject_vetoes,
     ) = row  # fmt: skip
     return ApprovalRecord(
         thread_id=thread_id,
@@ -157,6 +177,23 @@ def record_of(row: tuple[Any, ...]) -> ApprovalRecord:
         result=result,
         result_status=result_status,
         why=None if why is None else json.loads(why),
+        triage=None
+        if remind_at is None
+        and escalate_at is None
+        and escalate_to is None
+        and reminded_at is None
+        and escalated_at is None
+        and assignee is None
+        and snoozed_until is None
+        else Triage(
+            remind_at=remind_at,
+            escalate_at=escalate_at,
+            escalate_to=None if escalate_to is None else json.loads(escalate_to),
+            reminded_at=reminded_at,
+            escalated_at=escalated_at,
+            assignee=assignee,
+            snoozed_until=snoozed_until,
+        ),
         quorum=int(quorum),
         quorum_distinct_roles=bool(quorum_distinct_roles),
         reject_vetoes=bool(reject_vetoes),

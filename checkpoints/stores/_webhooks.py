@@ -48,6 +48,8 @@ EVENT_TYPES: tuple[str, ...] = (
     "approval.decided",
     "approval.expired",
     "tool.finished",
+    "approval.reminder",
+    "approval.escalated",
     "approval.voted",
     "standing.created",
     "standing.revoked",
@@ -59,6 +61,8 @@ EVENT_OF_AUDIT: dict[str, str] = {
     "approved_by_standing": "approval.decided",  # decided in the standing approval's name
     "expired": "approval.expired",
     "tool_finished": "tool.finished",
+    "reminded": "approval.reminder",
+    "escalated": "approval.escalated",
     "approval_vote": "approval.voted",
     "standing_created": "standing.created",
     "standing_revoked": "standing.revoked",
@@ -740,6 +744,16 @@ def _data(entry: AuditEntry, record: ApprovalRecord | None) -> dict[str, Any]:
             "on_expire": on_expire,
             "deadline": iso(detail.get("deadline")),
             "approved_args_hash": detail.get("approved_args_hash"),
+        }
+    elif entry.event == "reminded":
+        data |= {"status": "pending", "remind_at": iso(detail.get("remind_at"))}
+        data["assignee"] = detail.get("assignee")
+    elif entry.event == "escalated":
+        rules = detail.get("rules") or {}
+        data |= {"status": "pending", "escalate_to": detail.get("escalate_to")}
+        data |= {
+            "approvers_added": detail.get("approvers_added"),
+            "approvers": rules.get("approvers"),
         }
     elif entry.event == "tool_finished":
         status = detail.get("status")

@@ -23,7 +23,7 @@ from hitl.checkpoints.errors import (
     TokenError,
     UntrustedCheckpointError,
 )
-from hitl.checkpoints.ledger import MAX_OFFSET, InboxQuery, SortKey
+from hitl.checkpoints.ledger import MAX_OFFSET, InboxQuery, SnoozeFilter, SortKey
 from hitl.checkpoints.records import iso, parse_args_hash
 from hitl.checkpoints.urls import display
 from hitl.cli.allow import allow
@@ -38,6 +38,7 @@ from hitl.cli.output import (
     wants_json,
 )
 from hitl.cli.settings import DB_OPTION, settings, typed_db_option
+from hitl.cli.triage import assign, bulk, snooze
 from hitl.cli.webhooks import webhook
 from hitl.service import errors
 from hitl.service.settings import check_public_url, default_actor
@@ -85,9 +86,10 @@ EXIT_CODES: dict[type[Exception], int] = {
     errors.LinkNotFound: 23,
     errors.LinkGone: 23,
     errors.InvalidThreadId: 2,  # a bad --thread, as a usage error
+    errors.InvalidTriage: 24,
     errors.AlreadyVoted: 6,  # like an already decided call: this person's say is recorded
-    errors.StandingNotFound: 23,
-    errors.InvalidStanding: 24,
+    errors.StandingNotFound: 26,
+    errors.InvalidStanding: 27,
 }
 """Exit code of each error; 0 is success, 2 a usage error, 1 anything unexpected."""
 AUDIT_BROKEN_EXIT = 15
@@ -229,6 +231,11 @@ def _print_pending(items: list[PendingApproval], with_thread: bool) -> None:
         if p.expires_at:
             line += f"; expires {p.expires_at}"
         click.echo(f"{line}; allowed: {', '.join(p.allowed_decisions)}")
+        if p.assignee or p.snoozed_until or p.escalated_at:
+            triage = [f"assigned to {p.assignee}"] if p.assignee else []
+            triage += [f"snoozed until {p.snoozed_until}"] if p.snoozed_until else []
+            triage += [f"escalated {p.escalated_at}"] if p.escalated_at else []
+            click.echo(f"      {'; '.join(triage)}")
         if p.progress:
             click.echo(f"      {p.progress}")
         click.echo(f"      args_hash {p.args_hash}")  # what --if-args-hash takes
@@ -307,6 +314,19 @@ def run(
 @click.option("--desc", is_flag=True, help="Newest (or last) first.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option("--offset", type=click.IntRange(0, MAX_OFFSET), default=0, show_default=True)
+@click.option(
+    "--assigned-to",
+    multiple=True,
+    help="Only calls assigned to this person, role:NAME or me (repeatable).",
+)
+@click.option(
+    "--snoozed",
+    type=click.Choice(["hide", "show", "only"]),
+    default="hide",
+    show_default=True,
+    help="Calls snoozed until later: hidden, shown too, or only them.",
+)
+@actor_option
 @json_option
 def pending(
     tool: str | None,
@@ -318,9 +338,14 @@ def pending(
     desc: bool,
     limit: int,
     offset: int,
+    assigned_to: tuple[str, ...],
+    snoozed: str,
+    actor: str | None,
     as_json: bool,
 ) -> None:
     """List the approvals waiting for a person, across all threads (from the ledger's index)."""
+    if click.get_current_context().find_root().meta.get("remote") is None:  # else the service's
+        assigned_to = tuple(_actor(actor) if a == "me" else a for a in assigned_to)
     now = time.time()
     query = InboxQuery(
         tool=tool,
@@ -334,6 +359,8 @@ def pending(
         descending=desc,
         limit=limit,
         offset=offset,
+        assigned_to=assigned_to or None,
+        snoozed=cast(SnoozeFilter, snoozed),
     )
     with _reader(as_json) as reader:
         page = reader.pending(query)
@@ -686,6 +713,11 @@ def sweep(as_json: bool) -> None:
             click.echo(f"expired  thread {r.thread_id}  call {r.tool_call_id}  ({r.on_expire})")
         for r in report.orphaned:
             click.echo(f"outcome unknown  thread {r.thread_id}  call {r.tool_call_id}")
+        for r in report.reminded:
+            click.echo(f"reminded  thread {r.thread_id}  call {r.tool_call_id}")
+        for r in report.escalated:
+            to = ", ".join(r.escalate_to or [])
+            click.echo(f"escalated  thread {r.thread_id}  call {r.tool_call_id}  (to {to})")
         for thread_id in report.busy:
             click.echo(f"busy (a later sweep looks again)  thread {thread_id}")
         for thread_id, why in report.failed.items():
@@ -1032,6 +1064,8 @@ def token_revoke(name: str, as_json: bool) -> None:
 
 cli.add_command(webhook)
 cli.add_command(db)
+for _triage_command in (assign, snooze, bulk):
+    cli.add_command(_triage_command)
 cli.add_command(link)
 cli.add_command(allow)
 

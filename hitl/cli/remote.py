@@ -6,6 +6,7 @@ waits for the run it started (long-polling `GET /runs/{id}`), as the local comma
 Identity is the token's: the service records every decision under the token's name.
 """
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -21,6 +22,7 @@ from hitl.checkpoints.records import (
     StandingApproval,
     iso,
 )
+from hitl.service.bulk import BulkReport, Target
 from hitl.service.errors import InvalidDecision, ServiceUnavailable, from_wire
 from hitl.service.thread_ids import check_thread_id
 from hitl.service.views import (
@@ -77,6 +79,9 @@ class RemoteService:
             params["older_than"] = f"{max(0.0, now - query.older_than):.3f}s"
         if query.expiring_before is not None:
             params["expiring_before"] = iso(query.expiring_before)
+        if query.assigned_to is not None:
+            params["assigned_to"] = list(query.assigned_to)
+        params["snoozed"] = query.snoozed
         return InboxPage.from_json(self._get("/approvals", params=params))
 
     def history(
@@ -191,6 +196,39 @@ class RemoteService:
 
     def sweep(self) -> SweepReport:
         return SweepReport.from_json(self._post("/sweep", {}))
+
+    def assign(
+        self, thread_id: str, tool_call_id: str, assignee: str | None, *, actor: str
+    ) -> ApprovalRecord:
+        path = f"/approvals/{_q(thread_id)}/{_q(tool_call_id)}/assign"
+        return ApprovalRecord.from_json(self._post(path, {"assignee": assignee}))
+
+    def snooze(
+        self, thread_id: str, tool_call_id: str, until: float | None, *, actor: str
+    ) -> ApprovalRecord:
+        path = f"/approvals/{_q(thread_id)}/{_q(tool_call_id)}/snooze"
+        return ApprovalRecord.from_json(self._post(path, {"until": iso(until)}))
+
+    def decide_all(
+        self, targets: Sequence[Target], answer: dict[str, Any], *, comment: str | None
+    ) -> BulkReport:
+        """`hitl.service.bulk.decide_all` on the service: each call decided on its own; the
+        answer comes once they are recorded (the service's workers run the threads)."""
+        calls = [
+            {"thread_id": t.thread_id, "call": t.tool_call_id}
+            | ({"args_hash": t.args_hash} if t.args_hash else {})
+            for t in targets
+        ]
+        body = {"decision": answer["type"], "calls": calls, "comment": comment}
+        if answer.get("message"):
+            body["reason"] = answer["message"]
+        report = BulkReport.from_json(self._post("/approvals/bulk", body))
+        tools = {(t.thread_id, t.tool_call_id): t.tool for t in targets}
+        items = [
+            dataclasses.replace(i, tool=tools.get((i.thread_id, i.tool_call_id), i.tool))
+            for i in report.items
+        ]
+        return BulkReport(report.decision, items)
 
     def make_link(self, thread_id: str, tool_call_id: str, identity: str) -> dict[str, Any]:
         """A decision link for `identity` (yourself; anyone for an admin's token)."""

@@ -38,6 +38,7 @@ STATUS: dict[type[Exception], int] = {
     errors.DecisionNotAllowed: 422,
     errors.InvalidDecision: 422,
     errors.InvalidThreadId: 422,
+    errors.InvalidTriage: 422,
     errors.NotPermitted: 403,
     errors.LinkNotFound: 404,
     errors.LinkGone: 410,

@@ -29,6 +29,7 @@ from starlette.types import Scope
 from hitl.checkpoints.records import ApprovalRecord, iso
 from hitl.checkpoints.stores import RunQueue, Token, TokenStore
 from hitl.server.auth import COOKIE, CSRF_HEADER, require, signed_in
+from hitl.server.triage_ui import inbox_filter
 from hitl.server.workers import ServicePool
 from hitl.service.errors import ThreadNotFound
 from hitl.service.views import (
@@ -237,17 +238,21 @@ class Card:
     link_for: str | None = None
     """Whom "Copy link" makes a decision link for: the viewer (an approver), anyone they
     name (`""`: an admin), or None: no such action."""
+    mine: bool = False
+    """Assigned to the viewer by name (its card offers no "Assign to me")."""
 
 
 def _inbox_context(request: Request, who: Token) -> dict[str, Any]:
     svc = _service(request)
-    inbox = svc.pending(InboxQuery(limit=INBOX_LIMIT))
+    triage = inbox_filter(request.query_params, who)
+    inbox = svc.pending(InboxQuery(limit=INBOX_LIMIT, **triage.query))
     return {
         "me": who,
         "cards": _cards(svc, inbox.items, who),
         "total": inbox.total,
         "signature": _signature(inbox),
         "can_decide": who.may("approver"),
+        "triage": triage,
     }
 
 
@@ -338,6 +343,7 @@ def _cards(svc: ApprovalService, items: Sequence[PendingApproval], who: Token) -
                 fields=edit_fields(schemas[p.tool], p.args) if editable and may_decide else [],
                 thread_url=thread_url(p.thread_id),
                 link_for=None if not may_decide else "" if who.may("admin") else who.name,
+                mine=p.assignee == who.name,
             )
         )
     return cards
@@ -347,7 +353,8 @@ def _signature(inbox: InboxPage) -> str:
     """What the inbox shows, as `inbox.js` computes it from an `inbox` event (to skip a fetch
     when nothing it shows changed)."""
     rows = [
-        f"{p.thread_id} {p.tool_call_id} {p.args_hash} {p.status} {len(p.approvals)}"
+        f"{p.thread_id} {p.tool_call_id} {p.args_hash} {p.status} {p.assignee or ''} "
+        f"{p.snoozed_until or ''} {p.escalated_at or ''} {len(p.approvals)}"
         for p in inbox.items
     ]
     return "\n".join([*rows, str(inbox.total)])
@@ -372,7 +379,10 @@ def _decision_row(record: ApprovalRecord) -> dict[str, Any]:
     data = record.to_json()
     decision = record.decision or {}
     summary = record.decision_type or "—"
-    if decision.get("type") == "edit":
+    if record.status == "expired":  # the deadline decided, not a person: say so
+        ran = "approved by its on_expire rule" if record.decision_type == "approve" else "not run"
+        summary = f"expired: nobody decided before the deadline; {ran}"
+    elif decision.get("type") == "edit":
         summary += " → " + _json(decision.get("edited_action", {}).get("args"), indent=None)
     elif decision.get("message"):
         summary += f": {decision['message']}"

@@ -388,13 +388,21 @@ def queue_sweep(
     """`hitl sweep` for the service: settle what is overdue or orphaned, then queue a resume
     of each thread that can move on, for the workers (nothing runs in the caller)."""
     expired, orphaned, threads = service.settle(grace=grace)
+    reminded, escalated = service.nudge()
     queued = [
         thread_id
         for thread_id in threads
         if queue.enqueue_resume(thread_id, actor=SWEEP_ACTOR) is not None
     ]
     return SweepReport(
-        expired=expired, orphaned=orphaned, resumed=[], busy=[], failed={}, queued=queued
+        expired=expired,
+        orphaned=orphaned,
+        resumed=[],
+        busy=[],
+        failed={},
+        queued=queued,
+        reminded=reminded,
+        escalated=escalated,
     )
 
 

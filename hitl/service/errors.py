@@ -237,6 +237,10 @@ class ServiceUnavailable(HitlError):
     """The HTTP service could not be reached, or failed in an unexpected way."""
 
 
+class InvalidTriage(HitlError):
+    """An assignment or snooze that cannot be recorded as given (say what to give instead)."""
+
+
 PASSED_ON: tuple[type[LedgerError], ...] = (
     AlreadyVoted,
     ArgsChanged,

@@ -77,6 +77,12 @@ class PendingApproval:
     """When the call was asked about (ISO 8601, UTC)."""
     expires_at: str | None
     """When `hitl sweep` settles it if nobody decides (ISO 8601, UTC)."""
+    assignee: str | None = None
+    """Who should look at it (a name or `role:NAME`): `hitl assign`; not a permission."""
+    snoozed_until: str | None = None
+    """Hidden from the default inbox until then (ISO 8601, UTC); it still expires."""
+    escalated_at: str | None = None
+    """When it was escalated (its `escalate_to` may decide it since)."""
     quorum: int = 1
     """How many distinct people must approve it; the call stays pending until then."""
     approvals: list[str] = field(default_factory=list)
@@ -99,6 +105,9 @@ class PendingApproval:
             requester=record.requester,
             requested_at=iso(record.requested_at) or "",
             expires_at=iso(record.expires_at),
+            assignee=record.assignee,
+            snoozed_until=iso(record.snoozed_until),
+            escalated_at=iso(record.escalated_at),
             quorum=record.quorum,
             approvals=[v.approver for v in votes if v.vote == "approve"],
             rejections=[v.approver for v in votes if v.vote == "reject"],
@@ -201,6 +210,10 @@ class SweepReport:
     """Thread ID → why resuming it failed (the others were still swept)."""
     queued: list[str] = field(default_factory=list)
     """Threads the HTTP service queued runs to resume (its workers run them)."""
+    reminded: list[ApprovalRecord] = field(default_factory=list)
+    """Calls this sweep sent their reminder for (`approval.reminder`)."""
+    escalated: list[ApprovalRecord] = field(default_factory=list)
+    """Calls this sweep escalated (`approval.escalated`): their `escalate_to` may decide."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -210,6 +223,8 @@ class SweepReport:
             "busy": self.busy,
             "failed": self.failed,
             "queued": self.queued,
+            "reminded": [r.to_json() for r in self.reminded],
+            "escalated": [r.to_json() for r in self.escalated],
         }
 
     @classmethod
@@ -221,6 +236,8 @@ class SweepReport:
             busy=data["busy"],
             failed=data["failed"],
             queued=data.get("queued", []),
+            reminded=[ApprovalRecord.from_json(r) for r in data.get("reminded", [])],
+            escalated=[ApprovalRecord.from_json(r) for r in data.get("escalated", [])],
         )
 
 

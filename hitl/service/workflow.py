@@ -57,6 +57,7 @@ from hitl.service.errors import (
     DecisionNotAllowed,
     InvalidDecision,
     InvalidSettings,
+    InvalidTriage,
     NothingPending,
     NotPermitted,
     PendingApprovalsExist,
@@ -86,6 +87,8 @@ from hitl.service.views import Sent as Sent
 
 CANCELLED_REASON = "cancelled: the user sent a new message instead of deciding"
 SWEEP_ACTOR = "hitl sweep"
+MAX_SNOOZE_SECONDS = 366 * 86400.0
+"""The longest snooze: a call is put off, not forgotten."""
 ReconcileAction = Literal["retry", "mark_done", "skip"]
 Observer = Callable[[str, Callable[[], dict[str, Any]]], None]
 """Called with (thread_id, update) after each step of a run; `update()` gives what the nodes
@@ -532,10 +535,65 @@ class ApprovalService:
         threads = list(dict.fromkeys([r.thread_id for r in expired] + unapplied))
         return expired, orphaned, threads
 
+    def nudge(self) -> tuple[list[ApprovalRecord], list[ApprovalRecord]]:
+        """Send the reminders and escalations that are due; return the calls reminded and
+        escalated. Each is sent once, whichever of several sweeping processes gets there."""
+        with _translated():
+            reminded = self._ledger.remind_due(actor=SWEEP_ACTOR)
+            escalated = self._ledger.escalate_due(actor=SWEEP_ACTOR)
+        return reminded, escalated
+
+    def assign(
+        self,
+        thread_id: str,
+        tool_call_id: str,
+        assignee: str | None,
+        *,
+        actor: str,
+        roles: Collection[str] = (),
+    ) -> ApprovalRecord:
+        """Assign a pending call to a person or `role:NAME` (None: unassign). Not a decision:
+        who may decide is still the call's rules; allowed to its approvers and admins."""
+        if assignee is not None and (not assignee.strip() or not _is_utf8(assignee)):
+            raise InvalidTriage(
+                f"cannot assign to {assignee!r}: give a person's name or role:NAME "
+                "(or unassign the call)"
+            )
+        self._pending_record(thread_id, tool_call_id)
+        with _translated(thread_id, self._ledger):
+            return self._ledger.assign(thread_id, tool_call_id, assignee, actor=actor, roles=roles)
+
+    def snooze(
+        self,
+        thread_id: str,
+        tool_call_id: str,
+        until: float | None,
+        *,
+        actor: str,
+        roles: Collection[str] = (),
+    ) -> ApprovalRecord:
+        """Hide a pending call from the default inbox until `until` (None: unsnooze). It
+        stays pending and still expires on its deadline; allowed to its approvers and admins."""
+        now = self._ledger.clock()
+        if until is not None and until <= now:
+            raise InvalidTriage(
+                f"cannot snooze until {iso(until)}: that is not in the future; give a "
+                "later time (e.g. 2h), or unsnooze the call"
+            )
+        if until is not None and until - now > MAX_SNOOZE_SECONDS:
+            raise InvalidTriage(
+                "cannot snooze a call for more than a year: give an earlier time "
+                "(its deadline, if any, still settles it)"
+            )
+        self._pending_record(thread_id, tool_call_id)
+        with _translated(thread_id, self._ledger):
+            return self._ledger.snooze(thread_id, tool_call_id, until, actor=actor, roles=roles)
+
     def sweep(self) -> SweepReport:
         """Expire overdue approvals, flag calls whose runner died, and resume the threads
         that can move on. Safe to run at any time, from any number of processes."""
         expired, orphaned, threads = self.settle()
+        reminded, escalated = self.nudge()
         resumed: list[str] = []
         busy: list[str] = []
         failed: dict[str, str] = {}
@@ -555,7 +613,13 @@ class ApprovalService:
             except Exception as e:  # one broken thread (a model, a tool) must not stop the others
                 failed[thread_id] = str(e) or type(e).__name__
         return SweepReport(
-            expired=expired, orphaned=orphaned, resumed=resumed, busy=busy, failed=failed
+            expired=expired,
+            orphaned=orphaned,
+            resumed=resumed,
+            busy=busy,
+            failed=failed,
+            reminded=reminded,
+            escalated=escalated,
         )
 
     # plumbing

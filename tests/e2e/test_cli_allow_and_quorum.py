@@ -75,7 +75,7 @@ def test_an_approval_remembered_with_the_cli_approves_the_next_call_until_revoke
         "allow",
         "revoke",
         standing["id"],
-        exit_code=23,
+        exit_code=26,
         error_type="StandingNotFound",
         says=["it is revoked"],
         as_json=True,

@@ -143,5 +143,5 @@ def test_standing_approvals_are_added_listed_and_revoked_remotely_under_the_toke
     assert revoked.returncode == 0, describe(revoked)
     assert json.loads(revoked.stdout)["revoked_by"] == "bob"
     again = remote(service, bob, "allow", "revoke", standing["id"], "--json")
-    assert again.returncode == 23, describe(again)
+    assert again.returncode == 26, describe(again)
     assert json.loads(again.stdout)["error"]["type"] == "StandingNotFound"

@@ -20,7 +20,7 @@ from hitl.service.errors import NotPermitted
 from tests.support.environment import REPO_ROOT
 from tests.support.fakes import FakeClock, ToolLog
 from tests.support.harness import open_harness
-from tests.support.ledger import request_call
+from tests.support.ledger import back_to_first_schema, request_call
 from tests.support.prompts import SALLY, TWO_EMAILS
 from tests.support.sql import execute
 
@@ -217,12 +217,7 @@ def test_a_ledger_from_before_why_upgrades_and_its_calls_are_applied_as_recorded
     with open_ledger(db) as ledger:
         request_call(ledger, "t", "old")  # asked before `why` was recorded
         ledger.decide("t", {"old": {"type": "approve"}}, actor="bob")
-    # back to a version-1 ledger: without what the later migrations add
-    for column in ("why", "quorum", "quorum_distinct_roles", "reject_vetoes"):
-        execute(db, f"ALTER TABLE hitl_approvals DROP COLUMN {column}")
-    for table in ("hitl_votes", "hitl_standing"):
-        execute(db, f"DROP TABLE {table}")
-    execute(db, "UPDATE hitl_schema SET version = 1")
+    back_to_first_schema(db)
 
     with open_ledger(db) as ledger:
         record = ledger.get("t", "old")

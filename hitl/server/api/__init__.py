@@ -7,9 +7,9 @@ and `GET /threads/{id}/stream` shows it live.
 
 from fastapi import APIRouter
 
-from hitl.server.api import admin, approvals, links, standing, threads
+from hitl.server.api import admin, approvals, links, standing, threads, triage
 from hitl.server.http_errors import ERROR_RESPONSES
 
 router = APIRouter(responses=ERROR_RESPONSES)
-for part in (threads, approvals, standing, admin, links):
+for part in (threads, approvals, triage, standing, admin, links):
     router.include_router(part.router)

@@ -11,7 +11,7 @@ from hitl.checkpoints import maintenance
 from hitl.checkpoints.errors import WebhookError
 from hitl.checkpoints.stores import MAX_OFFSET, Token, TokenStore, WebhookStore
 from hitl.server.api.bodies import NewToken, NewWebhook, Prune, Reconcile
-from hitl.server.api.common import AsAdmin, Queue, Service, admin, queue, viewer
+from hitl.server.api.common import RUN_ENDED, AsAdmin, Queue, Service, admin, queue, viewer
 from hitl.server.auth import principal, token_summary
 from hitl.server.workers import Background, queue_sweep
 from hitl.service import webhooks
@@ -70,7 +70,9 @@ def metrics(request: Request, who: Token = viewer) -> PlainTextResponse:
 # operations
 
 
-@router.post("/threads/{thread_id}/reconcile", tags=["operations"], status_code=202)
+@router.post(
+    "/threads/{thread_id}/reconcile", tags=["operations"], status_code=202, responses=RUN_ENDED
+)
 def reconcile(thread_id: str, body: Reconcile, act: AsAdmin) -> dict[str, Any]:
     """Settle a call whose outcome is unknown (its runner died mid-call), then continue."""
     settled = act.service.reconcile(
@@ -79,7 +81,9 @@ def reconcile(thread_id: str, body: Reconcile, act: AsAdmin) -> dict[str, Any]:
     return act.accepted(settled.run, reconciled=settled.record.to_json())
 
 
-@router.post("/threads/{thread_id}/resume", tags=["operations"], status_code=202)
+@router.post(
+    "/threads/{thread_id}/resume", tags=["operations"], status_code=202, responses=RUN_ENDED
+)
 def resume(thread_id: str, act: AsAdmin) -> dict[str, Any]:
     """Continue a thread whose run stopped, from its last checkpoint."""
     return act.accepted(act.service.continue_thread(thread_id, actor=act.who.name))

@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from hitl.checkpoints.stores import Token
 from hitl.server.api.bodies import Approve, Decision, Edit, Reject, Respond
-from hitl.server.api.common import Acting, AsApprover, Service, sse, viewer
+from hitl.server.api.common import RUN_ENDED, Acting, AsApprover, Service, assignees, sse, viewer
 from hitl.server.events import INBOX, Event, EventBus
 from hitl.server.workers import ServicePool
 from hitl.service.timespec import parse_duration, parse_moment
@@ -32,6 +32,8 @@ def list_approvals(
     desc: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    assigned_to: Annotated[list[str] | None, Query(description="a name, role:NAME or me")] = None,
+    snoozed: Literal["hide", "show", "only"] = "hide",
     who: Token = viewer,
 ) -> dict[str, Any]:
     """The approvals waiting for a person, across all threads (the ledger's inbox)."""
@@ -50,6 +52,8 @@ def list_approvals(
         descending=desc,
         limit=limit,
         offset=offset,
+        assigned_to=assignees(assigned_to, who),
+        snoozed=snoozed,
     )
     return svc.pending(query).to_json()
 
@@ -111,7 +115,7 @@ def _decided(
     "/threads/{thread_id}/approve",
     tags=["approvals"],
     status_code=202,
-    responses={200: {"description": "A vote on a quorum call, recorded; nothing queued"}},
+    responses=RUN_ENDED,
 )
 def approve(thread_id: str, body: Approve, act: AsApprover) -> dict[str, Any]:
     """Approve one pending call (`call`) or all of the thread's pending calls; a quorum
@@ -129,21 +133,25 @@ def approve(thread_id: str, body: Approve, act: AsApprover) -> dict[str, Any]:
     return _decided(act, thread_id, body, {"type": "approve"}, remember)
 
 
-@router.post("/threads/{thread_id}/reject", tags=["approvals"], status_code=202)
+@router.post(
+    "/threads/{thread_id}/reject", tags=["approvals"], status_code=202, responses=RUN_ENDED
+)
 def reject(thread_id: str, body: Reject, act: AsApprover) -> dict[str, Any]:
     """Reject one pending call or all of them; `reason` is told to the model."""
     answer = {"type": "reject"} | ({"message": body.reason} if body.reason else {})
     return _decided(act, thread_id, body, answer)
 
 
-@router.post("/threads/{thread_id}/edit", tags=["approvals"], status_code=202)
+@router.post("/threads/{thread_id}/edit", tags=["approvals"], status_code=202, responses=RUN_ENDED)
 def edit(thread_id: str, body: Edit, act: AsApprover) -> dict[str, Any]:
     """Run a pending call with other arguments, checked against the tool's schema first."""
     answer = act.service.edit_answer(thread_id, body.call, body.args)
     return _decided(act, thread_id, body, answer)
 
 
-@router.post("/threads/{thread_id}/respond", tags=["approvals"], status_code=202)
+@router.post(
+    "/threads/{thread_id}/respond", tags=["approvals"], status_code=202, responses=RUN_ENDED
+)
 def respond(thread_id: str, body: Respond, act: AsApprover) -> dict[str, Any]:
     """Answer a pending call in the tool's place, without running it."""
     answer = {"type": "respond", "message": body.message}

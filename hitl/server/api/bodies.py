@@ -177,3 +177,69 @@ class Prune(BaseModel):
 
     def seconds(self) -> float | None:
         return None if self.older_than is None else parse_duration(self.older_than)
+
+
+class Assign(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    assignee: str | None = Field(
+        description="A person's name, `role:NAME`, or `me`; null unassigns the call."
+    )
+
+
+class Snooze(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    until: str | None = Field(
+        description="A duration from now (2h, 1d) or an ISO 8601 time; null unsnoozes the call."
+    )
+
+
+class BulkCall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    thread_id: str
+    call: str = Field(description="The tool call ID.")
+    args_hash: str | None = Field(
+        default=None,
+        description="Only if the call's args still hash to this (what you saw).",
+        json_schema_extra={"pattern": "^[0-9a-fA-F]{64}$"},
+    )
+
+    @field_validator("args_hash")
+    @classmethod
+    def well_formed_hash(cls, value: str | None) -> str | None:
+        return None if value is None else parse_args_hash(value)
+
+
+class BulkFilter(BaseModel):
+    """The inbox's filters; every pending call that matches is decided."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tool: str | None = None
+    thread_id: str | None = None
+    requester: str | None = None
+    assigned_to: list[str] | None = Field(default=None, description="Names, role:NAME or `me`.")
+    include_snoozed: bool = False
+
+
+class Bulk(BaseModel):
+    # a misspelt `calls` must not widen a decision to every pending call
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["approve", "reject"]
+    calls: list[BulkCall] | None = Field(
+        default=None, min_length=1, description="The calls to decide (what the decider saw)."
+    )
+    filter: BulkFilter | None = Field(
+        default=None, description="Or: every pending call it matches."
+    )
+    reason: str | None = Field(default=None, description="With reject: told to the model.")
+    comment: str | None = None
+
+    @model_validator(mode="after")
+    def one_selection(self) -> "Bulk":
+        if (self.calls is None) == (self.filter is None):
+            raise ValueError("give either `calls` or `filter`, not both and not neither")
+        return self

@@ -30,6 +30,11 @@ streams end within this time (its reader's reconnection is then refused with `40
 MAX_WAIT_SECONDS = 60.0
 """The longest long-poll: `GET /runs/{id}?wait=`, and `?wait=` on a request that starts a run."""
 
+RUN_ENDED: dict[int | str, dict[str, Any]] = {
+    200: {"description": "With `?wait=`: the run ended within the wait (`run` says how)"}
+}
+"""The second answer of a request that starts a run, for its OpenAPI entry."""
+
 viewer = Depends(require("viewer"))
 approver = Depends(require("approver"))
 admin = Depends(require("admin"))
@@ -141,6 +146,14 @@ def acting(role: Role) -> Callable[..., Awaitable[Acting]]:
 
 AsApprover = Annotated[Acting, Depends(acting("approver"))]
 AsAdmin = Annotated[Acting, Depends(acting("admin"))]
+
+
+def assignees(names: list[str] | None, who: Token) -> tuple[str, ...] | None:
+    """An `assigned_to` filter with `me` standing for the caller: its name and roles."""
+    if names is None:
+        return None
+    mine = (who.name, *(f"role:{r}" for r in who.roles))
+    return tuple(dict.fromkeys(n for name in names for n in (mine if name == "me" else (name,))))
 
 
 def sse(

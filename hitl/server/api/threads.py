@@ -10,6 +10,7 @@ from hitl.checkpoints.stores import Token
 from hitl.server.api.bodies import ContinueThread, StartThread
 from hitl.server.api.common import (
     MAX_WAIT_SECONDS,
+    RUN_ENDED,
     AsApprover,
     Queue,
     Service,
@@ -50,7 +51,7 @@ def list_threads(
     return svc.list_threads(query).to_json()
 
 
-@router.post("/threads", tags=["threads"], status_code=202)
+@router.post("/threads", tags=["threads"], status_code=202, responses=RUN_ENDED)
 def start_thread(body: StartThread, act: AsApprover) -> dict[str, Any]:
     """Start a thread with a prompt (or messages); 202 with the run to follow. An ID that
     exists already is 409: continue that thread with `POST /threads/{id}/runs`."""
@@ -58,7 +59,7 @@ def start_thread(body: StartThread, act: AsApprover) -> dict[str, Any]:
     return act.accepted(sent.run)
 
 
-@router.post("/threads/{thread_id}/runs", tags=["threads"], status_code=202)
+@router.post("/threads/{thread_id}/runs", tags=["threads"], status_code=202, responses=RUN_ENDED)
 def continue_thread(thread_id: str, body: ContinueThread, act: AsApprover) -> dict[str, Any]:
     """Send a new message to an existing thread: 409 while it waits for decisions, unless
     `cancel_pending` (its pending calls are then rejected)."""

@@ -147,6 +147,18 @@
         delete card.dataset.stale; // back in the inbox (asked again)
         say(card, "");
       }
+      if (card !== incoming && card.dataset.triage !== incoming.dataset.triage && !("settled" in card.dataset)) {
+        // assigned or snoozed: not a change of what is decided, so swapped in place, in use or not
+        for (const part of [".card__triage", ".actions--triage"]) {
+          const now = card.querySelector(part);
+          const fresh = incoming.querySelector(part);
+          if (now && fresh) now.replaceWith(document.adoptNode(fresh));
+          else if (now) now.remove();
+          else if (fresh) card.querySelector(".card__meta")?.after(document.adoptNode(fresh));
+        }
+        card.dataset.triage = incoming.dataset.triage;
+        localize(card);
+      }
       previous = card;
     }
     for (const card of old.values()) {
@@ -200,7 +212,10 @@
 
   function inboxSignature(page) {
     const rows = page.pending.map((p) =>
-      [p.thread_id, p.tool_call_id, p.args_hash, p.status, (p.approvals || []).length].join(" "),
+      [
+        p.thread_id, p.tool_call_id, p.args_hash, p.status, p.assignee || "", p.snoozed_until || "",
+        p.escalated_at || "", (p.approvals || []).length,
+      ].join(" "),
     );
     return [...rows, String(page.total)].join("\n");
   }
@@ -482,11 +497,81 @@
     return args;
   }
 
+  // --- triage: assign, snooze, and decide every call shown at once -------------------------
+
+  async function post(path, body) {
+    const response = await fetch(path, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", [CSRF_HEADER]: "1" },
+      body: JSON.stringify(body),
+    });
+    if (response.status === 401) toLogin();
+    return [response, await response.json().catch(() => null)];
+  }
+
+  const TRIAGE = {
+    assign: ["assign", { assignee: "me" }, "Assigned to you."],
+    snooze: ["snooze", { until: "1h" }, "Snoozed for an hour: hidden until then; it still expires."],
+    unsnooze: ["snooze", { until: null }, "Shown in the inbox again."],
+  };
+
+  async function triage(card, what) {
+    const [action, body, done] = TRIAGE[what];
+    const path = `/approvals/${encodeURIComponent(card.dataset.thread)}/${encodeURIComponent(card.dataset.call)}/${action}`;
+    const [response, data] = await post(path, body).catch(() => [null, null]);
+    if (!response) return say(card, "Could not reach the service; nothing was recorded.", "error");
+    if (!response.ok) return say(card, data?.error?.message || `The service answered ${response.status}.`, "error");
+    if (what === "snooze" && !main.dataset.refresh.includes("snoozed=show")) settle(card, done, "ok");
+    else say(card, done, "ok");
+    scheduleRefresh();
+  }
+
+  const OUTCOME = {
+    decided: "decided",
+    already_decided: "already decided",
+    expired: "expired",
+    not_permitted: "not permitted",
+    args_changed: "changed since shown",
+    not_found: "not found",
+    refused: "refused",
+  };
+
+  async function bulk(kind) {
+    const buttonOf = kind === "approve" ? "[data-act=approve]" : "[data-open=reject]";
+    const cards = [...main.querySelectorAll("[data-card]")].filter(
+      (card) => !("settled" in card.dataset) && card.querySelector(buttonOf),
+    );
+    const box = main.querySelector("[data-bulk-result]");
+    if (!cards.length) return;
+    const verb = kind === "approve" ? "Approve" : "Reject";
+    if (!window.confirm(`${verb} these ${cards.length} calls? Each is still checked on its own.`)) return;
+    const calls = cards.map((c) => ({ thread_id: c.dataset.thread, call: c.dataset.call, args_hash: c.dataset.argsHash }));
+    for (const card of cards) card.dataset.busy = "";
+    const [response, report] = await post("/approvals/bulk", { decision: kind, calls }).catch(() => [null, null]);
+    for (const card of cards) delete card.dataset.busy;
+    if (!response || !response.ok) {
+      box.textContent = report?.error?.message || "Could not reach the service; nothing was recorded.";
+      return;
+    }
+    const byKey = new Map(cards.map((c) => [`${c.dataset.thread} ${c.dataset.call}`, c]));
+    for (const item of report.items) {
+      const card = byKey.get(`${item.thread_id} ${item.tool_call_id}`);
+      if (!card) continue;
+      if (item.outcome === "decided") settle(card, `${DONE[kind][0]} (bulk) — ${DONE[kind][1]}`, "ok");
+      else settle(card, `Not ${PAST[kind]}: ${OUTCOME[item.outcome] || item.outcome}. ${item.message || ""}`, "conflict");
+    }
+    const counts = Object.entries(report.counts).map(([k, n]) => `${n} ${OUTCOME[k] || k}`);
+    box.textContent = `${verb} all shown: ${counts.join(", ")}.`;
+  }
+
   main.addEventListener("click", (event) => {
     const button = event.target.closest("button");
+    if (button?.dataset.bulk) return void bulk(button.dataset.bulk);
     const card = button?.closest("[data-card]");
     if (!card || button.type === "submit") return;
-    if (button.dataset.act === "approve") send(card, "approve", {});
+    if (button.dataset.triage) triage(card, button.dataset.triage);
+    else if (button.dataset.act === "approve") send(card, "approve", {});
     else if (button.dataset.open) open(card, button.dataset.open, button);
     else if ("close" in button.dataset) close(button.closest("form"), card);
     else if ("dismiss" in button.dataset) {
