@@ -496,5 +496,7 @@ def test_a_sweep_with_nothing_overdue_settles_nothing_and_changes_nothing(
         "busy": [],
         "failed": {},
         "queued": [],
+        "reminded": [],
+        "escalated": [],
     }
     assert copied.state() == before

@@ -2,6 +2,7 @@
 nothing else records a decision: the ledger's `decide` is called once per front-end decision.
 Studio's answers, which arrive inside the graph, reach the same ledger operation."""
 
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -116,13 +117,39 @@ def test_every_http_decision_route_decides_through_the_one_service_method(
     assert calls.service == [thread_id] and calls.ledger == [thread_id]
 
 
+def test_a_bulk_decision_decides_each_call_through_the_one_service_method(
+    tmp_path: Path, calls: Calls
+) -> None:
+    """The inbox's "Approve all shown" posts here."""
+    settings = _settings(tmp_path)
+    thread_id, call_id = _start_thread(settings)
+    with TestClient(create_app(settings, OPTIONS)) as client:
+        client.headers["Authorization"] = f"Bearer {_token(settings)}"
+        body = {"decision": "approve", "calls": [{"thread_id": thread_id, "call": call_id}]}
+        answer = client.post("/approvals/bulk", json=body)
+        assert answer.is_success, answer.text
+        eventually(lambda: client.get(f"/threads/{thread_id}").json()["status"] == "done")
+    assert calls.service == [thread_id] and calls.ledger == [thread_id]
+    assert _sent(tmp_path) == 1
+
+
 def test_the_web_inbox_posts_its_decisions_to_the_http_decision_routes() -> None:
-    """What the inbox's buttons send: the routes tested above, nothing of their own."""
+    """What the inbox's buttons send: the routes tested above, nothing of their own. Its
+    other POSTs make a decision link, assign or snooze a call (none of which decides), or
+    decide the calls shown through the bulk route, which decides each through the service."""
     script = Path(__file__).parents[2] / "hitl" / "server" / "static" / "inbox.js"
     text = script.read_text()
     posts = [line.strip() for line in text.splitlines() if 'method: "POST"' in line]
     assert "fetch(`/threads/${encodeURIComponent(thread)}/${kind}`" in text
-    assert len(posts) == 1, posts
+    assert len(posts) == 3, posts  # decisions; links; the triage helper `post`
+    posted_to = sorted(
+        line.split("await post(", 1)[1].split(",", 1)[0]
+        for line in text.splitlines()
+        if "await post(" in line
+    )
+    assert posted_to == ['"/approvals/bulk"', "path"], posted_to
+    triage_table = text[text.index("const TRIAGE = {") :].split("};", 1)[0]
+    assert set(re.findall(r'\w+: \["(\w+)"', triage_table)) == {"assign", "snooze"}
 
 
 @contextmanager
