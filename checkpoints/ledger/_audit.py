@@ -203,9 +203,10 @@ def rules_disagreement(row: ApprovalRecord, request: AuditEntry | None) -> str |
     return f"holds other rules ({', '.join(changed)}) than it was asked under"
 
 
-WHY_EVENTS = ("requested", "re-requested", "approved_by_policy")
+WHY_EVENTS = ("requested", "re-requested", *AUTO_APPROVALS)
 """The events that record why a call was asked or let through (`detail["why"]`): the newest
-one is what the row's `why` must hold."""
+one is what the row's `why` must hold. A standing approval's entry records the `why` of the
+request it answered."""
 
 
 def newest_why(cur: Cursor, thread_id: str, tool_call_id: str) -> AuditEntry | None:
