@@ -391,6 +391,11 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
                         f"only an approval can be remembered, not {decision['type']}: "
                         "approve the call, or leave out the option to remember it"
                     )
+                if remember is not None and row.quorum > 1:  # else a vote would drop it
+                    raise NotPermitted(
+                        f"calls of {row.tool} need {row.quorum} approvals: a standing approval "
+                        "would let one person approve them. Approve without remembering it."
+                    )
                 rows[tool_call_id] = row
             # too late to let a call run: the deadline settles it, now, swept or not (a late
             # reject or respond is still recorded: not running a call is always safe)
