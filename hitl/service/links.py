@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from hitl.checkpoints.ledger import ROLE_PREFIX, Ledger, check_permitted
+from hitl.checkpoints.ledger import ROLE_PREFIX, Ledger, check_permitted, progress
 from hitl.checkpoints.records import ApprovalRecord, iso
 from hitl.checkpoints.stores import Link, LinkStore, TokenStore
 from hitl.service.errors import (
@@ -201,6 +201,13 @@ class DecisionLinks:
         except BaseException:
             self._store.release(secret, claim)  # refused: the page then says what stands
             raise
+
+    def progress(self, record: ApprovalRecord) -> str | None:
+        """How far a quorum call a link voted on got ("1 of 2 approvals: bob"); None once
+        the call is decided (a vote that reached the quorum decided it)."""
+        if record.status != "pending":
+            return None
+        return progress(record, self._ledger.votes(record.thread_id, record.tool_call_id))
 
     def add_to_payload(self, event_type: str, payload: str) -> str:
         """An `approval.requested` webhook body with `data.links`, a link for each approver

@@ -377,3 +377,22 @@ def test_a_link_whose_person_lost_the_role_that_admitted_them_is_refused_when_us
             links.decide(parts.service, _secret(made.url), "approve")
         state = links.view(_secret(made.url)).state
     assert state == "ready" and log.calls == []  # refused by the ledger: the claim was given back
+
+
+def test_a_link_to_a_quorum_call_records_a_vote_and_its_page_says_the_call_still_waits(
+    tmp_path: Path,
+) -> None:
+    environ = {"HITL_POLICY": plugin_spec("QUORUM_OF_TWO"), "HITL_PUBLIC_URL": PUBLIC}
+    with open_api(tmp_path, environ) as api:
+        view = api.start(SALLY, by="alice")
+        thread_id, call = view["thread_id"], only_call(view)
+        made = api.post(f"/approvals/{thread_id}/{call}/links", json={"for": "bob"}, by="bob")
+        form = {"link": _secret(made.json()["url"]), "decision": "approve"}
+        voted = api.post(LINK_PATH.rstrip("/"), data=form, by=None)
+        assert voted.status_code == 200, voted.text
+        assert "1 of 2 approvals: bob" in voted.text and "waits" in voted.text
+        for wrong in ("None", "will not run", "Pending as"):
+            assert wrong not in voted.text
+        assert api.sent_ids() == []
+        api.finished(api.post(f"/threads/{thread_id}/approve", json={"call": call}, by="alice"))
+        assert api.sent_ids() == [call]
