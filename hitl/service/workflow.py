@@ -500,6 +500,10 @@ class ApprovalService:
             )
         return record
 
+    def votes(self, thread_id: str, tool_call_id: str) -> list[Vote]:
+        """The votes on a pending quorum call, oldest first (none for other calls)."""
+        return self._ledger.votes(thread_id, tool_call_id)
+
     def thread_records(self, thread_id: str) -> list[ApprovalRecord]:
         """Every call of the thread the ledger knows, decided or not."""
         return self._ledger.thread_records(thread_id)
