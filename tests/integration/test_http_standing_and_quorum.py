@@ -92,3 +92,19 @@ def test_a_vote_on_a_quorum_call_answers_200_with_no_run_and_the_second_runs_it(
         assert api.sent_ids() == []
         api.finished(api.post(f"/threads/{thread_id}/approve", json={"call": call}, by="bob"))
         assert api.sent_ids() == [call]
+
+
+def test_a_standing_approval_too_long_to_expire_is_refused_and_the_list_still_answers(
+    api: Api,
+) -> None:
+    view = api.start(SALLY)
+    thread_id, call = view["thread_id"], only_call(view)
+    before = api.state()
+    for forever in ("999999999999w", "1" + "0" * 400 + "d"):
+        direct = {"tool": "send_email", "expires_in": forever}
+        assert_error(api.post("/standing", json=direct, by="bob"), 422, "InvalidStanding", "at most")
+        remembered = {"call": call, "remember": {"expires_in": forever}}
+        approved = api.post(f"/threads/{thread_id}/approve", json=remembered, by="bob")
+        assert_error(approved, 422, "InvalidStanding", "at most")
+    assert api.state() == before
+    assert api.get("/standing", params={"all": True}).json()["standing"] == []
