@@ -98,6 +98,9 @@ class BulkReport:
 def select(service: "Lister", query: InboxQuery) -> list[Target]:
     """The pending calls of an inbox filter (its sort, not its page); `InvalidTriage` if more
     than `MAX_BULK` match: narrow the filter."""
+    named = [query.tool, query.thread_id, query.requester, *(query.assigned_to or ())]
+    if not all(text is None or _is_utf8(text) for text in named):
+        raise errors.InvalidTriage("the filter holds text that is not UTF-8; send it in UTF-8")
     page = service.pending(
         dataclasses.replace(query, statuses=("pending",), limit=MAX_BULK, offset=0)
     )
@@ -179,3 +182,11 @@ def _decide_one(
             thread_id, cid, target.tool, "voted", f"{progress}; the call waits for more {more}"
         )
     return item("decided")
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -57,6 +57,7 @@ from hitl.service.errors import (
     DecisionNotAllowed,
     InvalidDecision,
     InvalidSettings,
+    InvalidStanding,
     InvalidTriage,
     NothingPending,
     NotPermitted,
@@ -439,6 +440,9 @@ class ApprovalService:
         tool's newest call asked about (see `Ledger.allow`)."""
         if actor.startswith(ROLE_PREFIX):
             raise NotPermitted(f"{actor!r} names a role, not a person; act under your own name")
+        scope = [tool, requester or "", thread_id or "", json.dumps(args, ensure_ascii=False)]
+        if not all(_is_utf8(text) for text in scope):
+            raise InvalidStanding(f"the standing approval's scope: {_NOT_UTF8}")
         return self._ledger.allow(
             tool,
             actor=actor,
