@@ -276,7 +276,8 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
                     thread_id=thread_id,
                     tool=tool,
                     h=h,
-                    requester=requester,
+                    # a re-ask keeps the row's requester, whoever resumed the thread
+                    requester=row.requester if reasked and row is not None else requester,
                     rules=rules,
                     now=now,
                 )

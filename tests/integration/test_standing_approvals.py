@@ -224,3 +224,18 @@ def test_a_policy_change_re_asks_a_call_a_standing_approval_let_through(
         assert record is not None and (record.status, record.why) == ("pending", changed)
         assert ledger.audit_trail("t2")[-1].detail["voided"]["decided_by"].startswith("standing:")
         assert ledger.verify_audit().ok
+
+
+def test_a_re_ask_is_matched_under_the_calls_own_requester_not_whoever_resumed_it(
+    db: DatabaseName,
+) -> None:
+    rules = {"approvers": ["alice", "bob"], "allow_self_approval": False}
+    changed = WHY | {"rule_version": "v2", "policy_version": "p2"}
+    with open_ledger(db) as ledger:
+        request_call(ledger, "t1", "alices", why=WHY, **rules)  # alice asked
+        ledger.allow("send_email", actor="alice", expires_after=DAY)
+        # the policy changed; the thread is resumed by bob, whom the gate names as requester
+        request_call(ledger, "t1", "alices", why=changed, reask=True, requester="bob", **rules)
+        record = ledger.get("t1", "alices")
+        assert record is not None and record.requester == "alice"
+        assert record.status == "pending"  # not approved by alice's own standing approval
