@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from hitl.checkpoints.ledger import Clock
 from hitl.checkpoints.maintenance import copy_database
 from hitl.checkpoints.stores import open_link_store, open_webhook_store
 from hitl.checkpoints.urls import DatabaseName
+from hitl.graph.policy import Policy, ToolRule
 from hitl.service.errors import AlreadyDecided, LinkGone, NotPermitted
 from hitl.service.links import LINK_PATH, DecisionLinks
 from hitl.service.webhooks import WebhookDispatcher
@@ -396,3 +398,41 @@ def test_a_link_to_a_quorum_call_records_a_vote_and_its_page_says_the_call_still
         assert api.sent_ids() == []
         api.finished(api.post(f"/threads/{thread_id}/approve", json={"call": call}, by="alice"))
         assert api.sent_ids() == [call]
+
+
+def test_an_approval_escalated_webhook_carries_a_link_for_each_person_it_let_decide(
+    db: Path, log: ToolLog
+) -> None:
+    clock = FakeClock()
+    rule = ToolRule(
+        approvers=["bob"],
+        expires_after=timedelta(hours=1),
+        escalate_after=timedelta(minutes=30),
+        escalate_to=["carol", "role:oncall"],
+    )
+    policy = Policy(rules={"send_email": rule})
+    with (
+        serving() as receiver,
+        open_webhook_store(db) as store,
+        open_harness(db, log, policy, clock) as parts,
+        open_link_store(db) as link_store,
+    ):
+        links = DecisionLinks(parts.ledger, link_store, _roles, public_url=PUBLIC)
+        _, secret = store.add_endpoint(receiver.url("/hook"), created_by="ops")
+        receiver.secrets["/hook"] = secret
+        view = parts.service.run(SALLY, actor="alice")
+        with WebhookDispatcher(
+            store, destinations=LOCAL_RECEIVERS, body=links.add_to_payload
+        ) as dispatcher:
+            dispatcher.run_once()
+            clock.advance(30 * 60)
+            parts.service.nudge()
+            dispatcher.run_once()
+        requested, escalated = receiver.received
+        sent = escalated.payload["data"]["links"]
+        decided = links.decide(parts.service, _secret(sent["carol"]), "approve")
+    assert list(requested.payload["data"]["links"]) == ["bob"]
+    assert escalated.payload["type"] == "approval.escalated" and escalated.valid
+    assert list(sent) == ["carol"]  # who may decide now and could not before, by name
+    assert [(r.decided_by, r.status) for r in decided.records] == [("carol", "approved")]
+    assert log.ids("send_email") == [view.pending[0].tool_call_id]
