@@ -143,6 +143,7 @@ class DecisionLinks:
             tool_call_id,
             record.args_hash,
             identity,
+            asked_at=record.requested_at,
             expires_at=record.expires_at,
             created_by=created_by,
             now=self._ledger.clock(),

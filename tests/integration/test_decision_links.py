@@ -436,3 +436,23 @@ def test_an_approval_escalated_webhook_carries_a_link_for_each_person_it_let_dec
     assert list(sent) == ["carol"]  # who may decide now and could not before, by name
     assert [(r.decided_by, r.status) for r in decided.records] == [("carol", "approved")]
     assert log.ids("send_email") == [view.pending[0].tool_call_id]
+
+
+def test_a_call_asked_again_after_a_policy_change_gets_a_new_link_not_the_used_one(
+    db: Path, log: ToolLog
+) -> None:
+    before = Policy(rules={"send_email": ToolRule(approvers=["bob"])})
+    after = Policy(rules={"send_email": ToolRule(approvers=["bob"], expires_after=timedelta(1))})
+    with open_harness(db, log, before) as parts:
+        view = parts.service.run(SALLY, actor="alice")
+    call = view.pending[0].tool_call_id
+    with open_harness(db, log, after) as parts, open_link_store(db) as store:
+        links = DecisionLinks(parts.ledger, store, _roles, public_url=PUBLIC)
+        used = links.make(view.thread_id, call, "bob", created_by="webhook")
+        links.decide(parts.service, _secret(used.url), "approve")  # then re-asked: new rule
+        assert [p.tool_call_id for p in parts.service.show(view.thread_id).pending] == [call]
+        again = links.make(view.thread_id, call, "bob", created_by="webhook")
+        assert again.url != used.url and links.view(_secret(again.url)).state == "ready"
+        links.decide(parts.service, _secret(again.url), "approve")
+        assert links.view(_secret(used.url)).state == "used"
+    assert log.ids("send_email") == [call]
