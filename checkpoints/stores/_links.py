@@ -4,10 +4,11 @@ A link's secret is HMAC-SHA256 of (thread, call, args hash, identity, when the c
 under a random 256-bit key kept in this database (`hitl_link_key`), so making the link for the
 same call, args and person again gives the same link (a webhook sent twice, `hitl link` run
 twice) without keeping it, and a call asked again (even with the same args, after a policy
-change voided a decision made with the link) gets a new one: the table `hitl_links` holds its hash, what it is bound to, and when it was used.
-Whoever can read the database can derive links, as they can read webhook secrets; whoever can
-write it can decide anyway. A link is used by a compare-and-set on `used_at`, so two requests
-with one link never both get past `claim`.
+change voided a decision made with the link) gets a new one. The table `hitl_links` holds its
+hash, what it is bound to, and when it was used. Whoever can read the database can derive
+links, as they can read webhook secrets; whoever can write it can decide anyway. A link is
+used by a compare-and-set on `used_at`, so two requests with one link never both get past
+`claim`.
 """
 
 import base64

@@ -330,6 +330,8 @@ def test_a_bulk_approval_of_a_quorum_call_reports_a_vote_not_a_decision(
             ("voted", "1 of 2 approvals: bob; the call waits for more approvals")
         ]
         assert service.call_record(thread_id, call).status == "pending" and log.calls == []
-        second = decide_all(service, select(service, InboxQuery()), {"type": "approve"}, actor="ann")
+        second = decide_all(
+            service, select(service, InboxQuery()), {"type": "approve"}, actor="ann"
+        )
         assert [i.outcome for i in second.items] == ["decided"]
         assert log.ids("send_email") == [call]
