@@ -100,7 +100,9 @@ def select(service: "Lister", query: InboxQuery) -> list[Target]:
     than `MAX_BULK` match: narrow the filter."""
     named = [query.tool, query.thread_id, query.requester, *(query.assigned_to or ())]
     if not all(text is None or _is_utf8(text) for text in named):
-        raise errors.InvalidTriage("the filter holds text that is not UTF-8; send it in UTF-8")
+        raise errors.InvalidTriage(
+            "the filter holds text that is not UTF-8, or a NUL character; send UTF-8 without NUL"
+        )
     page = service.pending(
         dataclasses.replace(query, statuses=("pending",), limit=MAX_BULK, offset=0)
     )
@@ -185,8 +187,9 @@ def _decide_one(
 
 
 def _is_utf8(text: str) -> bool:
+    """Whether every backend can store `text` (as `workflow._is_utf8`)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         return False
-    return True
+    return "\x00" not in text

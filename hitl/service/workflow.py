@@ -659,7 +659,10 @@ class ApprovalService:
             raise DecisionNotAllowed(record.tool, _kind(answer), allowed) from None
         except ValidationError as e:
             raise InvalidDecision(tool_call_id, _describe(e)) from None
-        if not _is_utf8(json.dumps(decision, ensure_ascii=False)):
+        message = decision.get("message")  # stored as it is, unlike the JSON of the decision
+        if not _is_utf8(json.dumps(decision, ensure_ascii=False)) or (
+            isinstance(message, str) and not _is_utf8(message)
+        ):
             raise InvalidDecision(tool_call_id, _NOT_UTF8)
         return decision
 
@@ -782,8 +785,8 @@ def _already_decided(record: ApprovalRecord) -> AlreadyDecided:
 
 
 _NOT_UTF8 = (
-    "the text is not valid UTF-8 (it holds an undecodable byte or a lone surrogate); "
-    "send it in UTF-8"
+    "the text is not valid UTF-8 (it holds an undecodable byte or a lone surrogate) or holds a "
+    "NUL character, which PostgreSQL cannot store; send it in UTF-8, without NUL"
 )
 
 
@@ -795,11 +798,13 @@ def _check_message(prompts: Sequence[str], actor: str) -> None:
 
 
 def _is_utf8(text: str) -> bool:
+    """Whether every backend can store `text`: UTF-8, and no NUL (PostgreSQL's text has none;
+    refused on SQLite too, so that a database can be copied to PostgreSQL)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         return False
-    return True
+    return "\x00" not in text
 
 
 REVIEW_KEYS = ("hitl_reviews", "reviews")
