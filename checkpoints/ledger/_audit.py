@@ -8,7 +8,7 @@ and `AuditReport.heads` can be anchored elsewhere.
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from hitl.checkpoints.database import Cursor, PgCursor, notify
@@ -180,12 +180,16 @@ RULES_EVENTS = (*REQUEST_EVENTS, "escalated")
 who may decide it (the rules it recorded are the ones the row must hold from then on)."""
 
 
-def newest_request(cur: Cursor, thread_id: str, tool_call_id: str) -> AuditEntry | None:
-    """The call's newest `RULES_EVENTS` entry: the rules its row must still hold."""
+def newest_request(
+    cur: Cursor, thread_id: str, tool_call_id: str, events: Sequence[str] = RULES_EVENTS
+) -> AuditEntry | None:
+    """The call's newest `RULES_EVENTS` entry: the rules its row must still hold. With
+    `events=REQUEST_EVENTS`, the newest time it was asked about (an escalation asks nothing)."""
+    marks = ", ".join("?" for _ in events)
     row = cur.execute(
         f"SELECT {AUDIT_COLUMNS} FROM hitl_audit WHERE thread_id = ? AND tool_call_id = ? "
-        "AND event IN (?, ?, ?) ORDER BY seq DESC LIMIT 1",
-        (thread_id, tool_call_id, *RULES_EVENTS),
+        f"AND event IN ({marks}) ORDER BY seq DESC LIMIT 1",
+        (thread_id, tool_call_id, *events),
     ).fetchone()
     return None if row is None else audit_entry_of(row)
 
@@ -203,9 +207,10 @@ def rules_disagreement(row: ApprovalRecord, request: AuditEntry | None) -> str |
     return f"holds other rules ({', '.join(changed)}) than it was asked under"
 
 
-WHY_EVENTS = ("requested", "re-requested", "approved_by_policy")
+WHY_EVENTS = ("requested", "re-requested", *AUTO_APPROVALS)
 """The events that record why a call was asked or let through (`detail["why"]`): the newest
-one is what the row's `why` must hold."""
+one is what the row's `why` must hold. A standing approval's entry records the `why` of the
+request it answered."""
 
 
 def newest_why(cur: Cursor, thread_id: str, tool_call_id: str) -> AuditEntry | None:

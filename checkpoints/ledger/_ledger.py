@@ -276,7 +276,8 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
                     thread_id=thread_id,
                     tool=tool,
                     h=h,
-                    requester=requester,
+                    # a re-ask keeps the row's requester, whoever resumed the thread
+                    requester=row.requester if reasked and row is not None else requester,
                     rules=rules,
                     now=now,
                 )
@@ -390,6 +391,11 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
                     raise NotPermitted(
                         f"only an approval can be remembered, not {decision['type']}: "
                         "approve the call, or leave out the option to remember it"
+                    )
+                if remember is not None and row.quorum > 1:  # else a vote would drop it
+                    raise NotPermitted(
+                        f"calls of {row.tool} need {row.quorum} approvals: a standing approval "
+                        "would let one person approve them. Approve without remembering it."
                     )
                 rows[tool_call_id] = row
             # too late to let a call run: the deadline settles it, now, swept or not (a late

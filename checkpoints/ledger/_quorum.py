@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from hitl.checkpoints.database import Cursor
 from hitl.checkpoints.errors import AlreadyVoted, LedgerTampered, NotPermitted
-from hitl.checkpoints.ledger._audit import newest_request
+from hitl.checkpoints.ledger._audit import REQUEST_EVENTS, newest_request
 from hitl.checkpoints.records import ApprovalRecord, Vote, quorum_progress
 
 Audit = Callable[[Cursor, str, str, str, str | None, dict[str, Any]], None]
@@ -134,7 +134,8 @@ def _role_for(
 def _refuse_forged(cur: Cursor, row: ApprovalRecord, votes: list[Vote]) -> None:
     """Votes written by SQL would reach a quorum nobody gave: each must match an
     `approval_vote` entry of the chain since the call was last asked about."""
-    asked = newest_request(cur, row.thread_id, row.tool_call_id)
+    # since it was last asked about: a re-request clears the votes, an escalation does not
+    asked = newest_request(cur, row.thread_id, row.tool_call_id, REQUEST_EVENTS)
     since = asked.seq if asked is not None else 0
     chained = {
         (actor, json.loads(detail).get("vote"))

@@ -34,6 +34,9 @@ CREATED_EVENT, REVOKED_EVENT, APPROVED_EVENT = (
     "approved_by_standing",
 )
 _SOURCES_LOOKED_AT = 50  # newest calls of a tool searched for the rules it was asked under
+MAX_STANDING_DAYS = 3650
+"""The longest a standing approval may stand: it must expire (longer is "for ever", and past
+year 9999 its expiry has no date to show)."""
 
 
 @dataclass(frozen=True)
@@ -254,6 +257,11 @@ def create_standing(
         raise InvalidStanding(
             f"a standing approval needs a positive expiry (got {expires_after!r} seconds): "
             "give one such as --expires-in 7d"
+        )
+    if expires_after > MAX_STANDING_DAYS * 86_400:
+        raise InvalidStanding(
+            f"a standing approval stands for at most {MAX_STANDING_DAYS} days (got "
+            f"{expires_after:g} seconds): give a shorter expiry, and revoke it when done"
         )
     # scoped to the creator's own calls, a tool without self-approval is refused here; else
     # each call the creator asked for is refused when matched

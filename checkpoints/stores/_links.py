@@ -1,12 +1,14 @@
-"""Signed decision links: one per (call, args, approver), stored only as their SHA-256.
+"""Signed decision links: one per (call, args, approver, request), stored only as their SHA-256.
 
-A link's secret is HMAC-SHA256 of (thread, call, args hash, identity) under a random 256-bit
-key kept in this database (`hitl_link_key`), so making the link for the same call, args and
-person again gives the same link (a webhook sent twice, `hitl link` run twice) without
-keeping it: the table `hitl_links` holds its hash, what it is bound to, and when it was used.
-Whoever can read the database can derive links, as they can read webhook secrets; whoever can
-write it can decide anyway. A link is used by a compare-and-set on `used_at`, so two requests
-with one link never both get past `claim`.
+A link's secret is HMAC-SHA256 of (thread, call, args hash, identity, when the call was asked)
+under a random 256-bit key kept in this database (`hitl_link_key`), so making the link for the
+same call, args and person again gives the same link (a webhook sent twice, `hitl link` run
+twice) without keeping it, and a call asked again (even with the same args, after a policy
+change voided a decision made with the link) gets a new one. The table `hitl_links` holds its
+hash, what it is bound to, and when it was used. Whoever can read the database can derive
+links, as they can read webhook secrets; whoever can write it can decide anyway. A link is
+used by a compare-and-set on `used_at`, so two requests with one link never both get past
+`claim`.
 """
 
 import base64
@@ -76,15 +78,18 @@ class LinkStore(Store):
         args_hash: str,
         identity: str,
         *,
+        asked_at: float,
         expires_at: float | None,
         created_by: str,
         now: float,
     ) -> str:
-        """The link secret for this call, args and person: the same every time (its row is
-        written once; a later call returns the same secret and changes nothing)."""
+        """The link secret for this call, args and person, as asked at `asked_at` (its
+        `requested_at`): the same every time (its row is written once; a later call returns
+        the same secret and changes nothing) until the call is asked again."""
 
         def work(cur: Cursor) -> str:
-            secret = _derive(_key(cur), thread_id, tool_call_id, args_hash, identity)
+            bound = (thread_id, tool_call_id, args_hash, identity, repr(asked_at))
+            secret = _derive(_key(cur), *bound)
             cur.execute(
                 "INSERT INTO hitl_links (link_hash, thread_id, tool_call_id, args_hash, "
                 "identity, expires_at, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "

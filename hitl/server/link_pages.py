@@ -73,7 +73,7 @@ def install(app: FastAPI) -> None:
         return pages.TemplateResponse(
             request,
             "link.html",
-            {"me": None, "view": None, "done": None, "error": None} | context,
+            {"me": None, "view": None, "done": None, "votes": None, "error": None} | context,
             status_code=status_code,
             headers=LINK_HEADERS,
         )
@@ -108,8 +108,9 @@ def install(app: FastAPI) -> None:
             decided = links.decide(service, link, decision, message=message.strip() or None)
         except tuple(REFUSED) as e:
             return refused(request, e)
-        [record] = decided.records
-        return page(request, {"view": None, "done": record, "error": None})
+        [record] = decided.records  # still pending: a vote of a quorum call
+        votes = links.progress(record)
+        return page(request, {"view": None, "done": record, "votes": votes, "error": None})
 
     app.include_router(router)
 

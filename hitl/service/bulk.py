@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from hitl.checkpoints.ledger import InboxQuery
+from hitl.checkpoints.records import quorum_progress
 from hitl.service import errors
 from hitl.service.views import InboxPage
 
@@ -20,7 +21,14 @@ if TYPE_CHECKING:  # remote mode uses this module's views without loading the gr
     from hitl.service.workflow import ApprovalService
 
 BulkOutcome = Literal[
-    "decided", "already_decided", "expired", "not_permitted", "args_changed", "not_found", "refused"
+    "decided",
+    "voted",
+    "already_decided",
+    "expired",
+    "not_permitted",
+    "args_changed",
+    "not_found",
+    "refused",
 ]
 MAX_BULK = 500
 """The most calls one bulk decision takes: a selection that matches more is refused."""
@@ -50,7 +58,8 @@ class BulkItem:
     tool_call_id: str
     tool: str
     outcome: BulkOutcome
-    """`decided`: this decision was recorded; otherwise why it was not."""
+    """`decided`: this decision was recorded; `voted`: recorded as a vote of a quorum call,
+    which waits for more; otherwise why it was not."""
     message: str | None = None
     """Why it was not decided, in the words a single decision would have got."""
     decided_by: str | None = None
@@ -89,6 +98,11 @@ class BulkReport:
 def select(service: "Lister", query: InboxQuery) -> list[Target]:
     """The pending calls of an inbox filter (its sort, not its page); `InvalidTriage` if more
     than `MAX_BULK` match: narrow the filter."""
+    named = [query.tool, query.thread_id, query.requester, *(query.assigned_to or ())]
+    if not all(text is None or _is_utf8(text) for text in named):
+        raise errors.InvalidTriage(
+            "the filter holds text that is not UTF-8, or a NUL character; send UTF-8 without NUL"
+        )
     page = service.pending(
         dataclasses.replace(query, statuses=("pending",), limit=MAX_BULK, offset=0)
     )
@@ -141,10 +155,10 @@ def _decide_one(
         return BulkItem(thread_id, cid, target.tool, outcome, str(error) if error else None, by)
 
     try:
-        service.decide(
+        [record] = service.decide(
             thread_id, {cid: answer}, actor=actor, roles=roles, comment=comment,
             seen_args_hashes=seen,
-        )  # fmt: skip
+        ).records  # fmt: skip
     except errors.AlreadyDecided as e:
         return item("expired" if e.status == "expired" else "already_decided", e, e.by)
     except errors.NotPermitted as e:
@@ -160,4 +174,22 @@ def _decide_one(
         return item("refused", e)
     except errors.DOMAIN_ERRORS as e:
         return item("refused", e)
+    if record.status == "pending":  # a vote of a quorum call: it waits for the others
+        votes = service.votes(thread_id, cid)
+        approvals = [v.approver for v in votes if v.vote == "approve"]
+        rejections = [v.approver for v in votes if v.vote == "reject"]
+        more = "approvals" if answer["type"] == "approve" else "rejects"
+        progress = quorum_progress(record.quorum, approvals, rejections)
+        return BulkItem(
+            thread_id, cid, target.tool, "voted", f"{progress}; the call waits for more {more}"
+        )
     return item("decided")
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether every backend can store `text` (as `workflow._is_utf8`)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from hitl.checkpoints.ledger import ROLE_PREFIX, Ledger, check_permitted
+from hitl.checkpoints.ledger import ROLE_PREFIX, Ledger, check_permitted, progress
 from hitl.checkpoints.records import ApprovalRecord, iso
 from hitl.checkpoints.stores import Link, LinkStore, TokenStore
 from hitl.service.errors import (
@@ -41,6 +41,9 @@ LINK_PATH = "/link/"
 ONE_CLICK: tuple[str, ...] = ("approve", "reject")
 """The decisions a confirmation page offers (those the call allows): an edit or a response
 needs the inbox's form."""
+LINKED_EVENTS = ("approval.requested", "approval.escalated")
+"""The webhook events that carry links: to the call's approvers, and to those an escalation
+added."""
 WEBHOOK_ACTOR = "webhook"
 """`created_by` of the links a webhook carries."""
 NO_PUBLIC_URL = (
@@ -140,6 +143,7 @@ class DecisionLinks:
             tool_call_id,
             record.args_hash,
             identity,
+            asked_at=record.requested_at,
             expires_at=record.expires_at,
             created_by=created_by,
             now=self._ledger.clock(),
@@ -202,22 +206,36 @@ class DecisionLinks:
             self._store.release(secret, claim)  # refused: the page then says what stands
             raise
 
+    def progress(self, record: ApprovalRecord) -> str | None:
+        """How far a quorum call a link voted on got ("1 of 2 approvals: bob"); None once
+        the call is decided (a vote that reached the quorum decided it)."""
+        if record.status != "pending":
+            return None
+        return progress(record, self._ledger.votes(record.thread_id, record.tool_call_id))
+
     def add_to_payload(self, event_type: str, payload: str) -> str:
         """An `approval.requested` webhook body with `data.links`, a link for each approver
-        the call's rule names (by name; none for roles, or when anyone may approve); other
+        the call's rule names (by name; none for roles, or when anyone may approve); an
+        `approval.escalated` one with a link for each person the escalation let decide; other
         bodies, and all without a public URL, as they are. Made when sent, never stored."""
-        if event_type != "approval.requested" or self._public_url is None:
+        if event_type not in LINKED_EVENTS or self._public_url is None:
             return payload
         body = json.loads(payload)
         data = body.get("data") or {}
         record = self._ledger.get(str(body.get("thread_id")), str(body.get("tool_call_id")))
         if record is None or record.status != "pending" or record.approvers is None:
             return payload
-        if record.args_hash != data.get("args_hash"):
+        if event_type == "approval.escalated":
+            if record.escalated_at is None:
+                return payload  # asked again since: its escalation is still to come
+            names = list(data.get("approvers_added") or [])
+        elif record.args_hash != data.get("args_hash"):
             return payload  # asked again since: the newer event carries the links
+        else:
+            names = list(record.approvers)
         links: dict[str, str] = {}
-        for name in record.approvers:
-            if name.startswith(ROLE_PREFIX):
+        for name in names:
+            if name.startswith(ROLE_PREFIX) or name not in record.approvers:
                 continue
             try:
                 made = self.make(

@@ -29,4 +29,10 @@ def parse_moment(text: str, now: float) -> float:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
+    try:  # what is stored is shown as a UTC time: it must have one
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            f"{text!r} has no date in UTC (years 1 to 9999); give a time within them"
+        ) from None
     return moment.timestamp()

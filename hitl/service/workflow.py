@@ -57,6 +57,7 @@ from hitl.service.errors import (
     DecisionNotAllowed,
     InvalidDecision,
     InvalidSettings,
+    InvalidStanding,
     InvalidTriage,
     NothingPending,
     NotPermitted,
@@ -439,6 +440,9 @@ class ApprovalService:
         tool's newest call asked about (see `Ledger.allow`)."""
         if actor.startswith(ROLE_PREFIX):
             raise NotPermitted(f"{actor!r} names a role, not a person; act under your own name")
+        scope = [tool, requester or "", thread_id or "", json.dumps(args, ensure_ascii=False)]
+        if not all(_is_utf8(text) for text in scope):
+            raise InvalidStanding(f"the standing approval's scope: {_NOT_UTF8}")
         return self._ledger.allow(
             tool,
             actor=actor,
@@ -499,6 +503,10 @@ class ApprovalService:
                 self._ledger.threads_of_call(tool_call_id),
             )
         return record
+
+    def votes(self, thread_id: str, tool_call_id: str) -> list[Vote]:
+        """The votes on a pending quorum call, oldest first (none for other calls)."""
+        return self._ledger.votes(thread_id, tool_call_id)
 
     def thread_records(self, thread_id: str) -> list[ApprovalRecord]:
         """Every call of the thread the ledger knows, decided or not."""
@@ -651,7 +659,10 @@ class ApprovalService:
             raise DecisionNotAllowed(record.tool, _kind(answer), allowed) from None
         except ValidationError as e:
             raise InvalidDecision(tool_call_id, _describe(e)) from None
-        if not _is_utf8(json.dumps(decision, ensure_ascii=False)):
+        message = decision.get("message")  # stored as it is, unlike the JSON of the decision
+        if not _is_utf8(json.dumps(decision, ensure_ascii=False)) or (
+            isinstance(message, str) and not _is_utf8(message)
+        ):
             raise InvalidDecision(tool_call_id, _NOT_UTF8)
         return decision
 
@@ -774,8 +785,8 @@ def _already_decided(record: ApprovalRecord) -> AlreadyDecided:
 
 
 _NOT_UTF8 = (
-    "the text is not valid UTF-8 (it holds an undecodable byte or a lone surrogate); "
-    "send it in UTF-8"
+    "the text is not valid UTF-8 (it holds an undecodable byte or a lone surrogate) or holds a "
+    "NUL character, which PostgreSQL cannot store; send it in UTF-8, without NUL"
 )
 
 
@@ -787,11 +798,13 @@ def _check_message(prompts: Sequence[str], actor: str) -> None:
 
 
 def _is_utf8(text: str) -> bool:
+    """Whether every backend can store `text`: UTF-8, and no NUL (PostgreSQL's text has none;
+    refused on SQLite too, so that a database can be copied to PostgreSQL)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         return False
-    return True
+    return "\x00" not in text
 
 
 REVIEW_KEYS = ("hitl_reviews", "reviews")

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from hitl.checkpoints.ledger import Clock
 from hitl.checkpoints.maintenance import copy_database
 from hitl.checkpoints.stores import open_link_store, open_webhook_store
 from hitl.checkpoints.urls import DatabaseName
+from hitl.graph.policy import Policy, ToolRule
 from hitl.service.errors import AlreadyDecided, LinkGone, NotPermitted
 from hitl.service.links import LINK_PATH, DecisionLinks
 from hitl.service.webhooks import WebhookDispatcher
@@ -377,3 +379,80 @@ def test_a_link_whose_person_lost_the_role_that_admitted_them_is_refused_when_us
             links.decide(parts.service, _secret(made.url), "approve")
         state = links.view(_secret(made.url)).state
     assert state == "ready" and log.calls == []  # refused by the ledger: the claim was given back
+
+
+def test_a_link_to_a_quorum_call_records_a_vote_and_its_page_says_the_call_still_waits(
+    tmp_path: Path,
+) -> None:
+    environ = {"HITL_POLICY": plugin_spec("QUORUM_OF_TWO"), "HITL_PUBLIC_URL": PUBLIC}
+    with open_api(tmp_path, environ) as api:
+        view = api.start(SALLY, by="alice")
+        thread_id, call = view["thread_id"], only_call(view)
+        made = api.post(f"/approvals/{thread_id}/{call}/links", json={"for": "bob"}, by="bob")
+        form = {"link": _secret(made.json()["url"]), "decision": "approve"}
+        voted = api.post(LINK_PATH.rstrip("/"), data=form, by=None)
+        assert voted.status_code == 200, voted.text
+        assert "1 of 2 approvals: bob" in voted.text and "waits" in voted.text
+        for wrong in ("None", "will not run", "Pending as"):
+            assert wrong not in voted.text
+        assert api.sent_ids() == []
+        api.finished(api.post(f"/threads/{thread_id}/approve", json={"call": call}, by="alice"))
+        assert api.sent_ids() == [call]
+
+
+def test_an_approval_escalated_webhook_carries_a_link_for_each_person_it_let_decide(
+    db: Path, log: ToolLog
+) -> None:
+    clock = FakeClock()
+    rule = ToolRule(
+        approvers=["bob"],
+        expires_after=timedelta(hours=1),
+        escalate_after=timedelta(minutes=30),
+        escalate_to=["carol", "role:oncall"],
+    )
+    policy = Policy(rules={"send_email": rule})
+    with (
+        serving() as receiver,
+        open_webhook_store(db) as store,
+        open_harness(db, log, policy, clock) as parts,
+        open_link_store(db) as link_store,
+    ):
+        links = DecisionLinks(parts.ledger, link_store, _roles, public_url=PUBLIC)
+        _, secret = store.add_endpoint(receiver.url("/hook"), created_by="ops")
+        receiver.secrets["/hook"] = secret
+        view = parts.service.run(SALLY, actor="alice")
+        with WebhookDispatcher(
+            store, destinations=LOCAL_RECEIVERS, body=links.add_to_payload
+        ) as dispatcher:
+            dispatcher.run_once()
+            clock.advance(30 * 60)
+            parts.service.nudge()
+            dispatcher.run_once()
+        requested, escalated = receiver.received
+        sent = escalated.payload["data"]["links"]
+        decided = links.decide(parts.service, _secret(sent["carol"]), "approve")
+    assert list(requested.payload["data"]["links"]) == ["bob"]
+    assert escalated.payload["type"] == "approval.escalated" and escalated.valid
+    assert list(sent) == ["carol"]  # who may decide now and could not before, by name
+    assert [(r.decided_by, r.status) for r in decided.records] == [("carol", "approved")]
+    assert log.ids("send_email") == [view.pending[0].tool_call_id]
+
+
+def test_a_call_asked_again_after_a_policy_change_gets_a_new_link_not_the_used_one(
+    db: Path, log: ToolLog
+) -> None:
+    before = Policy(rules={"send_email": ToolRule(approvers=["bob"])})
+    after = Policy(rules={"send_email": ToolRule(approvers=["bob"], expires_after=timedelta(1))})
+    with open_harness(db, log, before) as parts:
+        view = parts.service.run(SALLY, actor="alice")
+    call = view.pending[0].tool_call_id
+    with open_harness(db, log, after) as parts, open_link_store(db) as store:
+        links = DecisionLinks(parts.ledger, store, _roles, public_url=PUBLIC)
+        used = links.make(view.thread_id, call, "bob", created_by="webhook")
+        links.decide(parts.service, _secret(used.url), "approve")  # then re-asked: new rule
+        assert [p.tool_call_id for p in parts.service.show(view.thread_id).pending] == [call]
+        again = links.make(view.thread_id, call, "bob", created_by="webhook")
+        assert again.url != used.url and links.view(_secret(again.url)).state == "ready"
+        links.decide(parts.service, _secret(again.url), "approve")
+        assert links.view(_secret(used.url)).state == "used"
+    assert log.ids("send_email") == [call]

@@ -4,7 +4,7 @@ refusals in the API's error shape that change nothing."""
 
 from pathlib import Path
 
-from tests.support.http import Api, assert_error, only_call, open_api
+from tests.support.http import Answer, Api, assert_error, only_call, open_api
 from tests.support.plugins import plugin_spec
 from tests.support.prompts import SALLY
 
@@ -92,3 +92,42 @@ def test_a_vote_on_a_quorum_call_answers_200_with_no_run_and_the_second_runs_it(
         assert api.sent_ids() == []
         api.finished(api.post(f"/threads/{thread_id}/approve", json={"call": call}, by="bob"))
         assert api.sent_ids() == [call]
+
+
+def test_a_standing_approval_too_long_to_expire_is_refused_and_the_list_still_answers(
+    api: Api,
+) -> None:
+    view = api.start(SALLY)
+    thread_id, call = view["thread_id"], only_call(view)
+    before = api.state()
+    for forever in ("999999999999w", "1" + "0" * 400 + "d"):
+        direct = {"tool": "send_email", "expires_in": forever}
+        assert_error(
+            api.post("/standing", json=direct, by="bob"), 422, "InvalidStanding", "at most"
+        )
+        remembered = {"call": call, "remember": {"expires_in": forever}}
+        approved = api.post(f"/threads/{thread_id}/approve", json=remembered, by="bob")
+        assert_error(approved, 422, "InvalidStanding", "at most")
+    assert api.state() == before
+    assert api.get("/standing", params={"all": True}).json()["standing"] == []
+
+
+def test_text_that_is_not_utf8_in_a_standing_approval_or_a_bulk_filter_is_refused(
+    api: Api,
+) -> None:
+    view = api.start(SALLY)
+    before = api.state()
+    lone = '"\\ud800"'  # a JSON escape of a lone surrogate: no UTF-8 text holds it
+
+    def posted(path: str, body: str) -> Answer:
+        headers = {"Content-Type": "application/json"}
+        return api.call("POST", path, content=body, headers=headers, by="bob")
+
+    for field in ("requester", "thread_id"):
+        body = f'{{"tool": "send_email", "expires_in": "1h", "{field}": {lone}}}'
+        assert_error(posted("/standing", body), 422, "InvalidStanding", "UTF-8")
+    body = f'{{"tool": "send_email", "expires_in": "1h", "args": {{"recipient": {lone}}}}}'
+    assert_error(posted("/standing", body), 422, "InvalidStanding", "UTF-8")
+    bulk = f'{{"decision": "approve", "filter": {{"requester": {lone}}}}}'
+    assert_error(posted("/approvals/bulk", bulk), 422, "InvalidTriage", "UTF-8")
+    assert api.state() == before and len(view["pending"]) == 1

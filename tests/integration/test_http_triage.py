@@ -119,3 +119,22 @@ def test_a_thread_page_says_a_call_expired_rather_than_that_someone_rejected_it(
 
     rows = re.findall(r'<td data-label="Decision"[^>]*>(.*?)</td>', page.text, re.S)
     assert [r.strip() for r in rows] == ["expired: nobody decided before the deadline; not run"]
+
+
+def test_text_with_a_nul_character_is_422_on_every_backend_and_changes_nothing(api: Api) -> None:
+    view = api.start()
+    thread_id, call = view["thread_id"], only_call(view)
+    before = api.state()
+    nul = "bob\x00"  # PostgreSQL cannot store it in a text column; SQLite would, silently
+    refused = [
+        api.post(f"/approvals/{thread_id}/{call}/assign", json={"assignee": nul}, by="bob"),
+        api.post(f"/approvals/{thread_id}/{call}/links", json={"for": nul}, by="root"),
+        api.post("/standing", json={"tool": "send_email", "expires_in": "1h", "requester": nul}),
+        api.post("/approvals/bulk", json={"decision": "approve", "filter": {"requester": nul}}),
+        api.post(f"/threads/{thread_id}/reject", json={"call": call, "reason": nul}, by="bob"),
+    ]
+    for answer in refused:
+        assert answer.status_code == 422, answer.text
+        said = answer.json()["error"]["message"]
+        assert "NUL" in said or "\\x00" in said, answer.text  # named, or shown as it came
+    assert api.state() == before

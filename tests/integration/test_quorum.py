@@ -8,12 +8,14 @@ from multiprocessing.synchronize import Barrier
 import pytest
 
 from hitl.checkpoints.errors import AlreadyVoted, LedgerTampered, NotPending, NotPermitted
-from hitl.checkpoints.ledger import Ledger, open_ledger, progress
+from hitl.checkpoints.ledger import Ledger, Remember, open_ledger, progress
 from hitl.checkpoints.urls import DatabaseName
+from tests.support.fakes import FakeClock
 from tests.support.ledger import request_call
 from tests.support.sql import execute
 
 APPROVE = {"type": "approve"}
+DAY = 86_400.0
 
 
 def _quorum_call(ledger: Ledger, call_id: str = "c1", **fields: object) -> None:
@@ -175,3 +177,32 @@ def test_votes_cast_under_rules_a_policy_change_replaced_do_not_count(db: Databa
         [after] = ledger.decide("t1", {"c1": APPROVE}, actor="carol")
         assert after.status == "pending"
         assert ledger.verify_audit().ok
+
+
+def test_votes_cast_before_an_escalation_still_count_after_it(db: DatabaseName) -> None:
+    clock = FakeClock()
+    with open_ledger(db, clock=clock) as ledger:
+        escalation = {"expires_after": 3600.0, "escalate_after": 60.0, "escalate_to": ["dave"]}
+        _quorum_call(ledger, approvers=["bob", "carol"], **escalation)
+        ledger.decide("t1", {"c1": APPROVE}, actor="bob")
+        clock.advance(60)
+        [escalated] = ledger.escalate_due(actor="sweep")
+        assert escalated.approvers == ["bob", "carol", "dave"]
+        [decided] = ledger.decide("t1", {"c1": APPROVE}, actor="dave")
+        assert (decided.status, decided.decided_by) == ("approved", "dave")
+        assert ledger.audit_trail("t1")[-1].detail["votes"] == ["bob", "dave"]
+        assert ledger.verify_audit().ok
+
+
+def test_an_approval_of_a_quorum_call_that_asks_to_be_remembered_is_refused_whole(
+    db: DatabaseName,
+) -> None:
+    with open_ledger(db) as ledger:
+        _quorum_call(ledger)
+        with pytest.raises(NotPermitted, match="need 2 approvals"):
+            ledger.decide("t1", {"c1": APPROVE}, actor="bob", remember=Remember(DAY))
+        assert ledger.votes("t1", "c1") == [] and ledger.standing_approvals() == []
+        ledger.decide("t1", {"c1": APPROVE}, actor="bob")
+        with pytest.raises(NotPermitted, match="need 2 approvals"):
+            ledger.decide("t1", {"c1": APPROVE}, actor="carol", remember=Remember(DAY))
+        assert [v.approver for v in ledger.votes("t1", "c1")] == ["bob"]

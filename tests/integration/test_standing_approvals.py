@@ -195,3 +195,47 @@ def test_a_revocation_racing_requests_leaves_each_call_approved_before_it_or_ask
             else:
                 assert record.requested_at >= revoked.revoked_at
         assert asking.verify_audit().ok
+
+
+WHY = {"rule": "interrupt_on", "rule_version": "v1", "policy_version": "p1"}
+
+
+def test_a_call_a_standing_approval_let_through_verifies_with_the_why_it_was_asked_with(
+    db: DatabaseName,
+) -> None:
+    with open_ledger(db) as ledger:
+        _asked_and_remembered(ledger, Remember(expires_after=DAY), why=WHY)
+        request_call(ledger, "t2", "later", why=WHY)
+        record = ledger.get("t2", "later")
+        assert record is not None and record.status == "approved" and record.why == WHY
+        assert ledger.verify_audit().broken == []
+
+
+def test_a_policy_change_re_asks_a_call_a_standing_approval_let_through(
+    db: DatabaseName,
+) -> None:
+    changed = WHY | {"rule_version": "v2", "policy_version": "p2"}
+    with open_ledger(db) as ledger:
+        _asked_and_remembered(ledger, Remember(expires_after=DAY), why=WHY)
+        request_call(ledger, "t2", "later", why=WHY)  # approved by bob's standing approval
+        # the deploy names only carol: bob's standing approval no longer covers the call
+        request_call(ledger, "t2", "later", why=changed, reask=True, approvers=["carol"])
+        record = ledger.get("t2", "later")
+        assert record is not None and (record.status, record.why) == ("pending", changed)
+        assert ledger.audit_trail("t2")[-1].detail["voided"]["decided_by"].startswith("standing:")
+        assert ledger.verify_audit().ok
+
+
+def test_a_re_ask_is_matched_under_the_calls_own_requester_not_whoever_resumed_it(
+    db: DatabaseName,
+) -> None:
+    rules = {"approvers": ["alice", "bob"], "allow_self_approval": False}
+    changed = WHY | {"rule_version": "v2", "policy_version": "p2"}
+    with open_ledger(db) as ledger:
+        request_call(ledger, "t1", "alices", why=WHY, **rules)  # alice asked
+        ledger.allow("send_email", actor="alice", expires_after=DAY)
+        # the policy changed; the thread is resumed by bob, whom the gate names as requester
+        request_call(ledger, "t1", "alices", why=changed, reask=True, requester="bob", **rules)
+        record = ledger.get("t1", "alices")
+        assert record is not None and record.requester == "alice"
+        assert record.status == "pending"  # not approved by alice's own standing approval

@@ -317,3 +317,21 @@ def test_a_ledger_at_the_first_schema_is_upgraded_keeping_its_pending_calls(db: 
         assert ledger.assign("t", "c", "bob", actor="bob").assignee == "bob"
         assert [r.tool_call_id for r in ledger.inbox(InboxQuery(assigned_to=("bob",)))[0]] == ["c"]
         assert ledger.verify_audit().ok
+
+
+def test_a_bulk_approval_of_a_quorum_call_reports_a_vote_not_a_decision(
+    db: Path, log: ToolLog
+) -> None:
+    policy = Policy(rules={"send_email": ToolRule(quorum=2)})
+    with open_test_service(db, log, policy) as service:
+        [(thread_id, call)] = _ask_many(service, 1)
+        first = decide_all(service, select(service, InboxQuery()), {"type": "approve"}, actor="bob")
+        assert [(i.outcome, i.message) for i in first.items] == [
+            ("voted", "1 of 2 approvals: bob; the call waits for more approvals")
+        ]
+        assert service.call_record(thread_id, call).status == "pending" and log.calls == []
+        second = decide_all(
+            service, select(service, InboxQuery()), {"type": "approve"}, actor="ann"
+        )
+        assert [i.outcome for i in second.items] == ["decided"]
+        assert log.ids("send_email") == [call]

@@ -3,7 +3,7 @@
 from typing import Any, cast
 
 from fastapi import APIRouter, HTTPException, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from hitl.checkpoints.stores import Token
 from hitl.server.api.common import approver
@@ -18,6 +18,13 @@ class LinkRequest(BaseModel):
     for_: str = Field(alias="for", min_length=1, max_length=64)
     """The person who decides with it (the name decisions are recorded as): yourself, or
     anyone if you are an admin. They must be allowed to approve the call."""
+
+    @field_validator("for_")
+    @classmethod
+    def storable(cls, value: str) -> str:
+        if "\x00" in value:  # no name holds one, and PostgreSQL cannot store it
+            raise ValueError("a name holds no NUL character")
+        return value
 
 
 @router.post(

@@ -529,6 +529,7 @@
 
   const OUTCOME = {
     decided: "decided",
+    voted: "vote counted, waits for more",
     already_decided: "already decided",
     expired: "expired",
     not_permitted: "not permitted",
@@ -559,10 +560,16 @@
       const card = byKey.get(`${item.thread_id} ${item.tool_call_id}`);
       if (!card) continue;
       if (item.outcome === "decided") settle(card, `${DONE[kind][0]} (bulk) — ${DONE[kind][1]}`, "ok");
+      else if (item.outcome === "voted") {
+        // a quorum call: the vote counts and the call still waits; the refresh shows its votes
+        say(card, `Your vote is counted (bulk): ${item.message}.`, "ok");
+        card.dataset.voted = "";
+      }
       else settle(card, `Not ${PAST[kind]}: ${OUTCOME[item.outcome] || item.outcome}. ${item.message || ""}`, "conflict");
     }
     const counts = Object.entries(report.counts).map(([k, n]) => `${n} ${OUTCOME[k] || k}`);
     box.textContent = `${verb} all shown: ${counts.join(", ")}.`;
+    if (report.counts.voted) scheduleRefresh();
   }
 
   main.addEventListener("click", (event) => {
