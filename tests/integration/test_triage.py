@@ -2,11 +2,14 @@
 widening who may decide (and recorded so the tamper check accepts it), assignment, snooze,
 and bulk decisions racing single ones."""
 
+import multiprocessing as mp
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +82,41 @@ def test_racing_sweeps_send_each_reminder_and_escalation_once(db: Path) -> None:
             assert (events["reminded"], events["escalated"]) == (3, 3)
             assert first.remind_due(actor="s") == first.escalate_due(actor="s") == []
         assert first.verify_audit().ok
+
+
+def _sweep_in_a_process(db: Path, barrier: Barrier, results: "mp.Queue[list[str]]") -> None:
+    with open_ledger(db) as ledger:
+        barrier.wait(timeout=60)
+        sent = [f"reminded:{r.tool_call_id}" for r in ledger.remind_due(actor="sweep")]
+        sent += [f"escalated:{r.tool_call_id}" for r in ledger.escalate_due(actor="sweep")]
+        results.put(sent)
+
+
+def test_sweeps_racing_in_processes_send_each_reminder_and_escalation_once(db: Path) -> None:
+    calls = [f"c{k}" for k in range(5)]
+    with open_ledger(db) as ledger:
+        for call in calls:  # both already due when the sweeps start
+            request_call(
+                ledger, "t", call, **(NUDGED | {"remind_after": 0.0, "escalate_after": 0.01})
+            )
+    time.sleep(0.05)
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(SWEEPERS), ctx.Queue()
+    procs = [
+        ctx.Process(target=_sweep_in_a_process, args=(db, barrier, results))
+        for _ in range(SWEEPERS)
+    ]
+    for proc in procs:
+        proc.start()
+    sent = Counter(item for _ in procs for item in results.get(timeout=120))
+    for proc in procs:
+        proc.join(timeout=60)
+        assert proc.exitcode == 0
+    assert sent == Counter(f"{kind}:{call}" for call in calls for kind in ("reminded", "escalated"))
+    with open_ledger(db) as ledger:
+        events = Counter(_events(ledger, "t"))
+        assert (events["reminded"], events["escalated"]) == (len(calls), len(calls))
+        assert ledger.verify_audit().ok
 
 
 def test_escalation_lets_its_target_decide_and_not_before(db: Path) -> None:
