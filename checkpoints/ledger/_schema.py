@@ -8,7 +8,7 @@ from hitl.checkpoints.records import ApprovalRecord, AuditEntry, Triage
 
 WAITING = "status IN ('pending', 'outcome_unknown')"
 """The inbox's condition, spelled once: SQLite uses a partial index only for this exact text."""
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 2
 MIGRATIONS: dict[int, tuple[str | PostgresOnly, ...]] = {
     1: (
         """CREATE TABLE hitl_approvals (
@@ -74,9 +74,10 @@ MIGRATIONS: dict[int, tuple[str | PostgresOnly, ...]] = {
             expires_at REAL NOT NULL
         )""",
     ),
-    2: (),
-    # triage: reminders, escalation, assignment and snooze (see `_triage.py`)
-    3: (
+    # one step past the first release: triage (reminders, escalation, assignment, snooze;
+    # see `_triage.py`), quorum and standing approvals (`_quorum.py`, `_standing.py`), and
+    # why each call was asked or let through (`_policy.py`)
+    2: (
         "ALTER TABLE hitl_approvals ADD COLUMN remind_at REAL",
         "ALTER TABLE hitl_approvals ADD COLUMN escalate_at REAL",
         "ALTER TABLE hitl_approvals ADD COLUMN escalate_to TEXT",
@@ -93,9 +94,6 @@ MIGRATIONS: dict[int, tuple[str | PostgresOnly, ...]] = {
         "WHERE status = 'pending' AND reminded_at IS NULL AND remind_at IS NOT NULL",
         "CREATE INDEX hitl_approvals_escalations ON hitl_approvals (escalate_at) "
         "WHERE status = 'pending' AND escalated_at IS NULL AND escalate_at IS NOT NULL",
-    ),
-    # quorum (a call that needs N distinct approvers) and standing approvals
-    4: (
         "ALTER TABLE hitl_approvals ADD COLUMN quorum INTEGER NOT NULL DEFAULT 1",
         "ALTER TABLE hitl_approvals ADD COLUMN quorum_distinct_roles INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE hitl_approvals ADD COLUMN reject_vetoes INTEGER NOT NULL DEFAULT 1",
@@ -127,9 +125,8 @@ MIGRATIONS: dict[int, tuple[str | PostgresOnly, ...]] = {
             source_tool_call_id TEXT NOT NULL
         )""",
         "CREATE INDEX hitl_standing_tool ON hitl_standing (tool, expires_at)",
+        "ALTER TABLE hitl_approvals ADD COLUMN why TEXT",
     ),
-    # why each call was asked (or let through): the rule that matched, the policy's version
-    5: ("ALTER TABLE hitl_approvals ADD COLUMN why TEXT",),
 }
 COLUMNS = (
     "thread_id, tool_call_id, interrupt_id, tool, args, args_hash, requester, status, "
