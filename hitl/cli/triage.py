@@ -9,13 +9,12 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
 from hitl.checkpoints.ledger import InboxQuery
-from hitl.cli.output import emit, fail, json_option
-from hitl.cli.settings import settings
+from hitl.cli.output import emit, json_option
 from hitl.service.settings import default_actor
 from hitl.service.timespec import parse_moment
 
@@ -35,37 +34,12 @@ call_option = click.option("--call", "tool_call_id", required=True, help="The to
 
 @contextmanager
 def _service(as_json: bool) -> "Iterator[ApprovalService | RemoteService]":
-    """The service on the `--db` database, or the running one (`--url`); a domain error of
-    the block exits with its code (`hitl`'s table)."""
-    from hitl.cli.main import EXIT_CODES
+    """The service on the `--db` database, or the running one (`--url`): `hitl`'s own, whose
+    domain errors exit with their codes."""
+    from hitl.cli.main import _service as service  # loaded by now: `hitl` is main's group
 
-    ctx = click.get_current_context()
-    remote = ctx.find_root().meta.get("remote")
-    explicit = ctx.get_parameter_source("actor") == click.core.ParameterSource.COMMANDLINE
-    if remote is not None and explicit:
-        raise click.UsageError(
-            "--as does not apply with --url: the service records you as your token's name"
-        )
-
-    def failed(error: Exception) -> NoReturn:
-        fail(error, next(EXIT_CODES[k] for k in type(error).__mro__ if k in EXIT_CODES), as_json)
-
-    try:
-        if remote is not None:
-            from hitl.cli.remote import RemoteService
-
-            client = RemoteService(*remote)
-            try:
-                yield client
-            finally:
-                client.close()
-        else:
-            from hitl.app import open_service
-
-            with open_service(settings(as_json)) as service:
-                yield service
-    except tuple(EXIT_CODES) as e:
-        failed(e)
+    with service(as_json) as opened:
+        yield opened
 
 
 def _who(actor: str | None) -> str:
