@@ -45,7 +45,12 @@ def export_lines(entries: Iterable[AuditEntry], target: str) -> Exported:
         os.replace(partial, path)
     except OSError as e:
         partial.unlink(missing_ok=True)
-        raise click.FileError(target, hint=e.strerror or str(e)) from None
+        problem = e.strerror or str(e)
+        raise click.BadParameter(
+            f"cannot write {target!r} ({problem}): name a file in a folder you may write, "
+            "or - for standard output",
+            param_hint="'--export'",
+        ) from None
     except BaseException:
         partial.unlink(missing_ok=True)
         raise

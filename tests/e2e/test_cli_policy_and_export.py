@@ -187,3 +187,22 @@ def test_an_export_is_refused_with_verify_with_json_on_stdout_and_against_a_serv
             workspace, *args, exit_code=2, error_type="UsageError", says=[says], as_json=True
         )
     assert not (workspace.folder / "a.jsonl").exists()
+
+
+def test_an_export_to_a_folder_that_does_not_exist_is_a_usage_error_naming_the_file(
+    workspace: Workspace,
+) -> None:
+    workspace.json("run", COUNT)
+    target = workspace.folder / "no-such-folder" / "audit.jsonl"
+
+    assert_refused(
+        workspace,
+        "audit",
+        "--export",
+        str(target),
+        exit_code=2,
+        error_type="BadParameter",
+        says=["cannot write", "No such file or directory", "a folder you may write"],
+        as_json=True,
+    )
+    assert not target.parent.exists()
