@@ -23,6 +23,7 @@ from hitl.checkpoints.records import ApprovalRecord, iso
 from hitl.checkpoints.stores import Link, LinkStore, TokenStore
 from hitl.service.errors import (
     AlreadyDecided,
+    AlreadyVoted,
     InvalidDecision,
     InvalidSettings,
     LinkGone,
@@ -274,6 +275,14 @@ class DecisionLinks:
             )
         kind = "approve" if "approve" in record.allowed_decisions else "reject"
         check_permitted(record, kind, identity, tuple(self._roles_of(identity)))
+        if record.quorum > 1 and any(
+            vote.approver == identity
+            for vote in self._ledger.votes(record.thread_id, record.tool_call_id)
+        ):
+            raise AlreadyVoted(
+                f"{identity!r} already voted on this call, which waits for other approvers: "
+                "a link would let them do nothing more"
+            )
 
     def _state(self, link: Link, record: ApprovalRecord) -> tuple[State, str | None]:
         if link.used_at is not None:

@@ -396,6 +396,8 @@ def test_a_link_to_a_quorum_call_records_a_vote_and_its_page_says_the_call_still
         for wrong in ("None", "will not run", "Pending as"):
             assert wrong not in voted.text
         assert api.sent_ids() == []
+        again = api.post(f"/approvals/{thread_id}/{call}/links", json={"for": "bob"}, by="bob")
+        assert_error(again, 409, "AlreadyVoted", "'bob' already voted")  # no link to nothing
         api.finished(api.post(f"/threads/{thread_id}/approve", json={"call": call}, by="alice"))
         assert api.sent_ids() == [call]
 
