@@ -116,15 +116,22 @@ DECISION_EVENTS = ("requested", "re-requested", *AUTO_APPROVALS, "decided", "exp
 """The events after which a call may (or may not) run: the newest one says which args."""
 
 
-def newest_decision(cur: Cursor, thread_id: str, tool_call_id: str) -> AuditEntry | None:
-    """The call's newest entry among `DECISION_EVENTS`: what its row must agree with."""
-    marks = ", ".join("?" for _ in DECISION_EVENTS)
+def newest_among(
+    cur: Cursor, thread_id: str, tool_call_id: str, events: Sequence[str]
+) -> AuditEntry | None:
+    """The call's newest entry whose event is one of `events`."""
+    marks = ", ".join("?" for _ in events)
     row = cur.execute(
         f"SELECT {AUDIT_COLUMNS} FROM hitl_audit WHERE thread_id = ? AND tool_call_id = ? "
         f"AND event IN ({marks}) ORDER BY seq DESC LIMIT 1",
-        (thread_id, tool_call_id, *DECISION_EVENTS),
+        (thread_id, tool_call_id, *events),
     ).fetchone()
     return None if row is None else audit_entry_of(row)
+
+
+def newest_decision(cur: Cursor, thread_id: str, tool_call_id: str) -> AuditEntry | None:
+    """The call's newest entry among `DECISION_EVENTS`: what its row must agree with."""
+    return newest_among(cur, thread_id, tool_call_id, DECISION_EVENTS)
 
 
 JOURNAL_EVENTS = ("tool_started", "tool_paused", "tool_finished", "outcome_unknown", "reconciled")
@@ -185,13 +192,7 @@ def newest_request(
 ) -> AuditEntry | None:
     """The call's newest `RULES_EVENTS` entry: the rules its row must still hold. With
     `events=REQUEST_EVENTS`, the newest time it was asked about (an escalation asks nothing)."""
-    marks = ", ".join("?" for _ in events)
-    row = cur.execute(
-        f"SELECT {AUDIT_COLUMNS} FROM hitl_audit WHERE thread_id = ? AND tool_call_id = ? "
-        f"AND event IN ({marks}) ORDER BY seq DESC LIMIT 1",
-        (thread_id, tool_call_id, *events),
-    ).fetchone()
-    return None if row is None else audit_entry_of(row)
+    return newest_among(cur, thread_id, tool_call_id, events)
 
 
 def rules_disagreement(row: ApprovalRecord, request: AuditEntry | None) -> str | None:
@@ -215,13 +216,7 @@ request it answered."""
 
 def newest_why(cur: Cursor, thread_id: str, tool_call_id: str) -> AuditEntry | None:
     """The call's newest `WHY_EVENTS` entry."""
-    marks = ", ".join("?" for _ in WHY_EVENTS)
-    row = cur.execute(
-        f"SELECT {AUDIT_COLUMNS} FROM hitl_audit WHERE thread_id = ? AND tool_call_id = ? "
-        f"AND event IN ({marks}) ORDER BY seq DESC LIMIT 1",
-        (thread_id, tool_call_id, *WHY_EVENTS),
-    ).fetchone()
-    return None if row is None else audit_entry_of(row)
+    return newest_among(cur, thread_id, tool_call_id, WHY_EVENTS)
 
 
 def why_disagreement(row: ApprovalRecord, entry: AuditEntry | None) -> str | None:
