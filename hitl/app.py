@@ -73,11 +73,11 @@ def assemble(
     (`HITL_TOOLS`, `HITL_POLICY`): an application that embeds the service hands in its own
     objects. `lock_wait` bounds how long a ledger write waits for another writer's lock.
     """
-    from hitl.checkpoints.savers import open_saver
+    from hitl.checkpoints.savers import BatchingSqliteSaver, open_saver
     from hitl.graph.builder import build_graph
     from hitl.graph.decisions import DecisionSchemas
     from hitl.graph.errors import ModelConfigError, PluginError
-    from hitl.graph.loading import load_graph, require_gate, serve, tools_of
+    from hitl.graph.loading import load_graph, require_gate, serve, tools_of, ungated_tools
     from hitl.graph.model import make_model
     from hitl.graph.plugins import load_on_policy_change, load_policy, load_tools
     from hitl.service.workflow import ApprovalService
@@ -122,6 +122,8 @@ def assemble(
         ) as ledger,
     ):
         graph = build(saver, ledger)
+        if isinstance(saver, BatchingSqliteSaver) and not ungated_tools(graph):
+            saver.commit_with(ledger)  # every tool journaled: the start's commit carries the step
         service = ApprovalService(
             graph, saver, DecisionSchemas(tools), ledger, moves_on=moves_on, observer=observer
         )

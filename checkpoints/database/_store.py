@@ -23,8 +23,8 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing, contextmanager
-from typing import TypeVar
+from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
+from typing import Any, Protocol, TypeVar
 
 from hitl.checkpoints.database._db import (
     POOL_WAIT_SECONDS,
@@ -76,6 +76,28 @@ def store_connection(
         raise DatabaseError(db, e) from e
 
 
+class Carrier(Protocol):
+    """Another writer on the same SQLite file that buffers rows until its next commit (the
+    checkpoint saver): a store's durable write can commit them with its own (`Store.carry`)."""
+
+    @property
+    def lock(self) -> AbstractContextManager[Any]:
+        """Held while its buffer is taken, and until the write that took it ends."""
+        ...
+
+    def has_buffered(self) -> bool:
+        """Whether rows wait (read without the lock: a hint, checked again under it)."""
+        ...
+
+    def write_buffered(self, cur: sqlite3.Cursor) -> list[Any]:
+        """Write the buffered rows on `cur` and take them out of the buffer; what was taken."""
+        ...
+
+    def give_back(self, taken: list[Any]) -> None:
+        """Put rows taken by a write that did not commit back at the buffer's front."""
+        ...
+
+
 class Store:
     """A store on one connection (SQLite: one lock around it; PostgreSQL: the pool's). Thread-safe.
 
@@ -111,6 +133,7 @@ class Store:
         self._readers: list[sqlite3.Connection] = []  # idle read connections
         self._readers_lock = threading.Lock()  # held only to take one or give it back
         self._trace: Callable[[str], object] | None = None
+        self._carrier: Carrier | None = None
         if self.SCHEMA and not self.read_only and not self._read(self._schema_in_place):
             self._write(lambda cur: [cur.execute(s) for s in self.SCHEMA])
 
@@ -146,6 +169,15 @@ class Store:
             self._trace = None
             self._conn.set_trace_callback(None)
 
+    def carry(self, carrier: Carrier) -> None:
+        """Commit `carrier`'s buffered rows in this store's durable writes (SQLite, the same
+        file): one commit, and one sync, where there were two. The carried rows are written
+        first, so the store's own work sees them; if that work fails they still commit (they
+        belong to someone else), and if they cannot be written the work goes on without them
+        (they stay buffered, and their own writer meets the error)."""
+        if not isinstance(self._conn, PgConnection):
+            self._carrier = carrier
+
     def _write(self, work: Callable[[Cursor], T], *, durable: bool = True) -> T:
         """Run `work` in one write transaction, waiting (bounded) for other writers.
 
@@ -159,21 +191,32 @@ class Store:
             return self._pg_transaction(work, write=True)
         deadline = time.monotonic() + self._lock_wait
         delay = 0.01
+        carrier = self._carrier if durable else None
         while True:
-            with self._lock, damage_named(self._path):
+            carrying = carrier is not None and carrier.has_buffered()
+            with (
+                self._lock,
+                damage_named(self._path),
+                carrier.lock if carrying and carrier else nullcontext(),
+            ):
                 cur = self._conn.cursor()
                 outer, self._writing = self._writing, threading.get_ident()
                 if not durable:
                     cur.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: no fsync at commit
                 try:
                     cur.execute("BEGIN IMMEDIATE")
+                    taken = _carried(cur, carrier) if carrying and carrier else []
                     try:
                         result = work(cur)
-                        cur.execute("COMMIT")
-                        return result
                     except BaseException:
-                        cur.execute("ROLLBACK")
+                        if not taken:
+                            cur.execute("ROLLBACK")
+                            raise
+                        cur.execute("ROLLBACK TO work")  # the carried rows are not ours to drop
+                        _commit(cur, carrier, taken)
                         raise
+                    _commit(cur, carrier, taken)
+                    return result
                 except sqlite3.OperationalError as e:
                     if not is_busy(e):
                         raise refused(self._path, e) from e
@@ -278,6 +321,36 @@ class Store:
             reader.close()
         with self._lock:
             self._conn.close()
+
+
+def _carried(cur: sqlite3.Cursor, carrier: Carrier) -> list[Any]:
+    """Write `carrier`'s buffered rows at the start of a write transaction, then mark where the
+    store's own work starts (`SAVEPOINT work`); nothing taken if they cannot be written."""
+    cur.execute("SAVEPOINT carried")
+    try:
+        taken = carrier.write_buffered(cur)
+    except Exception:  # e.g. a checkpoint whose message is missing: its writer will say so
+        cur.execute("ROLLBACK TO carried")
+        cur.execute("RELEASE carried")
+        return []
+    cur.execute("RELEASE carried")
+    if taken:
+        cur.execute("SAVEPOINT work")
+    return taken
+
+
+def _commit(cur: sqlite3.Cursor, carrier: Carrier | None, taken: list[Any]) -> None:
+    """Commit the write; if that fails, the carried rows go back to their writer's buffer."""
+    try:
+        if taken:
+            cur.execute("RELEASE work")
+        cur.execute("COMMIT")
+    except BaseException:
+        if taken and carrier is not None:
+            carrier.give_back(taken)
+        if cur.connection.in_transaction:
+            cur.execute("ROLLBACK")
+        raise
 
 
 def _in_read_transaction(cur: sqlite3.Cursor, work: Callable[[Cursor], T]) -> T:

@@ -31,6 +31,7 @@ from langgraph.checkpoint.sqlite.utils import load_pending_writes, search_where
 from hitl.checkpoints.database import (
     LOCK_WAIT_SECONDS,
     ReadOnlyConnection,
+    Store,
     connect,
     damage_named,
     is_busy,
@@ -73,6 +74,12 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
     side-effect node (the decision is on disk before the tool starts); a checkpoint that
     schedules nothing (the run ends); and before any read. A crash loses at most the buffered
     steps since the last commit, which have no side effects and are simply run again.
+
+    When the ledger carries this saver's rows (`Store.carry`: the same file, a graph whose
+    every tool is gated), the two side-effect points do not commit alone: the ledger's next
+    durable write commits them — the tool's start, journaled before it runs — or the run's end
+    does. The journal is then what survives a crash: a replay finds the call started (and asks
+    a person) or finished (and takes its recorded result), never runs it again.
     """
 
     def __init__(
@@ -89,6 +96,35 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
         self._side_effect_steps: set[str] = set()  # checkpoints whose next step has side effects
         self._buffer: list[tuple[str, list[tuple[Any, ...]]]] = []
         self.commits = 0
+        self.carried = False
+        """Whether a ledger commits the side-effect steps' rows (see the class doc)."""
+
+    # handing buffered rows to a ledger write on the same file (`Store.carry`)
+
+    def commit_with(self, ledger: Store) -> None:
+        """Let `ledger`, a store on this file, commit the side-effect steps' rows (see the
+        class doc). Only for a graph whose every tool call is journaled before it runs."""
+        ledger.carry(self)
+        self.carried = True
+
+    def has_buffered(self) -> bool:
+        return bool(self._buffer)
+
+    def write_buffered(self, cur: sqlite3.Cursor) -> list[Any]:
+        """Write the buffered rows on another connection's open transaction (the caller
+        holds `lock`); they leave the buffer."""
+        taken, self._buffer = self._buffer, []
+        try:
+            for statement, rows in taken:
+                self._write_buffered(cur, statement, rows)
+        except BaseException:
+            self._buffer = taken + self._buffer
+            raise
+        return taken
+
+    def give_back(self, taken: list[Any]) -> None:
+        """Rows a write took and did not commit, back at the front (the caller holds `lock`)."""
+        self._buffer = taken + self._buffer
 
     @contextmanager
     def cursor(self, transaction: bool = True) -> Iterator[sqlite3.Cursor]:
@@ -230,7 +266,8 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
         if runs_side_effects:
             with self.lock:
                 self._side_effect_steps.add(checkpoint["id"])
-        self._save(_PUT_CHECKPOINT, [row], commit=runs_side_effects or not scheduled)
+        commit = (runs_side_effects and not self.carried) or not scheduled
+        self._save(_PUT_CHECKPOINT, [row], commit=commit)
         return {
             "configurable": {
                 "thread_id": configurable["thread_id"],
@@ -266,7 +303,8 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
             )
             for idx, (channel, value) in enumerate(writes)
         ]
-        commit = configurable["checkpoint_id"] in self._side_effect_steps or any(
+        side_effects = configurable["checkpoint_id"] in self._side_effect_steps
+        commit = (side_effects and not self.carried) or any(
             channel in _RUN_ENDING_CHANNELS for channel, _ in writes
         )
         self._save(statement, rows, commit=commit)

@@ -138,6 +138,8 @@ def test_a_graph_without_a_gate_is_refused_with_what_to_do(
         serving(db, allowed, monkeypatch) as parts,
     ):
         assert parts.service.run("append", "t1", actor="alice").status == "done"
+        # its tools are not journaled: their steps commit alone, not with a ledger write
+        assert not getattr(parts.saver, "carried", False)
     assert side_lines(settings) == ["hello"]
 
 

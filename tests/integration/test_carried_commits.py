@@ -1,0 +1,247 @@
+"""The ledger commits the checkpoint saver's buffered rows with its own (one sync where there
+were two): the step before a tool is committed with the tool's start, the tool's step with
+the run's end; what a failed or refused ledger write does to rows it carried; and what a
+process killed between the tool's journaled result and the run's end leaves behind."""
+
+import multiprocessing as mp
+import os
+import signal
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.base import empty_checkpoint
+
+from hitl.checkpoints.errors import CallNotFound
+from hitl.checkpoints.ledger import Ledger, open_ledger
+from hitl.checkpoints.savers import BatchingSqliteSaver, open_saver
+from tests.support.fakes import ToolLog
+from tests.support.harness import open_harness, open_test_service
+from tests.support.ledger import request_call
+from tests.support.prompts import SALLY
+
+pytestmark = pytest.mark.sqlite_only  # the SQLite saver's transactions and the file itself
+
+
+def _changes_per_commit(statements: list[str]) -> list[set[str]]:
+    """The tables each committed write transaction changed, in commit order."""
+    found: list[set[str]] = []
+    tables: set[str] = set()
+    for statement in statements:
+        words = statement.split()
+        verb = words[0].upper() if words else ""
+        if verb in ("INSERT", "UPDATE", "DELETE", "REPLACE"):
+            after = {"INSERT": "INTO", "REPLACE": "INTO", "DELETE": "FROM"}.get(verb)
+            upper = [w.upper() for w in words]
+            at = upper.index(after) + 1 if after in upper else 1
+            tables.add(words[at].strip("(").lower())
+        elif verb in ("COMMIT", "END"):
+            if tables:
+                found.append(tables)
+            tables = set()
+        elif verb in ("BEGIN", "ROLLBACK"):
+            tables = set()
+    return found
+
+
+@contextmanager
+def _every_statement(saver: BatchingSqliteSaver, ledger: Ledger) -> Iterator[list[str]]:
+    """The statements of the saver's and the ledger's write connections, in the order run."""
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    def record(statement: str) -> None:
+        with lock:
+            seen.append(statement)
+
+    saver.conn.set_trace_callback(record)
+    ledger._conn.set_trace_callback(record)  # type: ignore[union-attr]
+    try:
+        yield seen
+    finally:
+        saver.conn.set_trace_callback(None)
+        ledger._conn.set_trace_callback(None)  # type: ignore[union-attr]
+
+
+def test_an_approved_cycle_commits_the_step_before_the_tool_with_its_start(
+    db: Path, log: ToolLog
+) -> None:
+    with open_harness(db, log) as parts:
+        view = parts.service.run(SALLY, actor="alice")
+        call_id = view.pending[0].tool_call_id
+        assert parts.saver.carried  # every tool is gated: the ledger may carry the steps
+        parts.ledger.decide(view.thread_id, {call_id: {"type": "approve"}}, actor="bob")
+        with _every_statement(parts.saver, parts.ledger) as statements:
+            parts.graph.invoke(None, {"configurable": {"thread_id": view.thread_id}})
+        assert log.ids("send_email") == [call_id]
+
+    commits = _changes_per_commit(statements)
+    # the resume: the tool's start (with the step that schedules it), its result, the end
+    # (with the tool step's writes); before, the step and the tool's writes committed alone
+    assert len(commits) == 3, commits
+    start, result, end = commits
+    assert {"checkpoints", "writes", "hitl_approvals", "hitl_audit"} <= start
+    assert result == {"hitl_approvals", "hitl_audit"}
+    assert {"checkpoints", "writes"} <= end and not end & {"hitl_approvals", "hitl_audit"}
+
+
+def test_the_step_before_the_tool_is_on_disk_when_the_tool_starts(db: Path) -> None:
+    seen: list[tuple[int, str]] = []
+
+    def look_from_another_connection(name: str, call_id: str) -> None:  # mid-tool
+        with sqlite3.connect(db) as conn:
+            status = conn.execute(
+                "SELECT status FROM hitl_approvals WHERE tool_call_id = ?", (call_id,)
+            ).fetchone()[0]
+        seen.append((_checkpoints(db), status))
+
+    with open_test_service(db, ToolLog(before_run=look_from_another_connection)) as service:
+        view = service.run(SALLY, actor="alice")
+        at_the_interrupt = _checkpoints(db)
+        service.decide(view.thread_id, {view.pending[0].tool_call_id: "approve"}, actor="bob")
+    ((checkpoints, status),) = seen
+    assert status == "running"  # the start, journaled
+    assert checkpoints > at_the_interrupt  # and the resumed steps up to the tool, with it
+
+
+def _checkpoints(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0])
+
+
+def _buffer_one_checkpoint(saver: BatchingSqliteSaver, checkpoint_id: str) -> None:
+    """Put a checkpoint that schedules a plain node: buffered, not committed."""
+    checkpoint = empty_checkpoint()
+    checkpoint["id"] = checkpoint_id
+    checkpoint["channel_values"] = {"branch:to:agent": None}
+    config: Any = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+    saver.put(config, checkpoint, {}, {})
+    assert saver.has_buffered()
+
+
+def test_a_refused_ledger_write_still_commits_the_rows_it_carried(db: Path) -> None:
+    with open_saver(db) as saver, open_ledger(db) as ledger:
+        saver.commit_with(ledger)
+        _buffer_one_checkpoint(saver, "c1")
+        with pytest.raises(CallNotFound):
+            ledger.decide("t", {"nobody": {"type": "approve"}}, actor="bob")
+        assert not saver.has_buffered()
+        assert _checkpoints(db) == 1  # on disk, seen from another connection
+        assert ledger.get("t", "nobody") is None
+
+
+def test_a_ledger_write_commits_its_own_change_and_the_carried_rows_together(db: Path) -> None:
+    with open_saver(db) as saver, open_ledger(db) as ledger:
+        saver.commit_with(ledger)
+        _buffer_one_checkpoint(saver, "c1")
+        request_call(ledger, "t", "a")
+        assert _checkpoints(db) == 1 and ledger.get("t", "a") is not None
+        assert not saver.has_buffered()
+
+
+class _FailingCarrier:
+    """Rows that cannot be written (a checkpoint whose message is gone), or a commit that
+    fails: what the ledger's write does with them."""
+
+    def __init__(self, *, write_fails: bool) -> None:
+        self.lock = threading.Lock()
+        self.write_fails = write_fails
+        self.buffer: list[Any] = ["row"]
+        self.given_back: list[Any] = []
+
+    def has_buffered(self) -> bool:
+        return bool(self.buffer)
+
+    def write_buffered(self, cur: sqlite3.Cursor) -> list[Any]:
+        if self.write_fails:
+            raise sqlite3.IntegrityError("a stored message this checkpoint follows is missing")
+        cur.execute("CREATE TABLE IF NOT EXISTS carried (x)")
+        cur.execute("INSERT INTO carried VALUES ('row')")
+        taken, self.buffer = self.buffer, []
+        return taken
+
+    def give_back(self, taken: list[Any]) -> None:
+        self.given_back += taken
+        self.buffer = taken + self.buffer
+
+
+def test_rows_that_cannot_be_written_stay_with_their_writer_and_the_ledger_write_goes_on(
+    db: Path,
+) -> None:
+    with open_ledger(db) as ledger:
+        carrier = _FailingCarrier(write_fails=True)
+        ledger.carry(carrier)
+        request_call(ledger, "t", "a")
+        assert ledger.get("t", "a") is not None
+        assert carrier.buffer == ["row"]
+
+
+def test_a_ledger_write_that_fails_in_the_database_still_commits_the_rows_it_carried(
+    db: Path,
+) -> None:
+    with open_ledger(db) as ledger:
+        carrier = _FailingCarrier(write_fails=False)
+        ledger.carry(carrier)
+        ledger._conn.execute(  # type: ignore[union-attr]
+            "CREATE TABLE IF NOT EXISTS carried (x)"
+        )
+        ledger._conn.execute(  # type: ignore[union-attr]
+            "CREATE TRIGGER refuse AFTER INSERT ON hitl_audit "
+            "BEGIN SELECT RAISE(ABORT, 'injected'); END"
+        )
+        with pytest.raises(sqlite3.IntegrityError, match="injected"):
+            request_call(ledger, "t", "a")
+        assert carrier.buffer == [] and carrier.given_back == []  # committed, not lost
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT COUNT(*) FROM carried").fetchone() == (1,)
+
+
+def _approve_then_hang_after_the_result(
+    db: Path, thread_id: str, call_id: str, marker: str
+) -> None:
+    original = Ledger.finish
+
+    def finish_then_hang(self: Ledger, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        Path(marker).write_text("journaled")
+        time.sleep(300)
+
+    Ledger.finish = finish_then_hang  # type: ignore[method-assign]
+    with open_test_service(db, ToolLog()) as service:
+        service.decide(thread_id, {call_id: "approve"}, actor="bob")
+
+
+@pytest.mark.slow
+def test_a_process_killed_after_the_tools_result_was_journaled_resumes_with_that_result(
+    db: Path, tmp_path: Path
+) -> None:
+    with open_test_service(db, ToolLog()) as service:
+        view = service.run(SALLY, actor="alice")
+    call_id = view.pending[0].tool_call_id
+    marker = tmp_path / "journaled"
+    child = mp.get_context("spawn").Process(
+        target=_approve_then_hang_after_the_result,
+        args=(db, view.thread_id, call_id, str(marker)),
+    )
+    child.start()
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert time.monotonic() < deadline and child.is_alive(), "the result was never journaled"
+        time.sleep(0.05)
+    assert child.pid is not None
+    os.kill(child.pid, signal.SIGKILL)  # the tool step's writes were not committed
+    child.join(timeout=30)
+
+    log = ToolLog()
+    with open_test_service(db, log) as service:
+        service.resume(view.thread_id)
+        done = service.show(view.thread_id)
+    assert done.status == "done"
+    assert log.calls == []  # not run again: the journal's result was taken
+    result = next(m for m in done.messages if m.get("tool_call_id") == call_id)
+    assert result["content"] == "sent to sally@example.com"
