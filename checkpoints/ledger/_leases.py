@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -36,6 +36,7 @@ _process_tokens: dict[int, str] = {}  # by pid, so a forked child makes its own
 _held: dict[str, int] = {}  # this process's live tokens → the descriptor holding their lock
 _held_lock = threading.Lock()
 _renewers_lock = threading.Lock()
+_releases_lock = threading.Lock()
 
 
 def runner_token() -> str:
@@ -216,20 +217,47 @@ class ThreadLeases(Store):
             delay = min(delay * 2, 0.25)
         renewer = self._renewer()
         renewer.hold(thread_id, holder, ttl)
+        at_release: list[Callable[[Cursor], object]] = []
+        with _releases_lock:
+            self._releases()[(thread_id, holder)] = at_release
         try:
             yield holder
         finally:
             renewer.drop(holder)
             mark_done(holder)  # from now on the row, if it stays, names a dead holder
+            with _releases_lock:
+                self._releases().pop((thread_id, holder), None)
+
+            def release(cur: Cursor) -> None:
+                for work in at_release:
+                    work(cur)
+                cur.execute(
+                    "DELETE FROM hitl_leases WHERE thread_id = ? AND holder = ?",
+                    (thread_id, holder),
+                )
+
             # never mask the block's own error
             with contextlib.suppress(DatabaseBusy, DatabaseError):
-                self._write(
-                    lambda cur: cur.execute(
-                        "DELETE FROM hitl_leases WHERE thread_id = ? AND holder = ?",
-                        (thread_id, holder),
-                    ),
-                    durable=False,
-                )
+                self._write(release, durable=False)
+
+    def at_release(self, thread_id: str, work: Callable[[Cursor], object]) -> bool:
+        """Run `work` in the transaction that releases the thread's lease this process holds
+        (unsynced, as the release): one commit instead of two, for bookkeeping that may wait
+        that long and be lost with it. False (nothing kept) if no lease of it is held here."""
+        with _releases_lock:
+            for (leased, _), works in self._releases().items():
+                if leased == thread_id:
+                    works.append(work)
+                    return True
+        return False
+
+    def _releases(self) -> dict[tuple[str, str], list[Callable[[Cursor], object]]]:
+        """The work each lease held here runs when released (call with `_releases_lock`)."""
+        found: dict[tuple[str, str], list[Callable[[Cursor], object]]] | None
+        found = self.__dict__.get("_lease_releases")
+        if found is None:
+            found = self.__dict__["_lease_releases"] = {}
+        return found
 
     def _renewer(self) -> LeaseRenewer:
         """This ledger's renewer of held leases, made on first use."""

@@ -785,24 +785,30 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
 
     # applying: the thread's state has caught up with the decisions
 
-    def mark_applied(self, thread_id: str, tool_call_ids: Iterable[str]) -> None:
+    def mark_applied(
+        self, thread_id: str, tool_call_ids: Iterable[str], *, with_release: bool = False
+    ) -> None:
         """Record that the thread's state holds the decisions of these calls.
 
         Not synced to disk (`durable=False`): a mark a crash loses only costs `sweep` a resume
         that finds nothing left to apply; the decisions themselves were synced when recorded.
+        `with_release`: written when this process releases the thread's lease, in that
+        transaction (now, if it holds none), for a caller that reads nothing of it before.
         """
         ids = sorted(set(tool_call_ids) & self.unapplied_calls(thread_id))
         if not ids:
             return
         marks = ", ".join("?" for _ in ids)
-        self._write(
-            lambda cur: cur.execute(
+
+        def work(cur: Cursor) -> None:
+            cur.execute(
                 f"UPDATE hitl_approvals SET applied = 1 WHERE thread_id = ? "
                 f"AND tool_call_id IN ({marks}) AND status NOT IN ('pending', 'outcome_unknown')",
                 (thread_id, *ids),
-            ),
-            durable=False,
-        )
+            )
+
+        if not (with_release and self.at_release(thread_id, work)):
+            self._write(work, durable=False)
 
     # the audit trail: every change appends its entry
 

@@ -743,8 +743,8 @@ class ApprovalService:
                 for r in self._ledger.thread_records(thread_id)
                 if r.tool_call_id in turn and r.decided_at is not None and r.decided_at <= began
             }
-        with _translated(thread_id):
-            self._ledger.mark_applied(thread_id, reviewed | _reviews(state))
+        with _translated(thread_id):  # the lease's release is next: one commit for both
+            self._ledger.mark_applied(thread_id, reviewed | _reviews(state), with_release=True)
 
 
 @contextmanager

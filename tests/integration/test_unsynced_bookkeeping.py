@@ -47,3 +47,27 @@ def test_only_leases_and_applied_marks_commit_without_a_sync(db: Path) -> None:
     assert all("hitl_leases" in f or "SET applied = 1" in f for f in unsynced), committed
     assert len(unsynced) == 5  # two leases taken and released, one mark
     assert [f.split(" ")[0] for f in synced] == ["INSERT", "UPDATE", "UPDATE", "UPDATE"], committed
+
+
+def test_an_applied_mark_made_under_the_lease_commits_with_its_release(db: Path) -> None:
+    with open_ledger(db) as ledger:
+        request_call(ledger, "t", "a")
+        ledger.decide("t", {"a": {"type": "approve"}}, actor="bob")
+        with ledger.traced() as statements, ledger.lease("t"):
+            ledger.mark_applied("t", ["a"], with_release=True)
+            assert ledger.unapplied_calls("t") == {"a"}  # not yet: at the release
+        assert ledger.unapplied_calls("t") == set()
+        ledger.mark_applied("t", ["a"], with_release=True)  # no lease held: nothing to do
+
+    committed = transactions_by_sync(statements)
+    assert len(committed) == 2, committed  # the lease taken; the mark with the release
+    assert committed[1][0].startswith("UPDATE hitl_approvals SET applied = 1"), committed
+    assert all(mode == "NORMAL" for _, mode in committed)
+
+
+def test_an_applied_mark_without_a_lease_held_is_written_at_once(db: Path) -> None:
+    with open_ledger(db) as ledger:
+        request_call(ledger, "t", "a")
+        ledger.decide("t", {"a": {"type": "approve"}}, actor="bob")
+        ledger.mark_applied("t", ["a"], with_release=True)
+        assert ledger.unapplied_calls("t") == set()
