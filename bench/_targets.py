@@ -3,7 +3,7 @@ run made, and the table of targets met or missed that decides a bench's exit sta
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,23 +39,35 @@ def traced(connections: Sequence[sqlite3.Connection], ledger: Any = None) -> Ite
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER")
 
 
-def commit_count(statements: Sequence[str]) -> int:
+def commit_count(statements: Sequence[str], *, synced_only: bool = False) -> int:
     """How many of `statements` commit a transaction that wrote something.
 
     A read transaction's COMMIT writes nothing and syncs nothing, so it is not counted: only
-    commits that make a change durable cost what this figure stands for.
+    commits that make a change durable cost what this figure stands for. `synced_only`: only
+    those committed under `synchronous=FULL` (the ledger commits its bookkeeping under
+    `NORMAL`: written, not synced; a later synced commit syncs it too).
     """
-    commits, wrote = 0, False
+    commits, wrote, synced = 0, False, True
     for statement in statements:
         verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else ""
         if verb in _WRITES:
             wrote = True
         elif verb in ("COMMIT", "END"):
-            commits += wrote
+            commits += wrote and (synced or not synced_only)
             wrote = False
         elif verb in ("BEGIN", "ROLLBACK"):
             wrote = False
+        elif verb == "PRAGMA" and "synchronous" in statement.lower():
+            synced = statement.split("=", 1)[-1].strip().upper() in ("FULL", "2", "EXTRA", "3")
     return commits
+
+
+def wal_checkpoint(db: Path) -> None:
+    """Copy `db`'s write-ahead log into the file and empty it: a pass that ends with this
+    counts the bytes its changes cost in the database itself, not only in the log (and no
+    automatic checkpoint of earlier passes lands in it if it starts with one)."""
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def report_targets(checks: Sequence[Check], *, width: int = 28) -> int:

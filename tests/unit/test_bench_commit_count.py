@@ -38,3 +38,18 @@ def test_each_transaction_that_wrote_counts_once() -> None:
 def test_a_rolled_back_write_is_not_counted() -> None:
     statements = ["BEGIN", "DELETE FROM hitl_leases", "ROLLBACK", "BEGIN", "SELECT 1", "COMMIT"]
     assert _targets().commit_count(statements) == 0
+
+
+def test_a_commit_under_synchronous_normal_is_not_counted_as_synced() -> None:
+    statements = [
+        "PRAGMA synchronous=NORMAL",
+        "BEGIN IMMEDIATE",
+        "DELETE FROM hitl_leases",
+        "COMMIT",
+        "PRAGMA synchronous=FULL",
+        "BEGIN IMMEDIATE",
+        "UPDATE hitl_approvals SET status = 'approved'",
+        "COMMIT",
+    ]
+    assert _targets().commit_count(statements) == 2
+    assert _targets().commit_count(statements, synced_only=True) == 1
