@@ -97,6 +97,10 @@ class Carrier(Protocol):
         """Put rows taken by a write that did not commit back at the buffer's front."""
         ...
 
+    def write_later(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
+        """Buffer a statement of someone else's, to run (once per row) in the next commit."""
+        ...
+
 
 class Store:
     """A store on one connection (SQLite: one lock around it; PostgreSQL: the pool's). Thread-safe.
@@ -177,6 +181,11 @@ class Store:
         (they stay buffered, and their own writer meets the error)."""
         if not isinstance(self._conn, PgConnection):
             self._carrier = carrier
+
+    @property
+    def carrying(self) -> bool:
+        """Whether a carrier's commits and this store's share transactions (`carry`)."""
+        return self._carrier is not None
 
     def _write(self, work: Callable[[Cursor], T], *, durable: bool = True) -> T:
         """Run `work` in one write transaction, waiting (bounded) for other writers.

@@ -1,6 +1,10 @@
 """Who is running a thread: runner tokens, leases, and whether a runner is still alive.
 
-`ThreadLeases` is the ledger's part that holds a thread's lease (one runner per thread).
+`ThreadLeases` is the ledger's part that holds a thread's lease (one runner per thread). On
+SQLite a lease is a locked file beside the database (`<file>-leases/`), not a row: every
+process that can open the file runs on this host, a lock costs no commit, and the kernel
+drops it when its process dies. On PostgreSQL, whose processes may run on several hosts, it
+is a row of `hitl_leases` with an expiry its holder keeps pushing.
 
 A token is `host:pid:nonce:nonce`, one per lease hold or tool-call attempt. While a token is
 live its process holds an exclusive `flock` on a small file named after it, in a folder shared
@@ -16,6 +20,7 @@ import hashlib
 import os
 import re
 import socket
+import sqlite3
 import tempfile
 import threading
 import time
@@ -156,6 +161,9 @@ def _live_folder() -> Path:
 
 def lease_holder(cur: Cursor, thread_id: str) -> str | None:
     """The live holder of a thread's lease, or None if it is free, expired or its holder died."""
+    if isinstance(cur, sqlite3.Cursor):
+        db_file = _main_file(cur)
+        return file_lease_holder(lease_file(db_file, thread_id)) if db_file else None
     row = cur.execute(
         "SELECT holder, expires_at FROM hitl_leases WHERE thread_id = ?", (thread_id,)
     ).fetchone()
@@ -165,6 +173,73 @@ def lease_holder(cur: Cursor, thread_id: str) -> str | None:
     if here is not None:  # on this host, liveness decides: a paused holder keeps its lease
         return str(row[0]) if here else None
     return str(row[0]) if row[1] >= time.time() else None
+
+
+def lease_file(db_file: str, thread_id: str) -> str:
+    """The file whose lock is the thread's lease on the SQLite file `db_file`."""
+    name = hashlib.sha256(thread_id.encode()).hexdigest()[:32]
+    return os.path.join(f"{db_file}-leases", name)
+
+
+def try_file_lease(path: str, holder: str) -> tuple[int | None, str | None]:
+    """Lock the lease file at `path` for `holder`: (its descriptor, None); or (None, the
+    holder it names) if a live process holds it. The file names its holder while held and is
+    removed when released; a file left by a process that died is taken over."""
+    folder = os.path.dirname(path)
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except FileNotFoundError:
+            os.makedirs(folder, exist_ok=True)
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            named = os.pread(fd, 512, 0).decode("utf-8", "replace").strip()
+            os.close(fd)
+            return None, named or "another process"
+        try:
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if not current:  # released (removed) between our open and our lock: open the new one
+            os.close(fd)
+            continue
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, holder.encode(), 0)
+        return fd, None
+
+
+def drop_file_lease(path: str, fd: int) -> None:
+    """Release a lease `try_file_lease` took: remove its file while still holding the lock (a
+    process that opened it before sees, once it has the lock, that it is gone), then unlock."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    os.close(fd)
+
+
+def file_lease_holder(path: str) -> str | None:
+    """Who holds the lease file at `path`, or None if nobody does (or its holder died)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
+    else:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _main_file(cur: sqlite3.Cursor) -> str:
+    """The file of the cursor's main database ("" in memory)."""
+    for row in cur.execute("PRAGMA database_list").fetchall():
+        if row[1] == "main":
+            return str(row[2] or "")
+    return ""
 
 
 def try_lease(cur: Cursor, thread_id: str, holder: str, ttl: float) -> str | None:
@@ -199,8 +274,13 @@ class ThreadLeases(Store):
         """Hold the thread's lease (waiting up to `wait` seconds); renewed while held.
 
         A lease whose holder is gone (on this host: no longer holds its token's lock; on
-        another: stopped renewing) is taken over at once.
+        another: stopped renewing) is taken over at once. On SQLite it is a file lock (see the
+        module doc): `ttl` does not apply, the kernel frees it when its holder dies.
         """
+        if self._file:
+            with self._file_lease(thread_id, wait) as holder:
+                yield holder
+            return
         holder = new_token()
         deadline = time.monotonic() + wait
         delay = 0.01
@@ -239,6 +319,37 @@ class ThreadLeases(Store):
             # never mask the block's own error
             with contextlib.suppress(DatabaseBusy, DatabaseError):
                 self._write(release, durable=False)
+
+    @contextlib.contextmanager
+    def _file_lease(self, thread_id: str, wait: float) -> Iterator[str]:
+        """`lease` on a SQLite file: a lock on a file beside it; work kept for the release
+        (`at_release`) is one unsynced write then."""
+        holder = new_token()
+        path = lease_file(self._file, thread_id)
+        deadline = time.monotonic() + wait
+        delay = 0.01
+        while True:
+            fd, current = try_file_lease(path, holder)
+            if fd is not None:
+                break
+            if time.monotonic() >= deadline:
+                raise ThreadBusy(thread_id, current or "another process")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+        at_release: list[Callable[[Cursor], object]] = []
+        with _releases_lock:
+            self._releases()[(thread_id, holder)] = at_release
+        try:
+            yield holder
+        finally:
+            with _releases_lock:
+                self._releases().pop((thread_id, holder), None)
+            try:
+                if at_release:  # never mask the block's own error
+                    with contextlib.suppress(DatabaseBusy, DatabaseError):
+                        self._write(lambda cur: [w(cur) for w in at_release], durable=False)
+            finally:
+                drop_file_lease(path, fd)
 
     def at_release(self, thread_id: str, work: Callable[[Cursor], object]) -> bool:
         """Run `work` in the transaction that releases the thread's lease this process holds

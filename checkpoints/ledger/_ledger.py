@@ -786,28 +786,33 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
     # applying: the thread's state has caught up with the decisions
 
     def mark_applied(
-        self, thread_id: str, tool_call_ids: Iterable[str], *, with_release: bool = False
+        self,
+        thread_id: str,
+        tool_call_ids: Iterable[str],
+        *,
+        at: Literal["now", "release", "checkpoint"] = "now",
     ) -> None:
         """Record that the thread's state holds the decisions of these calls.
 
-        Not synced to disk (`durable=False`): a mark a crash loses only costs `sweep` a resume
-        that finds nothing left to apply; the decisions themselves were synced when recorded.
-        `with_release`: written when this process releases the thread's lease, in that
-        transaction (now, if it holds none), for a caller that reads nothing of it before.
+        Not synced to disk: a mark a crash loses only costs `sweep` a resume that finds
+        nothing left to apply; the decisions themselves were synced when recorded. `at` says
+        when it is written, for a caller that reads nothing of it before: `"now"`;
+        `"release"`, with the release of the thread's lease this process holds (now, if it
+        holds none); `"checkpoint"`, in the next commit of the checkpoints this ledger carries
+        (`carry`), with the step that holds the decisions (now, if it carries none).
         """
         ids = sorted(set(tool_call_ids) & self.unapplied_calls(thread_id))
         if not ids:
             return
-        marks = ", ".join("?" for _ in ids)
-
-        def work(cur: Cursor) -> None:
-            cur.execute(
-                f"UPDATE hitl_approvals SET applied = 1 WHERE thread_id = ? "
-                f"AND tool_call_id IN ({marks}) AND status NOT IN ('pending', 'outcome_unknown')",
-                (thread_id, *ids),
-            )
-
-        if not (with_release and self.at_release(thread_id, work)):
+        statement = (
+            f"UPDATE hitl_approvals SET applied = 1 WHERE thread_id = ? AND tool_call_id IN "
+            f"({', '.join('?' for _ in ids)}) AND status NOT IN ('pending', 'outcome_unknown')"
+        )
+        if at == "checkpoint" and self._carrier is not None:
+            self._carrier.write_later(statement, [(thread_id, *ids)])
+            return
+        work = lambda cur: cur.execute(statement, (thread_id, *ids))  # noqa: E731
+        if not (at == "release" and self.at_release(thread_id, work)):
             self._write(work, durable=False)
 
     # the audit trail: every change appends its entry

@@ -122,6 +122,11 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
             raise
         return taken
 
+    def write_later(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
+        """Run `statement` (a ledger's, on this file) once per row in the next commit, after
+        the rows buffered before it: it says something about them (see `Ledger.mark_applied`)."""
+        self._save(statement, rows, commit=False)
+
     def give_back(self, taken: list[Any]) -> None:
         """Rows a write took and did not commit, back at the front (the caller holds `lock`)."""
         self._buffer = taken + self._buffer

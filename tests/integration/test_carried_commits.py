@@ -90,6 +90,24 @@ def test_an_approved_cycle_commits_the_step_before_the_tool_with_its_start(
     assert {"checkpoints", "writes"} <= end and not end & {"hitl_approvals", "hitl_audit"}
 
 
+def test_an_approval_through_the_service_commits_six_times_and_leaves_it_marked_applied(
+    db: Path, log: ToolLog
+) -> None:
+    with open_harness(db, log) as parts:
+        with _every_statement(parts.saver, parts.ledger) as statements:
+            view = parts.service.run(SALLY, actor="alice")
+            call_id = view.pending[0].tool_call_id
+            parts.service.decide(view.thread_id, {call_id: "approve"}, actor="bob")
+        assert parts.ledger.unapplied_calls(view.thread_id) == set()
+        assert log.ids("send_email") == [call_id]
+
+    commits = _changes_per_commit(statements)
+    # the request (with the steps before it), the interrupt, the decision, the tool's start
+    # (with the resumed steps and the applied mark), its result, the end; leases: no commit
+    assert len(commits) == 6, commits
+    assert not any("hitl_leases" in tables for tables in commits)
+
+
 def test_the_step_before_the_tool_is_on_disk_when_the_tool_starts(db: Path) -> None:
     seen: list[tuple[int, str]] = []
 

@@ -1,13 +1,15 @@
-"""What the ledger commits to SQLite without an fsync, and what it never does: a thread's
-lease and the `applied` mark mean nothing after the machine's crash (the only one that loses
-such a commit), so they skip the sync; a request, a decision, a tool's start and its result
-are each synced before the next step."""
+"""What the ledger commits to SQLite without an fsync, and what it never does: the `applied`
+mark means nothing after the machine's crash (the only one that loses such a commit), so it
+skips the sync; a thread's lease is a file lock and commits nothing; a request, a decision, a
+tool's start and its result are each synced before the next step."""
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from hitl.checkpoints.ledger import open_ledger
+from hitl.checkpoints.ledger import lease_holder, open_ledger
+from hitl.checkpoints.ledger._leases import lease_file
 from tests.support.ledger import request_call
 
 pytestmark = pytest.mark.sqlite_only  # SQLite's sync setting (PostgreSQL syncs every commit)
@@ -30,7 +32,7 @@ def transactions_by_sync(statements: list[str]) -> list[tuple[str, str]]:
     return found
 
 
-def test_only_leases_and_applied_marks_commit_without_a_sync(db: Path) -> None:
+def test_leases_commit_nothing_and_applied_marks_commit_without_a_sync(db: Path) -> None:
     with open_ledger(db) as ledger, ledger.traced() as statements:
         with ledger.lease("t"):
             request_call(ledger, "t", "a")
@@ -44,9 +46,32 @@ def test_only_leases_and_applied_marks_commit_without_a_sync(db: Path) -> None:
 
     unsynced = [first for first, mode in committed if mode == "NORMAL"]
     synced = [first for first, mode in committed if mode == "FULL"]
-    assert all("hitl_leases" in f or "SET applied = 1" in f for f in unsynced), committed
-    assert len(unsynced) == 5  # two leases taken and released, one mark
+    assert len(unsynced) == 1 and unsynced[0].startswith("UPDATE hitl_approvals SET applied = 1")
     assert [f.split(" ")[0] for f in synced] == ["INSERT", "UPDATE", "UPDATE", "UPDATE"], committed
+    assert not any("hitl_leases" in s for s in statements)
+
+
+def test_a_lease_on_sqlite_is_a_locked_file_that_names_its_holder(db: Path) -> None:
+    with open_ledger(db) as ledger:
+        with ledger.lease("t") as holder:
+            path = Path(lease_file(str(db), "t"))
+            assert path.read_text() == holder
+            with sqlite3.connect(db) as conn:
+                assert lease_holder(conn.cursor(), "t") == holder
+                assert conn.execute("SELECT COUNT(*) FROM hitl_leases").fetchone() == (0,)
+        assert not path.exists()  # released: removed
+        with sqlite3.connect(db) as conn:
+            assert lease_holder(conn.cursor(), "t") is None
+
+
+def test_a_lease_file_left_by_a_dead_holder_is_taken_over(db: Path) -> None:
+    path = Path(lease_file(str(db), "t"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("host~00000000:1:deadbeef:deadbeef")  # nobody holds its lock
+    with sqlite3.connect(db) as conn:
+        assert lease_holder(conn.cursor(), "t") is None
+    with open_ledger(db) as ledger, ledger.lease("t", wait=0.0) as holder:
+        assert path.read_text() == holder
 
 
 def test_an_applied_mark_made_under_the_lease_commits_with_its_release(db: Path) -> None:
@@ -54,20 +79,20 @@ def test_an_applied_mark_made_under_the_lease_commits_with_its_release(db: Path)
         request_call(ledger, "t", "a")
         ledger.decide("t", {"a": {"type": "approve"}}, actor="bob")
         with ledger.traced() as statements, ledger.lease("t"):
-            ledger.mark_applied("t", ["a"], with_release=True)
+            ledger.mark_applied("t", ["a"], at="release")
             assert ledger.unapplied_calls("t") == {"a"}  # not yet: at the release
         assert ledger.unapplied_calls("t") == set()
-        ledger.mark_applied("t", ["a"], with_release=True)  # no lease held: nothing to do
+        ledger.mark_applied("t", ["a"], at="release")  # no lease held: nothing to do
 
     committed = transactions_by_sync(statements)
-    assert len(committed) == 2, committed  # the lease taken; the mark with the release
-    assert committed[1][0].startswith("UPDATE hitl_approvals SET applied = 1"), committed
-    assert all(mode == "NORMAL" for _, mode in committed)
+    assert len(committed) == 1, committed  # the mark, at the release (the lease: no commit)
+    assert committed[0][0].startswith("UPDATE hitl_approvals SET applied = 1"), committed
+    assert committed[0][1] == "NORMAL"
 
 
 def test_an_applied_mark_without_a_lease_held_is_written_at_once(db: Path) -> None:
     with open_ledger(db) as ledger:
         request_call(ledger, "t", "a")
         ledger.decide("t", {"a": {"type": "approve"}}, actor="bob")
-        ledger.mark_applied("t", ["a"], with_release=True)
+        ledger.mark_applied("t", ["a"], at="release")
         assert ledger.unapplied_calls("t") == set()
