@@ -24,6 +24,7 @@ from langgraph.errors import GraphBubbleUp
 from langgraph.pregel import Pregel
 from langgraph.types import Interrupt, interrupt
 
+from hitl.compat import CONFIG_KEY_CHECKPOINTER
 from hitl.graph.decisions import (
     ALL_DECISIONS,
     DecisionSchemas,
@@ -166,6 +167,8 @@ def register(
         quorum=taken.quorum,
         quorum_distinct_roles=taken.quorum_distinct_roles,
         reject_vetoes=taken.reject_vetoes,
+        # committed with the interrupt that asks about it (or the tool's start): one commit
+        committed_by=config.get("configurable", {}).get(CONFIG_KEY_CHECKPOINTER),
     )
 
 

@@ -82,6 +82,7 @@ class ApprovalLedger(Protocol):
         quorum: int = 1,
         quorum_distinct_roles: bool = False,
         reject_vetoes: bool = True,
+        committed_by: object | None = None,
     ) -> LedgerRecord: ...
 
     def keep_recorded_rules(

@@ -5,6 +5,7 @@ nowhere else; `tests/unit/test_compat.py` checks each against the installed Lang
 which one broke, so an upgrade fails loudly at one line instead of deep inside a run.
 """
 
+from langgraph._internal._constants import CONFIG_KEY_CHECKPOINTER
 from langgraph._internal._typing import MISSING
 from langgraph.channels.binop import _get_overwrite as get_overwrite
 from langgraph.checkpoint.serde import _msgpack as _lg_msgpack
@@ -28,6 +29,7 @@ TASKS = "__pregel_tasks"
 START = "__start__"
 
 __all__ = [
+    "CONFIG_KEY_CHECKPOINTER",
     "ERROR",
     "INTERRUPT",
     "MISSING",

@@ -97,8 +97,11 @@ class Carrier(Protocol):
         """Put rows taken by a write that did not commit back at the buffer's front."""
         ...
 
-    def write_later(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
-        """Buffer a statement of someone else's, to run (once per row) in the next commit."""
+    def write_later(
+        self, statement: str | Callable[[sqlite3.Cursor], object], rows: list[tuple[Any, ...]]
+    ) -> None:
+        """Buffer a statement of someone else's, to run (once per row) in the next commit; or
+        a store's whole write (`work(cur)`, `rows` empty)."""
         ...
 
 
@@ -187,8 +190,13 @@ class Store:
         """Whether a carrier's commits and this store's share transactions (`carry`)."""
         return self._carrier is not None
 
-    def _write(self, work: Callable[[Cursor], T], *, durable: bool = True) -> T:
+    def _write(
+        self, work: Callable[[Cursor], T], *, durable: bool = True, commit: bool = True
+    ) -> T:
         """Run `work` in one write transaction, waiting (bounded) for other writers.
+
+        `commit=False` rehearses it (SQLite): what `work` returns, then a rollback, for a
+        write a carrier will run again in its next commit (`Carrier.write_later`).
 
         `durable=False` commits without an fsync of SQLite's WAL, for rows that mean nothing
         after the crash that could lose them: only the machine's crash loses such a commit,
@@ -200,7 +208,7 @@ class Store:
             return self._pg_transaction(work, write=True)
         deadline = time.monotonic() + self._lock_wait
         delay = 0.01
-        carrier = self._carrier if durable else None
+        carrier = self._carrier if durable and commit else None
         while True:
             carrying = carrier is not None and carrier.has_buffered()
             with (
@@ -217,6 +225,9 @@ class Store:
                     taken = _carried(cur, carrier) if carrying and carrier else []
                     try:
                         result = work(cur)
+                        if not commit:
+                            cur.execute("ROLLBACK")
+                            return result
                     except BaseException:
                         if not taken:
                             cur.execute("ROLLBACK")

@@ -214,8 +214,15 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
         quorum: int = 1,
         quorum_distinct_roles: bool = False,
         reject_vetoes: bool = True,
+        committed_by: object | None = None,
     ) -> ApprovalRecord:
         """Register a call (idempotent) and return its row, decided or not.
+
+        `committed_by`: the checkpointer of the run asking. If it is the saver this ledger
+        carries (`carry`), a new call is registered in that saver's next commit, not in one of
+        its own: the interrupt's that asks about it, or the tool's start if it needs nobody.
+        The row returned is what that commit will write (rehearsed now); any other way, it is
+        written now.
 
         A row that exists with the same args is returned as is. One whose args differ and
         that has not run yet is asked about again with the new args (the earlier decision was
@@ -238,8 +245,9 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
         ):
             return existing
 
+        now = self.clock()  # the same in a rehearsal and in the commit after it
+
         def work(cur: Cursor) -> ApprovalRecord:
-            now = self.clock()
             row = find_record(cur, thread_id, tool_call_id)
             fields: dict[str, Any] = {
                 "interrupt_id": interrupt_id,
@@ -345,6 +353,10 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
                 _update(cur, thread_id, tool_call_id, {"interrupt_id": interrupt_id})
             return _require(cur, thread_id, tool_call_id)
 
+        if existing is None and self._carrier is not None and committed_by is self._carrier:
+            record = self._write(work, commit=False)
+            self._carrier.write_later(work, [])  # run again there: it reads what is there then
+            return record
         return self._write(work)
 
     # deciding

@@ -5,6 +5,7 @@ message rows with the checkpoint or before it; a loaded checkpoint's references 
 conversations that read their messages on demand (`_with_logs`).
 """
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -23,6 +24,9 @@ from hitl.compat import DeltaSnapshot
 
 Writes = list[tuple[str, list[tuple[Any, ...]]]]
 """Statements with their rows, in order."""
+Statement = str | Callable[[Any], object]
+"""A buffered statement (run once per row), or a whole write of a store's, run on the cursor
+(`BatchingSqliteSaver.write_later`)."""
 
 
 class MessageLogSaver:
@@ -34,9 +38,11 @@ class MessageLogSaver:
         raise NotImplementedError
 
     @staticmethod
-    def _write_buffered(cur: Cursor, statement: str, rows: list[tuple[Any, ...]]) -> None:
+    def _write_buffered(cur: Cursor, statement: Statement, rows: list[tuple[Any, ...]]) -> None:
         """Run one buffered statement; a stored message a checkpoint follows must exist."""
-        if statement is message_log.CHECK_NODE:  # a stored message a checkpoint follows
+        if callable(statement):
+            statement(cur)
+        elif statement is message_log.CHECK_NODE:  # a stored message a checkpoint follows
             for row in rows:
                 if cur.execute(statement, row).fetchone() is None:
                     raise MissingMessage(row[0])

@@ -10,7 +10,7 @@ import json
 import random
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, closing, contextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -41,7 +41,7 @@ from hitl.checkpoints.database import (
 from hitl.checkpoints.errors import DatabaseBusy, DatabaseError, SchemaMissing
 from hitl.checkpoints.savers import _message_log as message_log
 from hitl.checkpoints.savers._message_log import Node
-from hitl.checkpoints.savers._message_log_saver import MessageLogSaver
+from hitl.checkpoints.savers._message_log_saver import MessageLogSaver, Statement
 from hitl.checkpoints.savers._serde import make_strict_serializer
 from hitl.checkpoints.savers._threaded_async import AsyncInWorkerThreads
 from hitl.checkpoints.urls import is_postgres
@@ -94,7 +94,7 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
         self._path = str(path)
         self._side_effect_nodes = frozenset(side_effect_nodes)
         self._side_effect_steps: set[str] = set()  # checkpoints whose next step has side effects
-        self._buffer: list[tuple[str, list[tuple[Any, ...]]]] = []
+        self._buffer: list[tuple[Statement, list[tuple[Any, ...]]]] = []
         self.commits = 0
         self.carried = False
         """Whether a ledger commits the side-effect steps' rows (see the class doc)."""
@@ -122,9 +122,13 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
             raise
         return taken
 
-    def write_later(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
+    def write_later(
+        self, statement: str | Callable[[sqlite3.Cursor], object], rows: list[tuple[Any, ...]]
+    ) -> None:
         """Run `statement` (a ledger's, on this file) once per row in the next commit, after
-        the rows buffered before it: it says something about them (see `Ledger.mark_applied`)."""
+        the rows buffered before it: it says something about them (`Ledger.mark_applied`); or
+        run a ledger's whole write there (`Ledger.request`: a call registered in the commit
+        of the interrupt that asks about it)."""
         self._save(statement, rows, commit=False)
 
     def give_back(self, taken: list[Any]) -> None:
@@ -141,7 +145,7 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
         with self.lock, damage_named(self._path):
             self.setup()
             cur = self.conn.cursor()
-            buffered: list[tuple[str, list[tuple[Any, ...]]]] = []
+            buffered: list[tuple[Statement, list[tuple[Any, ...]]]] = []
             try:
                 if (transaction or self._buffer) and not self.conn.in_transaction:
                     self._begin_immediate(cur)
@@ -227,10 +231,10 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
                     raise DatabaseBusy(self._path, LOCK_WAIT_SECONDS) from e
                 time.sleep(0.05)
 
-    def _save(self, statement: str, rows: list[tuple[Any, ...]], *, commit: bool) -> None:
+    def _save(self, statement: Statement, rows: list[tuple[Any, ...]], *, commit: bool) -> None:
         if commit:
             with self.cursor() as cur:
-                cur.executemany(statement, rows)
+                self._write_buffered(cur, statement, rows)
         else:
             with self.lock:
                 self._buffer.append((statement, rows))

@@ -16,12 +16,14 @@ from typing import Any
 
 import pytest
 from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.checkpoint.memory import InMemorySaver
 
 from hitl.checkpoints.errors import CallNotFound
 from hitl.checkpoints.ledger import Ledger, open_ledger
 from hitl.checkpoints.savers import BatchingSqliteSaver, open_saver
+from hitl.graph.gate import bind_ledger
 from tests.support.fakes import ToolLog
-from tests.support.harness import open_harness, open_test_service
+from tests.support.harness import graph_without_ledger, open_harness, open_test_service
 from tests.support.ledger import request_call
 from tests.support.prompts import SALLY
 
@@ -77,7 +79,8 @@ def test_an_approved_cycle_commits_the_step_before_the_tool_with_its_start(
         assert parts.saver.carried  # every tool is gated: the ledger may carry the steps
         parts.ledger.decide(view.thread_id, {call_id: {"type": "approve"}}, actor="bob")
         with _every_statement(parts.saver, parts.ledger) as statements:
-            parts.graph.invoke(None, {"configurable": {"thread_id": view.thread_id}})
+            config: Any = {"configurable": {"thread_id": view.thread_id}}
+            parts.graph.invoke(None, config, durability="sync")  # as the service runs it
         assert log.ids("send_email") == [call_id]
 
     commits = _changes_per_commit(statements)
@@ -90,7 +93,7 @@ def test_an_approved_cycle_commits_the_step_before_the_tool_with_its_start(
     assert {"checkpoints", "writes"} <= end and not end & {"hitl_approvals", "hitl_audit"}
 
 
-def test_an_approval_through_the_service_commits_six_times_and_leaves_it_marked_applied(
+def test_an_approval_through_the_service_commits_five_times_and_leaves_it_marked_applied(
     db: Path, log: ToolLog
 ) -> None:
     with open_harness(db, log) as parts:
@@ -102,10 +105,55 @@ def test_an_approval_through_the_service_commits_six_times_and_leaves_it_marked_
         assert log.ids("send_email") == [call_id]
 
     commits = _changes_per_commit(statements)
-    # the request (with the steps before it), the interrupt, the decision, the tool's start
-    # (with the resumed steps and the applied mark), its result, the end; leases: no commit
-    assert len(commits) == 6, commits
+    # the interrupt (with the request and the steps before it), the decision, the tool's
+    # start (with the resumed steps and the applied mark), its result, the end; leases: none
+    assert len(commits) == 5, commits
+    asked = {"checkpoints", "writes", "hitl_approvals", "hitl_audit"}
+    assert asked <= commits[0]
     assert not any("hitl_leases" in tables for tables in commits)
+
+
+def test_a_new_call_is_registered_in_the_commit_of_the_interrupt_that_asks_about_it(
+    db: Path, log: ToolLog
+) -> None:
+    with open_harness(db, log) as parts:
+        with _every_statement(parts.saver, parts.ledger) as statements:
+            view = parts.service.run(SALLY, actor="alice")
+        (pending,) = view.pending
+        with sqlite3.connect(db) as conn:  # on disk, seen from another connection
+            status = conn.execute(
+                "SELECT status FROM hitl_approvals WHERE tool_call_id = ?",
+                (pending.tool_call_id,),
+            ).fetchone()
+        assert status == ("pending",)
+        assert parts.service.pending().items[0].tool_call_id == pending.tool_call_id
+
+    commits = _changes_per_commit(statements)
+    assert len(commits) == 1, commits  # the run's steps, its interrupt and the request
+    assert {"checkpoints", "writes", "hitl_approvals", "hitl_audit"} <= commits[0]
+
+
+def test_two_runners_registering_the_same_call_in_their_commits_register_it_once(
+    db: Path,
+) -> None:
+    with (
+        open_saver(db) as first_saver,
+        open_ledger(db) as first,
+        open_saver(db) as second_saver,
+        open_ledger(db) as second,
+    ):
+        first_saver.commit_with(first)
+        second_saver.commit_with(second)
+        for ledger in (first, second):  # both see a new call, and rehearse its request
+            saver = first_saver if ledger is first else second_saver
+            request_call(ledger, "t", "a", committed_by=saver)
+            assert ledger.get("t", "a") is None  # not written yet
+        first_saver.flush()
+        second_saver.flush()  # its request finds the row the first wrote, and keeps it
+        record = first.get("t", "a")
+        events = [e.event for e in first.audit_trail("t")]
+    assert record is not None and record.status == "pending"
+    assert events == ["requested"]
 
 
 def test_the_step_before_the_tool_is_on_disk_when_the_tool_starts(db: Path) -> None:
@@ -263,3 +311,16 @@ def test_a_process_killed_after_the_tools_result_was_journaled_resumes_with_that
     assert log.calls == []  # not run again: the journal's result was taken
     result = next(m for m in done.messages if m.get("tool_call_id") == call_id)
     assert result["content"] == "sent to sally@example.com"
+
+
+def test_a_run_on_another_checkpointer_gets_its_calls_registered_at_once(
+    db: Path, log: ToolLog
+) -> None:
+    with open_harness(db, log) as parts:
+        assert parts.saver.carried
+        elsewhere = bind_ledger(graph_without_ledger(InMemorySaver(), log), parts.ledger)
+        config: Any = {"configurable": {"thread_id": "t"}}
+        elsewhere.invoke({"messages": [{"role": "user", "content": SALLY}]}, config)
+        (record,) = parts.ledger.thread_records("t")
+        assert record.status == "pending"  # on disk now: no commit of that saver will come
+        assert not parts.saver.has_buffered()

@@ -230,6 +230,28 @@ for _name, _value, _where in (
     _checks(_name, _where)(_reserved(_name, _value, _where))
 
 
+@_checks("CONFIG_KEY_CHECKPOINTER", "langgraph._internal._constants.CONFIG_KEY_CHECKPOINTER")
+def _a_task_config_names_the_runs_checkpointer() -> None:
+    """The ledger registers a call in the commit of the checkpointer the run uses, and knows
+    it from the task's config."""
+    from langgraph.config import get_config
+
+    seen: list[Any] = []
+
+    def node(state: dict[str, Any]) -> dict[str, Any]:
+        seen.append(get_config()["configurable"].get(_compat().CONFIG_KEY_CHECKPOINTER))
+        return {"n": 1}
+
+    saver = InMemorySaver()
+    graph = StateGraph(_Counter).add_node("node", node).add_edge("__start__", "node")
+    graph.compile(checkpointer=saver).invoke({"n": 0}, {"configurable": {"thread_id": "t"}})
+    assert seen == [saver]
+
+
+class _Counter(TypedDict):
+    n: int
+
+
 class _Unlisted(BaseModel):
     value: int
 
