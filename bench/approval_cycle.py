@@ -89,6 +89,7 @@ def measure(args: argparse.Namespace, work: Path) -> None:
         connect(work / "ledger.sqlite"), serde=make_strict_serializer()
     )
     ledger = make_ledger(work / "ledger.sqlite")
+    with_ledger.commit_with(ledger)  # as `hitl` opens them: the ledger's commits carry the rows
     stock = SqliteSaver(sqlite3.connect(work / "stock.sqlite", check_same_thread=False))
     setups: dict[str, tuple[Callable[[], BaseCheckpointSaver[Any]], Ledger | None]] = {
         "memory": (InMemorySaver, None),

@@ -107,8 +107,10 @@ def make_rig(name: str, work: Path) -> Rig:
     ledger = None
     saver: BaseCheckpointSaver[Any]
     if name == "ours":
-        saver = BatchingSqliteSaver(connect(db), serde=make_strict_serializer(), path=db)
+        ours = BatchingSqliteSaver(connect(db), serde=make_strict_serializer(), path=db)
         ledger = make_ledger(db)
+        ours.commit_with(ledger)  # as `hitl` opens them: the ledger's commits carry the rows
+        saver = ours
     else:
         conn = sqlite3.connect(db, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")  # so its bytes written are measured alike

@@ -71,6 +71,7 @@ def main() -> int:
             saver: Saver = stack.enter_context(open_saver(work / "ours.sqlite"))
             ledger: Ledger = make_ledger(work / "ours.sqlite")
             stack.callback(ledger.close)
+            saver.commit_with(ledger)  # as `hitl` opens them: the ledger's commits carry rows
             stock_conn = sqlite3.connect(work / "stock.sqlite", check_same_thread=False)
             stack.callback(stock_conn.close)
             ours = bind_ledger(

@@ -813,16 +813,14 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
         holds none); `"checkpoint"`, in the next commit of the checkpoints this ledger carries
         (`carry`), with the step that holds the decisions (now, if it carries none).
         """
+        if at == "checkpoint" and self._carrier is not None:  # no read: the row may be there
+            ids = sorted(set(tool_call_ids))  # only by then (a request in the same commit)
+            self._carrier.write_later(_mark_applied(len(ids)), [(thread_id, *ids)])
+            return
         ids = sorted(set(tool_call_ids) & self.unapplied_calls(thread_id))
         if not ids:
             return
-        statement = (
-            f"UPDATE hitl_approvals SET applied = 1 WHERE thread_id = ? AND tool_call_id IN "
-            f"({', '.join('?' for _ in ids)}) AND status NOT IN ('pending', 'outcome_unknown')"
-        )
-        if at == "checkpoint" and self._carrier is not None:
-            self._carrier.write_later(statement, [(thread_id, *ids)])
-            return
+        statement = _mark_applied(len(ids))
         work = lambda cur: cur.execute(statement, (thread_id, *ids))  # noqa: E731
         if not (at == "release" and self.at_release(thread_id, work)):
             self._write(work, durable=False)
@@ -893,6 +891,15 @@ def make_ledger(
         ledger.close()
         raise
     return ledger
+
+
+def _mark_applied(calls: int) -> str:
+    """The statement that marks `calls` calls of a thread applied (thread, then call IDs)."""
+    return (
+        f"UPDATE hitl_approvals SET applied = 1 WHERE thread_id = ? AND tool_call_id IN "
+        f"({', '.join('?' for _ in range(calls))}) AND applied = 0 "
+        "AND status NOT IN ('pending', 'outcome_unknown')"
+    )
 
 
 def _standing_detail(standing: StandingApproval) -> dict[str, Any]:

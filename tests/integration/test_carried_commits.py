@@ -25,7 +25,7 @@ from hitl.graph.gate import bind_ledger
 from tests.support.fakes import ToolLog
 from tests.support.harness import graph_without_ledger, open_harness, open_test_service
 from tests.support.ledger import request_call
-from tests.support.prompts import SALLY
+from tests.support.prompts import COUNT, SALLY
 
 pytestmark = pytest.mark.sqlite_only  # the SQLite saver's transactions and the file itself
 
@@ -324,3 +324,14 @@ def test_a_run_on_another_checkpointer_gets_its_calls_registered_at_once(
         (record,) = parts.ledger.thread_records("t")
         assert record.status == "pending"  # on disk now: no commit of that saver will come
         assert not parts.saver.has_buffered()
+
+
+def test_a_call_the_policy_lets_through_is_marked_applied_by_the_run_that_ran_it(
+    db: Path, log: ToolLog
+) -> None:
+    with open_harness(db, log) as parts:
+        view = parts.service.run(COUNT, actor="alice")  # registered in the tool's start commit
+        (record,) = parts.ledger.thread_records(view.thread_id)
+        assert (view.status, record.decided_by) == ("done", "policy")
+        assert parts.ledger.unapplied_calls(view.thread_id) == set()
+        assert parts.ledger.unapplied_threads(older_than=0) == []
