@@ -23,7 +23,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
+from contextlib import closing, contextmanager
 from typing import Any, Protocol, TypeVar
 
 from hitl.checkpoints.database._db import (
@@ -76,12 +76,18 @@ def store_connection(
         raise DatabaseError(db, e) from e
 
 
+class _Lock(Protocol):
+    def acquire(self, blocking: bool = ..., timeout: float = ...) -> bool: ...
+
+    def release(self) -> None: ...
+
+
 class Carrier(Protocol):
     """Another writer on the same SQLite file that buffers rows until its next commit (the
     checkpoint saver): a store's durable write can commit them with its own (`Store.carry`)."""
 
     @property
-    def lock(self) -> AbstractContextManager[Any]:
+    def lock(self) -> "_Lock":
         """Held while its buffer is taken, and until the write that took it ends."""
         ...
 
@@ -210,20 +216,21 @@ class Store:
         delay = 0.01
         carrier = self._carrier if durable and commit else None
         while True:
-            carrying = carrier is not None and carrier.has_buffered()
-            with (
-                self._lock,
-                damage_named(self._path),
-                carrier.lock if carrying and carrier else nullcontext(),
-            ):
+            with self._lock, damage_named(self._path):
                 cur = self._conn.cursor()
                 outer, self._writing = self._writing, threading.get_ident()
                 if not durable:
                     cur.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: no fsync at commit
+                carrying = False  # holding the carrier's lock, its rows in this transaction
                 try:
                     cur.execute("BEGIN IMMEDIATE")
-                    taken = _carried(cur, carrier) if carrying and carrier else []
+                    taken: list[Any] = []
                     try:
+                        # never wait for the carrier's lock holding SQLite's (its owner may be
+                        # waiting for ours): busy, it commits its rows itself
+                        if carrier and carrier.has_buffered() and carrier.lock.acquire(False):
+                            carrying = True
+                            taken = _carried(cur, carrier)
                         result = work(cur)
                         if not commit:
                             cur.execute("ROLLBACK")
@@ -243,6 +250,8 @@ class Store:
                     if time.monotonic() >= deadline:
                         raise DatabaseBusy(self._path, self._lock_wait) from e
                 finally:
+                    if carrying and carrier:
+                        carrier.lock.release()
                     self._writing = outer
                     if not durable:
                         cur.execute("PRAGMA synchronous=FULL")

@@ -184,7 +184,9 @@ def lease_file(db_file: str, thread_id: str) -> str:
 def try_file_lease(path: str, holder: str) -> tuple[int | None, str | None]:
     """Lock the lease file at `path` for `holder`: (its descriptor, None); or (None, the
     holder it names) if a live process holds it. The file names its holder while held and is
-    removed when released; a file left by a process that died is taken over."""
+    removed when released; a file left by a process that died is taken over. A file this user
+    may not open is `DatabaseError` (the folder and its files must be writable by every user
+    that runs threads of the database)."""
     folder = os.path.dirname(path)
     while True:
         try:
@@ -192,17 +194,16 @@ def try_file_lease(path: str, holder: str) -> tuple[int | None, str | None]:
         except FileNotFoundError:
             os.makedirs(folder, exist_ok=True)
             continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except PermissionError as e:
+            raise DatabaseError(folder, e) from e
+        if os.fstat(fd).st_uid == os.getuid():
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, 0o666)  # whoever holds it next may be another user
+        if not _lock_briefly_contended(fd, fcntl.LOCK_EX):
             named = os.pread(fd, 512, 0).decode("utf-8", "replace").strip()
             os.close(fd)
             return None, named or "another process"
-        try:
-            current = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            current = False
-        if not current:  # released (removed) between our open and our lock: open the new one
+        if not _still_at(path, fd):  # released (removed) between our open and our lock
             os.close(fd)
             continue
         os.ftruncate(fd, 0)
@@ -220,18 +221,40 @@ def drop_file_lease(path: str, fd: int) -> None:
 
 def file_lease_holder(path: str) -> str | None:
     """Who holds the lease file at `path`, or None if nobody does (or its holder died)."""
+    while True:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        try:
+            if not _lock_briefly_contended(fd, fcntl.LOCK_SH):
+                return os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
+            if _still_at(path, fd):
+                return None
+        finally:
+            os.close(fd)  # (and with it our shared lock)
+        # released and taken again between our open and our lock: look at the new file
+
+
+def _lock_briefly_contended(fd: int, kind: int) -> bool:
+    """Take `kind` of lock on `fd` without waiting on a holder, but through a reader's moment
+    (`file_lease_holder` locks a file shared for microseconds): False if it stays held."""
+    for attempt in range(3):
+        try:
+            fcntl.flock(fd, kind | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if attempt < 2:
+                time.sleep(0.001)
+    return False
+
+
+def _still_at(path: str, fd: int) -> bool:
+    """Whether the file open at `fd` is still the one at `path` (not removed or replaced)."""
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
-    else:
-        return None
-    finally:
-        os.close(fd)
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def _main_file(cur: sqlite3.Cursor) -> str:

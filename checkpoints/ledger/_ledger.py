@@ -219,10 +219,10 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
         """Register a call (idempotent) and return its row, decided or not.
 
         `committed_by`: the checkpointer of the run asking. If it is the saver this ledger
-        carries (`carry`), a new call is registered in that saver's next commit, not in one of
-        its own: the interrupt's that asks about it, or the tool's start if it needs nobody.
-        The row returned is what that commit will write (rehearsed now); any other way, it is
-        written now.
+        carries (`carry`), a new call that waits for a person is registered in that saver's
+        next commit, the interrupt's that asks about it, not in one of its own; the row
+        returned is what that commit will write (rehearsed now). Every other request is
+        written now (a call that may run at once is looked up again before it starts).
 
         A row that exists with the same args is returned as is. One whose args differ and
         that has not run yet is asked about again with the new args (the earlier decision was
@@ -353,10 +353,13 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
                 _update(cur, thread_id, tool_call_id, {"interrupt_id": interrupt_id})
             return _require(cur, thread_id, tool_call_id)
 
-        if existing is None and self._carrier is not None and committed_by is self._carrier:
+        carried = self._carrier is not None and committed_by is self._carrier
+        if carried and needs_review and existing is None:
             record = self._write(work, commit=False)
-            self._carrier.write_later(work, [])  # run again there: it reads what is there then
-            return record
+            if record.status == "pending":  # an interrupt asks next: its commit writes the row
+                assert self._carrier is not None
+                self._carrier.write_later(work, [])  # run again there, on what is there then
+                return record
         return self._write(work)
 
     # deciding
@@ -802,21 +805,16 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
         thread_id: str,
         tool_call_ids: Iterable[str],
         *,
-        at: Literal["now", "release", "checkpoint"] = "now",
+        at: Literal["now", "release"] = "now",
     ) -> None:
         """Record that the thread's state holds the decisions of these calls.
 
         Not synced to disk: a mark a crash loses only costs `sweep` a resume that finds
         nothing left to apply; the decisions themselves were synced when recorded. `at` says
-        when it is written, for a caller that reads nothing of it before: `"now"`;
+        when it is written, for a caller that reads nothing of it before: `"now"`, or
         `"release"`, with the release of the thread's lease this process holds (now, if it
-        holds none); `"checkpoint"`, in the next commit of the checkpoints this ledger carries
-        (`carry`), with the step that holds the decisions (now, if it carries none).
+        holds none).
         """
-        if at == "checkpoint" and self._carrier is not None:  # no read: the row may be there
-            ids = sorted(set(tool_call_ids))  # only by then (a request in the same commit)
-            self._carrier.write_later(_mark_applied(len(ids)), [(thread_id, *ids)])
-            return
         ids = sorted(set(tool_call_ids) & self.unapplied_calls(thread_id))
         if not ids:
             return

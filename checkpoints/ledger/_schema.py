@@ -8,7 +8,7 @@ from hitl.checkpoints.records import ApprovalRecord, AuditEntry, Triage
 
 WAITING = "status IN ('pending', 'outcome_unknown')"
 """The inbox's condition, spelled once: SQLite uses a partial index only for this exact text."""
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MIGRATIONS: dict[int, tuple[str | PostgresOnly, ...]] = {
     1: (
         """CREATE TABLE hitl_approvals (
@@ -127,6 +127,10 @@ MIGRATIONS: dict[int, tuple[str | PostgresOnly, ...]] = {
         "CREATE INDEX hitl_standing_tool ON hitl_standing (tool, expires_at)",
         "ALTER TABLE hitl_approvals ADD COLUMN why TEXT",
     ),
+    # no table changes: on SQLite a thread's lease is a file lock from now on, not a row of
+    # `hitl_leases`, and a program that takes them as rows must not run beside one that takes
+    # files (both would hold the thread): this version tells it the schema is newer than it
+    3: (),
 }
 COLUMNS = (
     "thread_id, tool_call_id, interrupt_id, tool, args, args_hash, requester, status, "

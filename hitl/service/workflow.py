@@ -716,7 +716,6 @@ class ApprovalService:
             config["configurable"][REQUESTER_KEY] = requester
         state: Any = None
         reviewed: set[str] = set()  # the state resets reviews at each turn: gather them all
-        marked: set[str] = set()  # applied marks already written with the steps
         interrupted = False
         began = self._ledger.clock()
         try:
@@ -731,12 +730,7 @@ class ApprovalService:
                         state = chunk
                         continue
                     for node, update in cast(dict[str, Any], chunk or {}).items():
-                        seen = _reviews(update) | _answered(update)
-                        if seen - reviewed and self._ledger.carrying:  # one commit for both:
-                            # the mark rides with the step that holds the decisions
-                            self._ledger.mark_applied(thread_id, seen, at="checkpoint")
-                            marked |= seen
-                        reviewed |= seen
+                        reviewed |= _reviews(update) | _answered(update)
                         interrupted = interrupted or node == "__interrupt__"
                     if self._observer is not None:
                         self._observer(thread_id, partial(_updates_to_json, chunk))
@@ -749,9 +743,10 @@ class ApprovalService:
                 for r in self._ledger.thread_records(thread_id)
                 if r.tool_call_id in turn and r.decided_at is not None and r.decided_at <= began
             }
-        if rest := (reviewed | _reviews(state)) - marked:
-            with _translated(thread_id):  # the lease's release is next: one commit for both
-                self._ledger.mark_applied(thread_id, rest, at="release")
+        # only once the run has ended or stopped at an interrupt: a run that failed, or a
+        # process killed, leaves its decisions unapplied, for `sweep` to finish the thread
+        with _translated(thread_id):  # the lease's release is next: one commit for both
+            self._ledger.mark_applied(thread_id, reviewed | _reviews(state), at="release")
 
 
 @contextmanager

@@ -22,7 +22,8 @@ from hitl.checkpoints.errors import CallNotFound
 from hitl.checkpoints.ledger import Ledger, open_ledger
 from hitl.checkpoints.savers import BatchingSqliteSaver, open_saver
 from hitl.graph.gate import bind_ledger
-from tests.support.fakes import ToolLog
+from hitl.graph.policy import Policy, ToolRule
+from tests.support.fakes import FakeClock, ToolLog
 from tests.support.harness import graph_without_ledger, open_harness, open_test_service
 from tests.support.ledger import request_call
 from tests.support.prompts import COUNT, SALLY
@@ -93,7 +94,7 @@ def test_an_approved_cycle_commits_the_step_before_the_tool_with_its_start(
     assert {"checkpoints", "writes"} <= end and not end & {"hitl_approvals", "hitl_audit"}
 
 
-def test_an_approval_through_the_service_commits_five_times_and_leaves_it_marked_applied(
+def test_an_approval_through_the_service_commits_six_times_and_leaves_it_marked_applied(
     db: Path, log: ToolLog
 ) -> None:
     with open_harness(db, log) as parts:
@@ -106,8 +107,10 @@ def test_an_approval_through_the_service_commits_five_times_and_leaves_it_marked
 
     commits = _changes_per_commit(statements)
     # the interrupt (with the request and the steps before it), the decision, the tool's
-    # start (with the resumed steps and the applied mark), its result, the end; leases: none
-    assert len(commits) == 5, commits
+    # start (with the resumed steps), its result, the end; then, the run over, the applied
+    # mark (unsynced, where the lease's release was); leases themselves: none
+    assert len(commits) == 6, commits
+    assert commits[-1] == {"hitl_approvals"}
     asked = {"checkpoints", "writes", "hitl_approvals", "hitl_audit"}
     assert asked <= commits[0]
     assert not any("hitl_leases" in tables for tables in commits)
@@ -304,8 +307,10 @@ def test_a_process_killed_after_the_tools_result_was_journaled_resumes_with_that
     child.join(timeout=30)
 
     log = ToolLog()
-    with open_test_service(db, log) as service:
-        service.resume(view.thread_id)
+    later = FakeClock(time.time() + 3600)  # the sweep's grace has passed
+    with open_test_service(db, log, clock=later) as service:
+        assert service.show(view.thread_id).status != "done"
+        assert service.sweep().resumed == [view.thread_id]  # the decision was not applied
         done = service.show(view.thread_id)
     assert done.status == "done"
     assert log.calls == []  # not run again: the journal's result was taken
@@ -335,3 +340,20 @@ def test_a_call_the_policy_lets_through_is_marked_applied_by_the_run_that_ran_it
         assert (view.status, record.decided_by) == ("done", "policy")
         assert parts.ledger.unapplied_calls(view.thread_id) == set()
         assert parts.ledger.unapplied_threads(older_than=0) == []
+
+
+def test_the_policy_is_asked_once_about_a_call_it_lets_through(db: Path) -> None:
+    asked: list[dict[str, Any]] = []
+
+    def ask_from_the_second_time(args: dict[str, Any]) -> bool:  # a quota, office hours...
+        asked.append(args)
+        return len(asked) > 1
+
+    rules = {"count_emails": ToolRule(ask=ask_from_the_second_time), "send_email": ToolRule()}
+    log = ToolLog()
+    with open_harness(db, log, policy=Policy(rules=rules)) as parts:
+        view = parts.service.run(COUNT, actor="alice")
+        (record,) = parts.ledger.thread_records(view.thread_id)
+    assert len(asked) == 1
+    assert (view.status, record.status, record.decided_by) == ("done", "succeeded", "policy")
+    assert log.ids("count_emails") == [record.tool_call_id]
