@@ -14,13 +14,6 @@ DEFAULT_DB = Path("checkpoints/hitl.sqlite")
 BUSY_TIMEOUT_SECONDS = 30.0
 LOCK_WAIT_SECONDS = 120.0
 """How long a write waits in all for another process's write lock before `DatabaseBusy`."""
-PAGE_SIZE = 2048
-"""The page size of a new file (SQLite's default is 4096). A commit writes each page it
-touched whole, to the write-ahead log and again to the file at the log's checkpoint, and an
-approval's commits are small: a row and its index entries in a dozen B-trees. Half-size pages
-write 40% fewer bytes per approval cycle (`bench/peers.py`); rows are small enough (a
-checkpoint holds references to its messages, not the messages) that few spill over. An
-existing file keeps the size it was made with."""
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=FULL",
@@ -96,7 +89,6 @@ def connect(path: Path | str, *, read_only_ok: bool = False) -> sqlite3.Connecti
     try:
         if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
             # a new file: pruning can then give pages back without a VACUUM of the whole file
-            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # (before auto_vacuum, or ignored)
             conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         for pragma in PRAGMAS:
             conn.execute(pragma)
