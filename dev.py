@@ -101,6 +101,7 @@ BENCHMARKS = (
     "approval_cycle",
     "middleware_cycle",
     "peers",
+    "postgres_cycle",
     "inbox",
     "concurrency",
     "service_load",

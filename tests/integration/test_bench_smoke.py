@@ -106,3 +106,17 @@ def test_serve_vs_dev_benchmark_drives_both_servers_and_prints_every_target(
         assert re.search(rf"^ +2  {server} +\d+\.\d\d +\d+\.\d\d ", out, re.M), out
         assert re.search(rf"^  {server}: tool runs (\d+), approvals answered \1$", out, re.M), out
     assert re.search(r"hitl serve ÷ langgraph dev, 2 client\(s\) +\d+\.\d\d +target >= 0", out)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_postgres_cycle_benchmark_prints_both_databases_commits_and_round_trips(
+    tmp_path: Path,
+) -> None:
+    from tests.support.postgres import require_postgres, server_url
+
+    require_postgres()
+    args = ("--url", server_url(), "--cycles", "3", "--rounds", "1", "--target", "99")
+    out = _bench(tmp_path, "postgres_cycle", *args)
+    assert re.search(r"postgres .* commits +\d+\.\d +round trips +\d+\.\d", out), out
+    assert re.search(r"cpu ÷ SQLite's +\d+\.\d\d +target <= 99 +ok", out), out
