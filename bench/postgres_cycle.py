@@ -10,8 +10,8 @@ its backends ended after the counted pass so their figures are flushed; SQLite: 
 transactions that wrote) and round trips to the server (counted in psycopg).
 
 Target: CPU per cycle on PostgreSQL (this process + its backends) ≤ `--target` (1.3) × on
-SQLite (where the database's work is in this process). Exits 1 if missed, 2 if the server
-cannot be reached.
+SQLite (where the database's work is in this process). Exits 1 if missed; without a
+reachable server it says so and measures nothing (as `service_load` does).
 
     python -m bench.postgres_cycle [--url postgresql://...] [--cycles 40] [--rounds 3]
 """
@@ -129,8 +129,8 @@ def main() -> int:
     parser.add_argument("--target", type=float, default=1.3, help="most CPU ÷ SQLite's")
     args = parser.parse_args()
     if why := pg_unreachable(args.url):
-        print(why, file=sys.stderr)
-        return 2
+        print(f"{why}: nothing measured (give --url)")
+        return 0
     work = Path(tempfile.mkdtemp(prefix="hitl-bench-pg-"))
     try:
         with ExitStack() as stack:
