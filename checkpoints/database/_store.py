@@ -216,20 +216,22 @@ class Store:
         delay = 0.01
         carrier = self._carrier if durable and commit else None
         while True:
+            # the carrier's lock before SQLite's, as the carrier takes them (never the other
+            # way round: its owner may be waiting for SQLite's lock while holding its own)
+            nested = self._writing == threading.get_ident()  # (a write inside a write fails)
+            carrying = carrier is not None and not nested and carrier.has_buffered()
+            if carrying and carrier:
+                carrier.lock.acquire()
             with self._lock, damage_named(self._path):
                 cur = self._conn.cursor()
                 outer, self._writing = self._writing, threading.get_ident()
                 if not durable:
                     cur.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: no fsync at commit
-                carrying = False  # holding the carrier's lock, its rows in this transaction
                 try:
                     cur.execute("BEGIN IMMEDIATE")
                     taken: list[Any] = []
                     try:
-                        # never wait for the carrier's lock holding SQLite's (its owner may be
-                        # waiting for ours): busy, it commits its rows itself
-                        if carrier and carrier.has_buffered() and carrier.lock.acquire(False):
-                            carrying = True
+                        if carrying and carrier:
                             taken = _carried(cur, carrier)
                         result = work(cur)
                         if not commit:

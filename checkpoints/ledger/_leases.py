@@ -192,7 +192,7 @@ def try_file_lease(path: str, holder: str) -> tuple[int | None, str | None]:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         except FileNotFoundError:
-            os.makedirs(folder, exist_ok=True)
+            _make_lease_folder(folder)
             continue
         except PermissionError as e:
             raise DatabaseError(folder, e) from e
@@ -209,6 +209,16 @@ def try_file_lease(path: str, holder: str) -> tuple[int | None, str | None]:
         os.ftruncate(fd, 0)
         os.pwrite(fd, holder.encode(), 0)
         return fd, None
+
+
+def _make_lease_folder(folder: str) -> None:
+    """The lease folder, open to whoever may write the database (as SQLite's `-wal` and `-shm`
+    files are: they take the database file's permissions), whatever this process's umask."""
+    os.makedirs(folder, exist_ok=True)
+    db_file = folder.removesuffix("-leases")
+    with contextlib.suppress(OSError):
+        mode = os.stat(db_file).st_mode & 0o666
+        os.chmod(folder, mode | (mode & 0o444) >> 2)  # searchable where readable
 
 
 def drop_file_lease(path: str, fd: int) -> None:

@@ -125,10 +125,10 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
     def write_later(
         self, statement: str | Callable[[sqlite3.Cursor], object], rows: list[tuple[Any, ...]]
     ) -> None:
-        """Run `statement` (a ledger's, on this file) once per row in the next commit, after
-        the rows buffered before it: it says something about them (`Ledger.mark_applied`); or
-        run a ledger's whole write there (`Ledger.request`: a call registered in the commit
-        of the interrupt that asks about it)."""
+        """Run `statement` (a store's, on this file) once per row in the next commit, after
+        the rows buffered before it; or, a callable, run a store's whole write there
+        (`Ledger.request`: a call registered in the commit of the interrupt that asks about
+        it). A commit whose rows fail keeps such writes for the next one."""
         self._save(statement, rows, commit=False)
 
     def give_back(self, taken: list[Any]) -> None:
@@ -146,6 +146,7 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
             self.setup()
             cur = self.conn.cursor()
             buffered: list[tuple[Statement, list[tuple[Any, ...]]]] = []
+            committed = False
             try:
                 if (transaction or self._buffer) and not self.conn.in_transaction:
                     self._begin_immediate(cur)
@@ -162,6 +163,7 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
                     cur.execute("ROLLBACK TO caller")
                     cur.execute("RELEASE caller")
                     self.conn.commit()
+                    committed = True
                     self.commits += 1
                     raise
                 if buffered:
@@ -172,6 +174,9 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
             except BaseException:
                 if self.conn.in_transaction:
                     self.conn.rollback()
+                if not committed:  # a ledger's queued write (a request) is not lost with rows
+                    # that failed (maybe another run's): back to the buffer, for the next commit
+                    self._buffer = [e for e in buffered if callable(e[0])] + self._buffer
                 raise
             finally:
                 cur.close()

@@ -729,10 +729,13 @@ class ApprovalService:
                     if mode == "values":
                         state = chunk
                         continue
-                    for node, update in cast(dict[str, Any], chunk or {}).items():
+                    nodes = cast(dict[str, Any], chunk or {})
+                    for update in nodes.values():
                         reviewed |= _reviews(update) | _answered(update)
-                        interrupted = interrupted or node == "__interrupt__"
+                    interrupted = interrupted or "__interrupt__" in nodes
                     if self._observer is not None:
+                        if "__interrupt__" in nodes:  # the calls it asks about are registered
+                            self._saver.flush()  # in its commit: on disk before anyone hears
                         self._observer(thread_id, partial(_updates_to_json, chunk))
         finally:
             self._saver.flush()

@@ -9,7 +9,7 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,13 +18,19 @@ import pytest
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.memory import InMemorySaver
 
+from hitl.app import assemble
 from hitl.checkpoints.errors import CallNotFound
 from hitl.checkpoints.ledger import Ledger, open_ledger
 from hitl.checkpoints.savers import BatchingSqliteSaver, open_saver
 from hitl.graph.gate import bind_ledger
 from hitl.graph.policy import Policy, ToolRule
-from tests.support.fakes import FakeClock, ToolLog
-from tests.support.harness import graph_without_ledger, open_harness, open_test_service
+from tests.support.fakes import FakeClock, ToolLog, make_recording_tools
+from tests.support.harness import (
+    graph_without_ledger,
+    hitl_settings,
+    open_harness,
+    open_test_service,
+)
 from tests.support.ledger import request_call
 from tests.support.prompts import COUNT, SALLY
 
@@ -357,3 +363,76 @@ def test_the_policy_is_asked_once_about_a_call_it_lets_through(db: Path) -> None
     assert len(asked) == 1
     assert (view.status, record.status, record.decided_by) == ("done", "succeeded", "policy")
     assert log.ids("count_emails") == [record.tool_call_id]
+
+
+def test_the_steps_before_the_tool_are_on_disk_even_while_another_run_holds_the_saver(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[int, str]] = []
+
+    def look_from_another_connection(name: str, call_id: str) -> None:  # mid-tool
+        with sqlite3.connect(db) as conn:
+            status = conn.execute(
+                "SELECT status FROM hitl_approvals WHERE tool_call_id = ?", (call_id,)
+            ).fetchone()[0]
+        seen.append((_checkpoints(db), status))
+
+    rules = {"count_emails": ToolRule(ask="never"), "send_email": ToolRule()}
+    log = ToolLog(before_run=look_from_another_connection)
+    with open_harness(db, log, policy=Policy(rules=rules)) as parts:
+
+        def while_another_run_commits(write: Callable[..., Any]) -> Callable[..., Any]:
+            def contended(self: Ledger, *args: Any, **kwargs: Any) -> Any:
+                held, done = threading.Event(), threading.Event()
+
+                def another_run() -> None:  # its saver commit, holding the saver's lock
+                    with parts.saver.lock:
+                        held.set()
+                        done.wait(0.2)
+
+                other = threading.Thread(target=another_run)
+                other.start()
+                held.wait()
+                try:
+                    return write(self, *args, **kwargs)
+                finally:
+                    done.set()
+                    other.join()
+
+            return contended
+
+        for name in ("request", "begin"):  # the call's writes before its tool starts
+            monkeypatch.setattr(Ledger, name, while_another_run_commits(getattr(Ledger, name)))
+        assert parts.service.run(COUNT, actor="alice").status == "done"
+    ((checkpoints, status),) = seen
+    assert status == "running" and checkpoints > 0  # the thread exists when its tool starts
+
+
+def test_the_interrupt_is_heard_only_once_the_call_it_asks_about_is_on_disk(db: Path) -> None:
+    rows_when_heard: list[list[tuple[str, str]]] = []
+
+    def observer(thread_id: str, update: Callable[[], dict[str, Any]]) -> None:
+        if "interrupts" in update():
+            with sqlite3.connect(db) as conn:  # what another process sees at that moment
+                rows_when_heard.append(
+                    conn.execute("SELECT tool_call_id, status FROM hitl_approvals").fetchall()
+                )
+
+    tools = make_recording_tools(ToolLog())
+    with assemble(hitl_settings(db), tools=tools, observer=observer) as parts:
+        view = parts.service.run(SALLY, actor="alice")
+    assert rows_when_heard == [[(view.pending[0].tool_call_id, "pending")]]
+
+
+def test_a_saver_commit_that_fails_keeps_the_ledgers_queued_request_for_the_next(
+    db: Path,
+) -> None:
+    with open_saver(db) as saver, open_ledger(db) as ledger:
+        saver.commit_with(ledger)
+        request_call(ledger, "t", "a", committed_by=saver)  # queued, not written
+        saver._buffer.append(("INSERT INTO no_such_table VALUES (?)", [(1,)]))  # rows that fail
+        with pytest.raises(sqlite3.OperationalError, match="no_such_table"):
+            saver.flush()
+        saver.flush()  # the failed rows are gone with their commit; the request is not
+        record = ledger.get("t", "a")
+    assert record is not None and record.status == "pending"

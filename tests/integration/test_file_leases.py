@@ -55,3 +55,16 @@ def test_a_lease_file_may_be_taken_over_by_another_user(tmp_path: Path) -> None:
     with open_ledger(db) as ledger, ledger.lease("t"):
         path = Path(leases.lease_file(str(db), "t"))
         assert stat.S_IMODE(path.stat().st_mode) == 0o666  # whatever the umask
+
+
+def test_the_lease_folder_is_open_to_whoever_may_write_the_database(tmp_path: Path) -> None:
+    db = tmp_path / "hitl.sqlite"
+    with open_ledger(db) as ledger:
+        db.chmod(0o666)  # a database several users run
+        old_umask = os.umask(0o022)
+        try:
+            with ledger.lease("t"):
+                folder = Path(leases.lease_file(str(db), "t")).parent
+                assert stat.S_IMODE(folder.stat().st_mode) == 0o777
+        finally:
+            os.umask(old_umask)
