@@ -330,16 +330,13 @@ class ThreadLeases(Store):
             delay = min(delay * 2, 0.25)
         renewer = self._renewer()
         renewer.hold(thread_id, holder, ttl)
-        at_release: list[Callable[[Cursor], object]] = []
-        with _releases_lock:
-            self._releases()[(thread_id, holder)] = at_release
+        at_release = self._keep_for_release(thread_id, holder)
         try:
             yield holder
         finally:
             renewer.drop(holder)
             mark_done(holder)  # from now on the row, if it stays, names a dead holder
-            with _releases_lock:
-                self._releases().pop((thread_id, holder), None)
+            self._keep_for_release(thread_id, holder, done=True)
 
             def release(cur: Cursor) -> None:
                 for work in at_release:
@@ -369,14 +366,11 @@ class ThreadLeases(Store):
                 raise ThreadBusy(thread_id, current or "another process")
             time.sleep(delay)
             delay = min(delay * 2, 0.25)
-        at_release: list[Callable[[Cursor], object]] = []
-        with _releases_lock:
-            self._releases()[(thread_id, holder)] = at_release
+        at_release = self._keep_for_release(thread_id, holder)
         try:
             yield holder
         finally:
-            with _releases_lock:
-                self._releases().pop((thread_id, holder), None)
+            self._keep_for_release(thread_id, holder, done=True)
             try:
                 if at_release:  # never mask the block's own error
                     with contextlib.suppress(DatabaseBusy, DatabaseError):
@@ -394,6 +388,17 @@ class ThreadLeases(Store):
                     works.append(work)
                     return True
         return False
+
+    def _keep_for_release(
+        self, thread_id: str, holder: str, *, done: bool = False
+    ) -> list[Callable[[Cursor], object]]:
+        """The list `at_release` fills for this hold (made now; with `done`, taken out)."""
+        with _releases_lock:
+            if done:
+                return self._releases().pop((thread_id, holder), [])
+            kept: list[Callable[[Cursor], object]] = []
+            self._releases()[(thread_id, holder)] = kept
+            return kept
 
     def _releases(self) -> dict[tuple[str, str], list[Callable[[Cursor], object]]]:
         """The work each lease held here runs when released (call with `_releases_lock`)."""

@@ -167,13 +167,7 @@ def test_two_runners_registering_the_same_call_in_their_commits_register_it_once
 
 def test_the_step_before_the_tool_is_on_disk_when_the_tool_starts(db: Path) -> None:
     seen: list[tuple[int, str]] = []
-
-    def look_from_another_connection(name: str, call_id: str) -> None:  # mid-tool
-        with sqlite3.connect(db) as conn:
-            status = conn.execute(
-                "SELECT status FROM hitl_approvals WHERE tool_call_id = ?", (call_id,)
-            ).fetchone()[0]
-        seen.append((_checkpoints(db), status))
+    look_from_another_connection = _looking_mid_tool(db, seen)
 
     with open_test_service(db, ToolLog(before_run=look_from_another_connection)) as service:
         view = service.run(SALLY, actor="alice")
@@ -182,6 +176,20 @@ def test_the_step_before_the_tool_is_on_disk_when_the_tool_starts(db: Path) -> N
     ((checkpoints, status),) = seen
     assert status == "running"  # the start, journaled
     assert checkpoints > at_the_interrupt  # and the resumed steps up to the tool, with it
+
+
+def _looking_mid_tool(db: Path, seen: list[tuple[int, str]]) -> Callable[[str, str], None]:
+    """A tool's `before_run`: what another connection sees as the tool starts, into `seen`
+    (the checkpoints on disk, the call's status)."""
+
+    def look(name: str, call_id: str) -> None:
+        with sqlite3.connect(db) as conn:
+            status = conn.execute(
+                "SELECT status FROM hitl_approvals WHERE tool_call_id = ?", (call_id,)
+            ).fetchone()[0]
+        seen.append((_checkpoints(db), status))
+
+    return look
 
 
 def _checkpoints(db: Path) -> int:
@@ -369,13 +377,7 @@ def test_the_steps_before_the_tool_are_on_disk_even_while_another_run_holds_the_
     db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[tuple[int, str]] = []
-
-    def look_from_another_connection(name: str, call_id: str) -> None:  # mid-tool
-        with sqlite3.connect(db) as conn:
-            status = conn.execute(
-                "SELECT status FROM hitl_approvals WHERE tool_call_id = ?", (call_id,)
-            ).fetchone()[0]
-        seen.append((_checkpoints(db), status))
+    look_from_another_connection = _looking_mid_tool(db, seen)
 
     rules = {"count_emails": ToolRule(ask="never"), "send_email": ToolRule()}
     log = ToolLog(before_run=look_from_another_connection)
