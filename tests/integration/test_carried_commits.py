@@ -3,9 +3,6 @@ were two): the step before a tool is committed with the tool's start, the tool's
 the run's end; what a failed or refused ledger write does to rows it carried; and what a
 process killed between the tool's journaled result and the run's end leaves behind."""
 
-import multiprocessing as mp
-import os
-import signal
 import sqlite3
 import threading
 import time
@@ -32,6 +29,7 @@ from tests.support.harness import (
     open_test_service,
 )
 from tests.support.ledger import request_call
+from tests.support.processes import kill_when_marked
 from tests.support.prompts import COUNT, SALLY
 
 pytestmark = pytest.mark.sqlite_only  # the SQLite saver's transactions and the file itself
@@ -307,18 +305,9 @@ def test_a_process_killed_after_the_tools_result_was_journaled_resumes_with_that
         view = service.run(SALLY, actor="alice")
     call_id = view.pending[0].tool_call_id
     marker = tmp_path / "journaled"
-    child = mp.get_context("spawn").Process(
-        target=_approve_then_hang_after_the_result,
-        args=(db, view.thread_id, call_id, str(marker)),
-    )
-    child.start()
-    deadline = time.monotonic() + 60
-    while not marker.exists():
-        assert time.monotonic() < deadline and child.is_alive(), "the result was never journaled"
-        time.sleep(0.05)
-    assert child.pid is not None
-    os.kill(child.pid, signal.SIGKILL)  # the tool step's writes were not committed
-    child.join(timeout=30)
+    args = (db, view.thread_id, call_id, str(marker))
+    kill_when_marked(_approve_then_hang_after_the_result, args, marker)  # the step's writes:
+    # not committed
 
     log = ToolLog()
     later = FakeClock(time.time() + 3600)  # the sweep's grace has passed

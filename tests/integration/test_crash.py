@@ -2,9 +2,6 @@
 run again by itself; killed between recording a decision and applying it, the decision is
 applied later (by `sweep`, or before the thread's next message), once."""
 
-import multiprocessing as mp
-import os
-import signal
 import time
 from pathlib import Path
 
@@ -14,6 +11,7 @@ from hitl.checkpoints.urls import DatabaseName
 from hitl.service.errors import NotReconcilable, PendingApprovalsExist
 from tests.support.fakes import FakeClock, ToolLog
 from tests.support.harness import open_harness, open_test_service
+from tests.support.processes import kill_when_marked
 from tests.support.prompts import SALLY
 
 
@@ -35,19 +33,8 @@ def _crash_mid_tool(db: DatabaseName, folder: Path) -> tuple[str, str]:
         view = service.run(SALLY, actor="alice")
     call_id = view.pending[0].tool_call_id
     marker = folder / "tool.started"
-    child = mp.get_context("spawn").Process(
-        target=_approve_with_a_tool_that_hangs,
-        args=(db, view.thread_id, call_id, str(marker)),
-    )
-    child.start()
-    deadline = time.monotonic() + 60
-    while not marker.exists():
-        assert time.monotonic() < deadline and child.is_alive(), "the tool never started"
-        time.sleep(0.05)
-    assert child.pid is not None
-    os.kill(child.pid, signal.SIGKILL)
-    child.join(timeout=30)
-    assert child.exitcode == -signal.SIGKILL
+    args = (db, view.thread_id, call_id, str(marker))
+    kill_when_marked(_approve_with_a_tool_that_hangs, args, marker)
     return view.thread_id, call_id
 
 

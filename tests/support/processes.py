@@ -1,9 +1,14 @@
-"""Waiting on our subprocesses and servers: a free port, a log to read, a condition to meet."""
+"""Waiting on our subprocesses and servers: a free port, a log to read, a condition to meet,
+a child process killed (`kill -9`) at the moment it marks."""
 
+import multiprocessing as mp
+import os
+import signal
 import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -25,3 +30,18 @@ def eventually(
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting until {what}"
         time.sleep(0.01)
+
+
+def kill_when_marked(target: Callable[..., None], args: tuple[Any, ...], marker: Path) -> None:
+    """Run `target(*args)` in a spawned process and `kill -9` it the moment `marker` exists
+    (the child writes it at the point to die in); fail if it ends or never marks."""
+    child = mp.get_context("spawn").Process(target=target, args=args)
+    child.start()
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert time.monotonic() < deadline and child.is_alive(), f"never marked {marker.name}"
+        time.sleep(0.05)
+    assert child.pid is not None
+    os.kill(child.pid, signal.SIGKILL)
+    child.join(timeout=30)
+    assert child.exitcode == -signal.SIGKILL
