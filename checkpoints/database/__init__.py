@@ -22,6 +22,7 @@ from hitl.checkpoints.database._sqlite import (
     connect,
     damage_named,
     is_busy,
+    main_file,
     refused,
 )
 from hitl.checkpoints.database._store import WRITE_LOCK, Store, schema_in_place, store_connection
@@ -42,6 +43,7 @@ __all__ = [
     "connect",
     "damage_named",
     "is_busy",
+    "main_file",
     "notify",
     "one",
     "refused",

@@ -105,6 +105,12 @@ def connect(path: Path | str, *, read_only_ok: bool = False) -> sqlite3.Connecti
     raise failure
 
 
+def main_file(conn: sqlite3.Connection | sqlite3.Cursor) -> str:
+    """The file of the connection's main database ("" for one in memory)."""
+    rows = conn.execute("PRAGMA database_list").fetchall()
+    return next((str(row[2] or "") for row in rows if row[1] == "main"), "")
+
+
 def _check_writable(conn: sqlite3.Connection) -> None:
     """Fail now, not mid-run, if the file is read-only: take the write lock and give it back
     at once. Another process holding it (a `VACUUM`, a migration) is no answer either way,

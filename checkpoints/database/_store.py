@@ -41,6 +41,7 @@ from hitl.checkpoints.database._sqlite import (
     connect,
     damage_named,
     is_busy,
+    main_file,
     refused,
 )
 from hitl.checkpoints.errors import DatabaseBusy, DatabaseError, PoolExhausted
@@ -103,11 +104,8 @@ class Carrier(Protocol):
         """Put rows taken by a write that did not commit back at the buffer's front."""
         ...
 
-    def write_later(
-        self, statement: str | Callable[[sqlite3.Cursor], object], rows: list[tuple[Any, ...]]
-    ) -> None:
-        """Buffer a statement of someone else's, to run (once per row) in the next commit; or
-        a store's whole write (`work(cur)`, `rows` empty)."""
+    def write_later(self, work: Callable[[sqlite3.Cursor], object]) -> None:
+        """Buffer a store's whole write, `work(cur)`, to run in the carrier's next commit."""
         ...
 
 
@@ -134,10 +132,7 @@ class Store:
             if lock_wait < BUSY_TIMEOUT_SECONDS:  # one statement never waits past the whole write
                 conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
             if not isinstance(conn, ReadOnlyConnection):  # (no writer here to keep clear of)
-                self._file = next(
-                    (row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main"),
-                    "",
-                )
+                self._file = main_file(conn)
         self._conn = conn
         self._path = path
         self._lock = threading.RLock()
@@ -190,11 +185,6 @@ class Store:
         (they stay buffered, and their own writer meets the error)."""
         if not isinstance(self._conn, PgConnection):
             self._carrier = carrier
-
-    @property
-    def carrying(self) -> bool:
-        """Whether a carrier's commits and this store's share transactions (`carry`)."""
-        return self._carrier is not None
 
     def _write(
         self, work: Callable[[Cursor], T], *, durable: bool = True, commit: bool = True

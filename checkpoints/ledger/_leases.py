@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from hitl.checkpoints.database import LOCK_WAIT_SECONDS, Cursor, Store
+from hitl.checkpoints.database import LOCK_WAIT_SECONDS, Cursor, Store, main_file
 from hitl.checkpoints.errors import DatabaseBusy, DatabaseError, ThreadBusy
 from hitl.checkpoints.ledger._renewal import LeaseRenewer
 
@@ -162,7 +162,7 @@ def _live_folder() -> Path:
 def lease_holder(cur: Cursor, thread_id: str) -> str | None:
     """The live holder of a thread's lease, or None if it is free, expired or its holder died."""
     if isinstance(cur, sqlite3.Cursor):
-        db_file = _main_file(cur)
+        db_file = main_file(cur)
         return file_lease_holder(lease_file(db_file, thread_id)) if db_file else None
     row = cur.execute(
         "SELECT holder, expires_at FROM hitl_leases WHERE thread_id = ?", (thread_id,)
@@ -265,14 +265,6 @@ def _still_at(path: str, fd: int) -> bool:
         return os.stat(path).st_ino == os.fstat(fd).st_ino
     except FileNotFoundError:
         return False
-
-
-def _main_file(cur: sqlite3.Cursor) -> str:
-    """The file of the cursor's main database ("" in memory)."""
-    for row in cur.execute("PRAGMA database_list").fetchall():
-        if row[1] == "main":
-            return str(row[2] or "")
-    return ""
 
 
 def try_lease(cur: Cursor, thread_id: str, holder: str, ttl: float) -> str | None:

@@ -358,7 +358,7 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
             record = self._write(work, commit=False)
             if record.status == "pending":  # an interrupt asks next: its commit writes the row
                 assert self._carrier is not None
-                self._carrier.write_later(work, [])  # run again there, on what is there then
+                self._carrier.write_later(work)  # run again there, on what is there then
                 return record
         return self._write(work)
 
@@ -818,7 +818,11 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
         ids = sorted(set(tool_call_ids) & self.unapplied_calls(thread_id))
         if not ids:
             return
-        statement = _mark_applied(len(ids))
+        statement = (
+            f"UPDATE hitl_approvals SET applied = 1 WHERE thread_id = ? AND tool_call_id IN "
+            f"({', '.join('?' for _ in ids)}) AND applied = 0 "
+            "AND status NOT IN ('pending', 'outcome_unknown')"
+        )
         work = lambda cur: cur.execute(statement, (thread_id, *ids))  # noqa: E731
         if not (at == "release" and self.at_release(thread_id, work)):
             self._write(work, durable=False)
@@ -889,15 +893,6 @@ def make_ledger(
         ledger.close()
         raise
     return ledger
-
-
-def _mark_applied(calls: int) -> str:
-    """The statement that marks `calls` calls of a thread applied (thread, then call IDs)."""
-    return (
-        f"UPDATE hitl_approvals SET applied = 1 WHERE thread_id = ? AND tool_call_id IN "
-        f"({', '.join('?' for _ in range(calls))}) AND applied = 0 "
-        "AND status NOT IN ('pending', 'outcome_unknown')"
-    )
 
 
 def _standing_detail(standing: StandingApproval) -> dict[str, Any]:

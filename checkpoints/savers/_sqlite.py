@@ -122,14 +122,11 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
             raise
         return taken
 
-    def write_later(
-        self, statement: str | Callable[[sqlite3.Cursor], object], rows: list[tuple[Any, ...]]
-    ) -> None:
-        """Run `statement` (a store's, on this file) once per row in the next commit, after
-        the rows buffered before it; or, a callable, run a store's whole write there
-        (`Ledger.request`: a call registered in the commit of the interrupt that asks about
-        it). A commit whose rows fail keeps such writes for the next one."""
-        self._save(statement, rows, commit=False)
+    def write_later(self, work: Callable[[sqlite3.Cursor], object]) -> None:
+        """Run a store's whole write on this file in the next commit, after the rows buffered
+        before it (`Ledger.request`: a call registered in the commit of the interrupt that
+        asks about it). A commit whose rows fail keeps such writes for the next one."""
+        self._save(work, [], commit=False)
 
     def give_back(self, taken: list[Any]) -> None:
         """Rows a write took and did not commit, back at the front (the caller holds `lock`)."""
