@@ -1,12 +1,22 @@
 """The API's request bodies; unknown fields are refused where one could change the meaning."""
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hitl.checkpoints.records import parse_args_hash
 from hitl.service.thread_ids import THREAD_ID_PATTERN, check_thread_id
 from hitl.service.timespec import parse_duration
+
+ArgsHash = Annotated[
+    str | None,
+    Field(
+        description="Only if the call's args still hash to this (what you saw).",
+        json_schema_extra={"pattern": "^[0-9a-fA-F]{64}$"},
+    ),
+    AfterValidator(lambda value: None if value is None else parse_args_hash(value)),
+]
+"""A call's args hash as a body gives it: 64 hex digits, checked (and normalized) here."""
 
 
 class TextBlock(BaseModel):
@@ -66,16 +76,7 @@ class Decision(BaseModel):
 
     call: str | None = Field(default=None, description="The tool call ID (default: all pending).")
     comment: str | None = None
-    args_hash: str | None = Field(
-        default=None,
-        description="Only if the call's args still hash to this (what you saw).",
-        json_schema_extra={"pattern": "^[0-9a-fA-F]{64}$"},
-    )
-
-    @field_validator("args_hash")
-    @classmethod
-    def well_formed_hash(cls, value: str | None) -> str | None:
-        return None if value is None else parse_args_hash(value)
+    args_hash: ArgsHash = None
 
     @model_validator(mode="after")
     def hash_names_a_call(self) -> "Decision":
@@ -200,16 +201,7 @@ class BulkCall(BaseModel):
 
     thread_id: str
     call: str = Field(description="The tool call ID.")
-    args_hash: str | None = Field(
-        default=None,
-        description="Only if the call's args still hash to this (what you saw).",
-        json_schema_extra={"pattern": "^[0-9a-fA-F]{64}$"},
-    )
-
-    @field_validator("args_hash")
-    @classmethod
-    def well_formed_hash(cls, value: str | None) -> str | None:
-        return None if value is None else parse_args_hash(value)
+    args_hash: ArgsHash = None
 
 
 class BulkFilter(BaseModel):
