@@ -42,13 +42,14 @@ from hitl.checkpoints.errors import (
     SchemaMissing,
 )
 from hitl.checkpoints.ledger._audit import (
+    DECISION_EVENTS,
+    RULES_EVENTS,
+    WHY_EVENTS,
     append_entry,
     args_diff,
     disagreement,
-    newest_decision,
-    newest_entry,
+    newest_of_each,
     newest_request,
-    newest_why,
     rules_disagreement,
     rules_of,
     run_args,
@@ -735,12 +736,13 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
         with the same answer, for ever, or run again: name it instead. `why_too` checks its
         `why` as well (when a policy change is judged by it)."""
         thread_id, tool_call_id = row.thread_id, row.tool_call_id
-        newest, latest = (f(cur, thread_id, tool_call_id) for f in (newest_decision, newest_entry))
+        kinds = [DECISION_EVENTS, None, RULES_EVENTS, *([WHY_EVENTS] if why_too else [])]
+        newest, latest, request, *why = newest_of_each(cur, thread_id, tool_call_id, kinds)
         problem = disagreement(row, newest, latest)
         if problem is None and row.status == "pending":
-            problem = rules_disagreement(row, newest_request(cur, thread_id, tool_call_id))
+            problem = rules_disagreement(row, request)
         if problem is None and why_too:
-            problem = why_disagreement(row, newest_why(cur, thread_id, tool_call_id))
+            problem = why_disagreement(row, why[0])
         if problem is not None:
             raise LedgerTampered(thread_id, tool_call_id, problem)
 
