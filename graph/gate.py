@@ -126,10 +126,11 @@ def register(
     config: RunnableConfig,
     call: ToolCall,
     verdict: Callable[[], Verdict],
-    requester: str | None,
+    requester: Callable[[], str | None],
     check: RuleCheck | None = None,
 ) -> LedgerRecord:
-    """The call's row: the one saved, or a new one with the verdict taken now (only then).
+    """The call's row: the one saved, or a new one with the verdict and the requester taken
+    now (only then).
 
     With `check`, a saved call whose tool's rule has changed since it was asked and whose tool
     may still run is asked again under the rule now (`reask`: the verdict is taken again), or
@@ -151,7 +152,7 @@ def register(
         interrupt_id=interrupt_id(config),
         tool=call["name"],
         args=call["args"],
-        requester=requester or graph_actor(config),
+        requester=requester() or graph_actor(config),
         needs_review=taken.needs_review,
         allowed_decisions=list(taken.allowed_decisions),
         description=taken.description,
@@ -227,10 +228,7 @@ def requester_of(state: Mapping[str, Any], config: RunnableConfig, ledger: Appro
     given = state.get("requester") or config.get("configurable", {}).get(REQUESTER_KEY)
     if given:
         return str(given)
-    earlier = [r for r in ledger.thread_records(thread_of(config)) if r.requester]
-    if earlier:
-        return str(max(earlier, key=lambda r: r.requested_at).requester)
-    return graph_actor(config)
+    return ledger.latest_requester(thread_of(config)) or graph_actor(config)
 
 
 def approval_request(call: ToolCall, record: LedgerRecord) -> ToolApprovalRequest:

@@ -19,7 +19,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import timedelta
-from functools import partial
+from functools import cache, partial
 from typing import Annotated, Any, Literal, NotRequired, cast, get_args
 
 from langchain.agents.middleware import AgentMiddleware, AgentState
@@ -185,7 +185,7 @@ class ApprovalMiddleware(AgentMiddleware[ApprovalState, Any, Any]):
         calls = gate.unanswered_calls(state["messages"])
         if not calls:
             return None
-        requester = gate.requester_of(state, config, ledger)
+        requester = cache(partial(gate.requester_of, state, config, ledger))  # read if needed
         # every verdict first: a predicate that raises leaves nothing half-registered
         verdicts = {cast(str, c["id"]): self._verdict(c, state, runtime, None) for c in calls}
         records = {
@@ -294,7 +294,7 @@ class ApprovalMiddleware(AgentMiddleware[ApprovalState, Any, Any]):
             config,
             call,
             lambda: self._verdict(call, cast(ApprovalState, state), None, request),
-            gate.requester_of(state, config, ledger),
+            partial(gate.requester_of, state, config, ledger),
             self.rule_check(call["name"]),
         )
         _refuse_reused_ids(state.get("messages", []), {cast(str, call["id"]): record})

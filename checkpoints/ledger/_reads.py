@@ -85,6 +85,17 @@ class LedgerReads(Store):
         """One call's row, or None."""
         return self._read(lambda cur: find_record(cur, thread_id, tool_call_id))
 
+    def latest_requester(self, thread_id: str) -> str | None:
+        """Who asked for the thread's newest call that names a requester (None: no call did)."""
+        row = self._read(
+            lambda cur: cur.execute(
+                "SELECT requester FROM hitl_approvals WHERE thread_id = ? "
+                "AND requester IS NOT NULL ORDER BY requested_at DESC, tool_call_id LIMIT 1",
+                (thread_id,),
+            ).fetchone()
+        )
+        return None if row is None else str(row[0])
+
     def thread_records(self, thread_id: str) -> list[ApprovalRecord]:
         """Every row of a thread, oldest request first."""
         return self._read(
