@@ -269,11 +269,13 @@ class MessageLogChannel(BaseChannel[MessageHistory, Any, Any]):
         new.key = self.key
         if checkpoint is MISSING or checkpoint is None:
             new.value = MISSING
-        elif isinstance(checkpoint, SavedMessages):
-            new.value = MessageHistory.of(checkpoint)
         elif isinstance(checkpoint, MessageHistory):
             new.value = checkpoint
-        else:  # a plain list: a saver that does not store the log, or an older checkpoint
+        elif isinstance(checkpoint, list):  # a saver that does not store the log, or older
+            new.value = MessageHistory.from_messages(checkpoint)
+        elif isinstance(checkpoint, SavedMessages):
+            new.value = MessageHistory.of(checkpoint)
+        else:
             new.value = MessageHistory.from_messages(list(checkpoint))
         return new
 

@@ -15,7 +15,6 @@ from hitl.checkpoints.database import Cursor
 from hitl.checkpoints.errors import MissingMessage, UntrustedCheckpointError
 from hitl.checkpoints.savers import _message_log as message_log
 from hitl.checkpoints.savers._message_log import (
-    LoggedMessages,
     Node,
     SqliteMessageSource,
     is_log_ref,
@@ -58,7 +57,7 @@ class MessageLogSaver:
         rows: list[tuple[Any, ...]] = []
         statements: Writes = []
         for channel, value in values.items():
-            if isinstance(value, LoggedMessages):
+            if message_log.is_logged(value):
                 # every node appended since the load, at each checkpoint of the run: a few
                 # rows, ignored when present, and never a reference to a row that is not
                 nodes = value.unsaved()
