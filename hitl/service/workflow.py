@@ -14,6 +14,7 @@ import json
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any, Literal, Protocol, cast
@@ -191,7 +192,8 @@ class ApprovalService:
         snapshot = self._snapshot(thread_id)
         waiting = self._waiting(thread_id)
         votes = by_call(votes_of_quorum_calls(self._ledger, waiting))
-        return _view(thread_id, snapshot, waiting, votes, messages, before)
+        status, values = _status(snapshot), snapshot.values or {}
+        return _view(thread_id, status, values, waiting, votes, messages, before)
 
     def pending(self, query: InboxQuery | None = None) -> InboxPage:
         """One page of the approvals that need a person, from the ledger's index only.
@@ -306,8 +308,10 @@ class ApprovalService:
                 if still := [r.tool_call_id for r in self._waiting(thread_id)]:
                     raise PendingApprovalsExist(thread_id, still)
             messages = [HumanMessage(p, id=i) for p, i in zip(prompts, ids, strict=True)]
-            self._invoke({"messages": messages, "requester": actor}, thread_id, requester=actor)
-        return self.show(thread_id)
+            end = self._invoke(
+                {"messages": messages, "requester": actor}, thread_id, requester=actor
+            )
+            return self._view_at(end)  # under the lease: what the run left, nothing since
 
     def check_can_send(self, thread_id: str, *, cancel_pending: bool) -> list[ApprovalRecord]:
         """The calls a new message would cancel; `PendingApprovalsExist` if it may not."""
@@ -706,11 +710,26 @@ class ApprovalService:
         with _translated(thread_id), self._ledger.lease(thread_id, **kwargs):
             yield
 
-    def _invoke(self, payload: Any, thread_id: str, *, requester: str | None = None) -> None:
+    def _view_at(self, end: "RunEnd") -> ThreadView:
+        """`show`'s first page for a thread whose run just ended (its lease still held), from
+        what the run streamed: no second load of the checkpoint."""
+        if end.values is None:  # nothing streamed: read it as `show` does
+            return self.show(end.thread_id)
+        waiting = (
+            [r for r in end.records if r.status in NEEDS_A_PERSON]
+            if end.records is not None
+            else self._waiting(end.thread_id)
+        )
+        votes = by_call(votes_of_quorum_calls(self._ledger, waiting))
+        status: Status = "interrupted" if end.interrupted else "done"
+        return _view(end.thread_id, status, end.values, waiting, votes, MESSAGES_PAGE, None)
+
+    def _invoke(self, payload: Any, thread_id: str, *, requester: str | None = None) -> "RunEnd":
         """Run the thread (the caller holds its lease), then record which decisions its state
         now holds, so `sweep` knows they need no resume. Each node's update goes to the
         observer, if any (the HTTP service streams them). `requester` (who sent the message)
-        also reaches gates whose graph state has no `requester` key (a user's `StateGraph`)."""
+        also reaches gates whose graph state has no `requester` key (a user's `StateGraph`).
+        Returns how the run ended (it raises if it failed)."""
         config = _config(thread_id)
         if requester is not None:
             config["configurable"][REQUESTER_KEY] = requester
@@ -739,17 +758,31 @@ class ApprovalService:
                         self._observer(thread_id, partial(_updates_to_json, chunk))
         finally:
             self._saver.flush()
+        records = None
         if interrupted:  # waiting on other calls: it saw the turn's decisions made before it
             turn = _turn_call_ids(state)
+            records = self._ledger.thread_records(thread_id)
             reviewed |= {
                 r.tool_call_id
-                for r in self._ledger.thread_records(thread_id)
+                for r in records
                 if r.tool_call_id in turn and r.decided_at is not None and r.decided_at <= began
             }
         # only once the run has ended or stopped at an interrupt: a run that failed, or a
         # process killed, leaves its decisions unapplied, for `sweep` to finish the thread
         with _translated(thread_id):  # the lease's release is next: one commit for both
             self._ledger.mark_applied(thread_id, reviewed | _reviews(state), at="release")
+        return RunEnd(thread_id, state if isinstance(state, dict) else None, interrupted, records)
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """How a run of the service's ended: its last state, whether it stopped at an interrupt,
+    and the thread's calls if it did (read then, for the decisions it had seen)."""
+
+    thread_id: str
+    values: dict[str, Any] | None
+    interrupted: bool
+    records: list[ApprovalRecord] | None
 
 
 @contextmanager
@@ -894,18 +927,19 @@ def _interrupted_calls(snapshot: StateSnapshot) -> list[str]:
 
 def _view(
     thread_id: str,
-    snapshot: StateSnapshot,
+    status: Status,
+    values: Mapping[str, Any],
     waiting: list[ApprovalRecord],
     votes: Mapping[str, Sequence[Vote]],
     count: int,
     before: int | None,
 ) -> ThreadView:
-    history = snapshot.values.get("messages", []) if snapshot.values else []
+    history = values.get("messages", [])
     page = page_of_messages(thread_id, len(history), count, before)
     newest = message_to_json(history[-1]) if page.stop < len(history) else None
     return thread_view(
         thread_id,
-        _status(snapshot),
+        status,
         [message_to_json(m) for m in history[page.start : page.stop]],  # a lazy history's tail
         waiting,
         votes,
