@@ -194,6 +194,7 @@ def answer(
     ledger: ApprovalLedger,
     config: RunnableConfig,
     call: ToolCall,
+    record: LedgerRecord,
     reply: object,
     schemas: DecisionSchemas | None = None,
 ) -> LedgerRecord:
@@ -202,10 +203,8 @@ def answer(
     dropped). An answer the call's policy does not allow, or that is not a decision (an edit
     of another tool, a `respond` without a message), is dropped too: the call is asked again.
     `schemas` knows the tool's own argument schema, for edits (else any object passes here,
-    and the tool checks its arguments when it runs)."""
+    and the tool checks its arguments when it runs). `record` is the call's row as it asked."""
     thread_id, call_id = thread_of(config), cast(str, call["id"])
-    record = ledger.get(thread_id, call_id)
-    assert record is not None, "answer() is only called for a registered call"
     allowed = cast(list[DecisionType], list(record.allowed_decisions))
     try:
         decision = (schemas or DecisionSchemas([])).validate(call["name"], allowed, reply)

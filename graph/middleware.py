@@ -205,8 +205,9 @@ class ApprovalMiddleware(AgentMiddleware[ApprovalState, Any, Any]):
             decisions = _decisions(reply, len(waiting))
             schemas = self._schemas_for(None)  # the tools are not known here: any args
             for call, decision in zip(waiting, decisions or [], strict=False):
-                records[cast(str, call["id"])] = gate.answer(
-                    ledger, config, call, decision, schemas
+                call_id = cast(str, call["id"])
+                records[call_id] = gate.answer(
+                    ledger, config, call, records[call_id], decision, schemas
                 )
         reviews = {
             cast(str, c["id"]): gate.review_of(c, records[cast(str, c["id"])]) for c in calls
@@ -304,7 +305,7 @@ class ApprovalMiddleware(AgentMiddleware[ApprovalState, Any, Any]):
                 call["name"], cast(list[DecisionType], record.allowed_decisions)
             )
             reply = interrupt(gate.approval_request(call, record), response_schema=schema)  # type: ignore[call-overload]
-            record = gate.answer(ledger, config, call, reply, schemas)
+            record = gate.answer(ledger, config, call, record, reply, schemas)
         review = gate.review_of(call, record)
         if not runs_tool(review):
             return gate.answer_message(call, review)

@@ -96,6 +96,9 @@ from hitl.checkpoints.records import (
 )
 
 EXPIRY_ACTOR = "deadline"
+
+Registered = Literal["new", "changed", "kept"]
+"""What registering a call did to its row: wrote it, rewrote it, or found it as asked."""
 """`decided_by` of a call that a late decision found already past its deadline."""
 
 
@@ -237,19 +240,21 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
         same transaction.
         """
         h = args_hash(dict(args))
-        existing = self.get(thread_id, tool_call_id)
-        if (
-            existing
-            and existing.args_hash == h
-            and existing.interrupt_id == interrupt_id
-            and not (reask and reasks(existing, why))
-        ):
-            return existing
+        clock: list[float] = []  # read under the write lock; a rehearsal's, in the commit too
 
-        now = self.clock()  # the same in a rehearsal and in the commit after it
-
-        def work(cur: Cursor) -> ApprovalRecord:
+        def registered(cur: Cursor) -> tuple[ApprovalRecord, Registered]:
+            """The call's row once registered, and what that did to it."""
+            if not clock:
+                clock.append(self.clock())
+            now = clock[0]
             row = find_record(cur, thread_id, tool_call_id)
+            if (
+                row is not None
+                and row.args_hash == h
+                and row.interrupt_id == interrupt_id
+                and not (reask and reasks(row, why))
+            ):
+                return row, "kept"
             fields: dict[str, Any] = {
                 "interrupt_id": interrupt_id,
                 "tool": tool,
@@ -352,13 +357,18 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
                 self._audit(cur, thread_id, event, POLICY_ACTOR, tool_call_id, detail)
             elif row.args_hash == h and row.interrupt_id != interrupt_id:
                 _update(cur, thread_id, tool_call_id, {"interrupt_id": interrupt_id})
-            return _require(cur, thread_id, tool_call_id)
+            return _require(cur, thread_id, tool_call_id), "new" if row is None else "changed"
+
+        def work(cur: Cursor) -> ApprovalRecord:
+            return registered(cur)[0]
 
         carried = self._carrier is not None and committed_by is self._carrier
-        if carried and needs_review and existing is None:
-            record = self._write(work, commit=False)
-            if record.status == "pending":  # an interrupt asks next: its commit writes the row
-                assert self._carrier is not None
+        if carried and needs_review:
+            record, did = self._write(registered, commit=False)
+            if did == "kept":
+                return record
+            if did == "new" and record.status == "pending":  # an interrupt asks next: its
+                assert self._carrier is not None  # commit writes the row
                 self._carrier.write_later(work)  # run again there, on what is there then
                 return record
         return self._write(work)
