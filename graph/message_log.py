@@ -11,7 +11,7 @@ behaves exactly as with `add_messages`.
 
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any, Protocol, Self, cast, overload, runtime_checkable
 
 from langchain_core.messages import (
@@ -84,6 +84,19 @@ class _StoredPart:
                 self._next = nodes[0][1]
             return self._newest_first[:count]
 
+    def read_depths(self, message_ids: Collection[str]) -> dict[str, int] | None:
+        """The depth of each of these message IDs among the stored messages, if every one of
+        them has been read already (a short thread's first read takes them all); else None."""
+        with self._lock:
+            if len(self._newest_first) < self.length:
+                return None
+            newest = self.length - 1
+            return {
+                m.id: newest - k
+                for k, m in enumerate(self._newest_first)
+                if m.id is not None and m.id in message_ids
+            }
+
     @property
     def in_memory(self) -> bool:
         """Whether reading it needs no database (a saver read it all up front)."""
@@ -153,7 +166,10 @@ class MessageHistory(Sequence[AnyMessage]):
         found = {n[3].id: n[2] for n in self._appended if n[3].id in message_ids}
         rest = [i for i in message_ids if i not in found]
         if rest and self._stored is not None and self._stored.saved.tail is not None:
-            found.update(self._stored.saved.depths_of(self._stored.saved.tail, rest))
+            read = self._stored.read_depths(set(rest))
+            if read is None:  # not all read yet: ask the saver's index
+                read = self._stored.saved.depths_of(self._stored.saved.tail, rest)
+            found.update(read)
         return cast(dict[str, int], found)
 
     # Sequence

@@ -89,6 +89,23 @@ def test_a_message_with_a_known_id_replaces_it_as_add_messages_would() -> None:
     assert isinstance(channel.checkpoint(), list)  # rebuilt from the change: stored anew
 
 
+def test_once_every_stored_message_is_read_an_update_asks_the_saver_nothing() -> None:
+    channel, saved = loaded(conversation(6))
+    assert channel.get()[-1].id == "a5"  # the first read takes the whole short branch
+    channel.update([AIMessage("new", id="x")])
+    channel.update([HumanMessage("edited", id="h2")])
+    assert saved.lookups == 0
+    assert [m.content for m in channel.get()][2] == "edited"
+    assert [m.id for m in channel.get()] == ["h0", "a1", "h2", "a3", "h4", "a5", "x"]
+
+
+def test_a_long_branch_not_read_yet_is_asked_about_by_id() -> None:
+    channel, saved = loaded(conversation(1000))
+    channel.update([HumanMessage("edited", id="h2")])
+    assert saved.lookups == 1  # an indexed lookup, not a read of the branch first
+    assert channel.get()[2].content == "edited"
+
+
 def test_a_replacement_among_the_unsaved_messages_keeps_the_stored_part() -> None:
     channel, _ = loaded(conversation(10))
     channel.update([AIMessage("draft", id="d")])
