@@ -5,7 +5,7 @@ Every method is one read transaction (one snapshot), and none changes a row: the
 machine that does lives in `_ledger.py`.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
@@ -96,15 +96,23 @@ class LedgerReads(Store):
         )
         return None if row is None else str(row[0])
 
-    def thread_records(self, thread_id: str) -> list[ApprovalRecord]:
-        """Every row of a thread, oldest request first."""
+    def thread_records(
+        self, thread_id: str, statuses: Collection[str] | None = None
+    ) -> list[ApprovalRecord]:
+        """Every row of a thread (or those in one of `statuses`), oldest request first."""
+        where, params = "thread_id = ?", [thread_id]
+        if statuses is not None and not statuses:
+            return []
+        if statuses is not None:
+            where += f" AND status IN ({', '.join('?' for _ in statuses)})"
+            params += list(statuses)
         return self._read(
             lambda cur: [
                 record_of(r)
                 for r in cur.execute(
-                    f"SELECT {COLUMNS} FROM hitl_approvals WHERE thread_id = ? "
+                    f"SELECT {COLUMNS} FROM hitl_approvals WHERE {where} "
                     "ORDER BY requested_at, tool_call_id",
-                    (thread_id,),
+                    params,
                 ).fetchall()
             ]
         )

@@ -398,9 +398,13 @@ class ApprovalService:
             raise InvalidDecision("(the actor or comment)", _NOT_UTF8)
         if actor.startswith(ROLE_PREFIX):  # else `--as role:admin` would pass for any admin
             raise NotPermitted(f"{actor!r} names a role, not a person; decide under your own name")
+        asked: dict[str, ApprovalRecord] = {}  # read just now, pending
         if isinstance(answers, EveryPending):
-            answers = self._for_every_pending(thread_id, answers.answer)
-        decisions = {cid: self._validated(thread_id, cid, a) for cid, a in answers.items()}
+            asked = {r.tool_call_id: r for r in self._every_pending(thread_id)}
+            answers = dict.fromkeys(asked, answers.answer)
+        decisions = {
+            cid: self._validated(thread_id, cid, a, asked.get(cid)) for cid, a in answers.items()
+        }
         if not decisions:
             raise NothingPending(thread_id, self._status(thread_id))
         self._saver.get_tuple(_config(thread_id))  # a checkpoint we refuse to load: record nothing
@@ -654,8 +658,15 @@ class ApprovalService:
         """Whether the thread has a checkpoint, or a run queued to make its first one."""
         return self.exists(thread_id) or self._moves_on.has_queued_run(thread_id)
 
-    def _validated(self, thread_id: str, tool_call_id: str, answer: object) -> dict[str, Any]:
-        record = self._pending_record(thread_id, tool_call_id)
+    def _validated(
+        self,
+        thread_id: str,
+        tool_call_id: str,
+        answer: object,
+        record: ApprovalRecord | None = None,
+    ) -> dict[str, Any]:
+        """The decision `answer` gives for a pending call (its row, if read already)."""
+        record = record or self._pending_record(thread_id, tool_call_id)
         allowed = cast(Sequence[DecisionType], record.allowed_decisions)
         try:
             decision = dict(self._schemas.validate(record.tool, allowed, answer))
@@ -670,12 +681,12 @@ class ApprovalService:
             raise InvalidDecision(tool_call_id, _NOT_UTF8)
         return decision
 
-    def _for_every_pending(self, thread_id: str, answer: object) -> dict[str, object]:
-        """`answer` for each of the thread's pending calls; `NothingPending` if none."""
+    def _every_pending(self, thread_id: str) -> list[ApprovalRecord]:
+        """The thread's pending calls; `NothingPending` if none."""
         pending = self._waiting(thread_id, ("pending",))
         if not pending:
             raise NothingPending(thread_id, self._status(thread_id))
-        return {r.tool_call_id: answer for r in pending}
+        return pending
 
     def _pending_record(self, thread_id: str, tool_call_id: str) -> ApprovalRecord:
         record = self._ledger.get(thread_id, tool_call_id)
@@ -693,7 +704,7 @@ class ApprovalService:
     def _waiting(
         self, thread_id: str, statuses: Sequence[str] = NEEDS_A_PERSON
     ) -> list[ApprovalRecord]:
-        return [r for r in self._ledger.thread_records(thread_id) if r.status in statuses]
+        return self._ledger.thread_records(thread_id, statuses)
 
     def _snapshot(self, thread_id: str) -> StateSnapshot:
         snapshot = self._graph.get_state(_config(thread_id))
