@@ -251,22 +251,24 @@ class Store:
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
 
-    def _read(self, work: Callable[[Cursor], T]) -> T:
+    def _read(self, work: Callable[[Cursor], T], *, one_statement: bool = False) -> T:
         """Run `work` in one read transaction: every statement sees the same snapshot.
 
         On SQLite it runs on a read connection of its own, without the store's lock, so it
         never waits behind a write (this process's or another's); inside a write of this
         thread, on the write's connection, so it sees what the write has done so far.
+        `one_statement`: `work` runs a single statement, which sees one snapshot by itself:
+        it runs without BEGIN and COMMIT (on PostgreSQL one round trip, not three).
         """
         if isinstance(self._conn, PgConnection):
-            return self._pg_transaction(work, write=False)
+            return self._pg_transaction(work, write=False, one_statement=one_statement)
         if not self._file or self._writing == threading.get_ident():
             with self._lock, damage_named(self._path), closing(self._conn.cursor()) as cur:
                 return _in_read_transaction(cur, work)  # (`_file` only on SQLite)
         conn = self._lend_reader()
         try:
             with damage_named(self._path), closing(conn.cursor()) as cur:
-                result = _in_read_transaction(cur, work)
+                result = work(cur) if one_statement else _in_read_transaction(cur, work)
         except BaseException:
             conn.close()  # in whatever state the failure left it
             raise
@@ -298,9 +300,12 @@ class Store:
                 return
         conn.close()
 
-    def _pg_transaction(self, work: Callable[[Cursor], T], *, write: bool) -> T:
+    def _pg_transaction(
+        self, work: Callable[[Cursor], T], *, write: bool, one_statement: bool = False
+    ) -> T:
         """`work` in one transaction on a pooled connection of its own (no lock of ours: the
-        pool is thread-safe, and the write lock is the database's)."""
+        pool is thread-safe, and the write lock is the database's); a read of one statement
+        in that statement's own (the pool's connections commit each statement)."""
         import psycopg
         from psycopg_pool import PoolTimeout
 
@@ -308,6 +313,9 @@ class Store:
         for attempt in (1, 2):
             try:
                 with self._conn.connection() as conn:
+                    if one_statement and not write:
+                        with closing(conn.cursor()) as raw:
+                            return work(PgCursor(raw))
                     # read committed for writes: each statement sees what committed before it,
                     # the write lock included; one snapshot for reads (set in BEGIN, and back
                     # to the default after, for the saver's own transactions)

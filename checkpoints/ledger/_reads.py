@@ -83,7 +83,7 @@ class LedgerReads(Store):
 
     def get(self, thread_id: str, tool_call_id: str) -> ApprovalRecord | None:
         """One call's row, or None."""
-        return self._read(lambda cur: find_record(cur, thread_id, tool_call_id))
+        return self._read(lambda cur: find_record(cur, thread_id, tool_call_id), one_statement=True)
 
     def latest_requester(self, thread_id: str) -> str | None:
         """Who asked for the thread's newest call that names a requester (None: no call did)."""
@@ -92,7 +92,8 @@ class LedgerReads(Store):
                 "SELECT requester FROM hitl_approvals WHERE thread_id = ? "
                 "AND requester IS NOT NULL ORDER BY requested_at DESC, tool_call_id LIMIT 1",
                 (thread_id,),
-            ).fetchone()
+            ).fetchone(),
+            one_statement=True,
         )
         return None if row is None else str(row[0])
 
@@ -114,7 +115,8 @@ class LedgerReads(Store):
                     "ORDER BY requested_at, tool_call_id",
                     params,
                 ).fetchall()
-            ]
+            ],
+            one_statement=True,
         )
 
     def threads_of_call(self, tool_call_id: str) -> list[str]:
@@ -211,7 +213,8 @@ class LedgerReads(Store):
                     "AND status NOT IN ('pending', 'outcome_unknown')",
                     (thread_id,),
                 ).fetchall()
-            }
+            },
+            one_statement=True,
         )
 
     def votes(self, thread_id: str, tool_call_id: str) -> list[Vote]:
