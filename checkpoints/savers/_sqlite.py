@@ -274,8 +274,9 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
         )
         scheduled = scheduled_nodes(checkpoint)
         runs_side_effects = bool(scheduled & self._side_effect_nodes)
-        if runs_side_effects:
-            with self.lock:
+        with self.lock:  # the step after the parent is over: its writes are all in
+            self._side_effect_steps.discard(configurable.get("checkpoint_id"))
+            if runs_side_effects:
                 self._side_effect_steps.add(checkpoint["id"])
         commit = (runs_side_effects and not self.carried) or not scheduled
         self._save(_PUT_CHECKPOINT, [row], commit=commit)

@@ -21,6 +21,7 @@ from hitl.checkpoints.ledger import Ledger, open_ledger
 from hitl.checkpoints.savers import BatchingSqliteSaver, open_saver
 from hitl.graph.gate import bind_ledger
 from hitl.graph.policy import Policy, ToolRule
+from hitl.service.workflow import EveryPending
 from tests.support.fakes import FakeClock, ToolLog, make_recording_tools
 from tests.support.harness import (
     graph_without_ledger,
@@ -118,6 +119,19 @@ def test_an_approval_through_the_service_commits_six_times_and_leaves_it_marked_
     asked = {"checkpoints", "writes", "hitl_approvals", "hitl_audit"}
     assert asked <= commits[0]
     assert not any("hitl_leases" in tables for tables in commits)
+
+
+def test_a_long_running_saver_forgets_each_tool_step_once_the_step_is_over(
+    db: Path, log: ToolLog
+) -> None:
+    """The saver notes which checkpoints schedule a tool (their writes commit at once): a
+    note per approval cycle, dropped when the next checkpoint is put, not kept for ever."""
+    with open_harness(db, log) as parts:
+        for n in range(20):
+            view = parts.service.run(SALLY, f"t{n}", actor="alice")
+            parts.service.decide(view.thread_id, EveryPending("approve"), actor="bob")
+        assert len(log.ids("send_email")) == 20
+        assert len(parts.saver._side_effect_steps) <= 1  # the notes of steps still running
 
 
 def test_a_new_call_is_registered_in_the_commit_of_the_interrupt_that_asks_about_it(
