@@ -288,33 +288,3 @@ def test_the_async_methods_read_the_conversation_in_their_worker_thread(
                 if stored is not None and stored.tail is not None:
                     assert len(stored.load(stored.tail, 100)) == stored.length
         assert reads == []
-
-
-def test_a_checkpoint_is_never_committed_after_the_messages_it_follows_were_deleted(
-    db: Path, log: ToolLog
-) -> None:
-    """The guard for a run that appends without reading: the commit checks the stored
-    message its new ones follow is still there."""
-    from langgraph.checkpoint.base import empty_checkpoint
-
-    from hitl.checkpoints.errors import MissingMessage
-    from hitl.checkpoints.savers import open_saver
-    from hitl.graph.message_log import MessageLogChannel
-
-    with open_test_service(db, log) as service:
-        grow(service, "t", 2)
-    with open_saver(db) as saver:
-        loaded = saver.get_tuple({"configurable": {"thread_id": "t"}})
-        assert loaded is not None
-        channel = MessageLogChannel().from_checkpoint(
-            loaded.checkpoint["channel_values"]["messages"]
-        )
-        channel.update([HumanMessage("late", id="late")])  # appended: nothing read
-        delete_elsewhere(db, "t")
-        checkpoint = empty_checkpoint()
-        checkpoint["channel_values"] = {"messages": channel.checkpoint()}
-        with pytest.raises(MissingMessage):
-            saver.put(loaded.config, checkpoint, {}, {})  # schedules nothing: commits now
-    with sqlite3.connect(db) as conn:
-        saved = conn.execute("SELECT COUNT(*) FROM checkpoints WHERE thread_id = 't'").fetchone()
-    assert saved == (0,)
