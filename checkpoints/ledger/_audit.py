@@ -129,8 +129,23 @@ def newest_among(
     return None if row is None else audit_entry_of(row)
 
 
+def newest_decision(cur: Cursor, thread_id: str, tool_call_id: str) -> AuditEntry | None:
+    """The call's newest entry among `DECISION_EVENTS`: what its row must agree with."""
+    return newest_among(cur, thread_id, tool_call_id, DECISION_EVENTS)
+
+
 JOURNAL_EVENTS = ("tool_started", "tool_paused", "tool_finished", "outcome_unknown", "reconciled")
 """The events of a call's runs: the newest one, if newer than its decision, says its status."""
+
+
+def newest_entry(cur: Cursor, thread_id: str, tool_call_id: str) -> AuditEntry | None:
+    """The call's newest entry, whatever its event."""
+    row = cur.execute(
+        f"SELECT {AUDIT_COLUMNS} FROM hitl_audit WHERE thread_id = ? AND tool_call_id = ? "
+        "ORDER BY seq DESC LIMIT 1",
+        (thread_id, tool_call_id),
+    ).fetchone()
+    return None if row is None else audit_entry_of(row)
 
 
 REQUEST_EVENTS = ("requested", "re-requested")
@@ -199,33 +214,9 @@ one is what the row's `why` must hold. A standing approval's entry records the `
 request it answered."""
 
 
-def newest_of_each(
-    cur: Cursor, thread_id: str, tool_call_id: str, kinds: Sequence[Sequence[str] | None]
-) -> list[AuditEntry | None]:
-    """The call's newest entry of each kind (a set of events; None: any event), in one walk
-    back through its entries that stops once each is found: what `newest_among` gives per
-    kind, for one query where a check needs several."""
-    found: list[AuditEntry | None] = [None] * len(kinds)
-    wanted = set(range(len(kinds)))
-    rows = cur.execute(
-        f"SELECT {AUDIT_COLUMNS} FROM hitl_audit WHERE thread_id = ? AND tool_call_id = ? "
-        "ORDER BY seq DESC",
-        (thread_id, tool_call_id),
-    )
-    for row in rows:
-        hits = [i for i in wanted if _is_of(row[3], kinds[i])]
-        if hits:
-            entry = audit_entry_of(row)
-            for i in hits:
-                found[i] = entry
-            wanted.difference_update(hits)
-            if not wanted:
-                break
-    return found
-
-
-def _is_of(event: str, kind: Sequence[str] | None) -> bool:
-    return kind is None or event in kind
+def newest_why(cur: Cursor, thread_id: str, tool_call_id: str) -> AuditEntry | None:
+    """The call's newest `WHY_EVENTS` entry."""
+    return newest_among(cur, thread_id, tool_call_id, WHY_EVENTS)
 
 
 def why_disagreement(row: ApprovalRecord, entry: AuditEntry | None) -> str | None:
@@ -259,9 +250,9 @@ def run_args(row: ApprovalRecord, decision: Mapping[str, Any]) -> dict[str, Any]
 def disagreement(
     row: ApprovalRecord, newest: AuditEntry | None, latest: AuditEntry | None
 ) -> str | None:
-    """How a call's row contradicts its audit trail (its newest entry among
-    `DECISION_EVENTS`, and its newest entry of any event), or itself; None if args, status,
-    decision and approved args all agree.
+    """How a call's row contradicts its audit trail (its newest decision, `newest_decision`,
+    and its newest entry, `newest_entry`), or itself; None if args, status, decision and
+    approved args all agree.
 
     The row is what the gates act on; a row that contradicts itself would have a call asked
     about and approved again for ever, and one set back from a finished status would run

@@ -42,14 +42,13 @@ from hitl.checkpoints.errors import (
     SchemaMissing,
 )
 from hitl.checkpoints.ledger._audit import (
-    DECISION_EVENTS,
-    RULES_EVENTS,
-    WHY_EVENTS,
     append_entry,
     args_diff,
     disagreement,
-    newest_of_each,
+    newest_decision,
+    newest_entry,
     newest_request,
+    newest_why,
     rules_disagreement,
     rules_of,
     run_args,
@@ -96,10 +95,11 @@ from hitl.checkpoints.records import (
 )
 
 EXPIRY_ACTOR = "deadline"
+"""`decided_by` of a call that a late decision found already past its deadline."""
 
 Registered = Literal["new", "changed", "kept"]
-"""What registering a call did to its row: wrote it, rewrote it, or found it as asked."""
-"""`decided_by` of a call that a late decision found already past its deadline."""
+"""What registering a call did to its row: wrote it; asked about it again (or left a call that
+already ran as it was); or found it as asked."""
 
 
 @dataclass(frozen=True)
@@ -746,13 +746,12 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
         with the same answer, for ever, or run again: name it instead. `why_too` checks its
         `why` as well (when a policy change is judged by it)."""
         thread_id, tool_call_id = row.thread_id, row.tool_call_id
-        kinds = [DECISION_EVENTS, None, RULES_EVENTS, *([WHY_EVENTS] if why_too else [])]
-        newest, latest, request, *why = newest_of_each(cur, thread_id, tool_call_id, kinds)
+        newest, latest = (f(cur, thread_id, tool_call_id) for f in (newest_decision, newest_entry))
         problem = disagreement(row, newest, latest)
         if problem is None and row.status == "pending":
-            problem = rules_disagreement(row, request)
+            problem = rules_disagreement(row, newest_request(cur, thread_id, tool_call_id))
         if problem is None and why_too:
-            problem = why_disagreement(row, why[0])
+            problem = why_disagreement(row, newest_why(cur, thread_id, tool_call_id))
         if problem is not None:
             raise LedgerTampered(thread_id, tool_call_id, problem)
 
