@@ -52,6 +52,9 @@ LIST_PAGE_ROWS = 200
 """`list` reads pending writes for this many checkpoints at a time (SQLite's bound on
 variables per statement is far above 3 × this)."""
 _RUN_ENDING_CHANNELS = {INTERRUPT, ERROR}
+SIDE_EFFECT_STEPS_KEPT = 4096
+"""How many of the newest side-effect steps the saver remembers: far more than can be running
+in one process at once, and a bounded memory for a process that runs for months."""
 _PUT_CHECKPOINT = (
     "INSERT OR REPLACE INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
     "parent_checkpoint_id, type, checkpoint, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -93,7 +96,9 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
         super().__init__(conn, serde=serde)
         self._path = str(path)
         self._side_effect_nodes = frozenset(side_effect_nodes)
-        self._side_effect_steps: set[str] = set()  # checkpoints whose next step has side effects
+        # checkpoints whose next step has side effects, the newest `SIDE_EFFECT_STEPS_KEPT`
+        # (a step's writes may come after its next checkpoint: LangGraph saves out of order)
+        self._side_effect_steps: dict[str, None] = {}
         self._buffer: list[tuple[Statement, list[tuple[Any, ...]]]] = []
         self.commits = 0
         self.carried = False
@@ -274,10 +279,11 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
         )
         scheduled = scheduled_nodes(checkpoint)
         runs_side_effects = bool(scheduled & self._side_effect_nodes)
-        with self.lock:  # the step after the parent is over: its writes are all in
-            self._side_effect_steps.discard(configurable.get("checkpoint_id"))
-            if runs_side_effects:
-                self._side_effect_steps.add(checkpoint["id"])
+        if runs_side_effects:
+            with self.lock:
+                self._side_effect_steps[checkpoint["id"]] = None
+                if len(self._side_effect_steps) > SIDE_EFFECT_STEPS_KEPT:  # the oldest: done
+                    del self._side_effect_steps[next(iter(self._side_effect_steps))]
         commit = (runs_side_effects and not self.carried) or not scheduled
         self._save(_PUT_CHECKPOINT, [row], commit=commit)
         return {

@@ -3,17 +3,19 @@ were two): the step before a tool is committed with the tool's start, the tool's
 the run's end; what a failed or refused ledger write does to rows it carried; and what a
 process killed between the tool's journaled result and the run's end leaves behind."""
 
+import operator
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypedDict
 
 import pytest
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import END, START, StateGraph
 
 from hitl.app import assemble
 from hitl.checkpoints.errors import CallNotFound
@@ -121,17 +123,56 @@ def test_an_approval_through_the_service_commits_six_times_and_leaves_it_marked_
     assert not any("hitl_leases" in tables for tables in commits)
 
 
-def test_a_long_running_saver_forgets_each_tool_step_once_the_step_is_over(
-    db: Path, log: ToolLog
+def test_a_long_running_saver_remembers_a_bounded_number_of_tool_steps(
+    db: Path, log: ToolLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The saver notes which checkpoints schedule a tool (their writes commit at once): a
-    note per approval cycle, dropped when the next checkpoint is put, not kept for ever."""
+    note per approval cycle, the newest few thousand kept, not every one for ever."""
+    monkeypatch.setattr("hitl.checkpoints.savers._sqlite.SIDE_EFFECT_STEPS_KEPT", 5)
     with open_harness(db, log) as parts:
         for n in range(20):
             view = parts.service.run(SALLY, f"t{n}", actor="alice")
             parts.service.decide(view.thread_id, EveryPending("approve"), actor="bob")
         assert len(log.ids("send_email")) == 20
-        assert len(parts.saver._side_effect_steps) <= 1  # the notes of steps still running
+        assert len(parts.saver._side_effect_steps) == 5
+
+
+class _Log(TypedDict):
+    log: Annotated[list[str], operator.add]
+
+
+def test_a_tool_steps_writes_commit_at_once_when_its_next_checkpoint_is_put_first(
+    db: Path,
+) -> None:
+    """LangGraph saves a step's writes and the next checkpoint on its pool's threads, in either
+    order: a saver the ledger does not carry still commits the tool's result at once."""
+    seen: dict[str, object] = {}
+    with open_saver(db) as saver:
+        put_writes = saver.put_writes
+
+        def late_put_writes(config: Any, writes: Any, task_id: str, task_path: str = "") -> None:
+            tool = any(value == ["tool ran"] for _, value in writes)
+            if tool:
+                time.sleep(0.2)  # this pool thread runs after the one putting the checkpoint
+            put_writes(config, writes, task_id, task_path)
+            if tool:
+                with closing(sqlite3.connect(db)) as other:
+                    seen["rows"] = other.execute(
+                        "SELECT COUNT(*) FROM writes WHERE task_id = ?", (task_id,)
+                    ).fetchone()[0]
+
+        saver.put_writes = late_put_writes  # type: ignore[method-assign]
+        builder = StateGraph(_Log)
+        builder.add_node("agent", lambda s: {"log": ["asked"]})
+        builder.add_node("tools", lambda s: {"log": ["tool ran"]})
+        builder.add_node("after", lambda s: (time.sleep(0.5), {"log": ["after"]})[1])
+        builder.add_edge(START, "agent")
+        builder.add_edge("agent", "tools")
+        builder.add_edge("tools", "after")
+        builder.add_edge("after", END)
+        graph = builder.compile(checkpointer=saver)
+        graph.invoke({"log": []}, {"configurable": {"thread_id": "t"}}, durability="sync")
+    assert seen["rows"] == 2  # the tool node's update and its edge to the next node
 
 
 def test_a_new_call_is_registered_in_the_commit_of_the_interrupt_that_asks_about_it(
