@@ -72,7 +72,10 @@ class LoggedMessages(Protocol):
 def is_logged(value: object) -> TypeGuard[LoggedMessages]:
     """Whether a channel value is a message log: asked of every value at every checkpoint, so
     by its type's method (a runtime protocol check costs tens of microseconds a value)."""
-    return callable(getattr(type(value), "unsaved", None))
+    kind = type(value)
+    return callable(getattr(kind, "unsaved", None)) and all(
+        hasattr(value, name) for name in ("tail", "length")
+    )
 
 
 def is_log_ref(value: object) -> bool:
