@@ -278,12 +278,7 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
             ),
         )
         scheduled = scheduled_nodes(checkpoint)
-        runs_side_effects = bool(scheduled & self._side_effect_nodes)
-        if runs_side_effects:
-            with self.lock:
-                self._side_effect_steps[checkpoint["id"]] = None
-                if len(self._side_effect_steps) > SIDE_EFFECT_STEPS_KEPT:  # the oldest: done
-                    del self._side_effect_steps[next(iter(self._side_effect_steps))]
+        runs_side_effects = self._note_side_effects(checkpoint)
         commit = (runs_side_effects and not self.carried) or not scheduled
         self._save(_PUT_CHECKPOINT, [row], commit=commit)
         return {
@@ -295,7 +290,21 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
         }
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return self._with_logs(super().get_tuple(config))
+        found = self._with_logs(super().get_tuple(config))  # (refuses a forged checkpoint)
+        if found is not None:  # a run may resume from it: this process's first sight of it
+            self._note_side_effects(found.checkpoint)
+        return found
+
+    def _note_side_effects(self, checkpoint: Checkpoint) -> bool:
+        """Whether the step after `checkpoint` runs side effects; noted if so (its writes then
+        commit at once), the newest `SIDE_EFFECT_STEPS_KEPT` kept."""
+        if not scheduled_nodes(checkpoint) & self._side_effect_nodes:
+            return False
+        with self.lock:
+            self._side_effect_steps[checkpoint["id"]] = None
+            if len(self._side_effect_steps) > SIDE_EFFECT_STEPS_KEPT:  # the oldest: done
+                del self._side_effect_steps[next(iter(self._side_effect_steps))]
+        return True
 
     def put_writes(
         self,

@@ -175,6 +175,45 @@ def test_a_tool_steps_writes_commit_at_once_when_its_next_checkpoint_is_put_firs
     assert seen["rows"] == 2  # the tool node's update and its edge to the next node
 
 
+def _tool_step_graph(saver: BatchingSqliteSaver, seen: dict[str, object], db: Path) -> Any:
+    """agent → tools → after, on `saver`; `seen["rows"]`: the tools step's rows on disk, read
+    from another connection the moment its writes are put."""
+    put_writes = saver.put_writes
+
+    def watched_put_writes(config: Any, writes: Any, task_id: str, task_path: str = "") -> None:
+        put_writes(config, writes, task_id, task_path)
+        if any(value == ["tool ran"] for _, value in writes):
+            with closing(sqlite3.connect(db)) as other:
+                seen["rows"] = other.execute(
+                    "SELECT COUNT(*) FROM writes WHERE task_id = ?", (task_id,)
+                ).fetchone()[0]
+
+    saver.put_writes = watched_put_writes  # type: ignore[method-assign]
+    builder = StateGraph(_Log)
+    builder.add_node("agent", lambda s: {"log": ["asked"]})
+    builder.add_node("tools", lambda s: {"log": ["tool ran"]})
+    builder.add_node("after", lambda s: {"log": ["after"]})
+    builder.add_edge(START, "agent")
+    builder.add_edge("agent", "tools")
+    builder.add_edge("tools", "after")
+    builder.add_edge("after", END)
+    return builder.compile(checkpointer=saver, interrupt_before=["tools"])
+
+
+def test_a_tool_step_resumed_by_a_new_process_commits_its_writes_at_once(db: Path) -> None:
+    """The saver that resumes a thread at its tools step (after a restart) knows the step
+    from the checkpoint it loads: the tool's result is on disk when the tool returns."""
+    config: Any = {"configurable": {"thread_id": "t"}}
+    with open_saver(db) as first:
+        _tool_step_graph(first, {}, db).invoke({"log": []}, config, durability="sync")
+    seen: dict[str, object] = {}
+    with open_saver(db) as restarted:
+        graph = _tool_step_graph(restarted, seen, db)
+        assert graph.get_state(config).next == ("tools",)
+        graph.invoke(None, config, durability="sync")
+    assert seen["rows"] == 2  # the tool node's update and its edge to the next node
+
+
 def test_a_new_call_is_registered_in_the_commit_of_the_interrupt_that_asks_about_it(
     db: Path, log: ToolLog
 ) -> None:
