@@ -141,48 +141,25 @@ class _Log(TypedDict):
     log: Annotated[list[str], operator.add]
 
 
-def test_a_tool_steps_writes_commit_at_once_when_its_next_checkpoint_is_put_first(
+def _tool_step_graph(
+    saver: BatchingSqliteSaver,
+    seen: dict[str, object],
     db: Path,
-) -> None:
-    """LangGraph saves a step's writes and the next checkpoint on its pool's threads, in either
-    order: a saver the ledger does not carry still commits the tool's result at once."""
-    seen: dict[str, object] = {}
-    with open_saver(db) as saver:
-        put_writes = saver.put_writes
-
-        def late_put_writes(config: Any, writes: Any, task_id: str, task_path: str = "") -> None:
-            tool = any(value == ["tool ran"] for _, value in writes)
-            if tool:
-                time.sleep(0.2)  # this pool thread runs after the one putting the checkpoint
-            put_writes(config, writes, task_id, task_path)
-            if tool:
-                with closing(sqlite3.connect(db)) as other:
-                    seen["rows"] = other.execute(
-                        "SELECT COUNT(*) FROM writes WHERE task_id = ?", (task_id,)
-                    ).fetchone()[0]
-
-        saver.put_writes = late_put_writes  # type: ignore[method-assign]
-        builder = StateGraph(_Log)
-        builder.add_node("agent", lambda s: {"log": ["asked"]})
-        builder.add_node("tools", lambda s: {"log": ["tool ran"]})
-        builder.add_node("after", lambda s: (time.sleep(0.5), {"log": ["after"]})[1])
-        builder.add_edge(START, "agent")
-        builder.add_edge("agent", "tools")
-        builder.add_edge("tools", "after")
-        builder.add_edge("after", END)
-        graph = builder.compile(checkpointer=saver)
-        graph.invoke({"log": []}, {"configurable": {"thread_id": "t"}}, durability="sync")
-    assert seen["rows"] == 2  # the tool node's update and its edge to the next node
-
-
-def _tool_step_graph(saver: BatchingSqliteSaver, seen: dict[str, object], db: Path) -> Any:
+    *,
+    writes_late: bool = False,
+    stop_before_tools: bool = False,
+) -> Any:
     """agent → tools → after, on `saver`; `seen["rows"]`: the tools step's rows on disk, read
-    from another connection the moment its writes are put."""
+    from another connection the moment its writes are put. `writes_late`: those writes are
+    put after the next checkpoint (the pool thread saving them runs late)."""
     put_writes = saver.put_writes
 
     def watched_put_writes(config: Any, writes: Any, task_id: str, task_path: str = "") -> None:
+        tool = any(value == ["tool ran"] for _, value in writes)
+        if tool and writes_late:
+            time.sleep(0.2)  # the next step has started: its checkpoint is put
         put_writes(config, writes, task_id, task_path)
-        if any(value == ["tool ran"] for _, value in writes):
+        if tool:
             with closing(sqlite3.connect(db)) as other:
                 seen["rows"] = other.execute(
                     "SELECT COUNT(*) FROM writes WHERE task_id = ?", (task_id,)
@@ -192,12 +169,29 @@ def _tool_step_graph(saver: BatchingSqliteSaver, seen: dict[str, object], db: Pa
     builder = StateGraph(_Log)
     builder.add_node("agent", lambda s: {"log": ["asked"]})
     builder.add_node("tools", lambda s: {"log": ["tool ran"]})
-    builder.add_node("after", lambda s: {"log": ["after"]})
+    pause = 0.5 if writes_late else 0.0  # the next step outlasts the late writes
+    builder.add_node("after", lambda s: (time.sleep(pause), {"log": ["after"]})[1])
     builder.add_edge(START, "agent")
     builder.add_edge("agent", "tools")
     builder.add_edge("tools", "after")
     builder.add_edge("after", END)
-    return builder.compile(checkpointer=saver, interrupt_before=["tools"])
+    return builder.compile(
+        checkpointer=saver, interrupt_before=["tools"] if stop_before_tools else None
+    )
+
+
+def test_a_tool_steps_writes_commit_at_once_when_its_next_checkpoint_is_put_first(
+    db: Path,
+) -> None:
+    """LangGraph saves a step's writes and the next checkpoint on its pool's threads, in either
+    order: a saver the ledger does not carry still commits the tool's result at once."""
+    seen: dict[str, object] = {}
+    config: Any = {"configurable": {"thread_id": "t"}}
+    with open_saver(db) as saver:
+        _tool_step_graph(saver, seen, db, writes_late=True).invoke(
+            {"log": []}, config, durability="sync"
+        )
+    assert seen["rows"] == 2  # the tool node's update and its edge to the next node
 
 
 def test_a_tool_step_resumed_by_a_new_process_commits_its_writes_at_once(db: Path) -> None:
@@ -205,10 +199,11 @@ def test_a_tool_step_resumed_by_a_new_process_commits_its_writes_at_once(db: Pat
     from the checkpoint it loads: the tool's result is on disk when the tool returns."""
     config: Any = {"configurable": {"thread_id": "t"}}
     with open_saver(db) as first:
-        _tool_step_graph(first, {}, db).invoke({"log": []}, config, durability="sync")
+        graph = _tool_step_graph(first, {}, db, stop_before_tools=True)
+        graph.invoke({"log": []}, config, durability="sync")
     seen: dict[str, object] = {}
     with open_saver(db) as restarted:
-        graph = _tool_step_graph(restarted, seen, db)
+        graph = _tool_step_graph(restarted, seen, db, stop_before_tools=True)
         assert graph.get_state(config).next == ("tools",)
         graph.invoke(None, config, durability="sync")
     assert seen["rows"] == 2  # the tool node's update and its edge to the next node
