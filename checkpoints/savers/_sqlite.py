@@ -278,7 +278,7 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
             ),
         )
         scheduled = scheduled_nodes(checkpoint)
-        runs_side_effects = self._note_side_effects(checkpoint)
+        runs_side_effects = self._note_side_effects(checkpoint["id"], scheduled)
         commit = (runs_side_effects and not self.carried) or not scheduled
         self._save(_PUT_CHECKPOINT, [row], commit=commit)
         return {
@@ -292,16 +292,16 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         found = self._with_logs(super().get_tuple(config))  # (refuses a forged checkpoint)
         if found is not None:  # a run may resume from it: this process's first sight of it
-            self._note_side_effects(found.checkpoint)
+            self._note_side_effects(found.checkpoint["id"], scheduled_nodes(found.checkpoint))
         return found
 
-    def _note_side_effects(self, checkpoint: Checkpoint) -> bool:
-        """Whether the step after `checkpoint` runs side effects; noted if so (its writes then
-        commit at once), the newest `SIDE_EFFECT_STEPS_KEPT` kept."""
-        if not scheduled_nodes(checkpoint) & self._side_effect_nodes:
+    def _note_side_effects(self, checkpoint_id: str, scheduled: set[str]) -> bool:
+        """Whether the step after a checkpoint (scheduling these nodes) runs side effects;
+        noted if so (its writes then commit at once), the newest `SIDE_EFFECT_STEPS_KEPT` kept."""
+        if not scheduled & self._side_effect_nodes:
             return False
         with self.lock:
-            self._side_effect_steps[checkpoint["id"]] = None
+            self._side_effect_steps[checkpoint_id] = None
             if len(self._side_effect_steps) > SIDE_EFFECT_STEPS_KEPT:  # the oldest: done
                 del self._side_effect_steps[next(iter(self._side_effect_steps))]
         return True
