@@ -9,6 +9,7 @@ and `AuditReport.heads` can be anchored elsewhere.
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from hitl.checkpoints.database import Cursor, PgCursor, notify
@@ -71,6 +72,23 @@ def args_diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
 _MISSING = object()
 
 
+@dataclass(frozen=True)
+class Link:
+    """Where a thread's next entry goes: its `seq`, and the hash it chains to."""
+
+    seq: int
+    prev_hash: str
+
+
+def next_link(cur: Cursor, thread_id: str) -> Link:
+    """The place of the thread's next entry, read inside the caller's write transaction."""
+    head = cur.execute(
+        "SELECT seq, hash FROM hitl_audit WHERE thread_id = ? ORDER BY seq DESC LIMIT 1",
+        (thread_id,),
+    ).fetchone()
+    return Link(head[0] + 1, head[1]) if head else Link(1, GENESIS)
+
+
 def append_entry(
     cur: Cursor,
     *,
@@ -80,24 +98,27 @@ def append_entry(
     actor: str,
     tool_call_id: str | None,
     detail: dict[str, Any],
+    link: Link | None = None,
 ) -> None:
-    """Chain one entry to the thread's newest, inside the caller's write transaction."""
-    head = cur.execute(
-        "SELECT seq, hash FROM hitl_audit WHERE thread_id = ? ORDER BY seq DESC LIMIT 1",
-        (thread_id,),
-    ).fetchone()
-    seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
+    """Chain one entry to the thread's newest, inside the caller's write transaction.
+
+    With `link` (`next_link`, read in this transaction), the caller has set the call's row's
+    `audit_seq` to `link.seq` in its own write of the row; else it is set here.
+    """
+    if link is None:
+        link = next_link(cur, thread_id)
+        if tool_call_id is not None:  # lets verification see a chain whose newest entries are gone
+            cur.execute(
+                "UPDATE hitl_approvals SET audit_seq = ? WHERE thread_id = ? AND tool_call_id = ?",
+                (link.seq, thread_id, tool_call_id),
+            )
+    seq, prev = link.seq, link.prev_hash
     detail = json.loads(canonical_json(detail))  # what is hashed is what is read back
     entry_hash = link_hash(prev, (thread_id, seq, at, event, actor, tool_call_id, detail))
     cur.execute(
         f"INSERT INTO hitl_audit ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (thread_id, seq, at, event, actor, tool_call_id, canonical_json(detail), prev, entry_hash),
     )
-    if tool_call_id is not None:  # lets verification see a chain whose newest entries are gone
-        cur.execute(
-            "UPDATE hitl_approvals SET audit_seq = ? WHERE thread_id = ? AND tool_call_id = ?",
-            (seq, thread_id, tool_call_id),
-        )
     if isinstance(cur, PgCursor):  # inbox streams of every process hear it at the commit
         notify(cur, "audit")
 
@@ -120,13 +141,26 @@ def newest_among(
     cur: Cursor, thread_id: str, tool_call_id: str, events: Sequence[str]
 ) -> AuditEntry | None:
     """The call's newest entry whose event is one of `events`."""
-    marks = ", ".join("?" for _ in events)
-    row = cur.execute(
-        f"SELECT {AUDIT_COLUMNS} FROM hitl_audit WHERE thread_id = ? AND tool_call_id = ? "
-        f"AND event IN ({marks}) ORDER BY seq DESC LIMIT 1",
-        (thread_id, tool_call_id, *events),
-    ).fetchone()
-    return None if row is None else audit_entry_of(row)
+    return newest_of_each(cur, thread_id, tool_call_id, [events])[0]
+
+
+def newest_of_each(
+    cur: Cursor, thread_id: str, tool_call_id: str, kinds: Sequence[Sequence[str] | None]
+) -> list[AuditEntry | None]:
+    """For each of `kinds` (event names; None: any event), the call's newest entry of that
+    kind: one statement, however many kinds (on PostgreSQL, one round trip)."""
+    selects, params = [], []
+    for i, events in enumerate(kinds):
+        among = "" if events is None else f" AND event IN ({', '.join('?' for _ in events)})"
+        selects.append(
+            f"SELECT * FROM (SELECT {i} AS kind, {AUDIT_COLUMNS} FROM hitl_audit WHERE "
+            f"thread_id = ? AND tool_call_id = ?{among} ORDER BY seq DESC LIMIT 1) AS newest_{i}"
+        )
+        params += [thread_id, tool_call_id, *(events or ())]
+    found: list[AuditEntry | None] = [None] * len(kinds)
+    for row in cur.execute(" UNION ALL ".join(selects), params).fetchall():
+        found[row[0]] = audit_entry_of(row[1:])
+    return found
 
 
 def newest_decision(cur: Cursor, thread_id: str, tool_call_id: str) -> AuditEntry | None:
@@ -140,12 +174,7 @@ JOURNAL_EVENTS = ("tool_started", "tool_paused", "tool_finished", "outcome_unkno
 
 def newest_entry(cur: Cursor, thread_id: str, tool_call_id: str) -> AuditEntry | None:
     """The call's newest entry, whatever its event."""
-    row = cur.execute(
-        f"SELECT {AUDIT_COLUMNS} FROM hitl_audit WHERE thread_id = ? AND tool_call_id = ? "
-        "ORDER BY seq DESC LIMIT 1",
-        (thread_id, tool_call_id),
-    ).fetchone()
-    return None if row is None else audit_entry_of(row)
+    return newest_of_each(cur, thread_id, tool_call_id, [None])[0]
 
 
 REQUEST_EVENTS = ("requested", "re-requested")

@@ -19,7 +19,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple, overload
 
 from hitl.checkpoints.database import (
     LOCK_WAIT_SECONDS,
@@ -42,13 +42,16 @@ from hitl.checkpoints.errors import (
     SchemaMissing,
 )
 from hitl.checkpoints.ledger._audit import (
+    DECISION_EVENTS,
+    RULES_EVENTS,
+    WHY_EVENTS,
+    Link,
     append_entry,
     args_diff,
     disagreement,
-    newest_decision,
-    newest_entry,
+    newest_of_each,
     newest_request,
-    newest_why,
+    next_link,
     rules_disagreement,
     rules_of,
     run_args,
@@ -108,6 +111,14 @@ class Begin:
 
     action: Literal["run", "done", "unknown", "busy", "ask"]
     record: ApprovalRecord | None
+
+
+class Entry(NamedTuple):
+    """The audit entry that records a change of a call's row (`Ledger._write_row`)."""
+
+    event: str
+    actor: str
+    detail: dict[str, Any]
 
 
 class _TurnBusy(Exception):
@@ -315,12 +326,6 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
                     "expires_at": None,
                 } | _triage_fields(now, None, None, None)
             if row is None:
-                columns = ["thread_id", "tool_call_id", *fields]
-                cur.execute(
-                    f"INSERT INTO hitl_approvals ({', '.join(columns)}) "
-                    f"VALUES ({', '.join('?' for _ in columns)})",
-                    (thread_id, tool_call_id, *fields.values()),
-                )
                 detail = {"tool": tool, "args": dict(args), "args_hash": h}
                 if fields["expires_at"] is not None:
                     detail["expires_at"] = fields["expires_at"]
@@ -331,9 +336,9 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
                 event = "requested" if needs_review else "approved_by_policy"
                 if standing is not None:
                     event, detail = APPROVED_EVENT, detail | _standing_detail(standing)
-                self._audit(cur, thread_id, event, requester or "unknown", tool_call_id, detail)
-            elif row.args_hash != h and row.status in NOT_YET_RUN:
-                _update(cur, thread_id, tool_call_id, fields)
+                entry = Entry(event, requester or "unknown", detail)
+                return self._write_row(cur, thread_id, tool_call_id, fields, entry, new=True), "new"
+            if row.args_hash != h and row.status in NOT_YET_RUN:
                 clear_votes(cur, thread_id, tool_call_id)
                 detail = {"args": args_diff(row.args, dict(args)), "args_hash": h}
                 if needs_review:
@@ -343,10 +348,10 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
                 event = "re-requested" if needs_review else "approved_by_policy"
                 if standing is not None:
                     event, detail = APPROVED_EVENT, detail | _standing_detail(standing)
-                self._audit(cur, thread_id, event, POLICY_ACTOR, tool_call_id, detail)
-            elif reasked:
+                entry = Entry(event, POLICY_ACTOR, detail)
+                return self._write_row(cur, thread_id, tool_call_id, fields, entry), "changed"
+            if reasked:
                 self._refuse_tampered(cur, row, why_too=True)  # its why decides: the chain's
-                _update(cur, thread_id, tool_call_id, fields | {"requester": row.requester})
                 clear_votes(cur, thread_id, tool_call_id)  # cast under the rules it replaces
                 detail = reask_detail(row, h, why)
                 if needs_review:
@@ -354,10 +359,12 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
                 event = "re-requested" if needs_review else "approved_by_policy"
                 if standing is not None:
                     event, detail = APPROVED_EVENT, detail | _standing_detail(standing)
-                self._audit(cur, thread_id, event, POLICY_ACTOR, tool_call_id, detail)
-            elif row.args_hash == h and row.interrupt_id != interrupt_id:
+                entry = Entry(event, POLICY_ACTOR, detail)
+                kept = fields | {"requester": row.requester}
+                return self._write_row(cur, thread_id, tool_call_id, kept, entry), "changed"
+            if row.args_hash == h and row.interrupt_id != interrupt_id:
                 _update(cur, thread_id, tool_call_id, {"interrupt_id": interrupt_id})
-            return _require(cur, thread_id, tool_call_id), "new" if row is None else "changed"
+            return _require(cur, thread_id, tool_call_id), "changed"
 
         def work(cur: Cursor) -> ApprovalRecord:
             return registered(cur)[0]
@@ -456,20 +463,15 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
                     detail["standing_id"] = standing.id
                 approved = run_args(row, decision)
                 reason = decision.get("message") if kind in ("reject", "respond") else None
-                _update(
-                    cur,
-                    thread_id,
-                    tool_call_id,
-                    {
-                        "status": STATUS_OF_DECISION[kind],
-                        "decided_at": now,
-                        "decided_by": actor,
-                        "decision": canonical_json(dict(decision)),
-                        "reason": comment or reason,
-                        "approved_args_hash": None if approved is None else args_hash(approved),
-                        "applied": 0,
-                    },
-                )
+                fields = {
+                    "status": STATUS_OF_DECISION[kind],
+                    "decided_at": now,
+                    "decided_by": actor,
+                    "decision": canonical_json(dict(decision)),
+                    "reason": comment or reason,
+                    "approved_args_hash": None if approved is None else args_hash(approved),
+                    "applied": 0,
+                }
                 if approved is not None:
                     detail["approved_args_hash"] = args_hash(approved)
                 if reason:
@@ -478,8 +480,8 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
                     detail["comment"] = comment
                 if kind == "edit" and approved is not None:
                     detail["args"] = args_diff(row.args, approved)
-                self._audit(cur, thread_id, "decided", actor, tool_call_id, detail)
-                decided.append(_require(cur, thread_id, tool_call_id))
+                entry = Entry("decided", actor, detail)
+                decided.append(self._write_row(cur, thread_id, tool_call_id, fields, entry))
             return decided
 
         outcome = self._write(work)
@@ -636,9 +638,8 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
             return Begin("unknown", self._mark_unknown(cur, row))
         if row.status in DECIDED_TO_RUN and row.approved_args_hash == h:
             fields = {"status": "running", "runner": attempt, "started_at": self.clock()}
-            _update(cur, thread_id, tool_call_id, fields)
-            self._audit(cur, thread_id, "tool_started", attempt, tool_call_id, {"args_hash": h})
-            return Begin("run", _require(cur, thread_id, tool_call_id))
+            entry = Entry("tool_started", attempt, {"args_hash": h})
+            return Begin("run", self._write_row(cur, thread_id, tool_call_id, fields, entry))
         return Begin("ask", row)
 
     def unbegin(self, thread_id: str, tool_call_id: str) -> None:
@@ -672,29 +673,18 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
             return
 
         def work(cur: Cursor) -> None:
-            changed = cur.execute(
-                "UPDATE hitl_approvals SET status = ?, finished_at = ?, result = ?, "
-                "result_status = ? WHERE thread_id = ? AND tool_call_id = ? "
-                "AND status = 'running' AND runner = ?",
-                (
-                    "succeeded" if ok else "failed",
-                    self.clock(),
-                    result,
-                    "success" if ok else "error",
-                    thread_id,
-                    tool_call_id,
-                    runner,
-                ),
-            ).rowcount
-            if changed:
-                self._audit(
-                    cur,
-                    thread_id,
-                    "tool_finished",
-                    runner,
-                    tool_call_id,
-                    {"status": "succeeded" if ok else "failed", "result_digest": digest(result)},
-                )
+            status = "succeeded" if ok else "failed"
+            fields = {
+                "status": status,
+                "finished_at": self.clock(),
+                "result": result,
+                "result_status": "success" if ok else "error",
+            }
+            entry = Entry(
+                "tool_finished", runner, {"status": status, "result_digest": digest(result)}
+            )
+            still_ours = (" AND status = 'running' AND runner = ?", (runner,))  # else: recorded
+            self._write_row(cur, thread_id, tool_call_id, fields, entry, only_if=still_ours)
 
         try:
             self._write(work)
@@ -746,12 +736,16 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
         with the same answer, for ever, or run again: name it instead. `why_too` checks its
         `why` as well (when a policy change is judged by it)."""
         thread_id, tool_call_id = row.thread_id, row.tool_call_id
-        newest, latest = (f(cur, thread_id, tool_call_id) for f in (newest_decision, newest_entry))
+        pending = row.status == "pending"
+        kinds: list[Sequence[str] | None] = [DECISION_EVENTS, None]  # (one statement)
+        kinds += [RULES_EVENTS] if pending else []
+        kinds += [WHY_EVENTS] if why_too else []
+        newest, latest, *rest = newest_of_each(cur, thread_id, tool_call_id, kinds)
         problem = disagreement(row, newest, latest)
-        if problem is None and row.status == "pending":
-            problem = rules_disagreement(row, newest_request(cur, thread_id, tool_call_id))
+        if problem is None and pending:
+            problem = rules_disagreement(row, rest[0])
         if problem is None and why_too:
-            problem = why_disagreement(row, newest_why(cur, thread_id, tool_call_id))
+            problem = why_disagreement(row, rest[-1])
         if problem is not None:
             raise LedgerTampered(thread_id, tool_call_id, problem)
 
@@ -840,6 +834,69 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
 
     # the audit trail: every change appends its entry
 
+    @overload
+    def _write_row(
+        self,
+        cur: Cursor,
+        thread_id: str,
+        tool_call_id: str,
+        fields: Mapping[str, Any],
+        entry: Entry,
+        *,
+        new: bool = False,
+    ) -> ApprovalRecord: ...
+
+    @overload
+    def _write_row(
+        self,
+        cur: Cursor,
+        thread_id: str,
+        tool_call_id: str,
+        fields: Mapping[str, Any],
+        entry: Entry,
+        *,
+        only_if: tuple[str, Sequence[Any]],
+    ) -> ApprovalRecord | None: ...
+
+    def _write_row(
+        self,
+        cur: Cursor,
+        thread_id: str,
+        tool_call_id: str,
+        fields: Mapping[str, Any],
+        entry: Entry,
+        *,
+        new: bool = False,
+        only_if: tuple[str, Sequence[Any]] = ("", ()),
+    ) -> ApprovalRecord | None:
+        """Insert a call's row (`new`) or update it, and chain the `entry` that records the
+        change: the row's `audit_seq` is set in the same statement, and the row comes back as
+        written (one statement each, where a write, its `audit_seq` and a read took three).
+
+        `only_if` (SQL after `AND`, and its parameters) is a condition the update also needs:
+        None, and nothing chained, if the row no longer meets it.
+        """
+        link = next_link(cur, thread_id)
+        written = {**fields, "audit_seq": link.seq}
+        if new:
+            columns = ["thread_id", "tool_call_id", *written]
+            marks = ", ".join("?" for _ in columns)
+            statement = f"INSERT INTO hitl_approvals ({', '.join(columns)}) VALUES ({marks})"
+            params: tuple[Any, ...] = (thread_id, tool_call_id, *written.values())
+        else:
+            assignments = ", ".join(f"{column} = ?" for column in written)
+            statement = (
+                f"UPDATE hitl_approvals SET {assignments} "
+                f"WHERE thread_id = ? AND tool_call_id = ?{only_if[0]}"
+            )
+            params = (*written.values(), thread_id, tool_call_id, *only_if[1])
+        row = cur.execute(f"{statement} RETURNING {COLUMNS}", params).fetchone()
+        if row is None:
+            return None
+        event, actor, detail = entry
+        self._audit(cur, thread_id, event, actor, tool_call_id, detail, link=link)
+        return record_of(row)
+
     def _audit(
         self,
         cur: Cursor,
@@ -848,6 +905,8 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
         actor: str,
         tool_call_id: str | None,
         detail: dict[str, Any],
+        *,
+        link: Link | None = None,
     ) -> None:
         append_entry(
             cur,
@@ -857,6 +916,7 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
             actor=actor,
             tool_call_id=tool_call_id,
             detail=detail,
+            link=link,
         )
 
 
