@@ -124,8 +124,11 @@ class PgCursor:
     """A psycopg cursor that takes our SQLite-dialect statements: a `Cursor`, as
     `sqlite3.Cursor` is."""
 
-    def __init__(self, cur: "psycopg.Cursor[Row]") -> None:
+    def __init__(self, cur: "psycopg.Cursor[Row]", *, commits_here: bool = False) -> None:
         self._cur = cur  # psycopg's default row factory: tuples
+        self.at_commit: dict[tuple[str, str], None] | None = {} if commits_here else None
+        """With `commits_here` (a write transaction whose COMMIT its owner sends): the
+        notifications (topic, payload) to send with the COMMIT, in order, once each."""
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Self:
         self._cur.execute(to_postgres(sql), tuple(parameters))  # (): a doubled % is unescaped too
@@ -165,8 +168,25 @@ schema, so databases sharing a server do not wake each other."""
 
 def notify(cur: PgCursor, topic: str, payload: str = "") -> None:
     """Send a notification inside the caller's transaction: delivered when it commits (and
-    never if it rolls back); identical ones of one transaction are delivered once."""
-    cur.execute(f"SELECT pg_notify({_channel(topic)}, ?)", (payload,))
+    never if it rolls back); identical ones of one transaction are delivered once. In a write
+    transaction it is sent with the COMMIT (no round trip of its own)."""
+    if cur.at_commit is not None:
+        cur.at_commit[(topic, payload)] = None
+    else:
+        cur.execute(f"SELECT pg_notify({_channel(topic)}, ?)", (payload,))
+
+
+def commit_statement(cur: PgCursor) -> str:
+    """The COMMIT of a write transaction, after the notifications it sends (`notify`): one
+    statement text, one round trip (no parameters: the payloads are quoted in it)."""
+    from psycopg import sql
+
+    assert cur.at_commit is not None
+    sends = [
+        f"SELECT pg_notify({_channel(topic)}, {sql.Literal(payload).as_string(cur._cur)})"
+        for topic, payload in cur.at_commit
+    ]
+    return "; ".join([*sends, "COMMIT"])
 
 
 def _channel(topic: str) -> str:

@@ -18,13 +18,14 @@ waits inside SQLite for up to the busy timeout, holding the store's lock), and o
 store takes the write lock only when a table is missing.
 """
 
+import contextlib
 import re
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from hitl.checkpoints.database._db import (
     POOL_WAIT_SECONDS,
@@ -32,6 +33,7 @@ from hitl.checkpoints.database._db import (
     PgConnection,
     PgCursor,
     PostgresOnly,
+    commit_statement,
     scalar,
 )
 from hitl.checkpoints.database._sqlite import (
@@ -46,6 +48,9 @@ from hitl.checkpoints.database._sqlite import (
 )
 from hitl.checkpoints.errors import DatabaseBusy, DatabaseError, PoolExhausted
 from hitl.checkpoints.urls import DatabaseName, as_postgres, is_postgres
+
+if TYPE_CHECKING:
+    import psycopg
 
 T = TypeVar("T")
 _REPEATABLE_READ = 3  # psycopg.IsolationLevel.REPEATABLE_READ, without importing psycopg
@@ -316,18 +321,13 @@ class Store:
                     if one_statement and not write:
                         with closing(conn.cursor()) as raw:
                             return work(PgCursor(raw))
-                    # read committed for writes: each statement sees what committed before it,
-                    # the write lock included; one snapshot for reads (set in BEGIN, and back
-                    # to the default after, for the saver's own transactions)
-                    conn.isolation_level = None if write else _REPEATABLE_READ
+                    if write:
+                        return self._pg_write(conn, work)
+                    # one snapshot for reads (set in BEGIN, and back to the default after, for
+                    # the saver's own transactions)
+                    conn.isolation_level = _REPEATABLE_READ
                     try:
                         with conn.transaction(), closing(conn.cursor()) as raw:
-                            if write:  # one round trip: the bounded wait, then the lock
-                                raw.execute(
-                                    "SELECT set_config('lock_timeout', %s, true), "
-                                    f"pg_advisory_xact_lock({WRITE_LOCK})",
-                                    (str(max(1, int(self._lock_wait * 1000))),),
-                                )
                             return work(PgCursor(raw))
                     finally:
                         if not conn.closed:
@@ -342,6 +342,30 @@ class Store:
                 # a write is not retried: its commit may have landed before the drop
                 raise DatabaseError(self._path, e) from e
         raise AssertionError("unreachable")
+
+    def _pg_write(self, conn: "psycopg.Connection[Any]", work: Callable[[Cursor], T]) -> T:
+        """`work` in a write transaction on `conn` (in autocommit mode: the transaction is
+        ours to begin and end), read committed: each statement sees what committed before it,
+        the write lock included. Its BEGIN goes with the bounded wait and the lock, and its
+        notifications with its COMMIT: one round trip each."""
+        import psycopg
+
+        wait_ms = max(1, int(self._lock_wait * 1000))
+        with closing(conn.cursor()) as raw:
+            raw.execute(
+                f"BEGIN; SELECT set_config('lock_timeout', '{wait_ms}', true), "
+                f"pg_advisory_xact_lock({WRITE_LOCK})"
+            )
+            try:
+                cur = PgCursor(raw, commits_here=True)
+                result = work(cur)
+                raw.execute(commit_statement(cur))
+            except BaseException:
+                if not conn.closed:
+                    with contextlib.suppress(psycopg.Error):  # (the pool checks it anyway)
+                        conn.rollback()
+                raise
+            return result
 
     def close(self) -> None:
         with self._readers_lock:

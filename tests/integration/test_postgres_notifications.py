@@ -3,9 +3,11 @@
 import multiprocessing as mp
 import time
 from pathlib import Path
+from typing import cast
 
 import pytest
 
+from hitl.checkpoints.database import Cursor, PgCursor, notify
 from hitl.checkpoints.ledger import mark_done, mark_live, new_token, open_ledger
 from hitl.checkpoints.stores import open_run_queue
 from tests.support.postgres import fresh_database
@@ -80,6 +82,28 @@ def test_a_run_queued_and_finished_by_another_process_is_heard_with_its_id() -> 
             listener.close()
     assert ("runs", "") in heard  # queued: every process's workers look
     assert ("runs", finished.run_id) in heard  # finished: whoever waits on it stops waiting
+
+
+@pytest.mark.postgres
+def test_a_write_notifies_with_its_commit_and_never_after_a_rollback() -> None:
+    """A write's notifications are sent with its COMMIT (quoted there: a payload is text)."""
+    payload = "it's; COMMIT; --"
+
+    def fails(cur: Cursor) -> None:
+        notify(cast(PgCursor, cur), "runs", "rolled back")
+        raise RuntimeError("the work failed")
+
+    with fresh_database() as url, open_ledger(url) as ledger:
+        listener = ledger.audit_listener()
+        assert listener is not None
+        try:
+            with pytest.raises(RuntimeError):
+                ledger._write(fails)
+            assert listener.wait(0.3) == []
+            ledger._write(lambda cur: notify(cast(PgCursor, cur), "runs", payload))
+            assert listener.wait(5.0) == [("runs", payload)]
+        finally:
+            listener.close()
 
 
 def test_sqlite_has_no_listener_and_is_polled(tmp_path: Path) -> None:
