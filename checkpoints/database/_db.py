@@ -139,10 +139,18 @@ class PgCursor:
         return self
 
     def fetchone(self) -> Row | None:
-        return self._cur.fetchone() if self._cur.description is not None else None
+        return self._cur.fetchone() if self._has_rows() else None
 
     def fetchall(self) -> list[Row]:
-        return self._cur.fetchall() if self._cur.description is not None else []
+        return self._cur.fetchall() if self._has_rows() else []
+
+    def _has_rows(self) -> bool:
+        """Whether the last statement returned rows, as `description is not None` says, but
+        without building its columns (an object per column, each time it is asked)."""
+        from psycopg.pq import ExecStatus
+
+        found = self._cur.pgresult
+        return found is not None and (found.nfields > 0 or found.status == ExecStatus.TUPLES_OK)
 
     def __iter__(self) -> Iterator[Row]:
         return iter(self.fetchall())
