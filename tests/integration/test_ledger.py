@@ -1,8 +1,10 @@
 """The ledger on its own: schema, inbox queries, compare-and-set, a turn's calls begun all or
 none, leases, the audit chain."""
 
+import contextlib
 import multiprocessing as mp
 import os
+import queue
 import signal
 from pathlib import Path
 from typing import Any
@@ -115,6 +117,42 @@ def test_a_lease_is_exclusive_and_taken_over_at_once_when_its_holder_dies(db: Pa
     finally:
         if holder.is_alive():
             holder.kill()
+
+
+def _race_for_lease(db: str, start: Any, tried: Any, won: Any) -> None:
+    """Take the thread's lease the moment every racer is ready; hold it until all have tried."""
+    with open_ledger(db) as ledger:
+        start.wait(60)
+        try:
+            with ledger.lease("t", wait=0.0):
+                won.put(os.getpid())
+                tried.wait(60)
+                return
+        except ThreadBusy:
+            pass
+        tried.wait(60)
+
+
+def test_of_processes_racing_for_a_free_lease_exactly_one_takes_it(db: Path) -> None:
+    with open_ledger(db) as ledger:
+        ledger.migrate()
+    ctx = mp.get_context("spawn")
+    racers = 6
+    start, tried, won = ctx.Barrier(racers), ctx.Barrier(racers), ctx.Queue()
+    processes = [
+        ctx.Process(target=_race_for_lease, args=(str(db), start, tried, won))
+        for _ in range(racers)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+    assert [process.exitcode for process in processes] == [0] * racers
+    winners = []
+    with contextlib.suppress(queue.Empty):
+        while True:
+            winners.append(won.get(timeout=1))
+    assert len(winners) == 1
 
 
 def _tamper(db: DatabaseName, statement: str) -> None:
