@@ -75,8 +75,8 @@ def timed(cycle: Callable[[str], None], meter: CpuMeter, cycles: int, tag: str) 
 @contextmanager
 def round_trips() -> Iterator[list[int]]:
     """Count the round trips to the server this process makes while inside: each time psycopg
-    waits to read an answer, a pipeline's exchange counted once (psycopg's `wait` is wrapped;
-    a commit with nothing to commit makes none)."""
+    blocks to read the server's answer (psycopg's `wait` is wrapped). A statement queued in a
+    pipeline is sent without waiting: the pipeline's answers cost one wait when they are read."""
     import psycopg.waiting as waiting
     from psycopg.waiting import Wait
 
@@ -84,14 +84,10 @@ def round_trips() -> Iterator[list[int]]:
     original = waiting.wait
 
     def counting(gen: Any) -> Any:
-        piped = False
         try:
             state = next(gen)
             while True:
                 if state == Wait.R:
-                    count[0] += 1
-                elif state == Wait.RW and not piped:
-                    piped = True
                     count[0] += 1
                 state = gen.send((yield state))
         except StopIteration as done:
