@@ -122,21 +122,69 @@ def to_postgres(sql: str) -> str:
 
 class PgCursor:
     """A psycopg cursor that takes our SQLite-dialect statements: a `Cursor`, as
-    `sqlite3.Cursor` is."""
+    `sqlite3.Cursor` is.
+
+    In a write transaction whose owner ends it (`commits_here`), statements whose results
+    nobody reads wait (`execute_later`) and go with the next statement, or with the COMMIT, in
+    one pipeline: one exchange with the server where each took one.
+    """
 
     def __init__(self, cur: "psycopg.Cursor[Row]", *, commits_here: bool = False) -> None:
         self._cur = cur  # psycopg's default row factory: tuples
         self.at_commit: dict[tuple[str, str], None] | None = {} if commits_here else None
-        """With `commits_here` (a write transaction whose COMMIT its owner sends): the
-        notifications (topic, payload) to send with the COMMIT, in order, once each."""
+        """With `commits_here`: the notifications (topic, payload) to send with the COMMIT,
+        in order, once each."""
+        self._waiting: list[tuple[str, tuple[Any, ...]]] = []
+
+    def execute_later(self, sql: str, parameters: Sequence[Any] = (), /) -> None:
+        """Run this statement (its result unread) with the next one: its error, if any, is
+        raised then. Only in a write transaction whose owner commits (`commit`)."""
+        assert self.at_commit is not None, "a statement left waiting must reach a commit"
+        self._waiting.append((to_postgres(sql), tuple(parameters)))
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Self:
-        self._cur.execute(to_postgres(sql), tuple(parameters))  # (): a doubled % is unescaped too
+        statement = (to_postgres(sql), tuple(parameters))  # (): a doubled % is unescaped too
+        if self._waiting:
+            self._in_one_exchange([*self._take_waiting(), statement])
+        else:
+            self._cur.execute(*statement)
         return self
 
     def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> Self:
+        if self._waiting:
+            self._in_one_exchange(self._take_waiting())
         self._cur.executemany(to_postgres(sql), list(seq_of_parameters))
         return self
+
+    def commit(self) -> None:
+        """End the write transaction: the statements still waiting, the notifications
+        (`notify`) and the COMMIT, in one exchange."""
+        assert self.at_commit is not None
+        sends = [
+            (f"SELECT pg_notify({_channel(topic)}, %s)", (payload,))
+            for topic, payload in self.at_commit
+        ]
+        self._in_one_exchange([*self._take_waiting(), *sends, ("COMMIT", ())])
+
+    def _take_waiting(self) -> list[tuple[str, tuple[Any, ...]]]:
+        waiting, self._waiting = self._waiting, []
+        return waiting
+
+    def _in_one_exchange(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
+        """Send `statements` in one pipeline; the last one's result is this cursor's."""
+        *before, (last, parameters) = statements
+        if not before:
+            self._cur.execute(last, parameters)
+            return
+        conn = self._cur.connection
+        others = conn.cursor()
+        try:
+            with conn.pipeline():
+                for statement, params in before:
+                    others.execute(statement, params)
+                self._cur.execute(last, parameters)
+        finally:
+            others.close()
 
     def fetchone(self) -> Row | None:
         return self._cur.fetchone() if self._has_rows() else None
@@ -167,6 +215,15 @@ class PgCursor:
         self._cur.close()
 
 
+def execute_later(cur: Cursor, sql: str, parameters: Sequence[Any] = ()) -> None:
+    """Run a write whose result nobody reads, inside a write transaction: on PostgreSQL with
+    the transaction's next statement or its COMMIT (no round trip of its own), on SQLite now."""
+    if isinstance(cur, PgCursor) and cur.at_commit is not None:
+        cur.execute_later(sql, parameters)
+    else:
+        cur.execute(sql, parameters)
+
+
 MAX_NOTIFICATIONS_PER_WAKE = 200
 NOTIFY_TOPICS = ("audit", "runs")
 """What a PostgreSQL NOTIFY of ours says: the audit trail grew (an entry was committed), or
@@ -182,19 +239,6 @@ def notify(cur: PgCursor, topic: str, payload: str = "") -> None:
         cur.at_commit[(topic, payload)] = None
     else:
         cur.execute(f"SELECT pg_notify({_channel(topic)}, ?)", (payload,))
-
-
-def commit_statement(cur: PgCursor) -> str:
-    """The COMMIT of a write transaction, after the notifications it sends (`notify`): one
-    statement text, one round trip (no parameters: the payloads are quoted in it)."""
-    from psycopg import sql
-
-    assert cur.at_commit is not None
-    sends = [
-        f"SELECT pg_notify({_channel(topic)}, {sql.Literal(payload).as_string(cur._cur)})"
-        for topic, payload in cur.at_commit
-    ]
-    return "; ".join([*sends, "COMMIT"])
 
 
 def _channel(topic: str) -> str:

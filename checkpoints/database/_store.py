@@ -33,7 +33,6 @@ from hitl.checkpoints.database._db import (
     PgConnection,
     PgCursor,
     PostgresOnly,
-    commit_statement,
     scalar,
 )
 from hitl.checkpoints.database._sqlite import (
@@ -354,20 +353,23 @@ class Store:
     def _pg_write(self, conn: "psycopg.Connection[Any]", work: Callable[[Cursor], T]) -> T:
         """`work` in a write transaction on `conn` (in autocommit mode: the transaction is
         ours to begin and end), read committed: each statement sees what committed before it,
-        the write lock included. Its BEGIN goes with the bounded wait and the lock, and its
-        notifications with its COMMIT: one round trip each."""
+        the write lock included. Its BEGIN and the lock go with its first statement, and what
+        it left waiting (`execute_later`, `notify`) with its COMMIT: no round trip of their
+        own."""
         import psycopg
 
         wait_ms = max(1, int(self._lock_wait * 1000))
         with closing(conn.cursor()) as raw:
-            raw.execute(
-                f"BEGIN; SELECT set_config('lock_timeout', '{wait_ms}', true), "
-                f"pg_advisory_xact_lock({WRITE_LOCK})"
-            )
-            try:
-                cur = PgCursor(raw, commits_here=True)
+            cur = PgCursor(raw, commits_here=True)
+            try:  # the BEGIN, the bounded wait and the lock go with the first statement
+                cur.execute_later("BEGIN")
+                cur.execute_later(
+                    "SELECT set_config('lock_timeout', ?, true), "
+                    f"pg_advisory_xact_lock({WRITE_LOCK})",
+                    (str(wait_ms),),
+                )
                 result = work(cur)
-                raw.execute(commit_statement(cur))
+                cur.commit()
             except BaseException:
                 if not conn.closed:
                     with contextlib.suppress(psycopg.Error):  # (the pool checks it anyway)

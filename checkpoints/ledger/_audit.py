@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hitl.checkpoints.database import Cursor, PgCursor, notify
+from hitl.checkpoints.database import Cursor, PgCursor, execute_later, notify
 from hitl.checkpoints.ledger._schema import AUDIT_COLUMNS, COLUMNS, audit_entry_of, record_of
 from hitl.checkpoints.records import (
     STARTED,
@@ -115,7 +115,8 @@ def append_entry(
     seq, prev = link.seq, link.prev_hash
     detail = json.loads(canonical_json(detail))  # what is hashed is what is read back
     entry_hash = link_hash(prev, (thread_id, seq, at, event, actor, tool_call_id, detail))
-    cur.execute(
+    execute_later(  # (PostgreSQL: with the next statement, or the COMMIT)
+        cur,
         f"INSERT INTO hitl_audit ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (thread_id, seq, at, event, actor, tool_call_id, canonical_json(detail), prev, entry_hash),
     )

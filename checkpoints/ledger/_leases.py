@@ -30,7 +30,13 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from hitl.checkpoints.database import LOCK_WAIT_SECONDS, Cursor, Store, main_file
+from hitl.checkpoints.database import (
+    LOCK_WAIT_SECONDS,
+    Cursor,
+    Store,
+    execute_later,
+    main_file,
+)
 from hitl.checkpoints.errors import DatabaseBusy, DatabaseError, ThreadBusy
 from hitl.checkpoints.ledger._renewal import LeaseRenewer
 
@@ -332,7 +338,8 @@ class ThreadLeases(Store):
             def release(cur: Cursor) -> None:
                 for work in at_release:
                     work(cur)
-                cur.execute(
+                execute_later(  # (with the COMMIT)
+                    cur,
                     "DELETE FROM hitl_leases WHERE thread_id = ? AND holder = ?",
                     (thread_id, holder),
                 )

@@ -1,0 +1,51 @@
+"""A PostgreSQL write sends the statements it leaves waiting (`execute_later`: results nobody
+reads) with its next statement, or with its COMMIT: in order, and all or nothing."""
+
+import psycopg
+import pytest
+
+from hitl.checkpoints.database import Cursor, execute_later
+from hitl.checkpoints.ledger import Ledger, open_ledger
+from tests.support.postgres import fresh_database
+
+INSERT_LEASE = "INSERT INTO hitl_leases (thread_id, holder, expires_at) VALUES (?, 'h', 1.0)"
+
+
+def _leased(ledger: Ledger) -> list[str]:
+    rows = ledger._read(lambda cur: cur.execute("SELECT thread_id FROM hitl_leases").fetchall())
+    return sorted(str(row[0]) for row in rows)
+
+
+@pytest.mark.postgres
+def test_a_statement_left_waiting_runs_before_the_next_one_and_commits_with_the_write() -> None:
+    def insert_then_count(cur: Cursor) -> object:
+        execute_later(cur, INSERT_LEASE, ("a",))
+        return cur.execute("SELECT COUNT(*) FROM hitl_leases").fetchone()
+
+    with fresh_database() as url, open_ledger(url) as ledger:
+        ledger.migrate()
+        assert ledger._write(insert_then_count) == (1,)  # it ran first: the count sees it
+        ledger._write(lambda cur: execute_later(cur, INSERT_LEASE, ("b",)))  # with the COMMIT
+        assert _leased(ledger) == ["a", "b"]
+
+
+@pytest.mark.postgres
+def test_a_statement_left_waiting_that_fails_fails_its_write_which_leaves_nothing() -> None:
+    def fails_at_next_statement(cur: Cursor) -> None:
+        execute_later(cur, INSERT_LEASE, ("c",))
+        execute_later(cur, INSERT_LEASE, ("a",))  # taken: a duplicate key
+        cur.execute("SELECT 1")
+
+    def fails_at_commit(cur: Cursor) -> None:
+        execute_later(cur, INSERT_LEASE, ("d",))
+        execute_later(cur, INSERT_LEASE, ("a",))
+
+    with fresh_database() as url, open_ledger(url) as ledger:
+        ledger.migrate()
+        ledger._write(lambda cur: execute_later(cur, INSERT_LEASE, ("a",)))
+        for work in (fails_at_next_statement, fails_at_commit):
+            with pytest.raises(psycopg.errors.UniqueViolation):
+                ledger._write(work)
+        assert _leased(ledger) == ["a"]  # nothing of either write
+        ledger._write(lambda cur: execute_later(cur, INSERT_LEASE, ("e",)))  # and writes go on
+        assert _leased(ledger) == ["a", "e"]
