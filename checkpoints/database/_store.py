@@ -255,14 +255,6 @@ class Store:
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
 
-    def _alone(self, work: Callable[[Cursor], T]) -> T:
-        """`work`, one statement that writes, committed by itself without the write lock: for
-        a write whose row's key settles any race (a lease taken on PostgreSQL, whose pooled
-        connections commit each statement). PostgreSQL only."""
-        if not isinstance(self._conn, PgConnection):
-            raise NotImplementedError("a write without the write lock is PostgreSQL's")
-        return self._pg_transaction(work, write=False, one_statement=True)
-
     def _read(self, work: Callable[[Cursor], T], *, one_statement: bool = False) -> T:
         """Run `work` in one read transaction: every statement sees the same snapshot.
 

@@ -274,14 +274,23 @@ def _still_at(path: str, fd: int) -> bool:
 
 
 def try_lease(cur: Cursor, thread_id: str, holder: str, ttl: float) -> str | None:
-    """Take (or renew) the lease for `holder`; return the other live holder if it is taken."""
+    """Take (or renew) the lease for `holder`, under the write lock; return the other live
+    holder if it is taken. A free thread's row is inserted at once (one statement: with the
+    lock's, one exchange); a row there is judged (its holder dead or expired: taken over)."""
+    expires_at = time.time() + ttl
+    inserted = cur.execute(
+        "INSERT INTO hitl_leases (thread_id, holder, expires_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (thread_id) DO NOTHING RETURNING holder",
+        (thread_id, holder, expires_at),
+    ).fetchone()
+    if inserted is not None:
+        return None
     current = lease_holder(cur, thread_id)
     if current is not None and current != holder:
         return current
     cur.execute(
-        "INSERT INTO hitl_leases (thread_id, holder, expires_at) VALUES (?, ?, ?) ON CONFLICT "
-        "(thread_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at",
-        (thread_id, holder, time.time() + ttl),
+        "UPDATE hitl_leases SET holder = ?, expires_at = ? WHERE thread_id = ?",
+        (holder, expires_at, thread_id),
     )
     return None
 
@@ -317,7 +326,8 @@ class ThreadLeases(Store):
         delay = 0.01
         while True:
             mark_live(holder)  # before the commit: anyone who reads the new row sees it alive
-            current = self._take_row_lease(thread_id, holder, ttl)
+            # unsynced on SQLite: the crash that could lose it ends the holder it names
+            current = self._write(lambda cur: try_lease(cur, thread_id, holder, ttl), durable=False)
             if current is None:
                 break
             mark_done(holder)
@@ -347,23 +357,6 @@ class ThreadLeases(Store):
             # never mask the block's own error
             with contextlib.suppress(DatabaseBusy, DatabaseError):
                 self._write(release, durable=False)
-
-    def _take_row_lease(self, thread_id: str, holder: str, ttl: float) -> str | None:
-        """Take a thread's lease row (PostgreSQL) for `holder`: None, or the live holder that
-        has it. A free thread's is taken in one statement of its own, without the write lock
-        (the row's key settles a race: one insert wins, the other finds its row); a row there
-        (held, or left by a holder that died) is judged under the write lock (`try_lease`)."""
-        expires_at = time.time() + ttl
-        taken = self._alone(
-            lambda cur: cur.execute(
-                "INSERT INTO hitl_leases (thread_id, holder, expires_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (thread_id) DO NOTHING RETURNING holder",
-                (thread_id, holder, expires_at),
-            ).fetchone()
-        )
-        if taken is not None:
-            return None
-        return self._write(lambda cur: try_lease(cur, thread_id, holder, ttl), durable=False)
 
     @contextlib.contextmanager
     def _file_lease(self, thread_id: str, wait: float) -> Iterator[str]:

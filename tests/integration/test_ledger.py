@@ -6,18 +6,23 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from hitl.checkpoints.database import Cursor
 from hitl.checkpoints.errors import CallNotFound, DatabaseError, NotPending, ThreadBusy
 from hitl.checkpoints.ledger import SCHEMA_VERSION, InboxQuery, open_ledger, runner_token
+from hitl.checkpoints.ledger._leases import lease_holder
 from hitl.checkpoints.urls import DatabaseName, is_postgres
 from hitl.service.errors import UnknownToolCall
 from tests.support.fakes import FakeClock, ToolLog
 from tests.support.harness import open_test_service
 from tests.support.ledger import request_call
+from tests.support.postgres import fresh_database
 from tests.support.prompts import SALLY
 from tests.support.sql import execute
 
@@ -153,6 +158,35 @@ def test_of_processes_racing_for_a_free_lease_exactly_one_takes_it(db: Path) -> 
         while True:
             winners.append(won.get(timeout=1))
     assert len(winners) == 1
+
+
+@pytest.mark.postgres
+def test_a_lease_row_is_not_taken_while_a_write_that_judged_the_leases_is_open() -> None:
+    """A write that saw a thread unleased (a prune) acts on that until it commits: a lease is
+    taken under the write lock, after it, never in the middle."""
+    judged, taken = threading.Event(), threading.Event()
+    ends: dict[str, float] = {}
+
+    def judge_then_work(cur: Cursor) -> None:
+        assert lease_holder(cur, "t") is None
+        judged.set()
+        time.sleep(0.5)  # deletes what the unleased thread holds, say
+        ends["write"] = time.monotonic()
+
+    def take() -> None:
+        judged.wait(10)
+        with other.lease("t", wait=10):
+            ends["lease"] = time.monotonic()
+        taken.set()
+
+    with fresh_database() as url, open_ledger(url) as ledger, open_ledger(url) as other:
+        ledger.migrate()
+        taker = threading.Thread(target=take)
+        taker.start()
+        ledger._write(judge_then_work)
+        assert taken.wait(30)
+        taker.join(10)
+    assert ends["lease"] > ends["write"]
 
 
 def _tamper(db: DatabaseName, statement: str) -> None:
