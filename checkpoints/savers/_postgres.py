@@ -33,13 +33,6 @@ from hitl.checkpoints.savers._serde import make_strict_serializer
 from hitl.checkpoints.savers._threaded_async import AsyncInWorkerThreads
 from hitl.checkpoints.urls import as_postgres
 
-CHECK_NODE = message_log.CHECK_NODE
-_FAIL_IF_MISSING = (
-    "SELECT 1 / (SELECT COUNT(*) FROM hitl_messages WHERE thread_id = %s AND checkpoint_ns = %s "
-    "AND node_id = %s)::int"
-)
-"""`CHECK_NODE` as the pipeline runs it: an error (division by zero) if the message is missing,
-which aborts the pipeline's transaction; no result to wait for (a round trip of its own)."""
 MIGRATION_LOCK = "hashtext('hitl-migrate:' || current_schema())"
 """Held (per schema) while tables are created or migrated, so processes starting together
 do not race each other's `CREATE TABLE`."""
@@ -127,23 +120,18 @@ class HitlPostgresSaver(AsyncInWorkerThreads, MessageLogSaver, PostgresSaver):
     def _cursor(self, *, pipeline: bool = False) -> Iterator[psycopg.Cursor[DictRow]]:
         """The stock cursor; in `put`, its checkpoint's new messages are written on it first,
         in the same pipeline (one exchange with the server where a transaction of their own
-        took four), after the check that the stored message they follow is there: a check
-        that fails aborts the pipeline, so nothing of the checkpoint is written."""
-        messages = getattr(self._messages_to_put, "rows", [])
-        self._messages_to_put.rows = []
-        checked = [row for statement, rows in messages if statement is CHECK_NODE for row in rows]
-        try:
-            with super()._cursor(pipeline=pipeline) as cur:
-                for statement, rows in messages:
-                    if statement is CHECK_NODE:
-                        cur.executemany(_FAIL_IF_MISSING, rows)
-                    else:
-                        cur.executemany(to_postgres(cast(str, statement)), rows)
-                yield cur
-        except psycopg.errors.DivisionByZero as e:
-            if not checked:
-                raise
-            raise MissingMessage(checked[0][0]) from e
+        took four)."""
+        with super()._cursor(pipeline=pipeline) as cur:
+            messages = getattr(self._messages_to_put, "rows", [])
+            self._messages_to_put.rows = []
+            for statement, rows in messages:
+                if statement is message_log.CHECK_NODE:  # (a pipeline's result: fetched)
+                    for row in rows:
+                        if cur.execute(to_postgres(statement), row).fetchone() is None:
+                            raise MissingMessage(row[0])
+                else:
+                    cur.executemany(to_postgres(cast(str, statement)), rows)
+            yield cur
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         return self._with_logs(super().get_tuple(config))
