@@ -165,6 +165,12 @@ class PgCursor:
             for topic, payload in self.at_commit
         ]
         self._in_one_exchange([*self._take_waiting(), *sends, ("COMMIT", ())])
+        if self._cur.statusmessage != "COMMIT":  # the server rolled it back: an error was lost
+            import psycopg
+
+            raise psycopg.OperationalError(
+                "the transaction was rolled back at its COMMIT: one of its statements failed"
+            )
 
     def _take_waiting(self) -> list[tuple[str, tuple[Any, ...]]]:
         waiting, self._waiting = self._waiting, []

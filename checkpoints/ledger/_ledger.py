@@ -100,6 +100,9 @@ from hitl.checkpoints.records import (
 EXPIRY_ACTOR = "deadline"
 """`decided_by` of a call that a late decision found already past its deadline."""
 
+SQLITE_RETURNING = sqlite3.sqlite_version_info >= (3, 35)
+"""Whether this SQLite returns the rows a write wrote (`RETURNING`, since 3.35): else a written
+row is read again."""
 Registered = Literal["new", "changed", "kept"]
 """What registering a call did to its row: wrote it; asked about it again (or left a call that
 already ran as it was); or found it as asked."""
@@ -890,12 +893,18 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
                 f"WHERE thread_id = ? AND tool_call_id = ?{only_if[0]}"
             )
             params = (*written.values(), thread_id, tool_call_id, *only_if[1])
-        row = cur.execute(f"{statement} RETURNING {COLUMNS}", params).fetchone()
-        if row is None:
+        record: ApprovalRecord | None
+        if isinstance(cur, sqlite3.Cursor) and not SQLITE_RETURNING:
+            written_any = cur.execute(statement, params).rowcount
+            record = find_record(cur, thread_id, tool_call_id) if written_any else None
+        else:
+            row = cur.execute(f"{statement} RETURNING {COLUMNS}", params).fetchone()
+            record = None if row is None else record_of(row)
+        if record is None:
             return None
         event, actor, detail = entry
         self._audit(cur, thread_id, event, actor, tool_call_id, detail, link=link)
-        return record_of(row)
+        return record
 
     def _audit(
         self,

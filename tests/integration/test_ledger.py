@@ -8,6 +8,7 @@ import queue
 import signal
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,16 @@ import pytest
 
 from hitl.checkpoints.database import Cursor
 from hitl.checkpoints.errors import CallNotFound, DatabaseError, NotPending, ThreadBusy
-from hitl.checkpoints.ledger import SCHEMA_VERSION, InboxQuery, open_ledger, runner_token
+from hitl.checkpoints.ledger import (
+    SCHEMA_VERSION,
+    InboxQuery,
+    Ledger,
+    open_ledger,
+    runner_token,
+)
+from hitl.checkpoints.ledger import _ledger as ledger_module
 from hitl.checkpoints.ledger._leases import lease_holder
+from hitl.checkpoints.records import ApprovalRecord
 from hitl.checkpoints.urls import DatabaseName, is_postgres
 from hitl.service.errors import UnknownToolCall
 from tests.support.fakes import FakeClock, ToolLog
@@ -187,6 +196,35 @@ def test_a_lease_row_is_not_taken_while_a_write_that_judged_the_leases_is_open()
         assert taken.wait(30)
         taker.join(10)
     assert ends["lease"] > ends["write"]
+
+
+@pytest.mark.sqlite_only
+def test_on_a_sqlite_without_returning_a_written_row_is_read_back_the_same(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite before 3.35 has no `RETURNING`: each write reads its row again instead."""
+
+    def cycle(ledger: Ledger, thread_id: str) -> list[ApprovalRecord]:
+        request_call(ledger, thread_id, "c")
+        (decided,) = ledger.decide(thread_id, {"c": {"type": "approve"}}, actor="bob")
+        begun = ledger.begin(thread_id, [("c", {"recipient": "c@x.org"})])["c"]
+        ledger.finish(thread_id, "c", ok=True, result="sent")
+        finished = ledger.get(thread_id, "c")
+        assert begun.record is not None and finished is not None
+        return [decided, begun.record, finished]
+
+    clock = FakeClock()
+    with open_ledger(db, clock=clock) as ledger:
+        with_returning = cycle(ledger, "t1")
+        monkeypatch.setattr(ledger_module, "SQLITE_RETURNING", False)
+        with ledger.traced() as statements:
+            without = cycle(ledger, "t2")
+        assert statements and not any("RETURNING" in s for s in statements)
+        assert ledger.verify_audit().ok
+    assert [replace(r, thread_id="t1", runner=None) for r in without] == [
+        replace(r, runner=None) for r in with_returning
+    ]
+    assert [r.status for r in without] == ["approved", "running", "succeeded"]
 
 
 def _tamper(db: DatabaseName, statement: str) -> None:

@@ -1,10 +1,13 @@
 """A PostgreSQL write sends the statements it leaves waiting (`execute_later`: results nobody
 reads) with its next statement, or with its COMMIT: in order, and all or nothing."""
 
+import contextlib
+
 import psycopg
 import pytest
 
 from hitl.checkpoints.database import Cursor, execute_later
+from hitl.checkpoints.errors import DatabaseError
 from hitl.checkpoints.ledger import Ledger, open_ledger
 from tests.support.postgres import fresh_database
 
@@ -49,3 +52,21 @@ def test_a_statement_left_waiting_that_fails_fails_its_write_which_leaves_nothin
         assert _leased(ledger) == ["a"]  # nothing of either write
         ledger._write(lambda cur: execute_later(cur, INSERT_LEASE, ("e",)))  # and writes go on
         assert _leased(ledger) == ["a", "e"]
+
+
+@pytest.mark.postgres
+def test_a_write_whose_failed_statement_was_swallowed_is_not_reported_committed() -> None:
+    """The server answers the COMMIT of a failed transaction with a rollback, not an error."""
+
+    def swallows_the_failure(cur: Cursor) -> None:
+        execute_later(cur, INSERT_LEASE, ("b",))
+        execute_later(cur, INSERT_LEASE, ("a",))  # taken: a duplicate key
+        with contextlib.suppress(psycopg.errors.UniqueViolation):
+            cur.execute("SELECT 1")  # where the waiting statements' error is raised
+
+    with fresh_database() as url, open_ledger(url) as ledger:
+        ledger.migrate()
+        ledger._write(lambda cur: execute_later(cur, INSERT_LEASE, ("a",)))
+        with pytest.raises(DatabaseError, match="rolled back at its COMMIT"):
+            ledger._write(swallows_the_failure)
+        assert _leased(ledger) == ["a"]
