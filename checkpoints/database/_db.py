@@ -159,18 +159,18 @@ class PgCursor:
     def commit(self) -> None:
         """End the write transaction: the statements still waiting, the notifications
         (`notify`) and the COMMIT, in one exchange."""
+        from psycopg.pq import TransactionStatus
+
         assert self.at_commit is not None
+        if self._cur.connection.info.transaction_status == TransactionStatus.INERROR:
+            raise SwallowedFailure  # (the owner's rollback then clears psycopg's prepared cache)
         sends = [
             (f"SELECT pg_notify({_channel(topic)}, %s)", (payload,))
             for topic, payload in self.at_commit
         ]
         self._in_one_exchange([*self._take_waiting(), *sends, ("COMMIT", ())])
-        if self._cur.statusmessage != "COMMIT":  # the server rolled it back: an error was lost
-            import psycopg
-
-            raise psycopg.OperationalError(
-                "the transaction was rolled back at its COMMIT: one of its statements failed"
-            )
+        if self._cur.statusmessage != "COMMIT":  # the server rolled it back
+            raise SwallowedFailure
 
     def _take_waiting(self) -> list[tuple[str, tuple[Any, ...]]]:
         waiting, self._waiting = self._waiting, []
@@ -219,6 +219,16 @@ class PgCursor:
 
     def close(self) -> None:
         self._cur.close()
+
+
+class SwallowedFailure(RuntimeError):
+    """A write reached its COMMIT after one of its statements failed, the error caught and
+    dropped on the way (a bug of the caller's): nothing of it was written."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a statement of this write failed and its error was swallowed: nothing was written"
+        )
 
 
 def execute_later(cur: Cursor, sql: str, parameters: Sequence[Any] = ()) -> None:

@@ -345,20 +345,19 @@ class Store:
     def _pg_write(self, conn: "psycopg.Connection[Any]", work: Callable[[Cursor], T]) -> T:
         """`work` in a write transaction on `conn` (in autocommit mode: the transaction is
         ours to begin and end), read committed: each statement sees what committed before it,
-        the write lock included. Its BEGIN and the lock go with its first statement, and what
-        it left waiting (`execute_later`, `notify`) with its COMMIT: no round trip of their
-        own."""
+        the write lock included. Its BEGIN goes with the lock, and what it left waiting
+        (`execute_later`, `notify`) with its COMMIT: no round trip of their own."""
         import psycopg
 
         wait_ms = max(1, int(self._lock_wait * 1000))
         with closing(conn.cursor()) as raw:
             cur = PgCursor(raw, commits_here=True)
-            try:  # the BEGIN, the bounded wait and the lock go with the first statement
-                cur.execute_later("BEGIN")
-                cur.execute_later(
-                    "SELECT set_config('lock_timeout', ?, true), "
-                    f"pg_advisory_xact_lock({WRITE_LOCK})",
-                    (str(wait_ms),),
+            try:
+                # one round trip, and before `work`: what it reads (the clock included) is
+                # read under the lock, however long the wait was
+                raw.execute(
+                    f"BEGIN; SELECT set_config('lock_timeout', '{wait_ms}', true), "
+                    f"pg_advisory_xact_lock({WRITE_LOCK})"
                 )
                 result = work(cur)
                 cur.commit()

@@ -120,7 +120,7 @@ def create_app(settings: Settings, options: ServerOptions = ServerOptions()) -> 
             )
         # what starting made (modules, the graph, the stores) lives as long as the process:
         # out of the collector's way, a full collection scans only what requests leave (else
-        # one pass over 120,000 objects every few hundred cycles: a pause in some request)
+        # one pass over ~146,000 objects, 57 ms, every few hundred cycles: a pause in some request)
         gc.collect()
         gc.freeze()
         try:

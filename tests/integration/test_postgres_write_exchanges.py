@@ -2,14 +2,16 @@
 reads) with its next statement, or with its COMMIT: in order, and all or nothing."""
 
 import contextlib
+import time
 
 import psycopg
 import pytest
 
 from hitl.checkpoints.database import Cursor, execute_later
-from hitl.checkpoints.errors import DatabaseError
+from hitl.checkpoints.database._db import SwallowedFailure
 from hitl.checkpoints.ledger import Ledger, open_ledger
 from tests.support.postgres import fresh_database
+from tests.support.sql import hold_write_lock
 
 INSERT_LEASE = "INSERT INTO hitl_leases (thread_id, holder, expires_at) VALUES (?, 'h', 1.0)"
 
@@ -67,6 +69,24 @@ def test_a_write_whose_failed_statement_was_swallowed_is_not_reported_committed(
     with fresh_database() as url, open_ledger(url) as ledger:
         ledger.migrate()
         ledger._write(lambda cur: execute_later(cur, INSERT_LEASE, ("a",)))
-        with pytest.raises(DatabaseError, match="rolled back at its COMMIT"):
+        with pytest.raises(SwallowedFailure):
             ledger._write(swallows_the_failure)
         assert _leased(ledger) == ["a"]
+
+
+@pytest.mark.postgres
+def test_a_write_runs_once_it_holds_the_write_lock_so_its_clock_is_read_under_it() -> None:
+    """A lease's expiry, a request's time, a decision's deadline check: each `now` a write
+    reads is taken with the lock held, not before a long wait for it."""
+    started: list[float] = []
+
+    def note_the_time(cur: Cursor) -> None:
+        started.append(time.monotonic())
+        cur.execute("SELECT 1")
+
+    with fresh_database() as url, open_ledger(url) as ledger:
+        ledger.migrate()
+        hold_write_lock(url, 1.0)
+        asked = time.monotonic()
+        ledger._write(note_the_time)
+    assert started[0] - asked > 0.5  # it waited for the lock before it began
