@@ -218,6 +218,16 @@ class WebhookError(ValueError):
     """A webhook request we refuse (bad URL, unknown event or endpoint); nothing was written."""
 
 
+class SwallowedFailure(RuntimeError):
+    """A write reached its COMMIT after one of its statements failed, the error caught and
+    dropped on the way (a bug of the caller's): nothing of it was written."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a statement of this write failed and its error was swallowed: nothing was written"
+        )
+
+
 class CopyError(RuntimeError):
     """The copy cannot start, or the counts differ after it; the message says what to do."""
 

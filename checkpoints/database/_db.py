@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
+from hitl.checkpoints.errors import SwallowedFailure
 from hitl.checkpoints.urls import PostgresUrl
 
 if TYPE_CHECKING:
@@ -219,16 +220,6 @@ class PgCursor:
 
     def close(self) -> None:
         self._cur.close()
-
-
-class SwallowedFailure(RuntimeError):
-    """A write reached its COMMIT after one of its statements failed, the error caught and
-    dropped on the way (a bug of the caller's): nothing of it was written."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            "a statement of this write failed and its error was swallowed: nothing was written"
-        )
 
 
 def execute_later(cur: Cursor, sql: str, parameters: Sequence[Any] = ()) -> None:

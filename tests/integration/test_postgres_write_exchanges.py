@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from hitl.checkpoints.database import Cursor, execute_later
-from hitl.checkpoints.database._db import SwallowedFailure
+from hitl.checkpoints.errors import SwallowedFailure
 from hitl.checkpoints.ledger import Ledger, open_ledger
 from tests.support.postgres import fresh_database
 from tests.support.sql import hold_write_lock
