@@ -164,18 +164,8 @@ def newest_of_each(
     return found
 
 
-def newest_decision(cur: Cursor, thread_id: str, tool_call_id: str) -> AuditEntry | None:
-    """The call's newest entry among `DECISION_EVENTS`: what its row must agree with."""
-    return newest_among(cur, thread_id, tool_call_id, DECISION_EVENTS)
-
-
 JOURNAL_EVENTS = ("tool_started", "tool_paused", "tool_finished", "outcome_unknown", "reconciled")
 """The events of a call's runs: the newest one, if newer than its decision, says its status."""
-
-
-def newest_entry(cur: Cursor, thread_id: str, tool_call_id: str) -> AuditEntry | None:
-    """The call's newest entry, whatever its event."""
-    return newest_of_each(cur, thread_id, tool_call_id, [None])[0]
 
 
 REQUEST_EVENTS = ("requested", "re-requested")
@@ -244,11 +234,6 @@ one is what the row's `why` must hold. A standing approval's entry records the `
 request it answered."""
 
 
-def newest_why(cur: Cursor, thread_id: str, tool_call_id: str) -> AuditEntry | None:
-    """The call's newest `WHY_EVENTS` entry."""
-    return newest_among(cur, thread_id, tool_call_id, WHY_EVENTS)
-
-
 def why_disagreement(row: ApprovalRecord, entry: AuditEntry | None) -> str | None:
     """How a row's `why` (which the gate compares with its policy) differs from the one its
     newest `WHY_EVENTS` entry recorded; None if they agree."""
@@ -280,9 +265,9 @@ def run_args(row: ApprovalRecord, decision: Mapping[str, Any]) -> dict[str, Any]
 def disagreement(
     row: ApprovalRecord, newest: AuditEntry | None, latest: AuditEntry | None
 ) -> str | None:
-    """How a call's row contradicts its audit trail (its newest decision, `newest_decision`,
-    and its newest entry, `newest_entry`), or itself; None if args, status, decision and
-    approved args all agree.
+    """How a call's row contradicts its audit trail (its newest entry among `DECISION_EVENTS`,
+    and its newest entry of any event: `newest_of_each`), or itself; None if args, status,
+    decision and approved args all agree.
 
     The row is what the gates act on; a row that contradicts itself would have a call asked
     about and approved again for ever, and one set back from a finished status would run
