@@ -182,8 +182,9 @@ class Store:
             self._conn.set_trace_callback(None)
 
     def carry(self, carrier: Carrier) -> None:
-        """Commit `carrier`'s buffered rows in this store's durable writes (SQLite, the same
-        file): one commit, and one sync, where there were two. The carried rows are written
+        """Commit `carrier`'s buffered rows in this store's writes that ask for them
+        (`_write(carry=True)`; SQLite, the same file): one commit, and one sync, where there
+        were two. The carried rows are written
         first, so the store's own work sees them; if that work fails they still commit (they
         belong to someone else), and if they cannot be written the work goes on without them
         (they stay buffered, and their own writer meets the error)."""
@@ -191,9 +192,19 @@ class Store:
             self._carrier = carrier
 
     def _write(
-        self, work: Callable[[Cursor], T], *, durable: bool = True, commit: bool = True
+        self,
+        work: Callable[[Cursor], T],
+        *,
+        durable: bool = True,
+        commit: bool = True,
+        carry: bool = False,
     ) -> T:
         """Run `work` in one write transaction, waiting (bounded) for other writers.
+
+        `carry`: the carrier's buffered rows (`carry`) commit in it too: for the write that
+        journals a tool's start, whose commit must also hold the steps that lead to the tool.
+        No other write takes them (each would rewrite those tables' pages in one more commit;
+        their own commit point comes anyway: the tool's start, or the run's end).
 
         `commit=False` rehearses it (SQLite): what `work` returns, then a rollback, for a
         write a carrier will run again in its next commit (`Carrier.write_later`).
@@ -208,7 +219,7 @@ class Store:
             return self._pg_transaction(work, write=True)
         deadline = time.monotonic() + self._lock_wait
         delay = 0.01
-        carrier = self._carrier if durable and commit else None
+        carrier = self._carrier if carry and durable and commit else None
         while True:
             # the carrier's lock before SQLite's, as the carrier takes them (never the other
             # way round: its owner may be waiting for SQLite's lock while holding its own)

@@ -607,7 +607,7 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
         for attempt in attempts.values():
             mark_live(attempt)  # before the commit: a concurrent begin must see it alive
         try:
-            begun = self._write(work)
+            begun = self._write(work, carry=True)  # the steps that lead to the tool, too
         except BaseException as stopped:  # rolled back: nothing of the turn started
             for attempt in attempts.values():
                 mark_done(attempt)

@@ -8,7 +8,7 @@ from hitl.checkpoints.records import ApprovalRecord, AuditEntry, Triage
 
 WAITING = "status IN ('pending', 'outcome_unknown')"
 """The inbox's condition, spelled once: SQLite uses a partial index only for this exact text."""
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MIGRATIONS: dict[int, tuple[str | PostgresOnly, ...]] = {
     1: (
         """CREATE TABLE hitl_approvals (
@@ -131,6 +131,11 @@ MIGRATIONS: dict[int, tuple[str | PostgresOnly, ...]] = {
     # `hitl_leases`, and a program that takes them as rows must not run beside one that takes
     # files (both would hold the thread): this version tells it the schema is newer than it
     3: (),
+    4: (  # an undecided call is not in it: a request, and its decision, each write one page less
+        "DROP INDEX hitl_approvals_unapplied",
+        "CREATE INDEX hitl_approvals_unapplied ON hitl_approvals (decided_at) "
+        "WHERE applied = 0 AND decided_at IS NOT NULL",
+    ),
 }
 COLUMNS = (
     "thread_id, tool_call_id, interrupt_id, tool, args, args_hash, requester, status, "

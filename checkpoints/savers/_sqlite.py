@@ -80,9 +80,10 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
 
     When the ledger carries this saver's rows (`Store.carry`: the same file, a graph whose
     every tool is gated), the two side-effect points do not commit alone: the ledger's next
-    durable write commits them — the tool's start, journaled before it runs — or the run's end
-    does. The journal is then what survives a crash: a replay finds the call started (and asks
-    a person) or finished (and takes its recorded result), never runs it again.
+    tool start, journaled before the tool runs, commits them, or the run's end does (no
+    other ledger write takes them). The journal is then what survives a crash: a replay finds
+    the call started (and asks a person) or finished (and takes its recorded result), never
+    runs it again.
     """
 
     def __init__(

@@ -18,7 +18,6 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 
 from hitl.app import assemble
-from hitl.checkpoints.errors import CallNotFound
 from hitl.checkpoints.ledger import Ledger, open_ledger
 from hitl.checkpoints.savers import BatchingSqliteSaver, open_saver
 from hitl.graph.gate import bind_ledger
@@ -294,24 +293,49 @@ def _buffer_one_checkpoint(saver: BatchingSqliteSaver, checkpoint_id: str) -> No
     assert saver.has_buffered()
 
 
-def test_a_refused_ledger_write_still_commits_the_rows_it_carried(db: Path) -> None:
+def _approved_call(ledger: Ledger, call_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """A call of thread "t" the policy approves (written at once), as `begin` takes it."""
+    args = {"recipient": f"{call_id}@x.org"}
+    request_call(ledger, "t", call_id, args=args, needs_review=False)
+    return [(call_id, args)]
+
+
+def test_a_ledger_write_that_refuses_to_start_a_call_still_commits_the_rows_it_carried(
+    db: Path,
+) -> None:
     with open_saver(db) as saver, open_ledger(db) as ledger:
         saver.commit_with(ledger)
+        calls = _approved_call(ledger, "a")
+        assert ledger.begin("t", calls)["a"].action == "run"  # and still running, here
         _buffer_one_checkpoint(saver, "c1")
-        with pytest.raises(CallNotFound):
-            ledger.decide("t", {"nobody": {"type": "approve"}}, actor="bob")
+        assert ledger.begin("t", calls)["a"].action == "busy"  # refused: it writes nothing
         assert not saver.has_buffered()
         assert _checkpoints(db) == 1  # on disk, seen from another connection
-        assert ledger.get("t", "nobody") is None
 
 
-def test_a_ledger_write_commits_its_own_change_and_the_carried_rows_together(db: Path) -> None:
+def test_a_tools_start_commits_its_own_change_and_the_carried_rows_together(db: Path) -> None:
     with open_saver(db) as saver, open_ledger(db) as ledger:
         saver.commit_with(ledger)
+        calls = _approved_call(ledger, "a")
         _buffer_one_checkpoint(saver, "c1")
-        request_call(ledger, "t", "a")
-        assert _checkpoints(db) == 1 and ledger.get("t", "a") is not None
+        ledger.begin("t", calls)
         assert not saver.has_buffered()
+        with sqlite3.connect(db) as conn:  # both on disk, seen from another connection
+            status = conn.execute("SELECT status FROM hitl_approvals").fetchone()
+        assert _checkpoints(db) == 1 and status == ("running",)
+
+
+def test_a_decision_leaves_the_buffered_rows_to_their_own_commit(db: Path) -> None:
+    """Only the tool's start carries them: a decision that did too would write the same pages
+    of the checkpoint tables in one more commit."""
+    with open_saver(db) as saver, open_ledger(db) as ledger:
+        saver.commit_with(ledger)
+        request_call(ledger, "t", "a")
+        _buffer_one_checkpoint(saver, "c1")
+        ledger.decide("t", {"a": {"type": "approve"}}, actor="bob")
+        assert saver.has_buffered() and _checkpoints(db) == 0
+        saver.flush()
+        assert _checkpoints(db) == 1
 
 
 class _FailingCarrier:
@@ -346,8 +370,10 @@ def test_rows_that_cannot_be_written_stay_with_their_writer_and_the_ledger_write
     with open_ledger(db) as ledger:
         carrier = _FailingCarrier(write_fails=True)
         ledger.carry(carrier)
-        request_call(ledger, "t", "a")
-        assert ledger.get("t", "a") is not None
+        calls = _approved_call(ledger, "a")
+        assert ledger.begin("t", calls)["a"].action == "run"
+        record = ledger.get("t", "a")
+        assert record is not None and record.status == "running"
         assert carrier.buffer == ["row"]
 
 
@@ -357,6 +383,7 @@ def test_a_ledger_write_that_fails_in_the_database_still_commits_the_rows_it_car
     with open_ledger(db) as ledger:
         carrier = _FailingCarrier(write_fails=False)
         ledger.carry(carrier)
+        calls = _approved_call(ledger, "a")
         ledger._conn.execute(  # type: ignore[union-attr]
             "CREATE TABLE IF NOT EXISTS carried (x)"
         )
@@ -365,7 +392,7 @@ def test_a_ledger_write_that_fails_in_the_database_still_commits_the_rows_it_car
             "BEGIN SELECT RAISE(ABORT, 'injected'); END"
         )
         with pytest.raises(sqlite3.IntegrityError, match="injected"):
-            request_call(ledger, "t", "a")
+            ledger.begin("t", calls)
         assert carrier.buffer == [] and carrier.given_back == []  # committed, not lost
         with sqlite3.connect(db) as conn:
             assert conn.execute("SELECT COUNT(*) FROM carried").fetchone() == (1,)
