@@ -50,6 +50,18 @@ def test_a_look_at_a_dead_holders_file_does_not_keep_another_from_taking_it(
     assert (fd is not None, holder) == (True, None)
 
 
+@pytest.mark.parametrize("left", ["a much longer name of a process killed -9", "x"])
+def test_a_lease_taken_over_from_a_dead_holder_names_only_the_new_holder(
+    tmp_path: Path, left: str
+) -> None:
+    path = leases.lease_file(str(tmp_path / "hitl.sqlite"), "t")
+    Path(path).parent.mkdir(parents=True)
+    Path(path).write_text(left)  # nobody holds its lock
+    fd, _ = leases.try_file_lease(path, "holder-D")
+    assert fd is not None
+    assert Path(path).read_text() == "holder-D" == leases.file_lease_holder(path)
+
+
 def test_a_lease_file_may_be_taken_over_by_another_user(tmp_path: Path) -> None:
     db = tmp_path / "hitl.sqlite"
     with open_ledger(db) as ledger, ledger.lease("t"):
