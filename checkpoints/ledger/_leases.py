@@ -212,11 +212,11 @@ def try_file_lease(path: str, holder: str) -> tuple[int | None, str | None]:
         if not _still_at(path, fd):  # released (removed) between our open and our lock
             os.close(fd)
             continue
-        named = holder.encode()
+        name = holder.encode()
         left = os.fstat(fd).st_size  # (under the lock: a name nobody can change meanwhile)
-        os.pwrite(fd, named, 0)
-        if left > len(named):  # a longer name, left by a holder that died: cut it off
-            os.ftruncate(fd, len(named))  # (never to 0 before writing: ext4 then flushes the
+        os.pwrite(fd, name, 0)
+        if left > len(name):  # a longer name, left by a holder that died: cut it off
+            os.ftruncate(fd, len(name))  # (never to 0 before writing: ext4 then flushes the
             # file when it is closed, as for a file rewritten in place: ~150 µs a lease)
         return fd, None
 
