@@ -196,7 +196,6 @@ class Store:
         work: Callable[[Cursor], T],
         *,
         durable: bool = True,
-        commit: bool = True,
         carry: bool = False,
     ) -> T:
         """Run `work` in one write transaction, waiting (bounded) for other writers.
@@ -205,9 +204,6 @@ class Store:
         journals a tool's start, whose commit must also hold the steps that lead to the tool.
         No other write takes them (each would rewrite those tables' pages in one more commit;
         their own commit point comes anyway: the tool's start, or the run's end).
-
-        `commit=False` rehearses it (SQLite): what `work` returns, then a rollback, for a
-        write a carrier will run again in its next commit (`Carrier.write_later`).
 
         `durable=False` commits without an fsync of SQLite's WAL, for rows that mean nothing
         after the crash that could lose them: only the machine's crash loses such a commit,
@@ -219,7 +215,7 @@ class Store:
             return self._pg_transaction(work, write=True)
         deadline = time.monotonic() + self._lock_wait
         delay = 0.01
-        carrier = self._carrier if carry and durable and commit else None
+        carrier = self._carrier if carry and durable else None
         while True:
             # the carrier's lock before SQLite's, as the carrier takes them (never the other
             # way round: its owner may be waiting for SQLite's lock while holding its own)
@@ -239,9 +235,6 @@ class Store:
                         if carrying and carrier:
                             taken = _carried(cur, carrier)
                         result = work(cur)
-                        if not commit:
-                            cur.execute("ROLLBACK")
-                            return result
                     except BaseException:
                         if not taken:
                             cur.execute("ROLLBACK")

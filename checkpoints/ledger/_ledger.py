@@ -73,7 +73,13 @@ from hitl.checkpoints.ledger._quorum import (
     refuse_unvoted,
 )
 from hitl.checkpoints.ledger._reads import Clock, LedgerReads, find_record, threads_of
-from hitl.checkpoints.ledger._schema import COLUMNS, MIGRATIONS, SCHEMA_VERSION, record_of
+from hitl.checkpoints.ledger._schema import (
+    COLUMNS,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    record_of,
+    record_of_fields,
+)
 from hitl.checkpoints.ledger._standing import (
     APPROVED_EVENT,
     Remember,
@@ -239,8 +245,9 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
         `committed_by`: the checkpointer of the run asking. If it is the saver this ledger
         carries (`carry`), a new call that waits for a person is registered in that saver's
         next commit, the interrupt's that asks about it, not in one of its own; the row
-        returned is what that commit will write (rehearsed now). Every other request is
-        written now (a call that may run at once is looked up again before it starts).
+        returned is what that commit will write (previewed by a read: no write lock). Every
+        other request is written now (a call that may run at once is looked up again before
+        it starts).
 
         A row that exists with the same args is returned as is. One whose args differ and
         that has not run yet is asked about again with the new args (the earlier decision was
@@ -254,10 +261,11 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
         same transaction.
         """
         h = args_hash(dict(args))
-        clock: list[float] = []  # read under the write lock; a rehearsal's, in the commit too
+        clock: list[float] = []  # read under the write lock; a preview's, in the commit too
 
-        def registered(cur: Cursor) -> tuple[ApprovalRecord, Registered]:
-            """The call's row once registered, and what that did to it."""
+        def registered(cur: Cursor, *, preview: bool = False) -> tuple[ApprovalRecord, Registered]:
+            """The call's row once registered, and what that did to it. A `preview` reads
+            only: a new call's row as it would be written, an existing one as it is."""
             if not clock:
                 clock.append(self.clock())
             now = clock[0]
@@ -269,6 +277,8 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
                 and not (reask and reasks(row, why))
             ):
                 return row, "kept"
+            if preview and row is not None:
+                return row, "changed"
             fields: dict[str, Any] = {
                 "interrupt_id": interrupt_id,
                 "tool": tool,
@@ -339,6 +349,8 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
                 event = "requested" if needs_review else "approved_by_policy"
                 if standing is not None:
                     event, detail = APPROVED_EVENT, detail | _standing_detail(standing)
+                if preview:
+                    return record_of_fields(thread_id, tool_call_id, fields), "new"
                 entry = Entry(event, requester or "unknown", detail)
                 return self._write_row(cur, thread_id, tool_call_id, fields, entry, new=True), "new"
             if row.args_hash != h and row.status in NOT_YET_RUN:
@@ -373,8 +385,8 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
             return registered(cur)[0]
 
         carried = self._carrier is not None and committed_by is self._carrier
-        if carried and needs_review:
-            record, did = self._write(registered, commit=False)
+        if carried and needs_review:  # a read: no write lock taken, nothing rolled back
+            record, did = self._read(lambda cur: registered(cur, preview=True))
             if did == "kept":
                 return record
             if did == "new" and record.status == "pending":  # an interrupt asks next: its

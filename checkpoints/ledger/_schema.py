@@ -147,6 +147,16 @@ COLUMNS = (
 )
 
 
+COLUMN_NAMES = tuple(name.strip() for name in COLUMNS.split(","))
+
+
+def record_of_fields(thread_id: str, tool_call_id: str, fields: dict[str, Any]) -> ApprovalRecord:
+    """The record a new row of these column values (as stored) would read back as: what an
+    insert would return, without the insert (columns not given are NULL)."""
+    given = {"thread_id": thread_id, "tool_call_id": tool_call_id, **fields}
+    return record_of(tuple(given.get(name) for name in COLUMN_NAMES))
+
+
 def record_of(row: tuple[Any, ...]) -> ApprovalRecord:
     """A `hitl_approvals` row (selected as `COLUMNS`) as a record."""
     (

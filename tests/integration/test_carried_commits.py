@@ -239,7 +239,7 @@ def test_two_runners_registering_the_same_call_in_their_commits_register_it_once
     ):
         first_saver.commit_with(first)
         second_saver.commit_with(second)
-        for ledger in (first, second):  # both see a new call, and rehearse its request
+        for ledger in (first, second):  # both see a new call, and preview its request
             saver = first_saver if ledger is first else second_saver
             request_call(ledger, "t", "a", committed_by=saver)
             assert ledger.get("t", "a") is None  # not written yet
@@ -249,6 +249,38 @@ def test_two_runners_registering_the_same_call_in_their_commits_register_it_once
         events = [e.event for e in first.audit_trail("t")]
     assert record is not None and record.status == "pending"
     assert events == ["requested"]
+
+
+def test_a_request_committed_later_returns_the_row_its_commit_writes(db: Path) -> None:
+    """The row a carried request returns is read, not written: it must be the one the
+    interrupt's commit then writes, every column of it."""
+    with open_saver(db) as saver, open_ledger(db, clock=FakeClock()) as ledger:
+        saver.commit_with(ledger)
+        asked = ledger.request(
+            thread_id="t",
+            tool_call_id="a",
+            interrupt_id="i-1",
+            tool="send_email",
+            args={"recipient": "x@y.org", "body": "hi ünïcode"},
+            requester="alice",
+            needs_review=True,
+            allowed_decisions=["approve", "edit", "reject"],
+            description="Send it?",
+            expires_after=60.0,
+            approvers=["bob", "role:ops"],
+            allow_self_approval=False,
+            why={"rule": "send_email", "rule_version": "v1"},
+            remind_after=10.0,
+            escalate_after=20.0,
+            escalate_to=["carol"],
+            quorum=2,
+            quorum_distinct_roles=True,
+            reject_vetoes=False,
+            committed_by=saver,
+        )
+        assert ledger.get("t", "a") is None  # not written yet: the interrupt's commit will
+        saver.flush()
+        assert ledger.get("t", "a") == asked
 
 
 def test_the_step_before_the_tool_is_on_disk_when_the_tool_starts(db: Path) -> None:
