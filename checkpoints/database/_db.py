@@ -410,9 +410,18 @@ class PostgresOnly(str):
 
 def table_exists(cur: Cursor, name: str) -> bool:
     """Whether the table exists, on either backend."""
+    return _exists(cur, "table", name)
+
+
+def index_exists(cur: Cursor, name: str) -> bool:
+    """Whether the index exists, on either backend."""
+    return _exists(cur, "index", name)
+
+
+def _exists(cur: Cursor, kind: str, name: str) -> bool:
     if isinstance(cur, PgCursor):
         return scalar(cur.execute("SELECT to_regclass(?)", (name,))) is not None
     found = cur.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        "SELECT 1 FROM sqlite_master WHERE type = ? AND name = ?", (kind, name)
     ).fetchone()
     return found is not None

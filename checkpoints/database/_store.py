@@ -89,7 +89,7 @@ class _Lock(Protocol):
 
 class Carrier(Protocol):
     """Another writer on the same SQLite file that buffers rows until its next commit (the
-    checkpoint saver): a store's durable write can commit them with its own (`Store.carry`)."""
+    checkpoint saver): a store's write can commit them with its own (`Store.carry`)."""
 
     @property
     def lock(self) -> "_Lock":
@@ -98,6 +98,10 @@ class Carrier(Protocol):
 
     def has_buffered(self) -> bool:
         """Whether rows wait (read without the lock: a hint, checked again under it)."""
+        ...
+
+    def has_queued_writes(self) -> bool:
+        """Whether a store's write waits among them (`write_later`; a hint, as above)."""
         ...
 
     def write_buffered(self, cur: sqlite3.Cursor) -> list[Any]:
@@ -183,8 +187,8 @@ class Store:
 
     def carry(self, carrier: Carrier) -> None:
         """Commit `carrier`'s buffered rows in this store's writes that ask for them
-        (`_write(carry=True)`; SQLite, the same file): one commit, and one sync, where there
-        were two. The carried rows are written
+        (`_write(carry=True)`, or that must see a write of its own queued among them; SQLite,
+        the same file): one commit, and one sync, where there were two. The carried rows are written
         first, so the store's own work sees them; if that work fails they still commit (they
         belong to someone else), and if they cannot be written the work goes on without them
         (they stay buffered, and their own writer meets the error)."""
@@ -202,8 +206,10 @@ class Store:
 
         `carry`: the carrier's buffered rows (`carry`) commit in it too: for the write that
         journals a tool's start, whose commit must also hold the steps that lead to the tool.
-        No other write takes them (each would rewrite those tables' pages in one more commit;
-        their own commit point comes anyway: the tool's start, or the run's end).
+        Another write takes them only while one of this store's own writes waits among them
+        (`write_later`: a request, for the interrupt that asks about it), so that it sees that
+        write; else it leaves them (it would rewrite those tables' pages in one more commit,
+        and their own commit point comes anyway: the tool's start, or the run's end).
 
         `durable=False` commits without an fsync of SQLite's WAL, for rows that mean nothing
         after the crash that could lose them: only the machine's crash loses such a commit,
@@ -215,12 +221,16 @@ class Store:
             return self._pg_transaction(work, write=True)
         deadline = time.monotonic() + self._lock_wait
         delay = 0.01
-        carrier = self._carrier if carry and durable else None
+        carrier = self._carrier if durable else None
         while True:
             # the carrier's lock before SQLite's, as the carrier takes them (never the other
             # way round: its owner may be waiting for SQLite's lock while holding its own)
             nested = self._writing == threading.get_ident()  # (a write inside a write fails)
-            carrying = carrier is not None and not nested and carrier.has_buffered()
+            carrying = (
+                carrier is not None
+                and not nested
+                and (carrier.has_queued_writes() if not carry else carrier.has_buffered())
+            )
             if carrying and carrier:
                 carrier.lock.acquire()
             with self._lock, damage_named(self._path):

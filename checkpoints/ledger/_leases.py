@@ -214,10 +214,12 @@ def try_file_lease(path: str, holder: str) -> tuple[int | None, str | None]:
             continue
         name = holder.encode()
         left = os.fstat(fd).st_size  # (under the lock: a name nobody can change meanwhile)
-        os.pwrite(fd, name, 0)
-        if left > len(name):  # a longer name, left by a holder that died: cut it off
-            os.ftruncate(fd, len(name))  # (never to 0 before writing: ext4 then flushes the
-            # file when it is closed, as for a file rewritten in place: ~150 µs a lease)
+        # over a longer name left by a holder that died: padded (readers strip it), then
+        # cut; never truncated to nothing first: ext4 then flushes the file when it is closed,
+        # as for a file rewritten in place (~150 µs a lease)
+        os.pwrite(fd, name.ljust(left), 0)
+        if left > len(name):
+            os.ftruncate(fd, len(name))
         return fd, None
 
 

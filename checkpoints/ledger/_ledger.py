@@ -27,6 +27,8 @@ from hitl.checkpoints.database import (
     PgConnection,
     PostgresOnly,
     Store,
+    index_exists,
+    schema_in_place,
     store_connection,
     table_exists,
 )
@@ -75,7 +77,9 @@ from hitl.checkpoints.ledger._quorum import (
 from hitl.checkpoints.ledger._reads import Clock, LedgerReads, find_record, threads_of
 from hitl.checkpoints.ledger._schema import (
     COLUMNS,
+    INDEX_UPGRADES,
     MIGRATIONS,
+    RETIRED_INDEXES,
     SCHEMA_VERSION,
     record_of,
     record_of_fields,
@@ -164,10 +168,11 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
         """Create or upgrade the ledger's tables; returns the schema version.
 
         Takes the write lock only when they are not current (opening the ledger then waits
-        for no writer); read-only, it only checks that they are current.
+        for no writer); read-only, it only checks that they are current (`INDEX_UPGRADES` not
+        applied yet are no matter for a reader).
         """
         version = self.schema_version()  # first without the write lock: usually current
-        if version == SCHEMA_VERSION:
+        if version == SCHEMA_VERSION and (self.read_only or self._read(_indexes_upgraded)):
             return version
         if self.read_only:
             problem = f"its ledger tables are at version {version}, not {SCHEMA_VERSION}"
@@ -192,6 +197,8 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
                 for statement in MIGRATIONS[target]:
                     if self.on_postgres or not isinstance(statement, PostgresOnly):
                         cur.execute(statement)
+            for statement in INDEX_UPGRADES:  # (each idempotent)
+                cur.execute(statement)
             cur.execute(
                 "INSERT INTO hitl_schema (id, version) VALUES (1, ?) "
                 "ON CONFLICT (id) DO UPDATE SET version = excluded.version",
@@ -514,9 +521,10 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
         """
         try:
             return self.decide(thread_id, {tool_call_id: decision}, actor=actor)[0]
-        except (NotPending, NotPermitted, CallNotFound):
+        except (NotPending, NotPermitted, CallNotFound) as refused:
             record = self.get(thread_id, tool_call_id)
-            assert record is not None
+            if record is None:  # not registered (or pruned meanwhile): nothing to answer
+                raise refused from None
             return record
 
     def reconcile_from_graph(
@@ -985,6 +993,13 @@ def make_ledger(
         ledger.close()
         raise
     return ledger
+
+
+def _indexes_upgraded(cur: Cursor) -> bool:
+    """Whether `INDEX_UPGRADES` would change nothing."""
+    created = [s for s in INDEX_UPGRADES if s.lstrip().upper().startswith("CREATE")]
+    retired = any(index_exists(cur, name) for name in RETIRED_INDEXES)
+    return not retired and schema_in_place(cur, created)
 
 
 def _standing_detail(standing: StandingApproval) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from hitl.checkpoints.records import ApprovalRecord, AuditEntry, Triage
 
 WAITING = "status IN ('pending', 'outcome_unknown')"
 """The inbox's condition, spelled once: SQLite uses a partial index only for this exact text."""
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 3
 MIGRATIONS: dict[int, tuple[str | PostgresOnly, ...]] = {
     1: (
         """CREATE TABLE hitl_approvals (
@@ -131,12 +131,19 @@ MIGRATIONS: dict[int, tuple[str | PostgresOnly, ...]] = {
     # `hitl_leases`, and a program that takes them as rows must not run beside one that takes
     # files (both would hold the thread): this version tells it the schema is newer than it
     3: (),
-    4: (  # an undecided call is not in it: a request, and its decision, each write one page less
-        "DROP INDEX hitl_approvals_unapplied",
-        "CREATE INDEX hitl_approvals_unapplied ON hitl_approvals (decided_at) "
-        "WHERE applied = 0 AND decided_at IS NOT NULL",
-    ),
 }
+INDEX_UPGRADES = (
+    # the decided calls not yet applied (the sweep's), without the undecided ones: a request
+    # writes no page of it
+    "CREATE INDEX IF NOT EXISTS hitl_approvals_decided_unapplied ON hitl_approvals (decided_at) "
+    "WHERE applied = 0 AND decided_at IS NOT NULL",
+    "DROP INDEX IF EXISTS hitl_approvals_unapplied",
+)
+"""Indexes changed since the version's tables were made: applied by any program that may
+write the file, once. Tables and queries are the version's, so a program of the same version
+that predates them (or one that may only read the file) works with either."""
+RETIRED_INDEXES = ("hitl_approvals_unapplied",)
+"""The indexes `INDEX_UPGRADES` drops."""
 COLUMNS = (
     "thread_id, tool_call_id, interrupt_id, tool, args, args_hash, requester, status, "
     "allowed_decisions, description, requested_at, expires_at, on_expire, approvers, "

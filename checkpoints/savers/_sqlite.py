@@ -116,6 +116,9 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
     def has_buffered(self) -> bool:
         return bool(self._buffer)
 
+    def has_queued_writes(self) -> bool:
+        return any(callable(statement) for statement, _ in self._buffer)
+
     def write_buffered(self, cur: sqlite3.Cursor) -> list[Any]:
         """Write the buffered rows on another connection's open transaction (the caller
         holds `lock`); they leave the buffer."""

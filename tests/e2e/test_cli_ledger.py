@@ -435,6 +435,24 @@ def test_a_read_only_database_is_read_and_verified_and_a_decision_on_it_says_it_
         assert "is read-only" in refused["error"]["message"]
 
 
+def test_a_read_only_database_whose_indexes_predate_an_upgrade_is_still_read(
+    inbox: Inbox, tmp_path: Path
+) -> None:
+    """A program that may not write the file cannot swap an index (`INDEX_UPGRADES`): it
+    reads the file as it is."""
+    older = tmp_path / "older.sqlite"
+    with closing(sqlite3.connect(inbox.db)) as source, closing(sqlite3.connect(older)) as copy:
+        source.backup(copy)
+        copy.execute("DROP INDEX hitl_approvals_decided_unapplied")
+        copy.execute(
+            "CREATE INDEX hitl_approvals_unapplied ON hitl_approvals (decided_at) WHERE applied = 0"
+        )
+        copy.commit()
+    with read_only_copy(older) as backup:
+        listed = {p["thread_id"] for p in backup.json("pending")["pending"]}
+    assert listed == {inbox.alice, inbox.bob, inbox.carol}
+
+
 # reconcile and sweep
 
 

@@ -283,6 +283,19 @@ def test_a_request_committed_later_returns_the_row_its_commit_writes(db: Path) -
         assert ledger.get("t", "a") == asked
 
 
+def test_an_answer_to_a_call_still_waiting_for_its_interrupts_commit_is_recorded(
+    db: Path,
+) -> None:
+    """A resume value reaches the first interrupt that runs, even one whose call was only
+    just registered (queued for the interrupt's commit): the decision must see that row."""
+    with open_saver(db) as saver, open_ledger(db) as ledger:
+        saver.commit_with(ledger)
+        request_call(ledger, "t", "a", committed_by=saver)  # queued, not written yet
+        record = ledger.answer_from_graph("t", "a", {"type": "approve"}, actor="bob")
+        assert record.status == "approved"
+        assert not saver.has_buffered()  # the request, and the rows before it, with it
+
+
 def test_the_step_before_the_tool_is_on_disk_when_the_tool_starts(db: Path) -> None:
     seen: list[tuple[int, str]] = []
     look_from_another_connection = _looking_mid_tool(db, seen)
@@ -382,6 +395,9 @@ class _FailingCarrier:
 
     def has_buffered(self) -> bool:
         return bool(self.buffer)
+
+    def has_queued_writes(self) -> bool:
+        return False
 
     def write_buffered(self, cur: sqlite3.Cursor) -> list[Any]:
         if self.write_fails:

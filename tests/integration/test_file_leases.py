@@ -62,6 +62,24 @@ def test_a_lease_taken_over_from_a_dead_holder_names_only_the_new_holder(
     assert Path(path).read_text() == "holder-D" == leases.file_lease_holder(path)
 
 
+def test_a_look_while_a_dead_holders_longer_name_is_replaced_sees_only_the_new_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = leases.lease_file(str(tmp_path / "hitl.sqlite"), "t")
+    Path(path).parent.mkdir(parents=True)
+    Path(path).write_text("host~abcd1234:42:cafebabe:cafebabedbeef")  # nobody holds its lock
+    seen: list[str | None] = []
+    real_ftruncate = os.ftruncate
+
+    def look_first(fd: int, length: int) -> None:  # between the new name and the cut
+        seen.append(leases.file_lease_holder(path))
+        real_ftruncate(fd, length)
+
+    monkeypatch.setattr(leases.os, "ftruncate", look_first)
+    fd, _ = leases.try_file_lease(path, "host~abcd1234:7:01234567")
+    assert fd is not None and seen == ["host~abcd1234:7:01234567"]
+
+
 def test_a_lease_file_may_be_taken_over_by_another_user(tmp_path: Path) -> None:
     db = tmp_path / "hitl.sqlite"
     with open_ledger(db) as ledger, ledger.lease("t"):

@@ -96,7 +96,34 @@ def test_the_sweep_finds_unapplied_decisions_through_their_own_index(db: Path) -
             ledger.unapplied_threads(older_than=50)
     query = next(s for s in statements if "applied = 0" in s)
     plan = str(execute(db, f"EXPLAIN QUERY PLAN {query}"))
-    assert "USING INDEX hitl_approvals_unapplied" in plan, plan
+    assert "USING INDEX hitl_approvals_decided_unapplied" in plan, plan
+
+
+_OLD_UNAPPLIED = (
+    "CREATE INDEX hitl_approvals_unapplied ON hitl_approvals (decided_at) WHERE applied = 0"
+)
+
+
+def _has_index(db: DatabaseName, name: str) -> bool:
+    if is_postgres(db):
+        return execute(db, f"SELECT to_regclass('{name}') IS NOT NULL")[0][0] is True
+    return bool(execute(db, "SELECT 1 FROM sqlite_master WHERE name = ?", (name,)))
+
+
+def test_a_ledger_made_before_an_index_changed_gets_the_new_index_when_opened(
+    db: Path,
+) -> None:
+    """An index change needs no new schema version (a program of this version, or one that
+    may only read the file, works with either index): the first writer that opens it swaps it."""
+    with open_ledger(db) as ledger:
+        request_call(ledger, "t", "a")
+    execute(db, "DROP INDEX hitl_approvals_decided_unapplied")
+    execute(db, _OLD_UNAPPLIED)  # as a program before the change left it
+    with open_ledger(db) as ledger:
+        assert ledger.schema_version() == SCHEMA_VERSION
+        ledger.decide("t", {"a": {"type": "approve"}}, actor="bob")
+    assert _has_index(db, "hitl_approvals_decided_unapplied")
+    assert not _has_index(db, "hitl_approvals_unapplied")
 
 
 def test_decisions_are_all_or_nothing_and_the_first_one_wins(db: Path) -> None:
