@@ -26,6 +26,7 @@ from hitl.checkpoints.database._sqlite import (
     is_busy,
     main_file,
     refused,
+    writing,
 )
 from hitl.checkpoints.database._store import WRITE_LOCK, Store, schema_in_place, store_connection
 
@@ -56,4 +57,5 @@ __all__ = [
     "store_connection",
     "table_exists",
     "to_postgres",
+    "writing",
 ]

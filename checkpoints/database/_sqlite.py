@@ -3,11 +3,13 @@ a busy timeout, checked to be writable (or, for a caller that only reads, opened
 
 import os
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from hitl.checkpoints.errors import DatabaseCorrupt, DatabaseError, DatabaseReadOnly
+from hitl.checkpoints.errors import DatabaseBusy, DatabaseCorrupt, DatabaseError, DatabaseReadOnly
 
 DEFAULT_DB = Path("checkpoints/hitl.sqlite")
 """Where the database lives unless `--db` / `HITL_DB` says otherwise (relative to the cwd)."""
@@ -19,6 +21,34 @@ PRAGMAS = (
     "PRAGMA synchronous=FULL",
     f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}",
 )
+
+
+_writers: dict[str, threading.RLock] = {}
+_writers_lock = threading.Lock()
+
+
+@contextmanager
+def writing(file: str, deadline: float, name: Path | str, waited: float) -> Iterator[None]:
+    """Hold this process's turn to write `file` (a database's main file; "": in memory, no
+    turn) until the block ends; `DatabaseBusy` (as `name`, after `waited` seconds in all) if
+    it is not this thread's by `deadline` (`time.monotonic()`).
+
+    Taken before SQLite's write lock by every store and saver: this process's writers queue
+    here and each goes the moment the one before commits, where SQLite's busy handler would
+    have them poll the file's lock, sleeping 1, 2, 5, 10... ms between tries (a cycle of
+    `hitl serve` waited out several such sleeps). Other processes still meet SQLite's lock.
+    """
+    if not file:
+        yield
+        return
+    with _writers_lock:
+        turn = _writers.setdefault(file, threading.RLock())
+    if not turn.acquire(timeout=max(0.0, deadline - time.monotonic())):
+        raise DatabaseBusy(name, waited)
+    try:
+        yield
+    finally:
+        turn.release()
 
 
 def is_busy(error: sqlite3.OperationalError) -> bool:

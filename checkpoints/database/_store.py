@@ -44,6 +44,7 @@ from hitl.checkpoints.database._sqlite import (
     is_busy,
     main_file,
     refused,
+    writing,
 )
 from hitl.checkpoints.errors import DatabaseBusy, DatabaseError, PoolExhausted
 from hitl.checkpoints.urls import DatabaseName, as_postgres, is_postgres
@@ -233,7 +234,11 @@ class Store:
             )
             if carrying and carrier:
                 carrier.lock.acquire()
-            with self._lock, damage_named(self._path):
+            with (
+                self._lock,
+                damage_named(self._path),
+                writing(self._file, deadline, self._path, self._lock_wait),
+            ):
                 cur = self._conn.cursor()
                 outer, self._writing = self._writing, threading.get_ident()
                 if not durable:

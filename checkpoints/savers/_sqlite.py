@@ -11,7 +11,7 @@ import random
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from contextlib import asynccontextmanager, closing, contextmanager
+from contextlib import ExitStack, asynccontextmanager, closing, contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -35,8 +35,10 @@ from hitl.checkpoints.database import (
     connect,
     damage_named,
     is_busy,
+    main_file,
     refused,
     table_exists,
+    writing,
 )
 from hitl.checkpoints.errors import DatabaseBusy, DatabaseError, SchemaMissing
 from hitl.checkpoints.savers import _message_log as message_log
@@ -96,6 +98,7 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
     ) -> None:
         super().__init__(conn, serde=serde)
         self._path = str(path)
+        self._file = "" if isinstance(conn, ReadOnlyConnection) else main_file(conn)
         self._side_effect_nodes = frozenset(side_effect_nodes)
         # checkpoints whose next step has side effects, the newest `SIDE_EFFECT_STEPS_KEPT`
         # (a step's writes may come after its next checkpoint: LangGraph saves out of order)
@@ -148,13 +151,15 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
         The buffered rows are other steps' (maybe another run's): if the caller's own work
         fails, only it is rolled back (to a savepoint) and the buffered rows still commit.
         """
-        with self.lock, damage_named(self._path):
+        with self.lock, damage_named(self._path), ExitStack() as turn:
             self.setup()
             cur = self.conn.cursor()
             buffered: list[tuple[Statement, list[tuple[Any, ...]]]] = []
             committed = False
             try:
                 if (transaction or self._buffer) and not self.conn.in_transaction:
+                    deadline = time.monotonic() + LOCK_WAIT_SECONDS  # (released after `cur`)
+                    turn.enter_context(writing(self._file, deadline, self._path, LOCK_WAIT_SECONDS))
                     self._begin_immediate(cur)
                 buffered, self._buffer = self._buffer, []
                 for statement, rows in buffered:

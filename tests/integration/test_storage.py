@@ -192,3 +192,45 @@ def test_stores_open_and_read_at_once_while_another_process_holds_the_write_lock
     waited = took.pop("a write of the queue")
     assert {what: seconds for what, seconds in took.items() if seconds > 1.0} == {}
     assert waited >= 5  # the write really waited for the other process
+
+
+def test_this_processs_writers_take_turns_without_meeting_sqlites_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two stores and the saver, each on its own connection to one file, written from six
+    threads at once: each write waits for this process's turn, never in SQLite's busy handler
+    (which sleeps 1, 2, 5... ms between tries; here, with no busy timeout, SQLite refuses at
+    once and our writers sleep before they try again)."""
+    db = tmp_path / "hitl.sqlite"
+    with open_ledger(db) as first, open_ledger(db) as second, open_saver(db) as saver:
+        for conn in (first._conn, second._conn, saver.conn):
+            conn.execute("PRAGMA busy_timeout=0")  # type: ignore[union-attr]
+        refused: list[BaseException] = []
+        retries: list[float] = []
+        real_sleep = time.sleep
+
+        def counted_sleep(seconds: float) -> None:
+            retries.append(seconds)
+            real_sleep(seconds)
+
+        monkeypatch.setattr(time, "sleep", counted_sleep)
+
+        def write(n: int) -> None:
+            try:
+                for i in range(40):
+                    if n % 3 == 2:
+                        with saver.cursor() as cur:
+                            cur.execute("CREATE TABLE IF NOT EXISTS side (x)")
+                            cur.execute("INSERT INTO side VALUES (?)", (i,))
+                    else:
+                        request_call(first if n % 3 else second, f"t{n}", f"c{i}")
+            except BaseException as e:  # a busy refusal, as `is_busy` would see it
+                refused.append(e)
+
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert refused == [] and retries == []
+        assert sum(len(first.thread_records(f"t{n}")) for n in range(6)) == 4 * 40
