@@ -4,8 +4,9 @@ The ledger, the run queue, the token store and the webhook outbox each own a few
 the checkpoint database; they share how a write waits for other writers (bounded, then
 `DatabaseBusy`) and how a read sees one snapshot.
 
-Writes are serialized on both backends: SQLite has one writer (`BEGIN IMMEDIATE`), and on
-PostgreSQL every store write first takes one transaction-scoped advisory lock. So each
+Writes are serialized on both backends: SQLite has one writer (`BEGIN IMMEDIATE`; this
+process's writers, the saver's too, take turns before it: `writing`), and on PostgreSQL every
+store write first takes one transaction-scoped advisory lock. So each
 write sees every write committed before it (a compare-and-set is a plain read, then an
 update), and the audit rows' ids are allocated in commit order (the webhook outbox and the
 inbox streams follow them as a cursor that only grows). Store writes are short; the
