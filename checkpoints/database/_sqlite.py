@@ -27,6 +27,17 @@ _writers: dict[str, threading.RLock] = {}
 _writers_lock = threading.Lock()
 
 
+def _forget_writers() -> None:
+    """In a forked child: the turns of the parent's threads, which the child does not have
+    (a turn held at the fork would otherwise stay held for ever)."""
+    global _writers_lock
+    _writers.clear()
+    _writers_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_writers)
+
+
 @contextmanager
 def writing(file: str, deadline: float, name: Path | str, waited: float) -> Iterator[None]:
     """Hold this process's turn to write `file` (a database's main file; "": in memory, no

@@ -1,6 +1,7 @@
 """The saver on disk: the conformance suite, all-or-nothing batches; another process's
 write lock, which writes wait out and reads (and opening the stores) do not wait for."""
 
+import multiprocessing as mp
 import sqlite3
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 from langgraph.checkpoint.conformance import checkpointer_test
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from hitl.checkpoints.database import Store, store_connection
+from hitl.checkpoints.database import Store, store_connection, writing
 from hitl.checkpoints.ledger import InboxQuery, make_ledger, open_ledger
 from hitl.checkpoints.maintenance import migrate
 from hitl.checkpoints.savers import BatchingSqliteSaver, open_saver
@@ -234,3 +235,32 @@ def test_this_processs_writers_take_turns_without_meeting_sqlites_lock(
             t.join()
         assert refused == [] and retries == []
         assert sum(len(first.thread_records(f"t{n}")) for n in range(6)) == 4 * 40
+
+
+def test_a_process_forked_while_a_writer_holds_its_turn_can_write(tmp_path: Path) -> None:
+    """A fork copies the turn's lock as held, by a thread the child does not have."""
+    db = tmp_path / "hitl.sqlite"
+    with open_ledger(db) as ledger:
+        request_call(ledger, "t", "a")
+        holding, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with writing(str(db.resolve()), time.monotonic() + 30, db, 30):
+                holding.set()
+                release.wait(30)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        holding.wait(30)
+        child = mp.get_context("fork").Process(target=_request_in_child, args=(db,))
+        child.start()
+        release.set()
+        holder.join()
+        child.join(60)
+        assert child.exitcode == 0
+        assert ledger.get("t", "b") is not None
+
+
+def _request_in_child(db: Path) -> None:
+    with open_ledger(db, lock_wait=5) as ledger:
+        request_call(ledger, "t", "b")
