@@ -25,7 +25,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from hitl.checkpoints.database._db import (
@@ -233,13 +233,13 @@ class Store:
                 and not nested
                 and (carrier.has_queued_writes() if not carry else carrier.has_buffered())
             )
-            if carrying and carrier:
-                carrier.lock.acquire()
-            with (
-                self._lock,
-                damage_named(self._path),
-                writing(self._file, deadline, self._path, self._lock_wait),
-            ):
+            with ExitStack() as held:
+                if carrying and carrier:
+                    carrier.lock.acquire()
+                    held.callback(carrier.lock.release)  # (even if no turn comes in time)
+                held.enter_context(self._lock)
+                held.enter_context(damage_named(self._path))
+                held.enter_context(writing(self._file, deadline, self._path, self._lock_wait))
                 cur = self._conn.cursor()
                 outer, self._writing = self._writing, threading.get_ident()
                 if not durable:
@@ -266,8 +266,6 @@ class Store:
                     if time.monotonic() >= deadline:
                         raise DatabaseBusy(self._path, self._lock_wait) from e
                 finally:
-                    if carrying and carrier:
-                        carrier.lock.release()
                     self._writing = outer
                     if not durable:
                         cur.execute("PRAGMA synchronous=FULL")

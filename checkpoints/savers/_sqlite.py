@@ -160,7 +160,7 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
                 if (transaction or self._buffer) and not self.conn.in_transaction:
                     deadline = time.monotonic() + LOCK_WAIT_SECONDS  # (released after `cur`)
                     turn.enter_context(writing(self._file, deadline, self._path, LOCK_WAIT_SECONDS))
-                    self._begin_immediate(cur)
+                    self._begin_immediate(cur, deadline)
                 buffered, self._buffer = self._buffer, []
                 for statement, rows in buffered:
                     self._write_buffered(cur, statement, rows)
@@ -233,9 +233,8 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
         counter = 0 if current is None else int(str(current).split(".")[0])
         return f"{counter + 1:032}.{random.randrange(16**6):06x}"
 
-    def _begin_immediate(self, cur: sqlite3.Cursor) -> None:
-        """Take the write lock now, waiting (bounded) for another process to release it."""
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    def _begin_immediate(self, cur: sqlite3.Cursor, deadline: float) -> None:
+        """Take the write lock now, waiting until `deadline` for another process to release it."""
         while True:
             try:
                 cur.execute("BEGIN IMMEDIATE")  # waits up to busy_timeout inside SQLite

@@ -15,6 +15,7 @@ from langgraph.checkpoint.conformance import checkpointer_test
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from hitl.checkpoints.database import Store, store_connection, writing
+from hitl.checkpoints.errors import DatabaseBusy
 from hitl.checkpoints.ledger import InboxQuery, make_ledger, open_ledger
 from hitl.checkpoints.maintenance import migrate
 from hitl.checkpoints.savers import BatchingSqliteSaver, open_saver
@@ -264,3 +265,33 @@ def test_a_process_forked_while_a_writer_holds_its_turn_can_write(tmp_path: Path
 def _request_in_child(db: Path) -> None:
     with open_ledger(db, lock_wait=5) as ledger:
         request_call(ledger, "t", "b")
+
+
+def test_a_write_that_waits_out_its_turn_leaves_the_savers_rows_to_the_saver(
+    tmp_path: Path,
+) -> None:
+    """A ledger write that would carry the saver's rows, refused because another thread kept
+    this process's turn past its deadline, gives the saver back: it commits them itself."""
+    db = tmp_path / "hitl.sqlite"
+    with open_saver(db) as saver, open_ledger(db, lock_wait=0.3) as ledger:
+        saver.commit_with(ledger)
+        request_call(ledger, "t", "a", committed_by=saver)  # queued: the next write carries it
+        holding, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with writing(str(db.resolve()), time.monotonic() + 30, db, 30):
+                holding.set()
+                release.wait(30)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        holding.wait(30)
+        with pytest.raises(DatabaseBusy):
+            request_call(ledger, "t", "b", needs_review=False)  # a write of its own
+        release.set()
+        holder.join()
+        flushed = threading.Thread(target=saver.flush, daemon=True)
+        flushed.start()
+        flushed.join(10)
+        assert not flushed.is_alive()  # the saver's lock was given back
+        assert ledger.get("t", "a") is not None
