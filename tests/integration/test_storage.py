@@ -7,7 +7,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -243,23 +244,32 @@ def test_a_process_forked_while_a_writer_holds_its_turn_can_write(tmp_path: Path
     db = tmp_path / "hitl.sqlite"
     with open_ledger(db) as ledger:
         request_call(ledger, "t", "a")
-        holding, release = threading.Event(), threading.Event()
-
-        def hold() -> None:
-            with writing(str(db.resolve()), time.monotonic() + 30, db, 30):
-                holding.set()
-                release.wait(30)
-
-        holder = threading.Thread(target=hold)
-        holder.start()
-        holding.wait(30)
-        child = mp.get_context("fork").Process(target=_request_in_child, args=(db,))
-        child.start()
-        release.set()
-        holder.join()
+        with _another_thread_holding_the_turn(db):
+            child = mp.get_context("fork").Process(target=_request_in_child, args=(db,))
+            child.start()
         child.join(60)
         assert child.exitcode == 0
         assert ledger.get("t", "b") is not None
+
+
+@contextmanager
+def _another_thread_holding_the_turn(db: Path) -> Iterator[None]:
+    """Inside the block another thread of this process holds its turn to write `db`."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with writing(str(db.resolve()), time.monotonic() + 30, db, 30):
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(30)
+    try:
+        yield
+    finally:
+        release.set()
+        holder.join()
 
 
 def _request_in_child(db: Path) -> None:
@@ -276,20 +286,8 @@ def test_a_write_that_waits_out_its_turn_leaves_the_savers_rows_to_the_saver(
     with open_saver(db) as saver, open_ledger(db, lock_wait=0.3) as ledger:
         saver.commit_with(ledger)
         request_call(ledger, "t", "a", committed_by=saver)  # queued: the next write carries it
-        holding, release = threading.Event(), threading.Event()
-
-        def hold() -> None:
-            with writing(str(db.resolve()), time.monotonic() + 30, db, 30):
-                holding.set()
-                release.wait(30)
-
-        holder = threading.Thread(target=hold)
-        holder.start()
-        holding.wait(30)
-        with pytest.raises(DatabaseBusy):
+        with _another_thread_holding_the_turn(db), pytest.raises(DatabaseBusy):
             request_call(ledger, "t", "b", needs_review=False)  # a write of its own
-        release.set()
-        holder.join()
         flushed = threading.Thread(target=saver.flush, daemon=True)
         flushed.start()
         flushed.join(10)
