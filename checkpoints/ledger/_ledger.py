@@ -199,6 +199,8 @@ class Ledger(LedgerReads, ThreadLeases, PolicyChanges, LedgerTriage, StandingApp
                         cur.execute(statement)
             for statement in INDEX_UPGRADES:  # (each idempotent)
                 cur.execute(statement)
+            for name in RETIRED_INDEXES:
+                cur.execute(f"DROP INDEX IF EXISTS {name}")
             cur.execute(
                 "INSERT INTO hitl_schema (id, version) VALUES (1, ?) "
                 "ON CONFLICT (id) DO UPDATE SET version = excluded.version",
@@ -996,10 +998,9 @@ def make_ledger(
 
 
 def _indexes_upgraded(cur: Cursor) -> bool:
-    """Whether `INDEX_UPGRADES` would change nothing."""
-    created = [s for s in INDEX_UPGRADES if s.lstrip().upper().startswith("CREATE")]
+    """Whether `INDEX_UPGRADES` and `RETIRED_INDEXES` would change nothing."""
     retired = any(index_exists(cur, name) for name in RETIRED_INDEXES)
-    return not retired and schema_in_place(cur, created)
+    return not retired and schema_in_place(cur, INDEX_UPGRADES)
 
 
 def _standing_detail(standing: StandingApproval) -> dict[str, Any]:

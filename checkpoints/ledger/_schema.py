@@ -137,13 +137,12 @@ INDEX_UPGRADES = (
     # writes no page of it
     "CREATE INDEX IF NOT EXISTS hitl_approvals_decided_unapplied ON hitl_approvals (decided_at) "
     "WHERE applied = 0 AND decided_at IS NOT NULL",
-    "DROP INDEX IF EXISTS hitl_approvals_unapplied",
 )
-"""Indexes changed since the version's tables were made: applied by any program that may
-write the file, once. Tables and queries are the version's, so a program of the same version
-that predates them (or one that may only read the file) works with either."""
+"""Indexes added since the version's tables were made, and (`RETIRED_INDEXES`) the ones they
+replace: applied by any program that may write the file, once. Tables and queries are the
+version's, so a program of the same version that predates them (or one that may only read
+the file) works with either."""
 RETIRED_INDEXES = ("hitl_approvals_unapplied",)
-"""The indexes `INDEX_UPGRADES` drops."""
 COLUMNS = (
     "thread_id, tool_call_id, interrupt_id, tool, args, args_hash, requester, status, "
     "allowed_decisions, description, requested_at, expires_at, on_expire, approvers, "
