@@ -324,7 +324,6 @@ class PgConnection:
 
 def _acquire_pool(url: str, size: int) -> Any:
     import psycopg
-    from psycopg_pool import ConnectionPool  # only PostgreSQL users need it loaded
 
     with _pools_lock:
         if url in _pools:
@@ -334,14 +333,13 @@ def _acquire_pool(url: str, size: int) -> Any:
         # one plain connection first: a wrong URL, password or database name fails here with
         # the server's own words (a pool would retry it quietly, then time out)
         psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_SECONDS).close()
-        pool = ConnectionPool(
+        pool = _stamping_pool()(
             url,
             min_size=1,
             max_size=size,
             kwargs={"autocommit": True},
             configure=_configure,
             check=_check_if_idle,  # one the server dropped is replaced
-            reset=_returned,
             open=False,
             name="hitl",
         )
@@ -372,8 +370,20 @@ approval cycle), and a connection found broken in use is discarded when returned
 _last_returned: "weakref.WeakKeyDictionary[Any, float]" = weakref.WeakKeyDictionary()
 
 
-def _returned(conn: Any) -> None:
-    _last_returned[conn] = time.monotonic()
+@lru_cache(maxsize=1)
+def _stamping_pool() -> type:
+    """psycopg's `ConnectionPool`, noting when each connection comes back (for
+    `_check_if_idle`) in `putconn` itself. Not with the pool's `reset` hook: given one, the
+    pool hands every returned connection to a worker thread, and the next borrower waits
+    for that thread (a thread switch for each of a cycle's 18 borrows)."""
+    from psycopg_pool import ConnectionPool  # only PostgreSQL users need it loaded
+
+    class StampingPool(ConnectionPool):
+        def putconn(self, conn: Any) -> None:
+            _last_returned[conn] = time.monotonic()
+            super().putconn(conn)
+
+    return StampingPool
 
 
 def _check_if_idle(conn: Any) -> None:
