@@ -4,6 +4,7 @@ beside them and a serializer that never imports what a row names."""
 from typing import TYPE_CHECKING, Any
 
 from hitl.checkpoints.savers._backends import Saver, open_async_saver, open_saver
+from hitl.checkpoints.savers._commit_points import scheduled_nodes
 from hitl.checkpoints.savers._message_log import (
     LOG_REF_KEY,
     SavedLog,
@@ -14,7 +15,7 @@ from hitl.checkpoints.savers._message_log import (
     tails_of,
 )
 from hitl.checkpoints.savers._serde import COMPRESSED, MAX_INFLATED, make_strict_serializer
-from hitl.checkpoints.savers._sqlite import BatchingSqliteSaver, list_thread_ids, scheduled_nodes
+from hitl.checkpoints.savers._sqlite import BatchingSqliteSaver, list_thread_ids
 
 if TYPE_CHECKING:
     from hitl.checkpoints.savers._postgres import HitlPostgresSaver, open_postgres_saver

@@ -2,7 +2,8 @@
 
 `BatchingSqliteSaver` keeps the guarantee that matters — the checkpoint holding a decision is
 committed before the tool it approves starts, and a tool's result is committed as soon as the
-tool returns — while committing a whole approval cycle in four transactions instead of a dozen.
+tool returns — while committing a whole approval cycle in four transactions instead of a dozen
+(`CommitPoints`).
 """
 
 import asyncio
@@ -42,21 +43,17 @@ from hitl.checkpoints.database import (
 )
 from hitl.checkpoints.errors import DatabaseBusy, DatabaseError, SchemaMissing
 from hitl.checkpoints.savers import _message_log as message_log
+from hitl.checkpoints.savers._commit_points import CommitPoints
 from hitl.checkpoints.savers._message_log import Node
 from hitl.checkpoints.savers._message_log_saver import MessageLogSaver, Statement
 from hitl.checkpoints.savers._serde import make_strict_serializer
 from hitl.checkpoints.savers._threaded_async import AsyncInWorkerThreads
 from hitl.checkpoints.urls import is_postgres
-from hitl.compat import ERROR, INTERRUPT, START, TASKS
 
 Rows = list[tuple[Any, ...]]
 LIST_PAGE_ROWS = 200
 """`list` reads pending writes for this many checkpoints at a time (SQLite's bound on
 variables per statement is far above 3 × this)."""
-_RUN_ENDING_CHANNELS = {INTERRUPT, ERROR}
-SIDE_EFFECT_STEPS_KEPT = 4096
-"""How many of the newest side-effect steps the saver remembers: far more than can be running
-in one process at once, and a bounded memory for a process that runs for months."""
 _PUT_CHECKPOINT = (
     "INSERT OR REPLACE INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
     "parent_checkpoint_id, type, checkpoint, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -74,11 +71,8 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
     and stores conversations as an append-only log (`checkpoints.message_log`).
 
     Rows are buffered in memory (so no write lock is held while a model or tool runs) and
-    committed, in order, at these points: an interrupt or error (the run stops); the writes of a
-    side-effect step (its results must survive a crash); a checkpoint that schedules a
-    side-effect node (the decision is on disk before the tool starts); a checkpoint that
-    schedules nothing (the run ends); and before any read. A crash loses at most the buffered
-    steps since the last commit, which have no side effects and are simply run again.
+    committed, in order, at the `CommitPoints`, and before any read. A crash loses at most the
+    buffered steps since the last commit, which have no side effects and are simply run again.
 
     When the ledger carries this saver's rows (`Store.carry`: the same file, a graph whose
     every tool is gated), the two side-effect points do not commit alone: the ledger's next
@@ -99,14 +93,14 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
         super().__init__(conn, serde=serde)
         self._path = str(path)
         self._file = "" if isinstance(conn, ReadOnlyConnection) else main_file(conn)
-        self._side_effect_nodes = frozenset(side_effect_nodes)
-        # checkpoints whose next step has side effects, the newest `SIDE_EFFECT_STEPS_KEPT`
-        # (a step's writes may come after its next checkpoint: LangGraph saves out of order)
-        self._side_effect_steps: dict[str, None] = {}
+        self._commit_points = CommitPoints(side_effect_nodes)
         self._buffer: list[tuple[Statement, list[tuple[Any, ...]]]] = []
         self.commits = 0
-        self.carried = False
+
+    @property
+    def carried(self) -> bool:
         """Whether a ledger commits the side-effect steps' rows (see the class doc)."""
+        return self._commit_points.carried
 
     # handing buffered rows to a ledger write on the same file (`Store.carry`)
 
@@ -114,7 +108,7 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
         """Let `ledger`, a store on this file, commit the side-effect steps' rows (see the
         class doc). Only for a graph whose every tool call is journaled before it runs."""
         ledger.carry(self)
-        self.carried = True
+        self._commit_points.carried = True
 
     def has_buffered(self) -> bool:
         return bool(self._buffer)
@@ -285,9 +279,7 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
                 "utf-8", "ignore"
             ),
         )
-        scheduled = scheduled_nodes(checkpoint)
-        runs_side_effects = self._note_side_effects(checkpoint["id"], scheduled)
-        commit = (runs_side_effects and not self.carried) or not scheduled
+        commit = self._commit_points.checkpoint_commits(checkpoint)
         self._save(_PUT_CHECKPOINT, [row], commit=commit)
         return {
             "configurable": {
@@ -298,21 +290,8 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
         }
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        found = self._with_logs(super().get_tuple(config))  # (refuses a forged checkpoint)
-        if found is not None:  # a run may resume from it: this process's first sight of it
-            self._note_side_effects(found.checkpoint["id"], scheduled_nodes(found.checkpoint))
-        return found
-
-    def _note_side_effects(self, checkpoint_id: str, scheduled: set[str]) -> bool:
-        """Whether the step after a checkpoint (scheduling these nodes) runs side effects;
-        noted if so (its writes then commit at once), the newest `SIDE_EFFECT_STEPS_KEPT` kept."""
-        if not scheduled & self._side_effect_nodes:
-            return False
-        with self.lock:
-            self._side_effect_steps[checkpoint_id] = None
-            if len(self._side_effect_steps) > SIDE_EFFECT_STEPS_KEPT:  # the oldest: done
-                del self._side_effect_steps[next(iter(self._side_effect_steps))]
-        return True
+        # (`_with_logs` refuses a forged checkpoint)
+        return self._commit_points.loaded(self._with_logs(super().get_tuple(config)))
 
     def put_writes(
         self,
@@ -338,10 +317,7 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
             )
             for idx, (channel, value) in enumerate(writes)
         ]
-        side_effects = configurable["checkpoint_id"] in self._side_effect_steps
-        commit = (side_effects and not self.carried) or any(
-            channel in _RUN_ENDING_CHANNELS for channel, _ in writes
-        )
+        commit = self._commit_points.writes_commit(str(configurable["checkpoint_id"]), writes)
         self._save(statement, rows, commit=commit)
 
     def list(
@@ -502,7 +478,9 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """`get_tuple` in a worker thread, with the conversation read there too."""
         return await asyncio.to_thread(
-            lambda: self._with_logs(SqliteSaver.get_tuple(self, config), {})
+            lambda: self._commit_points.loaded(
+                self._with_logs(SqliteSaver.get_tuple(self, config), {})
+            )
         )
 
     async def alist(
@@ -518,16 +496,6 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
         )
         for item in found:
             yield item
-
-
-def scheduled_nodes(checkpoint: Checkpoint) -> set[str]:
-    """The nodes the step after this checkpoint runs (empty: the run ends here)."""
-    values = checkpoint["channel_values"]
-    nodes = {key.removeprefix("branch:to:") for key in values if key.startswith("branch:to:")}
-    nodes.update(getattr(send, "node", "") for send in values.get(TASKS) or ())
-    if START in values:
-        nodes.add(START)
-    return nodes
 
 
 def _config_of(thread_id: str, checkpoint_ns: str, checkpoint_id: str) -> RunnableConfig:

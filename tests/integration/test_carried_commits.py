@@ -3,19 +3,17 @@ were two): the step before a tool is committed with the tool's start, the tool's
 the run's end; what a failed or refused ledger write does to rows it carried; and what a
 process killed between the tool's journaled result and the run's end leaves behind."""
 
-import operator
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypedDict
+from typing import Any
 
 import pytest
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.graph import END, START, StateGraph
 
 from hitl.app import assemble
 from hitl.checkpoints.ledger import Ledger, open_ledger
@@ -33,6 +31,7 @@ from tests.support.harness import (
 from tests.support.ledger import request_call
 from tests.support.processes import kill_when_marked
 from tests.support.prompts import COUNT, SALLY
+from tests.support.sql import checkpoints_on_disk, looking_mid_tool
 
 pytestmark = pytest.mark.sqlite_only  # the SQLite saver's transactions and the file itself
 
@@ -127,85 +126,13 @@ def test_a_long_running_saver_remembers_a_bounded_number_of_tool_steps(
 ) -> None:
     """The saver notes which checkpoints schedule a tool (their writes commit at once): a
     note per approval cycle, the newest few thousand kept, not every one for ever."""
-    monkeypatch.setattr("hitl.checkpoints.savers._sqlite.SIDE_EFFECT_STEPS_KEPT", 5)
+    monkeypatch.setattr("hitl.checkpoints.savers._commit_points.SIDE_EFFECT_STEPS_KEPT", 5)
     with open_harness(db, log) as parts:
         for n in range(20):
             view = parts.service.run(SALLY, f"t{n}", actor="alice")
             parts.service.decide(view.thread_id, EveryPending("approve"), actor="bob")
         assert len(log.ids("send_email")) == 20
-        assert len(parts.saver._side_effect_steps) == 5
-
-
-class _Log(TypedDict):
-    log: Annotated[list[str], operator.add]
-
-
-def _tool_step_graph(
-    saver: BatchingSqliteSaver,
-    seen: dict[str, object],
-    db: Path,
-    *,
-    writes_late: bool = False,
-    stop_before_tools: bool = False,
-) -> Any:
-    """agent → tools → after, on `saver`; `seen["rows"]`: the tools step's rows on disk, read
-    from another connection the moment its writes are put. `writes_late`: those writes are
-    put after the next checkpoint (the pool thread saving them runs late)."""
-    put_writes = saver.put_writes
-
-    def watched_put_writes(config: Any, writes: Any, task_id: str, task_path: str = "") -> None:
-        tool = any(value == ["tool ran"] for _, value in writes)
-        if tool and writes_late:
-            time.sleep(0.2)  # the next step has started: its checkpoint is put
-        put_writes(config, writes, task_id, task_path)
-        if tool:
-            with closing(sqlite3.connect(db)) as other:
-                seen["rows"] = other.execute(
-                    "SELECT COUNT(*) FROM writes WHERE task_id = ?", (task_id,)
-                ).fetchone()[0]
-
-    saver.put_writes = watched_put_writes  # type: ignore[method-assign]
-    builder = StateGraph(_Log)
-    builder.add_node("agent", lambda s: {"log": ["asked"]})
-    builder.add_node("tools", lambda s: {"log": ["tool ran"]})
-    pause = 0.5 if writes_late else 0.0  # the next step outlasts the late writes
-    builder.add_node("after", lambda s: (time.sleep(pause), {"log": ["after"]})[1])
-    builder.add_edge(START, "agent")
-    builder.add_edge("agent", "tools")
-    builder.add_edge("tools", "after")
-    builder.add_edge("after", END)
-    return builder.compile(
-        checkpointer=saver, interrupt_before=["tools"] if stop_before_tools else None
-    )
-
-
-def test_a_tool_steps_writes_commit_at_once_when_its_next_checkpoint_is_put_first(
-    db: Path,
-) -> None:
-    """LangGraph saves a step's writes and the next checkpoint on its pool's threads, in either
-    order: a saver the ledger does not carry still commits the tool's result at once."""
-    seen: dict[str, object] = {}
-    config: Any = {"configurable": {"thread_id": "t"}}
-    with open_saver(db) as saver:
-        _tool_step_graph(saver, seen, db, writes_late=True).invoke(
-            {"log": []}, config, durability="sync"
-        )
-    assert seen["rows"] == 2  # the tool node's update and its edge to the next node
-
-
-def test_a_tool_step_resumed_by_a_new_process_commits_its_writes_at_once(db: Path) -> None:
-    """The saver that resumes a thread at its tools step (after a restart) knows the step
-    from the checkpoint it loads: the tool's result is on disk when the tool returns."""
-    config: Any = {"configurable": {"thread_id": "t"}}
-    with open_saver(db) as first:
-        graph = _tool_step_graph(first, {}, db, stop_before_tools=True)
-        graph.invoke({"log": []}, config, durability="sync")
-    seen: dict[str, object] = {}
-    with open_saver(db) as restarted:
-        graph = _tool_step_graph(restarted, seen, db, stop_before_tools=True)
-        assert graph.get_state(config).next == ("tools",)
-        graph.invoke(None, config, durability="sync")
-    assert seen["rows"] == 2  # the tool node's update and its edge to the next node
+        assert len(parts.saver._commit_points._side_effect_steps) == 5
 
 
 def test_a_new_call_is_registered_in_the_commit_of_the_interrupt_that_asks_about_it(
@@ -296,38 +223,6 @@ def test_an_answer_to_a_call_still_waiting_for_its_interrupts_commit_is_recorded
         assert not saver.has_buffered()  # the request, and the rows before it, with it
 
 
-def test_the_step_before_the_tool_is_on_disk_when_the_tool_starts(db: Path) -> None:
-    seen: list[tuple[int, str]] = []
-    look_from_another_connection = _looking_mid_tool(db, seen)
-
-    with open_test_service(db, ToolLog(before_run=look_from_another_connection)) as service:
-        view = service.run(SALLY, actor="alice")
-        at_the_interrupt = _checkpoints(db)
-        service.decide(view.thread_id, {view.pending[0].tool_call_id: "approve"}, actor="bob")
-    ((checkpoints, status),) = seen
-    assert status == "running"  # the start, journaled
-    assert checkpoints > at_the_interrupt  # and the resumed steps up to the tool, with it
-
-
-def _looking_mid_tool(db: Path, seen: list[tuple[int, str]]) -> Callable[[str, str], None]:
-    """A tool's `before_run`: what another connection sees as the tool starts, into `seen`
-    (the checkpoints on disk, the call's status)."""
-
-    def look(name: str, call_id: str) -> None:
-        with sqlite3.connect(db) as conn:
-            status = conn.execute(
-                "SELECT status FROM hitl_approvals WHERE tool_call_id = ?", (call_id,)
-            ).fetchone()[0]
-        seen.append((_checkpoints(db), status))
-
-    return look
-
-
-def _checkpoints(db: Path) -> int:
-    with sqlite3.connect(db) as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0])
-
-
 def _buffer_one_checkpoint(saver: BatchingSqliteSaver, checkpoint_id: str) -> None:
     """Put a checkpoint that schedules a plain node: buffered, not committed."""
     checkpoint = empty_checkpoint()
@@ -355,7 +250,7 @@ def test_a_ledger_write_that_refuses_to_start_a_call_still_commits_the_rows_it_c
         _buffer_one_checkpoint(saver, "c1")
         assert ledger.begin("t", calls)["a"].action == "busy"  # refused: it writes nothing
         assert not saver.has_buffered()
-        assert _checkpoints(db) == 1  # on disk, seen from another connection
+        assert checkpoints_on_disk(db) == 1  # on disk, seen from another connection
 
 
 def test_a_tools_start_commits_its_own_change_and_the_carried_rows_together(db: Path) -> None:
@@ -367,7 +262,7 @@ def test_a_tools_start_commits_its_own_change_and_the_carried_rows_together(db: 
         assert not saver.has_buffered()
         with sqlite3.connect(db) as conn:  # both on disk, seen from another connection
             status = conn.execute("SELECT status FROM hitl_approvals").fetchone()
-        assert _checkpoints(db) == 1 and status == ("running",)
+        assert checkpoints_on_disk(db) == 1 and status == ("running",)
 
 
 def test_a_decision_leaves_the_buffered_rows_to_their_own_commit(db: Path) -> None:
@@ -378,9 +273,9 @@ def test_a_decision_leaves_the_buffered_rows_to_their_own_commit(db: Path) -> No
         request_call(ledger, "t", "a")
         _buffer_one_checkpoint(saver, "c1")
         ledger.decide("t", {"a": {"type": "approve"}}, actor="bob")
-        assert saver.has_buffered() and _checkpoints(db) == 0
+        assert saver.has_buffered() and checkpoints_on_disk(db) == 0
         saver.flush()
-        assert _checkpoints(db) == 1
+        assert checkpoints_on_disk(db) == 1
 
 
 class _FailingCarrier:
@@ -530,7 +425,7 @@ def test_the_steps_before_the_tool_are_on_disk_even_while_another_run_holds_the_
     db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[tuple[int, str]] = []
-    look_from_another_connection = _looking_mid_tool(db, seen)
+    look_from_another_connection = looking_mid_tool(db, seen)
 
     rules = {"count_emails": ToolRule(ask="never"), "send_email": ToolRule()}
     log = ToolLog(before_run=look_from_another_connection)

@@ -4,6 +4,7 @@ both backends."""
 import hashlib
 import sqlite3
 import threading
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,22 @@ def tables(db: DatabaseName) -> set[str]:
 def checkpoint_table(db: DatabaseName, name: str) -> str:
     """LangGraph's table of that job on this backend (`writes` is `checkpoint_writes` there)."""
     return writes_table(is_postgres(db)) if name == "writes" else name
+
+
+def checkpoints_on_disk(db: DatabaseName) -> int:
+    """How many checkpoints another connection sees committed."""
+    return int(execute(db, "SELECT COUNT(*) FROM checkpoints")[0][0])
+
+
+def looking_mid_tool(db: DatabaseName, seen: list[tuple[int, str]]) -> Callable[[str, str], None]:
+    """A tool's `before_run`: what another connection sees as the tool starts, into `seen`
+    (the checkpoints on disk, the call's status)."""
+
+    def look(name: str, call_id: str) -> None:
+        status = execute(db, "SELECT status FROM hitl_approvals WHERE tool_call_id = ?", (call_id,))
+        seen.append((checkpoints_on_disk(db), str(status[0][0])))
+
+    return look
 
 
 def database_fingerprint(db: DatabaseName) -> dict[str, tuple[int, str]] | None:
