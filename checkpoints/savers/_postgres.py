@@ -1,19 +1,15 @@
 """The checkpoint saver on PostgreSQL: LangGraph's `PostgresSaver`, with the message log.
 
 Each operation borrows a connection from the process's pool for the database (shared with
-the stores), so a service's worker threads read in parallel. A run's rows are buffered and
-committed at the same points as on SQLite (`CommitPoints`): the stock saver's statements are
-recorded, not sent, then a commit sends all of them in one transaction, in one pipeline (an
-approval cycle: 4 commits and 6 round trips, where each put and each step's writes was a
-commit of its own: 14, in 18). A checkpoint's new message rows go before it, so every stored
-reference resolves.
+the stores), so a service's worker threads checkpoint in parallel. A checkpoint's new
+message rows are written in the pipeline that writes the checkpoint, before it, so every stored
+reference resolves, as on SQLite.
 """
 
 import asyncio
-import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, closing, contextmanager, nullcontext
 from typing import Any, cast
 
@@ -32,8 +28,7 @@ from psycopg_pool import PoolTimeout
 from hitl.checkpoints.database import PgConnection, PgCursor, to_postgres
 from hitl.checkpoints.errors import DatabaseBusy, DatabaseError, MissingMessage, SchemaMissing
 from hitl.checkpoints.savers import _message_log as message_log
-from hitl.checkpoints.savers._commit_points import CommitPoints
-from hitl.checkpoints.savers._message_log_saver import MessageLogSaver, Writes
+from hitl.checkpoints.savers._message_log_saver import MessageLogSaver
 from hitl.checkpoints.savers._serde import make_strict_serializer
 from hitl.checkpoints.savers._threaded_async import AsyncInWorkerThreads
 from hitl.checkpoints.urls import as_postgres
@@ -44,36 +39,12 @@ do not race each other's `CREATE TABLE`."""
 MIGRATION_WAIT_SECONDS = 120.0
 """How long a start waits for another process that is creating or migrating the tables."""
 MIGRATION_LOCK_POLL_SECONDS = 0.05
-_MISSING_NODE = (
-    "SELECT n.node_id FROM unnest(%s::text[], %s::text[], %s::text[]) "
-    "AS n(thread_id, checkpoint_ns, node_id) WHERE NOT EXISTS (SELECT 1 FROM hitl_messages m "
-    "WHERE m.thread_id = n.thread_id AND m.checkpoint_ns = n.checkpoint_ns "
-    "AND m.node_id = n.node_id) LIMIT 1"
-)
-"""The first of the stored messages new checkpoints follow that is gone (`CHECK_NODE`, for
-all of a commit's checkpoints in one statement, after their rows: one answer to wait for)."""
-
-
-class _Recorder:
-    """Stands for the stock saver's cursor in `put` and `put_writes`: keeps its statements."""
-
-    def __init__(self) -> None:
-        self.statements: Writes = []
-
-    def execute(self, query: str, params: Any = None) -> None:
-        self.statements.append((query, [params]))
-
-    def executemany(self, query: str, params_seq: Iterable[Any]) -> None:
-        self.statements.append((query, list(params_seq)))
 
 
 class HitlPostgresSaver(AsyncInWorkerThreads, MessageLogSaver, PostgresSaver):
-    """`PostgresSaver` on a connection pool, storing conversations as a message log, its
-    rows buffered between commit points (see the module doc)."""
+    """`PostgresSaver` on a connection pool, storing conversations as a message log."""
 
-    def __init__(
-        self, pool: Any, *, url: str = "", side_effect_nodes: Iterable[str] = ("tools",)
-    ) -> None:
+    def __init__(self, pool: Any, *, url: str = "") -> None:
         super().__init__(pool, serde=make_strict_serializer())
         # the stock saver serializes every call on one lock, needed only for a single
         # connection: with a pool each call has its own
@@ -81,13 +52,7 @@ class HitlPostgresSaver(AsyncInWorkerThreads, MessageLogSaver, PostgresSaver):
         self._pool: Any = pool
         self._url = url
         self.commits = 0
-        self._commit_points = CommitPoints(side_effect_nodes)
-        self._buffer: Writes = []
-        self._buffer_lock = threading.Lock()  # held only to add rows or take them all
-        # one commit at a time, so they land in the order their rows were buffered: a
-        # checkpoint may refer to a blob an earlier put wrote
-        self._commit_lock = threading.Lock()
-        self._recording = threading.local()
+        self._messages_to_put = threading.local()
 
     def setup(self) -> None:
         """The stock tables (LangGraph's versioned migrations, as the stock `setup` applies
@@ -125,40 +90,7 @@ class HitlPostgresSaver(AsyncInWorkerThreads, MessageLogSaver, PostgresSaver):
         )
 
     def flush(self) -> None:
-        """Commit the buffered rows in one transaction (a run that stopped without reaching
-        a commit point; before every read). If they fail they are dropped, as on SQLite: the
-        runs they belong to resume from their last commit."""
-        if not self._buffer:
-            return
-        with self._commit_lock:
-            with self._buffer_lock:
-                taken, self._buffer = self._buffer, []
-            if not taken:
-                return  # (committed by the commit this one waited for)
-            with self._pool.connection() as conn:
-                try:
-                    _write_in_one_exchange(conn, taken)
-                except BaseException:
-                    if not conn.closed:
-                        with contextlib.suppress(psycopg.Error):  # (the pool checks it anyway)
-                            conn.rollback()
-                    raise
-            self.commits += 1
-
-    def _save(self, statements: Writes, *, commit: bool) -> None:
-        with self._buffer_lock:
-            self._buffer += statements
-        if commit:
-            self.flush()
-
-    @contextmanager
-    def _recorded(self) -> Iterator[Writes]:
-        """The statements the stock saver runs on `_cursor` meanwhile, kept, not sent."""
-        recorder = self._recording.into = _Recorder()
-        try:
-            yield recorder.statements
-        finally:
-            self._recording.into = None
+        """Nothing is buffered: every checkpoint is committed when it is put."""
 
     @contextmanager
     def _reading(self) -> Iterator[PgCursor]:
@@ -176,40 +108,33 @@ class HitlPostgresSaver(AsyncInWorkerThreads, MessageLogSaver, PostgresSaver):
         logged, messages = self._logged(
             str(configurable["thread_id"]), configurable["checkpoint_ns"], checkpoint
         )
-        with self._recorded() as statements:
+        self._messages_to_put.rows = messages  # written in the stock put's pipeline (`_cursor`)
+        try:
             saved = super().put(config, logged, metadata, new_versions)
-        messages = [
-            (s if s is message_log.CHECK_NODE else to_postgres(s), rows) for s, rows in messages
-        ]
-        self._save(messages + statements, commit=self._commit_points.checkpoint_commits(logged))
+        finally:
+            self._messages_to_put.rows = []
+        self.commits += 1
         return saved
-
-    def put_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        with self._recorded() as statements:
-            super().put_writes(config, writes, task_id, task_path)
-        checkpoint_id = str(config["configurable"]["checkpoint_id"])
-        self._save(statements, commit=self._commit_points.writes_commit(checkpoint_id, writes))
 
     @contextmanager
     def _cursor(self, *, pipeline: bool = False) -> Iterator[psycopg.Cursor[DictRow]]:
-        """In `put` and `put_writes`, a recorder; else the stock cursor, after the buffered
-        rows are committed (a read sees them, a delete follows them)."""
-        recorder = getattr(self._recording, "into", None)
-        if recorder is not None:
-            yield cast(psycopg.Cursor[DictRow], recorder)
-            return
-        self.flush()
+        """The stock cursor; in `put`, its checkpoint's new messages are written on it first,
+        in the same pipeline (one exchange with the server where a transaction of their own
+        took four)."""
         with super()._cursor(pipeline=pipeline) as cur:
+            messages = getattr(self._messages_to_put, "rows", [])
+            self._messages_to_put.rows = []
+            for statement, rows in messages:
+                if statement is message_log.CHECK_NODE:  # (a pipeline's result: fetched)
+                    for row in rows:
+                        if cur.execute(to_postgres(statement), row).fetchone() is None:
+                            raise MissingMessage(row[0])
+                else:
+                    cur.executemany(to_postgres(cast(str, statement)), rows)
             yield cur
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return self._commit_points.loaded(self._with_logs(super().get_tuple(config)))
+        return self._with_logs(super().get_tuple(config))
 
     def list(
         self,
@@ -228,7 +153,6 @@ class HitlPostgresSaver(AsyncInWorkerThreads, MessageLogSaver, PostgresSaver):
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete the thread's checkpoints, writes, blobs and stored messages, together."""
-        self.flush()
         with self._pool.connection() as conn, conn.transaction(), closing(conn.cursor()) as cur:
             for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes", "hitl_messages"):
                 cur.execute(f"DELETE FROM {table} WHERE thread_id = %s", (str(thread_id),))
@@ -237,7 +161,6 @@ class HitlPostgresSaver(AsyncInWorkerThreads, MessageLogSaver, PostgresSaver):
         """Delete the checkpoints (and their writes) that these runs created."""
         if not run_ids:
             return
-        self.flush()
         with self._pool.connection() as conn, conn.transaction(), closing(conn.cursor()) as cur:
             cur.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS _doomed (thread_id TEXT, checkpoint_ns TEXT, "
@@ -265,7 +188,6 @@ class HitlPostgresSaver(AsyncInWorkerThreads, MessageLogSaver, PostgresSaver):
             "channel, type, blob",
             "hitl_messages": "checkpoint_ns, node_id, parent_id, depth, message_id, type, value",
         }
-        self.flush()
         with self._pool.connection() as conn, conn.transaction(), closing(conn.cursor()) as cur:
             for table, rest in columns.items():
                 cur.execute(
@@ -289,9 +211,7 @@ class HitlPostgresSaver(AsyncInWorkerThreads, MessageLogSaver, PostgresSaver):
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         return await asyncio.to_thread(
-            lambda: self._commit_points.loaded(
-                self._with_logs(PostgresSaver.get_tuple(self, config), {})
-            )
+            lambda: self._with_logs(PostgresSaver.get_tuple(self, config), {})
         )
 
     async def alist(
@@ -313,25 +233,6 @@ class HitlPostgresSaver(AsyncInWorkerThreads, MessageLogSaver, PostgresSaver):
 
         for item in await asyncio.to_thread(page):
             yield item
-
-
-def _write_in_one_exchange(conn: psycopg.Connection[Any], statements: Writes) -> None:
-    """Run `statements` in one transaction, sent together (a pipeline: one wait for the
-    server's answers, two if a checkpoint follows stored messages, checked before the
-    COMMIT). Not psycopg's `transaction()`: in a pipeline it waits at BEGIN and at COMMIT."""
-    checks: list[tuple[Any, ...]] = []
-    with conn.pipeline(), conn.cursor(binary=True) as cur:
-        cur.execute("BEGIN")
-        for statement, rows in statements:
-            if statement is message_log.CHECK_NODE:
-                checks += rows
-            else:
-                cur.executemany(statement, rows)
-        if checks:
-            missing = cur.execute(_MISSING_NODE, [list(c) for c in zip(*checks, strict=True)])
-            if (row := missing.fetchone()) is not None:
-                raise MissingMessage(row[0])
-        cur.execute("COMMIT")
 
 
 def _take_migration_lock(cur: psycopg.Cursor[DictRow], url: str) -> None:
@@ -373,7 +274,6 @@ def open_postgres_saver(url: str, *, create: bool = True) -> Iterator[HitlPostgr
         except psycopg.Error as e:
             raise DatabaseError(url, e) from e
         yield saver
-        saver.flush()
     finally:
         handle.close()
 

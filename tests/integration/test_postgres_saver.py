@@ -1,12 +1,9 @@
-"""The PostgreSQL saver: LangGraph's conformance suite, conversations stored once, and
-commits that are all or nothing."""
+"""The PostgreSQL saver: LangGraph's conformance suite, and conversations stored once."""
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import psycopg
 import pytest
-from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.conformance import checkpointer_test
 
 from hitl.checkpoints.savers import HitlPostgresSaver, open_postgres_saver
@@ -49,54 +46,3 @@ def test_a_long_conversation_is_stored_once_per_message_on_postgres() -> None:
     assert stored is not None and biggest is not None
     assert stored[0] == messages > 30
     assert biggest[0] < 200  # a reference, not the list (which is several kB by now)
-
-
-FAIL_SECOND_WRITE = """
-CREATE FUNCTION fail_second_write() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.idx = 1 THEN RAISE EXCEPTION 'injected failure'; END IF;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER fail_second_write BEFORE INSERT ON checkpoint_writes
-    FOR EACH ROW EXECUTE FUNCTION fail_second_write();
-"""
-
-
-def test_a_commit_that_fails_halfway_leaves_none_of_its_rows_behind_on_postgres() -> None:
-    """The rows of several puts commit in one transaction: when the last fails, the
-    checkpoint buffered before it is not left on disk alone."""
-    config: Any = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
-    checkpoint = empty_checkpoint()
-    checkpoint["channel_values"] = {"branch:to:agent": None}  # schedules a plain node: buffered
-    with fresh_database() as url:
-        with open_postgres_saver(url) as saver:
-            with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute(FAIL_SECOND_WRITE)
-            saved = saver.put(config, checkpoint, {}, {})
-            with pytest.raises(psycopg.errors.RaiseException, match="injected failure"):
-                saver.put_writes(saved, [("messages", "first"), ("messages", "second")], "task")
-                saver.flush()
-            assert saver.get_tuple({"configurable": {"thread_id": "u"}}) is None  # still usable
-        with psycopg.connect(url) as conn:
-            found = conn.execute(
-                "SELECT (SELECT COUNT(*) FROM checkpoints), "
-                "(SELECT COUNT(*) FROM checkpoint_writes)"
-            ).fetchone()
-    assert found == (0, 0)
-
-
-def test_writes_wait_in_memory_until_a_read_or_a_commit_point_on_postgres() -> None:
-    """A step's writes are buffered (no exchange with the server), and committed before
-    anything this saver reads, so a read never misses them."""
-    config: Any = {"configurable": {"thread_id": "t", "checkpoint_ns": "", "checkpoint_id": "c1"}}
-    with fresh_database() as url, open_postgres_saver(url) as saver:
-        saver.put_writes(config, [("messages", "first")], "task")
-
-        def on_disk() -> int:
-            with psycopg.connect(url) as conn:
-                found = conn.execute("SELECT COUNT(*) FROM checkpoint_writes").fetchone()
-            return int(found[0]) if found else -1
-
-        assert on_disk() == 0 and saver.commits == 0
-        assert saver.get_tuple({"configurable": {"thread_id": "u"}}) is None
-        assert on_disk() == 1 and saver.commits == 1
