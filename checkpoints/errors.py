@@ -190,6 +190,22 @@ class UntrustedCheckpointError(ValueError):
         )
 
 
+class StepsLost(DatabaseError):
+    """The database refused a commit of a thread's buffered steps (maybe in another operation's
+    commit): the run that made them cannot go on from them."""
+
+    def __init__(self, path: Path | str, thread_id: str, cause: BaseException) -> None:
+        said = scrub(str(cause).strip(), path)
+        RuntimeError.__init__(
+            self,
+            f"thread {thread_id!r}: the database {display(path)!r} refused to commit steps of "
+            f"this run ({said}), so the run stopped; nothing after the thread's last commit "
+            f"was saved. Resume the thread (`hitl resume {thread_id}`) to run those steps again.",
+        )
+        self.path = display(path)
+        self.thread_id = thread_id
+
+
 class MissingMessage(LookupError):
     """A checkpoint would refer to a stored message that is no longer there."""
 

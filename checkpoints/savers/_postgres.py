@@ -1,15 +1,19 @@
 """The checkpoint saver on PostgreSQL: LangGraph's `PostgresSaver`, with the message log.
 
 Each operation borrows a connection from the process's pool for the database (shared with
-the stores), so a service's worker threads checkpoint in parallel. A checkpoint's new
-message rows are written in the pipeline that writes the checkpoint, before it, so every stored
-reference resolves, as on SQLite.
+the stores), so a service's worker threads read in parallel. A run's rows are buffered and
+committed at the same points as on SQLite (`CommitPoints`): the stock saver's statements are
+recorded, not sent, and a commit sends a graph thread's rows in one transaction, in one
+pipeline (`ThreadBuffers`: a buffer per thread, commits in turn). An approval cycle: 4 commits
+in 6 round trips, where each put and each step's writes was a commit of its own (14, in 18).
+A checkpoint's new message rows go before it, so every stored reference resolves.
 """
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, closing, contextmanager, nullcontext
 from typing import Any, cast
 
@@ -28,8 +32,10 @@ from psycopg_pool import PoolTimeout
 from hitl.checkpoints.database import PgConnection, PgCursor, to_postgres
 from hitl.checkpoints.errors import DatabaseBusy, DatabaseError, MissingMessage, SchemaMissing
 from hitl.checkpoints.savers import _message_log as message_log
-from hitl.checkpoints.savers._message_log_saver import MessageLogSaver
+from hitl.checkpoints.savers._commit_points import CommitPoints
+from hitl.checkpoints.savers._message_log_saver import MessageLogSaver, Writes
 from hitl.checkpoints.savers._serde import make_strict_serializer
+from hitl.checkpoints.savers._thread_buffers import ThreadBuffers
 from hitl.checkpoints.savers._threaded_async import AsyncInWorkerThreads
 from hitl.checkpoints.urls import as_postgres
 
@@ -39,20 +45,50 @@ do not race each other's `CREATE TABLE`."""
 MIGRATION_WAIT_SECONDS = 120.0
 """How long a start waits for another process that is creating or migrating the tables."""
 MIGRATION_LOCK_POLL_SECONDS = 0.05
+_MISSING_NODE = (
+    "SELECT n.thread_id FROM unnest(%s::text[], %s::text[], %s::text[]) "
+    "AS n(thread_id, checkpoint_ns, node_id) WHERE NOT EXISTS (SELECT 1 FROM hitl_messages m "
+    "WHERE m.thread_id = n.thread_id AND m.checkpoint_ns = n.checkpoint_ns "
+    "AND m.node_id = n.node_id) LIMIT 1"
+)
+"""The thread of a stored message a new checkpoint follows that is gone (`CHECK_NODE`, for all
+of a commit's checkpoints in one statement, after their rows: one answer to wait for)."""
+
+
+class _Recorder:
+    """Stands for the stock saver's cursor in `put` and `put_writes`: keeps its statements."""
+
+    def __init__(self) -> None:
+        self.statements: Writes = []
+
+    def execute(self, query: str, params: Any = None) -> None:
+        self.statements.append((query, [params]))
+
+    def executemany(self, query: str, params_seq: Iterable[Any]) -> None:
+        self.statements.append((query, list(params_seq)))
 
 
 class HitlPostgresSaver(AsyncInWorkerThreads, MessageLogSaver, PostgresSaver):
-    """`PostgresSaver` on a connection pool, storing conversations as a message log."""
+    """`PostgresSaver` on a connection pool, storing conversations as a message log, its
+    rows buffered between commit points (see the module doc)."""
 
-    def __init__(self, pool: Any, *, url: str = "") -> None:
+    def __init__(
+        self, pool: Any, *, url: str = "", side_effect_nodes: Iterable[str] = ("tools",)
+    ) -> None:
         super().__init__(pool, serde=make_strict_serializer())
         # the stock saver serializes every call on one lock, needed only for a single
         # connection: with a pool each call has its own
         self.lock = cast(threading.Lock, nullcontext())
         self._pool: Any = pool
         self._url = url
-        self.commits = 0
-        self._messages_to_put = threading.local()
+        self._commit_points = CommitPoints(side_effect_nodes)
+        self._buffers = ThreadBuffers(self._writer, where=url)
+        self._recording = threading.local()
+
+    @property
+    def commits(self) -> int:
+        """The commits of buffered rows so far."""
+        return self._buffers.commits
 
     def setup(self) -> None:
         """The stock tables (LangGraph's versioned migrations, as the stock `setup` applies
@@ -89,8 +125,64 @@ class HitlPostgresSaver(AsyncInWorkerThreads, MessageLogSaver, PostgresSaver):
             row is not None and row["v"] is not None and int(row["v"]) == len(self.MIGRATIONS) - 1
         )
 
-    def flush(self) -> None:
-        """Nothing is buffered: every checkpoint is committed when it is put."""
+    def flush(self, thread_id: str | None = None) -> None:
+        """Commit the thread's buffered rows (a run that stopped without reaching a commit
+        point), or every thread's; a failure is raised (each thread's rows apart, so one that
+        fails does not keep the others from their commit)."""
+        if thread_id is not None:
+            self._buffers.commit(thread_id)
+            return
+        for failure in list(self._buffers.commit_all()):
+            raise failure
+
+    def _committed_before_reading(self, thread_id: object = None) -> None:
+        """The rows buffered for the thread (`None`: for every thread) committed, so a read
+        sees them. A failure drops those rows and their run is told; the read goes on, on
+        what is on disk. Once a read has done this, the stock read's own cursor does not."""
+        if getattr(self._recording, "committed", False):
+            return
+        if thread_id is None:
+            for _ in self._buffers.commit_all():
+                pass
+            return
+        with contextlib.suppress(Exception):
+            self._buffers.commit(str(thread_id))
+
+    @contextmanager
+    def _reading_thread(self, config: RunnableConfig | None) -> Iterator[None]:
+        """Around a stock read of the thread `config` names (of every thread, if none): its
+        rows committed first, by themselves (a read of one thread never waits for another
+        thread's commit)."""
+        self._committed_before_reading((config or {}).get("configurable", {}).get("thread_id"))
+        self._recording.committed = True
+        try:
+            yield
+        finally:
+            self._recording.committed = False
+
+    @contextmanager
+    def _writer(self) -> Iterator[Callable[[Writes], None]]:
+        with self._pool.connection() as conn:
+
+            def write(statements: Writes) -> None:
+                try:
+                    _write_in_one_exchange(conn, statements)
+                except BaseException:
+                    if not conn.closed:
+                        with contextlib.suppress(psycopg.Error):  # (the pool checks it anyway)
+                            conn.rollback()
+                    raise
+
+            yield write
+
+    @contextmanager
+    def _recorded(self) -> Iterator[Writes]:
+        """The statements the stock saver runs on `_cursor` meanwhile, kept, not sent."""
+        recorder = self._recording.into = _Recorder()
+        try:
+            yield recorder.statements
+        finally:
+            self._recording.into = None
 
     @contextmanager
     def _reading(self) -> Iterator[PgCursor]:
@@ -108,33 +200,56 @@ class HitlPostgresSaver(AsyncInWorkerThreads, MessageLogSaver, PostgresSaver):
         logged, messages = self._logged(
             str(configurable["thread_id"]), configurable["checkpoint_ns"], checkpoint
         )
-        self._messages_to_put.rows = messages  # written in the stock put's pipeline (`_cursor`)
-        try:
+        with self._recorded() as statements:
             saved = super().put(config, logged, metadata, new_versions)
-        finally:
-            self._messages_to_put.rows = []
-        self.commits += 1
+        messages = [
+            (s if s is message_log.CHECK_NODE else to_postgres(s), rows) for s, rows in messages
+        ]
+        thread_id = str(configurable["thread_id"])
+        number = self._buffers.add(
+            thread_id,
+            messages + statements,
+            checkpoint_id=str(checkpoint["id"]),
+            follows=configurable.get("checkpoint_id"),
+        )
+        if self._commit_points.checkpoint_commits(logged):
+            self._buffers.commit(thread_id, number)
         return saved
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        with self._recorded() as statements:
+            super().put_writes(config, writes, task_id, task_path)
+        configurable = config["configurable"]
+        thread_id, checkpoint_id = (
+            str(configurable["thread_id"]),
+            str(configurable["checkpoint_id"]),
+        )
+        number = self._buffers.add(thread_id, statements, follows=checkpoint_id)
+        if self._commit_points.writes_commit(checkpoint_id, writes):
+            self._buffers.commit(thread_id, number)
 
     @contextmanager
     def _cursor(self, *, pipeline: bool = False) -> Iterator[psycopg.Cursor[DictRow]]:
-        """The stock cursor; in `put`, its checkpoint's new messages are written on it first,
-        in the same pipeline (one exchange with the server where a transaction of their own
-        took four)."""
+        """In `put` and `put_writes`, a recorder; else the stock cursor, after the buffered
+        rows are committed (a read sees them, a delete follows them)."""
+        recorder = getattr(self._recording, "into", None)
+        if recorder is not None:
+            yield cast(psycopg.Cursor[DictRow], recorder)
+            return
+        self._committed_before_reading()
         with super()._cursor(pipeline=pipeline) as cur:
-            messages = getattr(self._messages_to_put, "rows", [])
-            self._messages_to_put.rows = []
-            for statement, rows in messages:
-                if statement is message_log.CHECK_NODE:  # (a pipeline's result: fetched)
-                    for row in rows:
-                        if cur.execute(to_postgres(statement), row).fetchone() is None:
-                            raise MissingMessage(row[0])
-                else:
-                    cur.executemany(to_postgres(cast(str, statement)), rows)
             yield cur
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return self._with_logs(super().get_tuple(config))
+        with self._reading_thread(config):
+            found = super().get_tuple(config)
+        return self._commit_points.loaded(self._with_logs(found))
 
     def list(
         self,
@@ -147,12 +262,14 @@ class HitlPostgresSaver(AsyncInWorkerThreads, MessageLogSaver, PostgresSaver):
         """The stock `list`, read whole before the first is yielded: the stock generator keeps
         its pooled connection while the caller works on each checkpoint, and the caller's
         message reads would then need a second one (a pool drained by such callers waits)."""
-        page = list(super().list(config, filter=filter, before=before, limit=limit))
+        with self._reading_thread(config):
+            page = list(super().list(config, filter=filter, before=before, limit=limit))
         for found in page:
             yield cast(CheckpointTuple, self._with_logs(found))
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete the thread's checkpoints, writes, blobs and stored messages, together."""
+        self._committed_before_reading(thread_id)
         with self._pool.connection() as conn, conn.transaction(), closing(conn.cursor()) as cur:
             for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes", "hitl_messages"):
                 cur.execute(f"DELETE FROM {table} WHERE thread_id = %s", (str(thread_id),))
@@ -161,6 +278,7 @@ class HitlPostgresSaver(AsyncInWorkerThreads, MessageLogSaver, PostgresSaver):
         """Delete the checkpoints (and their writes) that these runs created."""
         if not run_ids:
             return
+        self._committed_before_reading()
         with self._pool.connection() as conn, conn.transaction(), closing(conn.cursor()) as cur:
             cur.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS _doomed (thread_id TEXT, checkpoint_ns TEXT, "
@@ -188,6 +306,7 @@ class HitlPostgresSaver(AsyncInWorkerThreads, MessageLogSaver, PostgresSaver):
             "channel, type, blob",
             "hitl_messages": "checkpoint_ns, node_id, parent_id, depth, message_id, type, value",
         }
+        self._committed_before_reading(source_thread_id)
         with self._pool.connection() as conn, conn.transaction(), closing(conn.cursor()) as cur:
             for table, rest in columns.items():
                 cur.execute(
@@ -210,9 +329,12 @@ class HitlPostgresSaver(AsyncInWorkerThreads, MessageLogSaver, PostgresSaver):
     # async reads, in a worker thread (the writes: `AsyncInWorkerThreads`)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await asyncio.to_thread(
-            lambda: self._with_logs(PostgresSaver.get_tuple(self, config), {})
-        )
+        def found() -> CheckpointTuple | None:
+            with self._reading_thread(config):
+                stored = PostgresSaver.get_tuple(self, config)
+            return self._commit_points.loaded(self._with_logs(stored, {}))
+
+        return await asyncio.to_thread(found)
 
     async def alist(
         self,
@@ -224,15 +346,33 @@ class HitlPostgresSaver(AsyncInWorkerThreads, MessageLogSaver, PostgresSaver):
     ) -> AsyncIterator[CheckpointTuple]:
         def page() -> list[CheckpointTuple]:
             preload: dict[str, Any] = {}
-            return [
-                cast(CheckpointTuple, self._with_logs(found, preload))
-                for found in PostgresSaver.list(
-                    self, config, filter=filter, before=before, limit=limit
+            with self._reading_thread(config):
+                stored = list(
+                    PostgresSaver.list(self, config, filter=filter, before=before, limit=limit)
                 )
-            ]
+            return [cast(CheckpointTuple, self._with_logs(found, preload)) for found in stored]
 
         for item in await asyncio.to_thread(page):
             yield item
+
+
+def _write_in_one_exchange(conn: psycopg.Connection[Any], statements: Writes) -> None:
+    """Run `statements` in one transaction, sent together (a pipeline: one wait for the
+    server's answers, two if a checkpoint follows stored messages, checked before the
+    COMMIT). Not psycopg's `transaction()`: in a pipeline it waits at BEGIN and at COMMIT."""
+    checks: list[tuple[Any, ...]] = []
+    with conn.pipeline(), conn.cursor(binary=True) as cur:
+        cur.execute("BEGIN")
+        for statement, rows in statements:
+            if statement is message_log.CHECK_NODE:
+                checks += rows
+            else:
+                cur.executemany(statement, rows)
+        if checks:
+            missing = cur.execute(_MISSING_NODE, [list(c) for c in zip(*checks, strict=True)])
+            if (row := missing.fetchone()) is not None:
+                raise MissingMessage(row[0])
+        cur.execute("COMMIT")
 
 
 def _take_migration_lock(cur: psycopg.Cursor[DictRow], url: str) -> None:
@@ -274,6 +414,7 @@ def open_postgres_saver(url: str, *, create: bool = True) -> Iterator[HitlPostgr
         except psycopg.Error as e:
             raise DatabaseError(url, e) from e
         yield saver
+        saver.flush()
     finally:
         handle.close()
 

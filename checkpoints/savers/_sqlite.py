@@ -248,8 +248,9 @@ class BatchingSqliteSaver(AsyncInWorkerThreads, MessageLogSaver, SqliteSaver):
             with self.lock:
                 self._buffer.append((statement, rows))
 
-    def flush(self) -> None:
-        """Commit whatever is buffered (a run that stopped without reaching a commit point)."""
+    def flush(self, thread_id: str | None = None) -> None:
+        """Commit whatever is buffered (a run that stopped without reaching a commit point):
+        every run's rows, which share one buffer (`thread_id` does not narrow it here)."""
         if self._buffer:
             with self.cursor(transaction=False):
                 pass

@@ -765,10 +765,10 @@ class ApprovalService:
                     interrupted = interrupted or "__interrupt__" in nodes
                     if self._observer is not None:
                         if "__interrupt__" in nodes:  # the calls it asks about are registered
-                            self._saver.flush()  # in its commit: on disk before anyone hears
+                            self._saver.flush(thread_id)  # committed: on disk before anyone hears
                         self._observer(thread_id, partial(_updates_to_json, chunk))
         finally:
-            self._saver.flush()
+            self._saver.flush(thread_id)
         records = None
         if interrupted:  # waiting on other calls: it saw the turn's decisions made before it
             turn = _turn_call_ids(state)

@@ -1,6 +1,6 @@
-"""Where a run's rows commit, on both backends: they are on disk where durability needs them
-(the step that schedules a tool, the tool's result), as another connection sees. The SQLite
-saver buffers the rest (`CommitPoints`); PostgreSQL's commits each put."""
+"""Where a run's rows commit, on both backends (`CommitPoints`): they wait in memory, and
+commit where durability needs them (the step that schedules a tool, the tool's result, an
+interrupt, the run's end), as another connection sees."""
 
 import operator
 import time
@@ -11,9 +11,19 @@ from langgraph.graph import END, START, StateGraph
 from hitl.checkpoints.savers import open_saver
 from hitl.checkpoints.urls import DatabaseName
 from tests.support.fakes import ToolLog
-from tests.support.harness import open_test_service
+from tests.support.harness import open_harness, open_test_service
 from tests.support.prompts import SALLY
 from tests.support.sql import checkpoint_table, checkpoints_on_disk, execute, looking_mid_tool
+
+
+def test_a_runs_steps_commit_together_at_its_interrupt(db: DatabaseName, log: ToolLog) -> None:
+    """The steps up to an interrupt are buffered, then committed in one transaction (on
+    PostgreSQL each statement was its own): all of them on disk when the run returns."""
+    with open_harness(db, log) as parts:
+        before = parts.saver.commits
+        parts.service.run(SALLY, "t", actor="alice")
+        assert parts.saver.commits - before == 1
+        assert checkpoints_on_disk(db) == 3  # the input, the agent's step, the one it stopped at
 
 
 class _Log(TypedDict):

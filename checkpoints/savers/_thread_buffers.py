@@ -1,0 +1,146 @@
+"""Rows waiting for their commit, one buffer per graph thread (the PostgreSQL saver's).
+
+A commit takes one thread's rows, so a row the database refuses fails only its own run. A
+thread's commits take turns (its rows land in order: a checkpoint may refer to a blob an
+earlier step wrote), and whoever asks for a thread's rows to be committed (its commit point,
+or a read) waits for a commit of them under way: it returns only once they are on disk, or
+raises if they were dropped. Other threads' commits do not wait for it.
+
+A failed commit drops its rows; their run is then stopped at its commit point (`StepsLost`),
+or at its next step if it goes on from a checkpoint that was dropped: it never commits a
+checkpoint that refers to rows that are not there. A run that starts again from what is on
+disk is not stopped.
+"""
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+from hitl.checkpoints.errors import StepsLost
+
+Writes = list[tuple[Any, list[tuple[Any, ...]]]]
+Writer = Callable[[], AbstractContextManager[Callable[[Writes], None]]]
+"""Opens what a commit needs (a connection) and gives the function that writes rows in one
+transaction: rows are taken from their buffer only once it is open, so a wait for a
+connection that times out drops nothing."""
+COMMIT_LOCKS = 64
+"""A thread's commits take the lock its ID hashes to: the same one each time, and seldom one
+that another running thread's commits take."""
+LOST_THREADS_KEPT = 4096
+"""How many threads with dropped rows are remembered (the newest): far more than can be
+running in one process at once."""
+
+
+@dataclass
+class _Dropped:
+    """What failed commits dropped of one thread: why, which checkpoints, which rows."""
+
+    cause: BaseException
+    checkpoints: set[str] = field(default_factory=set)
+    batches: list[tuple[int, int]] = field(default_factory=list)  # first and last row numbers
+
+    def holds(self, number: int) -> bool:
+        return any(first <= number <= last for first, last in self.batches)
+
+
+class ThreadBuffers:
+    """Each graph thread's rows, in order, until a commit (see the module doc). Thread-safe."""
+
+    def __init__(self, writer: Writer, *, where: str) -> None:
+        self._writer = writer
+        self._where = where  # the database, for `StepsLost`
+        self._rows: dict[str, list[tuple[int, Writes]]] = {}  # thread → numbered rows
+        self._checkpoints: dict[str, set[str]] = {}  # thread → ids of its buffered checkpoints
+        self._in_flight: set[str] = set()  # threads whose rows a commit is writing now
+        self._dropped: dict[str, _Dropped] = {}
+        self._numbered = 0
+        self._lock = threading.Lock()  # held only to look, add or take
+        self._commit_locks = [threading.Lock() for _ in range(COMMIT_LOCKS)]
+        self.commits = 0
+
+    def add(
+        self,
+        thread_id: str,
+        rows: Writes,
+        *,
+        checkpoint_id: str | None = None,
+        follows: str | None = None,
+    ) -> int:
+        """Buffer a step's rows (a checkpoint's, `checkpoint_id`, or a task's writes) that
+        follow the checkpoint `follows`; their number. `StepsLost` if that one was dropped."""
+        with self._lock:
+            dropped = self._dropped.get(thread_id)
+            if dropped is not None and follows is not None and follows in dropped.checkpoints:
+                if checkpoint_id is not None:  # (and what follows this one too)
+                    dropped.checkpoints.add(checkpoint_id)
+                raise StepsLost(self._where, thread_id, dropped.cause)
+            self._numbered += 1
+            self._rows.setdefault(thread_id, []).append((self._numbered, rows))
+            if checkpoint_id is not None:
+                self._checkpoints.setdefault(thread_id, set()).add(checkpoint_id)
+            return self._numbered
+
+    def commit(self, thread_id: str, number: int | None = None) -> None:
+        """Return once the thread's buffered rows are committed (by this call, or by one under
+        way); with `number` (a row's), `StepsLost` if a failed commit dropped that row. A
+        failure of this call's own commit is raised as it is."""
+        with self._lock:
+            pending = thread_id in self._rows or thread_id in self._in_flight
+            if not pending:
+                self._refuse_dropped(thread_id, number)
+                return
+        with self._commit_locks[hash(thread_id) % COMMIT_LOCKS]:
+            with self._lock:
+                self._refuse_dropped(thread_id, number)
+                if thread_id not in self._rows:
+                    return  # committed by the commit this one waited for
+            with self._writer() as write:
+                with self._lock:
+                    taken = self._rows.pop(thread_id, [])
+                    checkpoints = self._checkpoints.pop(thread_id, set())
+                    self._in_flight.add(thread_id)
+                try:
+                    write([statement for _, rows in taken for statement in rows])
+                except BaseException as e:
+                    self._drop(thread_id, taken, checkpoints, e)
+                    raise
+                finally:
+                    with self._lock:
+                        self._in_flight.discard(thread_id)
+            with self._lock:
+                self.commits += 1
+
+    def commit_all(self) -> Iterator[BaseException]:
+        """Commit every thread's rows, each thread's apart; the failures (each dropped its
+        rows, and their run is told)."""
+        with self._lock:
+            threads = list(self._rows) + [t for t in self._in_flight if t not in self._rows]
+        for thread_id in threads:
+            try:
+                self.commit(thread_id)
+            except Exception as e:
+                yield e
+
+    def _refuse_dropped(self, thread_id: str, number: int | None) -> None:
+        dropped = self._dropped.get(thread_id)
+        if number is not None and dropped is not None and dropped.holds(number):
+            raise StepsLost(self._where, thread_id, dropped.cause)
+
+    def _drop(
+        self,
+        thread_id: str,
+        taken: list[tuple[int, Writes]],
+        checkpoints: set[str],
+        cause: BaseException,
+    ) -> None:
+        with self._lock:
+            dropped = self._dropped.pop(thread_id, None) or _Dropped(cause)
+            dropped.cause = cause
+            dropped.checkpoints |= checkpoints
+            if taken:
+                dropped.batches.append((taken[0][0], taken[-1][0]))
+            self._dropped[thread_id] = dropped  # (the newest last)
+            if len(self._dropped) > LOST_THREADS_KEPT:
+                del self._dropped[next(iter(self._dropped))]
