@@ -6,15 +6,15 @@ earlier step wrote), and whoever asks for a thread's rows to be committed (its c
 or a read) waits for a commit of them under way: it returns only once they are on disk, or
 raises if they were dropped. Other threads' commits do not wait for it.
 
-A failed commit drops its rows; their run is then stopped at its commit point (`StepsLost`),
-or at its next step if it goes on from a checkpoint that was dropped: it never commits a
-checkpoint that refers to rows that are not there. A run that starts again from what is on
-disk is not stopped.
+A failed commit drops its rows, and the rows its run buffered meanwhile (they follow them);
+the run is then stopped at its commit point (`StepsLost`), or at its next step if it goes on
+from a checkpoint that was dropped: it never commits a checkpoint that refers to rows that are
+not there. A run that starts again from what is on disk is not stopped.
 """
 
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,9 +25,6 @@ Writer = Callable[[], AbstractContextManager[Callable[[Writes], None]]]
 """Opens what a commit needs (a connection) and gives the function that writes rows in one
 transaction: rows are taken from their buffer only once it is open, so a wait for a
 connection that times out drops nothing."""
-COMMIT_LOCKS = 64
-"""A thread's commits take the lock its ID hashes to: the same one each time, and seldom one
-that another running thread's commits take."""
 LOST_THREADS_KEPT = 4096
 """How many threads with dropped rows are remembered (the newest): far more than can be
 running in one process at once."""
@@ -57,7 +54,7 @@ class ThreadBuffers:
         self._dropped: dict[str, _Dropped] = {}
         self._numbered = 0
         self._lock = threading.Lock()  # held only to look, add or take
-        self._commit_locks = [threading.Lock() for _ in range(COMMIT_LOCKS)]
+        self._turns: dict[str, tuple[threading.Lock, int]] = {}  # thread → its commits' lock, users
         self.commits = 0
 
     def add(
@@ -91,7 +88,7 @@ class ThreadBuffers:
             if not pending:
                 self._refuse_dropped(thread_id, number)
                 return
-        with self._commit_locks[hash(thread_id) % COMMIT_LOCKS]:
+        with self._turn(thread_id):
             with self._lock:
                 self._refuse_dropped(thread_id, number)
                 if thread_id not in self._rows:
@@ -123,6 +120,23 @@ class ThreadBuffers:
             except Exception as e:
                 yield e
 
+    @contextmanager
+    def _turn(self, thread_id: str) -> Iterator[None]:
+        """The thread's commits, one at a time (a lock of its own, kept while anyone wants it)."""
+        with self._lock:
+            lock, users = self._turns.get(thread_id, (threading.Lock(), 0))
+            self._turns[thread_id] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._lock:
+                lock, users = self._turns[thread_id]
+                if users == 1:
+                    del self._turns[thread_id]
+                else:
+                    self._turns[thread_id] = (lock, users - 1)
+
     def _refuse_dropped(self, thread_id: str, number: int | None) -> None:
         dropped = self._dropped.get(thread_id)
         if number is not None and dropped is not None and dropped.holds(number):
@@ -138,7 +152,8 @@ class ThreadBuffers:
         with self._lock:
             dropped = self._dropped.pop(thread_id, None) or _Dropped(cause)
             dropped.cause = cause
-            dropped.checkpoints |= checkpoints
+            dropped.checkpoints |= checkpoints | self._checkpoints.pop(thread_id, set())
+            taken = taken + self._rows.pop(thread_id, [])  # buffered meanwhile: they follow
             if taken:
                 dropped.batches.append((taken[0][0], taken[-1][0]))
             self._dropped[thread_id] = dropped  # (the newest last)

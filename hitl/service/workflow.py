@@ -767,8 +767,11 @@ class ApprovalService:
                         if "__interrupt__" in nodes:  # the calls it asks about are registered
                             self._saver.flush(thread_id)  # committed: on disk before anyone hears
                         self._observer(thread_id, partial(_updates_to_json, chunk))
-        finally:
-            self._saver.flush(thread_id)
+        except BaseException:
+            with suppress(Exception):  # (the run's own error is the one to tell)
+                self._saver.flush(thread_id)
+            raise
+        self._saver.flush(thread_id)
         records = None
         if interrupted:  # waiting on other calls: it saw the turn's decisions made before it
             turn = _turn_call_ids(state)

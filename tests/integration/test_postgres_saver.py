@@ -12,6 +12,7 @@ import pytest
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.conformance import checkpointer_test
 
+from hitl.checkpoints.errors import StepsLost
 from hitl.checkpoints.savers import HitlPostgresSaver, open_postgres_saver
 from tests.support.conformance import assert_conformant
 from tests.support.fakes import ToolLog
@@ -161,3 +162,37 @@ def test_a_read_of_a_thread_waits_for_its_commit_under_way_and_not_for_another_t
         committing.join(10)
         reader.join(10)
     assert read and read[0] is not None
+
+
+SLOW_FAILURE = """
+CREATE FUNCTION slow_failure() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.metadata->>'fail' = 'yes' THEN PERFORM pg_sleep(1); RAISE EXCEPTION 'injected'; END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER slow_failure BEFORE INSERT ON checkpoints
+    FOR EACH ROW EXECUTE FUNCTION slow_failure();
+"""
+
+
+def test_a_run_whose_steps_a_read_failed_to_commit_is_stopped_at_its_next_commit() -> None:
+    """A read of the thread commits the run's buffered step, and that commit fails slowly;
+    the run's end, put meanwhile, follows the dropped step: it is refused (`StepsLost`), not
+    stored without the blob and the parent it refers to."""
+    run: Any = {"configurable": {"thread_id": "a", "checkpoint_ns": ""}}
+    versions = {"foo": "1", "branch:to:agent": "1"}
+    with fresh_database() as url, open_postgres_saver(url) as saver:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(SLOW_FAILURE)
+        step = _checkpoint({"foo": ["x"], "branch:to:agent": None}, versions)
+        saved = saver.put(run, step, {"fail": "yes"}, versions)  # buffered (schedules agent)
+        reader = threading.Thread(target=lambda: saver.get_tuple(run))  # a UI polling, say
+        reader.start()
+        time.sleep(0.3)  # the read's commit of the step is under way
+        end = _checkpoint({"foo": ["x"]}, {"foo": "1"})
+        with pytest.raises(StepsLost, match="'a'"):
+            saver.put(saved, end, {}, {})  # the run's end: a commit point
+        reader.join(10)
+        assert saver.get_tuple(run) is None  # nothing of the run stored
+        again = saver.put(run, _checkpoint({}, {}), {}, {})  # a new run, from what is on disk
+        assert saver.get_tuple(again) is not None

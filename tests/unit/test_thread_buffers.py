@@ -129,3 +129,41 @@ def test_rows_are_taken_only_once_the_writer_is_open() -> None:
     buffers._writer = db.writer
     buffers.commit("t")
     assert db.committed == [rows_of("t")]
+
+
+def test_a_step_added_while_its_parents_commit_is_under_way_is_dropped_if_that_fails() -> None:
+    """The run goes on while a read commits its rows: when that commit fails, the step it
+    added meanwhile (which follows the dropped ones) is not committed alone."""
+    db = FakeDatabase()
+    buffers = ThreadBuffers(db.writer, where="db")
+    db.hold, db.refuse = "t", {"t"}
+    buffers.add("t", rows_of("t"), checkpoint_id="c1", follows="c0")
+    reader = threading.Thread(target=lambda: list(buffers.commit_all()))
+    reader.start()
+    assert db.holding.wait(10)
+    number = buffers.add("t", rows_of("t2"), checkpoint_id="c2", follows="c1")
+    db.release.set()
+    reader.join(10)
+    with pytest.raises(StepsLost):
+        buffers.commit("t", number)
+    with pytest.raises(StepsLost):
+        buffers.add("t", ROW, checkpoint_id="c3", follows="c2")
+    assert db.committed == []
+
+
+def test_a_commit_of_one_thread_never_waits_for_another_threads() -> None:
+    db = FakeDatabase()
+    buffers = ThreadBuffers(db.writer, where="db")
+    db.hold = "x"
+    buffers.add("x", rows_of("x"))
+    held = threading.Thread(target=buffers.commit, args=("x",))
+    held.start()
+    assert db.holding.wait(10)
+    buffers.add("y", rows_of("y"))
+    done = threading.Event()
+    threading.Thread(target=lambda: (buffers.commit("y"), done.set()), daemon=True).start()
+    assert done.wait(5)  # while x's commit is held up
+    db.release.set()
+    held.join(10)
+    assert db.committed == [rows_of("y"), rows_of("x")]
+    assert buffers._turns == {}  # no lock kept for a thread nobody commits
