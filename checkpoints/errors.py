@@ -194,8 +194,8 @@ class StepsLost(DatabaseError):
     """The database refused a commit of a thread's buffered steps (maybe in another operation's
     commit): the run that made them cannot go on from them."""
 
-    def __init__(self, path: Path | str, thread_id: str, cause: BaseException) -> None:
-        said = scrub(str(cause).strip(), path)
+    def __init__(self, path: Path | str, thread_id: str, reason: str) -> None:
+        said = scrub(reason.strip(), path)
         RuntimeError.__init__(
             self,
             f"thread {thread_id!r}: the database {display(path)!r} refused to commit steps of "

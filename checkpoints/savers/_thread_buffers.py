@@ -34,7 +34,7 @@ running in one process at once."""
 class _Dropped:
     """What failed commits dropped of one thread: why, which checkpoints, which rows."""
 
-    cause: BaseException
+    reason: str  # (the exception's words: kept, it would keep its frames and rows alive)
     checkpoints: set[str] = field(default_factory=set)
     batches: list[tuple[int, int]] = field(default_factory=list)  # first and last row numbers
 
@@ -72,7 +72,7 @@ class ThreadBuffers:
             if dropped is not None and follows is not None and follows in dropped.checkpoints:
                 if checkpoint_id is not None:  # (and what follows this one too)
                     dropped.checkpoints.add(checkpoint_id)
-                raise StepsLost(self._where, thread_id, dropped.cause)
+                raise StepsLost(self._where, thread_id, dropped.reason)
             self._numbered += 1
             self._rows.setdefault(thread_id, []).append((self._numbered, rows))
             if checkpoint_id is not None:
@@ -140,7 +140,7 @@ class ThreadBuffers:
     def _refuse_dropped(self, thread_id: str, number: int | None) -> None:
         dropped = self._dropped.get(thread_id)
         if number is not None and dropped is not None and dropped.holds(number):
-            raise StepsLost(self._where, thread_id, dropped.cause)
+            raise StepsLost(self._where, thread_id, dropped.reason)
 
     def _drop(
         self,
@@ -150,8 +150,8 @@ class ThreadBuffers:
         cause: BaseException,
     ) -> None:
         with self._lock:
-            dropped = self._dropped.pop(thread_id, None) or _Dropped(cause)
-            dropped.cause = cause
+            dropped = self._dropped.pop(thread_id, None) or _Dropped(str(cause))
+            dropped.reason = str(cause)
             dropped.checkpoints |= checkpoints | self._checkpoints.pop(thread_id, set())
             taken = taken + self._rows.pop(thread_id, [])  # buffered meanwhile: they follow
             if taken:

@@ -767,9 +767,11 @@ class ApprovalService:
                         if "__interrupt__" in nodes:  # the calls it asks about are registered
                             self._saver.flush(thread_id)  # committed: on disk before anyone hears
                         self._observer(thread_id, partial(_updates_to_json, chunk))
-        except BaseException:
-            with suppress(Exception):  # (the run's own error is the one to tell)
+        except BaseException as failed:
+            try:  # the run's own error is the one to tell; the flush's goes with it
                 self._saver.flush(thread_id)
+            except Exception as also:
+                failed.add_note(f"saving the steps before it failed too: {also}")
             raise
         self._saver.flush(thread_id)
         records = None
