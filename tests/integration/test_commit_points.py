@@ -4,8 +4,10 @@ interrupt, the run's end), as another connection sees."""
 
 import operator
 import time
+from collections.abc import Iterator
 from typing import Annotated, Any, TypedDict
 
+import pytest
 from langgraph.graph import END, START, StateGraph
 
 from hitl.checkpoints.savers import open_saver
@@ -108,3 +110,25 @@ def test_the_step_before_the_tool_is_on_disk_when_the_tool_starts(db: DatabaseNa
     ((checkpoints, status),) = seen
     assert status == "running"  # the start, journaled
     assert checkpoints > at_the_interrupt  # and the resumed steps up to the tool, with it
+
+
+def test_a_failed_run_keeps_its_own_error_when_saving_its_steps_fails_too(
+    db: DatabaseName, log: ToolLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flush after a run that raised: its failure is told with the run's error, as a
+    note, and does not replace it."""
+
+    def failing_stream(*args: object, **kwargs: object) -> Iterator[object]:
+        raise RuntimeError("the model failed")
+        yield  # (a generator, as the graph's)
+
+    def failing_flush(thread_id: str | None = None) -> None:
+        raise RuntimeError("the disk is gone")
+
+    with open_harness(db, log) as parts:
+        monkeypatch.setattr(parts.graph, "stream", failing_stream)
+        monkeypatch.setattr(parts.saver, "flush", failing_flush)
+        with pytest.raises(RuntimeError, match="the model failed") as raised:
+            parts.service.run(SALLY, "t", actor="alice")
+        monkeypatch.undo()
+    assert any("the disk is gone" in note for note in getattr(raised.value, "__notes__", []))
