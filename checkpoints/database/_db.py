@@ -7,11 +7,13 @@ on PostgreSQL `PgConnection` hands them a cursor that rewrites it (`?` placehold
 and the same code.
 """
 
+import contextlib
 import re
 import threading
 import time
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
@@ -320,6 +322,22 @@ class PgConnection:
         if not self._closed:
             self._closed = True
             _release_pool(self.url)
+
+
+@contextmanager
+def rolled_back_on_failure(conn: Any) -> Iterator[None]:
+    """A failure inside rolls back the transaction a PostgreSQL connection of ours began (if
+    the connection still lives; a rollback that fails too is left to the pool, which checks
+    what it is given back), then goes on as it was."""
+    try:
+        yield
+    except BaseException:
+        if not conn.closed:
+            import psycopg
+
+            with contextlib.suppress(psycopg.Error):
+                conn.rollback()
+        raise
 
 
 def _acquire_pool(url: str, size: int) -> Any:

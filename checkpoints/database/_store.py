@@ -19,7 +19,6 @@ waits inside SQLite for up to the busy timeout, holding the store's lock), and o
 store takes the write lock only when a table is missing.
 """
 
-import contextlib
 import re
 import sqlite3
 import threading
@@ -34,6 +33,7 @@ from hitl.checkpoints.database._db import (
     PgConnection,
     PgCursor,
     PostgresOnly,
+    rolled_back_on_failure,
     scalar,
 )
 from hitl.checkpoints.database._sqlite import (
@@ -365,25 +365,17 @@ class Store:
         ours to begin and end), read committed: each statement sees what committed before it,
         the write lock included. Its BEGIN goes with the lock, and what it left waiting
         (`execute_later`, `notify`) with its COMMIT: no round trip of their own."""
-        import psycopg
-
         wait_ms = max(1, int(self._lock_wait * 1000))
-        with closing(conn.cursor()) as raw:
+        with closing(conn.cursor()) as raw, rolled_back_on_failure(conn):
             cur = PgCursor(raw, commits_here=True)
-            try:
-                # one round trip, and before `work`: what it reads (the clock included) is
-                # read under the lock, however long the wait was
-                raw.execute(
-                    f"BEGIN; SELECT set_config('lock_timeout', '{wait_ms}', true), "
-                    f"pg_advisory_xact_lock({WRITE_LOCK})"
-                )
-                result = work(cur)
-                cur.commit()
-            except BaseException:
-                if not conn.closed:
-                    with contextlib.suppress(psycopg.Error):  # (the pool checks it anyway)
-                        conn.rollback()
-                raise
+            # one round trip, and before `work`: what it reads (the clock included) is read
+            # under the lock, however long the wait was
+            raw.execute(
+                f"BEGIN; SELECT set_config('lock_timeout', '{wait_ms}', true), "
+                f"pg_advisory_xact_lock({WRITE_LOCK})"
+            )
+            result = work(cur)
+            cur.commit()
             return result
 
     def close(self) -> None:

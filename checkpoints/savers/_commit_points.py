@@ -1,4 +1,4 @@
-"""When a buffering saver must commit (`BatchingSqliteSaver`'s points, kept apart from it).
+"""When a buffering saver must commit: the points both our savers commit at.
 
 A run's rows wait in memory and commit, in order, at these points: an interrupt or error
 (the run stops); the writes of a side-effect step (its results must survive a crash); a

@@ -29,7 +29,12 @@ from langgraph.checkpoint.postgres import PostgresSaver
 from psycopg.rows import DictRow, dict_row, tuple_row
 from psycopg_pool import PoolTimeout
 
-from hitl.checkpoints.database import PgConnection, PgCursor, to_postgres
+from hitl.checkpoints.database import (
+    PgConnection,
+    PgCursor,
+    rolled_back_on_failure,
+    to_postgres,
+)
 from hitl.checkpoints.errors import DatabaseBusy, DatabaseError, MissingMessage, SchemaMissing
 from hitl.checkpoints.savers import _message_log as message_log
 from hitl.checkpoints.savers._commit_points import CommitPoints
@@ -132,8 +137,9 @@ class HitlPostgresSaver(AsyncInWorkerThreads, MessageLogSaver, PostgresSaver):
         if thread_id is not None:
             self._buffers.commit(thread_id)
             return
-        for failure in list(self._buffers.commit_all()):
-            raise failure
+        failures = list(self._buffers.commit_all())  # (every thread's tried first)
+        if failures:
+            raise failures[0]
 
     def _committed_before_reading(self, thread_id: object = None) -> None:
         """The rows buffered for the thread (`None`: for every thread) committed, so a read
@@ -165,13 +171,8 @@ class HitlPostgresSaver(AsyncInWorkerThreads, MessageLogSaver, PostgresSaver):
         with self._pool.connection() as conn:
 
             def write(statements: Writes) -> None:
-                try:
+                with rolled_back_on_failure(conn):
                     _write_in_one_exchange(conn, statements)
-                except BaseException:
-                    if not conn.closed:
-                        with contextlib.suppress(psycopg.Error):  # (the pool checks it anyway)
-                            conn.rollback()
-                    raise
 
             yield write
 
@@ -226,10 +227,8 @@ class HitlPostgresSaver(AsyncInWorkerThreads, MessageLogSaver, PostgresSaver):
         with self._recorded() as statements:
             super().put_writes(config, writes, task_id, task_path)
         configurable = config["configurable"]
-        thread_id, checkpoint_id = (
-            str(configurable["thread_id"]),
-            str(configurable["checkpoint_id"]),
-        )
+        thread_id = str(configurable["thread_id"])
+        checkpoint_id = str(configurable["checkpoint_id"])
         number = self._buffers.add(thread_id, statements, follows=checkpoint_id)
         if self._commit_points.writes_commit(checkpoint_id, writes):
             self._buffers.commit(thread_id, number)

@@ -30,6 +30,16 @@ LOST_THREADS_KEPT = 4096
 running in one process at once."""
 
 
+@dataclass(frozen=True)
+class _Step:
+    """A step's rows as buffered: their number (in the order of every thread's steps) and the
+    checkpoint they save, if they save one."""
+
+    number: int
+    checkpoint_id: str | None
+    rows: Writes
+
+
 @dataclass
 class _Dropped:
     """What failed commits dropped of one thread: why, which checkpoints, which rows."""
@@ -48,8 +58,7 @@ class ThreadBuffers:
     def __init__(self, writer: Writer, *, where: str) -> None:
         self._writer = writer
         self._where = where  # the database, for `StepsLost`
-        self._rows: dict[str, list[tuple[int, Writes]]] = {}  # thread → numbered rows
-        self._checkpoints: dict[str, set[str]] = {}  # thread → ids of its buffered checkpoints
+        self._rows: dict[str, list[_Step]] = {}  # thread → its buffered steps, in order
         self._in_flight: set[str] = set()  # threads whose rows a commit is writing now
         self._dropped: dict[str, _Dropped] = {}
         self._numbered = 0
@@ -74,9 +83,7 @@ class ThreadBuffers:
                     dropped.checkpoints.add(checkpoint_id)
                 raise StepsLost(self._where, thread_id, dropped.reason)
             self._numbered += 1
-            self._rows.setdefault(thread_id, []).append((self._numbered, rows))
-            if checkpoint_id is not None:
-                self._checkpoints.setdefault(thread_id, set()).add(checkpoint_id)
+            self._rows.setdefault(thread_id, []).append(_Step(self._numbered, checkpoint_id, rows))
             return self._numbered
 
     def commit(self, thread_id: str, number: int | None = None) -> None:
@@ -96,12 +103,11 @@ class ThreadBuffers:
             with self._writer() as write:
                 with self._lock:
                     taken = self._rows.pop(thread_id, [])
-                    checkpoints = self._checkpoints.pop(thread_id, set())
                     self._in_flight.add(thread_id)
                 try:
-                    write([statement for _, rows in taken for statement in rows])
+                    write([statement for step in taken for statement in step.rows])
                 except BaseException as e:
-                    self._drop(thread_id, taken, checkpoints, e)
+                    self._drop(thread_id, taken, e)
                     raise
                 finally:
                     with self._lock:
@@ -113,7 +119,7 @@ class ThreadBuffers:
         """Commit every thread's rows, each thread's apart; the failures (each dropped its
         rows, and their run is told)."""
         with self._lock:
-            threads = list(self._rows) + [t for t in self._in_flight if t not in self._rows]
+            threads = set(self._rows) | self._in_flight
         for thread_id in threads:
             try:
                 self.commit(thread_id)
@@ -142,20 +148,14 @@ class ThreadBuffers:
         if number is not None and dropped is not None and dropped.holds(number):
             raise StepsLost(self._where, thread_id, dropped.reason)
 
-    def _drop(
-        self,
-        thread_id: str,
-        taken: list[tuple[int, Writes]],
-        checkpoints: set[str],
-        cause: BaseException,
-    ) -> None:
+    def _drop(self, thread_id: str, taken: list[_Step], cause: BaseException) -> None:
         with self._lock:
             dropped = self._dropped.pop(thread_id, None) or _Dropped(str(cause))
             dropped.reason = str(cause)
-            dropped.checkpoints |= checkpoints | self._checkpoints.pop(thread_id, set())
             taken = taken + self._rows.pop(thread_id, [])  # buffered meanwhile: they follow
+            dropped.checkpoints |= {s.checkpoint_id for s in taken if s.checkpoint_id is not None}
             if taken:
-                dropped.batches.append((taken[0][0], taken[-1][0]))
+                dropped.batches.append((taken[0].number, taken[-1].number))
             self._dropped[thread_id] = dropped  # (the newest last)
             if len(self._dropped) > LOST_THREADS_KEPT:
                 del self._dropped[next(iter(self._dropped))]
